@@ -1,0 +1,34 @@
+// The unit of work that flows from an I/O thread to a model replica and back.
+// A Task is one input of one query; a Completion is the answer delivered to the owning I/O thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace clipper {
+
+using Clock = std::chrono::steady_clock;
+
+struct Task {
+  uint32_t io_thread = 0;      // the I/O thread that owns the waiting query
+  uint64_t query_key = 0;      // the waiting query within that thread
+  uint32_t input_index = 0;    // which input of that query this task answers
+  Clock::time_point deadline;  // after this the query has been answered with the default
+  uint32_t element_count = 0;  // numeric elements (bytes for bytes and strings)
+  std::string payload;         // packed input bytes
+};
+
+enum class CompletionKind : uint8_t {
+  Output,      // `text` is the model's output
+  ModelError,  // `text` explains why the model gave no output
+};
+
+struct Completion {
+  uint64_t query_key = 0;
+  uint32_t input_index = 0;
+  CompletionKind kind = CompletionKind::Output;
+  std::string text;
+};
+
+}  // namespace clipper

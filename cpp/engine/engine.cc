@@ -1,0 +1,117 @@
+#include "engine/engine.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/query_processor.h"
+#include "http/http_server.h"
+#include "rpc/model_rpc_server.h"
+
+namespace clipper {
+
+Engine::Engine(EngineOptions options) : options_(std::move(options)), models_(metrics_) {
+  options_.validate();
+  routing_ = std::make_shared<RoutingTable>();
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start() {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  if (running_.load()) return;
+  std::vector<int> sockets;
+  auto close_all = [&sockets] {
+    for (int fd : sockets) ::close(fd);
+  };
+  // Every I/O thread gets its own socket on the same port (SO_REUSEPORT); the kernel spreads
+  // connections across them.
+  int port = options_.query_port;
+  for (int thread = 0; thread < options_.io_threads; ++thread) {
+    const int fd = http::open_listening_socket(options_.bind_address, port, 4096);
+    if (fd < 0) {
+      close_all();
+      throw std::runtime_error("cannot listen on " + options_.bind_address + ":" + std::to_string(port) +
+                               " for queries: " + std::strerror(-fd));
+    }
+    sockets.push_back(fd);
+    port = http::bound_port(fd);
+  }
+  query_port_ = port;
+  int metrics_fd = -1;
+  if (options_.metrics_port != 0) {
+    metrics_fd = http::open_listening_socket(options_.bind_address, options_.metrics_port, 512);
+    if (metrics_fd < 0) {
+      close_all();
+      throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
+                               std::to_string(options_.metrics_port) + " for metrics: " +
+                               std::strerror(-metrics_fd));
+    }
+    metrics_port_ = http::bound_port(metrics_fd);
+  } else {
+    metrics_port_ = query_port_;
+  }
+
+  rpc_server_ = std::make_unique<ModelRpcServer>(*this);
+  try {
+    rpc_port_ = rpc_server_->bind(options_.bind_address, options_.rpc_port);
+  } catch (...) {
+    close_all();
+    if (metrics_fd >= 0) ::close(metrics_fd);
+    rpc_server_.reset();
+    throw;
+  }
+
+  processors_.clear();
+  for (int thread = 0; thread < options_.io_threads; ++thread) {
+    processors_.push_back(std::make_unique<QueryProcessor>(*this, static_cast<uint32_t>(thread)));
+    processors_.back()->serve_queries(sockets[static_cast<std::size_t>(thread)]);
+  }
+  if (metrics_fd >= 0) processors_.front()->serve_metrics(metrics_fd);
+
+  running_.store(true);
+  for (auto& processor : processors_) {
+    io_threads_.emplace_back([raw = processor.get()] { raw->run(); });
+  }
+  rpc_thread_ = std::thread([this] { rpc_server_->run(); });
+}
+
+void Engine::stop() {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  if (!running_.exchange(false)) return;
+  for (auto& processor : processors_) processor->request_stop();
+  for (auto& thread : io_threads_) thread.join();
+  io_threads_.clear();
+  rpc_server_->request_stop();
+  rpc_thread_.join();
+  processors_.clear();
+  rpc_server_.reset();
+  running_.notify_all();
+}
+
+void Engine::wait() {
+  while (running_.load()) running_.wait(true);
+}
+
+void Engine::apply_config(std::string_view config_json) {
+  std::lock_guard lock(routing_mutex_);
+  auto table = build_routing_table(config_json, models_, metrics_, routing_generation_.load() + 1);
+  routing_ = std::move(table);
+  routing_generation_.store(routing_->generation, std::memory_order_release);
+}
+
+std::shared_ptr<const RoutingTable> Engine::routing_table() const {
+  std::lock_guard lock(routing_mutex_);
+  return routing_;
+}
+
+std::vector<ReplicaInfo> Engine::replicas() const {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  if (!rpc_server_) return {};
+  return rpc_server_->replicas();
+}
+
+std::string Engine::metrics_text() const { return metrics_.render_prometheus(); }
+
+}  // namespace clipper

@@ -1,0 +1,91 @@
+// The serving engine: owns the I/O threads (HTTP), the RPC thread (model replicas), the routing
+// table and the metrics. Its public methods are the control interface; they run on the caller's
+// thread, never block the request path, and are safe to call from any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "engine/engine_options.h"
+#include "engine/model_registry.h"
+#include "engine/routing.h"
+#include "metrics/metrics.h"
+
+namespace clipper {
+
+class QueryProcessor;
+class ModelRpcServer;
+
+struct ReplicaInfo {
+  std::string model_name;
+  std::string model_version;
+  int32_t replica_id = 0;
+  std::string input_type;
+  int inflight_batches = 0;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Binds every port and starts the threads. Throws std::runtime_error when a port cannot be bound.
+  void start();
+  // Stops accepting, closes connections, joins the threads. Idempotent.
+  void stop();
+  // Blocks until stop() is called from another thread (or a signal handler path calls it).
+  void wait();
+
+  // Replaces the configuration with a snapshot (docs/interfaces.md). Throws std::invalid_argument.
+  void apply_config(std::string_view config_json);
+
+  std::vector<ReplicaInfo> replicas() const;
+  std::string metrics_text() const;
+
+  int query_port() const { return query_port_; }
+  int rpc_port() const { return rpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  bool running() const { return running_.load(); }
+  bool configured() const { return routing_generation_.load() > 0; }
+  const EngineOptions& options() const { return options_; }
+
+  // --- used by the engine's own threads ---
+  // The current routing table; I/O threads call this only when routing_generation() changed.
+  std::shared_ptr<const RoutingTable> routing_table() const;
+  uint64_t routing_generation() const { return routing_generation_.load(std::memory_order_acquire); }
+  ModelRegistry& models() { return models_; }
+  metrics::MetricsRegistry& metrics() { return metrics_; }
+  ModelRpcServer& rpc() { return *rpc_server_; }
+  QueryProcessor& processor(uint32_t io_thread) { return *processors_[io_thread]; }
+  uint64_t next_query_ids(uint32_t count) { return next_query_id_.fetch_add(count); }
+
+ private:
+  EngineOptions options_;
+  metrics::MetricsRegistry metrics_;
+  ModelRegistry models_;
+
+  mutable std::mutex routing_mutex_;
+  std::shared_ptr<const RoutingTable> routing_;
+  std::atomic<uint64_t> routing_generation_{0};
+
+  std::vector<std::unique_ptr<QueryProcessor>> processors_;
+  std::vector<std::thread> io_threads_;
+  std::unique_ptr<ModelRpcServer> rpc_server_;
+  std::thread rpc_thread_;
+
+  std::atomic<uint64_t> next_query_id_{0};
+  std::atomic<bool> running_{false};
+  mutable std::mutex lifecycle_mutex_;
+  int query_port_ = 0;
+  int rpc_port_ = 0;
+  int metrics_port_ = 0;
+};
+
+}  // namespace clipper

@@ -1,0 +1,35 @@
+#include "engine/engine_options.h"
+
+#include <stdexcept>
+
+namespace clipper {
+namespace {
+
+void check_port(int port, const char* field) {
+  if (port < 0 || port > 65535) {
+    throw std::invalid_argument(std::string(field) + " must be between 0 and 65535, got " +
+                                std::to_string(port));
+  }
+}
+
+}  // namespace
+
+void EngineOptions::validate() const {
+  if (bind_address.empty()) throw std::invalid_argument("bind_address must not be empty");
+  check_port(query_port, "query_port");
+  check_port(rpc_port, "rpc_port");
+  check_port(metrics_port, "metrics_port");
+  if (io_threads < 1 || io_threads > 64) {
+    throw std::invalid_argument("io_threads must be between 1 and 64, got " + std::to_string(io_threads));
+  }
+  if (max_body_bytes < 1024) throw std::invalid_argument("max_body_bytes must be at least 1024");
+  if (max_batch_size < 1) throw std::invalid_argument("max_batch_size must be at least 1");
+  if (max_queued_tasks_per_model < 1) {
+    throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
+  }
+  if (heartbeat_timeout_millis < 100) {
+    throw std::invalid_argument("heartbeat_timeout_millis must be at least 100");
+  }
+}
+
+}  // namespace clipper

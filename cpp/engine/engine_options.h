@@ -1,0 +1,27 @@
+// Every setting of the engine, with its unit in its name and its default. Validated once, by
+// validate(), with an error that names the field.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace clipper {
+
+struct EngineOptions {
+  std::string bind_address = "127.0.0.1";   // where the query, metrics and RPC ports listen
+  int query_port = 1337;                     // REST queries; 0 picks a free port
+  int rpc_port = 7000;                       // model replicas (ZeroMQ ROUTER); 0 picks a free port
+  int metrics_port = 1390;                   // Prometheus /metrics; 0 = only on the query port
+  int io_threads = 1;                        // HTTP event loops, each accepting on the query port
+  std::size_t max_body_bytes = 8 * 1024 * 1024;  // larger request bodies answer 413
+  std::size_t cache_size_bytes = 32 * 1024 * 1024;  // prediction cache budget (0 disables it)
+  int max_batch_size = 128;                  // upper bound on any batch sent to a replica
+  std::size_t max_queued_tasks_per_model = 100000;  // beyond this, /predict answers 503
+  int64_t heartbeat_timeout_millis = 2000;   // a replica silent this long is dropped
+
+  // Throws std::invalid_argument naming the first invalid field.
+  void validate() const;
+};
+
+}  // namespace clipper

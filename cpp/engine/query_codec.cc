@@ -1,0 +1,271 @@
+#include "engine/query_codec.h"
+
+extern "C" {
+#include <b64/cdecode.h>
+}
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace clipper {
+namespace {
+
+std::string schema_cause(std::string_view detail, InputType type) {
+  std::string cause(detail);
+  cause += ". Expected JSON schema: ";
+  cause += input_schema_text(type);
+  return cause;
+}
+
+bool is_base64(std::string_view text) {
+  if (text.size() % 4 != 0) return false;
+  std::size_t padding = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '=') {
+      if (i + 2 < text.size()) return false;  // '=' only in the last two places
+      ++padding;
+      continue;
+    }
+    if (padding > 0) return false;
+    const bool valid = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                       c == '+' || c == '/';
+    if (!valid) return false;
+  }
+  return true;
+}
+
+template <typename Element, typename Convert>
+bool pack_numbers(const rapidjson::Value& array, DecodedInput& out, Convert convert) {
+  out.payload.resize(array.Size() * sizeof(Element));
+  auto* cursor = out.payload.data();
+  for (const auto& item : array.GetArray()) {
+    Element element;
+    if (!convert(item, element)) return false;
+    std::memcpy(cursor, &element, sizeof(Element));
+    cursor += sizeof(Element);
+  }
+  out.element_count = array.Size();
+  return true;
+}
+
+// Decodes one input value; on failure returns the reason (without the schema).
+std::optional<std::string> decode_input(const rapidjson::Value& value, InputType type,
+                                        DecodedInput& out) {
+  switch (type) {
+    case InputType::Strings:
+      if (!value.IsString()) return std::string("input must be a JSON string");
+      out.payload.assign(value.GetString(), value.GetStringLength());
+      out.element_count = value.GetStringLength();
+      return std::nullopt;
+    case InputType::Bytes: {
+      if (!value.IsString()) return std::string("input must be a base64-encoded JSON string");
+      std::string_view encoded(value.GetString(), value.GetStringLength());
+      if (!is_base64(encoded)) return std::string("input is not valid base64");
+      out.payload.resize(encoded.size() / 4 * 3);
+      base64_decodestate state;
+      base64_init_decodestate(&state);
+      const int written = base64_decode_block(encoded.data(), static_cast<int>(encoded.size()),
+                                              out.payload.data(), &state);
+      out.payload.resize(static_cast<std::size_t>(written));
+      out.element_count = static_cast<uint32_t>(written);
+      return std::nullopt;
+    }
+    case InputType::Ints:
+      if (!value.IsArray()) return std::string("input must be a JSON array of integers");
+      if (!pack_numbers<int32_t>(value, out, [](const rapidjson::Value& v, int32_t& e) {
+            if (!v.IsInt()) return false;
+            e = v.GetInt();
+            return true;
+          })) {
+        return std::string("every element must be an integer in the int32 range");
+      }
+      return std::nullopt;
+    case InputType::Floats:
+      if (!value.IsArray()) return std::string("input must be a JSON array of numbers");
+      if (!pack_numbers<float>(value, out, [](const rapidjson::Value& v, float& e) {
+            if (!v.IsNumber()) return false;
+            const double d = v.GetDouble();
+            if (std::isfinite(d) && std::fabs(d) > std::numeric_limits<float>::max()) return false;
+            e = static_cast<float>(d);
+            return true;
+          })) {
+        return std::string("every element must be a number in the float32 range");
+      }
+      return std::nullopt;
+    case InputType::Doubles:
+      if (!value.IsArray()) return std::string("input must be a JSON array of numbers");
+      if (!pack_numbers<double>(value, out, [](const rapidjson::Value& v, double& e) {
+            if (!v.IsNumber()) return false;
+            e = v.GetDouble();
+            return true;
+          })) {
+        return std::string("every element must be a number");
+      }
+      return std::nullopt;
+  }
+  return std::string("unknown input type");
+}
+
+bool parse_object(std::string_view body, rapidjson::Document& doc, DecodeError& failure,
+                  InputType type) {
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError()) {
+    failure = {"Json error",
+               schema_cause(std::string("Error parsing JSON: ") +
+                                rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
+                                std::to_string(doc.GetErrorOffset()),
+                            type)};
+    return false;
+  }
+  if (!doc.IsObject()) {
+    failure = {"Json error", schema_cause("the body must be a JSON object", type)};
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type) {
+  DecodeResult<PredictBody> result;
+  rapidjson::Document doc;
+  if (!parse_object(body, doc, result.failure, type)) return result;
+
+  PredictBody parsed;
+  const auto input = doc.FindMember("input");
+  const auto batch = doc.FindMember("input_batch");
+  const bool has_input = input != doc.MemberEnd();
+  const bool has_batch = batch != doc.MemberEnd();
+  if (has_input == has_batch) {
+    result.failure = {"Json error",
+                      schema_cause(has_input ? "give either \"input\" or \"input_batch\", not both"
+                                             : "missing \"input\" or \"input_batch\"",
+                                   type)};
+    return result;
+  }
+  if (has_input) {
+    DecodedInput decoded;
+    if (auto reason = decode_input(input->value, type, decoded)) {
+      result.failure = {"Json error", schema_cause("\"input\": " + *reason, type)};
+      return result;
+    }
+    parsed.inputs.push_back(std::move(decoded));
+  } else {
+    if (!batch->value.IsArray()) {
+      result.failure = {"Json error", schema_cause("\"input_batch\" must be a JSON array", type)};
+      return result;
+    }
+    parsed.is_batch = true;
+    parsed.inputs.reserve(batch->value.Size());
+    std::size_t index = 0;
+    for (const auto& item : batch->value.GetArray()) {
+      DecodedInput decoded;
+      if (auto reason = decode_input(item, type, decoded)) {
+        result.failure = {"Json error", schema_cause("\"input_batch\"[" + std::to_string(index) +
+                                                         "]: " + *reason,
+                                                     type)};
+        return result;
+      }
+      parsed.inputs.push_back(std::move(decoded));
+      ++index;
+    }
+  }
+  const auto version = doc.FindMember("version");
+  if (version != doc.MemberEnd()) {
+    if (version->value.IsString()) {
+      parsed.version.emplace(version->value.GetString(), version->value.GetStringLength());
+    } else if (version->value.IsInt64()) {
+      parsed.version = std::to_string(version->value.GetInt64());
+    } else {
+      result.failure = {"Json error", schema_cause("\"version\" must be a string", type)};
+      return result;
+    }
+  }
+  result.value = std::move(parsed);
+  return result;
+}
+
+DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType type) {
+  DecodeResult<UpdateBody> result;
+  rapidjson::Document doc;
+  if (!parse_object(body, doc, result.failure, type)) return result;
+  UpdateBody parsed;
+  const auto uid = doc.FindMember("uid");
+  if (uid == doc.MemberEnd() || !uid->value.IsInt64()) {
+    result.failure = {"Json error", "\"uid\" must be an integer. Expected JSON schema: "
+                                    "{\"uid\": int, \"input\": <input>, \"label\": number}"};
+    return result;
+  }
+  parsed.uid = uid->value.GetInt64();
+  const auto label = doc.FindMember("label");
+  if (label == doc.MemberEnd() || !label->value.IsNumber()) {
+    result.failure = {"Json error", "\"label\" must be a number. Expected JSON schema: "
+                                    "{\"uid\": int, \"input\": <input>, \"label\": number}"};
+    return result;
+  }
+  parsed.label = label->value.GetDouble();
+  const auto input = doc.FindMember("input");
+  if (input == doc.MemberEnd()) {
+    result.failure = {"Json error", schema_cause("missing \"input\"", type)};
+    return result;
+  }
+  if (auto reason = decode_input(input->value, type, parsed.input)) {
+    result.failure = {"Json error", schema_cause("\"input\": " + *reason, type)};
+    return result;
+  }
+  result.value = std::move(parsed);
+  return result;
+}
+
+bool is_valid_json(std::string_view text) {
+  if (text.empty()) return false;
+  rapidjson::BaseReaderHandler<> handler;
+  rapidjson::Reader reader;
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  return !reader.Parse<rapidjson::kParseDefaultFlags>(stream, handler).IsError();
+}
+
+void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
+                       std::string_view default_explanation) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartObject();
+  writer.Key("query_id");
+  writer.Uint64(query_id);
+  writer.Key("output");
+  if (is_valid_json(output)) {
+    writer.RawValue(output.data(), output.size(), rapidjson::kObjectType);
+  } else {
+    writer.String(output.data(), static_cast<rapidjson::SizeType>(output.size()));
+  }
+  writer.Key("default");
+  writer.Bool(is_default);
+  if (is_default && !default_explanation.empty()) {
+    writer.Key("default_explanation");
+    writer.String(default_explanation.data(),
+                  static_cast<rapidjson::SizeType>(default_explanation.size()));
+  }
+  writer.EndObject();
+  out.append(buffer.GetString(), buffer.GetSize());
+}
+
+std::string render_error(std::string_view error, std::string_view cause) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartObject();
+  writer.Key("error");
+  writer.String(error.data(), static_cast<rapidjson::SizeType>(error.size()));
+  writer.Key("cause");
+  writer.String(cause.data(), static_cast<rapidjson::SizeType>(cause.size()));
+  writer.EndObject();
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+}  // namespace clipper

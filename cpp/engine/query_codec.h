@@ -1,0 +1,62 @@
+// Decodes the JSON bodies of /predict and /update into typed inputs, and renders JSON answers.
+// Pure functions with no shared state: the I/O threads call them per request.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/input_type.h"
+
+namespace clipper {
+
+// One decoded input: numeric types as packed little-endian elements, bytes decoded from base64,
+// strings as raw UTF-8. `element_count` is the number of numeric elements (bytes for the others).
+struct DecodedInput {
+  std::string payload;
+  uint32_t element_count = 0;
+};
+
+struct PredictBody {
+  std::vector<DecodedInput> inputs;
+  bool is_batch = false;                 // the body used "input_batch"
+  std::optional<std::string> version;    // "version": query this version of the linked model
+};
+
+struct UpdateBody {
+  int64_t uid = 0;
+  DecodedInput input;
+  double label = 0.0;
+};
+
+// A client error: `error` is the short kind ("Json error"), `cause` says what was wrong and the
+// schema that was expected.
+struct DecodeError {
+  std::string error;
+  std::string cause;
+};
+
+template <typename T>
+struct DecodeResult {
+  std::optional<T> value;
+  DecodeError failure;
+  bool ok() const { return value.has_value(); }
+};
+
+DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type);
+DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType type);
+
+// Appends one prediction object ({"query_id", "output", "default", "default_explanation"?}) to `out`.
+// `output` is embedded as JSON when it is valid JSON, else as a JSON string.
+void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
+                       std::string_view default_explanation);
+
+// {"error": ..., "cause": ...}
+std::string render_error(std::string_view error, std::string_view cause);
+
+// True when `text` is one complete, valid JSON value.
+bool is_valid_json(std::string_view text);
+
+}  // namespace clipper

@@ -1,0 +1,103 @@
+// One I/O thread: its libuv loop, its HTTP server, and the queries it is waiting on. It routes each
+// request, enqueues the inputs on their model version's queue, and answers when every input has an
+// output or the app's deadline passes, whichever is first (a query is never answered twice).
+// Everything here runs on that one thread, except deliver() and request_stop(), which any thread calls.
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "batching/task.h"
+#include "engine/deadline_queue.h"
+#include "engine/routing.h"
+#include "http/http_server.h"
+
+namespace clipper {
+
+class Engine;
+
+class QueryProcessor final : public http::RequestHandler {
+ public:
+  QueryProcessor(Engine& engine, uint32_t io_thread);
+  ~QueryProcessor() override;
+
+  // Takes listening sockets before run(); the metrics-only listener answers just /metrics and health.
+  int serve_queries(int listening_fd) { return http_.serve_socket(listening_fd); }
+  int serve_metrics(int listening_fd);
+
+  void run();                 // the thread's body; returns after request_stop()
+  void request_stop();        // any thread
+  void deliver(std::vector<Completion>& completions);  // RPC thread: answers arrive
+
+  void on_request(http::HttpRequest&& request, http::ResponseSlot slot) override;
+
+ private:
+  struct InputResult {
+    bool done = false;
+    bool is_default = false;
+    std::string output;
+    std::string explanation;
+  };
+  struct PendingQuery {
+    http::ResponseSlot slot;
+    std::shared_ptr<const AppRoute> app;
+    std::string model_label;
+    bool is_batch = false;
+    uint64_t first_query_id = 0;
+    std::vector<InputResult> results;
+    uint32_t remaining = 0;
+    Clock::time_point received;
+  };
+
+  class MetricsOnlyHandler final : public http::RequestHandler {
+   public:
+    explicit MetricsOnlyHandler(QueryProcessor& owner) : owner_(owner) {}
+    void on_request(http::HttpRequest&& request, http::ResponseSlot slot) override;
+   private:
+    QueryProcessor& owner_;
+  };
+
+  static void on_completions(uv_async_t* handle);
+  static void on_deadline_timer(uv_timer_t* handle);
+  static void on_stop(uv_async_t* handle);
+
+  const RoutingTable& current_routing();
+  void handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
+                      http::ResponseSlot slot, Clock::time_point received);
+  void handle_update(const AppRoute& app, http::HttpRequest& request, http::ResponseSlot slot);
+  bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
+  void drain_completions();
+  void expire_deadlines();
+  void arm_deadline_timer(Clock::time_point deadline);
+  void fill_defaults(PendingQuery& query, const std::string& explanation);
+  void finish(uint64_t query_key, PendingQuery& query);
+  void reply_error(http::HttpServer& server, http::ResponseSlot slot, int status, std::string_view error,
+                   std::string_view cause, const AppRoute* app);
+
+  Engine& engine_;
+  const uint32_t io_thread_;
+  uv_loop_t loop_;
+  http::HttpServer http_;
+  MetricsOnlyHandler metrics_handler_;
+  std::unique_ptr<http::HttpServer> metrics_http_;
+  uv_async_t completions_async_;
+  uv_async_t stop_async_;
+  uv_timer_t deadline_timer_;
+  Clock::time_point armed_deadline_ = Clock::time_point::max();
+
+  moodycamel::ConcurrentQueue<Completion> completions_;
+  std::vector<Completion> drained_;
+  DeadlineQueue deadlines_;
+  std::unordered_map<uint64_t, PendingQuery> pending_;
+
+  std::shared_ptr<const RoutingTable> routing_;
+  uint64_t routing_generation_ = 0;
+};
+
+}  // namespace clipper

@@ -1,0 +1,128 @@
+#include "engine/routing.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+#include <stdexcept>
+
+namespace clipper {
+namespace {
+
+std::string required_string(const rapidjson::Value& object, const char* field, const std::string& where) {
+  auto found = object.FindMember(field);
+  if (found == object.MemberEnd() || !found->value.IsString()) {
+    throw std::invalid_argument(where + ": field \"" + field + "\" must be a string");
+  }
+  return std::string(found->value.GetString(), found->value.GetStringLength());
+}
+
+InputType required_input_type(const rapidjson::Value& object, const std::string& where) {
+  const std::string name = required_string(object, "input_type", where);
+  auto type = parse_input_type(name);
+  if (!type) {
+    throw std::invalid_argument(where + ": unknown input_type \"" + name +
+                                "\" (use bytes, ints, floats, doubles or strings)");
+  }
+  return *type;
+}
+
+}  // namespace
+
+std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_json,
+                                                        ModelRegistry& models,
+                                                        metrics::MetricsRegistry& metrics,
+                                                        uint64_t generation) {
+  rapidjson::Document doc;
+  doc.Parse(config_json.data(), config_json.size());
+  if (doc.HasParseError()) {
+    throw std::invalid_argument(std::string("configuration is not valid JSON: ") +
+                                rapidjson::GetParseError_En(doc.GetParseError()));
+  }
+  if (!doc.IsObject()) throw std::invalid_argument("configuration must be a JSON object");
+
+  // Models first: name -> versions and current version.
+  std::unordered_map<std::string, LinkedModel> model_table;
+  auto models_member = doc.FindMember("models");
+  if (models_member != doc.MemberEnd()) {
+    if (!models_member->value.IsArray()) throw std::invalid_argument("\"models\" must be an array");
+    for (const auto& entry : models_member->value.GetArray()) {
+      if (!entry.IsObject()) throw std::invalid_argument("each model must be an object");
+      const std::string name = required_string(entry, "name", "model");
+      const std::string where = "model \"" + name + "\"";
+      const std::string version = required_string(entry, "version", where);
+      const InputType type = required_input_type(entry, where);
+      ModelVersion* model_version = models.find_or_create(name, version, type);
+      if (model_version == nullptr) {
+        throw std::invalid_argument(where + " version \"" + version +
+                                    "\" is already known with another input type");
+      }
+      auto batch = entry.FindMember("batch_size");
+      if (batch != entry.MemberEnd()) {
+        if (!batch->value.IsInt() || batch->value.GetInt() == 0 || batch->value.GetInt() < -1) {
+          throw std::invalid_argument(where + ": batch_size must be -1 (adaptive) or a positive integer");
+        }
+        model_version->batch_size_limit.store(batch->value.GetInt(), std::memory_order_relaxed);
+      }
+      LinkedModel& linked = model_table[name];
+      linked.name = name;
+      linked.versions[version] = model_version;
+      auto current = entry.FindMember("current");
+      if (current != entry.MemberEnd() && current->value.IsBool() && current->value.GetBool()) {
+        if (linked.current != nullptr) {
+          throw std::invalid_argument(where + " has more than one current version");
+        }
+        linked.current = model_version;
+      }
+    }
+  }
+
+  auto table = std::make_shared<RoutingTable>();
+  table->generation = generation;
+  auto apps_member = doc.FindMember("apps");
+  if (apps_member != doc.MemberEnd()) {
+    if (!apps_member->value.IsArray()) throw std::invalid_argument("\"apps\" must be an array");
+    for (const auto& entry : apps_member->value.GetArray()) {
+      if (!entry.IsObject()) throw std::invalid_argument("each app must be an object");
+      auto app = std::make_shared<AppRoute>();
+      app->name = required_string(entry, "name", "app");
+      const std::string where = "app \"" + app->name + "\"";
+      if (app->name.empty() || app->name.find('/') != std::string::npos) {
+        throw std::invalid_argument(where + ": the name must be non-empty and contain no '/'");
+      }
+      app->input_type = required_input_type(entry, where);
+      app->default_output = required_string(entry, "default_output", where);
+      auto slo = entry.FindMember("slo_micros");
+      if (slo == entry.MemberEnd() || !slo->value.IsInt64() || slo->value.GetInt64() <= 0) {
+        throw std::invalid_argument(where + ": slo_micros must be a positive integer");
+      }
+      app->slo_micros = slo->value.GetInt64();
+      auto links = entry.FindMember("linked_models");
+      if (links != entry.MemberEnd()) {
+        if (!links->value.IsArray()) throw std::invalid_argument(where + ": linked_models must be an array");
+        for (const auto& link : links->value.GetArray()) {
+          if (!link.IsString()) throw std::invalid_argument(where + ": linked_models holds names");
+          const std::string model_name(link.GetString(), link.GetStringLength());
+          auto found = model_table.find(model_name);
+          if (found == model_table.end()) {
+            throw std::invalid_argument(where + " links model \"" + model_name +
+                                        "\", which the configuration does not define");
+          }
+          if (found->second.current != nullptr && found->second.current->input_type != app->input_type) {
+            throw std::invalid_argument(where + " takes " +
+                                        std::string(input_type_name(app->input_type)) +
+                                        " but model \"" + model_name + "\" takes " +
+                                        std::string(input_type_name(found->second.current->input_type)));
+          }
+          app->linked_models.push_back(found->second);
+        }
+      }
+      app->metrics = metrics.app(app->name);
+      if (!table->apps.emplace(app->name, app).second) {
+        throw std::invalid_argument(where + " is defined twice");
+      }
+    }
+  }
+  return table;
+}
+
+}  // namespace clipper

@@ -1,0 +1,51 @@
+// The immutable routing table: apps, their SLOs and defaults, and the model versions they reach.
+// A new table is built from each configuration snapshot and published atomically; I/O threads keep
+// a reference to the table they started a query with, so a switch never disturbs a query in flight.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/input_type.h"
+#include "engine/model_registry.h"
+#include "metrics/metrics.h"
+
+namespace clipper {
+
+struct LinkedModel {
+  std::string name;
+  ModelVersion* current = nullptr;                          // null: the model has no version yet
+  std::unordered_map<std::string, ModelVersion*> versions;  // every registered version, by name
+};
+
+struct AppRoute {
+  std::string name;
+  InputType input_type = InputType::Doubles;
+  std::string default_output;
+  int64_t slo_micros = 100000;
+  std::vector<LinkedModel> linked_models;
+  metrics::AppMetrics* metrics = nullptr;
+};
+
+struct RoutingTable {
+  uint64_t generation = 0;
+  std::unordered_map<std::string, std::shared_ptr<const AppRoute>> apps;
+
+  const AppRoute* find(std::string_view app) const {
+    auto found = apps.find(std::string(app));
+    return found == apps.end() ? nullptr : found->second.get();
+  }
+};
+
+// Parses a configuration snapshot (docs/interfaces.md) into a table, registering model versions.
+// Throws std::invalid_argument naming the offending field.
+std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_json,
+                                                        ModelRegistry& models,
+                                                        metrics::MetricsRegistry& metrics,
+                                                        uint64_t generation);
+
+}  // namespace clipper

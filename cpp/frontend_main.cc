@@ -1,0 +1,139 @@
+// clipper-frontend: the serving engine as a standalone program, with no Python in the process.
+// Configured by flags and a JSON configuration file (docs/interfaces.md); SIGHUP re-reads the file,
+// SIGINT/SIGTERM stop it cleanly.
+#include <getopt.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "engine/engine.h"
+
+namespace {
+
+const char* kUsage = R"(usage: clipper-frontend [options]
+
+Serves Clipper's query REST API from the native engine. Model replicas connect to the RPC port.
+
+options:
+  --bind-address ADDR            address of every port (default 127.0.0.1)
+  --query-port PORT              REST query port: POST /<app>/predict, /<app>/update (default 1337)
+  --rpc-port PORT                model replica RPC port, ZeroMQ (default 7000)
+  --metrics-port PORT            Prometheus GET /metrics; 0 serves it on the query port only (default 1390)
+  --io-threads N                 HTTP event-loop threads (default 1)
+  --max-body-bytes N             larger request bodies answer 413 (default 8388608)
+  --cache-size-bytes N           prediction cache budget in bytes, 0 disables it (default 33554432)
+  --max-batch-size N             largest batch sent to a replica (default 128)
+  --max-queued-tasks-per-model N queue bound per model version; beyond it /predict answers 503 (default 100000)
+  --heartbeat-timeout-millis N   drop a replica silent this long (default 2000)
+  --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
+                                 re-read on SIGHUP
+  --help                         show this help and exit
+)";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read configuration file " + path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+long parse_number(const char* flag, const char* text) {
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0') {
+    throw std::invalid_argument(std::string("--") + flag + " expects a number, got '" + text + "'");
+  }
+  return value;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  clipper::EngineOptions options;
+  std::string config_path;
+  static const option kOptions[] = {
+      {"bind-address", required_argument, nullptr, 'a'},
+      {"query-port", required_argument, nullptr, 'q'},
+      {"rpc-port", required_argument, nullptr, 'r'},
+      {"metrics-port", required_argument, nullptr, 'm'},
+      {"io-threads", required_argument, nullptr, 't'},
+      {"max-body-bytes", required_argument, nullptr, 'b'},
+      {"cache-size-bytes", required_argument, nullptr, 'c'},
+      {"max-batch-size", required_argument, nullptr, 's'},
+      {"max-queued-tasks-per-model", required_argument, nullptr, 'Q'},
+      {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
+      {"config", required_argument, nullptr, 'f'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  try {
+    int choice;
+    while ((choice = getopt_long(argc, argv, "h", kOptions, nullptr)) != -1) {
+      const char* name = kOptions[0].name;
+      for (const auto& entry : kOptions) {
+        if (entry.val == choice) name = entry.name;
+      }
+      switch (choice) {
+        case 'a': options.bind_address = optarg; break;
+        case 'q': options.query_port = static_cast<int>(parse_number(name, optarg)); break;
+        case 'r': options.rpc_port = static_cast<int>(parse_number(name, optarg)); break;
+        case 'm': options.metrics_port = static_cast<int>(parse_number(name, optarg)); break;
+        case 't': options.io_threads = static_cast<int>(parse_number(name, optarg)); break;
+        case 'b': options.max_body_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'c': options.cache_size_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 's': options.max_batch_size = static_cast<int>(parse_number(name, optarg)); break;
+        case 'Q': options.max_queued_tasks_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
+        case 'f': config_path = optarg; break;
+        case 'h': std::fputs(kUsage, stdout); return 0;
+        default: std::fputs(kUsage, stderr); return 2;
+      }
+    }
+    if (optind < argc) throw std::invalid_argument(std::string("unexpected argument '") + argv[optind] + "'");
+
+    // Block the signals before any thread starts, so only sigwait below receives them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    clipper::Engine engine(options);
+    if (!config_path.empty()) engine.apply_config(read_file(config_path));
+    engine.start();
+    std::fprintf(stderr,
+                 "clipper-frontend event=started query_port=%d rpc_port=%d metrics_port=%d io_threads=%d\n",
+                 engine.query_port(), engine.rpc_port(), engine.metrics_port(), options.io_threads);
+    while (true) {
+      int received = 0;
+      sigwait(&signals, &received);
+      if (received == SIGHUP && !config_path.empty()) {
+        try {
+          engine.apply_config(read_file(config_path));
+          std::fprintf(stderr, "clipper-frontend event=config_reloaded path=%s\n", config_path.c_str());
+        } catch (const std::exception& error) {
+          std::fprintf(stderr, "clipper-frontend event=config_rejected error=\"%s\"\n", error.what());
+        }
+        continue;
+      }
+      if (received == SIGINT || received == SIGTERM) break;
+    }
+    engine.stop();
+    std::fprintf(stderr, "clipper-frontend event=stopped\n");
+    return 0;
+  } catch (const std::invalid_argument& error) {
+    std::fprintf(stderr, "clipper-frontend: %s\n", error.what());
+    return 2;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "clipper-frontend: %s\n", error.what());
+    return 1;
+  }
+}

@@ -1,0 +1,95 @@
+// HTTP/1.1 keep-alive serving on one libuv loop: accepts connections, parses requests, and writes
+// answers in request order (pipelining-safe) whenever the handler completes them, now or later.
+// Owns the connections of its loop; every method runs on that loop's thread.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "http/request_parser.h"
+
+namespace clipper::http {
+
+// Identifies one answer still owed on one connection. Stale slots (connection gone) are ignored.
+struct ResponseSlot {
+  uint64_t connection_id = 0;
+  uint64_t sequence = 0;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string_view content_type = "application/json";
+  std::string extra_headers;  // complete header lines, each ending in "\r\n"
+};
+
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  // Called on the loop thread. The handler answers through HttpServer::respond, at once or later.
+  virtual void on_request(HttpRequest&& request, ResponseSlot slot) = 0;
+};
+
+struct HttpServerOptions {
+  std::size_t max_body_bytes = 8 * 1024 * 1024;
+  // A connection with this many answers owed stops being read until they are written.
+  std::size_t max_pipelined_requests = 256;
+};
+
+class HttpServer {
+ public:
+  HttpServer(uv_loop_t* loop, RequestHandler& handler, HttpServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Starts accepting on an already bound and listening socket (SO_REUSEPORT lets every I/O thread
+  // accept on the same port). Returns a libuv error code (0 = ok).
+  int serve_socket(int listening_fd);
+
+  void respond(ResponseSlot slot, HttpResponse response);
+
+  // Stops accepting and closes every connection; pending slots become stale.
+  void close_all();
+
+  std::size_t open_connections() const { return connections_.size(); }
+
+ private:
+  struct Connection;
+  struct Listener;
+
+  static void on_new_connection(uv_stream_t* server, int status);
+  static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buffer);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buffer);
+  static void on_write_done(uv_write_t* request, int status);
+  static void on_closed(uv_handle_t* handle);
+
+  void accept_from(uv_stream_t* server);
+  void handle_request(Connection& connection, HttpRequest&& request);
+  void fail_connection(Connection& connection, const ParseFailure& failure);
+  void flush(Connection& connection);
+  void close_connection(Connection& connection);
+
+  uv_loop_t* loop_;
+  RequestHandler& handler_;
+  HttpServerOptions options_;
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::deque<std::unique_ptr<Listener>> listeners_;
+  uint64_t next_connection_id_ = 1;
+  std::string read_buffer_;
+};
+
+// Creates a TCP socket bound to address:port with SO_REUSEADDR and SO_REUSEPORT, listening.
+// Returns the fd, or -errno. `port` 0 binds a free port; bound_port() reads it back.
+int open_listening_socket(const std::string& address, int port, int backlog);
+int bound_port(int fd);
+
+std::string_view status_text(int status);
+
+}  // namespace clipper::http

@@ -1,0 +1,95 @@
+// Counters and latency histograms for apps and model versions, rendered as Prometheus text.
+// Entries are created by the control path (under a mutex) and never freed while the engine lives,
+// so the request path keeps raw pointers and only does relaxed atomic increments.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace clipper::metrics {
+
+class Counter {
+ public:
+  void add(uint64_t amount = 1) { value_.fetch_add(amount, std::memory_order_relaxed); }
+  uint64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+class Gauge {
+ public:
+  void add(int64_t amount) { value_.fetch_add(amount, std::memory_order_relaxed); }
+  void set(int64_t value) { value_.store(value, std::memory_order_relaxed); }
+  int64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> value_{0};
+};
+
+// Cumulative histogram with fixed upper bounds (Prometheus "le" buckets).
+template <std::size_t N>
+class Histogram {
+ public:
+  explicit Histogram(const std::array<double, N>& upper_bounds) : bounds_(upper_bounds) {}
+  void observe(double value) {
+    std::size_t index = 0;
+    while (index < N && value > bounds_[index]) ++index;
+    counts_[index].fetch_add(1, std::memory_order_relaxed);
+    sum_.fetch_add(static_cast<uint64_t>(value), std::memory_order_relaxed);
+  }
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::array<double, N> bounds_;
+  std::array<std::atomic<uint64_t>, N + 1> counts_{};
+  std::atomic<uint64_t> sum_{0};
+};
+
+inline constexpr std::array<double, 16> kLatencyBoundsMicros{
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
+    2500000, 10000000};
+inline constexpr std::array<double, 11> kBatchSizeBounds{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+
+using LatencyHistogram = Histogram<kLatencyBoundsMicros.size()>;
+using BatchSizeHistogram = Histogram<kBatchSizeBounds.size()>;
+
+struct AppMetrics {
+  Counter requests;          // HTTP /predict requests accepted
+  Counter predictions;       // inputs answered (a batch request counts each input)
+  Counter default_answers;   // inputs answered with the app's default output
+  Counter client_errors;     // 4xx answers
+  Counter feedback;          // /update requests accepted
+  LatencyHistogram latency_micros{kLatencyBoundsMicros};
+};
+
+struct ModelMetrics {
+  Counter batches;
+  Counter predictions;
+  Counter failed_batches;
+  Gauge connected_replicas;
+  LatencyHistogram batch_latency_micros{kLatencyBoundsMicros};
+  BatchSizeHistogram batch_size{kBatchSizeBounds};
+};
+
+class MetricsRegistry {
+ public:
+  AppMetrics* app(const std::string& name);
+  ModelMetrics* model(const std::string& name, const std::string& version);
+  std::string render_prometheus() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<AppMetrics>> apps_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<ModelMetrics>> models_;
+};
+
+// Escapes a label value for the Prometheus text format.
+std::string escape_label(const std::string& value);
+
+}  // namespace clipper::metrics

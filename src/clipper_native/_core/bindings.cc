@@ -1,0 +1,76 @@
+// Binds the native engine to Python as clipper_native._core. Only binding lives here: every call
+// that can wait releases the GIL, and C++ exceptions become Python exceptions in this one place.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "engine/engine.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, module) {
+  module.doc() = "The native Clipper serving engine (HTTP query frontend, model RPC, batching).";
+
+  static py::exception<std::runtime_error> engine_error(module, "EngineError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr pointer) {
+    try {
+      if (pointer) std::rethrow_exception(pointer);
+    } catch (const std::invalid_argument& error) {
+      PyErr_SetString(PyExc_ValueError, error.what());
+    } catch (const std::runtime_error& error) {
+      py::set_error(engine_error, error.what());
+    }
+  });
+
+  py::class_<clipper::EngineOptions>(module, "EngineOptions")
+      .def(py::init<>())
+      .def_readwrite("bind_address", &clipper::EngineOptions::bind_address)
+      .def_readwrite("query_port", &clipper::EngineOptions::query_port)
+      .def_readwrite("rpc_port", &clipper::EngineOptions::rpc_port)
+      .def_readwrite("metrics_port", &clipper::EngineOptions::metrics_port)
+      .def_readwrite("io_threads", &clipper::EngineOptions::io_threads)
+      .def_readwrite("max_body_bytes", &clipper::EngineOptions::max_body_bytes)
+      .def_readwrite("cache_size_bytes", &clipper::EngineOptions::cache_size_bytes)
+      .def_readwrite("max_batch_size", &clipper::EngineOptions::max_batch_size)
+      .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
+      .def_readwrite("heartbeat_timeout_millis", &clipper::EngineOptions::heartbeat_timeout_millis)
+      .def("validate", &clipper::EngineOptions::validate);
+
+  py::class_<clipper::Engine>(module, "Engine")
+      .def(py::init<clipper::EngineOptions>(), py::arg("options"))
+      .def("start", &clipper::Engine::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &clipper::Engine::stop, py::call_guard<py::gil_scoped_release>())
+      .def("wait", &clipper::Engine::wait, py::call_guard<py::gil_scoped_release>())
+      .def("apply_config",
+           [](clipper::Engine& engine, const std::string& config) {
+             py::gil_scoped_release release;
+             engine.apply_config(config);
+           },
+           py::arg("config_json"))
+      .def("replicas",
+           [](const clipper::Engine& engine) {
+             std::vector<clipper::ReplicaInfo> replicas;
+             {
+               py::gil_scoped_release release;
+               replicas = engine.replicas();
+             }
+             py::list result;
+             for (const auto& replica : replicas) {
+               py::dict entry;
+               entry["model_name"] = replica.model_name;
+               entry["model_version"] = replica.model_version;
+               entry["replica_id"] = replica.replica_id;
+               entry["input_type"] = replica.input_type;
+               entry["inflight_batches"] = replica.inflight_batches;
+               result.append(entry);
+             }
+             return result;
+           })
+      .def("metrics_text", &clipper::Engine::metrics_text, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("query_port", &clipper::Engine::query_port)
+      .def_property_readonly("rpc_port", &clipper::Engine::rpc_port)
+      .def_property_readonly("metrics_port", &clipper::Engine::metrics_port)
+      .def_property_readonly("running", &clipper::Engine::running)
+      .def_property_readonly("configured", &clipper::Engine::configured);
+}

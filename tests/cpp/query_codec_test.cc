@@ -1,0 +1,95 @@
+#include "engine/query_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace clipper {
+namespace {
+
+std::vector<double> as_doubles(const DecodedInput& input) {
+  std::vector<double> values(input.element_count);
+  std::memcpy(values.data(), input.payload.data(), input.payload.size());
+  return values;
+}
+
+TEST(QueryCodec, DecodesASingleDoublesInputIncludingIntegersWrittenWithoutAPoint) {
+  auto result = decode_predict_body(R"({"input": [1, 2.5, -3e2]})", InputType::Doubles);
+  ASSERT_TRUE(result.ok()) << result.failure.cause;
+  ASSERT_EQ(result.value->inputs.size(), 1u);
+  EXPECT_FALSE(result.value->is_batch);
+  EXPECT_EQ(as_doubles(result.value->inputs[0]), (std::vector<double>{1.0, 2.5, -300.0}));
+}
+
+TEST(QueryCodec, DecodesABatchAndTheVersion) {
+  auto result = decode_predict_body(R"({"input_batch": [[1,2],[3]], "version": "2"})", InputType::Ints);
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result.value->inputs.size(), 2u);
+  EXPECT_TRUE(result.value->is_batch);
+  EXPECT_EQ(result.value->inputs[0].element_count, 2u);
+  EXPECT_EQ(result.value->inputs[1].payload.size(), 4u);
+  EXPECT_EQ(result.value->version, "2");
+}
+
+TEST(QueryCodec, RejectsWrongTypesWithTheSchema) {
+  auto strings_for_doubles = decode_predict_body(R"({"input": "abc"})", InputType::Doubles);
+  ASSERT_FALSE(strings_for_doubles.ok());
+  EXPECT_EQ(strings_for_doubles.failure.error, "Json error");
+  EXPECT_NE(strings_for_doubles.failure.cause.find("Expected JSON schema"), std::string::npos);
+
+  EXPECT_FALSE(decode_predict_body(R"({"input": [1.5]})", InputType::Ints).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": [3000000000]})", InputType::Ints).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": [1, "x"]})", InputType::Floats).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input_batch": [[1], "x"]})", InputType::Doubles).ok());
+}
+
+TEST(QueryCodec, RejectsMalformedJsonAndMissingInput) {
+  auto malformed = decode_predict_body(R"({"input": [1, 2)", InputType::Doubles);
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_NE(malformed.failure.cause.find("Error parsing JSON"), std::string::npos);
+  EXPECT_FALSE(decode_predict_body(R"({"inputs": [1]})", InputType::Doubles).ok());
+  EXPECT_FALSE(decode_predict_body(R"([1, 2])", InputType::Doubles).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": [1], "input_batch": [[1]]})", InputType::Doubles).ok());
+}
+
+TEST(QueryCodec, DecodesBase64BytesAndRejectsInvalidBase64) {
+  auto ok = decode_predict_body(R"({"input": "aGVsbG8="})", InputType::Bytes);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value->inputs[0].payload, "hello");
+  EXPECT_FALSE(decode_predict_body(R"({"input": "not base64!"})", InputType::Bytes).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": "aGV=sbG8"})", InputType::Bytes).ok());
+}
+
+TEST(QueryCodec, DecodesStrings) {
+  auto ok = decode_predict_body(R"({"input": "héllo"})", InputType::Strings);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value->inputs[0].payload, "héllo");
+}
+
+TEST(QueryCodec, DecodesUpdates) {
+  auto ok = decode_update_body(R"({"uid": 4, "input": [1.0], "label": 1})", InputType::Doubles);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value->uid, 4);
+  EXPECT_EQ(ok.value->label, 1.0);
+  EXPECT_FALSE(decode_update_body(R"({"uid": "x", "input": [1.0], "label": 1})", InputType::Doubles).ok());
+  EXPECT_FALSE(decode_update_body(R"({"uid": 1, "input": [1.0]})", InputType::Doubles).ok());
+}
+
+TEST(QueryCodec, RendersOutputsAsJsonWhenTheyAreJson) {
+  std::string out;
+  render_prediction(out, 7, "[1, 2]", false, "");
+  EXPECT_EQ(out, R"({"query_id":7,"output":[1, 2],"default":false})");
+  out.clear();
+  render_prediction(out, 8, "cat", true, "because");
+  EXPECT_EQ(out, R"({"query_id":8,"output":"cat","default":true,"default_explanation":"because"})");
+  out.clear();
+  render_prediction(out, 9, "1.5 trailing", false, "");
+  EXPECT_EQ(out, R"({"query_id":9,"output":"1.5 trailing","default":false})");
+}
+
+TEST(QueryCodec, RendersErrors) {
+  EXPECT_EQ(render_error("Json error", "bad \"x\""), R"({"error":"Json error","cause":"bad \"x\""})");
+}
+
+}  // namespace
+}  // namespace clipper

@@ -1,0 +1,65 @@
+#include "engine/routing.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+namespace clipper {
+namespace {
+
+class RoutingTest : public ::testing::Test {
+ protected:
+  metrics::MetricsRegistry metrics;
+  ModelRegistry models{metrics};
+};
+
+TEST_F(RoutingTest, BuildsAppsWithTheirCurrentModelVersion) {
+  auto table = build_routing_table(R"({
+    "apps": [{"name": "a", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000,
+              "linked_models": ["m"]}],
+    "models": [{"name": "m", "version": "1", "input_type": "doubles", "batch_size": -1},
+               {"name": "m", "version": "2", "input_type": "doubles", "batch_size": 9, "current": true}]
+  })", models, metrics, 1);
+  const AppRoute* app = table->find("a");
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->slo_micros, 1000);
+  ASSERT_EQ(app->linked_models.size(), 1u);
+  ASSERT_NE(app->linked_models[0].current, nullptr);
+  EXPECT_EQ(app->linked_models[0].current->version, "2");
+  EXPECT_EQ(app->linked_models[0].current->batch_size_limit.load(), 9);
+  EXPECT_EQ(app->linked_models[0].versions.size(), 2u);
+  EXPECT_EQ(table->find("b"), nullptr);
+}
+
+TEST_F(RoutingTest, RejectsInvalidConfigurationsNamingTheField) {
+  auto expect_rejected = [this](const char* json, const char* fragment) {
+    try {
+      build_routing_table(json, models, metrics, 1);
+      FAIL() << "accepted: " << json;
+    } catch (const std::invalid_argument& error) {
+      EXPECT_NE(std::string(error.what()).find(fragment), std::string::npos) << error.what();
+    }
+  };
+  expect_rejected("{", "not valid JSON");
+  expect_rejected(R"({"apps": [{"name": "a", "input_type": "tensors", "default_output": "x", "slo_micros": 1}]})",
+                  "unknown input_type");
+  expect_rejected(R"({"apps": [{"name": "a", "input_type": "ints", "default_output": "x", "slo_micros": 0}]})",
+                  "slo_micros");
+  expect_rejected(R"({"apps": [{"name": "a", "input_type": "ints", "default_output": "x", "slo_micros": 5,
+                      "linked_models": ["ghost"]}]})",
+                  "ghost");
+  expect_rejected(R"({"apps": [{"name": "a", "input_type": "ints", "default_output": "x", "slo_micros": 5,
+                      "linked_models": ["m"]}],
+                      "models": [{"name": "m", "version": "1", "input_type": "doubles", "current": true}]})",
+                  "takes ints");
+}
+
+TEST_F(RoutingTest, AModelVersionKeepsItsInputType) {
+  build_routing_table(R"({"models": [{"name": "m", "version": "1", "input_type": "doubles"}]})", models, metrics, 1);
+  EXPECT_THROW(build_routing_table(R"({"models": [{"name": "m", "version": "1", "input_type": "ints"}]})",
+                                   models, metrics, 2),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace clipper
