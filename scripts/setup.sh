@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and running Clipper needs on Debian 12 (bookworm), then the package itself.
+# Idempotent: re-running it only rebuilds the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Build: C++ toolchain, CMake, and the libraries the native engine links (HTTP parsing, event loop,
+# ZeroMQ, JSON, base64, lock-free queues). Test: GoogleTest. Bench: nginx (reference server).
+DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libuv1-dev libhttp-parser-dev libzmq3-dev rapidjson-dev libb64-dev libconcurrentqueue-dev
+  libgtest-dev nginx-light
+)
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+echo "setup: building and installing the clipper-serving package (native engine included)"
+"$PYTHON" -m pip install -q --disable-pip-version-check ".[test]"
