@@ -40,10 +40,19 @@ ModelRpcServer::ModelRpcServer(Engine& engine) : engine_(engine) {
   zmq_setsockopt(router_, ZMQ_SNDHWM, &high_water, sizeof(high_water));
   zmq_setsockopt(router_, ZMQ_RCVHWM, &high_water, sizeof(high_water));
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // A replica process that dies closes its TCP connection at once; the monitor tells us, so its
+  // batch is re-queued now instead of after the heartbeat timeout.
+  const std::string monitor_endpoint = "inproc://rpc-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+  zmq_socket_monitor(router_, monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED);
+  monitor_ = zmq_socket(context_, ZMQ_PAIR);
+  zmq_setsockopt(monitor_, ZMQ_LINGER, &zero, sizeof(zero));
+  zmq_connect(monitor_, monitor_endpoint.c_str());
   outgoing_.resize(static_cast<std::size_t>(engine.options().io_threads));
 }
 
 ModelRpcServer::~ModelRpcServer() {
+  if (router_ != nullptr) zmq_socket_monitor(router_, nullptr, 0);
+  if (monitor_ != nullptr) zmq_close(monitor_);
   if (router_ != nullptr) zmq_close(router_);
   if (context_ != nullptr) zmq_ctx_term(context_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -101,9 +110,10 @@ bool ModelRpcServer::has_dispatchable_work() {
 
 void ModelRpcServer::run() {
   next_liveness_check_ = Clock::now() + kLivenessCheckInterval;
-  zmq_pollitem_t items[2];
+  zmq_pollitem_t items[3];
   items[0] = {router_, 0, ZMQ_POLLIN, 0};
   items[1] = {nullptr, wake_fd_, ZMQ_POLLIN, 0};
+  items[2] = {monitor_, 0, ZMQ_POLLIN, 0};
   while (!stop_.load(std::memory_order_relaxed)) {
     // Announce sleep, then look once more, so a producer either sees us asleep or we see its task.
     sleeping_.store(true, std::memory_order_seq_cst);
@@ -112,13 +122,14 @@ void ModelRpcServer::run() {
       sleeping_.store(false, std::memory_order_relaxed);
       timeout = 0;
     }
-    if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) break;
+    if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR) break;
     sleeping_.store(false, std::memory_order_relaxed);
     if (items[1].revents & ZMQ_POLLIN) {
       uint64_t value;
       [[maybe_unused]] auto drained = ::read(wake_fd_, &value, sizeof(value));
     }
     receive_all();
+    if (items[2].revents & ZMQ_POLLIN) receive_disconnects();
     dispatch();
     flush_completions();
     const Clock::time_point now = Clock::now();
@@ -152,7 +163,9 @@ void ModelRpcServer::receive_all() {
       }
       more = zmq_msg_more(&body);
       if (first) {
-        handle_message(routing_id, static_cast<const uint8_t*>(zmq_msg_data(&body)), zmq_msg_size(&body));
+        const int socket_fd = zmq_msg_get(&body, ZMQ_SRCFD);
+        handle_message(routing_id, static_cast<const uint8_t*>(zmq_msg_data(&body)), zmq_msg_size(&body),
+                       socket_fd);
         first = false;
       }
       zmq_msg_close(&body);
@@ -160,7 +173,41 @@ void ModelRpcServer::receive_all() {
   }
 }
 
-void ModelRpcServer::handle_message(const std::string& routing_id, const uint8_t* data, std::size_t size) {
+void ModelRpcServer::receive_disconnects() {
+  zmq_msg_t frame;
+  while (true) {
+    zmq_msg_init(&frame);
+    if (zmq_msg_recv(&frame, monitor_, ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&frame);
+      return;
+    }
+    // Event frame: uint16 event id, uint32 value (the fd); a second frame holds the endpoint.
+    int disconnected_fd = -1;
+    if (zmq_msg_size(&frame) >= 6) {
+      uint16_t event = 0;
+      uint32_t value = 0;
+      std::memcpy(&event, zmq_msg_data(&frame), sizeof(event));
+      std::memcpy(&value, static_cast<const char*>(zmq_msg_data(&frame)) + 2, sizeof(value));
+      if (event == ZMQ_EVENT_DISCONNECTED) disconnected_fd = static_cast<int>(value);
+    }
+    const bool more = zmq_msg_more(&frame);
+    zmq_msg_close(&frame);
+    if (more) {
+      zmq_msg_init(&frame);
+      zmq_msg_recv(&frame, monitor_, 0);
+      zmq_msg_close(&frame);
+    }
+    if (disconnected_fd < 0) continue;
+    std::vector<std::string> gone;
+    for (const auto& [routing_id, replica] : replicas_) {
+      if (replica.socket_fd == disconnected_fd) gone.push_back(routing_id);
+    }
+    for (const auto& routing_id : gone) drop_replica(routing_id, "connection closed");
+  }
+}
+
+void ModelRpcServer::handle_message(const std::string& routing_id, const uint8_t* data, std::size_t size,
+                                    int socket_fd) {
   flatbuffers::Verifier verifier(data, size);
   if (!wire::VerifyMessageBuffer(verifier)) {
     log_event("event=rpc_message_rejected reason=invalid_flatbuffer bytes=" + std::to_string(size));
@@ -170,7 +217,9 @@ void ModelRpcServer::handle_message(const std::string& routing_id, const uint8_t
   auto replica = replicas_.find(routing_id);
   if (replica != replicas_.end()) replica->second.last_seen = Clock::now();
   switch (message->payload_type()) {
-    case wire::Payload::Register: handle_register(routing_id, message->payload_as_Register()); break;
+    case wire::Payload::Register:
+      handle_register(routing_id, message->payload_as_Register(), socket_fd);
+      break;
     case wire::Payload::Heartbeat: handle_heartbeat(routing_id, message->payload_as_Heartbeat()); break;
     case wire::Payload::PredictResponse:
       handle_response(routing_id, message->payload_as_PredictResponse());
@@ -181,7 +230,7 @@ void ModelRpcServer::handle_message(const std::string& routing_id, const uint8_t
   }
 }
 
-void ModelRpcServer::handle_register(const std::string& routing_id, const void* raw) {
+void ModelRpcServer::handle_register(const std::string& routing_id, const void* raw, int socket_fd) {
   const auto* request = static_cast<const wire::Register*>(raw);
   if (request->model_name() == nullptr || request->model_version() == nullptr ||
       request->model_name()->size() == 0 || request->model_version()->size() == 0) {
@@ -203,13 +252,17 @@ void ModelRpcServer::handle_register(const std::string& routing_id, const void* 
   }
   auto existing = replicas_.find(routing_id);
   if (existing != replicas_.end()) {
-    if (existing->second.model == model) return;  // a repeated registration changes nothing
+    if (existing->second.model == model) {  // a repeated registration changes nothing else
+      existing->second.socket_fd = socket_fd;
+      return;
+    }
     drop_replica(routing_id, "re-registered for another model");
   }
   Replica replica;
   replica.routing_id = routing_id;
   replica.model = model;
   replica.last_seen = Clock::now();
+  replica.socket_fd = socket_fd;
   replica.replica_id = request->replica_id();
   if (replica.replica_id < 0) replica.replica_id = next_replica_id_[model->label]++;
   replicas_.emplace(routing_id, replica);

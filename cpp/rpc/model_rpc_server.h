@@ -46,6 +46,7 @@ class ModelRpcServer {
     int32_t replica_id = 0;
     Clock::time_point last_seen;
     uint64_t inflight_batch = 0;  // 0 = idle
+    int socket_fd = -1;           // the TCP connection its data socket uses (for disconnects)
   };
   struct InflightBatch {
     std::string routing_id;
@@ -57,8 +58,9 @@ class ModelRpcServer {
   void wake();
   bool has_dispatchable_work();
   void receive_all();
-  void handle_message(const std::string& routing_id, const uint8_t* data, std::size_t size);
-  void handle_register(const std::string& routing_id, const void* message);
+  void handle_message(const std::string& routing_id, const uint8_t* data, std::size_t size, int socket_fd);
+  void handle_register(const std::string& routing_id, const void* message, int socket_fd);
+  void receive_disconnects();
   void handle_heartbeat(const std::string& routing_id, const void* message);
   void handle_response(const std::string& routing_id, const void* message);
   void dispatch();
@@ -74,6 +76,7 @@ class ModelRpcServer {
   Engine& engine_;
   void* context_ = nullptr;
   void* router_ = nullptr;
+  void* monitor_ = nullptr;  // PAIR receiving the ROUTER's disconnect events
   int wake_fd_ = -1;
   std::atomic<bool> sleeping_{false};
   std::atomic<bool> stop_{false};
