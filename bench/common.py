@@ -1,0 +1,575 @@
+"""Shared helpers for the benchmark scripts in bench/.
+
+Owns: the nginx reference server (a generated config in a temp dir), locating/building and running
+clipper-loadgen, reading a process's RSS from /proc, finding free ports and the process listening
+on a port, and writing results JSON into bench/results/. It does not start Clipper (each study
+does, through the public admin API). Everything runs on the caller's thread; RSS sampling uses one
+background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+# `build/` is git-ignored at any depth: a loadgen built by the scripts never shows up as untracked.
+LOADGEN_BUILD_DIR = BENCH_DIR / "build" / "loadgen"
+NGINX_BINARY = "/usr/sbin/nginx"
+
+# nginx answers every request with this body: the shape and size of a Clipper answer to a W1 query.
+NGINX_BODY = '{"query_id":1000000,"output":0,"default":false}'
+
+
+# --------------------------------------------------------------------------------------------------
+# Ports and processes
+# --------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (held open together while choosing, so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def wait_for_port(port: int, timeout_seconds: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_seconds:.0f} s")
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of `pid` from /proc/<pid>/status (None if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of `pid` (from /proc/<pid>/task/*/children)."""
+    children: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(FileNotFoundError),
+                open(f"/proc/{pid}/task/{task}/children") as f,
+            ):
+                children.extend(int(child) for child in f.read().split())
+    return children
+
+
+def tree_rss_bytes(pid: int) -> int | None:
+    """RSS of `pid` plus its direct children (nginx: master plus workers)."""
+    own = rss_bytes(pid)
+    if own is None:
+        return None
+    return own + sum(rss_bytes(child) or 0 for child in children_of(pid))
+
+
+def _listening_socket_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table, encoding="ascii") as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                    inodes.add(inode)
+    return inodes
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The process holding a listening socket on `port` (scans /proc/net/tcp and /proc/*/fd)."""
+    inodes = _listening_socket_inodes(port)
+    if not inodes:
+        return None
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(FileNotFoundError, PermissionError, ProcessLookupError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(FileNotFoundError, PermissionError, OSError):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") in targets:
+                        return int(entry)
+    return None
+
+
+def process_command_line(pid: int) -> str:
+    with (
+        contextlib.suppress(FileNotFoundError, ProcessLookupError),
+        open(f"/proc/{pid}/cmdline", "rb") as f,
+    ):
+        return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    return ""
+
+
+class RssSampler:
+    """Samples a process's RSS every `interval_seconds` on a background thread (context manager)."""
+
+    def __init__(
+        self, pid: int, interval_seconds: float = 0.2, include_children: bool = False
+    ) -> None:
+        self.pid = pid
+        self.interval_seconds = interval_seconds
+        self.include_children = include_children
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rss-sampler-{pid}", daemon=True)
+
+    def _read(self) -> int | None:
+        return tree_rss_bytes(self.pid) if self.include_children else rss_bytes(self.pid)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self._read()
+            if value is not None:
+                self.samples.append(value)
+            self._stop.wait(self.interval_seconds)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float | None]:
+        if not self.samples:
+            return {"max_mb": None, "median_mb": None, "samples": 0}
+        return {
+            "max_mb": round(max(self.samples) / 2**20, 1),
+            "median_mb": round(statistics.median(self.samples) / 2**20, 1),
+            "samples": len(self.samples),
+        }
+
+
+def megabytes(value: int | None) -> float | None:
+    return None if value is None else round(value / 2**20, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# nginx, the reference server
+# --------------------------------------------------------------------------------------------------
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask for SIGTERM when the script dies, so no nginx is orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+NGINX_CONFIG_TEMPLATE = """\
+# Generated by bench/common.py: a fixed 200 JSON answer on 127.0.0.1:{port}, the reference for W1.
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{
+    worker_connections {worker_connections};
+    use epoll;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    # Keep-alive connections live as long as the benchmark; nginx would otherwise close them after
+    # 1,000 requests or 75 s, and reconnects would be measured instead of answers.
+    keepalive_timeout 3600s;
+    keepalive_requests 4294967295;
+    client_body_buffer_size 16k;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class NginxServer:
+    """nginx in the foreground (`daemon off`) with a generated config in its own temp dir."""
+
+    port: int
+    workers: int = 1
+    worker_connections: int = 16384
+    body: str = NGINX_BODY
+    binary: str = NGINX_BINARY
+    process: subprocess.Popen[bytes] | None = None
+    temp_dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "nginx is not running; call start() first"
+        return self.process.pid
+
+    def start(self, timeout_seconds: float = 10.0) -> NginxServer:
+        if not os.path.exists(self.binary):
+            raise FileNotFoundError(
+                f"{self.binary} not found; install it with: apt-get install nginx-light"
+            )
+        self.temp_dir = tempfile.mkdtemp(prefix="clipper-bench-nginx-")
+        config_path = os.path.join(self.temp_dir, "nginx.conf")
+        with open(config_path, "w", encoding="ascii") as config:
+            config.write(
+                NGINX_CONFIG_TEMPLATE.format(
+                    port=self.port,
+                    workers=self.workers,
+                    worker_connections=self.worker_connections,
+                    nofile=self.worker_connections * 2 + 64,
+                    tmp=self.temp_dir,
+                    body=self.body.replace("'", "\\'"),
+                )
+            )
+        # Workers started by root drop to an unprivileged user; they must still reach the temp dir.
+        os.chmod(self.temp_dir, 0o755)
+        self.process = subprocess.Popen(
+            [self.binary, "-p", self.temp_dir, "-c", config_path, "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # error_log goes to the temp dir; see error_log()
+            start_new_session=True,  # Ctrl-C reaches the script, which stops nginx itself
+            # Only async-signal-safe work in the child (one prctl); nginx starts before threads do.
+            preexec_fn=_terminate_with_parent,  # noqa: PLW1509
+        )
+        try:
+            wait_for_port(self.port, timeout_seconds)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(
+                f"nginx did not start on port {self.port}: {self.error_log()}"
+            ) from None
+        return self
+
+    def error_log(self) -> str:
+        if self.temp_dir is None:
+            return ""
+        with (
+            contextlib.suppress(FileNotFoundError),
+            open(os.path.join(self.temp_dir, "error.log")) as log,
+        ):
+            return log.read()[-2000:]
+        return ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: master waits for its workers
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# clipper-loadgen
+# --------------------------------------------------------------------------------------------------
+
+
+def _installed_loadgen() -> str | None:
+    with contextlib.suppress(ImportError):
+        import clipper_native  # optional: present once the package is installed
+
+        for base in getattr(clipper_native, "__path__", []):
+            candidate = os.path.join(base, "bin", "clipper-loadgen")
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def build_loadgen(build_dir: Path = LOADGEN_BUILD_DIR) -> str:
+    """Builds bench/loadgen into `build_dir` with CMake (Release) and returns the binary's path."""
+    source = BENCH_DIR / "loadgen"
+    subprocess.run(
+        ["cmake", "-S", str(source), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(["cmake", "--build", str(build_dir)], check=True, stdout=subprocess.DEVNULL)
+    return str(build_dir / "clipper-loadgen")
+
+
+def find_loadgen(explicit: str | None = None, build_if_missing: bool = True) -> str:
+    """The clipper-loadgen binary: `explicit`, $CLIPPER_LOADGEN, the installed one, PATH or a build.
+
+    A fresh build is used (and kept up to date) when none of the others exists.
+    """
+    for candidate in (
+        explicit,
+        os.environ.get("CLIPPER_LOADGEN"),
+        _installed_loadgen(),
+        shutil.which("clipper-loadgen"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    if not build_if_missing:
+        raise FileNotFoundError(
+            "clipper-loadgen not found; build it with: python bench/common.py build-loadgen"
+        )
+    return build_loadgen()
+
+
+@dataclass
+class LoadgenRun:
+    """The parsed JSON report of one clipper-loadgen run, plus its command line."""
+
+    command: list[str]
+    report: dict[str, Any]
+    stderr: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.report, **self.extra, "command": " ".join(self.command)}
+
+
+def loadgen_command(
+    loadgen: str,
+    url: str,
+    *,
+    connections: int = 1,
+    duration_seconds: float = 5.0,
+    warmup_seconds: float = 1.0,
+    rate_per_second: float | None = None,
+    arrivals: str = "poisson",
+    workload: str = "w1",
+    body: str | None = None,
+    method: str = "POST",
+    hold_connections: int | None = None,
+    extra_args: list[str] | None = None,
+) -> list[str]:
+    command = [loadgen, "--url", url, "--method", method, "--duration", str(duration_seconds)]
+    if hold_connections:
+        command += ["--hold-connections", str(hold_connections)]
+    else:
+        command += ["--connections", str(connections), "--warmup", str(warmup_seconds)]
+        if rate_per_second:
+            command += ["--rate", str(rate_per_second), "--arrivals", arrivals]
+    if workload == "w1":
+        command.append("--w1")
+    elif workload == "fixed":
+        command += ["--body", body or ""]
+    elif workload != "none":
+        raise ValueError(f"workload must be w1, fixed or none, got {workload!r}")
+    return command + list(extra_args or [])
+
+
+def run_loadgen(command: list[str], timeout_seconds: float | None = None) -> LoadgenRun:
+    """Runs clipper-loadgen to completion and parses its JSON report."""
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout_seconds, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"clipper-loadgen failed (exit {completed.returncode}): {completed.stderr.strip()}"
+        )
+    return LoadgenRun(command=command, report=json.loads(completed.stdout), stderr=completed.stderr)
+
+
+def run_loadgen_hold(
+    command: list[str],
+    rss_of: Any,
+    settle_seconds: float = 1.0,
+    timeout_seconds: float | None = None,
+) -> tuple[LoadgenRun, list[int]]:
+    """Runs clipper-loadgen in hold mode; from `event=holding` on, samples `rss_of()` until it ends.
+
+    Returns the run and the RSS samples (bytes) taken while the connections were held, starting
+    `settle_seconds` after they were all open.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples: list[int] = []
+    stderr_lines: list[str] = []
+    holding = threading.Event()
+
+    def read_stderr() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            stderr_lines.append(line)
+            if line.startswith("event=holding"):
+                holding.set()
+
+    reader = threading.Thread(target=read_stderr, name="loadgen-stderr", daemon=True)
+    reader.start()
+    deadline = time.monotonic() + (timeout_seconds or 3600)
+    while process.poll() is None and not holding.is_set() and time.monotonic() < deadline:
+        holding.wait(0.1)
+    if holding.is_set():
+        time.sleep(settle_seconds)
+        while process.poll() is None and time.monotonic() < deadline:
+            value = rss_of()
+            if value is not None:
+                samples.append(value)
+            time.sleep(0.2)
+    try:
+        stdout, _ = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, _ = process.communicate()
+    reader.join(timeout=2)
+    if process.returncode != 0:
+        raise RuntimeError(
+            f"clipper-loadgen failed (exit {process.returncode}): {''.join(stderr_lines).strip()}"
+        )
+    return LoadgenRun(
+        command=command, report=json.loads(stdout), stderr="".join(stderr_lines)
+    ), samples
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP probing, statistics and results
+# --------------------------------------------------------------------------------------------------
+
+
+def post_json(url: str, payload: Any, timeout_seconds: float = 5.0) -> tuple[int, Any]:
+    """One POST with a JSON body; returns (status, parsed body or raw text)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode(errors="replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def ratio(ours: float | None, reference: float | None) -> float | None:
+    if ours is None or reference is None or reference == 0:
+        return None
+    return round(ours / reference, 3)
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(FileNotFoundError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+        "hostname": platform.node(),
+    }
+
+
+def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    """Writes `payload` as bench/results/<name>.json (pretty-printed) and returns the path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def timed(label: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        print(f"  {label}: {time.monotonic() - start:.1f} s", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    """`build-loadgen` builds the load generator; `nginx [PORT]` serves the reference (Ctrl-C)."""
+    if argv[:1] == ["build-loadgen"]:
+        print(build_loadgen())
+        return 0
+    if argv[:1] == ["nginx"]:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        port = int(argv[1]) if len(argv) > 1 else free_port()
+        with NginxServer(port=port) as server:
+            print(f"nginx serving {server.url} (pid {server.pid}); Ctrl-C to stop", file=sys.stderr)
+            with contextlib.suppress(KeyboardInterrupt):
+                while server.process is not None and server.process.poll() is None:
+                    time.sleep(0.5)
+        return 0
+    print("usage: python bench/common.py build-loadgen | nginx [PORT]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""HTTP client of the management REST API (`POST /admin/<operation>` with a JSON body).
+
+Owns the wire details (URL, JSON, timeouts) and the mapping of HTTP failures to `clipper` exceptions;
+`ClipperConnection` builds on it. Uses only the standard library. Blocking; safe to share across threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from typing import Any
+
+from clipper.exceptions import ClipperException, ManagementAPIError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class ManagementClient:
+    def __init__(self, admin_addr: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        """`admin_addr` is "host:port" of the management API."""
+        self.admin_addr = admin_addr
+        self.timeout_s = timeout_s
+
+    def call(self, operation: str, body: dict[str, Any] | None = None) -> Any:
+        """POST `body` to /admin/<operation> and return the decoded JSON answer."""
+        url = f"http://{self.admin_addr}/admin/{operation}"
+        data = json.dumps(body or {}).encode("utf-8")
+        request = urllib.request.Request(
+            url, data=data, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as error:
+            raise self._api_error(operation, error) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ClipperException(
+                f"cannot reach the management API at {self.admin_addr} for {operation}: {reason}; "
+                "check that the cluster is running (start_clipper() or `clipper start`)"
+            ) from error
+        logger.debug("event=admin_call operation=%s bytes=%d", operation, len(payload))
+        try:
+            return json.loads(payload) if payload else None
+        except ValueError as error:
+            raise ClipperException(
+                f"the management API at {self.admin_addr} answered {operation} with invalid JSON: "
+                f"{payload[:200]!r}"
+            ) from error
+
+    def ping(self) -> bool:
+        """True when the management API answers /admin/ping."""
+        try:
+            self.call("ping")
+        except ClipperException:
+            return False
+        return True
+
+    @staticmethod
+    def _api_error(operation: str, error: urllib.error.HTTPError) -> ManagementAPIError:
+        raw = error.read()
+        try:
+            payload = json.loads(raw)
+            return ManagementAPIError(
+                operation, error.code, str(payload.get("error", "")), str(payload.get("cause", ""))
+            )
+        except (ValueError, AttributeError):
+            return ManagementAPIError(
+                operation, error.code, error.reason or "", raw.decode("utf-8", "replace")
+            )

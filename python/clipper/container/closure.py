@@ -1,0 +1,56 @@
+"""Python closures as models: saving one for a replica to load, and the Model adapter that serves it.
+
+Owns the on-disk form of a deployed closure (a cloudpickle file named func.pkl). The deployers call
+save_closure in the admin process; the replica process (closure_runner.py) calls load_closure once at
+start-up, and ClosureModel.predict_batch then runs on the serving loop's main thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from clipper.container.model import Model
+
+CLOSURE_FILE_NAME = "func.pkl"
+
+
+def save_closure(func: Callable[[Any], Sequence[Any]], directory: str | os.PathLike[str]) -> Path:
+    """Pickles `func` (with cloudpickle, so lambdas, closures and functions defined in `__main__`
+    travel by value) into `directory`/func.pkl, creating the directory; returns the file's path."""
+    if not callable(func):
+        raise TypeError(f"save_closure needs a callable, got {type(func).__name__}")
+    path = Path(directory) / CLOSURE_FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as file:
+        cloudpickle.dump(func, file)
+    return path
+
+
+def load_closure(path: str | os.PathLike[str]) -> Callable[[Any], Sequence[Any]]:
+    """Loads the function save_closure wrote; `path` is the func.pkl file or its directory.
+
+    Raises FileNotFoundError, or TypeError when the file holds something that is not callable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CLOSURE_FILE_NAME
+    with path.open("rb") as file:
+        func: Callable[[Any], Sequence[Any]] = cloudpickle.load(file)
+    if not callable(func):
+        raise TypeError(f"{path} holds a {type(func).__name__}, not a function")
+    return func
+
+
+class ClosureModel(Model):
+    """Serves a function `func(inputs) -> list` exactly as a Model's predict_batch."""
+
+    def __init__(self, func: Callable[[Any], Sequence[Any]]) -> None:
+        self.func = func
+
+    def predict_batch(self, inputs: Any) -> Sequence[Any]:
+        return self.func(inputs)

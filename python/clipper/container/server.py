@@ -1,0 +1,445 @@
+"""The replica's serving loop: sockets, registration, heartbeats (docs/interfaces.md, section 2).
+
+Owns the two ZeroMQ DEALER sockets and the thread of each. The caller's thread runs serve_forever(): it
+registers, then receives a PredictRequest, calls predict_batch and sends the PredictResponse, one batch
+at a time. A background thread ("clipper-heartbeat") owns the heartbeat socket, reports liveness even
+while a batch runs, and asks the main loop to register again when the frontend no longer knows us.
+Message encoding and decoding live in codec.py; this module only moves bytes and handles failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import flatbuffers
+import zmq
+
+from clipper.container.codec import (
+    InputType,
+    Payload,
+    WireFormatError,
+    decode_heartbeat_ack,
+    decode_predict_request,
+    encode_heartbeat,
+    encode_predict_error,
+    encode_predict_response,
+    encode_register,
+    outputs_to_strings,
+    parse_input_type,
+    read_message,
+)
+from clipper.container.model import Model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FRONTEND_ADDRESS = "tcp://127.0.0.1:7000"
+DEFAULT_INPUT_TYPE = "doubles"  # Clipper's containers default to doubles as well
+
+# Environment variables read when an option is not given (the names Clipper's containers use).
+ENV_MODEL_NAME = "CLIPPER_MODEL_NAME"
+ENV_MODEL_VERSION = "CLIPPER_MODEL_VERSION"
+ENV_INPUT_TYPE = "CLIPPER_INPUT_TYPE"
+ENV_FRONTEND_HOST = "CLIPPER_IP"
+ENV_FRONTEND_PORT = "CLIPPER_PORT"
+ENV_REPLICA_ID = "CLIPPER_REPLICA_ID"
+
+_ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+@dataclass(frozen=True)
+class ContainerOptions:
+    """Everything a replica needs to serve; validated once, at construction."""
+
+    # Name and version the replica registers under; the frontend routes that model version's batches
+    # to it. Required.
+    model_name: str
+    model_version: str
+    # What the model's predict_batch receives. A name or alias ("doubles", "d", ...) is accepted and
+    # stored as the InputType it names.
+    input_type: InputType = InputType.DOUBLES
+    # The frontend's model RPC endpoint (its ROUTER socket), as a ZeroMQ address.
+    frontend_address: str = DEFAULT_FRONTEND_ADDRESS
+    # Identifier chosen by the container manager, reported in the frontend's replica listing;
+    # -1 lets the frontend number replicas itself.
+    replica_id: int = -1
+    # Time between two heartbeats. The frontend drops a replica silent for its heartbeat timeout
+    # (2 s by default), so keep this well below it.
+    heartbeat_interval_s: float = 0.25
+    # Longest time the main loop waits for a batch before it looks at stop and re-register requests:
+    # bounds how long stop() and a frontend restart take to be noticed when no batch arrives.
+    receive_timeout_s: float = 0.1
+    # Longest time sending one response may block (the frontend stopped reading); the response is
+    # then dropped and logged, since the frontend re-queues or defaults that batch by itself.
+    send_timeout_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for field in ("model_name", "model_version"):
+            value = getattr(self, field)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+                object.__setattr__(self, field, value)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"ContainerOptions.{field} must be a non-empty string, got {value!r}")
+        try:
+            object.__setattr__(self, "input_type", parse_input_type(self.input_type))
+        except ValueError as exc:
+            raise ValueError(f"ContainerOptions.input_type: {exc}") from None
+        if not isinstance(self.frontend_address, str) or not self.frontend_address.startswith(
+            _ENDPOINT_SCHEMES
+        ):
+            raise ValueError(
+                f"ContainerOptions.frontend_address must be a ZeroMQ endpoint such as "
+                f"{DEFAULT_FRONTEND_ADDRESS!r}, got {self.frontend_address!r}"
+            )
+        if isinstance(self.replica_id, bool) or not isinstance(self.replica_id, int):
+            raise ValueError(f"ContainerOptions.replica_id must be an int, got {self.replica_id!r}")
+        if self.replica_id < -1:
+            raise ValueError(
+                f"ContainerOptions.replica_id must be -1 (frontend picks) or >= 0, got {self.replica_id}"
+            )
+        for field in ("heartbeat_interval_s", "receive_timeout_s", "send_timeout_s"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"ContainerOptions.{field} must be a positive number of seconds, got {value!r}")
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        model_name: str | None = None,
+        model_version: str | int | None = None,
+        input_type: str | InputType | None = None,
+        frontend_address: str | None = None,
+        replica_id: int | None = None,
+        heartbeat_interval_s: float = 0.25,
+        environ: Any = None,
+    ) -> ContainerOptions:
+        """Options from the arguments given, falling back for each one left None to the environment
+        (CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION, CLIPPER_INPUT_TYPE, CLIPPER_IP and CLIPPER_PORT,
+        CLIPPER_REPLICA_ID), then to the defaults. Raises ValueError naming what is missing."""
+        env = os.environ if environ is None else environ
+        model_name = model_name if model_name is not None else env.get(ENV_MODEL_NAME)
+        model_version = model_version if model_version is not None else env.get(ENV_MODEL_VERSION)
+        missing = [
+            f"{option} (or {variable})"
+            for option, variable, value in (
+                ("model_name", ENV_MODEL_NAME, model_name),
+                ("model_version", ENV_MODEL_VERSION, model_version),
+            )
+            if value in (None, "")
+        ]
+        if missing:
+            raise ValueError(f"a model container needs {' and '.join(missing)}")
+        if input_type is None:
+            input_type = env.get(ENV_INPUT_TYPE) or DEFAULT_INPUT_TYPE
+        try:
+            parsed_input_type = parse_input_type(input_type)
+        except ValueError as exc:
+            raise ValueError(f"input_type (or {ENV_INPUT_TYPE}): {exc}") from None
+        if frontend_address is None:
+            frontend_address = _address_from_environment(env)
+        if replica_id is None:
+            text = env.get(ENV_REPLICA_ID, "").strip()
+            try:
+                replica_id = int(text) if text else -1
+            except ValueError:
+                raise ValueError(f"{ENV_REPLICA_ID} must be an integer, got {text!r}") from None
+        return cls(
+            model_name=model_name,  # type: ignore[arg-type]  # checked above
+            model_version=str(model_version),
+            input_type=parsed_input_type,
+            frontend_address=frontend_address,
+            replica_id=replica_id,
+            heartbeat_interval_s=heartbeat_interval_s,
+        )
+
+
+def _address_from_environment(env: Any) -> str:
+    host = env.get(ENV_FRONTEND_HOST, "").strip()
+    port = env.get(ENV_FRONTEND_PORT, "").strip()
+    if not host and not port:
+        return DEFAULT_FRONTEND_ADDRESS
+    host = host or "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"tcp://{host}:{port or 7000}"
+
+
+def _quote(text: str) -> str:
+    """A log field value on one line, quoted when it has spaces."""
+    return json.dumps(text) if any(c.isspace() or c == '"' for c in text) else text
+
+
+class ModelServer:
+    """Serves one model to one frontend until stop() is called.
+
+    `serve_forever()` runs on the caller's thread and returns after `stop()`; use `run()` for a process
+    that should also stop on SIGTERM and SIGINT.
+    """
+
+    def __init__(self, model: Model, options: ContainerOptions) -> None:
+        if not callable(getattr(model, "predict_batch", None)):
+            raise TypeError(
+                f"{type(model).__name__} has no predict_batch method: subclass "
+                "clipper.container.Model and implement predict_batch(self, inputs)"
+            )
+        self.model = model
+        self.options = options
+        # The data socket's routing id; the heartbeat names it so the frontend can tell who is alive.
+        self.replica_key = f"replica-{uuid.uuid4().hex}"
+        self._stop_requested = False
+        self._register_requested = False
+        self._heartbeat_error: BaseException | None = None
+        self._serving = threading.Event()
+        self._builder = flatbuffers.Builder(1024)  # the main thread's, for registers and errors
+        self._log_fields = (
+            f"model={_quote(options.model_name)} version={_quote(options.model_version)}"
+        )
+
+    def stop(self) -> None:
+        """Asks serve_forever() to return once the current batch is answered. Any thread, and signal
+        handlers, may call it (it only sets a flag)."""
+        self._stop_requested = True
+
+    def wait_until_serving(self, timeout_s: float | None = None) -> bool:
+        """True once serve_forever() has connected and sent its registration."""
+        return self._serving.wait(timeout_s)
+
+    def serve_forever(self) -> None:
+        options = self.options
+        # A context of our own: terminating it can never wait on sockets someone else opened.
+        context = zmq.Context()
+        data_socket = context.socket(zmq.DEALER)
+        heartbeat_thread: threading.Thread | None = None
+        try:
+            data_socket.setsockopt(zmq.ROUTING_ID, self.replica_key.encode())
+            data_socket.setsockopt(zmq.LINGER, 0)
+            data_socket.setsockopt(zmq.RCVTIMEO, max(1, round(options.receive_timeout_s * 1000)))
+            data_socket.setsockopt(zmq.SNDTIMEO, max(1, round(options.send_timeout_s * 1000)))
+            _configure_ipv6(data_socket, options.frontend_address)
+            data_socket.connect(options.frontend_address)
+            register = bytes(
+                encode_register(
+                    self._builder,
+                    options.model_name,
+                    options.model_version,
+                    options.input_type,
+                    options.replica_id,
+                )
+            )
+            data_socket.send(register)
+            logger.info(
+                "event=registering %s input_type=%s replica=%d frontend=%s replica_key=%s",
+                self._log_fields,
+                options.input_type.wire_name,
+                options.replica_id,
+                options.frontend_address,
+                self.replica_key,
+            )
+            heartbeat_thread = threading.Thread(
+                target=self._heartbeat_loop, args=(context,), name="clipper-heartbeat", daemon=True
+            )
+            heartbeat_thread.start()
+            self._serving.set()
+            self._serve(data_socket, register)
+        finally:
+            self._stop_requested = True
+            if heartbeat_thread is not None:
+                heartbeat_thread.join(timeout=5.0)
+            data_socket.close(linger=0)
+            if heartbeat_thread is None or not heartbeat_thread.is_alive():
+                context.term()
+            self._serving.clear()
+            logger.info("event=stopped %s", self._log_fields)
+        if self._heartbeat_error is not None:
+            raise RuntimeError(
+                f"model {self.options.model_name!r} stopped serving: its heartbeat thread failed "
+                f"({type(self._heartbeat_error).__name__}: {self._heartbeat_error})"
+            ) from self._heartbeat_error
+
+    def _serve(self, data_socket: zmq.Socket, register: bytes) -> None:
+        receive = data_socket.recv
+        send = data_socket.send
+        while not self._stop_requested:
+            if self._register_requested:
+                self._register_requested = False
+                send(register)
+                logger.info("event=registering_again %s", self._log_fields)
+            try:
+                frame = receive(copy=False)
+            except zmq.Again:
+                continue
+            reply = self._answer(frame)
+            del frame  # a zero-copy input keeps its frame alive; let it go unless the model kept it
+            if reply is None:
+                continue
+            try:
+                send(reply, copy=False)
+            except zmq.Again:
+                logger.warning(
+                    "event=response_dropped %s reason=frontend_not_reading", self._log_fields
+                )
+
+    def _answer(self, frame: zmq.Frame) -> bytes | None:
+        """The response to one received message, or None when it warrants none."""
+        buffer = frame.buffer
+        try:
+            payload_type, table = read_message(buffer)
+            if payload_type != Payload.PredictRequest:
+                logger.debug("event=message_ignored %s payload_type=%d", self._log_fields, payload_type)
+                return None
+            batch = decode_predict_request(buffer, table, self.options.input_type)
+        except WireFormatError as exc:
+            logger.error(
+                "event=request_rejected %s batch=%s error=%s",
+                self._log_fields,
+                exc.batch_id,
+                _quote(str(exc)),
+            )
+            if exc.batch_id is None:
+                return None
+            return bytes(encode_predict_error(self._builder, exc.batch_id, f"WireFormatError: {exc}"))
+        try:
+            outputs = (
+                outputs_to_strings(self.model.predict_batch(batch.inputs), batch.num_inputs)
+                if batch.num_inputs
+                else []
+            )
+        except Exception as exc:  # the model's failure fails this batch only
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error(
+                "event=predict_failed %s batch=%d inputs=%d error=%s",
+                self._log_fields,
+                batch.batch_id,
+                batch.num_inputs,
+                _quote(error),
+                exc_info=exc,
+            )
+            return bytes(encode_predict_error(self._builder, batch.batch_id, error))
+        return encode_predict_response(batch.batch_id, outputs)
+
+    def _heartbeat_loop(self, context: zmq.Context) -> None:
+        """The heartbeat thread's body; it owns `socket` from creation to close."""
+        options = self.options
+        socket = context.socket(zmq.DEALER)
+        try:
+            socket.setsockopt(zmq.LINGER, 0)
+            # Queue nothing while disconnected: stale heartbeats are worthless to a restarted frontend.
+            socket.setsockopt(zmq.IMMEDIATE, 1)
+            _configure_ipv6(socket, options.frontend_address)
+            socket.connect(options.frontend_address)
+            heartbeat = bytes(encode_heartbeat(flatbuffers.Builder(128), self.replica_key))
+            poll_cap_s = min(options.receive_timeout_s, options.heartbeat_interval_s)
+            # The first beat waits one interval, so the registration (other socket) usually lands first.
+            next_beat = time.monotonic() + options.heartbeat_interval_s
+            while not self._stop_requested:
+                now = time.monotonic()
+                if now >= next_beat:
+                    with contextlib.suppress(zmq.Again):  # not connected: nobody to tell
+                        socket.send(heartbeat, zmq.NOBLOCK)
+                    next_beat = now + options.heartbeat_interval_s
+                wait_s = min(max(next_beat - now, 0.0), poll_cap_s)
+                if socket.poll(round(wait_s * 1000), zmq.POLLIN):
+                    self._read_acknowledgements(socket)
+        except Exception as exc:
+            if not self._stop_requested:
+                # Without heartbeats the frontend drops this replica: stop, so its manager restarts it.
+                logger.exception("event=heartbeat_failed %s", self._log_fields)
+                self._heartbeat_error = exc
+                self._stop_requested = True
+        finally:
+            socket.close(linger=0)
+
+    def _read_acknowledgements(self, socket: zmq.Socket) -> None:
+        while True:
+            try:
+                frame = socket.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                payload_type, table = read_message(frame.buffer)
+                if payload_type != Payload.HeartbeatAck:
+                    continue
+                registered = decode_heartbeat_ack(frame.buffer, table)
+            except WireFormatError as exc:
+                logger.warning("event=heartbeat_ack_rejected %s error=%s", self._log_fields, _quote(str(exc)))
+                continue
+            if not registered and not self._register_requested:
+                logger.info("event=frontend_forgot_replica %s", self._log_fields)
+                self._register_requested = True
+
+
+def _configure_ipv6(socket: zmq.Socket, address: str) -> None:
+    if address.startswith("tcp://["):
+        socket.setsockopt(zmq.IPV6, 1)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: ModelServer) -> Iterator[None]:
+    """SIGTERM and SIGINT stop `server`; a second one ends the process at once. Installed only on the
+    main thread (the only one Python lets handle signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handle(signum: int, _frame: Any) -> None:
+        if received:
+            raise SystemExit(128 + signum)
+        received.append(signum)
+        server.stop()
+
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            logger.info("event=signal_received signal=%s", signal.Signals(received[0]).name)
+
+
+def run(
+    model: Model,
+    *,
+    model_name: str | None = None,
+    model_version: str | int | None = None,
+    input_type: str | None = None,
+    frontend_address: str | None = None,
+    replica_id: int | None = None,
+    heartbeat_interval_s: float = 0.25,
+) -> None:
+    """Serves `model` until SIGTERM or SIGINT: connects to the frontend's model RPC port, registers the
+    model name, version and input type, and answers batches.
+
+    Each option left None falls back to the environment (CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION,
+    CLIPPER_INPUT_TYPE, CLIPPER_IP and CLIPPER_PORT, CLIPPER_REPLICA_ID), then to its default:
+    input type "doubles", frontend "tcp://127.0.0.1:7000", replica id -1 (the frontend numbers it).
+    Raises ValueError when an option is missing or invalid.
+    """
+    options = ContainerOptions.from_environment(
+        model_name=model_name,
+        model_version=model_version,
+        input_type=input_type,
+        frontend_address=frontend_address,
+        replica_id=replica_id,
+        heartbeat_interval_s=heartbeat_interval_s,
+    )
+    serve_until_signalled(model, options)
+
+
+def serve_until_signalled(model: Model, options: ContainerOptions) -> None:
+    """Serves `model` with `options` until SIGTERM or SIGINT (or ModelServer.stop())."""
+    server = ModelServer(model, options)
+    with _stop_on_signals(server):
+        server.serve_forever()

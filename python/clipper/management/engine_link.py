@@ -1,0 +1,58 @@
+"""The one seam between the control plane and the native engine: configuration snapshots out,
+replica listings in.
+
+Owns the engine's configuration format (docs/interfaces.md §1) as a projection of `ClusterState`, and the
+`EngineControl` protocol the management service needs (so it can be tested against a double).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from clipper.state.cluster_state import ClusterState
+
+
+class EngineControl(Protocol):
+    """What the management service calls on `clipper_native._core.Engine`."""
+
+    def apply_config(self, config_json: str) -> None:
+        """Replace the engine's whole configuration; raises ValueError when it is invalid."""
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Connected replicas: model_name, model_version, replica_id, input_type, inflight_batches."""
+
+
+def engine_config(state: ClusterState) -> dict[str, Any]:
+    """The full configuration snapshot the engine serves from.
+
+    A link to a model that has no version left (all stopped) is kept in the state, as Clipper does, so a
+    redeployed model is served again; the engine does not see it until then and answers the app's
+    default with "no model linked" meanwhile.
+    """
+    applications = [
+        {
+            "name": app.name,
+            "input_type": app.input_type,
+            "default_output": app.default_output,
+            "slo_micros": app.slo_micros,
+            "linked_models": [name for name in app.linked_models if name in state.models],
+        }
+        for app in state.applications.values()
+    ]
+    models = [
+        {
+            "name": version.name,
+            "version": version.version,
+            "input_type": version.input_type,
+            "batch_size": version.batch_size,
+            "current": version.version == model.current_version,
+        }
+        for model in state.models.values()
+        for version in model.versions.values()
+    ]
+    return {"apps": applications, "models": models}
+
+
+def engine_config_json(state: ClusterState) -> str:
+    return json.dumps(engine_config(state), separators=(",", ":"))

@@ -1,0 +1,227 @@
+"""The frontend process (`python -m clipper.management`): hosts the native engine and the management API.
+
+Owns the process's lifecycle: open the state store (locking the state directory), start the engine, restore
+the stored configuration into it, serve the management REST API, publish the bound ports in the endpoints
+file, and stop cleanly on SIGTERM or SIGINT. The engine runs its own threads; the main thread only waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from clipper.exceptions import ClipperException
+from clipper.management.endpoints import FrontendEndpoints, process_start_ticks
+from clipper.management.http_api import DEFAULT_MAX_BODY_BYTES, ManagementHTTPServer
+from clipper.management.service import ManagementService
+from clipper.state import open_state_store
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class FrontendOptions:
+    """Everything the frontend process is configured with; each field is a command-line flag."""
+
+    cluster_name: str = "default-cluster"
+    # Where the embedded state store, the endpoints file and logs live.
+    state_dir: str = str(Path.home() / ".clipper" / "default-cluster")
+    # Address every listener binds; 127.0.0.1 keeps the cluster on this machine.
+    bind_address: str = "127.0.0.1"
+    # Query REST API; 0 picks a free port (read it back from the endpoints file).
+    query_port: int = 1337
+    # Management REST API; 0 picks a free port.
+    management_port: int = 1338
+    # Model-replica RPC (ZeroMQ); 0 picks a free port.
+    rpc_port: int = 7000
+    # Prometheus metrics; 0 serves /metrics on the query port only.
+    metrics_port: int = 1390
+    # Prediction cache size; 0 turns the cache off. Clipper's default is 32 MiB.
+    cache_size_bytes: int = 32 * MIB
+    # Threads running the engine's HTTP event loops.
+    io_threads: int = 1
+    # Query bodies larger than this answer 413.
+    max_body_bytes: int = 8 * MIB
+    # Management API bodies larger than this answer 413.
+    management_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # A replica silent this long is dropped and its in-flight batch re-queued.
+    heartbeat_timeout_millis: int = 2000
+    # "host:port" of a Redis server holding the configuration; empty = the embedded store.
+    redis_address: str = ""
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        for name in ("query_port", "management_port", "rpc_port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ClipperException(f"{name}={value} is not a port: use 0-65535 (0 = pick one)")
+        for name in ("cache_size_bytes", "io_threads", "max_body_bytes", "heartbeat_timeout_millis"):
+            minimum = 0 if name == "cache_size_bytes" else 1
+            if getattr(self, name) < minimum:
+                raise ClipperException(f"{name}={getattr(self, name)} must be at least {minimum}")
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m clipper.management",
+        description="Run a Clipper frontend: the native query engine plus the management REST API.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = FrontendOptions()
+    helps = {
+        "cluster_name": "name of the cluster (used in logs and the endpoints file)",
+        "state_dir": "directory of the state store, endpoints file and logs",
+        "bind_address": "address every listener binds",
+        "query_port": "query REST API port (0 = pick a free one)",
+        "management_port": "management REST API port (0 = pick a free one)",
+        "rpc_port": "model-replica RPC port (0 = pick a free one)",
+        "metrics_port": "Prometheus /metrics port (0 = only on the query port)",
+        "cache_size_bytes": "prediction cache size in bytes (0 = off)",
+        "io_threads": "engine I/O threads",
+        "max_body_bytes": "largest query body accepted (larger answers 413)",
+        "management_max_body_bytes": "largest management API body accepted",
+        "heartbeat_timeout_millis": "drop a replica silent for this long",
+        "redis_address": "host:port of a Redis state store (empty = embedded store)",
+        "log_level": "logging level",
+    }
+    for option in fields(FrontendOptions):
+        default = getattr(defaults, option.name)
+        parser.add_argument(
+            "--" + option.name.replace("_", "-"),
+            dest=option.name,
+            type=type(default),
+            default=default,
+            help=helps[option.name],
+        )
+    return parser
+
+
+def _create_engine(options: FrontendOptions) -> Any:
+    try:
+        from clipper_native import _core
+    except ImportError as error:
+        raise ClipperException(
+            f"the native engine (clipper_native._core) cannot be imported: {error}; install the "
+            "package with `pip install .` at the repository root"
+        ) from error
+    engine_options = _core.EngineOptions()
+    engine_options.bind_address = options.bind_address
+    engine_options.query_port = options.query_port
+    engine_options.rpc_port = options.rpc_port
+    engine_options.metrics_port = options.metrics_port
+    engine_options.io_threads = options.io_threads
+    engine_options.max_body_bytes = options.max_body_bytes
+    engine_options.cache_size_bytes = options.cache_size_bytes
+    engine_options.heartbeat_timeout_millis = options.heartbeat_timeout_millis
+    return _core.Engine(engine_options)
+
+
+class Frontend:
+    """One running frontend; `run()` blocks until `request_stop()` (or a signal) and then cleans up."""
+
+    def __init__(self, options: FrontendOptions) -> None:
+        options.validate()
+        self.options = options
+        self._stop_requested = threading.Event()
+        self._state_dir = Path(options.state_dir)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def run(self) -> None:
+        options = self.options
+        store = open_state_store(self._state_dir, options.redis_address or None)
+        engine = None
+        http_server = None
+        try:
+            engine = _create_engine(options)
+            engine.start()
+            service = ManagementService(store, engine)
+            service.restore()
+            http_server = ManagementHTTPServer(
+                (options.bind_address, options.management_port),
+                service,
+                max_body_bytes=options.management_max_body_bytes,
+            )
+            http_thread = threading.Thread(
+                target=http_server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="management-http",
+                daemon=True,
+            )
+            http_thread.start()
+            endpoints = FrontendEndpoints(
+                cluster_name=options.cluster_name,
+                pid=os.getpid(),
+                process_start_ticks=process_start_ticks(os.getpid()),
+                bind_address=options.bind_address,
+                query_port=int(getattr(engine, "query_port", options.query_port)),
+                management_port=http_server.port,
+                rpc_port=int(getattr(engine, "rpc_port", options.rpc_port)),
+                metrics_port=int(getattr(engine, "metrics_port", options.metrics_port)),
+            )
+            endpoints.write(self._state_dir)
+            logger.info(
+                "event=frontend_ready cluster=%s pid=%d query_port=%d management_port=%d "
+                "rpc_port=%d metrics_port=%d store=%s",
+                options.cluster_name,
+                endpoints.pid,
+                endpoints.query_port,
+                endpoints.management_port,
+                endpoints.rpc_port,
+                endpoints.metrics_port,
+                store.description,
+            )
+            # A timed wait keeps the main thread responsive to signals on every platform.
+            while not self._stop_requested.wait(0.5):
+                pass
+            logger.info("event=frontend_stopping cluster=%s", options.cluster_name)
+        finally:
+            FrontendEndpoints.remove(self._state_dir, owner_pid=os.getpid())
+            if http_server is not None:
+                http_server.shutdown()
+                http_server.server_close()
+            if engine is not None:
+                engine.stop()
+            store.close()
+            logger.info("event=frontend_stopped cluster=%s", options.cluster_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = FrontendOptions(**vars(build_argument_parser().parse_args(argv)))
+    logging.basicConfig(
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        frontend = Frontend(options)
+    except ClipperException as error:
+        logger.error("event=frontend_invalid_options cause=%r", str(error))
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("event=signal_received signal=%s", signal.Signals(signum).name)
+        frontend.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        frontend.run()
+    except ClipperException as error:
+        logger.error("event=frontend_failed cause=%r", str(error))
+        return 1
+    except Exception:
+        logger.exception("event=frontend_failed")
+        return 1
+    return 0

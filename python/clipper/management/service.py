@@ -1,0 +1,468 @@
+"""The management service: every configuration change is validated here, saved to the state store and
+pushed to the engine as a full snapshot, in that one place.
+
+Owns the rules between objects (links need an existing app and model of the same input type, versions are
+unique, ...) and the operations behind Clipper's `/admin/<operation>` paths. It knows nothing about HTTP
+(see `http_api.py`). Called from the HTTP server's request threads; one lock serialises changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from clipper.exceptions import ConfigurationError, StaleStateError, StateStoreError
+from clipper.management.engine_link import EngineControl, engine_config_json
+from clipper.state.cluster_state import (
+    Application,
+    ClusterState,
+    Model,
+    ModelVersion,
+    canonical_input_type,
+    check_batch_size,
+    check_labels,
+    check_name,
+    check_slo_micros,
+)
+from clipper.state.store import StateStore
+
+logger = logging.getLogger(__name__)
+
+# Clipper's placeholder for a model whose replicas run outside the cluster's control.
+NO_CONTAINER = "NO_CONTAINER"
+
+# A change that loses a race against another writer of a shared store is re-run on fresh state this
+# many times before giving up.
+_MAX_COMMIT_ATTEMPTS = 3
+
+Body = dict[str, Any]
+
+
+class ManagementService:
+    def __init__(self, store: StateStore, engine: EngineControl) -> None:
+        self._store = store
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._state = ClusterState()
+        # Operation name (the REST path after /admin/) -> handler taking the JSON body.
+        self.operations: dict[str, Callable[[Body], Any]] = {
+            "ping": self.ping,
+            "add_app": self.add_app,
+            "delete_app": self.delete_app,
+            "add_model_links": self.add_model_links,
+            "delete_model_links": self.delete_model_links,
+            "add_model": self.add_model,
+            "set_model_version": self.set_model_version,
+            "delete_versioned_model": self.delete_versioned_model,
+            "get_all_applications": self.get_all_applications,
+            "get_application": self.get_application,
+            "get_linked_models": self.get_linked_models,
+            "get_all_models": self.get_all_models,
+            "get_model": self.get_model,
+            "get_all_containers": self.get_all_containers,
+            "get_container": self.get_container,
+            "get_state": self.get_state,
+            "get_config": self.get_config,
+        }
+
+    # ----------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    def restore(self) -> ClusterState:
+        """Load the stored configuration and push it to the engine (on every frontend start)."""
+        with self._lock:
+            state = self._store.load()
+            self._push(state)
+            self._state = state
+        logger.info(
+            "event=state_restored store=%s revision=%d apps=%d models=%d",
+            self._store.description,
+            state.revision,
+            len(state.applications),
+            len(state.models),
+        )
+        return state.clone()
+
+    @property
+    def state(self) -> ClusterState:
+        with self._lock:
+            return self._state.clone()
+
+    # ----------------------------------------------------------------------------------------------
+    # Applications
+
+    def ping(self, body: Body) -> Any:
+        return {"status": "PONG"}
+
+    def add_app(self, body: Body) -> Any:
+        name = check_name("application name", _field(body, "add_app", "name", str))
+        input_type = canonical_input_type(_field(body, "add_app", "input_type", str))
+        default_output = _field(body, "add_app", "default_output", str)
+        slo_value = body.get("latency_slo_micros", body.get("slo_micros"))
+        if slo_value is None:
+            raise ConfigurationError("add_app needs 'latency_slo_micros' (an integer)")
+        slo_micros = check_slo_micros(slo_value)
+
+        def change(state: ClusterState) -> str:
+            if name in state.applications:
+                raise ConfigurationError(
+                    f"application '{name}' already exists; unregister it first or choose another name"
+                )
+            state.applications[name] = Application(name, input_type, default_output, slo_micros)
+            return f"Successfully added application with name '{name}'"
+
+        return self._commit("add_app", change)
+
+    def delete_app(self, body: Body) -> Any:
+        name = _field(body, "delete_app", "name", str)
+
+        def change(state: ClusterState) -> str:
+            if state.applications.pop(name, None) is None:
+                raise ConfigurationError(f"application '{name}' does not exist; nothing to delete")
+            return f"Successfully deleted application with name '{name}'"
+
+        return self._commit("delete_app", change)
+
+    def add_model_links(self, body: Body) -> Any:
+        app_name = _field(body, "add_model_links", "app_name", str)
+        model_names = _string_list(body, "add_model_links", "model_names")
+        if len(model_names) != 1:
+            raise ConfigurationError(
+                f"add_model_links got {len(model_names)} model names for application '{app_name}': "
+                "an application is linked to exactly one model, so pass one name"
+            )
+        model_name = model_names[0]
+
+        def change(state: ClusterState) -> str:
+            app = _existing_app(state, app_name)
+            current = state.current_version(model_name)
+            if current is None:
+                raise ConfigurationError(
+                    f"model '{model_name}' does not exist; deploy it with deploy_model (or register "
+                    f"it with register_model) before linking it to application '{app_name}'"
+                )
+            if model_name in app.linked_models:
+                raise ConfigurationError(
+                    f"model '{model_name}' is already linked to application '{app_name}'"
+                )
+            if app.linked_models:
+                raise ConfigurationError(
+                    f"application '{app_name}' is already linked to model '{app.linked_models[0]}'; "
+                    f"unlink it first with unlink_model_from_app('{app_name}', "
+                    f"'{app.linked_models[0]}')"
+                )
+            _check_types_match(app, current)
+            app.linked_models.append(model_name)
+            return f"Successfully linked model '{model_name}' to application '{app_name}'"
+
+        return self._commit("add_model_links", change)
+
+    def delete_model_links(self, body: Body) -> Any:
+        app_name = _field(body, "delete_model_links", "app_name", str)
+        model_names = _string_list(body, "delete_model_links", "model_names")
+
+        def change(state: ClusterState) -> str:
+            app = _existing_app(state, app_name)
+            for model_name in model_names:
+                if model_name not in app.linked_models:
+                    raise ConfigurationError(
+                        f"model '{model_name}' is not linked to application '{app_name}' (linked: "
+                        f"{app.linked_models or 'none'})"
+                    )
+            app.linked_models = [m for m in app.linked_models if m not in model_names]
+            return f"Successfully unlinked {', '.join(model_names)} from application '{app_name}'"
+
+        return self._commit("delete_model_links", change)
+
+    # ----------------------------------------------------------------------------------------------
+    # Models
+
+    def add_model(self, body: Body) -> Any:
+        name = check_name("model name", _field(body, "add_model", "model_name", str))
+        version = check_name("model version", _field(body, "add_model", "model_version", (str, int)))
+        input_type = canonical_input_type(_field(body, "add_model", "input_type", str))
+        labels = check_labels(body.get("labels"))
+        batch_size = check_batch_size(body.get("batch_size", -1))
+        image = _optional_string(body, "add_model", "container_name", NO_CONTAINER)
+        model_data_path = _optional_string(body, "add_model", "model_data_path", "")
+        make_current = body.get("make_current", True)
+        if not isinstance(make_current, bool):
+            raise ConfigurationError(
+                f"add_model: 'make_current' must be true or false, got {make_current!r}"
+            )
+        new_version = ModelVersion(
+            name, version, input_type, batch_size, labels, image, model_data_path
+        )
+
+        def change(state: ClusterState) -> str:
+            model = state.models.get(name)
+            if model is not None and version in model.versions:
+                raise ConfigurationError(
+                    f"model '{name}' version '{version}' already exists; deploy under a new version, "
+                    f"or stop this one first with stop_versioned_models({{'{name}': ['{version}']}})"
+                )
+            for app in state.apps_linked_to(name):
+                _check_types_match(app, new_version)
+            if model is None:
+                state.models[name] = Model(name, version, {version: new_version})
+            else:
+                model.versions[version] = new_version
+                if make_current:
+                    model.current_version = version
+            current = state.models[name].current_version
+            return (
+                f"Successfully added model '{name}' version '{version}' "
+                f"(current version: '{current}')"
+            )
+
+        return self._commit("add_model", change)
+
+    def set_model_version(self, body: Body) -> Any:
+        name = _field(body, "set_model_version", "model_name", str)
+        version = _version_field(body, "set_model_version")
+
+        def change(state: ClusterState) -> str:
+            model = _existing_model(state, name)
+            target = model.versions.get(version)
+            if target is None:
+                raise ConfigurationError(
+                    f"model '{name}' has no version '{version}' (registered: "
+                    f"{', '.join(model.versions)}); deploy it first"
+                )
+            for app in state.apps_linked_to(name):
+                _check_types_match(app, target)
+            model.current_version = version
+            return f"Successfully set the current version of model '{name}' to '{version}'"
+
+        return self._commit("set_model_version", change)
+
+    def delete_versioned_model(self, body: Body) -> Any:
+        name = _field(body, "delete_versioned_model", "model_name", str)
+        version = _version_field(body, "delete_versioned_model")
+
+        def change(state: ClusterState) -> str:
+            model = _existing_model(state, name)
+            if version not in model.versions:
+                raise ConfigurationError(f"model '{name}' has no version '{version}' to delete")
+            if version == model.current_version and len(model.versions) > 1:
+                raise ConfigurationError(
+                    f"version '{version}' is the current version of model '{name}'; make another "
+                    "version current with set_model_version first, or stop every version with "
+                    "stop_models"
+                )
+            del model.versions[version]
+            if not model.versions:
+                del state.models[name]
+            return f"Successfully deleted model '{name}' version '{version}'"
+
+        return self._commit("delete_versioned_model", change)
+
+    # ----------------------------------------------------------------------------------------------
+    # Reads
+
+    def get_all_applications(self, body: Body) -> Any:
+        state = self.state
+        if body.get("verbose", False):
+            return [_app_info(app) for app in state.applications.values()]
+        return list(state.applications)
+
+    def get_application(self, body: Body) -> Any:
+        name = _field(body, "get_application", "name", str)
+        app = self.state.applications.get(name)
+        return {} if app is None else _app_info(app)
+
+    def get_linked_models(self, body: Body) -> Any:
+        app_name = _field(body, "get_linked_models", "app_name", str)
+        return list(_existing_app(self.state, app_name).linked_models)
+
+    def get_all_models(self, body: Body) -> Any:
+        state = self.state
+        versions = [
+            (model, version) for model in state.models.values() for version in model.versions.values()
+        ]
+        if body.get("verbose", False):
+            return [_model_info(model, version) for model, version in versions]
+        return [f"{version.name}:{version.version}" for _, version in versions]
+
+    def get_model(self, body: Body) -> Any:
+        name = _field(body, "get_model", "model_name", str)
+        version = _version_field(body, "get_model")
+        model = self.state.models.get(name)
+        if model is None or version not in model.versions:
+            return {}
+        return _model_info(model, model.versions[version])
+
+    def get_all_containers(self, body: Body) -> Any:
+        replicas = [_replica_info(replica) for replica in self._engine.replicas()]
+        if body.get("verbose", False):
+            return replicas
+        return [f"{r['model_id']}:{r['model_replica_id']}" for r in replicas]
+
+    def get_container(self, body: Body) -> Any:
+        name = _field(body, "get_container", "model_name", str)
+        version = _version_field(body, "get_container")
+        replica_id = _field(body, "get_container", "replica_id", int)
+        for replica in self.get_all_containers({"verbose": True}):
+            if (replica["model_name"], replica["model_version"], replica["model_replica_id"]) == (
+                name,
+                version,
+                replica_id,
+            ):
+                return replica
+        return {}
+
+    def get_state(self, body: Body) -> Any:
+        app_name = _field(body, "get_state", "app_name", str)
+        uid = body.get("uid", 0)
+        app = _existing_app(self.state, app_name)
+        # The only selection policy so far keeps no per-user state: its state is the default output.
+        return {"app_name": app_name, "uid": uid, "state": {"y_hat": app.default_output}}
+
+    def get_config(self, body: Body) -> Any:
+        """The stored configuration as the store holds it (for operators and debugging)."""
+        return self.state.to_dict()
+
+    # ----------------------------------------------------------------------------------------------
+    # Commit: validate -> engine -> store
+
+    def _commit(self, operation: str, change: Callable[[ClusterState], str]) -> dict[str, Any]:
+        with self._lock:
+            for attempt in range(1, _MAX_COMMIT_ATTEMPTS + 1):
+                current = self._state
+                proposed = current.clone()
+                message = change(proposed)
+                # The engine validates too; a snapshot it refuses is never stored.
+                self._push(proposed)
+                try:
+                    saved = self._store.save(proposed, expected_revision=current.revision)
+                except StaleStateError:
+                    logger.warning(
+                        "event=state_stale operation=%s attempt=%d store=%s",
+                        operation,
+                        attempt,
+                        self._store.description,
+                    )
+                    self._state = self._store.load()
+                    self._push(self._state)
+                    continue
+                except StateStoreError:
+                    self._push(current)
+                    raise
+                self._state = saved
+                logger.info(
+                    "event=config_changed operation=%s revision=%d message=%r",
+                    operation,
+                    saved.revision,
+                    message,
+                )
+                return {"message": message, "revision": saved.revision}
+        raise StateStoreError(
+            f"{operation}: the state in {self._store.description} kept changing underneath; retry"
+        )
+
+    def _push(self, state: ClusterState) -> None:
+        try:
+            self._engine.apply_config(engine_config_json(state))
+        except ValueError as error:
+            raise ConfigurationError(f"the engine refused the configuration: {error}") from error
+
+
+# --------------------------------------------------------------------------------------------------
+# Body parsing and shared checks
+
+
+def _field(body: Body, operation: str, key: str, expected: type | tuple[type, ...]) -> Any:
+    value = body.get(key)
+    if value is None or isinstance(value, bool) or not isinstance(value, expected):
+        names = (
+            " or ".join(t.__name__ for t in expected)
+            if isinstance(expected, tuple)
+            else expected.__name__
+        )
+        raise ConfigurationError(f"{operation} needs '{key}' ({names}), got {value!r}")
+    return value
+
+
+def _optional_string(body: Body, operation: str, key: str, default: str) -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{operation}: '{key}' must be a string, got {value!r}")
+    return value
+
+
+def _version_field(body: Body, operation: str) -> str:
+    return str(_field(body, operation, "model_version", (str, int)))
+
+
+def _string_list(body: Body, operation: str, key: str) -> list[str]:
+    value = body.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigurationError(f"{operation} needs '{key}' (a list of strings), got {value!r}")
+    return value
+
+
+def _existing_app(state: ClusterState, name: str) -> Application:
+    app = state.applications.get(name)
+    if app is None:
+        raise ConfigurationError(
+            f"application '{name}' does not exist; register it with register_application first"
+        )
+    return app
+
+
+def _existing_model(state: ClusterState, name: str) -> Model:
+    model = state.models.get(name)
+    if model is None:
+        raise ConfigurationError(
+            f"model '{name}' does not exist; deploy it with deploy_model (or register_model) first"
+        )
+    return model
+
+
+def _check_types_match(app: Application, version: ModelVersion) -> None:
+    if app.input_type != version.input_type:
+        raise ConfigurationError(
+            f"model '{version.name}' version '{version.version}' takes {version.input_type} but "
+            f"application '{app.name}' takes {app.input_type}; use a model version with input_type "
+            f"'{app.input_type}' or an application of type '{version.input_type}'"
+        )
+
+
+def _app_info(app: Application) -> dict[str, Any]:
+    return {
+        "name": app.name,
+        "input_type": app.input_type,
+        "default_output": app.default_output,
+        "latency_slo_micros": app.slo_micros,
+        "linked_models": list(app.linked_models),
+    }
+
+
+def _model_info(model: Model, version: ModelVersion) -> dict[str, Any]:
+    return {
+        "model_name": version.name,
+        "model_version": version.version,
+        "input_type": version.input_type,
+        "labels": list(version.labels),
+        "container_name": version.image,
+        "model_data_path": version.model_data_path,
+        "batch_size": version.batch_size,
+        "is_current_version": version.version == model.current_version,
+    }
+
+
+def _replica_info(replica: dict[str, Any]) -> dict[str, Any]:
+    name = str(replica["model_name"])
+    version = str(replica["model_version"])
+    return {
+        "model_id": f"{name}:{version}",
+        "model_name": name,
+        "model_version": version,
+        "model_replica_id": int(replica["replica_id"]),
+        "input_type": replica.get("input_type", ""),
+        "inflight_batches": replica.get("inflight_batches", 0),
+    }

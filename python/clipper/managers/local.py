@@ -1,0 +1,621 @@
+"""`LocalContainerManager`: a whole cluster as local processes, the embedded default (no Docker needed).
+
+Owns the cluster's state directory (`~/.clipper/<cluster_name>` unless told otherwise): the frontend process
+(`python -m clipper.management`, its own process group), one process per model replica (the container SDK's
+closure runner), their pid records and logs. Records live on disk so a manager in another Python process
+(`connect()`, the CLI) can find and stop what this one started. Methods block; not for the query path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from clipper.admin.management_client import ManagementClient
+from clipper.exceptions import (
+    ClipperException,
+    ClusterStartError,
+    DeploymentError,
+    UnconnectedException,
+)
+from clipper.management.endpoints import (
+    FrontendEndpoints,
+    process_is_alive,
+    process_start_ticks,
+)
+from clipper.managers.container_manager import MIB, ContainerManager
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "CLIPPER_STATE_DIR"
+CLOSURE_FILE_NAME = "func.pkl"
+CLOSURE_RUNNER_MODULE = "clipper.container.closure_runner"
+_CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_POLL_INTERVAL_S = 0.05
+_LOG_TAIL_LINES = 30
+
+
+def default_state_dir(cluster_name: str) -> Path:
+    """`$CLIPPER_STATE_DIR/<cluster_name>` when the variable is set, else `~/.clipper/<cluster_name>`."""
+    root = os.environ.get(STATE_DIR_ENV)
+    return (Path(root) if root else Path.home() / ".clipper") / cluster_name
+
+
+@dataclass(frozen=True)
+class ReplicaProcess:
+    """One model replica process, as recorded in `<state_dir>/replicas/<model>/<version>/<id>.json`."""
+
+    model_name: str
+    model_version: str
+    replica_id: int
+    input_type: str
+    image: str
+    pid: int
+    process_start_ticks: int | None
+    log_path: str
+
+    def is_alive(self) -> bool:
+        return process_is_alive(self.pid, self.process_start_ticks)
+
+
+class LocalContainerManager(ContainerManager):
+    def __init__(
+        self,
+        cluster_name: str = "default-cluster",
+        clipper_query_port: int = 1337,
+        clipper_management_port: int = 1338,
+        clipper_rpc_port: int = 7000,
+        redis_ip: str | None = None,
+        redis_port: int = 6379,
+        prometheus_port: int = 1390,
+        state_dir: str | os.PathLike[str] | None = None,
+        bind_address: str = "127.0.0.1",
+        max_body_bytes: int = 8 * MIB,
+        heartbeat_timeout_millis: int = 2000,
+        startup_timeout_s: float = 60.0,
+        stop_timeout_s: float = 10.0,
+        log_level: str = "INFO",
+    ) -> None:
+        """Ports of 0 let the frontend pick free ones (read back after `start_clipper`).
+        `prometheus_port` is where `/metrics` is served besides the query port (0 = query port only).
+        `redis_ip`/`redis_port` select a Redis state store instead of the embedded one."""
+        if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
+            raise ClipperException(
+                f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
+                "'-' (it names the cluster's state directory)"
+            )
+        self.cluster_name = cluster_name
+        self.clipper_query_port = clipper_query_port
+        self.clipper_management_port = clipper_management_port
+        self.clipper_rpc_port = clipper_rpc_port
+        self.redis_ip = redis_ip
+        self.redis_port = redis_port
+        self.prometheus_port = prometheus_port
+        self.state_dir = Path(state_dir) if state_dir else default_state_dir(cluster_name)
+        self.bind_address = bind_address
+        self.max_body_bytes = max_body_bytes
+        self.heartbeat_timeout_millis = heartbeat_timeout_millis
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.log_level = log_level
+        self._endpoints: FrontendEndpoints | None = None
+        # Processes this manager started, kept so they can be reaped (no zombies) once stopped.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # ---- paths ----------------------------------------------------------------------------------------
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def frontend_log_path(self) -> Path:
+        return self.logs_dir / "frontend.log"
+
+    @property
+    def _replicas_dir(self) -> Path:
+        return self.state_dir / "replicas"
+
+    @property
+    def _models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+    # ---- the frontend -------------------------------------------------------------------------------
+
+    def start_clipper(self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1) -> None:
+        existing = FrontendEndpoints.read(self.state_dir)
+        if existing is not None and existing.is_alive():
+            raise ClusterStartError(
+                f"cluster '{self.cluster_name}' is already running (frontend pid {existing.pid}, "
+                f"management port {existing.management_port}); connect() to it, or stop it first "
+                "with stop_all()"
+            )
+        FrontendEndpoints.remove(self.state_dir)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._prune_dead_replicas()
+        command = [
+            sys.executable,
+            "-m",
+            "clipper.management",
+            "--cluster-name", self.cluster_name,
+            "--state-dir", str(self.state_dir),
+            "--bind-address", self.bind_address,
+            "--query-port", str(self.clipper_query_port),
+            "--management-port", str(self.clipper_management_port),
+            "--rpc-port", str(self.clipper_rpc_port),
+            "--metrics-port", str(self.prometheus_port),
+            "--cache-size-bytes", str(cache_size_bytes),
+            "--io-threads", str(io_threads),
+            "--max-body-bytes", str(self.max_body_bytes),
+            "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        if self.redis_ip:
+            command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
+        process = self._spawn(command, self.frontend_log_path)
+        logger.info(
+            "event=frontend_starting cluster=%s pid=%d log=%s",
+            self.cluster_name,
+            process.pid,
+            self.frontend_log_path,
+        )
+        try:
+            self._endpoints = self._wait_for_frontend(process)
+        except BaseException:
+            self._terminate([(process.pid, process_start_ticks(process.pid))], graceful=False)
+            raise
+        logger.info(
+            "event=frontend_started cluster=%s pid=%d query_addr=%s admin_addr=%s",
+            self.cluster_name,
+            process.pid,
+            self.get_query_addr(),
+            self.get_admin_addr(),
+        )
+
+    def connect(self) -> None:
+        endpoints = FrontendEndpoints.read(self.state_dir)
+        if endpoints is not None and endpoints.is_alive():
+            candidate = endpoints
+        else:
+            # Started elsewhere (another state directory or machine setup): trust the configured ports.
+            candidate = FrontendEndpoints(
+                cluster_name=self.cluster_name,
+                pid=0,
+                process_start_ticks=None,
+                bind_address=self.bind_address,
+                query_port=self.clipper_query_port,
+                management_port=self.clipper_management_port,
+                rpc_port=self.clipper_rpc_port,
+                metrics_port=self.prometheus_port,
+            )
+        admin_addr = f"{_connect_host(candidate.bind_address)}:{candidate.management_port}"
+        if not ManagementClient(admin_addr, timeout_s=5.0).ping():
+            raise ClipperException(
+                f"no Clipper cluster '{self.cluster_name}' answers at {admin_addr}; start one with "
+                "start_clipper() (or `clipper start`), or pass the ports it runs on"
+            )
+        self._endpoints = candidate
+        logger.info("event=connected cluster=%s admin_addr=%s", self.cluster_name, admin_addr)
+
+    def get_admin_addr(self) -> str:
+        endpoints = self._current_endpoints()
+        return f"{_connect_host(endpoints.bind_address)}:{endpoints.management_port}"
+
+    def get_query_addr(self) -> str:
+        endpoints = self._current_endpoints()
+        return f"{_connect_host(endpoints.bind_address)}:{endpoints.query_port}"
+
+    def get_metric_addr(self) -> str:
+        endpoints = self._current_endpoints()
+        port = endpoints.metrics_port or endpoints.query_port
+        return f"{_connect_host(endpoints.bind_address)}:{port}"
+
+    def get_rpc_addr(self) -> str:
+        endpoints = self._current_endpoints()
+        return f"{_connect_host(endpoints.bind_address)}:{endpoints.rpc_port}"
+
+    def frontend_pid(self) -> int | None:
+        """The frontend's pid when it runs on this machine and is known, else None."""
+        endpoints = FrontendEndpoints.read(self.state_dir)
+        return endpoints.pid if endpoints is not None and endpoints.is_alive() else None
+
+    # ---- model replicas -----------------------------------------------------------------------------
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str = "default",
+        container_registry: str | None = None,
+        pkgs_to_install: Sequence[str] | None = None,
+    ) -> str:
+        """Copy the saved model directory into `<state_dir>/models/<name>/<version>` (the local "image")
+        and install `pkgs_to_install` that this interpreter lacks into its `site-packages`."""
+        source = Path(model_data_path)
+        if not source.is_dir():
+            raise DeploymentError(
+                f"model_data_path {model_data_path!r} is not a directory; save the model first "
+                "(clipper.container.closure.save_closure does this for a Python function)"
+            )
+        if any(replica.is_alive() for replica in self._replicas(name, version)):
+            raise DeploymentError(
+                f"model '{name}' version '{version}' has running replicas; stop them first with "
+                f"stop_versioned_models({{'{name}': ['{version}']}}) or deploy a new version"
+            )
+        destination = self._models_dir / name / version
+        staging = destination.with_name(f".{version}.staging-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        shutil.rmtree(destination, ignore_errors=True)
+        staging.rename(destination)
+        missing = [pkg for pkg in (pkgs_to_install or []) if not _is_installed(pkg)]
+        if missing:
+            self._install_packages(missing, destination / "site-packages")
+        logger.info(
+            "event=model_built cluster=%s model=%s version=%s image=%s installed=%s",
+            self.cluster_name,
+            name,
+            version,
+            destination,
+            ",".join(missing) or "-",
+        )
+        return str(destination)
+
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+    ) -> None:
+        if num_replicas < 1:
+            raise DeploymentError(f"num_replicas must be at least 1, got {num_replicas}")
+        self._closure_path(image)  # fail before starting anything
+        for _ in range(num_replicas):
+            self._start_replica(name, version, input_type, image)
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return sum(1 for replica in self._replicas(name, version) if replica.is_alive())
+
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
+        if num_replicas < 0:
+            raise DeploymentError(f"num_replicas must be at least 0, got {num_replicas}")
+        alive = sorted(
+            (r for r in self._replicas(name, version) if r.is_alive()), key=lambda r: r.replica_id
+        )
+        if num_replicas > len(alive):
+            self._closure_path(image)
+            for _ in range(num_replicas - len(alive)):
+                self._start_replica(name, version, input_type, image)
+        elif num_replicas < len(alive):
+            self._stop_replicas(alive[num_replicas:], graceful=True)
+
+    def find_failed_replicas(self, name: str, version: str) -> list[str]:
+        failures = []
+        for replica in self._replicas(name, version):
+            if replica.is_alive():
+                continue
+            child = self._children.pop(replica.pid, None)
+            status = "" if child is None else f" with exit code {child.wait()}"
+            failures.append(
+                f"replica {replica.replica_id} (pid {replica.pid}) exited{status}; last lines of "
+                f"{replica.log_path}:\n{_log_tail(Path(replica.log_path))}"
+            )
+            self._record_path(replica).unlink(missing_ok=True)
+        return failures
+
+    def list_replicas(self) -> list[ReplicaProcess]:
+        """Every recorded replica process of the cluster that is still running."""
+        return [replica for replica in self._replicas() if replica.is_alive()]
+
+    def stop_models(self, models: Mapping[str, Sequence[str]]) -> None:
+        chosen = [
+            replica
+            for replica in self._replicas()
+            if str(replica.model_version) in {str(v) for v in models.get(replica.model_name, ())}
+        ]
+        self._stop_replicas(chosen, graceful=True)
+
+    def stop_all_model_containers(self) -> None:
+        self._stop_replicas(self._replicas(), graceful=True)
+
+    def stop_all(self, graceful: bool = True) -> None:
+        self._stop_replicas(self._replicas(), graceful=graceful)
+        endpoints = FrontendEndpoints.read(self.state_dir)
+        if endpoints is not None and endpoints.is_alive():
+            self._terminate([(endpoints.pid, endpoints.process_start_ticks)], graceful=graceful)
+            logger.info("event=frontend_stopped cluster=%s pid=%d", self.cluster_name, endpoints.pid)
+        FrontendEndpoints.remove(self.state_dir)
+        self._endpoints = None
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        destination = Path(logging_dir) / f"{self.cluster_name}-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        written = []
+        for log in sorted(self.logs_dir.rglob("*.log")):
+            target = destination / log.relative_to(self.logs_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, target)
+            written.append(str(target))
+        return written
+
+    # ---- internals ----------------------------------------------------------------------------------
+
+    def _current_endpoints(self) -> FrontendEndpoints:
+        if self._endpoints is not None:
+            return self._endpoints
+        return FrontendEndpoints(
+            cluster_name=self.cluster_name,
+            pid=0,
+            process_start_ticks=None,
+            bind_address=self.bind_address,
+            query_port=self.clipper_query_port,
+            management_port=self.clipper_management_port,
+            rpc_port=self.clipper_rpc_port,
+            metrics_port=self.prometheus_port,
+        )
+
+    def _spawn(
+        self, command: list[str], log_path: Path, extra_paths: Iterable[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_file:
+            # Its own session (and process group): a Ctrl-C in the user's terminal does not reach it,
+            # it outlives this Python process, and killpg stops it with any children it started.
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=_child_environment(extra_paths),
+                start_new_session=True,
+                close_fds=True,
+            )
+        self._children[process.pid] = process
+        return process
+
+    def _wait_for_frontend(self, process: subprocess.Popen[bytes]) -> FrontendEndpoints:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            exit_code = process.poll()
+            if exit_code is not None:
+                self._children.pop(process.pid, None)
+                raise ClusterStartError(
+                    f"the frontend of cluster '{self.cluster_name}' exited with code {exit_code} "
+                    f"while starting; last lines of {self.frontend_log_path}:\n"
+                    f"{_log_tail(self.frontend_log_path)}"
+                )
+            endpoints = FrontendEndpoints.read(self.state_dir)
+            if endpoints is not None and endpoints.pid == process.pid:
+                host = _connect_host(endpoints.bind_address)
+                if _http_ok(f"http://{host}:{endpoints.query_port}/healthz") and ManagementClient(
+                    f"{host}:{endpoints.management_port}", timeout_s=2.0
+                ).ping():
+                    return endpoints
+            time.sleep(_POLL_INTERVAL_S)
+        raise ClusterStartError(
+            f"the frontend of cluster '{self.cluster_name}' did not answer within "
+            f"{self.startup_timeout_s:.0f} s; last lines of {self.frontend_log_path}:\n"
+            f"{_log_tail(self.frontend_log_path)}"
+        )
+
+    def _closure_path(self, image: str) -> Path:
+        path = Path(image)
+        if path.is_dir():
+            path = path / CLOSURE_FILE_NAME
+        if not path.is_file():
+            raise DeploymentError(
+                f"LocalContainerManager runs models saved as closure directories, and {image!r} "
+                f"holds no {CLOSURE_FILE_NAME}; deploy with clipper.deployers.python."
+                "deploy_python_closure, or use DockerContainerManager for container images"
+            )
+        return path.resolve()
+
+    def _start_replica(self, name: str, version: str, input_type: str, image: str) -> ReplicaProcess:
+        replica_id = self._next_replica_id(name, version)
+        log_path = self.logs_dir / "replicas" / name / version / f"{replica_id}.log"
+        command = [
+            sys.executable,
+            "-m",
+            CLOSURE_RUNNER_MODULE,
+            "--func-path", str(self._closure_path(image)),
+            "--name", name,
+            "--version", version,
+            "--input-type", input_type,
+            "--frontend", f"tcp://{self.get_rpc_addr()}",
+            "--replica-id", str(replica_id),
+        ]  # fmt: skip
+        site_packages = Path(image) / "site-packages"
+        extra_paths = [str(site_packages)] if site_packages.is_dir() else []
+        process = self._spawn(command, log_path, extra_paths)
+        replica = ReplicaProcess(
+            model_name=name,
+            model_version=version,
+            replica_id=replica_id,
+            input_type=input_type,
+            image=str(image),
+            pid=process.pid,
+            process_start_ticks=process_start_ticks(process.pid),
+            log_path=str(log_path),
+        )
+        record = self._record_path(replica)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        temp = record.with_suffix(".tmp")
+        temp.write_text(json.dumps(asdict(replica), indent=2), encoding="utf-8")
+        temp.replace(record)
+        logger.info(
+            "event=replica_started cluster=%s model=%s version=%s replica=%d pid=%d log=%s",
+            self.cluster_name,
+            name,
+            version,
+            replica_id,
+            process.pid,
+            log_path,
+        )
+        return replica
+
+    def _next_replica_id(self, name: str, version: str) -> int:
+        """Replica ids grow per model version and are never reused, so the frontend can never confuse
+        a new replica with a dropped one."""
+        counter = self._replicas_dir / name / version / "next_replica_id"
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            replica_id = int(counter.read_text())
+        except (OSError, ValueError):
+            replica_id = 0
+        recorded = [r.replica_id for r in self._replicas(name, version)]
+        replica_id = max([replica_id, *(i + 1 for i in recorded)])
+        counter.write_text(str(replica_id + 1))
+        return replica_id
+
+    def _record_path(self, replica: ReplicaProcess) -> Path:
+        return (
+            self._replicas_dir
+            / replica.model_name
+            / replica.model_version
+            / f"{replica.replica_id}.json"
+        )
+
+    def _replicas(self, name: str | None = None, version: str | None = None) -> list[ReplicaProcess]:
+        base = self._replicas_dir
+        if name is not None:
+            base = base / name
+            if version is not None:
+                base = base / str(version)
+        replicas = []
+        for record in sorted(base.rglob("*.json")) if base.is_dir() else []:
+            try:
+                replicas.append(ReplicaProcess(**json.loads(record.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError):
+                logger.warning("event=replica_record_unreadable path=%s", record)
+        return replicas
+
+    def _prune_dead_replicas(self) -> None:
+        for replica in self._replicas():
+            if not replica.is_alive():
+                self._record_path(replica).unlink(missing_ok=True)
+
+    def _stop_replicas(self, replicas: Sequence[ReplicaProcess], graceful: bool) -> None:
+        self._terminate([(r.pid, r.process_start_ticks) for r in replicas], graceful=graceful)
+        for replica in replicas:
+            self._record_path(replica).unlink(missing_ok=True)
+            logger.info(
+                "event=replica_stopped cluster=%s model=%s version=%s replica=%d pid=%d",
+                self.cluster_name,
+                replica.model_name,
+                replica.model_version,
+                replica.replica_id,
+                replica.pid,
+            )
+
+    def _terminate(self, processes: Sequence[tuple[int, int | None]], graceful: bool) -> None:
+        """Signal every process group at once, then wait for all; SIGKILL what outlives the grace."""
+        targets = [(pid, ticks) for pid, ticks in processes if process_is_alive(pid, ticks)]
+        first_signal = signal.SIGTERM if graceful else signal.SIGKILL
+        for pid, _ in targets:
+            _signal_group(pid, first_signal)
+        deadline = time.monotonic() + (self.stop_timeout_s if graceful else 2.0)
+        remaining = list(targets)
+        while remaining and time.monotonic() < deadline:
+            self._reap_children()
+            remaining = [(pid, ticks) for pid, ticks in remaining if process_is_alive(pid, ticks)]
+            if remaining:
+                time.sleep(_POLL_INTERVAL_S)
+        for pid, _ in remaining:
+            logger.warning("event=process_kill pid=%d reason=did_not_stop_in_time", pid)
+            _signal_group(pid, signal.SIGKILL)
+        if remaining:
+            time.sleep(_POLL_INTERVAL_S)
+        self._reap_children()
+
+    def _reap_children(self) -> None:
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[pid]
+
+    def _install_packages(self, packages: Sequence[str], target: Path) -> None:
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target)]
+        command += packages
+        logger.info("event=installing_packages packages=%s target=%s", ",".join(packages), target)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise DeploymentError(
+                f"pip could not install {', '.join(packages)} for the model: "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _connect_host(bind_address: str) -> str:
+    """The address a local client uses to reach a listener bound to `bind_address`."""
+    return "127.0.0.1" if bind_address in ("", "0.0.0.0", "::") else bind_address
+
+
+def _child_environment(extra_paths: Iterable[str] = ()) -> dict[str, str]:
+    """This process's environment, with the directory holding the `clipper` package (and any
+    model-specific packages) on PYTHONPATH so children import the same code as their parent."""
+    environment = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])  # the directory holding clipper/
+    inherited = [
+        str(Path(entry).resolve())
+        for entry in environment.get("PYTHONPATH", "").split(os.pathsep)
+        if entry
+    ]
+    paths = [*extra_paths, package_root, *inherited]
+    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    environment.setdefault("PYTHONUNBUFFERED", "1")
+    return environment
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        # Not a process-group leader (started by hand, not by a manager): signal the process alone.
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    except PermissionError:
+        logger.warning("event=signal_denied pid=%d signal=%d", pid, signum)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _is_installed(requirement: str) -> bool:
+    """True when the distribution a requirement names is installed in this interpreter (the version
+    specifier is not checked: locally, the replica shares this environment)."""
+    from importlib import metadata
+
+    name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True

@@ -1,0 +1,222 @@
+"""The cluster's configuration as data: applications, models, their versions and links.
+
+Owns the in-memory shape, its JSON form (what every state store persists) and the naming and input-type
+rules shared by the client and the server. It does not validate relations between objects (unknown
+models, type mismatches): that is `clipper.management.service`'s job, done in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from clipper.exceptions import ConfigurationError
+
+# Bumped when the persisted JSON layout changes incompatibly; loaders refuse newer formats.
+STATE_FORMAT_VERSION = 1
+
+INPUT_TYPES = ("bytes", "ints", "floats", "doubles", "strings")
+
+# Clipper's accepted spellings (REFERENCE §1.2) mapped to the canonical names of the contract.
+_INPUT_TYPE_ALIASES = {
+    **{alias: "bytes" for alias in ("bytes", "byte", "b")},
+    **{alias: "ints" for alias in ("ints", "integers", "integer", "int", "i")},
+    **{alias: "floats" for alias in ("floats", "float", "f")},
+    **{alias: "doubles" for alias in ("doubles", "double", "d")},
+    **{alias: "strings" for alias in ("strings", "string", "str", "strs", "s")},
+}
+
+# App names become URL paths (`/<app>/predict`) and model names become file and process names, so both
+# are restricted to characters that need no escaping anywhere. `:` and `,` stay out because Clipper's
+# identifiers ("name:version", "name,version,replica") are built with them.
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_LABEL_PATTERN = re.compile(r"^[^,:]{1,128}$")
+
+MAX_SLO_MICROS = 2**31 - 1
+
+
+def canonical_input_type(value: object) -> str:
+    """Return the canonical input type name for `value` or raise ConfigurationError."""
+    if isinstance(value, str):
+        canonical = _INPUT_TYPE_ALIASES.get(value.strip().lower())
+        if canonical is not None:
+            return canonical
+    raise ConfigurationError(
+        f"input_type {value!r} is not supported: use one of {', '.join(INPUT_TYPES)}"
+    )
+
+
+def check_name(kind: str, value: object) -> str:
+    """Validate an app name, model name or version; returns it as a string."""
+    if isinstance(value, int) and not isinstance(value, bool) and kind.endswith("version"):
+        value = str(value)  # Clipper accepts integer versions and stores them as strings
+    if not isinstance(value, str) or not _NAME_PATTERN.match(value):
+        raise ConfigurationError(
+            f"{kind} {value!r} is not valid: use 1-128 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_labels(labels: object) -> list[str]:
+    if labels is None:
+        return []
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+        raise ConfigurationError(f"labels must be a list of strings, got {labels!r}")
+    for label in labels:
+        if not _LABEL_PATTERN.match(label):
+            raise ConfigurationError(
+                f"label {label!r} is not valid: labels are 1-128 characters without ',' or ':'"
+            )
+    return list(labels)
+
+
+def check_slo_micros(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SLO_MICROS:
+        raise ConfigurationError(
+            f"slo_micros {value!r} is not valid: give a whole number of microseconds between 1 and "
+            f"{MAX_SLO_MICROS} (100000 = 100 ms is a good start)"
+        )
+    return value
+
+
+def check_batch_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value > 0):
+        raise ConfigurationError(
+            f"batch_size {value!r} is not valid: use -1 for adaptive batching or a positive maximum"
+        )
+    return value
+
+
+@dataclass
+class Application:
+    name: str
+    input_type: str
+    default_output: str
+    slo_micros: int
+    linked_models: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input_type": self.input_type,
+            "default_output": self.default_output,
+            "slo_micros": self.slo_micros,
+            "linked_models": list(self.linked_models),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Application:
+        return cls(
+            name=data["name"],
+            input_type=data["input_type"],
+            default_output=data["default_output"],
+            slo_micros=int(data["slo_micros"]),
+            linked_models=list(data.get("linked_models", [])),
+        )
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: str
+    input_type: str
+    batch_size: int = -1
+    labels: list[str] = field(default_factory=list)
+    # What runs the replicas: an image name (Docker, Kubernetes), a saved model directory (local), or
+    # "NO_CONTAINER" for a model whose replicas are started outside Clipper.
+    image: str = "NO_CONTAINER"
+    model_data_path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "input_type": self.input_type,
+            "batch_size": self.batch_size,
+            "labels": list(self.labels),
+            "image": self.image,
+            "model_data_path": self.model_data_path,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
+        return cls(
+            name=data["name"],
+            version=data["version"],
+            input_type=data["input_type"],
+            batch_size=int(data.get("batch_size", -1)),
+            labels=list(data.get("labels", [])),
+            image=data.get("image", "NO_CONTAINER"),
+            model_data_path=data.get("model_data_path", ""),
+        )
+
+
+@dataclass
+class Model:
+    """All registered versions of one model; `current_version` is where queries go by default."""
+
+    name: str
+    current_version: str
+    versions: dict[str, ModelVersion] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "current_version": self.current_version,
+            "versions": [self.versions[v].to_dict() for v in self.versions],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Model:
+        versions = [ModelVersion.from_dict(v) for v in data.get("versions", [])]
+        return cls(
+            name=data["name"],
+            current_version=data["current_version"],
+            versions={v.version: v for v in versions},
+        )
+
+
+@dataclass
+class ClusterState:
+    """One consistent configuration. `revision` grows by one with every saved change."""
+
+    revision: int = 0
+    applications: dict[str, Application] = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
+
+    def clone(self) -> ClusterState:
+        return copy.deepcopy(self)
+
+    def current_version(self, model_name: str) -> ModelVersion | None:
+        model = self.models.get(model_name)
+        return None if model is None else model.versions.get(model.current_version)
+
+    def apps_linked_to(self, model_name: str) -> list[Application]:
+        return [app for app in self.applications.values() if model_name in app.linked_models]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "revision": self.revision,
+            "applications": [app.to_dict() for app in self.applications.values()],
+            "models": [model.to_dict() for model in self.models.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterState:
+        format_version = data.get("format_version", STATE_FORMAT_VERSION)
+        if format_version > STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"state format {format_version} is newer than this version of clipper understands "
+                f"({STATE_FORMAT_VERSION}); upgrade clipper"
+            )
+        apps = [Application.from_dict(a) for a in data.get("applications", [])]
+        models = [Model.from_dict(m) for m in data.get("models", [])]
+        return cls(
+            revision=int(data.get("revision", 0)),
+            applications={app.name: app for app in apps},
+            models={model.name: model for model in models},
+        )

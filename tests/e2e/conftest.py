@@ -1,0 +1,65 @@
+"""End-to-end tests drive real clusters (frontend and replica processes) over loopback, as a user does.
+They need the native engine and the container SDK's closure runner, and skip without them."""
+
+import importlib.util
+import resource
+
+import cloudpickle
+import pytest
+
+import e2e_models
+
+
+
+def _missing_modules():
+    missing = []
+    for required in ("clipper_native._core", "clipper.container.closure_runner"):
+        try:
+            if importlib.util.find_spec(required) is None:
+                missing.append(required)
+        except ModuleNotFoundError:
+            missing.append(required)
+    return missing
+
+
+_MISSING = _missing_modules()
+
+# Replicas load the test models from their pickles alone.
+cloudpickle.register_pickle_by_value(e2e_models)
+
+# 2,000 concurrent connections need as many descriptors here and in the frontend (which inherits this).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft < min(_hard, 8192):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 8192), _hard))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_and_sdk_available():
+    if _MISSING:
+        pytest.skip(f"end-to-end tests need {', '.join(_MISSING)}")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def clusters(tmp_path):
+    """Start clusters with `clusters.start(name, **manager_options)`; all are stopped afterwards."""
+
+    class Clusters:
+        started = []
+
+        def start(self, name, **options):
+            from e2e_support import start_cluster
+
+            conn = start_cluster(tmp_path, name, **options)
+            self.started.append(conn)
+            return conn
+
+    registry = Clusters()
+    registry.started = []
+    yield registry
+    for conn in registry.started:
+        conn.cm.stop_all(graceful=True)

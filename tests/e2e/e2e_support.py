@@ -1,0 +1,63 @@
+"""Helpers of the end-to-end tests: free ports, starting a cluster as a user would, raw HTTP queries."""
+
+import http.client
+import json
+import socket
+import time
+
+from clipper import ClipperConnection, LocalContainerManager
+
+
+def free_ports(count):
+    """`count` distinct ports that were free a moment ago (held open together so none repeats)."""
+    probes = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            probes.append(probe)
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def start_cluster(state_root, name, **manager_options):
+    query, management, rpc, metrics = free_ports(4)
+    options = dict(
+        cluster_name=name,
+        clipper_query_port=query,
+        clipper_management_port=management,
+        clipper_rpc_port=rpc,
+        prometheus_port=metrics,
+        state_dir=state_root / name,
+        heartbeat_timeout_millis=1000,
+        startup_timeout_s=60,
+    )
+    options.update(manager_options)
+    conn = ClipperConnection(LocalContainerManager(**options), replica_start_timeout_s=60)
+    conn.start_clipper()
+    return conn
+
+
+def post(query_addr, path, body, timeout_s=30.0, headers=None):
+    """POST `body` (bytes, or JSON-encoded otherwise); returns (status, decoded JSON, seconds)."""
+    host, port = query_addr.rsplit(":", 1)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    started = time.monotonic()
+    try:
+        connection.request(
+            "POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        response = connection.getresponse()
+        raw = response.read()
+        elapsed = time.monotonic() - started
+        assert response.getheader("Content-Type", "").startswith("application/json"), raw[:200]
+        return response.status, json.loads(raw), elapsed
+    finally:
+        connection.close()
+
+
+def predict(conn, app, body, timeout_s=30.0):
+    return post(conn.get_query_addr(), f"/{app}/predict", body, timeout_s)

@@ -1,0 +1,72 @@
+"""What is specific to the embedded store: the file on disk, atomic replacement, the directory lock."""
+
+import json
+import os
+
+import pytest
+
+from clipper.exceptions import StateStoreError
+from clipper.state import ClusterState, EmbeddedStateStore, open_state_store
+from clipper.state.cluster_state import Application
+
+
+def test_the_state_is_one_json_file_in_the_state_directory(tmp_path):
+    with EmbeddedStateStore(tmp_path) as store:
+        state = ClusterState(applications={"a": Application("a", "ints", "0", 1000)})
+        store.save(state, expected_revision=0)
+        data = json.loads((tmp_path / "state.json").read_text())
+    assert data["revision"] == 1
+    assert data["format_version"] == 1
+    assert data["applications"][0]["name"] == "a"
+
+
+def test_saves_leave_no_temporary_files(tmp_path):
+    with EmbeddedStateStore(tmp_path) as store:
+        for revision in range(5):
+            store.save(ClusterState(), expected_revision=revision)
+    assert sorted(os.listdir(tmp_path)) == ["state.json", "state.lock"]
+
+
+def test_a_second_store_on_the_same_directory_is_refused_while_the_first_is_open(tmp_path):
+    first = EmbeddedStateStore(tmp_path)
+    try:
+        with pytest.raises(StateStoreError, match=f"in use by another frontend \\(pid {os.getpid()}\\)"):
+            EmbeddedStateStore(tmp_path)
+    finally:
+        first.close()
+    EmbeddedStateStore(tmp_path).close()  # free again once closed
+
+
+def test_a_corrupt_file_is_reported_not_silently_replaced(tmp_path):
+    (tmp_path / "state.json").write_text("{not json")
+    with EmbeddedStateStore(tmp_path) as store:
+        with pytest.raises(StateStoreError, match="move it aside"):
+            store.load()
+    assert (tmp_path / "state.json").read_text() == "{not json"
+
+
+def test_a_newer_format_is_refused(tmp_path):
+    (tmp_path / "state.json").write_text(json.dumps({"format_version": 99, "revision": 1}))
+    with EmbeddedStateStore(tmp_path) as store:
+        with pytest.raises(StateStoreError, match="upgrade clipper"):
+            store.load()
+
+
+def test_the_state_directory_is_created(tmp_path):
+    with EmbeddedStateStore(tmp_path / "a" / "b") as store:
+        store.save(ClusterState(), expected_revision=0)
+    assert (tmp_path / "a" / "b" / "state.json").is_file()
+
+
+def test_a_closed_store_refuses_calls(tmp_path):
+    store = EmbeddedStateStore(tmp_path)
+    store.close()
+    with pytest.raises(StateStoreError, match="closed"):
+        store.load()
+
+
+def test_open_state_store_defaults_to_embedded_and_explains_redis(tmp_path):
+    with open_state_store(tmp_path) as store:
+        assert store.description == f"embedded:{tmp_path / 'state.json'}"
+    with pytest.raises(StateStoreError, match="leave redis_ip unset"):
+        open_state_store(tmp_path, "127.0.0.1:6379")
