@@ -158,7 +158,7 @@ def test_data_length_not_matching_the_shape_is_a_wire_error():
     positions = codec._field_positions(message, table, 6)
     assert int.from_bytes(message[positions[2] : positions[2] + 4], "little") == 2
     message[positions[2]] = 3
-    with pytest.raises(WireFormatError, match="needs 96 data bytes, got 32") as caught:
+    with pytest.raises(WireFormatError, match="3 x 2 float64 needs 48 data bytes, got 32") as caught:
         decode(bytes(message), InputType.DOUBLES)
     assert caught.value.batch_id == 13
 
@@ -409,7 +409,7 @@ def test_every_message_the_sdk_sends_passes_the_cpp_verifier(cpp_verifier, tmp_p
         paths.append(str(path))
     # A corrupted response must fail, or the check proves nothing.
     corrupted = bytearray(codec.encode_predict_response(9, ["abcd"]))
-    corrupted[-8] = 0xFF  # the string's length now runs past the buffer
+    corrupted[-12] = 0xFF  # the string's length (bytes 56..60 of 68) now runs past the buffer
     (tmp_path / "corrupted.bin").write_bytes(corrupted)
 
     result = subprocess.run([str(cpp_verifier), *paths], capture_output=True, text=True, timeout=30)

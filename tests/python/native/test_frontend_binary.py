@@ -1,0 +1,115 @@
+"""The standalone clipper-frontend binary: flags, a configuration file, a real model replica,
+SIGHUP reload and clean shutdown. Real processes, real HTTP over loopback."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from clipper_native import frontend_binary
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post(port, path, payload, timeout=5):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(payload).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_until(predicate, timeout_s=15.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_help_describes_every_option():
+    result = subprocess.run([str(frontend_binary()), "--help"], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0
+    for flag in ("--query-port", "--rpc-port", "--metrics-port", "--io-threads", "--config",
+                 "--max-body-bytes", "--cache-size-bytes", "--heartbeat-timeout-millis"):
+        assert flag in result.stdout
+
+
+def test_bad_flags_exit_with_status_2():
+    result = subprocess.run([str(frontend_binary()), "--query-port", "many"], capture_output=True,
+                            text=True, timeout=10)
+    assert result.returncode == 2
+    assert "--query-port expects a number" in result.stderr
+
+
+def test_the_console_script_launches_the_binary():
+    result = subprocess.run(["clipper-frontend", "--help"], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0
+    assert "usage: clipper-frontend" in result.stdout
+
+
+@pytest.fixture
+def frontend(tmp_path):
+    query_port, rpc_port, metrics_port = free_port(), free_port(), free_port()
+    config_path = tmp_path / "config.json"
+    config = {
+        "apps": [{"name": "sum", "input_type": "doubles", "default_output": "-1",
+                  "slo_micros": 2000000, "linked_models": ["summer"]}],
+        "models": [{"name": "summer", "version": "1", "input_type": "doubles", "current": True}],
+    }
+    config_path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [str(frontend_binary()), "--query-port", str(query_port), "--rpc-port", str(rpc_port),
+         "--metrics-port", str(metrics_port), "--config", str(config_path)],
+        stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{query_port}/readyz", timeout=1).status == 200)
+    yield process, query_port, rpc_port, metrics_port, config_path, config
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+
+
+def test_serves_a_real_replica_reloads_on_sighup_and_stops_on_sigterm(frontend, tmp_path):
+    process, query_port, rpc_port, metrics_port, config_path, config = frontend
+    model_file = tmp_path / "summer_model.py"
+    model_file.write_text(
+        "from clipper.container import Model\n"
+        "class Summer(Model):\n"
+        "    def predict_batch(self, inputs):\n"
+        "        return [float(row.sum()) for row in inputs]\n")
+    replica = subprocess.Popen(
+        [sys.executable, "-m", "clipper.container.cli", "--model", "summer_model:Summer",
+         "--name", "summer", "--version", "1", "--input-type", "doubles",
+         "--frontend", f"tcp://127.0.0.1:{rpc_port}"],
+        cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    try:
+        wait_until(lambda: post(query_port, "/sum/predict", {"input": [1.0, 2.0]})["default"] is False)
+        assert post(query_port, "/sum/predict", {"input": [1.5, 2.5, 3.0]})["output"] == 7.0
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert 'clipper_model_connected_replicas{model="summer",version="1"} 1' in metrics
+
+        config["apps"].append({"name": "added", "input_type": "doubles", "default_output": "0",
+                               "slo_micros": 100000, "linked_models": []})
+        config_path.write_text(json.dumps(config))
+        process.send_signal(signal.SIGHUP)
+        wait_until(lambda: post(query_port, "/added/predict", {"input": [1.0]})["default"] is True)
+    finally:
+        replica.terminate()
+        replica.wait(timeout=10)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert "event=stopped" in process.stderr.read()
