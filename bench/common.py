@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -24,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,6 +189,111 @@ class RssSampler:
             "max_mb": round(max(self.samples) / 2**20, 1),
             "median_mb": round(statistics.median(self.samples) / 2**20, 1),
             "samples": len(self.samples),
+        }
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Every live descendant of `pid` (children, grandchildren, ...)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        for child in children_of(pending.pop()):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of `pid` so far (None if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # After "pid (comm)": state is field 3 of stat(5), utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+
+
+def _system_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the machine's processes since boot, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = values
+    # Interrupt time is left out: loopback TCP runs in softirqs charged to no process, so counting
+    # it would show the study's own traffic as "other" load.
+    busy = (user + nice + system) / CLOCK_TICKS_PER_SECOND
+    return busy, steal / CLOCK_TICKS_PER_SECOND
+
+
+@dataclass
+class _CpuSnapshot:
+    when: float
+    system_busy: float
+    system_steal: float
+    ours: dict[int, float]
+    server: dict[int, float]
+    reaped_children: float
+
+
+class CpuMeter:
+    """CPU used during a block, in cores: by the machine's processes, by this script's process tree
+    (servers, load generator, replicas), by the server under test, and by everything else ("other":
+    the noise from other work on a shared machine). Context manager; read `summary()` afterwards."""
+
+    def __init__(self, server_pids: Callable[[], list[int]]) -> None:
+        self.server_pids = server_pids
+        self._start: _CpuSnapshot | None = None
+        self._end: _CpuSnapshot | None = None
+
+    def _snapshot(self) -> _CpuSnapshot:
+        busy, steal = _system_cpu_seconds()
+        ours_pids = [os.getpid(), *descendants_of(os.getpid())]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+        def cpu_of(pids: list[int]) -> dict[int, float]:
+            seconds = {pid: process_cpu_seconds(pid) for pid in pids}
+            return {pid: value for pid, value in seconds.items() if value is not None}
+
+        return _CpuSnapshot(
+            when=time.monotonic(),
+            system_busy=busy,
+            system_steal=steal,
+            ours=cpu_of(ours_pids),
+            server=cpu_of(self.server_pids()),
+            reaped_children=children.ru_utime + children.ru_stime,
+        )
+
+    def __enter__(self) -> Self:
+        self._start = self._snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._end = self._snapshot()
+
+    @staticmethod
+    def _delta(start: dict[int, float], end: dict[int, float]) -> float:
+        # Processes born during the block count from zero; those that ended are in reaped_children.
+        return sum(value - start.get(pid, 0.0) for pid, value in end.items())
+
+    def summary(self) -> dict[str, float]:
+        assert self._start is not None and self._end is not None, (
+            "use CpuMeter as a context manager"
+        )
+        start, end = self._start, self._end
+        elapsed = max(end.when - start.when, 1e-9)
+        reaped = end.reaped_children - start.reaped_children
+        system = (end.system_busy - start.system_busy) / elapsed
+        ours = (self._delta(start.ours, end.ours) + reaped) / elapsed
+        return {
+            "system": round(system, 2),
+            "ours": round(ours, 2),
+            "server": round(self._delta(start.server, end.server) / elapsed, 2),
+            "loadgen": round(reaped / elapsed, 2),
+            "other": round(max(0.0, system - ours), 2),
+            "steal": round((end.system_steal - start.system_steal) / elapsed, 2),
         }
 
 

@@ -45,6 +45,8 @@ import common
 NO_OP_APP = "w1"
 NO_OP_MODEL = "noop"
 RSS_TARGET_MB = 200.0
+# More than this many cores used by processes outside the study during a run marks it as disturbed.
+NOISY_OTHER_CORES = 0.2
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Target:
     url: str
     pid: int
     rss: Callable[[], int | None]
+    server_pids: Callable[[], list[int]]  # the processes that serve it, for CPU accounting
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +83,7 @@ def start_nginx(workers: int, stack: contextlib.ExitStack) -> Target:
         url=server.url + f"{NO_OP_APP}/predict",
         pid=server.pid,
         rss=lambda: common.tree_rss_bytes(server.pid),
+        server_pids=lambda: [server.pid, *common.children_of(server.pid)],
         info={"worker_processes": workers, "version": version, "rss_scope": "master + workers"},
     )
 
@@ -159,6 +163,13 @@ def start_clipper(args: argparse.Namespace, stack: contextlib.ExitStack) -> Targ
             f"Clipper never answered from the model within 60 s; last answer {status} {body!r}"
         )
 
+    def replica_pids() -> list[int]:
+        return [
+            child
+            for child in common.descendants_of(os.getpid())
+            if "clipper.container" in common.process_command_line(child)
+        ]
+
     pid, pid_source = frontend_pid(manager, query_port)
     if pid is None:
         raise RuntimeError(
@@ -169,6 +180,7 @@ def start_clipper(args: argparse.Namespace, stack: contextlib.ExitStack) -> Targ
         url=url,
         pid=pid,
         rss=lambda: common.rss_bytes(pid),
+        server_pids=lambda: [pid, *common.descendants_of(pid), *replica_pids()],
         info={
             "frontend_pid_source": pid_source,
             "frontend_command": common.process_command_line(pid),
@@ -211,6 +223,8 @@ def run_scenario(
     loadgen: str, target: Target, scenario: Scenario, args: argparse.Namespace, sample_rss: bool
 ) -> dict[str, Any]:
     extra = ["--spin-us", str(args.spin_us)] if args.spin_us else []
+    if args.busy_poll:
+        extra.append("--busy-poll")
     command = common.loadgen_command(
         loadgen,
         target.url,
@@ -223,12 +237,16 @@ def run_scenario(
         extra_args=extra,
     )
     timeout = args.warmup + args.duration + 20
-    if sample_rss:
-        with common.RssSampler(target.pid, include_children=target.name == "nginx") as sampler:
-            run = common.run_loadgen(command, timeout_seconds=timeout)
-        run.extra["rss_during"] = sampler.summary()
-    else:
+    with contextlib.ExitStack() as stack:
+        sampler = None
+        if sample_rss:
+            sampler = common.RssSampler(target.pid, include_children=target.name == "nginx")
+            stack.enter_context(sampler)
+        cpu = stack.enter_context(common.CpuMeter(target.server_pids))
         run = common.run_loadgen(command, timeout_seconds=timeout)
+    run.extra["cpu_cores"] = cpu.summary()
+    if sampler is not None:
+        run.extra["rss_during"] = sampler.summary()
     return run.to_json()
 
 
@@ -281,6 +299,9 @@ def summarize(
                 "non_2xx": sum(r["non_2xx"] for r in mine),
                 "default_answers": sum(r["default_answers"] for r in mine),
                 "unfinished": sum(r["unfinished"] + r["lost"] for r in mine),
+                "server_cores": common.median([r["cpu_cores"]["server"] for r in mine]),
+                "other_cores_max": max(r["cpu_cores"]["other"] for r in mine),
+                "steal_cores_max": max(r["cpu_cores"]["steal"] for r in mine),
                 "rss_during_max_mb": max(
                     (r.get("rss_during", {}).get("max_mb") or 0 for r in mine), default=None
                 ),
@@ -378,7 +399,7 @@ def print_summary(
     print(header)
     columns = (
         f"{'scenario':<26}{'target':<9}{'req/s':>11}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}"
-        f"{'errors':>8}{'non2xx':>8}{'defaults':>9}"
+        f"{'errors':>8}{'non2xx':>8}{'defaults':>9}{'srv cpu':>8}{'other':>7}"
     )
     print(columns)
     print("-" * len(columns))
@@ -394,6 +415,8 @@ def print_summary(
                 f"{format_number(row['p50_us']):>10}{format_number(row['p99_us']):>10}"
                 f"{format_number(row['p999_us']):>10}{row['errors'] + row['unfinished']:>8}"
                 f"{row['non_2xx']:>8}{row['default_answers']:>9}"
+                f"{format_number(row['server_cores'], 2):>8}"
+                f"{format_number(row['other_cores_max'], 2):>7}"
             )
             label = ""
         if "ratio" in rows:
@@ -407,6 +430,21 @@ def print_summary(
                 f"{times(ratio['p50_us']):>10}{times(ratio['p99_us']):>10}"
                 f"{times(ratio['p999_us']):>10}"
             )
+    noisy = [
+        f"{key}/{name}"
+        for key, rows in summary.items()
+        for name, row in rows.items()
+        if name != "ratio" and row["other_cores_max"] > NOISY_OTHER_CORES
+    ]
+    print(
+        "srv cpu: cores used by the server's processes (median); other: cores used by processes "
+        "outside this study (max)."
+    )
+    if noisy:
+        print(
+            f"WARNING: other work used > {NOISY_OTHER_CORES} cores during {', '.join(noisy)}; "
+            "those figures are disturbed: rerun when the machine is quiet, or with --repeat."
+        )
     print()
     print(
         f"{'RSS (MB)':<26}{'idle':>10}{'under W1':>10}{'holding':>10}{'held':>8}{'idle after':>12}"
@@ -483,6 +521,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--spin-us", type=float, default=0.0, help="loadgen --spin-us for open loop send times"
+    )
+    parser.add_argument(
+        "--busy-poll",
+        action="store_true",
+        help="loadgen never sleeps (removes its wake-up delay from latencies; takes a whole core)",
     )
     parser.add_argument(
         "--targets", nargs="+", choices=("nginx", "clipper"), default=["nginx", "clipper"]

@@ -31,7 +31,7 @@ def main() -> None:
             answer = json.loads(response.read())
         print(f"POST {url} {{\"input\": [1.0, 2.0, 3.0]}} -> {json.dumps(answer)}")
     finally:
-        connection.stop_all()
+        connection.stop_all(clear_state=True)
 
 
 if __name__ == "__main__":

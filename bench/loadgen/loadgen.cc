@@ -126,6 +126,7 @@ struct Options {
   double zipf_exponent = 1.0;                 // --zipf-s S: popularity of key k is proportional to k^-S
   uint64_t seed = 0;                          // 0 = from the clock (W1 vectors differ from run to run)
   double spin_micros = 0.0;                   // poll instead of sleeping when the next event is this close
+  bool busy_poll = false;                     // never sleep: poll epoll in a loop (one busy core)
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -164,6 +165,7 @@ void print_help() {
       "  --seed N               random seed (default: from the clock)\n"
       "  --spin-us U            busy-poll when the next arrival is within U us, instead of sleeping\n"
       "                         (sharper send times, at the cost of a busy core; default 0)\n"
+      "  --busy-poll            never sleep in epoll_wait: no wake-up delay on this side, one busy core\n"
       "\n"
       "output fields: mode, rate, connections, duration_s, requests (answered in the window),\n"
       "throughput_rps, latency_us {p50,p90,p99,p999,max,mean}, status {code: count}, default_answers\n"
@@ -242,6 +244,8 @@ Options parse_options(int argc, char** argv) {
       options.hold_connections = parse_count(flag, value());
     } else if (flag == "--no-hold-request") {
       options.hold_request = false;
+    } else if (flag == "--busy-poll") {
+      options.busy_poll = true;
     } else if (flag == "--spin-us") {
       options.spin_micros = parse_double(flag, value());
     } else if (flag == "--seed") {
@@ -941,7 +945,7 @@ int LoadGenerator::run() {
     }
     if (wake <= now) continue;
     // Sleeping on the timer costs a wake-up delay (tens of us on a VM); --spin-us trades a core for it.
-    const bool spin = wake - now <= spin_nanos;
+    const bool spin = options_.busy_poll || wake - now <= spin_nanos;
     if (!spin) arm_timer(wake);
 
     const int count = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), spin ? 0 : -1);
@@ -1101,6 +1105,7 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
                       ",\"nofile_limit\":" + integer(report_.nofile_limit) + "}");
   }
   field("spin_us", number(options_.spin_micros));
+  field("busy_poll", options_.busy_poll ? "true" : "false");
   field("seed", integer(options_.seed));
   field("timed_out", report_.timed_out ? "true" : "false");
   field("interrupted", report_.interrupted ? "true" : "false");

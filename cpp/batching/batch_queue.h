@@ -1,13 +1,15 @@
-// The queue of one model version: many I/O threads push tasks, the RPC thread pulls batches.
-// Lock-free (moodycamel::ConcurrentQueue, multi-producer); FIFO per producer, which with one SLO per
-// app is also earliest-deadline-first. Tasks whose deadline passed are skipped when a batch is formed:
-// their I/O thread has already answered them with the default.
+// The queue of one model version. Many I/O threads push tasks into a lock-free inbox
+// (moodycamel::ConcurrentQueue); the RPC thread alone drains the inbox into an earliest-deadline-first
+// heap and takes batches from it, so batch formation always prefers the queries due first.
+// Tasks whose deadline passed are handed back separately when a batch is taken: their I/O thread has
+// answered them already, but the caller may still owe cache bookkeeping for them.
 #pragma once
 
 #include <concurrentqueue/concurrentqueue.h>
 
+#include <atomic>
 #include <cstddef>
-#include <deque>
+#include <optional>
 #include <vector>
 
 #include "batching/task.h"
@@ -16,23 +18,43 @@ namespace clipper {
 
 class BatchQueue {
  public:
-  void push(Task&& task) { queue_.enqueue(std::move(task)); }
+  // Any thread.
+  void push(Task&& task) {
+    inbox_.enqueue(std::move(task));
+    inbox_size_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::size_t approximate_size() const {
+    return inbox_size_.load(std::memory_order_relaxed) + heap_size_.load(std::memory_order_relaxed);
+  }
 
-  std::size_t approximate_size() const { return queue_.size_approx() + requeued_.size(); }
+  // --- RPC thread only ---
+  // Moves everything from the inbox into the deadline heap.
+  void drain_inbox(Clock::time_point now);
+  // Puts back tasks a lost replica never answered, in deadline order with the rest.
+  void requeue(std::vector<Task>&& tasks);
+  void requeue(Task&& task);
 
-  // RPC thread only: puts back the tasks of a batch that a lost replica never answered. They are
-  // served before anything newer.
-  void requeue(std::vector<Task>&& tasks, Clock::time_point now);
+  std::size_t ready() const { return heap_.size(); }
+  std::optional<Clock::time_point> earliest_deadline() const;
+  // When the heap last went from empty to non-empty (the start of a delayed-batching wait).
+  Clock::time_point waiting_since() const { return waiting_since_; }
 
-  // RPC thread only: appends up to `max_tasks` live tasks to `batch`; drops expired ones and counts
-  // them in `expired`. Returns the number appended.
-  std::size_t next_batch(std::vector<Task>& batch, std::size_t max_tasks, Clock::time_point now,
-                         std::size_t& expired);
+  // Pops up to `max_tasks` live tasks in deadline order into `batch`; expired ones go to `expired`.
+  std::size_t take_batch(std::vector<Task>& batch, std::size_t max_tasks, Clock::time_point now,
+                         std::vector<Task>& expired);
+  // Pops every task whose deadline passed into `expired`.
+  void take_expired(Clock::time_point now, std::vector<Task>& expired);
 
  private:
-  moodycamel::ConcurrentQueue<Task> queue_;
-  std::deque<Task> requeued_;  // RPC thread only
-  std::vector<Task> scratch_;  // RPC thread only
+  void push_heap(Task&& task);
+  Task pop_heap();
+
+  moodycamel::ConcurrentQueue<Task> inbox_;
+  std::atomic<std::size_t> inbox_size_{0};
+  std::atomic<std::size_t> heap_size_{0};
+  std::vector<Task> heap_;   // RPC thread only; min-heap on deadline
+  std::vector<Task> scratch_;
+  Clock::time_point waiting_since_{};
 };
 
 }  // namespace clipper

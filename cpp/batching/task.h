@@ -10,13 +10,25 @@ namespace clipper {
 
 using Clock = std::chrono::steady_clock;
 
+struct CacheKeyFields {
+  uint64_t model_id = 0;
+  uint64_t hash_low = 0;
+  uint64_t hash_high = 0;
+};
+
 struct Task {
   uint32_t io_thread = 0;      // the I/O thread that owns the waiting query
   uint64_t query_key = 0;      // the waiting query within that thread
   uint32_t input_index = 0;    // which input of that query this task answers
   Clock::time_point deadline;  // after this the query has been answered with the default
+  Clock::time_point enqueued;  // when the I/O thread queued it
   uint32_t element_count = 0;  // numeric elements (bytes for bytes and strings)
+  bool cached = false;         // the prediction cache holds a pending entry for `cache_key`
+  CacheKeyFields cache_key;
   std::string payload;         // packed input bytes
+
+  // Ordering for the earliest-deadline-first heap.
+  bool due_after(const Task& other) const { return deadline > other.deadline; }
 };
 
 enum class CompletionKind : uint8_t {

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clipper.admin.connection import DEFAULT_CACHE_SIZE_BYTES, ClipperConnection
+from clipper.admin.management_client import urlopen_direct
 from clipper.exceptions import ClipperException
 from clipper.managers.local import LocalContainerManager
 
@@ -53,8 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--io-threads", type=int, default=1, help="engine I/O threads")
 
-    stop = commands.add_parser("stop", parents=[cluster], help="stop every replica and the frontend")
-    stop.add_argument("--force", action="store_true", help="kill at once instead of stopping cleanly")
+    stop = commands.add_parser(
+        "stop", parents=[cluster], help="stop every replica and the frontend"
+    )
+    stop.add_argument(
+        "--force", action="store_true", help="kill at once instead of stopping cleanly"
+    )
+    stop.add_argument(
+        "--clear-state",
+        action="store_true",
+        help="also forget the configuration (apps, models, links); kept for the next start otherwise",
+    )
 
     commands.add_parser("status", parents=[cluster], help="addresses, apps, models and replicas")
 
@@ -115,7 +125,9 @@ def _cell(value: Any) -> str:
 def _start(args: argparse.Namespace) -> int:
     connection = ClipperConnection(_manager(args))
     print(f"starting cluster '{args.cluster_name}' ...", flush=True)
-    connection.start_clipper(cache_size=args.cache_size_bytes, qf_http_thread_pool_size=args.io_threads)
+    connection.start_clipper(
+        cache_size=args.cache_size_bytes, qf_http_thread_pool_size=args.io_threads
+    )
     print(f"cluster '{args.cluster_name}' is running")
     print(f"  query API       http://{connection.get_query_addr()}")
     print(f"  management API  http://{connection.cm.get_admin_addr()}")
@@ -125,8 +137,9 @@ def _start(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     manager = _manager(args)
-    ClipperConnection(manager).stop_all(graceful=not args.force)
-    print(f"cluster '{args.cluster_name}' stopped (configuration kept in {manager.state_dir})")
+    ClipperConnection(manager).stop_all(graceful=not args.force, clear_state=args.clear_state)
+    kept = "cleared" if args.clear_state else f"kept in {manager.state_dir}"
+    print(f"cluster '{args.cluster_name}' stopped (configuration {kept})")
     return 0
 
 
@@ -169,7 +182,8 @@ def _models(args: argparse.Namespace) -> int:
 def _replicas(args: argparse.Namespace) -> int:
     replicas = _connected(args).get_all_model_replicas(verbose=True)
     _print_table(
-        replicas, ["model_name", "model_version", "model_replica_id", "input_type", "inflight_batches"]
+        replicas,
+        ["model_name", "model_version", "model_replica_id", "input_type", "inflight_batches"],
     )
     return 0
 
@@ -187,7 +201,7 @@ def _predict(args: argparse.Namespace) -> int:
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urlopen_direct(request, timeout=30) as response:
             print(response.read().decode("utf-8"))
             return 0
     except urllib.error.HTTPError as error:

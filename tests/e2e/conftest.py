@@ -5,10 +5,8 @@ import importlib.util
 import resource
 
 import cloudpickle
-import pytest
-
 import e2e_models
-
+import pytest
 
 
 def _missing_modules():
@@ -49,7 +47,8 @@ def clusters(tmp_path):
     """Start clusters with `clusters.start(name, **manager_options)`; all are stopped afterwards."""
 
     class Clusters:
-        started = []
+        def __init__(self):
+            self.started = []
 
         def start(self, name, **options):
             from e2e_support import start_cluster
@@ -59,7 +58,6 @@ def clusters(tmp_path):
             return conn
 
     registry = Clusters()
-    registry.started = []
     yield registry
     for conn in registry.started:
         conn.cm.stop_all(graceful=True)

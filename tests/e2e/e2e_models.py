@@ -13,7 +13,9 @@ def sum_of_each(inputs):
 
 def shout(inputs):
     """Strings in, strings out (outputs that are not JSON are answered as JSON strings)."""
-    return [text.upper() if isinstance(text, str) else bytes(text).decode().upper() for text in inputs]
+    return [
+        text.upper() if isinstance(text, str) else bytes(text).decode().upper() for text in inputs
+    ]
 
 
 def fail_on_negative(inputs):

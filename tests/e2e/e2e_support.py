@@ -24,17 +24,17 @@ def free_ports(count):
 
 def start_cluster(state_root, name, **manager_options):
     query, management, rpc, metrics = free_ports(4)
-    options = dict(
-        cluster_name=name,
-        clipper_query_port=query,
-        clipper_management_port=management,
-        clipper_rpc_port=rpc,
-        prometheus_port=metrics,
-        state_dir=state_root / name,
-        heartbeat_timeout_millis=1000,
-        startup_timeout_s=60,
-    )
-    options.update(manager_options)
+    options = {
+        "cluster_name": name,
+        "clipper_query_port": query,
+        "clipper_management_port": management,
+        "clipper_rpc_port": rpc,
+        "prometheus_port": metrics,
+        "state_dir": state_root / name,
+        "heartbeat_timeout_millis": 1000,
+        "startup_timeout_s": 60,
+        **manager_options,
+    }
     conn = ClipperConnection(LocalContainerManager(**options), replica_start_timeout_s=60)
     conn.start_clipper()
     return conn

@@ -28,7 +28,7 @@ def test_two_clusters_side_by_side(clusters):
     assert predict(first, "app", {"input": [2.0]})[1]["output"] == 2.0
 
 
-def test_a_restarted_frontend_restores_its_configuration_and_replicas_reconnect(clusters):
+def test_a_restarted_frontend_restores_its_configuration_and_replicas_reconnect(clusters, tmp_path):
     conn = clusters.start("restart")
     conn.register_application("sum", "doubles", "-1.0", 5_000_000)
     deploy_python_closure(conn, "sum-model", "1", "doubles", e2e_models.sum_of_each)
@@ -54,6 +54,10 @@ def test_a_restarted_frontend_restores_its_configuration_and_replicas_reconnect(
             break
         time.sleep(0.1)
     assert answer["default"] is False and answer["output"] == 3.0
+
+    logs = conn.get_clipper_logs(str(tmp_path / "collected"))
+    assert any(path.endswith("frontend.log") for path in logs)
+    assert any(path.endswith("0.log") and "sum-model" in path for path in logs)
 
     # A manager in another process (here: a fresh object) can connect and stop everything.
     other = ClipperConnection(

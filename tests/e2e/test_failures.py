@@ -65,7 +65,9 @@ def test_killing_a_replica_mid_load_leaves_no_request_hanging(clusters):
             index += 1
             sent_at = time.monotonic() - started
             try:
-                status, answer, elapsed = predict(conn, "sum", {"input": [value, 1.0]}, timeout_s=10)
+                status, answer, elapsed = predict(
+                    conn, "sum", {"input": [value, 1.0]}, timeout_s=10
+                )
             except Exception as error:  # noqa: BLE001 - every failure is reported below
                 failures.append(repr(error))
                 continue

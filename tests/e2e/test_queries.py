@@ -4,9 +4,8 @@ when no model is linked, and 4xx JSON errors after which the server keeps servin
 import asyncio
 import json
 
-import pytest
-
 import e2e_models
+import pytest
 from clipper.deployers.python import deploy_python_closure
 from e2e_support import free_ports, post, predict, start_cluster
 
@@ -49,7 +48,9 @@ def test_integers_in_a_doubles_input_are_accepted(conn):
 
 
 def test_a_batch_query_answers_each_input_in_order(conn):
-    status, answer, _ = predict(conn, "sum", {"input_batch": [[1.0], [2.0, 2.0], [0.5, 0.25, 0.25]]})
+    status, answer, _ = predict(
+        conn, "sum", {"input_batch": [[1.0], [2.0, 2.0], [0.5, 0.25, 0.25]]}
+    )
     assert status == 200
     predictions = answer["batch_predictions"]
     assert [p["output"] for p in predictions] == [1.0, 4.0, 1.0]
@@ -110,7 +111,9 @@ def test_2000_concurrent_distinct_queries_each_get_their_own_answer(conn):
 
     async def run_all():
         tasks = [
-            _raw_predict(host, int(port), "sum", json.dumps({"input": [float(i), 0.5, 0.25]}).encode())
+            _raw_predict(
+                host, int(port), "sum", json.dumps({"input": [float(i), 0.5, 0.25]}).encode()
+            )
             for i in range(count)
         ]
         return await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
@@ -138,9 +141,19 @@ def _ten_megabytes():
         ("/nope/predict", b'{"input": [1.0]}', 404, "nope"),
         ("/sum/predict", None, 413, ""),
     ],
-    ids=["malformed", "wrong-type", "wrong-element", "missing-input", "wrong-app-type", "unknown-app", "10MB"],
+    ids=[
+        "malformed",
+        "wrong-type",
+        "wrong-element",
+        "missing-input",
+        "wrong-app-type",
+        "unknown-app",
+        "10MB",
+    ],
 )
-def test_bad_requests_get_4xx_json_errors_and_the_server_keeps_serving(conn, path, body, status, fragment):
+def test_bad_requests_get_4xx_json_errors_and_the_server_keeps_serving(
+    conn, path, body, status, fragment
+):
     body = _ten_megabytes() if body is None else body
     try:
         answered, error, _ = post(conn.get_query_addr(), path, body)
@@ -164,7 +177,10 @@ def test_metrics_and_health(conn):
     metrics = conn.inspect_instance()
     assert any(name.startswith("clipper_app_requests_total") for name in metrics)
     replicas = conn.get_all_model_replicas(verbose=True)
-    assert {(r["model_name"], r["model_version"]) for r in replicas} == {("sum-model", "1"), ("shout", "1")}
+    assert {(r["model_name"], r["model_version"]) for r in replicas} == {
+        ("sum-model", "1"),
+        ("shout", "1"),
+    }
 
 
 def test_ports_are_free_helper_gives_distinct_ports():

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import time
 import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clipper.admin.management_client import ManagementClient
+from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.exceptions import (
     ClipperException,
     ConfigurationError,
@@ -81,10 +80,11 @@ class ClipperConnection:
         self._attach()
         logger.info("event=clipper_connected cluster=%s", self.cm.cluster_name)
 
-    def stop_all(self, graceful: bool = True) -> None:
+    def stop_all(self, graceful: bool = True, clear_state: bool = False) -> None:
         """Stop every model replica and the frontend. The configuration stays in the state store, so the
-        next `start_clipper` restores apps, models and links."""
-        self.cm.stop_all(graceful=graceful)
+        next `start_clipper` restores apps, models and links; `clear_state=True` forgets it (the next
+        start is empty, as with Clipper's own Redis)."""
+        self.cm.stop_all(graceful=graceful, clear_state=clear_state)
         self.connected = False
         self._client = None
         logger.info("event=clipper_stopped cluster=%s", self.cm.cluster_name)
@@ -196,7 +196,9 @@ class ClipperConnection:
                 f"stop this one first with stop_versioned_models({{'{name}': ['{version}']}})"
             )
         has_current_version = self._current_version_or_none(name) is not None
-        self._add_model(name, version, input_type, image, labels, batch_size, not has_current_version)
+        self._add_model(
+            name, version, input_type, image, labels, batch_size, not has_current_version
+        )
         try:
             self.cm.deploy_model(name, version, input_type, image, num_replicas)
             self._wait_for_replicas(name, version, num_replicas)
@@ -266,7 +268,7 @@ class ClipperConnection:
         return version
 
     def get_all_models(self, verbose: bool = False) -> list[Any]:
-        """"name:version" strings, or with `verbose` one dict per version."""
+        """ "name:version" strings, or with `verbose` one dict per version."""
         return list(self._call("get_all_models", {"verbose": bool(verbose)}))
 
     def get_model_info(self, name: str, version: str) -> dict[str, Any] | None:
@@ -300,7 +302,9 @@ class ClipperConnection:
         )
         if num_replicas > 0:
             self._wait_for_replicas(name, version, num_replicas)
-        logger.info("event=replicas_set model=%s version=%s replicas=%d", name, version, num_replicas)
+        logger.info(
+            "event=replicas_set model=%s version=%s replicas=%d", name, version, num_replicas
+        )
 
     def get_all_model_replicas(self, verbose: bool = False) -> list[Any]:
         """Connected replicas: "name:version:replica_id", or with `verbose` one dict each."""
@@ -367,7 +371,7 @@ class ClipperConnection:
         """The frontend's metrics: {"name{labels}": value} from its Prometheus `/metrics`."""
         url = f"http://{self.get_metric_addr()}/metrics"
         try:
-            with urllib.request.urlopen(url, timeout=10.0) as response:
+            with urlopen_direct(url, timeout=10.0) as response:
                 text = response.read().decode("utf-8")
         except (urllib.error.URLError, OSError) as error:
             raise ClipperException(f"cannot read metrics from {url}: {error}") from error
@@ -470,8 +474,10 @@ class ClipperConnection:
         """Leave no trace of a failed deployment, so the same version can be deployed again."""
         try:
             self.cm.stop_models({name: [version]})
-        except Exception:  # noqa: BLE001 - best effort; the original error matters more
-            logger.exception("event=undo_deploy_failed step=stop model=%s version=%s", name, version)
+        except Exception:
+            logger.exception(
+                "event=undo_deploy_failed step=stop model=%s version=%s", name, version
+            )
         try:
             self._call("delete_versioned_model", {"model_name": name, "model_version": version})
         except (ManagementAPIError, ClipperException):

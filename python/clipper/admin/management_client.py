@@ -6,6 +6,7 @@ Owns the wire details (URL, JSON, timeouts) and the mapping of HTTP failures to 
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -17,6 +18,18 @@ from clipper.exceptions import ClipperException, ManagementAPIError
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
+
+# Cluster endpoints are reached directly: an HTTP(S)_PROXY set for the internet must not capture calls to
+# 127.0.0.1 or to the cluster's own addresses.
+_DIRECT_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def urlopen_direct(
+    request: urllib.request.Request | str, timeout: float
+) -> http.client.HTTPResponse:
+    """`urllib.request.urlopen` without proxies, for every call to a cluster endpoint."""
+    response: http.client.HTTPResponse = _DIRECT_OPENER.open(request, timeout=timeout)
+    return response
 
 
 class ManagementClient:
@@ -33,7 +46,7 @@ class ManagementClient:
             url, data=data, method="POST", headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urlopen_direct(request, timeout=self.timeout_s) as response:
                 payload = response.read()
         except urllib.error.HTTPError as error:
             raise self._api_error(operation, error) from None

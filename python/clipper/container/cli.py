@@ -106,7 +106,10 @@ def options_from_arguments(arguments: argparse.Namespace) -> ContainerOptions:
 
 def load_model(spec: str) -> Model:
     """Imports `module.path:ClassName` and returns an instance (a class is called with no arguments;
-    an attribute that already is a model instance is used as is). Raises ValueError or ImportError."""
+    an attribute that already is a model instance is used as is).
+
+    Raises ValueError for a malformed spec or a missing attribute, TypeError when the attribute is not
+    a model, and whatever importing the module raises."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--model {spec!r} must look like module.path:ClassName")
@@ -118,7 +121,7 @@ def load_model(spec: str) -> Model:
             raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
     model = target() if isinstance(target, type) else target
     if not callable(getattr(model, "predict_batch", None)):
-        raise ValueError(
+        raise TypeError(
             f"{spec} is not a model: subclass clipper.container.Model and implement predict_batch"
         )
     return model
@@ -164,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, os.path.abspath(directory))
     try:
         model = load_model(arguments.model)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     except Exception:
         logger.exception("event=model_load_failed model_spec=%s", arguments.model)

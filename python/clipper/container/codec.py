@@ -14,6 +14,7 @@ microsecond and spares models unaligned arrays, which numpy handles slowly and s
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import math
 import struct
@@ -30,8 +31,8 @@ from clipper.wire import Register as wire_register
 from clipper.wire.Payload import Payload
 
 __all__ = [
-    "InputType",
     "MAX_ERROR_CHARS",
+    "InputType",
     "OutputConversionError",
     "Payload",
     "PredictBatch",
@@ -203,7 +204,9 @@ def decode_predict_request(buffer: Any, table: int, expected_input_type: InputTy
     carries another input type than the model registered with.
     """
     try:
-        batch_id_at, type_at, count_at, row_at, offsets_at, data_at = _field_positions(buffer, table, 6)
+        batch_id_at, type_at, count_at, row_at, offsets_at, data_at = _field_positions(
+            buffer, table, 6
+        )
         batch_id = _read_u64(buffer, batch_id_at)[0] if batch_id_at else 0
     except (struct.error, KeyError, ValueError) as exc:
         raise WireFormatError(f"unreadable PredictRequest ({type(exc).__name__}: {exc})") from exc
@@ -232,7 +235,7 @@ def decode_predict_request(buffer: Any, table: int, expected_input_type: InputTy
             bounds = _byte_bounds(data, num_inputs, offsets)
             blob = data.tobytes()
             if expected_input_type is InputType.BYTES:
-                inputs = [blob[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+                inputs = [blob[start:end] for start, end in itertools.pairwise(bounds)]
             else:
                 inputs = _split_utf8(blob, bounds)
     except WireFormatError as exc:
@@ -257,7 +260,9 @@ def _aligned(array: np.ndarray) -> np.ndarray:
     return array if array.flags.aligned else array.copy()
 
 
-def _uniform_tensor(data: np.ndarray, dtype: np.dtype, num_inputs: int, row_length: int) -> np.ndarray:
+def _uniform_tensor(
+    data: np.ndarray, dtype: np.dtype, num_inputs: int, row_length: int
+) -> np.ndarray:
     expected = num_inputs * row_length * dtype.itemsize
     if data.size != expected:
         raise WireFormatError(
@@ -278,7 +283,7 @@ def _ragged_tensors(
         )
     values = _aligned(data.view(dtype))
     elements = [bound // itemsize for bound in bounds]
-    return [values[start:end] for start, end in zip(elements[:-1], elements[1:])]
+    return [values[start:end] for start, end in itertools.pairwise(elements)]
 
 
 def _byte_bounds(data: np.ndarray, num_inputs: int, offsets: np.ndarray | None) -> list[int]:
@@ -299,7 +304,7 @@ def _byte_bounds(data: np.ndarray, num_inputs: int, offsets: np.ndarray | None) 
 
 
 def _split_utf8(blob: bytes, bounds: list[int]) -> list[str]:
-    pairs = zip(bounds[:-1], bounds[1:])
+    pairs = itertools.pairwise(bounds)
     if blob.isascii():  # byte offsets are character offsets: decode once, slice the str
         text = blob.decode("ascii")
         return [text[start:end] for start, end in pairs]
@@ -479,16 +484,26 @@ def encode_predict_response(batch_id: int, outputs: list[str]) -> bytes:
     )
     encoded = [text.encode("utf-8") for text in outputs]
     if count < _VECTORIZE_MIN_OUTPUTS:
-        elements = bytearray()
-        strings: list[bytes] = []
-        start = 4 * count
-        for item in encoded:
-            length = len(item)
-            elements += _PACK_U32(start)
-            strings += (_PACK_U32(length), item, _NUL_AND_PADDING[length & 3])
-            start += ((length + 8) & ~3) - 4
-        return b"".join((header, elements, *strings))
+        return b"".join((header, *_string_vector_body_by_loop(encoded)))
+    return b"".join((header, *_string_vector_body_by_numpy(encoded)))
 
+
+def _string_vector_body_by_loop(encoded: list[bytes]) -> list[bytes | bytearray]:
+    """The offsets then the strings of a [string] vector, one Python step per string."""
+    elements = bytearray()
+    strings: list[bytes | bytearray] = [elements]
+    start = 4 * len(encoded)  # element j holds start_j + 4 (count - j)
+    for item in encoded:
+        length = len(item)
+        elements += _PACK_U32(start)
+        strings += (_PACK_U32(length), item, _NUL_AND_PADDING[length & 3])
+        start += ((length + 8) & ~3) - 4
+    return strings
+
+
+def _string_vector_body_by_numpy(encoded: list[bytes]) -> list[bytes]:
+    """The same bytes as _string_vector_body_by_loop, computed with a constant number of numpy calls."""
+    count = len(encoded)
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=count)
     slots = (lengths + 8) & ~3  # 4 (length) + bytes + 1 (NUL), rounded up to a multiple of 4
     starts = np.zeros(count, dtype=np.int64)
@@ -501,4 +516,4 @@ def encode_predict_response(batch_id: int, outputs: list[str]) -> bytes:
         shift = np.repeat(starts + 4 - (np.cumsum(lengths) - lengths), lengths)
         region[shift + np.arange(total)] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     elements = (starts + 4 * (count - np.arange(count, dtype=np.int64))).astype("<u4")
-    return b"".join((header, elements.tobytes(), region.tobytes()))
+    return [elements.tobytes(), region.tobytes()]

@@ -89,7 +89,9 @@ class ContainerOptions:
                 value = str(value)
                 object.__setattr__(self, field, value)
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"ContainerOptions.{field} must be a non-empty string, got {value!r}")
+                raise ValueError(
+                    f"ContainerOptions.{field} must be a non-empty string, got {value!r}"
+                )
         try:
             object.__setattr__(self, "input_type", parse_input_type(self.input_type))
         except ValueError as exc:
@@ -102,7 +104,7 @@ class ContainerOptions:
                 f"{DEFAULT_FRONTEND_ADDRESS!r}, got {self.frontend_address!r}"
             )
         if isinstance(self.replica_id, bool) or not isinstance(self.replica_id, int):
-            raise ValueError(f"ContainerOptions.replica_id must be an int, got {self.replica_id!r}")
+            raise TypeError(f"ContainerOptions.replica_id must be an int, got {self.replica_id!r}")
         if self.replica_id < -1:
             raise ValueError(
                 f"ContainerOptions.replica_id must be -1 (frontend picks) or >= 0, got {self.replica_id}"
@@ -110,7 +112,9 @@ class ContainerOptions:
         for field in ("heartbeat_interval_s", "receive_timeout_s", "send_timeout_s"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"ContainerOptions.{field} must be a positive number of seconds, got {value!r}")
+                raise ValueError(
+                    f"ContainerOptions.{field} must be a positive number of seconds, got {value!r}"
+                )
 
     @classmethod
     def from_environment(
@@ -138,7 +142,7 @@ class ContainerOptions:
             )
             if value in (None, "")
         ]
-        if missing:
+        if missing or model_name is None:
             raise ValueError(f"a model container needs {' and '.join(missing)}")
         if input_type is None:
             input_type = env.get(ENV_INPUT_TYPE) or DEFAULT_INPUT_TYPE
@@ -155,7 +159,7 @@ class ContainerOptions:
             except ValueError:
                 raise ValueError(f"{ENV_REPLICA_ID} must be an integer, got {text!r}") from None
         return cls(
-            model_name=model_name,  # type: ignore[arg-type]  # checked above
+            model_name=model_name,
             model_version=str(model_version),
             input_type=parsed_input_type,
             frontend_address=frontend_address,
@@ -183,8 +187,9 @@ def _quote(text: str) -> str:
 class ModelServer:
     """Serves one model to one frontend until stop() is called.
 
-    `serve_forever()` runs on the caller's thread and returns after `stop()`; use `run()` for a process
-    that should also stop on SIGTERM and SIGINT.
+    `serve_forever()` runs on the caller's thread and returns after `stop()`; a ModelServer serves
+    once (create another to serve again). Use `run()` for a process that should also stop on SIGTERM
+    and SIGINT.
     """
 
     def __init__(self, model: Model, options: ContainerOptions) -> None:
@@ -201,6 +206,7 @@ class ModelServer:
         self._register_requested = False
         self._heartbeat_error: BaseException | None = None
         self._serving = threading.Event()
+        self._started = False
         self._builder = flatbuffers.Builder(1024)  # the main thread's, for registers and errors
         self._log_fields = (
             f"model={_quote(options.model_name)} version={_quote(options.model_version)}"
@@ -216,6 +222,11 @@ class ModelServer:
         return self._serving.wait(timeout_s)
 
     def serve_forever(self) -> None:
+        """Registers and answers batches on the calling thread until stop(). Raises RuntimeError when
+        called twice, or when the heartbeat thread failed (the frontend would have dropped us)."""
+        if self._started:
+            raise RuntimeError("this ModelServer already served; create a new one to serve again")
+        self._started = True
         options = self.options
         # A context of our own: terminating it can never wait on sockets someone else opened.
         context = zmq.Context()
@@ -296,7 +307,9 @@ class ModelServer:
         try:
             payload_type, table = read_message(buffer)
             if payload_type != Payload.PredictRequest:
-                logger.debug("event=message_ignored %s payload_type=%d", self._log_fields, payload_type)
+                logger.debug(
+                    "event=message_ignored %s payload_type=%d", self._log_fields, payload_type
+                )
                 return None
             batch = decode_predict_request(buffer, table, self.options.input_type)
         except WireFormatError as exc:
@@ -308,7 +321,9 @@ class ModelServer:
             )
             if exc.batch_id is None:
                 return None
-            return bytes(encode_predict_error(self._builder, exc.batch_id, f"WireFormatError: {exc}"))
+            return bytes(
+                encode_predict_error(self._builder, exc.batch_id, f"WireFormatError: {exc}")
+            )
         try:
             outputs = (
                 outputs_to_strings(self.model.predict_batch(batch.inputs), batch.num_inputs)
@@ -372,7 +387,9 @@ class ModelServer:
                     continue
                 registered = decode_heartbeat_ack(frame.buffer, table)
             except WireFormatError as exc:
-                logger.warning("event=heartbeat_ack_rejected %s error=%s", self._log_fields, _quote(str(exc)))
+                logger.warning(
+                    "event=heartbeat_ack_rejected %s error=%s", self._log_fields, _quote(str(exc))
+                )
                 continue
             if not registered and not self._register_requested:
                 logger.info("event=frontend_forgot_replica %s", self._log_fields)

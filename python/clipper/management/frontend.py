@@ -22,7 +22,7 @@ from clipper.exceptions import ClipperException
 from clipper.management.endpoints import FrontendEndpoints, process_start_ticks
 from clipper.management.http_api import DEFAULT_MAX_BODY_BYTES, ManagementHTTPServer
 from clipper.management.service import ManagementService
-from clipper.state import open_state_store
+from clipper.state import default_state_dir, open_state_store
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ class FrontendOptions:
     """Everything the frontend process is configured with; each field is a command-line flag."""
 
     cluster_name: str = "default-cluster"
-    # Where the embedded state store, the endpoints file and logs live.
-    state_dir: str = str(Path.home() / ".clipper" / "default-cluster")
+    # Where the embedded state store and the endpoints file live; empty = $CLIPPER_STATE_DIR/<cluster>
+    # or ~/.clipper/<cluster>.
+    state_dir: str = ""
     # Address every listener binds; 127.0.0.1 keeps the cluster on this machine.
     bind_address: str = "127.0.0.1"
     # Query REST API; 0 picks a free port (read it back from the endpoints file).
@@ -65,7 +66,12 @@ class FrontendOptions:
             value = getattr(self, name)
             if not 0 <= value <= 65535:
                 raise ClipperException(f"{name}={value} is not a port: use 0-65535 (0 = pick one)")
-        for name in ("cache_size_bytes", "io_threads", "max_body_bytes", "heartbeat_timeout_millis"):
+        for name in (
+            "cache_size_bytes",
+            "io_threads",
+            "max_body_bytes",
+            "heartbeat_timeout_millis",
+        ):
             minimum = 0 if name == "cache_size_bytes" else 1
             if getattr(self, name) < minimum:
                 raise ClipperException(f"{name}={getattr(self, name)} must be at least {minimum}")
@@ -80,7 +86,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     defaults = FrontendOptions()
     helps = {
         "cluster_name": "name of the cluster (used in logs and the endpoints file)",
-        "state_dir": "directory of the state store, endpoints file and logs",
+        "state_dir": "directory of the state store and endpoints file "
+        "(default: $CLIPPER_STATE_DIR/<cluster> or ~/.clipper/<cluster>)",
         "bind_address": "address every listener binds",
         "query_port": "query REST API port (0 = pick a free one)",
         "management_port": "management REST API port (0 = pick a free one)",
@@ -133,7 +140,11 @@ class Frontend:
         options.validate()
         self.options = options
         self._stop_requested = threading.Event()
-        self._state_dir = Path(options.state_dir)
+        self._state_dir = (
+            Path(options.state_dir)
+            if options.state_dir
+            else default_state_dir(options.cluster_name)
+        )
 
     def request_stop(self) -> None:
         self._stop_requested.set()

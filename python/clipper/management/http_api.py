@@ -52,7 +52,7 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: ManagementHTTPServer
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path in ("/healthz", "/readyz"):
             self._send_json(HTTPStatus.OK, {"status": "ok"})
@@ -70,7 +70,7 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
             return
         self._run(operation, {})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         operation = self._operation(self.path.split("?", 1)[0])
         if operation is None:
             self._discard_body()
@@ -144,7 +144,7 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
         except StateStoreError as error:
             logger.error("event=state_store_failed operation=%s cause=%r", operation, str(error))
             self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, "State store error", str(error))
-        except Exception as error:  # noqa: BLE001 - the server must answer and keep serving
+        except Exception as error:
             logger.exception("event=admin_failed operation=%s", operation)
             self._send_error(
                 HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -187,5 +187,7 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        logger.debug("event=admin_http_request client=%s line=%r", self.client_address[0], format % args)
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug(
+            "event=admin_http_request client=%s line=%r", self.client_address[0], format % args
+        )

@@ -181,7 +181,9 @@ class ManagementService:
 
     def add_model(self, body: Body) -> Any:
         name = check_name("model name", _field(body, "add_model", "model_name", str))
-        version = check_name("model version", _field(body, "add_model", "model_version", (str, int)))
+        version = check_name(
+            "model version", _field(body, "add_model", "model_version", (str, int))
+        )
         input_type = canonical_input_type(_field(body, "add_model", "input_type", str))
         labels = check_labels(body.get("labels"))
         batch_size = check_batch_size(body.get("batch_size", -1))
@@ -280,7 +282,9 @@ class ManagementService:
     def get_all_models(self, body: Body) -> Any:
         state = self.state
         versions = [
-            (model, version) for model in state.models.values() for version in model.versions.values()
+            (model, version)
+            for model in state.models.values()
+            for version in model.versions.values()
         ]
         if body.get("verbose", False):
             return [_model_info(model, version) for model, version in versions]

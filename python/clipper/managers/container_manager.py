@@ -32,15 +32,15 @@ class ContainerManager(abc.ABC):
 
     @abc.abstractmethod
     def get_admin_addr(self) -> str:
-        """"host:port" of the management REST API."""
+        """ "host:port" of the management REST API."""
 
     @abc.abstractmethod
     def get_query_addr(self) -> str:
-        """"host:port" of the query REST API."""
+        """ "host:port" of the query REST API."""
 
     @abc.abstractmethod
     def get_metric_addr(self) -> str:
-        """"host:port" serving Prometheus `/metrics`."""
+        """ "host:port" serving Prometheus `/metrics`."""
 
     # ---- model replicas -----------------------------------------------------------------------------
 
@@ -87,8 +87,9 @@ class ContainerManager(abc.ABC):
         """Stop every model replica of the cluster; the frontend keeps running."""
 
     @abc.abstractmethod
-    def stop_all(self, graceful: bool = True) -> None:
-        """Stop every replica and the frontend (`graceful=False` kills without waiting)."""
+    def stop_all(self, graceful: bool = True, clear_state: bool = False) -> None:
+        """Stop every replica and the frontend (`graceful=False` kills without waiting). The cluster's
+        configuration is kept for the next start unless `clear_state`."""
 
     @abc.abstractmethod
     def get_logs(self, logging_dir: str) -> list[str]:

@@ -18,17 +18,15 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from clipper.admin.management_client import ManagementClient
+from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.exceptions import (
     ClipperException,
     ClusterStartError,
     DeploymentError,
-    UnconnectedException,
 )
 from clipper.management.endpoints import (
     FrontendEndpoints,
@@ -36,21 +34,16 @@ from clipper.management.endpoints import (
     process_start_ticks,
 )
 from clipper.managers.container_manager import MIB, ContainerManager
+from clipper.state import default_state_dir
+from clipper.state.embedded_store import STATE_FILE_NAME
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR_ENV = "CLIPPER_STATE_DIR"
 CLOSURE_FILE_NAME = "func.pkl"
 CLOSURE_RUNNER_MODULE = "clipper.container.closure_runner"
 _CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POLL_INTERVAL_S = 0.05
 _LOG_TAIL_LINES = 30
-
-
-def default_state_dir(cluster_name: str) -> Path:
-    """`$CLIPPER_STATE_DIR/<cluster_name>` when the variable is set, else `~/.clipper/<cluster_name>`."""
-    root = os.environ.get(STATE_DIR_ENV)
-    return (Path(root) if root else Path.home() / ".clipper") / cluster_name
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,10 @@ class LocalContainerManager(ContainerManager):
         self.redis_ip = redis_ip
         self.redis_port = redis_port
         self.prometheus_port = prometheus_port
-        self.state_dir = Path(state_dir) if state_dir else default_state_dir(cluster_name)
+        # Absolute, so replica records, model paths and the frontend do not depend on the cwd.
+        self.state_dir = (
+            Path(state_dir) if state_dir else default_state_dir(cluster_name)
+        ).absolute()
         self.bind_address = bind_address
         self.max_body_bytes = max_body_bytes
         self.heartbeat_timeout_millis = heartbeat_timeout_millis
@@ -330,17 +326,29 @@ class LocalContainerManager(ContainerManager):
     def stop_all_model_containers(self) -> None:
         self._stop_replicas(self._replicas(), graceful=True)
 
-    def stop_all(self, graceful: bool = True) -> None:
+    def stop_all(self, graceful: bool = True, clear_state: bool = False) -> None:
         self._stop_replicas(self._replicas(), graceful=graceful)
         endpoints = FrontendEndpoints.read(self.state_dir)
         if endpoints is not None and endpoints.is_alive():
             self._terminate([(endpoints.pid, endpoints.process_start_ticks)], graceful=graceful)
-            logger.info("event=frontend_stopped cluster=%s pid=%d", self.cluster_name, endpoints.pid)
+            logger.info(
+                "event=frontend_stopped cluster=%s pid=%d", self.cluster_name, endpoints.pid
+            )
         FrontendEndpoints.remove(self.state_dir)
         self._endpoints = None
+        if clear_state:
+            # Only once the frontend is gone: it holds the store's lock while it runs.
+            (self.state_dir / STATE_FILE_NAME).unlink(missing_ok=True)
+            shutil.rmtree(self._models_dir, ignore_errors=True)
+            shutil.rmtree(self._replicas_dir, ignore_errors=True)
+            logger.info(
+                "event=state_cleared cluster=%s state_dir=%s", self.cluster_name, self.state_dir
+            )
 
     def get_logs(self, logging_dir: str) -> list[str]:
-        destination = Path(logging_dir) / f"{self.cluster_name}-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        destination = (
+            Path(logging_dir) / f"{self.cluster_name}-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         written = []
         for log in sorted(self.logs_dir.rglob("*.log")):
             target = destination / log.relative_to(self.logs_dir)
@@ -398,9 +406,12 @@ class LocalContainerManager(ContainerManager):
             endpoints = FrontendEndpoints.read(self.state_dir)
             if endpoints is not None and endpoints.pid == process.pid:
                 host = _connect_host(endpoints.bind_address)
-                if _http_ok(f"http://{host}:{endpoints.query_port}/healthz") and ManagementClient(
-                    f"{host}:{endpoints.management_port}", timeout_s=2.0
-                ).ping():
+                if (
+                    _http_ok(f"http://{host}:{endpoints.query_port}/healthz")
+                    and ManagementClient(
+                        f"{host}:{endpoints.management_port}", timeout_s=2.0
+                    ).ping()
+                ):
                     return endpoints
             time.sleep(_POLL_INTERVAL_S)
         raise ClusterStartError(
@@ -421,7 +432,9 @@ class LocalContainerManager(ContainerManager):
             )
         return path.resolve()
 
-    def _start_replica(self, name: str, version: str, input_type: str, image: str) -> ReplicaProcess:
+    def _start_replica(
+        self, name: str, version: str, input_type: str, image: str
+    ) -> ReplicaProcess:
         replica_id = self._next_replica_id(name, version)
         log_path = self.logs_dir / "replicas" / name / version / f"{replica_id}.log"
         command = [
@@ -486,7 +499,9 @@ class LocalContainerManager(ContainerManager):
             / f"{replica.replica_id}.json"
         )
 
-    def _replicas(self, name: str | None = None, version: str | None = None) -> list[ReplicaProcess]:
+    def _replicas(
+        self, name: str | None = None, version: str | None = None
+    ) -> list[ReplicaProcess]:
         base = self._replicas_dir
         if name is not None:
             base = base / name
@@ -594,7 +609,7 @@ def _signal_group(pid: int, signum: int) -> None:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
+        with urlopen_direct(url, timeout=2.0) as response:
             return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError, ValueError):
         return False

@@ -7,6 +7,7 @@ only code that writes through it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from clipper.exceptions import StateStoreError
 from clipper.state.cluster_state import (
@@ -20,8 +21,11 @@ from clipper.state.cluster_state import (
 from clipper.state.embedded_store import EmbeddedStateStore
 from clipper.state.store import StateStore
 
+STATE_DIR_ENV = "CLIPPER_STATE_DIR"
+
 __all__ = [
     "INPUT_TYPES",
+    "STATE_DIR_ENV",
     "Application",
     "ClusterState",
     "EmbeddedStateStore",
@@ -29,8 +33,15 @@ __all__ = [
     "ModelVersion",
     "StateStore",
     "canonical_input_type",
+    "default_state_dir",
     "open_state_store",
 ]
+
+
+def default_state_dir(cluster_name: str) -> Path:
+    """`$CLIPPER_STATE_DIR/<cluster_name>` when the variable is set, else `~/.clipper/<cluster_name>`."""
+    root = os.environ.get(STATE_DIR_ENV)
+    return (Path(root) if root else Path.home() / ".clipper") / cluster_name
 
 
 def open_state_store(

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TextIO
 
 from clipper.exceptions import StaleStateError, StateStoreError
 from clipper.state.cluster_state import ClusterState
@@ -64,7 +65,9 @@ class EmbeddedStateStore(StateStore):
             to_store = state.clone()
             to_store.revision = expected_revision + 1
             self._write_atomically(json.dumps(to_store.to_dict(), indent=2, sort_keys=True))
-            logger.debug("event=state_saved store=%s revision=%d", self.description, to_store.revision)
+            logger.debug(
+                "event=state_saved store=%s revision=%d", self.description, to_store.revision
+            )
             return to_store
 
     def close(self) -> None:
@@ -81,7 +84,7 @@ class EmbeddedStateStore(StateStore):
         if self._closed:
             raise StateStoreError(f"{self.description} is closed; open a new EmbeddedStateStore")
 
-    def _acquire_directory_lock(self):  # type: ignore[no-untyped-def]
+    def _acquire_directory_lock(self) -> TextIO:
         lock_path = self._state_dir / LOCK_FILE_NAME
         lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open for the store's lifetime
         try:

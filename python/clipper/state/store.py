@@ -41,7 +41,7 @@ class StateStore(abc.ABC):
     def close(self) -> None:
         """Release the store's resources (files, locks, connections). Idempotent."""
 
-    def __enter__(self) -> StateStore:
+    def __enter__(self) -> StateStore:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(

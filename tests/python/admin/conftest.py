@@ -5,7 +5,6 @@ import json
 import threading
 
 import pytest
-
 from clipper import ClipperConnection
 from clipper.management import ManagementService
 from clipper.management.http_api import ManagementHTTPServer
@@ -23,7 +22,9 @@ class RecordingEngine:
         return self.applied[-1]
 
     def current_version(self, model):
-        return next(m["version"] for m in self.config["models"] if m["name"] == model and m["current"])
+        return next(
+            m["version"] for m in self.config["models"] if m["name"] == model and m["current"]
+        )
 
     def apply_config(self, config_json):
         self.applied.append(json.loads(config_json))
@@ -60,9 +61,18 @@ class ScriptedContainerManager(ContainerManager):
     def get_metric_addr(self):
         return "127.0.0.1:1390"
 
-    def build_model(self, name, version, model_data_path, base_image="default", container_registry=None,
-                    pkgs_to_install=None):
-        self.calls.append(("build_model", name, version, model_data_path, list(pkgs_to_install or [])))
+    def build_model(
+        self,
+        name,
+        version,
+        model_data_path,
+        base_image="default",
+        container_registry=None,
+        pkgs_to_install=None,
+    ):
+        self.calls.append(
+            ("build_model", name, version, model_data_path, list(pkgs_to_install or []))
+        )
         return f"/built/{name}/{version}"
 
     def deploy_model(self, name, version, input_type, image, num_replicas=1):
@@ -79,13 +89,21 @@ class ScriptedContainerManager(ContainerManager):
         existing = self.get_num_replicas(name, version)
         for replica_id in range(existing, existing + count):
             self.engine.connected_replicas.append(
-                {"model_name": name, "model_version": version, "replica_id": replica_id,
-                 "input_type": input_type, "inflight_batches": 0}
+                {
+                    "model_name": name,
+                    "model_version": version,
+                    "replica_id": replica_id,
+                    "input_type": input_type,
+                    "inflight_batches": 0,
+                }
             )
 
     def _mine(self, name, version):
-        return [r for r in self.engine.connected_replicas
-                if (r["model_name"], r["model_version"]) == (name, version)]
+        return [
+            r
+            for r in self.engine.connected_replicas
+            if (r["model_name"], r["model_version"]) == (name, version)
+        ]
 
     def get_num_replicas(self, name, version):
         return len(self._mine(name, version))
@@ -105,7 +123,8 @@ class ScriptedContainerManager(ContainerManager):
     def stop_models(self, models):
         self.calls.append(("stop_models", {k: list(v) for k, v in models.items()}))
         self.engine.connected_replicas = [
-            r for r in self.engine.connected_replicas
+            r
+            for r in self.engine.connected_replicas
             if r["model_version"] not in models.get(r["model_name"], ())
         ]
 
@@ -113,8 +132,8 @@ class ScriptedContainerManager(ContainerManager):
         self.calls.append(("stop_all_model_containers",))
         self.engine.connected_replicas = []
 
-    def stop_all(self, graceful=True):
-        self.calls.append(("stop_all", graceful))
+    def stop_all(self, graceful=True, clear_state=False):
+        self.calls.append(("stop_all", graceful, clear_state))
 
     def get_logs(self, logging_dir):
         return []
@@ -131,7 +150,9 @@ def manager(tmp_path, engine):
         service = ManagementService(store, engine)
         service.restore()
         server = ManagementHTTPServer(("127.0.0.1", 0), service)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         thread.start()
         yield ScriptedContainerManager(f"127.0.0.1:{server.port}", engine)
         server.shutdown()

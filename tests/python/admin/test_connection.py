@@ -3,7 +3,6 @@ and processes, and errors that say what to do."""
 
 import numpy as np
 import pytest
-
 from clipper import ClipperConnection, ClipperException, UnconnectedException
 from clipper.exceptions import ConfigurationError, DeploymentError, ManagementAPIError
 
@@ -186,7 +185,7 @@ def test_stop_calls(conn, manager):
     assert conn.get_all_models() == ["x:1"]  # configuration stays
 
     conn.stop_all()
-    assert ("stop_all", True) in manager.calls
+    assert ("stop_all", True, False) in manager.calls
     with pytest.raises(UnconnectedException):
         conn.get_all_apps()
 
@@ -201,7 +200,10 @@ def test_test_predict_function_runs_the_function_as_a_replica_would(conn):
         return [str(float(np.sum(x))) for x in inputs]
 
     assert conn.test_predict_function({"input": [1.0, 2.0]}, total, "doubles") == ["3.0"]
-    assert conn.test_predict_function({"input_batch": [[1, 2], [3]]}, total, "ints") == ["3.0", "3.0"]
+    assert conn.test_predict_function({"input_batch": [[1, 2], [3]]}, total, "ints") == [
+        "3.0",
+        "3.0",
+    ]
     with pytest.raises(ClipperException, match="input"):
         conn.test_predict_function({"x": 1}, total, "doubles")
 
@@ -209,5 +211,5 @@ def test_test_predict_function_runs_the_function_as_a_replica_would(conn):
 def test_parse_prometheus_text():
     from clipper.admin.connection import parse_prometheus_text
 
-    text = "# HELP a b\n# TYPE a counter\na_total 3\nb{app=\"x y\"} 1.5\nbad line here\n"
+    text = '# HELP a b\n# TYPE a counter\na_total 3\nb{app="x y"} 1.5\nbad line here\n'
     assert parse_prometheus_text(text) == {"a_total": 3.0, 'b{app="x y"}': 1.5}

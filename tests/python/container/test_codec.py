@@ -154,18 +154,20 @@ def test_input_type_mismatch_is_a_wire_error_naming_both_types_and_the_batch():
 def test_data_length_not_matching_the_shape_is_a_wire_error():
     message = bytearray(build_predict_request(13, "doubles", np.ones((2, 2))))
     # Claim three rows instead of two: the num_inputs field holds the uint32 2 in the request table.
-    payload_type, table = codec.read_message(message)
+    _, table = codec.read_message(message)
     positions = codec._field_positions(message, table, 6)
     assert int.from_bytes(message[positions[2] : positions[2] + 4], "little") == 2
     message[positions[2]] = 3
-    with pytest.raises(WireFormatError, match="3 x 2 float64 needs 48 data bytes, got 32") as caught:
+    with pytest.raises(
+        WireFormatError, match="3 x 2 float64 needs 48 data bytes, got 32"
+    ) as caught:
         decode(bytes(message), InputType.DOUBLES)
     assert caught.value.batch_id == 13
 
 
 def test_offsets_past_the_data_are_a_wire_error():
     message = bytearray(build_predict_request(14, "bytes", [b"ab", b"cd"]))
-    payload_type, table = codec.read_message(message)
+    _, table = codec.read_message(message)
     offsets = codec._vector(message, codec._field_positions(message, table, 6)[4], "<u8")
     start = offsets.__array_interface__["data"][0] - np.frombuffer(message, np.uint8).ctypes.data
     message[start + 16] = 200  # the last offset
@@ -236,9 +238,7 @@ def test_each_output_becomes_a_string(value, expected):
     ],
 )
 def test_array_outputs_match_json_dumps_of_each_element(array):
-    expected = [
-        value if isinstance(value, str) else json.dumps(value) for value in array.tolist()
-    ]
+    expected = [value if isinstance(value, str) else json.dumps(value) for value in array.tolist()]
     assert codec.outputs_to_strings(array, len(array)) == expected
 
 
@@ -383,8 +383,15 @@ def cpp_verifier(tmp_path_factory) -> Path:
     (directory / "verify.cc").write_text(VERIFIER_SOURCE)
     binary = directory / "verify"
     subprocess.run(
-        [compiler, "-std=c++17", f"-I{directory}", f"-I{include}", str(directory / "verify.cc"),
-         "-o", str(binary)],
+        [
+            compiler,
+            "-std=c++17",
+            f"-I{directory}",
+            f"-I{include}",
+            str(directory / "verify.cc"),
+            "-o",
+            str(binary),
+        ],
         check=True,
         timeout=120,
     )
@@ -412,10 +419,15 @@ def test_every_message_the_sdk_sends_passes_the_cpp_verifier(cpp_verifier, tmp_p
     corrupted[-12] = 0xFF  # the string's length (bytes 56..60 of 68) now runs past the buffer
     (tmp_path / "corrupted.bin").write_bytes(corrupted)
 
-    result = subprocess.run([str(cpp_verifier), *paths], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [str(cpp_verifier), *paths], check=False, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout
     result = subprocess.run(
-        [str(cpp_verifier), str(tmp_path / "corrupted.bin")], capture_output=True, timeout=30
+        [str(cpp_verifier), str(tmp_path / "corrupted.bin")],
+        check=False,
+        capture_output=True,
+        timeout=30,
     )
     assert result.returncode == 1
 

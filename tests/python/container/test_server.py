@@ -53,7 +53,7 @@ class Running:
     def _serve(self) -> None:
         try:
             self.server.serve_forever()
-        except BaseException as exc:  # surfaced by stop()
+        except Exception as exc:  # noqa: BLE001  (surfaced by stop())
             self.errors.append(exc)
 
     def stop(self) -> None:
@@ -119,7 +119,9 @@ def test_answers_a_uniform_batch_in_order(frontend, served):
 
 def test_answers_a_ragged_batch(frontend, served):
     _, _, replica = served
-    response = frontend.predict(replica, 42, "doubles", [np.array([1.0]), np.array([2.0, 3.0, 4.0])])
+    response = frontend.predict(
+        replica, 42, "doubles", [np.array([1.0]), np.array([2.0, 3.0, 4.0])]
+    )
     assert response["outputs"] == ["1.0", "9.0"]
 
 
@@ -166,7 +168,7 @@ def test_a_batch_of_another_input_type_is_an_error_response(frontend, served):
 
 
 def test_registers_again_when_the_frontend_forgets_the_replica(frontend, served):
-    running, _, replica = served
+    _, _, replica = served
     frontend.registered = False  # as after a frontend restart
     again = frontend.wait_for("register", timeout_s=5)
     frontend.registered = True
@@ -278,9 +280,12 @@ def test_options_fall_back_to_clippers_environment_variables():
         -1,
         "1",
     )
-    assert ContainerOptions.from_environment(
-        model_name="m", model_version="1", environ={"CLIPPER_IP": "::1"}
-    ).frontend_address == "tcp://[::1]:7000"
+    assert (
+        ContainerOptions.from_environment(
+            model_name="m", model_version="1", environ={"CLIPPER_IP": "::1"}
+        ).frontend_address
+        == "tcp://[::1]:7000"
+    )
 
 
 def test_missing_name_and_version_are_reported_together():
@@ -291,3 +296,10 @@ def test_missing_name_and_version_are_reported_together():
 def test_a_model_without_predict_batch_is_refused():
     with pytest.raises(TypeError, match="implement predict_batch"):
         ModelServer(object(), ContainerOptions("m", "1"))  # type: ignore[arg-type]
+
+
+def test_a_server_serves_once(frontend):
+    running = start(frontend, RowSums())
+    running.stop()
+    with pytest.raises(RuntimeError, match="already served"):
+        running.server.serve_forever()

@@ -173,15 +173,24 @@ class RouterFrontend:
             message = self.receive(remaining)
             if message is None:
                 break
-            if message.kind == kind and all(message.fields.get(k) == v for k, v in expected.items()):
+            if message.kind == kind and all(
+                message.fields.get(k) == v for k, v in expected.items()
+            ):
                 return message
         raise AssertionError(f"no {kind} message {expected or ''} within {timeout_s} s")
 
     def send_batch(self, routing_id: bytes, batch_id: int, input_type: str, inputs: Any) -> None:
-        self.socket.send_multipart([routing_id, build_predict_request(batch_id, input_type, inputs)])
+        self.socket.send_multipart(
+            [routing_id, build_predict_request(batch_id, input_type, inputs)]
+        )
 
     def predict(
-        self, routing_id: bytes, batch_id: int, input_type: str, inputs: Any, timeout_s: float = 10.0
+        self,
+        routing_id: bytes,
+        batch_id: int,
+        input_type: str,
+        inputs: Any,
+        timeout_s: float = 10.0,
     ) -> dict[str, Any]:
         """Sends one batch and returns the fields of its response."""
         self.send_batch(routing_id, batch_id, input_type, inputs)

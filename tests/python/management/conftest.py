@@ -5,7 +5,6 @@ import json
 import threading
 
 import pytest
-
 from clipper.management import ManagementService
 from clipper.management.http_api import ManagementHTTPServer
 from clipper.state import EmbeddedStateStore
@@ -54,7 +53,9 @@ def service(store, engine):
 def admin_server(service):
     """(host, port) of a management REST API served on loopback from a background thread."""
     server = ManagementHTTPServer(("127.0.0.1", 0), service, max_body_bytes=64 * 1024)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield "127.0.0.1", server.port
     server.shutdown()

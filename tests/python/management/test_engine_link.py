@@ -16,7 +16,10 @@ def test_exactly_one_current_version_per_model_and_links_only_to_existing_models
             "m": Model(
                 "m",
                 "2",
-                {"1": ModelVersion("m", "1", "doubles"), "2": ModelVersion("m", "2", "doubles", 16)},
+                {
+                    "1": ModelVersion("m", "1", "doubles"),
+                    "2": ModelVersion("m", "2", "doubles", 16),
+                },
             )
         },
     )

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from clipper.management.endpoints import FrontendEndpoints
 
 pytest.importorskip("clipper_native._core")
@@ -61,7 +60,12 @@ def test_serves_both_apis_and_restores_its_configuration_after_a_restart(tmp_pat
     process, endpoints = start_frontend(tmp_path)
     try:
         assert endpoints.pid == process.pid and endpoints.query_port > 0
-        app = {"name": "app", "input_type": "doubles", "default_output": "-1.0", "latency_slo_micros": 100000}
+        app = {
+            "name": "app",
+            "input_type": "doubles",
+            "default_output": "-1.0",
+            "latency_slo_micros": 100000,
+        }
         assert call(endpoints.management_port, "POST", "/admin/add_app", app)[0] == 200
         model = {"model_name": "m", "model_version": "1", "input_type": "doubles", "batch_size": -1}
         assert call(endpoints.management_port, "POST", "/admin/add_model", model)[0] == 200
@@ -75,7 +79,9 @@ def test_serves_both_apis_and_restores_its_configuration_after_a_restart(tmp_pat
 
     process, endpoints = start_frontend(tmp_path)
     try:
-        status, apps = call(endpoints.management_port, "POST", "/admin/get_all_applications", {"verbose": True})
+        status, apps = call(
+            endpoints.management_port, "POST", "/admin/get_all_applications", {"verbose": True}
+        )
         assert apps[0]["name"] == "app" and apps[0]["linked_models"] == ["m"]
         assert call(endpoints.management_port, "GET", "/admin/get_all_models")[1] == ["m:1"]
         # The engine was configured from the store: the app answers (the default, no replica yet).
@@ -93,7 +99,7 @@ def test_a_second_frontend_on_the_same_state_directory_fails_fast(tmp_path):
         second = subprocess.run(
             [sys.executable, "-m", "clipper.management", "--state-dir", str(tmp_path),
              "--query-port", "0", "--management-port", "0", "--rpc-port", "0"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert second.returncode == 1
         assert f"in use by another frontend (pid {process.pid})" in second.stderr
@@ -111,7 +117,7 @@ def test_a_busy_port_fails_with_the_reason_in_the_log(tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "clipper.management", "--state-dir", str(tmp_path),
              "--query-port", str(blocker.getsockname()[1]), "--management-port", "0", "--rpc-port", "0"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
     finally:
         blocker.close()
@@ -124,7 +130,7 @@ def test_a_busy_port_fails_with_the_reason_in_the_log(tmp_path):
 def test_invalid_options_exit_with_status_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "clipper.management", "--state-dir", str(tmp_path), "--query-port", "70000"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2
     assert "query_port=70000" in result.stderr

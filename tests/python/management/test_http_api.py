@@ -31,7 +31,12 @@ def test_a_full_workflow_with_clipper_bodies(admin_server, engine):
         admin_server,
         "POST",
         "/admin/add_app",
-        {"name": "app", "input_type": "doubles", "default_output": "-1.0", "latency_slo_micros": 100000},
+        {
+            "name": "app",
+            "input_type": "doubles",
+            "default_output": "-1.0",
+            "latency_slo_micros": 100000,
+        },
     )
     assert (status, content_type) == (200, "application/json")
     assert answer["message"] == "Successfully added application with name 'app'"
@@ -45,8 +50,18 @@ def test_a_full_workflow_with_clipper_bodies(admin_server, engine):
         "batch_size": -1,
     }
     assert call(admin_server, "POST", "/admin/add_model", model)[0] == 200
-    assert call(admin_server, "POST", "/admin/add_model_links", {"app_name": "app", "model_names": ["m"]})[0] == 200
-    assert call(admin_server, "POST", "/admin/get_all_applications", {"verbose": False})[2] == ["app"]
+    assert (
+        call(
+            admin_server,
+            "POST",
+            "/admin/add_model_links",
+            {"app_name": "app", "model_names": ["m"]},
+        )[0]
+        == 200
+    )
+    assert call(admin_server, "POST", "/admin/get_all_applications", {"verbose": False})[2] == [
+        "app"
+    ]
     assert call(admin_server, "GET", "/admin/get_all_models")[2] == ["m:1"]
     assert call(admin_server, "POST", "/admin/get_linked_models", {"app_name": "app"})[2] == ["m"]
     assert call(admin_server, "POST", "/admin/get_application", {"name": "nope"})[2] == {}
@@ -59,7 +74,9 @@ def test_a_trailing_slash_is_accepted(admin_server):
 
 
 def test_validation_errors_are_400_with_error_and_cause(admin_server):
-    status, _, answer = call(admin_server, "POST", "/admin/add_model_links", {"app_name": "x", "model_names": ["m"]})
+    status, _, answer = call(
+        admin_server, "POST", "/admin/add_model_links", {"app_name": "x", "model_names": ["m"]}
+    )
     assert status == 400
     assert answer == {
         "error": "add_model_links failed",
@@ -69,7 +86,11 @@ def test_validation_errors_are_400_with_error_and_cause(admin_server):
 
 @pytest.mark.parametrize(
     "body, fragment",
-    [(b"{not json", "Error parsing JSON"), (b"[1, 2]", "takes a JSON object"), (b"\xff\xfe", "Error parsing JSON")],
+    [
+        (b"{not json", "Error parsing JSON"),
+        (b"[1, 2]", "takes a JSON object"),
+        (b"\xff\xfe", "Error parsing JSON"),
+    ],
 )
 def test_malformed_bodies_are_400_json_errors(admin_server, body, fragment):
     status, _, answer = call(admin_server, "POST", "/admin/add_app", body)

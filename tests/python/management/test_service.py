@@ -2,7 +2,6 @@
 refused with a message naming the object and what to do."""
 
 import pytest
-
 from clipper.exceptions import ConfigurationError, StateStoreError
 from clipper.management import ManagementService
 from clipper.state import EmbeddedStateStore
@@ -10,7 +9,12 @@ from clipper.state import EmbeddedStateStore
 
 def add_app(service, name="app", input_type="doubles", slo=100000, default="-1.0"):
     return service.add_app(
-        {"name": name, "input_type": input_type, "default_output": default, "latency_slo_micros": slo}
+        {
+            "name": name,
+            "input_type": input_type,
+            "default_output": default,
+            "latency_slo_micros": slo,
+        }
     )
 
 
@@ -201,13 +205,17 @@ def test_deleting_versions(service, engine):
 
 def test_a_configuration_the_engine_refuses_is_not_stored(service, engine, store):
     engine.refuse_with = "links model ghost"
-    with pytest.raises(ConfigurationError, match="engine refused the configuration: links model ghost"):
+    with pytest.raises(
+        ConfigurationError, match="engine refused the configuration: links model ghost"
+    ):
         add_app(service)
     assert store.load().revision == 0
     assert service.get_all_applications({}) == []
 
 
-def test_a_store_failure_restores_the_engine_and_changes_nothing(service, engine, store, monkeypatch):
+def test_a_store_failure_restores_the_engine_and_changes_nothing(
+    service, engine, store, monkeypatch
+):
     add_app(service, name="kept")
 
     def failing_save(state, expected_revision):

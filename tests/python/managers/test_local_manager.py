@@ -4,16 +4,13 @@ cluster from another manager, and failures that say why instead of hanging."""
 import os
 import pickle
 import socket
-import subprocess
-import sys
 
 import pytest
-
 from clipper import ClipperConnection, ClipperException, LocalContainerManager
 from clipper.exceptions import ClusterStartError, DeploymentError
 from clipper.management.endpoints import process_is_alive
 from clipper.managers import local as local_manager
-from clipper.managers.local import default_state_dir
+from clipper.state import default_state_dir
 
 
 def test_the_state_directory_defaults_under_home_or_clipper_state_dir(monkeypatch, tmp_path):
@@ -33,7 +30,9 @@ def test_cluster_names_must_be_directory_safe(name):
 
 
 def test_addresses_before_start_are_the_configured_ports():
-    manager = LocalContainerManager(clipper_query_port=1400, clipper_management_port=1401, prometheus_port=0)
+    manager = LocalContainerManager(
+        clipper_query_port=1400, clipper_management_port=1401, prometheus_port=0
+    )
     assert manager.get_query_addr() == "127.0.0.1:1400"
     assert manager.get_admin_addr() == "127.0.0.1:1401"
     assert manager.get_metric_addr() == "127.0.0.1:1400"
@@ -43,8 +42,15 @@ def test_connect_without_a_running_cluster_says_how_to_start_one(tmp_path):
     manager = LocalContainerManager(
         cluster_name="absent", clipper_management_port=_free_port(), state_dir=tmp_path
     )
-    with pytest.raises(ClipperException, match=r"no Clipper cluster 'absent' answers.*start_clipper"):
+    with pytest.raises(
+        ClipperException, match=r"no Clipper cluster 'absent' answers.*start_clipper"
+    ):
         ClipperConnection(manager).connect()
+
+
+def test_the_closure_file_name_matches_the_sdks():
+    closure = pytest.importorskip("clipper.container.closure")
+    assert local_manager.CLOSURE_FILE_NAME == closure.CLOSURE_FILE_NAME
 
 
 def test_a_model_directory_without_a_closure_is_refused(tmp_path):
@@ -58,7 +64,9 @@ def test_build_model_copies_the_saved_model_into_the_state_directory(tmp_path):
     saved.mkdir()
     (saved / "func.pkl").write_bytes(b"pickle")
     manager = LocalContainerManager(state_dir=tmp_path / "state")
-    image = manager.build_model("m", "1", str(saved), pkgs_to_install=["pytest"])  # already installed
+    image = manager.build_model(
+        "m", "1", str(saved), pkgs_to_install=["pytest"]
+    )  # already installed
     assert image == str(tmp_path / "state" / "models" / "m" / "1")
     assert (tmp_path / "state" / "models" / "m" / "1" / "func.pkl").read_bytes() == b"pickle"
     assert not (tmp_path / "state" / "models" / "m" / "1" / "site-packages").exists()
@@ -85,16 +93,16 @@ def make_manager(tmp_path, engine_available):
     managers = []
 
     def make(name="local-test", **overrides):
-        options = dict(
-            cluster_name=name,
-            clipper_query_port=0,
-            clipper_management_port=0,
-            clipper_rpc_port=0,
-            prometheus_port=0,
-            state_dir=tmp_path / name,
-            startup_timeout_s=30,
-        )
-        options.update(overrides)
+        options = {
+            "cluster_name": name,
+            "clipper_query_port": 0,
+            "clipper_management_port": 0,
+            "clipper_rpc_port": 0,
+            "prometheus_port": 0,
+            "state_dir": tmp_path / name,
+            "startup_timeout_s": 30,
+            **overrides,
+        }
         manager = LocalContainerManager(**options)
         managers.append(manager)
         return manager
@@ -127,9 +135,12 @@ def test_start_connect_and_stop(make_manager):
     assert not process_is_alive(pid)
     assert manager.frontend_pid() is None
 
-    # The configuration survives: the next start restores it.
+    # The configuration survives: the next start restores it, unless told to forget it.
     conn.start_clipper()
     assert conn.get_all_apps() == ["app"]
+    conn.stop_all(clear_state=True)
+    conn.start_clipper()
+    assert conn.get_all_apps() == []
 
 
 def test_a_frontend_that_cannot_start_reports_its_log(make_manager):
@@ -178,7 +189,9 @@ def test_a_replica_process_is_recorded_and_stopped(make_manager, tmp_path, monke
     and stopped by stop_models and stop_all, from another manager instance too."""
     (tmp_path / "sleeping_replica.py").write_text("import time\ntime.sleep(120)\n")
     monkeypatch.setattr(local_manager, "CLOSURE_RUNNER_MODULE", "sleeping_replica")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
     manager = make_manager()
     manager.start_clipper()
     model_dir = tmp_path / "model"
@@ -187,7 +200,11 @@ def test_a_replica_process_is_recorded_and_stopped(make_manager, tmp_path, monke
     manager.deploy_model("m", "1", "doubles", str(model_dir), num_replicas=2)
     manager.deploy_model("m", "2", "doubles", str(model_dir), num_replicas=1)
     replicas = manager.list_replicas()
-    assert sorted((r.model_version, r.replica_id) for r in replicas) == [("1", 0), ("1", 1), ("2", 0)]
+    assert sorted((r.model_version, r.replica_id) for r in replicas) == [
+        ("1", 0),
+        ("1", 1),
+        ("2", 0),
+    ]
     assert manager.get_num_replicas("m", "1") == 2
 
     manager.stop_models({"m": ["1"]})
@@ -201,34 +218,3 @@ def test_a_replica_process_is_recorded_and_stopped(make_manager, tmp_path, monke
     assert manager.frontend_pid() is None
     # Replica ids are never reused for a model version.
     assert manager._next_replica_id("m", "1") == 2
-
-
-def test_the_cli_starts_reports_and_stops_a_cluster(tmp_path, engine_available):
-    ports = [str(_free_port()) for _ in range(4)]
-    common = [
-        "--cluster-name", "cli", "--state-dir", str(tmp_path / "cli"),
-        "--query-port", ports[0], "--management-port", ports[1], "--rpc-port", ports[2],
-        "--metrics-port", ports[3],
-    ]  # fmt: skip
-
-    def clipper(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "clipper.cli", *args], capture_output=True, text=True, timeout=60
-        )
-
-    try:
-        started = clipper("start", *common)
-        assert started.returncode == 0, started.stderr
-        assert f"http://127.0.0.1:{ports[0]}" in started.stdout
-        status = clipper("status", *common)
-        assert status.returncode == 0 and "applications    0" in status.stdout
-        assert clipper("apps", *common).stdout.strip() == "(none)"
-        answer = clipper("predict", *common, "nope", "[1.0]")
-        assert answer.returncode == 1 and "HTTP 404" in answer.stderr
-        bad = clipper("predict", *common, "nope", "[1.0")
-        assert bad.returncode == 1 and "not valid JSON" in bad.stderr
-    finally:
-        stopped = clipper("stop", *common)
-    assert stopped.returncode == 0, stopped.stderr
-    after = clipper("status", *common)
-    assert after.returncode == 1 and "no Clipper cluster 'cli' answers" in after.stderr

@@ -2,7 +2,6 @@
 the list when it exists)."""
 
 import pytest
-
 from clipper.state import EmbeddedStateStore
 
 

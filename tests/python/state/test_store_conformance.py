@@ -1,7 +1,6 @@
 """The StateStore contract (clipper/state/store.py), checked against every implementation."""
 
 import pytest
-
 from clipper.exceptions import StaleStateError
 from clipper.state import Application, ClusterState, Model, ModelVersion
 

@@ -1,0 +1,107 @@
+// The prediction cache: model version x input bytes -> output, bounded in bytes, evicted by CLOCK
+// (second chance), with request coalescing: while one query evaluates an input, identical queries
+// wait on that evaluation instead of sending their own.
+// Keys hold the model version's identity and a 128-bit XXH3 hash of the input, so a new version
+// never sees the old version's answers. Sharded, one mutex per shard: I/O threads look up and join,
+// the RPC thread resolves. No shard lock is held while anything else is locked.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "batching/task.h"
+
+namespace clipper {
+
+struct CacheKey {
+  uint64_t model_id = 0;  // identifies the model version (distinct per version)
+  uint64_t hash_low = 0;
+  uint64_t hash_high = 0;
+  bool operator==(const CacheKey& other) const {
+    return model_id == other.model_id && hash_low == other.hash_low && hash_high == other.hash_high;
+  }
+};
+
+CacheKey make_cache_key(uint64_t model_id, std::string_view input);
+
+// A query input waiting for an evaluation that another query started.
+struct CacheWaiter {
+  uint32_t io_thread = 0;
+  uint64_t query_key = 0;
+  uint32_t input_index = 0;
+  Clock::time_point deadline;
+};
+
+struct CacheStatistics {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t coalesced = 0;
+  uint64_t evictions = 0;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;
+};
+
+class PredictionCache {
+ public:
+  // capacity_bytes 0 disables the cache (every lookup misses, nothing is stored).
+  explicit PredictionCache(std::size_t capacity_bytes);
+
+  bool enabled() const { return capacity_bytes_ > 0; }
+
+  enum class Lookup { Hit, Joined, Miss };
+  // Hit: `output` holds the answer. Joined: an evaluation is under way; the waiter will be handed
+  // back by resolve/fail. Miss: the caller must evaluate; the entry is now pending.
+  Lookup lookup(const CacheKey& key, const CacheWaiter& waiter, std::string& output);
+
+  // The evaluation finished: stores the output and returns the waiters to answer with it.
+  std::vector<CacheWaiter> resolve(const CacheKey& key, std::string_view output);
+  // The evaluation failed: forgets the pending entry and returns its waiters.
+  std::vector<CacheWaiter> fail(const CacheKey& key);
+  // The evaluating query gave up (its deadline passed before a replica took it). Returns the waiter
+  // that should evaluate instead (the live waiter with the latest deadline), or none; expired
+  // waiters are dropped (their I/O threads already answered them).
+  std::optional<CacheWaiter> hand_over(const CacheKey& key, Clock::time_point now);
+
+  CacheStatistics statistics() const;
+
+ private:
+  struct KeyHash {
+    std::size_t operator()(const CacheKey& key) const { return static_cast<std::size_t>(key.hash_low ^ key.model_id); }
+  };
+  struct Entry {
+    bool pending = true;
+    bool referenced = false;
+    std::string output;
+    std::vector<CacheWaiter> waiters;
+  };
+  struct Shard {
+    std::mutex mutex;
+    std::unordered_map<CacheKey, Entry, KeyHash> entries;
+    std::deque<CacheKey> clock;  // resolved entries, in CLOCK order (front = next candidate)
+    std::size_t bytes = 0;
+  };
+  static constexpr std::size_t kShards = 16;
+  static constexpr std::size_t kEntryOverheadBytes = 96;
+
+  Shard& shard_for(const CacheKey& key) { return shards_[key.hash_high % kShards]; }
+  void evict_until_fits(Shard& shard);
+
+  std::size_t capacity_bytes_;
+  std::size_t shard_capacity_bytes_;
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<uint64_t> hits_{0};
+  std::atomic<uint64_t> misses_{0};
+  std::atomic<uint64_t> coalesced_{0};
+  std::atomic<uint64_t> evictions_{0};
+};
+
+}  // namespace clipper
