@@ -27,6 +27,8 @@ class BatchQueue {
     return inbox_size_.load(std::memory_order_relaxed) + heap_size_.load(std::memory_order_relaxed);
   }
 
+  std::size_t inbox_size() const { return inbox_size_.load(std::memory_order_relaxed); }
+
   // --- RPC thread only ---
   // Moves everything from the inbox into the deadline heap.
   void drain_inbox(Clock::time_point now);

@@ -11,8 +11,8 @@
 
 namespace clipper {
 
-Engine::Engine(EngineOptions options) : options_(std::move(options)), models_(metrics_) {
-  options_.validate();
+Engine::Engine(EngineOptions options)
+    : options_((options.validate(), std::move(options))), models_(metrics_), cache_(options_.cache_size_bytes) {
   routing_ = std::make_shared<RoutingTable>();
 }
 
@@ -53,7 +53,7 @@ void Engine::start() {
     metrics_port_ = query_port_;
   }
 
-  rpc_server_ = std::make_unique<ModelRpcServer>(*this);
+  rpc_server_ = std::make_unique<ModelRpcServer>(*this, cache_);
   try {
     rpc_port_ = rpc_server_->bind(options_.bind_address, options_.rpc_port);
   } catch (...) {
@@ -112,6 +112,29 @@ std::vector<ReplicaInfo> Engine::replicas() const {
   return rpc_server_->replicas();
 }
 
-std::string Engine::metrics_text() const { return metrics_.render_prometheus(); }
+std::string Engine::batching_state() const {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  if (!rpc_server_) return "[]";
+  return rpc_server_->batching_state_json();
+}
+
+std::string Engine::metrics_text() const {
+  std::string text = metrics_.render_prometheus();
+  const CacheStatistics cache = cache_.statistics();
+  auto counter = [&text](const char* name, const char* help, const char* type, uint64_t value) {
+    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
+            std::to_string(value) + "\n";
+  };
+  counter("clipper_cache_hits_total", "Inputs answered from the prediction cache.", "counter", cache.hits);
+  counter("clipper_cache_misses_total", "Inputs the cache did not hold (evaluated by a model).", "counter",
+          cache.misses);
+  counter("clipper_cache_coalesced_total", "Inputs that waited on an identical evaluation in flight.",
+          "counter", cache.coalesced);
+  counter("clipper_cache_evictions_total", "Entries evicted to stay within the byte budget.", "counter",
+          cache.evictions);
+  counter("clipper_cache_entries", "Entries held.", "gauge", cache.entries);
+  counter("clipper_cache_bytes", "Bytes held (outputs plus per-entry overhead).", "gauge", cache.bytes);
+  return text;
+}
 
 }  // namespace clipper

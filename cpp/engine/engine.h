@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "cache/prediction_cache.h"
 #include "engine/engine_options.h"
 #include "engine/model_registry.h"
 #include "engine/routing.h"
@@ -47,6 +48,10 @@ class Engine {
   void apply_config(std::string_view config_json);
 
   std::vector<ReplicaInfo> replicas() const;
+  // JSON array: per model version its batching settings, learned size, batch cut reasons, and per
+  // replica the controller's size and recent batch latencies.
+  std::string batching_state() const;
+  CacheStatistics cache_statistics() const { return cache_.statistics(); }
   std::string metrics_text() const;
 
   int query_port() const { return query_port_; }
@@ -61,6 +66,7 @@ class Engine {
   std::shared_ptr<const RoutingTable> routing_table() const;
   uint64_t routing_generation() const { return routing_generation_.load(std::memory_order_acquire); }
   ModelRegistry& models() { return models_; }
+  PredictionCache& cache() { return cache_; }
   metrics::MetricsRegistry& metrics() { return metrics_; }
   ModelRpcServer& rpc() { return *rpc_server_; }
   QueryProcessor& processor(uint32_t io_thread) { return *processors_[io_thread]; }
@@ -70,6 +76,7 @@ class Engine {
   EngineOptions options_;
   metrics::MetricsRegistry metrics_;
   ModelRegistry models_;
+  PredictionCache cache_;
 
   mutable std::mutex routing_mutex_;
   std::shared_ptr<const RoutingTable> routing_;

@@ -27,6 +27,13 @@ void EngineOptions::validate() const {
   if (max_queued_tasks_per_model < 1) {
     throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
   }
+  if (!(batch_latency_slo_fraction > 0.0 && batch_latency_slo_fraction <= 1.0)) {
+    throw std::invalid_argument("batch_latency_slo_fraction must be in (0, 1]");
+  }
+  if (aimd_additive_step < 1) throw std::invalid_argument("aimd_additive_step must be at least 1");
+  if (!(aimd_backoff_factor > 0.0 && aimd_backoff_factor < 1.0)) {
+    throw std::invalid_argument("aimd_backoff_factor must be in (0, 1)");
+  }
   if (heartbeat_timeout_millis < 100) {
     throw std::invalid_argument("heartbeat_timeout_millis must be at least 100");
   }

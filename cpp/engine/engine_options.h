@@ -19,6 +19,11 @@ struct EngineOptions {
   int max_batch_size = 128;                  // upper bound on any batch sent to a replica
   std::size_t max_queued_tasks_per_model = 100000;  // beyond this, /predict answers 503
   int64_t heartbeat_timeout_millis = 2000;   // a replica silent this long is dropped
+  // Adaptive batching: a batch may take this share of the tightest SLO of the apps a model serves
+  // (the rest is headroom for waiting behind the batch in flight, the RPC and HTTP).
+  double batch_latency_slo_fraction = 0.4;
+  int aimd_additive_step = 2;                // inputs added after a full batch under the objective
+  double aimd_backoff_factor = 0.9;          // multiplier after a batch over the objective
 
   // Throws std::invalid_argument naming the first invalid field.
   void validate() const;

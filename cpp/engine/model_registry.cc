@@ -7,7 +7,7 @@ ModelVersion* ModelRegistry::find_or_create(const std::string& name, const std::
   std::lock_guard lock(mutex_);
   auto& slot = versions_[{name, version}];
   if (slot) return slot->input_type == type ? slot.get() : nullptr;
-  slot = std::make_unique<ModelVersion>(name, version, type, metrics_.model(name, version));
+  slot = std::make_unique<ModelVersion>(next_id_++, name, version, type, metrics_.model(name, version));
   generation_.fetch_add(1, std::memory_order_release);
   return slot.get();
 }

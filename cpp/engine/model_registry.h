@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "batching/batch_planner.h"
 #include "batching/batch_queue.h"
 #include "common/input_type.h"
 #include "metrics/metrics.h"
@@ -19,20 +20,31 @@
 namespace clipper {
 
 struct ModelVersion {
-  ModelVersion(std::string name_in, std::string version_in, InputType type, metrics::ModelMetrics* m)
-      : name(std::move(name_in)), version(std::move(version_in)), input_type(type), metrics(m),
+  ModelVersion(uint64_t id_in, std::string name_in, std::string version_in, InputType type,
+               metrics::ModelMetrics* m)
+      : id(id_in), name(std::move(name_in)), version(std::move(version_in)), input_type(type), metrics(m),
         label(name + ":" + version) {}
 
+  const uint64_t id;  // unique per version for the engine's lifetime (keys the prediction cache)
   const std::string name;
   const std::string version;
   const InputType input_type;
   metrics::ModelMetrics* const metrics;
   const std::string label;  // "name:version", for logs and explanations
 
-  // -1 = adaptive (bounded by the engine's max batch size), k > 0 = batches of at most k.
+  // Batching settings, written by the control path, read by the RPC thread.
+  // -1 = adaptive (AIMD), k > 0 = batches of at most k (Clipper's batch_size).
   std::atomic<int32_t> batch_size_limit{-1};
+  std::atomic<int32_t> max_batch_size{0};                 // hard cap; 0 = the engine's max_batch_size
+  std::atomic<int64_t> batch_wait_timeout_micros{0};      // delayed batching; 0 = never wait
+  std::atomic<int64_t> slo_micros{100000};                // tightest SLO of the apps that reach it
+  std::atomic<int32_t> learned_batch_size{1};             // what its replicas learned; seeds new ones
+
   std::atomic<int32_t> connected_replicas{0};
   BatchQueue queue;
+
+  // RPC thread only.
+  LatencyModel latency;
 };
 
 class ModelRegistry {
@@ -52,6 +64,7 @@ class ModelRegistry {
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<ModelVersion>> versions_;
   std::atomic<uint64_t> generation_{0};
+  uint64_t next_id_ = 1;
 };
 
 }  // namespace clipper

@@ -259,20 +259,45 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
 
   query.model_label = model->label;
   const Clock::time_point deadline = received + microseconds(app->slo_micros);
+  PredictionCache& cache = engine_.cache();
+  bool queued = false;
   for (uint32_t index = 0; index < count; ++index) {
     Task task;
+    if (cache.enabled()) {
+      const CacheKey key = make_cache_key(model->id, body.inputs[index].payload);
+      const CacheWaiter waiter{io_thread_, first_query_id, index, deadline};
+      InputResult& result = query.results[index];
+      switch (cache.lookup(key, waiter, result.output)) {
+        case PredictionCache::Lookup::Hit:
+          result.done = true;
+          --query.remaining;
+          continue;
+        case PredictionCache::Lookup::Joined:
+          continue;  // the identical evaluation in flight answers this input too
+        case PredictionCache::Lookup::Miss:
+          task.cached = true;
+          task.cache_key = CacheKeyFields{key.model_id, key.hash_low, key.hash_high};
+          break;
+      }
+    }
     task.io_thread = io_thread_;
     task.query_key = first_query_id;
     task.input_index = index;
     task.deadline = deadline;
+    task.enqueued = received;
     task.element_count = body.inputs[index].element_count;
     task.payload = std::move(body.inputs[index].payload);
     model->queue.push(std::move(task));
+    queued = true;
+  }
+  if (query.remaining == 0) {  // every input came from the cache
+    finish(first_query_id, query);
+    return;
   }
   pending_.emplace(first_query_id, std::move(query));
   deadlines_.add(deadline, first_query_id);
   arm_deadline_timer(deadline);
-  engine_.rpc().notify_work();
+  if (queued) engine_.rpc().notify_work();
 }
 
 void QueryProcessor::fill_defaults(PendingQuery& query, const std::string& explanation) {
@@ -300,10 +325,11 @@ void QueryProcessor::finish(uint64_t, PendingQuery& query) {
   }
   if (query.is_batch) body += "]}";
   if (!query.is_batch && query.results.empty()) body = "{\"batch_predictions\":[]}";
+  const auto elapsed = duration_cast<microseconds>(Clock::now() - query.received).count();
   app.metrics->predictions.add(query.results.size());
   if (defaults > 0) app.metrics->default_answers.add(defaults);
-  app.metrics->latency_micros.observe(
-      static_cast<double>(duration_cast<microseconds>(Clock::now() - query.received).count()));
+  if (elapsed <= app.slo_micros) app.metrics->slo_attained.add(query.results.size() - defaults);
+  app.metrics->latency_micros.observe(static_cast<double>(elapsed));
   http::HttpResponse response;
   response.body = std::move(body);
   http_.respond(query.slot, std::move(response));

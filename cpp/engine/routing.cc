@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace clipper {
@@ -63,6 +64,24 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
         }
         model_version->batch_size_limit.store(batch->value.GetInt(), std::memory_order_relaxed);
       }
+      auto cap = entry.FindMember("max_batch_size");
+      if (cap != entry.MemberEnd() && !cap->value.IsNull()) {
+        if (!cap->value.IsInt() || cap->value.GetInt() < 1) {
+          throw std::invalid_argument(where + ": max_batch_size must be a positive integer");
+        }
+        model_version->max_batch_size.store(cap->value.GetInt(), std::memory_order_relaxed);
+      } else {
+        model_version->max_batch_size.store(0, std::memory_order_relaxed);
+      }
+      auto wait = entry.FindMember("batch_wait_timeout_micros");
+      if (wait != entry.MemberEnd()) {
+        if (!wait->value.IsInt64() || wait->value.GetInt64() < 0) {
+          throw std::invalid_argument(where + ": batch_wait_timeout_micros must be an integer >= 0");
+        }
+        model_version->batch_wait_timeout_micros.store(wait->value.GetInt64(), std::memory_order_relaxed);
+      } else {
+        model_version->batch_wait_timeout_micros.store(0, std::memory_order_relaxed);
+      }
       LinkedModel& linked = model_table[name];
       linked.name = name;
       linked.versions[version] = model_version;
@@ -122,6 +141,17 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
       }
     }
   }
+  // Each model version batches for the tightest SLO among the apps that can reach it.
+  std::unordered_map<ModelVersion*, int64_t> tightest_slo;
+  for (const auto& [name, app] : table->apps) {
+    for (const auto& linked : app->linked_models) {
+      for (const auto& [version_name, version] : linked.versions) {
+        auto [slot, inserted] = tightest_slo.try_emplace(version, app->slo_micros);
+        if (!inserted) slot->second = std::min(slot->second, app->slo_micros);
+      }
+    }
+  }
+  for (const auto& [version, slo] : tightest_slo) version->slo_micros.store(slo, std::memory_order_relaxed);
   return table;
 }
 

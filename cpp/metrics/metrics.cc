@@ -107,6 +107,11 @@ std::string MetricsRegistry::render_prometheus() const {
   for (const auto& [name, app] : apps_) {
     line(out, "clipper_app_feedback_total", "app=\"" + escape_label(name) + "\"", app->feedback.value());
   }
+  out += "# HELP clipper_app_slo_attained_total Inputs answered by a model within the app's SLO.\n";
+  out += "# TYPE clipper_app_slo_attained_total counter\n";
+  for (const auto& [name, app] : apps_) {
+    line(out, "clipper_app_slo_attained_total", "app=\"" + escape_label(name) + "\"", app->slo_attained.value());
+  }
   out += "# HELP clipper_app_latency_micros Time from receiving a request to answering it.\n";
   out += "# TYPE clipper_app_latency_micros histogram\n";
   for (const auto& [name, app] : apps_) {
@@ -134,6 +139,30 @@ std::string MetricsRegistry::render_prometheus() const {
   out += "# TYPE clipper_model_connected_replicas gauge\n";
   for (const auto& [key, model] : models_) {
     line(out, "clipper_model_connected_replicas", model_labels(key), model->connected_replicas.value());
+  }
+  out += "# HELP clipper_model_learned_batch_size The adaptive controllers' current batch size.\n";
+  out += "# TYPE clipper_model_learned_batch_size gauge\n";
+  for (const auto& [key, model] : models_) {
+    line(out, "clipper_model_learned_batch_size", model_labels(key), model->learned_batch_size.value());
+  }
+  out += "# HELP clipper_model_expired_tasks_total Inputs dropped from the queue after their deadline.\n";
+  out += "# TYPE clipper_model_expired_tasks_total counter\n";
+  for (const auto& [key, model] : models_) {
+    line(out, "clipper_model_expired_tasks_total", model_labels(key), model->expired_tasks.value());
+  }
+  out += "# HELP clipper_model_hedged_batches_total Batches re-sent because their replica stalled.\n";
+  out += "# TYPE clipper_model_hedged_batches_total counter\n";
+  for (const auto& [key, model] : models_) {
+    line(out, "clipper_model_hedged_batches_total", model_labels(key), model->hedged_batches.value());
+  }
+  out += "# HELP clipper_model_batch_cuts_total Why each batch was cut.\n";
+  out += "# TYPE clipper_model_batch_cuts_total counter\n";
+  static const char* kReasons[] = {"full", "deadline", "wait_expired", "queue_empty"};
+  for (const auto& [key, model] : models_) {
+    for (std::size_t i = 0; i < 4; ++i) {
+      line(out, "clipper_model_batch_cuts_total", model_labels(key) + ",reason=\"" + kReasons[i] + "\"",
+           model->batch_cut_reasons[i].value());
+    }
   }
   out += "# HELP clipper_model_batch_latency_micros Time from sending a batch to its answer.\n";
   out += "# TYPE clipper_model_batch_latency_micros histogram\n";

@@ -65,6 +65,7 @@ struct AppMetrics {
   Counter default_answers;   // inputs answered with the app's default output
   Counter client_errors;     // 4xx answers
   Counter feedback;          // /update requests accepted
+  Counter slo_attained;      // inputs answered by a model (not the default) within the app's SLO
   LatencyHistogram latency_micros{kLatencyBoundsMicros};
 };
 
@@ -73,6 +74,10 @@ struct ModelMetrics {
   Counter predictions;
   Counter failed_batches;
   Gauge connected_replicas;
+  Gauge learned_batch_size;                 // the controllers' current batch size
+  Counter expired_tasks;                    // inputs dropped from the queue after their deadline
+  Counter hedged_batches;                   // batches re-sent because their replica stalled
+  std::array<Counter, 4> batch_cut_reasons; // full, deadline, wait_expired, queue_empty
   LatencyHistogram batch_latency_micros{kLatencyBoundsMicros};
   BatchSizeHistogram batch_size{kBatchSizeBounds};
 };

@@ -1,5 +1,7 @@
 #include "rpc/model_rpc_server.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <unordered_set>
 
 #include "engine/query_processor.h"
 #include "model_rpc_generated.h"
@@ -21,15 +24,25 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr auto kLivenessCheckInterval = milliseconds(100);
+constexpr auto kSlowProbeInterval = milliseconds(500);
+constexpr auto kMinimumStall = milliseconds(20);
 constexpr int kIdlePollMillis = 50;
+constexpr double kSlownessSmoothing = 0.3;   // EWMA weight of the newest batch
+constexpr double kSlowAbove = 4.0;           // slower than 4x the model's expectation: slow
+constexpr double kRecoveredBelow = 1.5;
+constexpr double kStallFactor = 4.0;         // in flight 4x longer than expected: stalled
 
 wire::InputType to_wire(InputType type) { return static_cast<wire::InputType>(type); }
 
 void log_event(const std::string& text) { std::fprintf(stderr, "clipper-engine %s\n", text.c_str()); }
 
+CacheKey cache_key_of(const Task& task) {
+  return CacheKey{task.cache_key.model_id, task.cache_key.hash_low, task.cache_key.hash_high};
+}
+
 }  // namespace
 
-ModelRpcServer::ModelRpcServer(Engine& engine) : engine_(engine) {
+ModelRpcServer::ModelRpcServer(Engine& engine, PredictionCache& cache) : engine_(engine), cache_(cache) {
   context_ = zmq_ctx_new();
   router_ = zmq_socket(context_, ZMQ_ROUTER);
   const int one = 1;
@@ -42,7 +55,8 @@ ModelRpcServer::ModelRpcServer(Engine& engine) : engine_(engine) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   // A replica process that dies closes its TCP connection at once; the monitor tells us, so its
   // batch is re-queued now instead of after the heartbeat timeout.
-  const std::string monitor_endpoint = "inproc://rpc-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+  const std::string monitor_endpoint =
+      "inproc://rpc-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
   zmq_socket_monitor(router_, monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED);
   monitor_ = zmq_socket(context_, ZMQ_PAIR);
   zmq_setsockopt(monitor_, ZMQ_LINGER, &zero, sizeof(zero));
@@ -59,7 +73,8 @@ ModelRpcServer::~ModelRpcServer() {
 }
 
 int ModelRpcServer::bind(const std::string& address, int port) {
-  const std::string endpoint = "tcp://" + address + ":" + (port == 0 ? std::string("*") : std::to_string(port));
+  const std::string endpoint =
+      "tcp://" + address + ":" + (port == 0 ? std::string("*") : std::to_string(port));
   if (zmq_bind(router_, endpoint.c_str()) != 0) {
     throw std::runtime_error("cannot bind the RPC port " + endpoint + ": " + zmq_strerror(zmq_errno()));
   }
@@ -82,10 +97,27 @@ void ModelRpcServer::request_stop() {
 
 std::vector<ReplicaInfo> ModelRpcServer::replicas() const {
   std::lock_guard lock(published_mutex_);
-  return published_;
+  return published_replicas_;
 }
 
-void ModelRpcServer::publish_replicas() {
+std::string ModelRpcServer::batching_state_json() const {
+  std::lock_guard lock(published_mutex_);
+  return published_batching_state_;
+}
+
+int ModelRpcServer::batch_cap(const ModelVersion& model) const {
+  const int engine_cap = engine_.options().max_batch_size;
+  const int model_cap = model.max_batch_size.load(std::memory_order_relaxed);
+  return model_cap > 0 ? std::min(model_cap, engine_cap) : engine_cap;
+}
+
+void ModelRpcServer::sync_controller(Replica& replica) const {
+  replica.controller->set_cap(batch_cap(*replica.model));
+  const int fixed = replica.model->batch_size_limit.load(std::memory_order_relaxed);
+  if (fixed > 0 || !replica.controller->adaptive()) replica.controller->set_fixed_size(fixed);
+}
+
+void ModelRpcServer::publish_state() {
   std::vector<ReplicaInfo> snapshot;
   snapshot.reserve(replicas_.size());
   for (const auto& [id, replica] : replicas_) {
@@ -97,13 +129,75 @@ void ModelRpcServer::publish_replicas() {
     return std::tie(a.model_name, a.model_version, a.replica_id) <
            std::tie(b.model_name, b.model_version, b.replica_id);
   });
+
+  // Batching state of every model version: settings, learned size, cut reasons, per-replica state.
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartArray();
+  for (ModelVersion* model : engine_.models().all()) {
+    writer.StartObject();
+    writer.Key("model_name");
+    writer.String(model->name.c_str());
+    writer.Key("model_version");
+    writer.String(model->version.c_str());
+    writer.Key("batch_size");
+    writer.Int(model->batch_size_limit.load());
+    writer.Key("max_batch_size");
+    writer.Int(batch_cap(*model));
+    writer.Key("batch_wait_timeout_micros");
+    writer.Int64(model->batch_wait_timeout_micros.load());
+    writer.Key("slo_micros");
+    writer.Int64(model->slo_micros.load());
+    writer.Key("latency_objective_micros");
+    writer.Int64(static_cast<int64_t>(model->slo_micros.load() * engine_.options().batch_latency_slo_fraction));
+    writer.Key("learned_batch_size");
+    writer.Int(model->learned_batch_size.load());
+    writer.Key("queued");
+    writer.Uint64(model->queue.approximate_size());
+    writer.Key("batch_cuts");
+    writer.StartObject();
+    for (std::size_t i = 0; i < kCutReasons; ++i) {
+      const auto name = cut_reason_name(static_cast<CutReason>(i));
+      writer.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+      writer.Uint64(model->metrics->batch_cut_reasons[i].value());
+    }
+    writer.EndObject();
+    writer.Key("replicas");
+    writer.StartArray();
+    for (const auto& [id, replica] : replicas_) {
+      if (replica.model != model) continue;
+      writer.StartObject();
+      writer.Key("replica_id");
+      writer.Int(replica.replica_id);
+      writer.Key("batch_size");
+      writer.Int(replica.controller->batch_size());
+      writer.Key("adaptive");
+      writer.Bool(replica.controller->adaptive());
+      writer.Key("backoffs");
+      writer.Uint64(replica.controller->backoffs());
+      writer.Key("slow");
+      writer.Bool(replica.slow);
+      writer.Key("recent_batch_latencies_micros");
+      writer.StartArray();
+      std::size_t count = 0;
+      const auto recent = replica.controller->recent_latencies(count);
+      for (std::size_t i = 0; i < count; ++i) writer.Int64(recent[i]);
+      writer.EndArray();
+      writer.EndObject();
+    }
+    writer.EndArray();
+    writer.EndObject();
+  }
+  writer.EndArray();
+
   std::lock_guard lock(published_mutex_);
-  published_ = std::move(snapshot);
+  published_replicas_ = std::move(snapshot);
+  published_batching_state_.assign(buffer.GetString(), buffer.GetSize());
 }
 
-bool ModelRpcServer::has_dispatchable_work() {
+bool ModelRpcServer::idle_replica_has_inbox_work() const {
   for (const auto& [id, replica] : replicas_) {
-    if (replica.inflight_batch == 0 && replica.model->queue.approximate_size() > 0) return true;
+    if (replica.inflight_batch == 0 && replica.model->queue.inbox_size() > 0) return true;
   }
   return false;
 }
@@ -114,14 +208,18 @@ void ModelRpcServer::run() {
   items[0] = {router_, 0, ZMQ_POLLIN, 0};
   items[1] = {nullptr, wake_fd_, ZMQ_POLLIN, 0};
   items[2] = {monitor_, 0, ZMQ_POLLIN, 0};
+  Clock::time_point next_wake = Clock::time_point::max();
   while (!stop_.load(std::memory_order_relaxed)) {
     // Announce sleep, then look once more, so a producer either sees us asleep or we see its task.
     sleeping_.store(true, std::memory_order_seq_cst);
     long timeout = kIdlePollMillis;
-    if (has_dispatchable_work()) {
-      sleeping_.store(false, std::memory_order_relaxed);
+    if (idle_replica_has_inbox_work()) {
       timeout = 0;
+    } else if (next_wake != Clock::time_point::max()) {
+      const auto wait = duration_cast<milliseconds>(next_wake - Clock::now() + microseconds(999)).count();
+      timeout = std::clamp<long>(static_cast<long>(wait), 0, kIdlePollMillis);
     }
+    if (timeout == 0) sleeping_.store(false, std::memory_order_relaxed);
     if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR) break;
     sleeping_.store(false, std::memory_order_relaxed);
     if (items[1].revents & ZMQ_POLLIN) {
@@ -130,12 +228,15 @@ void ModelRpcServer::run() {
     }
     receive_all();
     if (items[2].revents & ZMQ_POLLIN) receive_disconnects();
-    dispatch();
+    Clock::time_point now = Clock::now();
+    next_wake = dispatch(now);
     flush_completions();
-    const Clock::time_point now = Clock::now();
     if (now >= next_liveness_check_) {
       check_liveness(now);
+      hedge_stalled_batches(now);
+      sweep_expired(now);
       flush_completions();
+      publish_state();
       next_liveness_check_ = now + kLivenessCheckInterval;
     }
   }
@@ -265,12 +366,18 @@ void ModelRpcServer::handle_register(const std::string& routing_id, const void* 
   replica.socket_fd = socket_fd;
   replica.replica_id = request->replica_id();
   if (replica.replica_id < 0) replica.replica_id = next_replica_id_[model->label]++;
-  replicas_.emplace(routing_id, replica);
+  // A new replica starts from what its peers learned rather than from one.
+  AimdOptions aimd;
+  aimd.additive_step = engine_.options().aimd_additive_step;
+  aimd.backoff_factor = engine_.options().aimd_backoff_factor;
+  replica.controller = std::make_unique<AimdController>(aimd, model->learned_batch_size.load(), batch_cap(*model));
+  sync_controller(replica);
+  replicas_.emplace(routing_id, std::move(replica));
   model->connected_replicas.fetch_add(1);
   model->metrics->connected_replicas.add(1);
   log_event("event=replica_connected model=" + name + " version=" + version +
-            " replica=" + std::to_string(replica.replica_id));
-  publish_replicas();
+            " replica=" + std::to_string(replicas_.at(routing_id).replica_id));
+  publish_state();
 }
 
 void ModelRpcServer::handle_heartbeat(const std::string& routing_id, const void* raw) {
@@ -295,43 +402,93 @@ void ModelRpcServer::handle_response(const std::string& routing_id, const void* 
   if (found == inflight_.end() || found->second.routing_id != routing_id) return;  // late or foreign
   InflightBatch batch = std::move(found->second);
   inflight_.erase(found);
-  auto replica = replicas_.find(routing_id);
-  if (replica != replicas_.end()) replica->second.inflight_batch = 0;
-
   ModelVersion& model = *batch.model;
-  const auto latency = duration_cast<microseconds>(Clock::now() - batch.sent_at).count();
+  const Clock::time_point now = Clock::now();
+  const int64_t latency = duration_cast<microseconds>(now - batch.sent_at).count();
+  const std::size_t sent = batch.tasks.size();
+
+  auto replica = replicas_.find(routing_id);
+  if (replica != replicas_.end()) {
+    Replica& owner = replica->second;
+    owner.inflight_batch = 0;
+    // Slowness compares this replica with what the model's batches usually take.
+    if (model.latency.has_samples()) {
+      const double expected = std::max(model.latency.estimate_micros(sent), 1.0);
+      owner.slowness = (1 - kSlownessSmoothing) * owner.slowness + kSlownessSmoothing * (latency / expected);
+      if (!owner.slow && owner.slowness > kSlowAbove && has_healthy_peer(owner)) {
+        owner.slow = true;
+        owner.next_probe = now + kSlowProbeInterval;
+        log_event("event=replica_slow model=" + model.label + " replica=" + std::to_string(owner.replica_id));
+      } else if (owner.slow && owner.slowness < kRecoveredBelow) {
+        owner.slow = false;
+        log_event("event=replica_recovered model=" + model.label + " replica=" + std::to_string(owner.replica_id));
+      }
+    }
+    if (!owner.slow) {
+      const auto objective = static_cast<int64_t>(model.slo_micros.load(std::memory_order_relaxed) *
+                                                  engine_.options().batch_latency_slo_fraction);
+      owner.controller->observe(static_cast<int>(sent), latency, objective);
+      model.learned_batch_size.store(owner.controller->batch_size(), std::memory_order_relaxed);
+      model.metrics->learned_batch_size.set(owner.controller->batch_size());
+    }
+  }
+  if (replica == replicas_.end() || !replica->second.slow) model.latency.observe(sent, latency);
   model.metrics->batch_latency_micros.observe(static_cast<double>(latency));
   model.metrics->batches.add();
+
   if (response->error() != nullptr && response->error()->size() > 0) {
     model.metrics->failed_batches.add();
-    complete(batch.tasks, CompletionKind::ModelError, nullptr, response->error()->str());
+    complete_error(batch.tasks, response->error()->str());
     return;
   }
   const auto* outputs = response->outputs();
   const std::size_t count = outputs == nullptr ? 0 : outputs->size();
-  if (count != batch.tasks.size()) {
+  if (count != sent) {
     model.metrics->failed_batches.add();
-    complete(batch.tasks, CompletionKind::ModelError, nullptr,
-             "the model returned " + std::to_string(count) + " outputs for a batch of " +
-                 std::to_string(batch.tasks.size()) + " inputs");
+    complete_error(batch.tasks, "the model returned " + std::to_string(count) + " outputs for a batch of " +
+                                    std::to_string(sent) + " inputs");
     return;
   }
   std::vector<std::string> texts;
   texts.reserve(count);
   for (const auto* output : *outputs) texts.emplace_back(output->data(), output->size());
   model.metrics->predictions.add(count);
-  complete(batch.tasks, CompletionKind::Output, &texts, {});
+  complete_outputs(batch.tasks, texts);
 }
 
-void ModelRpcServer::complete(std::vector<Task>& tasks, CompletionKind kind,
-                              std::vector<std::string>* outputs, const std::string& error) {
+void ModelRpcServer::push_completion(uint32_t io_thread, uint64_t query_key, uint32_t input_index,
+                                     CompletionKind kind, std::string text) {
+  Completion completion;
+  completion.query_key = query_key;
+  completion.input_index = input_index;
+  completion.kind = kind;
+  completion.text = std::move(text);
+  outgoing_[io_thread].push_back(std::move(completion));
+}
+
+void ModelRpcServer::complete_outputs(std::vector<Task>& tasks, std::vector<std::string>& outputs) {
   for (std::size_t i = 0; i < tasks.size(); ++i) {
-    Completion completion;
-    completion.query_key = tasks[i].query_key;
-    completion.input_index = tasks[i].input_index;
-    completion.kind = kind;
-    completion.text = outputs != nullptr ? std::move((*outputs)[i]) : error;
-    outgoing_[tasks[i].io_thread].push_back(std::move(completion));
+    const Task& task = tasks[i];
+    if (task.cached) {
+      // Queries that asked for the same input while it was evaluated get the same answer.
+      for (const CacheWaiter& waiter : cache_.resolve(cache_key_of(task), outputs[i])) {
+        push_completion(waiter.io_thread, waiter.query_key, waiter.input_index, CompletionKind::Output,
+                        outputs[i]);
+      }
+    }
+    push_completion(task.io_thread, task.query_key, task.input_index, CompletionKind::Output,
+                    std::move(outputs[i]));
+  }
+}
+
+void ModelRpcServer::complete_error(std::vector<Task>& tasks, const std::string& error) {
+  for (const Task& task : tasks) {
+    if (task.cached) {
+      for (const CacheWaiter& waiter : cache_.fail(cache_key_of(task))) {
+        push_completion(waiter.io_thread, waiter.query_key, waiter.input_index, CompletionKind::ModelError, error);
+      }
+    }
+    push_completion(task.io_thread, task.query_key, task.input_index, CompletionKind::ModelError, error);
   }
 }
 
@@ -341,24 +498,78 @@ void ModelRpcServer::flush_completions() {
   }
 }
 
-void ModelRpcServer::dispatch() {
-  const Clock::time_point now = Clock::now();
+void ModelRpcServer::handle_expired(ModelVersion& model, std::vector<Task>& expired, Clock::time_point now) {
+  // The owners were answered with the default at their deadline. A coalesced waiter with a later
+  // deadline may still want the answer: it inherits the evaluation.
+  for (Task& task : expired) {
+    model.metrics->expired_tasks.add();
+    if (!task.cached) continue;
+    if (auto owner = cache_.hand_over(cache_key_of(task), now)) {
+      task.io_thread = owner->io_thread;
+      task.query_key = owner->query_key;
+      task.input_index = owner->input_index;
+      task.deadline = owner->deadline;
+      model.queue.requeue(std::move(task));
+    }
+  }
+  expired.clear();
+}
+
+bool ModelRpcServer::has_healthy_peer(const Replica& replica) const {
+  for (const auto& [id, other] : replicas_) {
+    if (&other != &replica && other.model == replica.model && !other.slow) return true;
+  }
+  return false;
+}
+
+Clock::time_point ModelRpcServer::dispatch(Clock::time_point now) {
+  Clock::time_point next_wake = Clock::time_point::max();
+  std::unordered_set<ModelVersion*> drained;
   std::vector<std::string> unreachable;
   for (auto& [routing_id, replica] : replicas_) {
     if (replica.inflight_batch != 0) continue;
     ModelVersion& model = *replica.model;
-    if (model.queue.approximate_size() == 0) continue;
-    const int32_t limit = model.batch_size_limit.load(std::memory_order_relaxed);
-    const std::size_t max_tasks = static_cast<std::size_t>(
-        limit > 0 ? std::min(limit, engine_.options().max_batch_size) : engine_.options().max_batch_size);
+    if (drained.insert(&model).second) {
+      model.queue.drain_inbox(now);
+      model.queue.take_expired(now, expired_scratch_);
+      handle_expired(model, expired_scratch_, now);
+    }
+    if (model.queue.ready() == 0) continue;
+    if (replica.slow && !has_healthy_peer(replica)) {
+      replica.slow = false;  // the last one standing serves, slow or not
+      replica.slowness = kRecoveredBelow;
+    }
+    if (replica.slow) {
+      // Only a probe now and then, so the replica can show it recovered.
+      if (now < replica.next_probe) {
+        next_wake = std::min(next_wake, replica.next_probe);
+        continue;
+      }
+      replica.next_probe = now + kSlowProbeInterval;
+    }
+    sync_controller(replica);
+    PlanInputs inputs;
+    inputs.queued = model.queue.ready();
+    inputs.target_size = replica.slow ? 1 : static_cast<std::size_t>(replica.controller->batch_size());
+    inputs.now = now;
+    inputs.earliest_deadline = *model.queue.earliest_deadline();
+    inputs.waiting_since = model.queue.waiting_since();
+    inputs.batch_wait_timeout_micros = model.batch_wait_timeout_micros.load(std::memory_order_relaxed);
+    const BatchPlan plan = plan_batch(inputs, model.latency);
+    if (!plan.send) {
+      next_wake = std::min(next_wake, plan.wake_at);
+      continue;
+    }
     std::vector<Task> tasks;
-    tasks.reserve(max_tasks);
-    std::size_t expired = 0;
-    model.queue.next_batch(tasks, max_tasks, now, expired);
+    tasks.reserve(plan.size);
+    model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
+    handle_expired(model, expired_scratch_, now);
     if (tasks.empty()) continue;
+    model.metrics->batch_cut_reasons[static_cast<std::size_t>(plan.reason)].add();
     if (!send_batch(replica, std::move(tasks))) unreachable.push_back(routing_id);
   }
   for (const auto& routing_id : unreachable) drop_replica(routing_id, "unreachable");
+  return next_wake;
 }
 
 bool ModelRpcServer::send_batch(Replica& replica, std::vector<Task>&& tasks) {
@@ -400,12 +611,12 @@ bool ModelRpcServer::send_batch(Replica& replica, std::vector<Task>&& tasks) {
   builder_.Finish(wire::CreateMessage(builder_, wire::Payload::PredictRequest, request_offset.Union()));
 
   if (!send_to(replica.routing_id, builder_.GetBufferPointer(), builder_.GetSize())) {
-    model.queue.requeue(std::move(tasks), Clock::now());
+    model.queue.requeue(std::move(tasks));
     return false;
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
   replica.inflight_batch = batch_id;
-  inflight_.emplace(batch_id, InflightBatch{replica.routing_id, &model, std::move(tasks), Clock::now()});
+  inflight_.emplace(batch_id, InflightBatch{replica.routing_id, &model, std::move(tasks), Clock::now(), false});
   return true;
 }
 
@@ -417,21 +628,23 @@ bool ModelRpcServer::send_to(const std::string& routing_id, const uint8_t* data,
 void ModelRpcServer::drop_replica(const std::string& routing_id, const char* reason) {
   auto found = replicas_.find(routing_id);
   if (found == replicas_.end()) return;
-  Replica replica = found->second;
+  ModelVersion* model = found->second.model;
+  const int32_t replica_id = found->second.replica_id;
+  const uint64_t inflight_batch = found->second.inflight_batch;
   replicas_.erase(found);
-  replica.model->connected_replicas.fetch_sub(1);
-  replica.model->metrics->connected_replicas.add(-1);
-  if (replica.inflight_batch != 0) {
-    auto batch = inflight_.find(replica.inflight_batch);
+  model->connected_replicas.fetch_sub(1);
+  model->metrics->connected_replicas.add(-1);
+  if (inflight_batch != 0) {
+    auto batch = inflight_.find(inflight_batch);
     if (batch != inflight_.end()) {
-      // Another replica may still answer in time; past-deadline tasks were answered already.
-      replica.model->queue.requeue(std::move(batch->second.tasks), Clock::now());
+      // Another replica may still answer in time; expired tasks are dropped when a batch is formed.
+      model->queue.requeue(std::move(batch->second.tasks));
       inflight_.erase(batch);
     }
   }
-  log_event("event=replica_dropped model=" + replica.model->name + " version=" + replica.model->version +
-            " replica=" + std::to_string(replica.replica_id) + " reason=\"" + reason + "\"");
-  publish_replicas();
+  log_event("event=replica_dropped model=" + model->name + " version=" + model->version +
+            " replica=" + std::to_string(replica_id) + " reason=\"" + reason + "\"");
+  publish_state();
 }
 
 void ModelRpcServer::check_liveness(Clock::time_point now) {
@@ -441,6 +654,42 @@ void ModelRpcServer::check_liveness(Clock::time_point now) {
     if (now - replica.last_seen > timeout) silent.push_back(routing_id);
   }
   for (const auto& routing_id : silent) drop_replica(routing_id, "no heartbeat within the timeout");
+}
+
+void ModelRpcServer::hedge_stalled_batches(Clock::time_point now) {
+  // A batch in flight far longer than the model's batches take is stalled: its replica is marked
+  // slow and copies of its live tasks go back to the queue for a healthy peer. Whichever answer
+  // arrives first wins; the I/O thread and the cache ignore the second.
+  for (auto& [batch_id, batch] : inflight_) {
+    if (batch.hedged || !batch.model->latency.has_samples()) continue;
+    const double expected = batch.model->latency.estimate_micros(batch.tasks.size());
+    const auto stall_after = std::max<microseconds>(microseconds(static_cast<int64_t>(kStallFactor * expected)),
+                                                    duration_cast<microseconds>(kMinimumStall));
+    if (now - batch.sent_at < stall_after) continue;
+    auto replica = replicas_.find(batch.routing_id);
+    if (replica == replicas_.end() || !has_healthy_peer(replica->second)) continue;
+    batch.hedged = true;
+    replica->second.slow = true;
+    replica->second.slowness = std::max(replica->second.slowness, kSlowAbove);
+    replica->second.next_probe = now + kSlowProbeInterval;
+    std::vector<Task> copies;
+    for (const Task& task : batch.tasks) {
+      if (task.deadline > now) copies.push_back(task);
+    }
+    batch.model->metrics->hedged_batches.add();
+    batch.model->queue.requeue(std::move(copies));
+    log_event("event=batch_hedged model=" + batch.model->label + " replica=" +
+              std::to_string(replica->second.replica_id) + " batch=" + std::to_string(batch_id));
+  }
+}
+
+void ModelRpcServer::sweep_expired(Clock::time_point now) {
+  // Queues of versions no replica serves still hold tasks (and pending cache entries) until here.
+  for (ModelVersion* model : engine_.models().all()) {
+    model->queue.drain_inbox(now);
+    model->queue.take_expired(now, expired_scratch_);
+    handle_expired(*model, expired_scratch_, now);
+  }
 }
 
 }  // namespace clipper

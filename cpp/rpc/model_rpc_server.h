@@ -1,7 +1,9 @@
-// The RPC thread: a ZeroMQ ROUTER that model replicas connect to. It registers replicas, tracks their
-// liveness through heartbeats, forms batches from each model version's queue for every idle replica,
-// sends them as flatbuffers, and hands the answers to the I/O threads that wait for them.
-// Everything runs on the one RPC thread, except notify_work() and replicas(), which any thread calls.
+// The RPC thread: a ZeroMQ ROUTER that model replicas connect to. It registers replicas and tracks
+// their liveness (heartbeats, closed connections), forms batches for idle replicas (deadline order,
+// AIMD batch sizes, delayed batching, deadline-aware sizing), sends them as flatbuffers, completes the
+// waiting queries (and the prediction cache's coalesced waiters) on their I/O threads, and keeps
+// slow or stalled replicas from holding queries past their SLO.
+// Everything runs on the one RPC thread, except notify_work(), replicas() and batching_state_json().
 #pragma once
 
 #include <flatbuffers/flatbuffers.h>
@@ -9,12 +11,15 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "batching/aimd_controller.h"
 #include "batching/task.h"
+#include "cache/prediction_cache.h"
 #include "engine/engine.h"
 #include "engine/model_registry.h"
 
@@ -22,7 +27,7 @@ namespace clipper {
 
 class ModelRpcServer {
  public:
-  explicit ModelRpcServer(Engine& engine);
+  ModelRpcServer(Engine& engine, PredictionCache& cache);
   ~ModelRpcServer();
   ModelRpcServer(const ModelRpcServer&) = delete;
   ModelRpcServer& operator=(const ModelRpcServer&) = delete;
@@ -38,6 +43,7 @@ class ModelRpcServer {
   }
 
   std::vector<ReplicaInfo> replicas() const;
+  std::string batching_state_json() const;
 
  private:
   struct Replica {
@@ -47,33 +53,47 @@ class ModelRpcServer {
     Clock::time_point last_seen;
     uint64_t inflight_batch = 0;  // 0 = idle
     int socket_fd = -1;           // the TCP connection its data socket uses (for disconnects)
+    std::unique_ptr<AimdController> controller;
+    double slowness = 1.0;        // EWMA of observed / expected batch latency
+    bool slow = false;            // far slower than its peers: only probe batches until it recovers
+    Clock::time_point next_probe{};
   };
   struct InflightBatch {
     std::string routing_id;
     ModelVersion* model = nullptr;
     std::vector<Task> tasks;
     Clock::time_point sent_at;
+    bool hedged = false;
   };
 
   void wake();
-  bool has_dispatchable_work();
+  bool idle_replica_has_inbox_work() const;
   void receive_all();
+  void receive_disconnects();
   void handle_message(const std::string& routing_id, const uint8_t* data, std::size_t size, int socket_fd);
   void handle_register(const std::string& routing_id, const void* message, int socket_fd);
-  void receive_disconnects();
   void handle_heartbeat(const std::string& routing_id, const void* message);
   void handle_response(const std::string& routing_id, const void* message);
-  void dispatch();
+  Clock::time_point dispatch(Clock::time_point now);
+  void sync_controller(Replica& replica) const;
   bool send_batch(Replica& replica, std::vector<Task>&& tasks);
   bool send_to(const std::string& routing_id, const uint8_t* data, std::size_t size);
   void drop_replica(const std::string& routing_id, const char* reason);
   void check_liveness(Clock::time_point now);
-  void complete(std::vector<Task>& tasks, CompletionKind kind, std::vector<std::string>* outputs,
-                const std::string& error);
+  void hedge_stalled_batches(Clock::time_point now);
+  void sweep_expired(Clock::time_point now);
+  void handle_expired(ModelVersion& model, std::vector<Task>& expired, Clock::time_point now);
+  void complete_outputs(std::vector<Task>& tasks, std::vector<std::string>& outputs);
+  void complete_error(std::vector<Task>& tasks, const std::string& error);
+  void push_completion(uint32_t io_thread, uint64_t query_key, uint32_t input_index, CompletionKind kind,
+                       std::string text);
   void flush_completions();
-  void publish_replicas();
+  bool has_healthy_peer(const Replica& replica) const;
+  int batch_cap(const ModelVersion& model) const;
+  void publish_state();
 
   Engine& engine_;
+  PredictionCache& cache_;
   void* context_ = nullptr;
   void* router_ = nullptr;
   void* monitor_ = nullptr;  // PAIR receiving the ROUTER's disconnect events
@@ -87,10 +107,12 @@ class ModelRpcServer {
   uint64_t next_batch_id_ = 1;
   flatbuffers::FlatBufferBuilder builder_{4096};
   std::vector<std::vector<Completion>> outgoing_;  // per I/O thread
+  std::vector<Task> expired_scratch_;
   Clock::time_point next_liveness_check_;
 
   mutable std::mutex published_mutex_;
-  std::vector<ReplicaInfo> published_;
+  std::vector<ReplicaInfo> published_replicas_;
+  std::string published_batching_state_ = "[]";
 };
 
 }  // namespace clipper

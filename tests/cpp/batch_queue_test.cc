@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <set>
 #include <thread>
 #include <vector>
@@ -14,49 +13,67 @@ Task make_task(uint64_t key, Clock::time_point deadline) {
   Task task;
   task.query_key = key;
   task.deadline = deadline;
+  task.enqueued = Clock::now();
   task.payload = std::to_string(key);
   return task;
 }
 
-TEST(BatchQueue, ReturnsTasksInArrivalOrderUpToTheLimit) {
+TEST(BatchQueue, TakesTasksEarliestDeadlineFirstUpToTheLimit) {
   BatchQueue queue;
-  const auto later = Clock::now() + std::chrono::seconds(10);
-  for (uint64_t key = 0; key < 10; ++key) queue.push(make_task(key, later));
-  std::vector<Task> batch;
-  std::size_t expired = 0;
-  EXPECT_EQ(queue.next_batch(batch, 4, Clock::now(), expired), 4u);
-  ASSERT_EQ(batch.size(), 4u);
-  for (uint64_t key = 0; key < 4; ++key) EXPECT_EQ(batch[key].query_key, key);
-  EXPECT_EQ(expired, 0u);
-  EXPECT_EQ(queue.approximate_size(), 6u);
+  const auto now = Clock::now();
+  const uint64_t order[] = {5, 1, 4, 2, 3};
+  for (uint64_t key : order) queue.push(make_task(key, now + std::chrono::milliseconds(10 * key)));
+  EXPECT_EQ(queue.approximate_size(), 5u);
+  queue.drain_inbox(now);
+  EXPECT_EQ(queue.ready(), 5u);
+  EXPECT_EQ(*queue.earliest_deadline(), now + std::chrono::milliseconds(10));
+  std::vector<Task> batch, expired;
+  EXPECT_EQ(queue.take_batch(batch, 3, now, expired), 3u);
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(batch[0].query_key, 1u);
+  EXPECT_EQ(batch[1].query_key, 2u);
+  EXPECT_EQ(batch[2].query_key, 3u);
+  EXPECT_TRUE(expired.empty());
+  EXPECT_EQ(queue.approximate_size(), 2u);
 }
 
-TEST(BatchQueue, SkipsTasksWhoseDeadlinePassed) {
+TEST(BatchQueue, HandsBackExpiredTasksSeparately) {
   BatchQueue queue;
   const auto now = Clock::now();
   queue.push(make_task(1, now - std::chrono::milliseconds(1)));
   queue.push(make_task(2, now + std::chrono::seconds(1)));
   queue.push(make_task(3, now - std::chrono::milliseconds(5)));
-  std::vector<Task> batch;
-  std::size_t expired = 0;
-  EXPECT_EQ(queue.next_batch(batch, 10, now, expired), 1u);
+  queue.drain_inbox(now);
+  std::vector<Task> batch, expired;
+  EXPECT_EQ(queue.take_batch(batch, 10, now, expired), 1u);
   EXPECT_EQ(batch.front().query_key, 2u);
-  EXPECT_EQ(expired, 2u);
+  ASSERT_EQ(expired.size(), 2u);
+  EXPECT_EQ(expired[0].query_key, 3u);
 }
 
-TEST(BatchQueue, RequeuedTasksComeFirstAndExpiredOnesAreDropped) {
+TEST(BatchQueue, TakeExpiredLeavesLiveTasks) {
   BatchQueue queue;
   const auto now = Clock::now();
-  const auto later = now + std::chrono::seconds(10);
-  queue.push(make_task(10, later));
+  queue.push(make_task(1, now - std::chrono::milliseconds(1)));
+  queue.push(make_task(2, now + std::chrono::seconds(1)));
+  queue.drain_inbox(now);
+  std::vector<Task> expired;
+  queue.take_expired(now, expired);
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(queue.ready(), 1u);
+}
+
+TEST(BatchQueue, RequeuedTasksTakeTheirDeadlinePlace) {
+  BatchQueue queue;
+  const auto now = Clock::now();
+  queue.push(make_task(10, now + std::chrono::seconds(10)));
+  queue.drain_inbox(now);
   std::vector<Task> lost;
-  lost.push_back(make_task(1, later));
-  lost.push_back(make_task(2, now - std::chrono::milliseconds(1)));
-  lost.push_back(make_task(3, later));
-  queue.requeue(std::move(lost), now);
-  std::vector<Task> batch;
-  std::size_t expired = 0;
-  queue.next_batch(batch, 10, now, expired);
+  lost.push_back(make_task(1, now + std::chrono::seconds(1)));
+  lost.push_back(make_task(3, now + std::chrono::seconds(3)));
+  queue.requeue(std::move(lost));
+  std::vector<Task> batch, expired;
+  queue.take_batch(batch, 10, now, expired);
   ASSERT_EQ(batch.size(), 3u);
   EXPECT_EQ(batch[0].query_key, 1u);
   EXPECT_EQ(batch[1].query_key, 3u);
@@ -75,16 +92,17 @@ TEST(BatchQueue, ManyProducersOneConsumerLoseNothing) {
     });
   }
   std::set<uint64_t> seen;
-  std::vector<Task> batch;
-  std::size_t expired = 0;
+  std::vector<Task> batch, expired;
   while (seen.size() < kProducers * kPerProducer) {
     batch.clear();
-    queue.next_batch(batch, 64, Clock::now(), expired);
+    queue.drain_inbox(Clock::now());
+    queue.take_batch(batch, 64, Clock::now(), expired);
     for (const auto& task : batch) EXPECT_TRUE(seen.insert(task.query_key).second);
   }
   for (auto& producer : producers) producer.join();
   EXPECT_EQ(seen.size(), kProducers * kPerProducer);
-  EXPECT_EQ(expired, 0u);
+  EXPECT_TRUE(expired.empty());
+  EXPECT_EQ(queue.approximate_size(), 0u);
 }
 
 }  // namespace

@@ -35,6 +35,9 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("max_batch_size", &clipper::EngineOptions::max_batch_size)
       .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
       .def_readwrite("heartbeat_timeout_millis", &clipper::EngineOptions::heartbeat_timeout_millis)
+      .def_readwrite("batch_latency_slo_fraction", &clipper::EngineOptions::batch_latency_slo_fraction)
+      .def_readwrite("aimd_additive_step", &clipper::EngineOptions::aimd_additive_step)
+      .def_readwrite("aimd_backoff_factor", &clipper::EngineOptions::aimd_backoff_factor)
       .def("validate", &clipper::EngineOptions::validate);
 
   py::class_<clipper::Engine>(module, "Engine")
@@ -65,6 +68,23 @@ PYBIND11_MODULE(_core, module) {
                entry["inflight_batches"] = replica.inflight_batches;
                result.append(entry);
              }
+             return result;
+           })
+      .def("batching_state", &clipper::Engine::batching_state, py::call_guard<py::gil_scoped_release>())
+      .def("cache_statistics",
+           [](const clipper::Engine& engine) {
+             clipper::CacheStatistics statistics;
+             {
+               py::gil_scoped_release release;
+               statistics = engine.cache_statistics();
+             }
+             py::dict result;
+             result["hits"] = statistics.hits;
+             result["misses"] = statistics.misses;
+             result["coalesced"] = statistics.coalesced;
+             result["evictions"] = statistics.evictions;
+             result["entries"] = statistics.entries;
+             result["bytes"] = statistics.bytes;
              return result;
            })
       .def("metrics_text", &clipper::Engine::metrics_text, py::call_guard<py::gil_scoped_release>())
