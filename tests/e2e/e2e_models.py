@@ -31,3 +31,39 @@ def sleep_one_second(inputs):
 
 def cluster_b(inputs):
     return ['"cluster-b"' for _ in inputs]
+
+
+def size_of_its_batch(inputs):
+    """Each output is the size of the batch its input arrived in."""
+    return [str(len(inputs))] * len(inputs)
+
+
+def count_evaluations(inputs):
+    """Each output is how many inputs this replica has evaluated so far (so a cached answer repeats)."""
+    state = count_evaluations.__dict__.setdefault("state", {"evaluated": 0})
+    outputs = []
+    for _ in inputs:
+        state["evaluated"] += 1
+        outputs.append(str(state["evaluated"]))
+    return outputs
+
+
+def make_straggler(flag_path, delay_s):
+    """The first replica to start claims `flag_path` and sleeps `delay_s` in every batch; the others
+    answer at once with the sum of each input."""
+
+    def predict(inputs):
+        import os
+
+        state = predict.__dict__.setdefault("state", {})
+        if "slow" not in state:
+            try:
+                os.close(os.open(flag_path, os.O_CREAT | os.O_EXCL))
+                state["slow"] = True
+            except FileExistsError:
+                state["slow"] = False
+        if state["slow"]:
+            time.sleep(delay_s)
+        return [repr(float(np.sum(row))) for row in inputs]
+
+    return predict
