@@ -26,4 +26,4 @@ fi
 
 PYTHON="${PYTHON:-python3}"
 echo "setup: building and installing the clipper-serving package (native engine included)"
-"$PYTHON" -m pip install -q --disable-pip-version-check ".[test]"
+"$PYTHON" -m pip install -q --disable-pip-version-check ".[test,frameworks]"

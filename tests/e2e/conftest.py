@@ -3,6 +3,7 @@ They need the native engine and the container SDK's closure runner, and skip wit
 
 import importlib.util
 import resource
+from pathlib import Path
 
 import cloudpickle
 import e2e_models
@@ -38,8 +39,10 @@ def engine_and_sdk_available():
 
 
 def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
     for item in items:
-        item.add_marker(pytest.mark.e2e)
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

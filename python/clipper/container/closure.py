@@ -1,6 +1,7 @@
 """Python closures as models: saving one for a replica to load, and the Model adapter that serves it.
 
-Owns the on-disk form of a deployed closure (a cloudpickle file named func.pkl). The deployers call
+Owns the on-disk form of a deployed closure (a cloudpickle file named func.pkl, with any model a
+framework deployer saved beside it: ModelDirectoryClosure). The deployers call
 save_closure in the admin process; the replica process (closure_runner.py) calls load_closure once at
 start-up, and ClosureModel.predict_batch then runs on the serving loop's main thread.
 """
@@ -8,6 +9,7 @@ start-up, and ClosureModel.predict_batch then runs on the serving loop's main th
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,9 @@ def save_closure(func: Callable[[Any], Sequence[Any]], directory: str | os.PathL
 def load_closure(path: str | os.PathLike[str]) -> Callable[[Any], Sequence[Any]]:
     """Loads the function save_closure wrote; `path` is the func.pkl file or its directory.
 
-    Raises FileNotFoundError, or TypeError when the file holds something that is not callable.
+    When the function is a ModelDirectoryClosure, its model is loaded from the same directory before
+    it is returned. Raises FileNotFoundError, or TypeError when the file holds something that is not
+    callable.
     """
     path = Path(path)
     if path.is_dir():
@@ -43,7 +47,23 @@ def load_closure(path: str | os.PathLike[str]) -> Callable[[Any], Sequence[Any]]
         func: Callable[[Any], Sequence[Any]] = cloudpickle.load(file)
     if not callable(func):
         raise TypeError(f"{path} holds a {type(func).__name__}, not a function")
+    if isinstance(func, ModelDirectoryClosure):
+        func.load_model_directory(path.parent)
     return func
+
+
+class ModelDirectoryClosure(ABC):
+    """A function whose model is saved beside func.pkl in its framework's own format (what the
+    framework deployers write) rather than pickled with it. load_closure calls load_model_directory
+    once, in the replica, before the first batch; the pickle carries only how to load and call it."""
+
+    @abstractmethod
+    def load_model_directory(self, directory: Path) -> None:
+        """Loads the model saved in `directory` (the directory of func.pkl)."""
+
+    @abstractmethod
+    def __call__(self, inputs: Any) -> Sequence[Any]:
+        """Predicts one output per input with the loaded model."""
 
 
 class ClosureModel(Model):

@@ -1,2 +1,3 @@
-"""Deployers: one module per kind of model (`python` for closures), each with Clipper's
-`deploy_<kind>_...(clipper_conn, name, version, input_type, func, ...)` and `create_endpoint(...)`."""
+"""Deployers: one module per kind of model, each with Clipper's
+`deploy_<kind>_model(clipper_conn, name, version, input_type, func, <model>, ...)` and
+`create_endpoint(...)`: `python` (closures), `sklearn`, `xgboost`, `pytorch`, `onnx` (onnxruntime)."""

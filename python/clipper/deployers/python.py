@@ -32,10 +32,13 @@ def deploy_python_closure(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
 ) -> None:
     """Serve `func` as model `name` at `version`: `func(inputs)` gets a batch of inputs (numeric types
     as numpy arrays, `bytes`, `str`) and returns one output per input. Returns once the replicas are
-    connected; the version becomes the model's current one."""
+    connected; the version becomes the model's current one. The batching arguments are
+    `ClipperConnection.deploy_model`'s."""
     from clipper.container.closure import save_closure
 
     with tempfile.TemporaryDirectory(prefix=f"clipper-{name}-") as model_dir:
@@ -51,6 +54,8 @@ def deploy_python_closure(
             num_replicas=num_replicas,
             batch_size=batch_size,
             pkgs_to_install=pkgs_to_install,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_micros=batch_wait_timeout_micros,
         )
     logger.info("event=python_closure_deployed model=%s version=%s", name, version)
 
@@ -69,6 +74,8 @@ def create_endpoint(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
 ) -> None:
     """Register application `name`, deploy `func` as model `name` and link the two: one call from a
     function to `POST /<name>/predict`."""
@@ -85,5 +92,7 @@ def create_endpoint(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
     )
     clipper_conn.link_model_to_app(name, name)

@@ -41,7 +41,21 @@ def test_the_closure_is_saved_with_cloudpickle_and_deployed():
         "num_replicas": 3,
         "batch_size": 16,
         "pkgs_to_install": ["six"],
+        "max_batch_size": None,
+        "batch_wait_timeout_micros": 0,
     }
+
+
+def test_batching_settings_are_passed_on():
+    conn = RecordingConnection()
+    deploy_python_closure(
+        conn, "m", 1, "doubles", len, max_batch_size=32, batch_wait_timeout_micros=200
+    )
+    options = conn.calls[0][-1]
+    assert (options["max_batch_size"], options["batch_wait_timeout_micros"]) == (32, 200)
+    create_endpoint(conn, "e", "doubles", len, batch_size=4, max_batch_size=8)
+    options = conn.calls[-2][-1]
+    assert (options["batch_size"], options["max_batch_size"]) == (4, 8)
 
 
 def test_create_endpoint_registers_deploys_and_links_under_one_name():

@@ -1,0 +1,135 @@
+"""What the framework deployers (sklearn, xgboost, pytorch, onnx) share: packaging a model saved in its
+framework's own format beside a func.pkl, and the closure that serves it.
+
+Owns the model directory's layout (the model's files, then func.pkl holding a FrameworkClosure: how to
+load the model and the `func(model, inputs)` that predicts with it) and the hand-off to
+`ClipperConnection.build_and_deploy_model`. Does not know any framework: each deployer module passes
+its own save, load and default predict functions. Deploying runs in the user's thread; in the replica,
+load_closure loads the model once at start-up and FrameworkClosure.__call__ runs on the serving thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipper.container.closure import ModelDirectoryClosure, save_closure
+from clipper.exceptions import ClipperException
+
+if TYPE_CHECKING:
+    from clipper.admin.connection import ClipperConnection
+
+logger = logging.getLogger(__name__)
+
+# Clipper's framework closure: `func(model, inputs)` returns one output per input.
+ModelFunction = Callable[[Any, Any], Sequence[Any]]
+# Reads the model back from the model directory (the replica's copy of it).
+ModelLoader = Callable[[Path], Any]
+# Writes the model into the (new, empty) model directory.
+ModelSaver = Callable[[Path], None]
+
+
+class DeployerArgumentError(ClipperException, ValueError):
+    """A framework deployer was called without its model, or with a model or option it cannot serve."""
+
+
+class FrameworkClosure(ModelDirectoryClosure):
+    """`func(model, inputs)` over a model that lives in the model directory, not in the pickle.
+
+    Pickles as the framework's name, `load_model` and `func` only; the model is set by
+    load_model_directory (called by load_closure in the replica) and never pickled.
+    """
+
+    def __init__(self, framework: str, load_model: ModelLoader, func: ModelFunction) -> None:
+        if not callable(func):
+            raise DeployerArgumentError(
+                f"func must be a function func(model, inputs), got {type(func).__name__}"
+            )
+        self.framework = framework
+        self.load_model = load_model
+        self.func = func
+        self.model: Any = None
+
+    def load_model_directory(self, directory: Path) -> None:
+        self.model = self.load_model(Path(directory))
+        logger.info(
+            "event=framework_model_loaded framework=%s directory=%s", self.framework, directory
+        )
+
+    def __call__(self, inputs: Any) -> Sequence[Any]:
+        if self.model is None:
+            raise RuntimeError(
+                f"the {self.framework} model is not loaded; load this closure with "
+                "clipper.container.closure.load_closure from its model directory"
+            )
+        return self.func(self.model, inputs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["model"] = None  # the model travels in its own format, beside func.pkl
+        return state
+
+
+def require_model(model: Any, parameter: str, deployer: str) -> None:
+    """Raises DeployerArgumentError when a deployer was called without its model (the model
+    parameter has a default only so that `func`, which comes before it, can be left out)."""
+    if model is None:
+        raise DeployerArgumentError(
+            f"{deployer}() needs the model to serve: pass {parameter}=<the model>"
+        )
+
+
+def deploy_framework_model(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: str,
+    input_type: str,
+    closure: FrameworkClosure,
+    save_model: ModelSaver,
+    base_image: str = "default",
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+) -> None:
+    """Saves the model (`save_model`) and `closure` into a fresh model directory and deploys it as
+    model `name` at `version`; returns once the replicas are connected."""
+    with tempfile.TemporaryDirectory(prefix=f"clipper-{name}-") as model_dir:
+        save_model(Path(model_dir))
+        save_closure(closure, model_dir)
+        clipper_conn.build_and_deploy_model(
+            name,
+            str(version),
+            input_type,
+            model_dir,
+            base_image=base_image,
+            labels=labels,
+            container_registry=registry,
+            num_replicas=num_replicas,
+            batch_size=batch_size,
+            pkgs_to_install=pkgs_to_install,
+        )
+    logger.info(
+        "event=framework_model_deployed framework=%s model=%s version=%s",
+        closure.framework,
+        name,
+        version,
+    )
+
+
+def register_deploy_and_link(
+    clipper_conn: ClipperConnection,
+    name: str,
+    input_type: str,
+    default_output: str,
+    slo_micros: int,
+    deploy: Callable[[], None],
+) -> None:
+    """Clipper's create_endpoint: application `name`, model `name` (deployed by `deploy`), linked."""
+    clipper_conn.register_application(name, input_type, default_output, slo_micros)
+    deploy()
+    clipper_conn.link_model_to_app(name, name)

@@ -1,0 +1,124 @@
+"""Deploy a scikit-learn estimator (or Pipeline) as a model: `deploy_sklearn_model` and `create_endpoint`.
+
+Owns the scikit-learn model format: the fitted estimator is pickled with cloudpickle (so estimators and
+transformers defined in `__main__` travel too) to `sklearn_model.pkl` beside func.pkl; each replica
+unpickles it once at start-up. scikit-learn is imported only when a model is saved or loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipper.deployers._framework import (
+    FrameworkClosure,
+    ModelFunction,
+    deploy_framework_model,
+    register_deploy_and_link,
+    require_model,
+)
+
+if TYPE_CHECKING:
+    from clipper.admin.connection import ClipperConnection
+
+MODEL_FILE_NAME = "sklearn_model.pkl"
+
+
+def _predict(model: Any, inputs: Any) -> Any:
+    """The default `func`: `model.predict(inputs)`, one prediction per input (numeric inputs arrive as
+    one 2-D array; a text Pipeline gets the list of strings)."""
+    return model.predict(inputs)
+
+
+def _save_model(model: Any, directory: Path) -> None:
+    import cloudpickle
+
+    with (directory / MODEL_FILE_NAME).open("wb") as file:
+        cloudpickle.dump(model, file)
+
+
+def _load_model(directory: Path) -> Any:
+    import cloudpickle
+
+    with (directory / MODEL_FILE_NAME).open("rb") as file:
+        return cloudpickle.load(file)
+
+
+def deploy_sklearn_model(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: str,
+    input_type: str,
+    func: ModelFunction | None = None,
+    sklearn_model: Any = None,
+    base_image: str = "default",
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+) -> None:
+    """Serve the fitted `sklearn_model` as model `name` at `version`.
+
+    Each batch is answered by `func(model, inputs)` (one output per input); without `func`,
+    `model.predict(inputs)`. Returns once the replicas are connected; the version becomes the model's
+    current one.
+    """
+    require_model(sklearn_model, "sklearn_model", "deploy_sklearn_model")
+    closure = FrameworkClosure("sklearn", _load_model, func if func is not None else _predict)
+    deploy_framework_model(
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        closure,
+        lambda directory: _save_model(sklearn_model, directory),
+        base_image=base_image,
+        labels=labels,
+        registry=registry,
+        num_replicas=num_replicas,
+        batch_size=batch_size,
+        pkgs_to_install=pkgs_to_install,
+    )
+
+
+def create_endpoint(
+    clipper_conn: ClipperConnection,
+    name: str,
+    input_type: str,
+    func: ModelFunction | None = None,
+    sklearn_model: Any = None,
+    default_output: str = "None",
+    version: str = "1",
+    slo_micros: int = 3000000,
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    base_image: str = "default",
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+) -> None:
+    """Register application `name`, deploy `sklearn_model` as model `name` and link the two."""
+    require_model(sklearn_model, "sklearn_model", "create_endpoint")
+    register_deploy_and_link(
+        clipper_conn,
+        name,
+        input_type,
+        default_output,
+        slo_micros,
+        lambda: deploy_sklearn_model(
+            clipper_conn,
+            name,
+            version,
+            input_type,
+            func,
+            sklearn_model,
+            base_image=base_image,
+            labels=labels,
+            registry=registry,
+            num_replicas=num_replicas,
+            batch_size=batch_size,
+            pkgs_to_install=pkgs_to_install,
+        ),
+    )

@@ -1,0 +1,142 @@
+"""Deploy an XGBoost model (a `Booster` or a scikit-learn style `XGBClassifier`/`XGBRegressor`/...) as a
+model: `deploy_xgboost_model` and `create_endpoint`.
+
+Owns the XGBoost model format: the model is written with its own `save_model` to `model.json` beside
+func.pkl; each replica builds an empty model of the same class and `load_model`s it once at start-up
+(for the scikit-learn wrappers the JSON keeps their attributes, e.g. `classes_`). XGBoost is imported
+only when a model is saved or loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipper.deployers._framework import (
+    DeployerArgumentError,
+    FrameworkClosure,
+    ModelFunction,
+    deploy_framework_model,
+    register_deploy_and_link,
+    require_model,
+)
+
+if TYPE_CHECKING:
+    from clipper.admin.connection import ClipperConnection
+
+MODEL_FILE_NAME = "model.json"
+
+
+def _predict(model: Any, inputs: Any) -> Any:
+    """The default `func`: `model.predict(inputs)` for the scikit-learn wrappers (classes for a
+    classifier), `model.inplace_predict(inputs)` for a Booster (its raw prediction per input)."""
+    import numpy as np
+    import xgboost
+
+    if isinstance(model, xgboost.Booster):
+        return model.inplace_predict(np.asarray(inputs))
+    return model.predict(np.asarray(inputs))
+
+
+def _model_class(model: Any) -> type:
+    import xgboost
+
+    if not isinstance(model, (xgboost.Booster, xgboost.XGBModel)):
+        raise DeployerArgumentError(
+            "xgboost_model must be an xgboost.Booster or a fitted xgboost.XGBModel (XGBClassifier, "
+            f"XGBRegressor, ...), got {type(model).__name__}"
+        )
+    return type(model)
+
+
+def _save_model(model: Any, directory: Path) -> None:
+    model.save_model(str(directory / MODEL_FILE_NAME))
+
+
+def _load_model(model_class: type, directory: Path) -> Any:
+    model = model_class()
+    model.load_model(str(directory / MODEL_FILE_NAME))
+    return model
+
+
+def deploy_xgboost_model(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: str,
+    input_type: str,
+    func: ModelFunction | None = None,
+    xgboost_model: Any = None,
+    base_image: str = "default",
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+) -> None:
+    """Serve the trained `xgboost_model` as model `name` at `version`.
+
+    Each batch is answered by `func(model, inputs)` (one output per input; numeric inputs arrive as one
+    2-D array); without `func`, `model.predict(inputs)` for the scikit-learn wrappers and
+    `model.inplace_predict(inputs)` for a Booster. Returns once the replicas are connected; the
+    version becomes the model's current one.
+    """
+    require_model(xgboost_model, "xgboost_model", "deploy_xgboost_model")
+    load_model = functools.partial(_load_model, _model_class(xgboost_model))
+    deploy_framework_model(
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        FrameworkClosure("xgboost", load_model, func if func is not None else _predict),
+        lambda directory: _save_model(xgboost_model, directory),
+        base_image=base_image,
+        labels=labels,
+        registry=registry,
+        num_replicas=num_replicas,
+        batch_size=batch_size,
+        pkgs_to_install=pkgs_to_install,
+    )
+
+
+def create_endpoint(
+    clipper_conn: ClipperConnection,
+    name: str,
+    input_type: str,
+    func: ModelFunction | None = None,
+    xgboost_model: Any = None,
+    default_output: str = "None",
+    version: str = "1",
+    slo_micros: int = 3000000,
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    base_image: str = "default",
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+) -> None:
+    """Register application `name`, deploy `xgboost_model` as model `name` and link the two."""
+    require_model(xgboost_model, "xgboost_model", "create_endpoint")
+    _model_class(xgboost_model)  # refuse a wrong model before registering the application
+    register_deploy_and_link(
+        clipper_conn,
+        name,
+        input_type,
+        default_output,
+        slo_micros,
+        lambda: deploy_xgboost_model(
+            clipper_conn,
+            name,
+            version,
+            input_type,
+            func,
+            xgboost_model,
+            base_image=base_image,
+            labels=labels,
+            registry=registry,
+            num_replicas=num_replicas,
+            batch_size=batch_size,
+            pkgs_to_install=pkgs_to_install,
+        ),
+    )

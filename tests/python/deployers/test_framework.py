@@ -1,0 +1,148 @@
+"""The framework deployers' shared packaging, without a cluster: what each one leaves in the model
+directory it hands to build_and_deploy_model, and how its closure loads the model (once, at load)."""
+
+import pickle
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from clipper import ClipperException
+from clipper.container.closure import load_closure
+from clipper.deployers._framework import FrameworkClosure
+
+
+class RecordingConnection:
+    """Keeps a listing of the model directory and the closure loaded from it, as a replica would."""
+
+    def __init__(self):
+        self.calls = []
+        self.files = None
+        self.closure = None
+
+    def build_and_deploy_model(self, name, version, input_type, model_data_path, **options):
+        self.files = sorted(path.name for path in Path(model_data_path).iterdir())
+        self.closure = load_closure(model_data_path)
+        self.calls.append(("build_and_deploy_model", name, version, input_type, options))
+
+    def register_application(self, name, input_type, default_output, slo_micros):
+        self.calls.append(("register_application", name, input_type, default_output, slo_micros))
+
+    def link_model_to_app(self, app_name, model_name):
+        self.calls.append(("link_model_to_app", app_name, model_name))
+
+
+class CountingLoader:
+    def __init__(self):
+        self.directories = []
+
+    def __call__(self, directory):
+        self.directories.append(directory)
+        return {"scale": 3}
+
+
+def scale(model, inputs):
+    return [x * model["scale"] for x in inputs]
+
+
+def test_the_model_is_loaded_once_by_load_closure_and_never_pickled(tmp_path):
+    loaded = FrameworkClosure("test", CountingLoader(), scale)
+    loaded.load_model_directory(tmp_path)
+    assert loaded.model == {"scale": 3}
+    assert pickle.loads(cloudpickle.dumps(loaded)).model is None
+
+    closure = FrameworkClosure("test", CountingLoader(), scale)
+    (tmp_path / "func.pkl").write_bytes(cloudpickle.dumps(closure))
+    restored = load_closure(tmp_path / "func.pkl")
+    assert restored([1, 2]) == [3, 6]
+    assert restored([4]) == [12]
+    assert len(restored.load_model.directories) == 1  # at load, not per batch
+    assert restored.load_model.directories[0] == tmp_path
+
+
+def test_an_unloaded_closure_says_how_to_load_it():
+    with pytest.raises(RuntimeError, match="load_closure"):
+        FrameworkClosure("test", CountingLoader(), scale)([1])
+
+
+def test_sklearn_saves_the_estimator_beside_func_pkl():
+    sklearn = pytest.importorskip("clipper.deployers.sklearn")
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0.0], [1.0]], [1.0, 3.0])
+    conn = RecordingConnection()
+    sklearn.create_endpoint(conn, "line", "doubles", sklearn_model=model, num_replicas=2)
+    assert conn.files == ["func.pkl", "sklearn_model.pkl"]
+    assert [call[0] for call in conn.calls] == [
+        "register_application",
+        "build_and_deploy_model",
+        "link_model_to_app",
+    ]
+    assert conn.calls[1][1:4] == ("line", "1", "doubles")
+    assert conn.calls[1][4]["num_replicas"] == 2
+    np.testing.assert_allclose(conn.closure(np.array([[2.0]])), [5.0])
+
+
+def test_xgboost_saves_model_json():
+    xgboost_deployer = pytest.importorskip("clipper.deployers.xgboost")
+    xgboost = pytest.importorskip("xgboost")
+    booster = xgboost.train({"nthread": 1}, xgboost.DMatrix([[0.0], [1.0]], [1.0, 3.0]), 2)
+    conn = RecordingConnection()
+    xgboost_deployer.deploy_xgboost_model(conn, "xgb", 1, "doubles", None, booster)
+    assert conn.files == ["func.pkl", "model.json"]
+    np.testing.assert_array_equal(conn.closure(np.array([[1.0]])), booster.inplace_predict([[1.0]]))
+
+
+def test_pytorch_saves_the_module_and_its_weights():
+    pytorch_deployer = pytest.importorskip("clipper.deployers.pytorch")
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Linear(2, 1)
+    conn = RecordingConnection()
+    pytorch_deployer.deploy_pytorch_model(conn, "linear", 1, "floats", pytorch_model=module)
+    assert conn.files == ["func.pkl", "pytorch_model.pkl", "pytorch_weights.pkl"]
+    assert not conn.closure.model.training
+    inputs = np.array([[1.0, 2.0]], dtype=np.float32)
+    with torch.no_grad():
+        expected = module(torch.as_tensor(inputs)).numpy()
+    np.testing.assert_allclose(conn.closure(inputs), expected, rtol=0, atol=1e-6)
+
+
+def test_onnx_saves_model_onnx_from_bytes_or_a_file(tmp_path):
+    onnx_deployer = pytest.importorskip("clipper.deployers.onnx")
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])],
+        "negate",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["batch", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "negate.onnx"
+    onnx.save(model, str(path))
+    for onnx_model in (model, model.SerializeToString(), path, str(path)):
+        conn = RecordingConnection()
+        onnx_deployer.deploy_onnx_model(conn, "neg", 1, "doubles", onnx_model=onnx_model)
+        assert conn.files == ["func.pkl", "model.onnx"]
+        assert conn.closure(np.array([[1.0, -2.0]])).tolist() == [[-1.0, 2.0]]
+
+
+def test_each_deployer_needs_its_model():
+    for module, deployer in [
+        ("sklearn", "deploy_sklearn_model"),
+        ("xgboost", "deploy_xgboost_model"),
+        ("pytorch", "deploy_pytorch_model"),
+        ("onnx", "deploy_onnx_model"),
+    ]:
+        deploy = getattr(pytest.importorskip(f"clipper.deployers.{module}"), deployer)
+        conn = RecordingConnection()
+        with pytest.raises(
+            ClipperException, match=f"needs the model to serve: pass {module}_model"
+        ):
+            deploy(conn, "m", 1, "doubles", lambda model, inputs: inputs)
+        assert conn.calls == []
