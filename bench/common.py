@@ -218,13 +218,14 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 def _system_cpu_seconds() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the machine's processes since boot, from /proc/stat."""
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
     with open("/proc/stat", encoding="ascii") as stat:
         values = [int(v) for v in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, _irq, _softirq, steal = values
-    # Interrupt time is left out: loopback TCP runs in softirqs charged to no process, so counting
-    # it would show the study's own traffic as "other" load.
-    busy = (user + nice + system) / CLOCK_TICKS_PER_SECOND
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    # Interrupt time is included: without CONFIG_IRQ_TIME_ACCOUNTING (as on this VM) it is also
+    # charged to the process it interrupted, e.g. loopback TCP to the sender, so per-process times
+    # include it. (With that option set, the study's own softirqs would show up as "other".)
+    busy = (user + nice + system + irq + softirq) / CLOCK_TICKS_PER_SECOND
     return busy, steal / CLOCK_TICKS_PER_SECOND
 
 
@@ -467,19 +468,24 @@ def build_loadgen(build_dir: Path = LOADGEN_BUILD_DIR) -> str:
 def find_loadgen(explicit: str | None = None, build_if_missing: bool = True) -> str:
     """The clipper-loadgen binary: `explicit`, $CLIPPER_LOADGEN, the installed one, PATH or a build.
 
-    A fresh build is used (and kept up to date) when none of the others exists.
+    An installed binary older than bench/loadgen/loadgen.cc is skipped (it would miss recent flags);
+    then a local build in bench/build/loadgen is used, and kept up to date by CMake.
     """
-    for candidate in (
-        explicit,
-        os.environ.get("CLIPPER_LOADGEN"),
-        _installed_loadgen(),
-        shutil.which("clipper-loadgen"),
-    ):
+    for candidate in (explicit, os.environ.get("CLIPPER_LOADGEN")):
         if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    source = BENCH_DIR / "loadgen" / "loadgen.cc"
+    source_mtime = source.stat().st_mtime if source.exists() else 0.0
+    for candidate in (_installed_loadgen(), shutil.which("clipper-loadgen")):
+        if (
+            candidate
+            and os.access(candidate, os.X_OK)
+            and os.stat(candidate).st_mtime >= source_mtime
+        ):
             return candidate
     if not build_if_missing:
         raise FileNotFoundError(
-            "clipper-loadgen not found; build it with: python bench/common.py build-loadgen"
+            "no up-to-date clipper-loadgen; build it with: python bench/common.py build-loadgen"
         )
     return build_loadgen()
 

@@ -443,7 +443,7 @@ def print_summary(
     if noisy:
         print(
             f"WARNING: other work used > {NOISY_OTHER_CORES} cores during {', '.join(noisy)}; "
-            "those figures are disturbed: rerun when the machine is quiet, or with --repeat."
+            "those figures are disturbed: rerun when the machine is quiet."
         )
     print()
     print(

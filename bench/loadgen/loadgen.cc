@@ -1060,7 +1060,8 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
   field("warmup_s", number(mode_ == Mode::kHold ? 0.0 : options_.warmup_seconds));
   field("elapsed_s", number(static_cast<double>(now - run_start) / 1e9));
   field("requests", integer(requests));
-  field("throughput_rps", number(static_cast<double>(requests) / window));
+  // Hold mode sends one request per connection: a rate would mean nothing.
+  field("throughput_rps", mode_ == Mode::kHold ? "null" : number(static_cast<double>(requests) / window));
   if (mode_ == Mode::kOpen) {
     field("offered_rps", number(static_cast<double>(report_.measured_arrivals) / window));
     field("max_queue_depth", integer(report_.max_queue_depth));

@@ -1,0 +1,239 @@
+"""A local Clipper cluster for a study, and a sampler of its Prometheus /metrics over time.
+
+Owns starting a cluster through the public admin API (`LocalContainerManager` on free ports, a
+throw-away state dir, stopped by the caller's ExitStack even when the study fails), waiting until a
+model answers, and reading the engine's counters, gauges and histograms between two instants. It
+does not deploy anything (each study does). `MetricsSampler` polls /metrics on one background
+thread; everything else runs on the caller's thread. Used by w3.py, w4.py, goodput.py and
+cache_bench.py (w1.py has its own, older copy of the start-up).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import common
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+@dataclass
+class LocalCluster:
+    """A running local cluster: its admin connection and where it listens."""
+
+    connection: Any  # clipper.ClipperConnection
+    query_addr: str
+    metric_addr: str
+    frontend_pid: int | None
+    start_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, app: str) -> str:
+        return f"http://{self.query_addr}/{app}/predict"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.metric_addr}/metrics"
+
+    def server_pids(self) -> list[int]:
+        """The frontend and every model replica (this script's descendants running the SDK)."""
+        pids = [self.frontend_pid] if self.frontend_pid else []
+        replicas = [
+            pid
+            for pid in common.descendants_of(os.getpid())
+            if "clipper.container" in common.process_command_line(pid)
+        ]
+        return sorted(set(pids + replicas))
+
+
+def start_local_cluster(
+    stack: contextlib.ExitStack,
+    label: str,
+    cache_size_bytes: int,
+    io_threads: int = 1,
+) -> LocalCluster:
+    """Starts a cluster on free ports with its own state dir; `stack` stops it and removes the dir."""
+    from clipper import ClipperConnection, LocalContainerManager
+
+    query_port, management_port, rpc_port, metrics_port = common.free_ports(4)
+    state_dir = tempfile.mkdtemp(prefix=f"clipper-bench-{label}-")
+    stack.callback(shutil.rmtree, state_dir, True)
+    manager = LocalContainerManager(
+        cluster_name=f"bench-{label}-{os.getpid()}",
+        clipper_query_port=query_port,
+        clipper_management_port=management_port,
+        clipper_rpc_port=rpc_port,
+        prometheus_port=metrics_port,
+        state_dir=state_dir,
+        log_level="WARNING",
+    )
+    connection = ClipperConnection(manager)
+    start_kwargs = {"cache_size": cache_size_bytes, "qf_http_thread_pool_size": io_threads}
+    # Registered before the start, so a start that fails half-way is cleaned up too.
+    stack.callback(_stop_quietly, connection)
+    connection.start_clipper(**start_kwargs)
+    pid = manager.frontend_pid() or common.pid_listening_on(query_port)
+    return LocalCluster(
+        connection=connection,
+        query_addr=connection.get_query_addr(),
+        metric_addr=connection.get_metric_addr(),
+        frontend_pid=pid,
+        start_kwargs=start_kwargs,
+    )
+
+
+def _stop_quietly(connection: Any) -> None:
+    with contextlib.suppress(Exception):
+        connection.stop_all(graceful=False, clear_state=True)
+
+
+def wait_for_model_answer(
+    url: str, payload: Callable[[int], Any], timeout_seconds: float = 60.0
+) -> dict[str, Any]:
+    """POSTs `payload(i)` until an answer comes from the model (not the default); returns it."""
+    deadline = time.monotonic() + timeout_seconds
+    status, body, attempt = 0, None, 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        status, body = common.post_json(url, payload(attempt))
+        if status == 200 and isinstance(body, dict) and body.get("default") is False:
+            return body
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"{url} never answered from the model within {timeout_seconds:.0f} s; "
+        f"last answer {status} {body!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# /metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """{'name{labels}': value} for every sample of a Prometheus text exposition (no timestamps)."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            samples[key] = float(value)
+    return samples
+
+
+def fetch_metrics(metrics_url: str, timeout_seconds: float = 2.0) -> dict[str, float]:
+    with urllib.request.urlopen(metrics_url, timeout=timeout_seconds) as response:
+        return parse_metrics(response.read().decode())
+
+
+def model_labels(model: str, version: str) -> str:
+    return f'model="{model}",version="{version}"'
+
+
+def app_labels(app: str) -> str:
+    return f'app="{app}"'
+
+
+class MetricsSampler:
+    """Polls /metrics every `interval_seconds` on a background thread (context manager).
+
+    Times are `time.monotonic()`; `value(key, t)` is the last sample at or before t, so counter
+    deltas between two instants are exact to within one interval.
+    """
+
+    def __init__(self, metrics_url: str, interval_seconds: float = 0.1) -> None:
+        self.metrics_url = metrics_url
+        self.interval_seconds = interval_seconds
+        self.times: list[float] = []
+        self.samples: list[dict[str, float]] = []
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.sample_now()
+            next_at += self.interval_seconds
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def sample_now(self) -> None:
+        try:
+            sample = fetch_metrics(self.metrics_url)
+        except OSError:
+            self.failures += 1
+            return
+        now = time.monotonic()
+        with self._lock:
+            self.times.append(now)
+            self.samples.append(sample)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _index_at(self, when: float) -> int | None:
+        with self._lock:
+            index = bisect.bisect_right(self.times, when) - 1
+        return index if index >= 0 else None
+
+    def value(self, key: str, when: float) -> float:
+        index = self._index_at(when)
+        return 0.0 if index is None else self.samples[index].get(key, 0.0)
+
+    def delta(self, key: str, start: float, end: float) -> float:
+        return self.value(key, end) - self.value(key, start)
+
+    def series(self, key: str, start: float | None = None) -> tuple[list[float], list[float]]:
+        """(seconds since `start` (default: the first sample), values) of one key, over the
+        samples that have it."""
+        with self._lock:
+            pairs = [(t, s[key]) for t, s in zip(self.times, self.samples) if key in s]
+        origin = start if start is not None else (pairs[0][0] if pairs else 0.0)
+        return [t - origin for t, _ in pairs], [value for _, value in pairs]
+
+    def histogram_mean(self, name: str, labels: str, start: float, end: float) -> float | None:
+        """Mean of a histogram's observations between two instants (None when there were none)."""
+        count = self.delta(f"{name}_count{{{labels}}}", start, end)
+        total = self.delta(f"{name}_sum{{{labels}}}", start, end)
+        return total / count if count > 0 else None
+
+    def histogram_quantile(
+        self, name: str, labels: str, quantile: float, start: float, end: float
+    ) -> float | None:
+        """Upper bound of the bucket holding `quantile` of the observations between two instants."""
+        index_start, index_end = self._index_at(start), self._index_at(end)
+        if index_end is None:
+            return None
+        prefix = f"{name}_bucket{{{labels},le="
+        buckets: list[tuple[float, float]] = []
+        for key, value in self.samples[index_end].items():
+            if key.startswith(prefix):
+                bound_text = key[len(prefix) :].rstrip("}").strip('"')
+                bound = float("inf") if bound_text == "+Inf" else float(bound_text)
+                before = 0.0 if index_start is None else self.samples[index_start].get(key, 0.0)
+                buckets.append((bound, value - before))
+        buckets.sort()
+        if not buckets or buckets[-1][1] <= 0:
+            return None
+        needed = quantile * buckets[-1][1]
+        for bound, cumulative in buckets:
+            if cumulative >= needed:
+                return bound
+        return None
