@@ -41,6 +41,9 @@ struct ModelVersion {
   std::atomic<int32_t> learned_batch_size{1};             // what its replicas learned; seeds new ones
 
   std::atomic<int32_t> connected_replicas{0};
+  // Replicas with no batch in flight. I/O threads wake the RPC thread for new tasks only when one
+  // is idle: a busy replica takes the queue's contents when its answer arrives anyway.
+  std::atomic<int32_t> idle_replicas{0};
   BatchQueue queue;
 
   // RPC thread only.

@@ -297,7 +297,7 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
   pending_.emplace(first_query_id, std::move(query));
   deadlines_.add(deadline, first_query_id);
   arm_deadline_timer(deadline);
-  if (queued) engine_.rpc().notify_work();
+  if (queued) engine_.rpc().notify_work(*model);
 }
 
 void QueryProcessor::fill_defaults(PendingQuery& query, const std::string& explanation) {

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
-#include <unordered_set>
 
 #include "engine/query_processor.h"
 #include "model_rpc_generated.h"
@@ -374,6 +373,7 @@ void ModelRpcServer::handle_register(const std::string& routing_id, const void* 
   sync_controller(replica);
   replicas_.emplace(routing_id, std::move(replica));
   model->connected_replicas.fetch_add(1);
+  model->idle_replicas.fetch_add(1);
   model->metrics->connected_replicas.add(1);
   log_event("event=replica_connected model=" + name + " version=" + version +
             " replica=" + std::to_string(replicas_.at(routing_id).replica_id));
@@ -411,6 +411,7 @@ void ModelRpcServer::handle_response(const std::string& routing_id, const void* 
   if (replica != replicas_.end()) {
     Replica& owner = replica->second;
     owner.inflight_batch = 0;
+    model.idle_replicas.fetch_add(1);
     // Slowness compares this replica with what the model's batches usually take.
     if (model.latency.has_samples()) {
       const double expected = std::max(model.latency.estimate_micros(sent), 1.0);
@@ -524,12 +525,13 @@ bool ModelRpcServer::has_healthy_peer(const Replica& replica) const {
 
 Clock::time_point ModelRpcServer::dispatch(Clock::time_point now) {
   Clock::time_point next_wake = Clock::time_point::max();
-  std::unordered_set<ModelVersion*> drained;
+  drained_scratch_.clear();
   std::vector<std::string> unreachable;
   for (auto& [routing_id, replica] : replicas_) {
     if (replica.inflight_batch != 0) continue;
     ModelVersion& model = *replica.model;
-    if (drained.insert(&model).second) {
+    if (std::find(drained_scratch_.begin(), drained_scratch_.end(), &model) == drained_scratch_.end()) {
+      drained_scratch_.push_back(&model);
       model.queue.drain_inbox(now);
       model.queue.take_expired(now, expired_scratch_);
       handle_expired(model, expired_scratch_, now);
@@ -616,6 +618,7 @@ bool ModelRpcServer::send_batch(Replica& replica, std::vector<Task>&& tasks) {
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
   replica.inflight_batch = batch_id;
+  model.idle_replicas.fetch_sub(1);
   inflight_.emplace(batch_id, InflightBatch{replica.routing_id, &model, std::move(tasks), Clock::now(), false});
   return true;
 }
@@ -633,6 +636,7 @@ void ModelRpcServer::drop_replica(const std::string& routing_id, const char* rea
   const uint64_t inflight_batch = found->second.inflight_batch;
   replicas_.erase(found);
   model->connected_replicas.fetch_sub(1);
+  if (inflight_batch == 0) model->idle_replicas.fetch_sub(1);
   model->metrics->connected_replicas.add(-1);
   if (inflight_batch != 0) {
     auto batch = inflight_.find(inflight_batch);

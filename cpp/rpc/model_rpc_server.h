@@ -37,9 +37,13 @@ class ModelRpcServer {
   void run();            // the RPC thread's body; returns after request_stop()
   void request_stop();   // any thread
 
-  // Any thread: new tasks were queued. Wakes the RPC thread only when it sleeps.
-  void notify_work() {
-    if (sleeping_.exchange(false, std::memory_order_seq_cst)) wake();
+  // Any thread: new tasks were queued for `model`. Wakes the RPC thread only when it sleeps and a
+  // replica of the model is idle (seq_cst pairs with the RPC thread's sleep announcement).
+  void notify_work(const ModelVersion& model) {
+    if (model.idle_replicas.load(std::memory_order_seq_cst) > 0 &&
+        sleeping_.exchange(false, std::memory_order_seq_cst)) {
+      wake();
+    }
   }
 
   std::vector<ReplicaInfo> replicas() const;
@@ -108,6 +112,7 @@ class ModelRpcServer {
   flatbuffers::FlatBufferBuilder builder_{4096};
   std::vector<std::vector<Completion>> outgoing_;  // per I/O thread
   std::vector<Task> expired_scratch_;
+  std::vector<ModelVersion*> drained_scratch_;  // versions whose inbox this dispatch pass drained
   Clock::time_point next_liveness_check_;
 
   mutable std::mutex published_mutex_;
