@@ -90,7 +90,8 @@ class PredictionCache {
     std::size_t bytes = 0;
   };
   static constexpr std::size_t kShards = 16;
-  static constexpr std::size_t kEntryOverheadBytes = 96;
+  // Measured cost of an entry beyond its output: hash-map node and bucket, key, CLOCK slot.
+  static constexpr std::size_t kEntryOverheadBytes = 192;
 
   Shard& shard_for(const CacheKey& key) { return shards_[key.hash_high % kShards]; }
   void evict_until_fits(Shard& shard);

@@ -98,7 +98,7 @@ TEST(PredictionCache, StaysWithinItsByteBudgetByEvicting) {
 
 TEST(PredictionCache, ReferencedEntriesGetASecondChance) {
   // One shard's worth of budget: everything lands in shards of 1/16 of it.
-  PredictionCache cache(16 * 4 * (100 + 96));
+  PredictionCache cache(16 * 4 * (100 + 192));
   std::string output;
   const std::string value(100, 'v');
   // Fill, touch the first key often, then insert many more: the hot key survives.
