@@ -1,0 +1,52 @@
+"""Micro-benchmarks (pytest-benchmark) of the container SDK's hot path: decoding a batch the frontend
+sent and encoding the model's answers. Not tests: run with
+`python -m pytest bench/micro --benchmark-only` and compare runs with `--benchmark-compare`."""
+
+import flatbuffers
+import numpy as np
+import pytest
+
+from clipper.container import codec
+from clipper.wire import Message, Payload, PredictRequest
+from clipper.wire import InputType as WireInputType
+
+
+def encoded_request(rows: int, columns: int) -> bytes:
+    """A PredictRequest as the engine builds it: one row-major float64 tensor, 16-byte aligned."""
+    builder = flatbuffers.Builder(1024)
+    data = np.arange(rows * columns, dtype=np.float64).tobytes()
+    builder.StartVector(1, len(data), 16)
+    builder.head = builder.head - len(data)
+    builder.Bytes[builder.head : builder.head + len(data)] = data
+    data_offset = builder.EndVector()
+    PredictRequest.Start(builder)
+    PredictRequest.AddBatchId(builder, 7)
+    PredictRequest.AddInputType(builder, WireInputType.InputType.Doubles)
+    PredictRequest.AddNumInputs(builder, rows)
+    PredictRequest.AddRowLength(builder, columns)
+    PredictRequest.AddData(builder, data_offset)
+    request = PredictRequest.End(builder)
+    Message.Start(builder)
+    Message.AddPayloadType(builder, Payload.Payload.PredictRequest)
+    Message.AddPayload(builder, request)
+    builder.Finish(Message.End(builder))
+    return bytes(builder.Output())
+
+
+@pytest.mark.parametrize("rows", [1, 64, 1024])
+def test_decode_uniform_doubles_batch(benchmark, rows):
+    buffer = encoded_request(rows, 10)
+
+    def decode():
+        payload_type, table = codec.read_message(buffer)
+        return codec.decode_predict_request(buffer, table, codec.InputType.DOUBLES)
+
+    batch = benchmark(decode)
+    assert len(batch.inputs) == rows
+
+
+@pytest.mark.parametrize("rows", [1, 64, 1024])
+def test_encode_outputs(benchmark, rows):
+    outputs = [str(float(i)) for i in range(rows)]
+    encoded = benchmark(codec.encode_predict_response, 7, outputs)
+    assert len(encoded) > rows
