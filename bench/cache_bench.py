@@ -91,7 +91,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def deploy_model(
-    stack: contextlib.ExitStack, label: str, cache_size_bytes: int, args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    label: str,
+    cache_size_bytes: int,
+    args: argparse.Namespace,
     calibration_path: str,
 ) -> cluster_lib.LocalCluster:
     from clipper.deployers.python import deploy_python_closure
@@ -176,7 +179,9 @@ def measure(
                 / args.duration,
                 1,
             ),
-            "mean_batch_size": sampler.histogram_mean("clipper_model_batch_size", model, start, end),
+            "mean_batch_size": sampler.histogram_mean(
+                "clipper_model_batch_size", model, start, end
+            ),
         }
     return record
 
@@ -208,9 +213,7 @@ def hit_path(
                 ("clipper_hit", cached.url(APP), cached.server_pids, sampler),
             ):
                 print(f"  {key} -> {name}", file=sys.stderr)
-                results[key][name] = measure(
-                    loadgen, url, pids, args, sampler=metrics, **settings
-                )
+                results[key][name] = measure(loadgen, url, pids, args, sampler=metrics, **settings)
         # The reference for what a hit saves: the same body evaluated every time.
         print("hit path: starting Clipper (cache off) ...", file=sys.stderr)
         uncached = deploy_model(stack, "cache-off", 0, args, calibration_path)
@@ -218,8 +221,12 @@ def hit_path(
         key = f"closed_{args.connections}"
         print(f"  {key} -> clipper_cache_off", file=sys.stderr)
         results[key]["clipper_cache_off"] = measure(
-            loadgen, uncached.url(APP), uncached.server_pids, args,
-            sampler=off_sampler, connections=args.connections,
+            loadgen,
+            uncached.url(APP),
+            uncached.server_pids,
+            args,
+            sampler=off_sampler,
+            connections=args.connections,
         )
     for rows in results.values():
         if "nginx" in rows and "clipper_hit" in rows:
@@ -243,8 +250,13 @@ def zipf_sweep(
             )
             sampler = stack.enter_context(cluster_lib.MetricsSampler(cluster.metrics_url))
             record = measure(
-                loadgen, cluster.url(APP), cluster.server_pids, args,
-                connections=args.connections, warmup=args.zipf_warmup, zipf=True,
+                loadgen,
+                cluster.url(APP),
+                cluster.server_pids,
+                args,
+                connections=args.connections,
+                warmup=args.zipf_warmup,
+                zipf=True,
                 sampler=sampler,
             )
         rows.append({"cache_kib": size_kib, **record})
@@ -292,8 +304,12 @@ def print_summary(
                 )
                 for metric in ("throughput_rps", "p99_us"):
                     checks.append(
-                        {"check": f"{key} hit path / nginx {metric}", "value": ratio[metric],
-                         "goal": "(reported; no issue target)", "met": None}
+                        {
+                            "check": f"{key} hit path / nginx {metric}",
+                            "value": ratio[metric],
+                            "goal": "(reported; no issue target)",
+                            "met": None,
+                        }
                     )
         print()
     if zipf:
@@ -383,7 +399,7 @@ def plot(
         paths.append(path)
     if zipf:
         figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-        labels = [f"{row['cache_kib']}" for row in zipf]
+        labels = [f"{row['cache_kib']}" if row["cache_kib"] else "0 (off)" for row in zipf]
         xs = range(len(zipf))
         left.bar(xs, [100 * (row["engine"]["hit_rate"] or 0) for row in zipf], color="C2")
         left.set_xticks(xs, labels)
@@ -402,7 +418,9 @@ def plot(
         twin.set_ylim(bottom=0)
         lines = right.get_legend_handles_labels()
         twin_lines = twin.get_legend_handles_labels()
-        right.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=8)
+        right.legend(
+            lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=8, loc="lower right"
+        )
         right.set_title("throughput and p99, closed loop", fontsize=10)
         for axis in (left, right):
             axis.grid(alpha=0.3)

@@ -126,7 +126,9 @@ def scenario(
         workload="w1",
         extra_args=["--drain", "1"],
     )
-    print(f"{name}: load at {args.rate:,.0f}/s, deploying after {args.lead:g} s ...", file=sys.stderr)
+    print(
+        f"{name}: load at {args.rate:,.0f}/s, deploying after {args.lead:g} s ...", file=sys.stderr
+    )
     run = LoadRun(command, timeout_seconds=args.run_seconds + 30)
     try:
         time.sleep(args.lead)
@@ -224,39 +226,75 @@ def plot(results: list[dict[str, Any]], args: argparse.Namespace, path: Path) ->
     figure, axes = plt.subplots(len(results), 1, figsize=(10, 3.6 * len(results)), squeeze=False)
     for axis, result in zip(axes[:, 0], results):
         bins = result["bins"]
-        axis.plot([b["t"] for b in bins], [b["goodput_rps"] for b in bins], "-", color="C2",
-                  label="goodput (model answers within SLO / s)")
-        axis.plot([b["t"] for b in bins], [b["default_rps"] for b in bins], "-", color="C3",
-                  lw=0.8, alpha=0.7, label="default answers / s")
+        axis.plot(
+            [b["t"] for b in bins],
+            [b["goodput_rps"] for b in bins],
+            "-",
+            color="C2",
+            label="goodput (model answers within SLO / s)",
+        )
+        axis.plot(
+            [b["t"] for b in bins],
+            [b["default_rps"] for b in bins],
+            "-",
+            color="C3",
+            lw=0.8,
+            alpha=0.7,
+            label="default answers / s",
+        )
         axis.axhline(args.rate, color="grey", ls=":", lw=1, label=f"offered {args.rate:,.0f}/s")
         first, steady = result["first_8s"], result["steady"]
-        axis.hlines(first["goodput_rps"], 0, FIRST_WINDOW_S, color="C0", lw=2.5,
-                    label=f"first 8 s mean {first['goodput_rps']:,.0f}/s")
-        axis.hlines(steady["goodput_rps"], STEADY_FROM_S, bins[-1]["t"], color="C1", lw=2.5,
-                    label=f"steady mean {steady['goodput_rps']:,.0f}/s "
-                    f"(ratio {result['ratio_first_to_steady']:.2f})")
+        axis.hlines(
+            first["goodput_rps"],
+            0,
+            FIRST_WINDOW_S,
+            color="C0",
+            lw=2.5,
+            label=f"first 8 s mean {first['goodput_rps']:,.0f}/s",
+        )
+        axis.hlines(
+            steady["goodput_rps"],
+            STEADY_FROM_S,
+            bins[-1]["t"],
+            color="C1",
+            lw=2.5,
+            label=f"steady mean {steady['goodput_rps']:,.0f}/s "
+            f"(ratio {result['ratio_first_to_steady']:.2f})",
+        )
         axis.axvline(0, color="black", lw=1)
         axis.axvspan(-result["deploy_seconds"], 0, color="grey", alpha=0.15, lw=0)
         axis.set_ylim(bottom=0, top=args.rate * 1.35)
         axis.set_ylabel("answers / s (0.5 s bins)")
         twin = axis.twinx()
         learned = result["learned_batch_size"]
-        twin.step([t for t, _ in learned], [v for _, v in learned], where="post", color="C4",
-                  lw=0.8, alpha=0.8, label="learned batch size (right)")
+        twin.step(
+            [t for t, _ in learned],
+            [v for _, v in learned],
+            where="post",
+            color="C4",
+            lw=0.8,
+            alpha=0.8,
+            label="learned batch size (right)",
+        )
         twin.set_ylabel("batch size")
         twin.set_ylim(bottom=0)
         axis.set_title(
             f"{result['scenario']}: version {result['version']} deployed at t=0 "
-            f"(shaded: the deploy call, {result['deploy_seconds']:.1f} s)", fontsize=10)
+            f"(shaded: the deploy call, {result['deploy_seconds']:.1f} s)",
+            fontsize=10,
+        )
         lines = axis.get_legend_handles_labels()
         twin_lines = twin.get_legend_handles_labels()
-        axis.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=7,
-                    loc="lower right")
+        axis.legend(
+            lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=7, loc="lower right"
+        )
         axis.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("seconds since the deployment returned")
     figure.suptitle(
         f"Goodput after a deployment: W3 model, open loop {args.rate:,.0f}/s Poisson, "
-        f"SLO {args.slo_micros / 1000:g} ms", fontsize=11)
+        f"SLO {args.slo_micros / 1000:g} ms",
+        fontsize=11,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -350,10 +388,18 @@ def main(argv: list[str]) -> int:
     for result in results:
         value = result["ratio_first_to_steady"]
         met = value is not None and value >= 0.5
-        checks.append({"check": f"{result['scenario']} first 8 s / steady", "value": value,
-                       "goal": ">= 0.5", "met": met})
-        print(f"  {result['scenario']:<13} first 8 s / steady {value:>8.3f}  "
-              f"{'met' if met else 'NOT met'}")
+        checks.append(
+            {
+                "check": f"{result['scenario']} first 8 s / steady",
+                "value": value,
+                "goal": ">= 0.5",
+                "met": met,
+            }
+        )
+        print(
+            f"  {result['scenario']:<13} first 8 s / steady {value:>8.3f}  "
+            f"{'met' if met else 'NOT met'}"
+        )
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     plot_path = plot(results, args, args.output.with_name(f"{args.output.stem}.png"))

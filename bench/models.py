@@ -77,9 +77,7 @@ class CalibratedBurner:
         self.per_input_units = max(1, round(self.per_input_micros * 1000 / self.nanos_per_unit))
         # Check the calibration on the shapes that will be served (best of 5, idle core).
         check = {
-            str(size): round(
-                min(_time_burn(self.units_for(size)) for _ in range(5)) * 1e6, 1
-            )
+            str(size): round(min(_time_burn(self.units_for(size)) for _ in range(5)) * 1e6, 1)
             for size in (1, 16, 128)
         }
         report = {

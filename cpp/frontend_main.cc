@@ -31,6 +31,7 @@ options:
   --max-batch-size N             largest batch sent to a replica (default 128)
   --max-queued-tasks-per-model N queue bound per model version; beyond it /predict answers 503 (default 100000)
   --heartbeat-timeout-millis N   drop a replica silent this long (default 2000)
+  --replica-pipeline-depth N     batches in flight per replica (default 1)
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP
   --help                         show this help and exit
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
       {"max-batch-size", required_argument, nullptr, 's'},
       {"max-queued-tasks-per-model", required_argument, nullptr, 'Q'},
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
+      {"replica-pipeline-depth", required_argument, nullptr, 'P'},
       {"config", required_argument, nullptr, 'f'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
         case 's': options.max_batch_size = static_cast<int>(parse_number(name, optarg)); break;
         case 'Q': options.max_queued_tasks_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
+        case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
         case 'f': config_path = optarg; break;
         case 'h': std::fputs(kUsage, stdout); return 0;
         default: std::fputs(kUsage, stderr); return 2;

@@ -24,6 +24,9 @@ void EngineOptions::validate() const {
   }
   if (max_body_bytes < 1024) throw std::invalid_argument("max_body_bytes must be at least 1024");
   if (max_batch_size < 1) throw std::invalid_argument("max_batch_size must be at least 1");
+  if (replica_pipeline_depth < 1 || replica_pipeline_depth > 16) {
+    throw std::invalid_argument("replica_pipeline_depth must be between 1 and 16");
+  }
   if (max_queued_tasks_per_model < 1) {
     throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
   }

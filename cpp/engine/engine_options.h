@@ -17,6 +17,9 @@ struct EngineOptions {
   std::size_t max_body_bytes = 8 * 1024 * 1024;  // larger request bodies answer 413
   std::size_t cache_size_bytes = 32 * 1024 * 1024;  // prediction cache budget (0 disables it)
   int max_batch_size = 128;                  // upper bound on any batch sent to a replica
+  // Batches in flight per replica. 1 is Clipper's behaviour; 2 lets the next batch wait in the
+  // replica while it evaluates the current one, hiding the round trip.
+  int replica_pipeline_depth = 1;
   std::size_t max_queued_tasks_per_model = 100000;  // beyond this, /predict answers 503
   int64_t heartbeat_timeout_millis = 2000;   // a replica silent this long is dropped
   // Adaptive batching: a batch may take this share of the tightest SLO of the apps a model serves

@@ -122,7 +122,7 @@ void ModelRpcServer::publish_state() {
   for (const auto& [id, replica] : replicas_) {
     snapshot.push_back(ReplicaInfo{replica.model->name, replica.model->version, replica.replica_id,
                                    std::string(input_type_name(replica.model->input_type)),
-                                   replica.inflight_batch != 0 ? 1 : 0});
+                                   static_cast<int>(replica.inflight_batches.size())});
   }
   std::sort(snapshot.begin(), snapshot.end(), [](const ReplicaInfo& a, const ReplicaInfo& b) {
     return std::tie(a.model_name, a.model_version, a.replica_id) <
@@ -196,7 +196,7 @@ void ModelRpcServer::publish_state() {
 
 bool ModelRpcServer::idle_replica_has_inbox_work() const {
   for (const auto& [id, replica] : replicas_) {
-    if (replica.inflight_batch == 0 && replica.model->queue.inbox_size() > 0) return true;
+    if (has_room(replica) && replica.model->queue.inbox_size() > 0) return true;
   }
   return false;
 }
@@ -404,14 +404,21 @@ void ModelRpcServer::handle_response(const std::string& routing_id, const void* 
   inflight_.erase(found);
   ModelVersion& model = *batch.model;
   const Clock::time_point now = Clock::now();
-  const int64_t latency = duration_cast<microseconds>(now - batch.sent_at).count();
+  int64_t latency = duration_cast<microseconds>(now - batch.sent_at).count();
   const std::size_t sent = batch.tasks.size();
 
   auto replica = replicas_.find(routing_id);
   if (replica != replicas_.end()) {
     Replica& owner = replica->second;
-    owner.inflight_batch = 0;
-    model.idle_replicas.fetch_add(1);
+    const bool was_full = !has_room(owner);
+    auto position = std::find(owner.inflight_batches.begin(), owner.inflight_batches.end(), response->batch_id());
+    if (position != owner.inflight_batches.end()) owner.inflight_batches.erase(position);
+    if (was_full && has_room(owner)) model.idle_replicas.fetch_add(1);
+    // With several batches in flight, a batch waited in the replica for the one before it: the
+    // controller and the latency model want the time the replica spent on this batch alone.
+    const Clock::time_point started = std::max(batch.sent_at, owner.last_answer_at);
+    owner.last_answer_at = now;
+    latency = duration_cast<microseconds>(now - started).count();
     // Slowness compares this replica with what the model's batches usually take.
     if (model.latency.has_samples()) {
       const double expected = std::max(model.latency.estimate_micros(sent), 1.0);
@@ -516,9 +523,29 @@ void ModelRpcServer::handle_expired(ModelVersion& model, std::vector<Task>& expi
   expired.clear();
 }
 
+bool ModelRpcServer::has_room(const Replica& replica) const {
+  return replica.inflight_batches.size() < static_cast<std::size_t>(engine_.options().replica_pipeline_depth);
+}
+
+bool ModelRpcServer::is_stalled(const Replica& replica, Clock::time_point now) const {
+  if (replica.inflight_batches.empty() || !replica.model->latency.has_samples()) return false;
+  auto batch = inflight_.find(replica.inflight_batches.front());
+  if (batch == inflight_.end()) return false;
+  const double expected = replica.model->latency.estimate_micros(batch->second.tasks.size());
+  const auto stall_after = std::max<microseconds>(microseconds(static_cast<int64_t>(kStallFactor * expected)),
+                                                  duration_cast<microseconds>(kMinimumStall));
+  // A pipelined batch only starts once the replica answered the one before it.
+  const Clock::time_point started = std::max(batch->second.sent_at, replica.last_answer_at);
+  return now - started >= stall_after;
+}
+
 bool ModelRpcServer::has_healthy_peer(const Replica& replica) const {
+  // Healthy: neither marked slow nor sitting on a batch far past its expected latency.
+  const Clock::time_point now = Clock::now();
   for (const auto& [id, other] : replicas_) {
-    if (&other != &replica && other.model == replica.model && !other.slow) return true;
+    if (&other != &replica && other.model == replica.model && !other.slow && !is_stalled(other, now)) {
+      return true;
+    }
   }
   return false;
 }
@@ -528,7 +555,7 @@ Clock::time_point ModelRpcServer::dispatch(Clock::time_point now) {
   drained_scratch_.clear();
   std::vector<std::string> unreachable;
   for (auto& [routing_id, replica] : replicas_) {
-    if (replica.inflight_batch != 0) continue;
+    if (!has_room(replica)) continue;
     ModelVersion& model = *replica.model;
     if (std::find(drained_scratch_.begin(), drained_scratch_.end(), &model) == drained_scratch_.end()) {
       drained_scratch_.push_back(&model);
@@ -562,6 +589,9 @@ Clock::time_point ModelRpcServer::dispatch(Clock::time_point now) {
       next_wake = std::min(next_wake, plan.wake_at);
       continue;
     }
+    // A replica busy with a batch only gets another one queued behind it when that one is full;
+    // a partial batch is better sent when the replica is free, with whatever arrived meanwhile.
+    if (!replica.inflight_batches.empty() && plan.reason != CutReason::Full) continue;
     std::vector<Task> tasks;
     tasks.reserve(plan.size);
     model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
@@ -617,8 +647,8 @@ bool ModelRpcServer::send_batch(Replica& replica, std::vector<Task>&& tasks) {
     return false;
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
-  replica.inflight_batch = batch_id;
-  model.idle_replicas.fetch_sub(1);
+  replica.inflight_batches.push_back(batch_id);
+  if (!has_room(replica)) model.idle_replicas.fetch_sub(1);
   inflight_.emplace(batch_id, InflightBatch{replica.routing_id, &model, std::move(tasks), Clock::now(), false});
   return true;
 }
@@ -633,13 +663,13 @@ void ModelRpcServer::drop_replica(const std::string& routing_id, const char* rea
   if (found == replicas_.end()) return;
   ModelVersion* model = found->second.model;
   const int32_t replica_id = found->second.replica_id;
-  const uint64_t inflight_batch = found->second.inflight_batch;
+  const std::vector<uint64_t> inflight_batches = found->second.inflight_batches;
+  if (has_room(found->second)) model->idle_replicas.fetch_sub(1);
   replicas_.erase(found);
   model->connected_replicas.fetch_sub(1);
-  if (inflight_batch == 0) model->idle_replicas.fetch_sub(1);
   model->metrics->connected_replicas.add(-1);
-  if (inflight_batch != 0) {
-    auto batch = inflight_.find(inflight_batch);
+  for (const uint64_t batch_id : inflight_batches) {
+    auto batch = inflight_.find(batch_id);
     if (batch != inflight_.end()) {
       // Another replica may still answer in time; expired tasks are dropped when a batch is formed.
       model->queue.requeue(std::move(batch->second.tasks));
@@ -661,29 +691,27 @@ void ModelRpcServer::check_liveness(Clock::time_point now) {
 }
 
 void ModelRpcServer::hedge_stalled_batches(Clock::time_point now) {
-  // A batch in flight far longer than the model's batches take is stalled: its replica is marked
-  // slow and copies of its live tasks go back to the queue for a healthy peer. Whichever answer
-  // arrives first wins; the I/O thread and the cache ignore the second.
-  for (auto& [batch_id, batch] : inflight_) {
-    if (batch.hedged || !batch.model->latency.has_samples()) continue;
-    const double expected = batch.model->latency.estimate_micros(batch.tasks.size());
-    const auto stall_after = std::max<microseconds>(microseconds(static_cast<int64_t>(kStallFactor * expected)),
-                                                    duration_cast<microseconds>(kMinimumStall));
-    if (now - batch.sent_at < stall_after) continue;
-    auto replica = replicas_.find(batch.routing_id);
-    if (replica == replicas_.end() || !has_healthy_peer(replica->second)) continue;
-    batch.hedged = true;
-    replica->second.slow = true;
-    replica->second.slowness = std::max(replica->second.slowness, kSlowAbove);
-    replica->second.next_probe = now + kSlowProbeInterval;
-    std::vector<Task> copies;
-    for (const Task& task : batch.tasks) {
-      if (task.deadline > now) copies.push_back(task);
+  // A replica sitting on a batch far longer than the model's batches take is stalled: it is marked
+  // slow and copies of the live tasks of every batch it holds go back to the queue for a healthy
+  // peer. Whichever answer arrives first wins; the I/O thread and the cache ignore the second.
+  for (auto& [routing_id, replica] : replicas_) {
+    if (!is_stalled(replica, now) || !has_healthy_peer(replica)) continue;
+    replica.slow = true;
+    replica.slowness = std::max(replica.slowness, kSlowAbove);
+    replica.next_probe = now + kSlowProbeInterval;
+    for (const uint64_t batch_id : replica.inflight_batches) {
+      auto batch = inflight_.find(batch_id);
+      if (batch == inflight_.end() || batch->second.hedged) continue;
+      batch->second.hedged = true;
+      std::vector<Task> copies;
+      for (const Task& task : batch->second.tasks) {
+        if (task.deadline > now) copies.push_back(task);
+      }
+      replica.model->metrics->hedged_batches.add();
+      replica.model->queue.requeue(std::move(copies));
+      log_event("event=batch_hedged model=" + replica.model->label + " replica=" +
+                std::to_string(replica.replica_id) + " batch=" + std::to_string(batch_id));
     }
-    batch.model->metrics->hedged_batches.add();
-    batch.model->queue.requeue(std::move(copies));
-    log_event("event=batch_hedged model=" + batch.model->label + " replica=" +
-              std::to_string(replica->second.replica_id) + " batch=" + std::to_string(batch_id));
   }
 }
 

@@ -55,7 +55,8 @@ class ModelRpcServer {
     ModelVersion* model = nullptr;
     int32_t replica_id = 0;
     Clock::time_point last_seen;
-    uint64_t inflight_batch = 0;  // 0 = idle
+    std::vector<uint64_t> inflight_batches;  // in send order; the replica answers them in order
+    Clock::time_point last_answer_at{};      // to measure service time, not time spent queued
     int socket_fd = -1;           // the TCP connection its data socket uses (for disconnects)
     std::unique_ptr<AimdController> controller;
     double slowness = 1.0;        // EWMA of observed / expected batch latency
@@ -93,6 +94,8 @@ class ModelRpcServer {
                        std::string text);
   void flush_completions();
   bool has_healthy_peer(const Replica& replica) const;
+  bool has_room(const Replica& replica) const;
+  bool is_stalled(const Replica& replica, Clock::time_point now) const;
   int batch_cap(const ModelVersion& model) const;
   void publish_state();
 

@@ -6,7 +6,17 @@ replicas built with `clipper.container`. Everything else in the package is inter
 """
 
 from clipper.admin.connection import ClipperConnection
-from clipper.exceptions import ClipperException, UnconnectedException
+from clipper.exceptions import (
+    ClipperException,
+    ConfigurationError,
+    ContainerlessModelError,
+    DeploymentError,
+    DuplicateObjectError,
+    InputTypeMismatchError,
+    ManagementAPIError,
+    UnconnectedException,
+    UnknownObjectError,
+)
 from clipper.managers.local import LocalContainerManager
 
 __version__ = "0.1.0"
@@ -14,6 +24,13 @@ __version__ = "0.1.0"
 __all__ = [
     "ClipperConnection",
     "ClipperException",
+    "ConfigurationError",
+    "ContainerlessModelError",
+    "DeploymentError",
+    "DuplicateObjectError",
+    "InputTypeMismatchError",
     "LocalContainerManager",
+    "ManagementAPIError",
     "UnconnectedException",
+    "UnknownObjectError",
 ]

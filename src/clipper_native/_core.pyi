@@ -11,6 +11,7 @@ class EngineOptions:
     max_body_bytes: int
     cache_size_bytes: int
     max_batch_size: int
+    replica_pipeline_depth: int
     max_queued_tasks_per_model: int
     heartbeat_timeout_millis: int
     batch_latency_slo_fraction: float

@@ -67,3 +67,13 @@ def make_straggler(flag_path, delay_s):
         return [repr(float(np.sum(row))) for row in inputs]
 
     return predict
+
+
+def tagged_sum(tag):
+    """Answers {"version": tag, "sum": sum of the input} (JSON), to tell versions apart."""
+    import json
+
+    def predict(inputs):
+        return [json.dumps({"version": tag, "sum": float(np.sum(row))}) for row in inputs]
+
+    return predict

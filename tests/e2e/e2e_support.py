@@ -61,3 +61,25 @@ def post(query_addr, path, body, timeout_s=30.0, headers=None):
 
 def predict(conn, app, body, timeout_s=30.0):
     return post(conn.get_query_addr(), f"/{app}/predict", body, timeout_s)
+
+
+def wait_for(predicate, timeout_s=15.0, interval_s=0.05, what="the condition"):
+    """Poll `predicate` until it returns a truthy value (returned), failing after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+def model_answer(conn, app, body, timeout_s=15.0):
+    """The first answer of `app` to `body` that is not the default (polling while replicas connect)."""
+
+    def answered():
+        status, answer, _ = predict(conn, app, body)
+        return answer if status == 200 and not answer["default"] else None
+
+    return wait_for(answered, timeout_s, what=f"a model answer from '{app}'")

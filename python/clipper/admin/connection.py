@@ -8,6 +8,7 @@ have connected). Blocking calls from the user's thread; nothing here is on the q
 from __future__ import annotations
 
 import logging
+import re
 import time
 import urllib.error
 import warnings
@@ -18,14 +19,17 @@ from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.exceptions import (
     ClipperException,
     ConfigurationError,
+    ContainerlessModelError,
     DeploymentError,
+    DuplicateObjectError,
     ManagementAPIError,
     UnconnectedException,
+    UnknownObjectError,
 )
 from clipper.managers.container_manager import ContainerManager
 from clipper.state.cluster_state import (
     canonical_input_type,
-    check_batch_size,
+    check_batching,
     check_labels,
     check_name,
 )
@@ -35,16 +39,35 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_SIZE_BYTES = 32 * 1024 * 1024
 NO_CONTAINER = "NO_CONTAINER"
 _REPLICA_POLL_INTERVAL_S = 0.05
+# Cache metrics of the engine's /metrics (e.g. clipper_cache_hits_total), summarised by
+# inspect_instance() under "cache".
+_CACHE_METRIC = re.compile(r"^clipper_(?:prediction_)?cache_([a-z_]+?)(?:_total)?$")
+
+
+class _Unchanged:
+    """Marks a keyword argument left out (where None has a meaning of its own)."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
 
 
 class ClipperConnection:
     def __init__(
-        self, container_manager: ContainerManager, replica_start_timeout_s: float = 120.0
+        self,
+        container_manager: ContainerManager,
+        replica_start_timeout_s: float = 120.0,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         """`replica_start_timeout_s` bounds how long `deploy_model` waits for new replicas to connect
-        to the frontend before it gives up (and says why, from the replicas' logs)."""
+        to the frontend before it gives up (and says why, from the replicas' logs);
+        `drain_timeout_s` how long the stop calls let a version's replicas finish the batches they
+        hold before stopping them."""
         self.cm = container_manager
         self.replica_start_timeout_s = replica_start_timeout_s
+        self.drain_timeout_s = drain_timeout_s
         self.connected = False
         self._client: ManagementClient | None = None
 
@@ -72,6 +95,7 @@ class ClipperConnection:
             raise ClipperException(f"cache_size must be a number of bytes >= 0, got {cache_size!r}")
         self.cm.start_clipper(cache_size_bytes=cache_size, io_threads=qf_http_thread_pool_size)
         self._attach()
+        self._restore_replicas()
         logger.info("event=clipper_started cluster=%s", self.cm.cluster_name)
 
     def connect(self) -> None:
@@ -82,8 +106,8 @@ class ClipperConnection:
 
     def stop_all(self, graceful: bool = True, clear_state: bool = False) -> None:
         """Stop every model replica and the frontend. The configuration stays in the state store, so the
-        next `start_clipper` restores apps, models and links; `clear_state=True` forgets it (the next
-        start is empty, as with Clipper's own Redis)."""
+        next `start_clipper` restores apps, models, links and the replicas of each version;
+        `clear_state=True` forgets it (the next start is empty, as with Clipper's own Redis)."""
         self.cm.stop_all(graceful=graceful, clear_state=clear_state)
         self.connected = False
         self._client = None
@@ -179,25 +203,38 @@ class ClipperConnection:
         labels: Sequence[str] | None = None,
         num_replicas: int = 1,
         batch_size: int = -1,
+        max_batch_size: int | None = None,
+        batch_wait_timeout_micros: int = 0,
     ) -> None:
         """Start `num_replicas` replicas of `image` and register the version, which becomes the model's
         current version once its replicas have connected (so queries never hit a version with none).
-        A replica that fails to start raises DeploymentError with its log, and nothing stays behind."""
+        A replica that fails to start raises DeploymentError with its log, and nothing stays behind.
+
+        Batching: `batch_size` -1 adapts batch sizes to the SLO (AIMD), k > 0 fixes them at most k;
+        `max_batch_size` caps any batch; `batch_wait_timeout_micros` > 0 lets a batch wait that long
+        for more inputs (delayed batching)."""
         name = check_name("model name", name)
         version = check_name("model version", version)
         input_type = canonical_input_type(input_type)
         labels = check_labels(labels)
-        batch_size = check_batch_size(batch_size)
+        batching = check_batching(batch_size, max_batch_size, batch_wait_timeout_micros)
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
             raise ConfigurationError(f"num_replicas must be at least 1, got {num_replicas!r}")
         if self.get_model_info(name, version) is not None:
-            raise ConfigurationError(
+            raise DuplicateObjectError(
                 f"model '{name}' version '{version}' already exists; deploy under a new version, or "
                 f"stop this one first with stop_versioned_models({{'{name}': ['{version}']}})"
             )
         has_current_version = self._current_version_or_none(name) is not None
         self._add_model(
-            name, version, input_type, image, labels, batch_size, not has_current_version
+            name,
+            version,
+            input_type,
+            image,
+            labels,
+            batching,
+            not has_current_version,
+            num_replicas,
         )
         try:
             self.cm.deploy_model(name, version, input_type, image, num_replicas)
@@ -223,11 +260,25 @@ class ClipperConnection:
         num_replicas: int = 1,
         batch_size: int = -1,
         pkgs_to_install: Sequence[str] | None = None,
+        max_batch_size: int | None = None,
+        batch_wait_timeout_micros: int = 0,
     ) -> None:
+        """`build_model` then `deploy_model` the image it built."""
+        check_batching(batch_size, max_batch_size, batch_wait_timeout_micros)  # before building
         image = self.build_model(
             name, version, model_data_path, base_image, container_registry, pkgs_to_install
         )
-        self.deploy_model(name, version, input_type, image, labels, num_replicas, batch_size)
+        self.deploy_model(
+            name,
+            version,
+            input_type,
+            image,
+            labels,
+            num_replicas,
+            batch_size,
+            max_batch_size,
+            batch_wait_timeout_micros,
+        )
 
     def register_model(
         self,
@@ -237,18 +288,22 @@ class ClipperConnection:
         image: str | None = None,
         labels: Sequence[str] | None = None,
         batch_size: int = -1,
+        max_batch_size: int | None = None,
+        batch_wait_timeout_micros: int = 0,
     ) -> None:
-        """Register a version without starting replicas (they run elsewhere and connect to the RPC
-        port); it becomes the model's current version at once."""
+        """Register a version without starting replicas; it becomes the model's current version at
+        once. Without `image` the replicas run elsewhere and connect to the RPC port themselves; with
+        one (e.g. what `build_model` returned), `set_num_replicas` can start them later."""
         self._add_model(
             check_name("model name", name),
             check_name("model version", version),
             canonical_input_type(input_type),
             image or NO_CONTAINER,
             check_labels(labels),
-            check_batch_size(batch_size),
+            check_batching(batch_size, max_batch_size, batch_wait_timeout_micros),
             make_current=True,
         )
+        logger.info("event=model_registered model=%s version=%s image=%s", name, version, image)
 
     def set_model_version(self, name: str, version: str, num_replicas: int | None = None) -> None:
         """Make `version` current (roll forward or back). With `num_replicas`, that version is first
@@ -256,16 +311,57 @@ class ClipperConnection:
         version = str(version)
         if num_replicas is not None:
             self.set_num_replicas(name, num_replicas, version)
+        info = self.get_model_info(name, version)
+        has_container = info is not None and info["container_name"] != NO_CONTAINER
+        if has_container and not self._connected_replicas(name, version):
+            logger.warning(
+                "event=model_version_without_replicas model=%s version=%s advice=%r",
+                name,
+                version,
+                "queries answer the default until replicas connect; pass num_replicas",
+            )
         self._call("set_model_version", {"model_name": name, "model_version": version})
         logger.info("event=model_version_set model=%s version=%s", name, version)
 
     def get_current_model_version(self, name: str) -> str:
         version = self._current_version_or_none(name)
         if version is None:
-            raise ClipperException(
+            raise UnknownObjectError(
                 f"model '{name}' has no registered version; deploy it first with deploy_model"
             )
         return version
+
+    def set_model_batching(
+        self,
+        name: str,
+        version: str | None = None,
+        batch_size: int | None = None,
+        max_batch_size: Any = UNCHANGED,
+        batch_wait_timeout_micros: int | None = None,
+    ) -> None:
+        """Change how a model version (default: the current one) batches, at once and without a
+        restart. Arguments left out keep their value; `max_batch_size=None` removes the cap."""
+        body: dict[str, Any] = {"model_name": name}
+        if version is not None:
+            body["model_version"] = str(version)
+        if batch_size is not None:
+            body["batch_size"] = batch_size
+        if max_batch_size is not UNCHANGED:
+            body["max_batch_size"] = max_batch_size
+        if batch_wait_timeout_micros is not None:
+            body["batch_wait_timeout_micros"] = batch_wait_timeout_micros
+        self._call("set_model_batching", body)
+        logger.info("event=model_batching_set model=%s version=%s", name, version or "current")
+
+    def get_model_batching(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """A model version's batching (default: the current one): {"model_name", "model_version",
+        "configured": {batch_size, max_batch_size, batch_wait_timeout_micros}, "engine": what the
+        engine reports for it (e.g. the batch size it learned), or None}."""
+        body: dict[str, Any] = {"model_name": name}
+        if version is not None:
+            body["model_version"] = str(version)
+        result: dict[str, Any] = self._call("get_batching_state", body)
+        return result
 
     def get_all_models(self, verbose: bool = False) -> list[Any]:
         """ "name:version" strings, or with `verbose` one dict per version."""
@@ -288,11 +384,11 @@ class ClipperConnection:
         version = str(version) if version is not None else self.get_current_model_version(name)
         info = self.get_model_info(name, version)
         if info is None:
-            raise ClipperException(
+            raise UnknownObjectError(
                 f"model '{name}' has no version '{version}'; deploy it before scaling it"
             )
         if info["container_name"] == NO_CONTAINER:
-            raise ClipperException(
+            raise ContainerlessModelError(
                 f"model '{name}' version '{version}' was registered without a container "
                 "(register_model), so Clipper cannot scale it; start or stop its replicas where they "
                 "run, or deploy it with deploy_model"
@@ -302,6 +398,7 @@ class ClipperConnection:
         )
         if num_replicas > 0:
             self._wait_for_replicas(name, version, num_replicas)
+        self._record_num_replicas(name, version, num_replicas)
         logger.info(
             "event=replicas_set model=%s version=%s replicas=%d", name, version, num_replicas
         )
@@ -336,12 +433,15 @@ class ClipperConnection:
                 self.stop_versioned_models({name: ordered})
 
     def stop_versioned_models(self, model_versions_dict: Mapping[str, Sequence[str]]) -> None:
-        """Unregister and stop the given {model name: [versions]}."""
+        """Unregister and stop the given {model name: [versions]}. Each version first leaves the
+        configuration (no new queries reach it), then its replicas finish the batches they hold
+        (up to `drain_timeout_s`), then they stop: no query is cut off."""
         for name, versions in model_versions_dict.items():
             for version in versions:
                 self._call(
                     "delete_versioned_model", {"model_name": name, "model_version": str(version)}
                 )
+                self._wait_for_drain(name, str(version))
                 self.cm.stop_models({name: [str(version)]})
                 logger.info("event=model_version_stopped model=%s version=%s", name, version)
 
@@ -356,9 +456,13 @@ class ClipperConnection:
         self.stop_versioned_models(inactive)
 
     def stop_all_model_containers(self) -> None:
-        """Stop every model replica; the configuration (apps, models, links) stays."""
+        """Stop every model replica; the configuration (apps, models, links) stays, with no replicas
+        (a later `start_clipper` starts none; `set_num_replicas` starts them again)."""
         self._require_client()
         self.cm.stop_all_model_containers()
+        for info in self.get_all_models(verbose=True):
+            if info.get("num_replicas"):
+                self._record_num_replicas(info["model_name"], info["model_version"], 0)
         logger.info("event=model_containers_stopped cluster=%s", self.cm.cluster_name)
 
     # ---- observing ------------------------------------------------------------------------------------
@@ -367,15 +471,19 @@ class ClipperConnection:
         """Copy the frontend's and replicas' logs under `logging_dir`; returns the files written."""
         return self.cm.get_logs(logging_dir)
 
-    def inspect_instance(self) -> dict[str, float]:
-        """The frontend's metrics: {"name{labels}": value} from its Prometheus `/metrics`."""
+    def inspect_instance(self) -> dict[str, Any]:
+        """The frontend's metrics: {"name{labels}": value} for every sample of its Prometheus
+        `/metrics`, plus "cache": the prediction cache's statistics ({"hits", "misses", ...,
+        "hit_ratio"} as the engine reports them; empty where it reports none)."""
         url = f"http://{self.get_metric_addr()}/metrics"
         try:
             with urlopen_direct(url, timeout=10.0) as response:
                 text = response.read().decode("utf-8")
         except (urllib.error.URLError, OSError) as error:
             raise ClipperException(f"cannot read metrics from {url}: {error}") from error
-        return parse_prometheus_text(text)
+        samples: dict[str, Any] = dict(parse_prometheus_text(text))
+        samples["cache"] = cache_statistics(samples)
+        return samples
 
     def test_predict_function(
         self, query: Mapping[str, Any], func: Callable[[list[Any]], list[Any]], input_type: str
@@ -429,9 +537,11 @@ class ClipperConnection:
         input_type: str,
         image: str,
         labels: list[str],
-        batch_size: int,
+        batching: tuple[int, int | None, int],
         make_current: bool,
+        num_replicas: int = 0,
     ) -> None:
+        batch_size, max_batch_size, batch_wait_timeout_micros = batching
         self._call(
             "add_model",
             {
@@ -442,12 +552,79 @@ class ClipperConnection:
                 "container_name": image,
                 "model_data_path": "DEPRECATED",
                 "batch_size": batch_size,
+                "max_batch_size": max_batch_size,
+                "batch_wait_timeout_micros": batch_wait_timeout_micros,
+                "num_replicas": num_replicas,
                 "make_current": make_current,
             },
         )
 
+    def _record_num_replicas(self, name: str, version: str, num_replicas: int) -> None:
+        self._call(
+            "set_model_replicas",
+            {"model_name": name, "model_version": version, "num_replicas": num_replicas},
+        )
+
+    def _restore_replicas(self) -> None:
+        """Start the replicas the configuration records but that do not run (after `stop_all`, or
+        on a machine where the cluster's replicas are gone). A version that cannot start is
+        reported in the log and the cluster keeps running."""
+        for info in self.get_all_models(verbose=True):
+            wanted = int(info.get("num_replicas", 0))
+            name, version = info["model_name"], info["model_version"]
+            if info["container_name"] == NO_CONTAINER or wanted <= 0:
+                continue
+            if self.cm.get_num_replicas(name, version) >= wanted:
+                continue
+            try:
+                self.cm.set_num_replicas(
+                    name, version, info["input_type"], info["container_name"], wanted
+                )
+                self._wait_for_replicas(name, version, wanted)
+            except ClipperException as error:
+                logger.warning(
+                    "event=replica_restore_failed model=%s version=%s cause=%r",
+                    name,
+                    version,
+                    str(error),
+                )
+                continue
+            logger.info(
+                "event=replicas_restored model=%s version=%s replicas=%d", name, version, wanted
+            )
+
+    def _connected_replicas(self, name: str, version: str) -> list[dict[str, Any]]:
+        return [
+            replica
+            for replica in self.get_all_model_replicas(verbose=True)
+            if replica["model_name"] == name and replica["model_version"] == version
+        ]
+
+    def _wait_for_drain(self, name: str, version: str) -> None:
+        """Wait until the version's replicas hold no batch on two looks in a row (an idle replica
+        is handed any queued batch at once), or `drain_timeout_s` passed."""
+        deadline = time.monotonic() + self.drain_timeout_s
+        idle_looks = 0
+        while True:
+            busy = sum(
+                int(r.get("inflight_batches", 0)) for r in self._connected_replicas(name, version)
+            )
+            idle_looks = idle_looks + 1 if busy == 0 else 0
+            if idle_looks >= 2:
+                return
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "event=drain_timeout model=%s version=%s inflight_batches=%d",
+                    name,
+                    version,
+                    busy,
+                )
+                return
+            time.sleep(_REPLICA_POLL_INTERVAL_S)
+
     def _wait_for_replicas(self, name: str, version: str, count: int) -> None:
         deadline = time.monotonic() + self.replica_start_timeout_s
+        reported = -1
         while True:
             failures = self.cm.find_failed_replicas(name, version)
             if failures:
@@ -455,11 +632,16 @@ class ClipperConnection:
                     f"model '{name}' version '{version}': a replica stopped while starting; fix the "
                     "model (or its pkgs_to_install) and deploy again.\n" + "\n".join(failures)
                 )
-            connected = sum(
-                1
-                for replica in self.get_all_model_replicas(verbose=True)
-                if replica["model_name"] == name and replica["model_version"] == version
-            )
+            connected = len(self._connected_replicas(name, version))
+            if connected != reported:
+                logger.info(
+                    "event=replicas_connecting model=%s version=%s connected=%d wanted=%d",
+                    name,
+                    version,
+                    connected,
+                    count,
+                )
+                reported = connected
             if connected >= count:
                 return
             if time.monotonic() > deadline:
@@ -484,6 +666,20 @@ class ClipperConnection:
             logger.exception(
                 "event=undo_deploy_failed step=unregister model=%s version=%s", name, version
             )
+
+
+def cache_statistics(samples: Mapping[str, Any]) -> dict[str, float]:
+    """The prediction cache's statistics among parsed metrics: clipper_cache_<stat>[_total] becomes
+    <stat> (hits, misses, ...); "hit_ratio" is added when hits and misses are both reported."""
+    statistics: dict[str, float] = {}
+    for key, value in samples.items():
+        match = _CACHE_METRIC.match(key)
+        if match and isinstance(value, float):
+            statistics[match.group(1)] = value
+    lookups = statistics.get("hits", 0.0) + statistics.get("misses", 0.0)
+    if "hits" in statistics and "misses" in statistics:
+        statistics["hit_ratio"] = statistics["hits"] / lookups if lookups else 0.0
+    return statistics
 
 
 def parse_prometheus_text(text: str) -> dict[str, float]:

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from clipper.exceptions import ClipperException, ManagementAPIError
+from clipper.exceptions import ClipperException, ManagementAPIError, management_api_error
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,12 @@ class ManagementClient:
         raw = error.read()
         try:
             payload = json.loads(raw)
-            return ManagementAPIError(
-                operation, error.code, str(payload.get("error", "")), str(payload.get("cause", ""))
+            return management_api_error(
+                operation,
+                error.code,
+                str(payload.get("error", "")),
+                str(payload.get("cause", "")),
+                payload.get("type"),
             )
         except (ValueError, AttributeError):
             return ManagementAPIError(

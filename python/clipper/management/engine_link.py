@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from clipper.state.cluster_state import ClusterState
+from clipper.state.cluster_state import ClusterState, ModelVersion
 
 
 class EngineControl(Protocol):
@@ -21,6 +21,9 @@ class EngineControl(Protocol):
 
     def replicas(self) -> list[dict[str, Any]]:
         """Connected replicas: model_name, model_version, replica_id, input_type, inflight_batches."""
+
+    # Optional (newer engines): `batching_state() -> str`, a JSON report of each model version's
+    # batching; the service looks it up with getattr, so a double need not implement it.
 
 
 def engine_config(state: ClusterState) -> dict[str, Any]:
@@ -41,17 +44,25 @@ def engine_config(state: ClusterState) -> dict[str, Any]:
         for app in state.applications.values()
     ]
     models = [
-        {
-            "name": version.name,
-            "version": version.version,
-            "input_type": version.input_type,
-            "batch_size": version.batch_size,
-            "current": version.version == model.current_version,
-        }
+        _model_entry(version, version.version == model.current_version)
         for model in state.models.values()
         for version in model.versions.values()
     ]
     return {"apps": applications, "models": models}
+
+
+def _model_entry(version: ModelVersion, current: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": version.name,
+        "version": version.version,
+        "input_type": version.input_type,
+        "batch_size": version.batch_size,
+        "batch_wait_timeout_micros": version.batch_wait_timeout_micros,
+        "current": current,
+    }
+    if version.max_batch_size is not None:  # absent = the engine's own cap
+        entry["max_batch_size"] = version.max_batch_size
+    return entry
 
 
 def engine_config_json(state: ClusterState) -> str:

@@ -3,6 +3,7 @@
 Owns the process's lifecycle: open the state store (locking the state directory), start the engine, restore
 the stored configuration into it, serve the management REST API, publish the bound ports in the endpoints
 file, and stop cleanly on SIGTERM or SIGINT. The engine runs its own threads; the main thread only waits.
+With a shared store (Redis), a store-follower thread applies other frontends' changes as they are saved.
 """
 
 from __future__ import annotations
@@ -151,9 +152,13 @@ class Frontend:
 
     def run(self) -> None:
         options = self.options
-        store = open_state_store(self._state_dir, options.redis_address or None)
+        store = open_state_store(
+            self._state_dir, options.redis_address or None, cluster_name=options.cluster_name
+        )
         engine = None
         http_server = None
+        follower_stop = threading.Event()
+        follower = None
         try:
             engine = _create_engine(options)
             engine.start()
@@ -171,6 +176,14 @@ class Frontend:
                 daemon=True,
             )
             http_thread.start()
+            if store.shared:
+                follower = threading.Thread(
+                    target=service.follow_store,
+                    args=(follower_stop,),
+                    name="state-follower",
+                    daemon=True,
+                )
+                follower.start()
             endpoints = FrontendEndpoints(
                 cluster_name=options.cluster_name,
                 pid=os.getpid(),
@@ -199,6 +212,9 @@ class Frontend:
             logger.info("event=frontend_stopping cluster=%s", options.cluster_name)
         finally:
             FrontendEndpoints.remove(self._state_dir, owner_pid=os.getpid())
+            follower_stop.set()
+            if follower is not None:
+                follower.join(timeout=5)
             if http_server is not None:
                 http_server.shutdown()
                 http_server.server_close()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 
 from clipper.exceptions import ConfigurationError, StateStoreError
@@ -20,6 +22,25 @@ logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/admin/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# The OpenAPI 3 description of every path this server answers, shipped in the package.
+OPENAPI_PATH = "/admin/openapi.json"
+OPENAPI_RESOURCE = "openapi.json"
+# Paths outside /admin/<operation>; together with the operations, everything this server answers.
+EXTRA_PATHS = ("/healthz", "/readyz", OPENAPI_PATH)
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The management API's OpenAPI 3 description (clipper/management/openapi.json)."""
+    text = resources.files("clipper.management").joinpath(OPENAPI_RESOURCE).read_text("utf-8")
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def served_paths(service: ManagementService) -> list[str]:
+    """Every path the management API answers."""
+    return sorted([*(ADMIN_PREFIX + name for name in service.operations), *EXTRA_PATHS])
+
 
 # Operations that change nothing may also be called with GET (no body), which is handy from a browser or
 # curl; Clipper's client always POSTs.
@@ -56,6 +77,9 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path in ("/healthz", "/readyz"):
             self._send_json(HTTPStatus.OK, {"status": "ok"})
+            return
+        if path == OPENAPI_PATH:
+            self._send_json(HTTPStatus.OK, openapi_document())
             return
         operation = self._operation(path)
         if operation is None:
@@ -140,7 +164,12 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
             result = self.server.service.operations[operation](body)
         except ConfigurationError as error:
             logger.info("event=admin_rejected operation=%s cause=%r", operation, str(error))
-            self._send_error(HTTPStatus.BAD_REQUEST, f"{operation} failed", str(error))
+            self._send_error(
+                HTTPStatus.BAD_REQUEST,
+                f"{operation} failed",
+                str(error),
+                error_type=type(error).__name__,
+            )
         except StateStoreError as error:
             logger.error("event=state_store_failed operation=%s cause=%r", operation, str(error))
             self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, "State store error", str(error))
@@ -170,8 +199,14 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
         error: str,
         cause: str,
         extra_headers: dict[str, str] | None = None,
+        error_type: str | None = None,
     ) -> None:
-        self._send_json(status, {"error": error, "cause": cause}, extra_headers)
+        """Error bodies are {"error", "cause"}, plus "type" (the ConfigurationError subclass, e.g.
+        UnknownObjectError) for a refused change, so clients can raise the same class."""
+        payload = {"error": error, "cause": cause}
+        if error_type is not None:
+            payload["type"] = error_type
+        self._send_json(status, payload, extra_headers)
 
     def _send_json(
         self, status: HTTPStatus, payload: Any, extra_headers: dict[str, str] | None = None

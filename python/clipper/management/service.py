@@ -3,17 +3,26 @@ pushed to the engine as a full snapshot, in that one place.
 
 Owns the rules between objects (links need an existing app and model of the same input type, versions are
 unique, ...) and the operations behind Clipper's `/admin/<operation>` paths. It knows nothing about HTTP
-(see `http_api.py`). Called from the HTTP server's request threads; one lock serialises changes.
+(see `http_api.py`). Called from the HTTP server's request threads, and with a shared store (Redis) from
+the store-follower thread that adopts other writers' changes; one lock serialises changes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from clipper.exceptions import ConfigurationError, StaleStateError, StateStoreError
+from clipper.exceptions import (
+    ConfigurationError,
+    DuplicateObjectError,
+    InputTypeMismatchError,
+    StaleStateError,
+    StateStoreError,
+    UnknownObjectError,
+)
 from clipper.management.engine_link import EngineControl, engine_config_json
 from clipper.state.cluster_state import (
     Application,
@@ -21,9 +30,10 @@ from clipper.state.cluster_state import (
     Model,
     ModelVersion,
     canonical_input_type,
-    check_batch_size,
+    check_batching,
     check_labels,
     check_name,
+    check_num_replicas,
     check_slo_micros,
 )
 from clipper.state.store import StateStore
@@ -65,6 +75,9 @@ class ManagementService:
             "get_container": self.get_container,
             "get_state": self.get_state,
             "get_config": self.get_config,
+            "set_model_batching": self.set_model_batching,
+            "set_model_replicas": self.set_model_replicas,
+            "get_batching_state": self.get_batching_state,
         }
 
     # ----------------------------------------------------------------------------------------------
@@ -84,6 +97,39 @@ class ManagementService:
             len(state.models),
         )
         return state.clone()
+
+    def refresh(self) -> bool:
+        """Adopt what another writer of a shared store saved: when the stored revision differs from
+        the one served, load it and push it to the engine. Returns True when something changed."""
+        with self._lock:
+            if self._store.revision() == self._state.revision:
+                return False
+            state = self._store.load()
+            if state.revision == self._state.revision:
+                return False
+            self._push(state)
+            self._state = state
+        logger.info(
+            "event=state_followed store=%s revision=%d", self._store.description, state.revision
+        )
+        return True
+
+    def follow_store(self, stop: threading.Event, wait_s: float = 0.5) -> None:
+        """Apply other writers' changes as they are saved, until `stop` is set (a store-follower
+        thread runs this when the store is shared)."""
+        while not stop.is_set():
+            try:
+                self._store.wait_for_change(self.revision, wait_s)
+                if not stop.is_set():
+                    self.refresh()
+            except (StateStoreError, ConfigurationError) as error:
+                logger.warning("event=state_follow_failed cause=%r", str(error))
+                stop.wait(wait_s)
+
+    @property
+    def revision(self) -> int:
+        with self._lock:
+            return self._state.revision
 
     @property
     def state(self) -> ClusterState:
@@ -107,7 +153,7 @@ class ManagementService:
 
         def change(state: ClusterState) -> str:
             if name in state.applications:
-                raise ConfigurationError(
+                raise DuplicateObjectError(
                     f"application '{name}' already exists; unregister it first or choose another name"
                 )
             state.applications[name] = Application(name, input_type, default_output, slo_micros)
@@ -120,7 +166,7 @@ class ManagementService:
 
         def change(state: ClusterState) -> str:
             if state.applications.pop(name, None) is None:
-                raise ConfigurationError(f"application '{name}' does not exist; nothing to delete")
+                raise UnknownObjectError(f"application '{name}' does not exist; nothing to delete")
             return f"Successfully deleted application with name '{name}'"
 
         return self._commit("delete_app", change)
@@ -139,16 +185,16 @@ class ManagementService:
             app = _existing_app(state, app_name)
             current = state.current_version(model_name)
             if current is None:
-                raise ConfigurationError(
+                raise UnknownObjectError(
                     f"model '{model_name}' does not exist; deploy it with deploy_model (or register "
                     f"it with register_model) before linking it to application '{app_name}'"
                 )
             if model_name in app.linked_models:
-                raise ConfigurationError(
+                raise DuplicateObjectError(
                     f"model '{model_name}' is already linked to application '{app_name}'"
                 )
             if app.linked_models:
-                raise ConfigurationError(
+                raise DuplicateObjectError(
                     f"application '{app_name}' is already linked to model '{app.linked_models[0]}'; "
                     f"unlink it first with unlink_model_from_app('{app_name}', "
                     f"'{app.linked_models[0]}')"
@@ -167,7 +213,7 @@ class ManagementService:
             app = _existing_app(state, app_name)
             for model_name in model_names:
                 if model_name not in app.linked_models:
-                    raise ConfigurationError(
+                    raise UnknownObjectError(
                         f"model '{model_name}' is not linked to application '{app_name}' (linked: "
                         f"{app.linked_models or 'none'})"
                     )
@@ -186,7 +232,12 @@ class ManagementService:
         )
         input_type = canonical_input_type(_field(body, "add_model", "input_type", str))
         labels = check_labels(body.get("labels"))
-        batch_size = check_batch_size(body.get("batch_size", -1))
+        batch_size, max_batch_size, batch_wait_timeout_micros = check_batching(
+            body.get("batch_size", -1),
+            body.get("max_batch_size"),
+            body.get("batch_wait_timeout_micros", 0),
+        )
+        num_replicas = check_num_replicas(body.get("num_replicas", 0))
         image = _optional_string(body, "add_model", "container_name", NO_CONTAINER)
         model_data_path = _optional_string(body, "add_model", "model_data_path", "")
         make_current = body.get("make_current", True)
@@ -195,13 +246,22 @@ class ManagementService:
                 f"add_model: 'make_current' must be true or false, got {make_current!r}"
             )
         new_version = ModelVersion(
-            name, version, input_type, batch_size, labels, image, model_data_path
+            name,
+            version,
+            input_type,
+            batch_size,
+            labels,
+            image,
+            model_data_path,
+            max_batch_size,
+            batch_wait_timeout_micros,
+            num_replicas,
         )
 
         def change(state: ClusterState) -> str:
             model = state.models.get(name)
             if model is not None and version in model.versions:
-                raise ConfigurationError(
+                raise DuplicateObjectError(
                     f"model '{name}' version '{version}' already exists; deploy under a new version, "
                     f"or stop this one first with stop_versioned_models({{'{name}': ['{version}']}})"
                 )
@@ -229,7 +289,7 @@ class ManagementService:
             model = _existing_model(state, name)
             target = model.versions.get(version)
             if target is None:
-                raise ConfigurationError(
+                raise UnknownObjectError(
                     f"model '{name}' has no version '{version}' (registered: "
                     f"{', '.join(model.versions)}); deploy it first"
                 )
@@ -247,7 +307,7 @@ class ManagementService:
         def change(state: ClusterState) -> str:
             model = _existing_model(state, name)
             if version not in model.versions:
-                raise ConfigurationError(f"model '{name}' has no version '{version}' to delete")
+                raise UnknownObjectError(f"model '{name}' has no version '{version}' to delete")
             if version == model.current_version and len(model.versions) > 1:
                 raise ConfigurationError(
                     f"version '{version}' is the current version of model '{name}'; make another "
@@ -260,6 +320,59 @@ class ManagementService:
             return f"Successfully deleted model '{name}' version '{version}'"
 
         return self._commit("delete_versioned_model", change)
+
+    def set_model_batching(self, body: Body) -> Any:
+        """Change a version's batching settings; fields left out keep their value, and a null
+        `max_batch_size` removes the cap. The version defaults to the model's current one."""
+        name = _field(body, "set_model_batching", "model_name", str)
+        requested_version = body.get("model_version")
+        changes = {
+            key: body[key]
+            for key in ("batch_size", "max_batch_size", "batch_wait_timeout_micros")
+            if key in body
+        }
+        if not changes:
+            raise ConfigurationError(
+                "set_model_batching needs at least one of 'batch_size', 'max_batch_size', "
+                "'batch_wait_timeout_micros'"
+            )
+
+        def change(state: ClusterState) -> str:
+            target = _existing_version(state, name, requested_version, "set_model_batching")
+            settings = {**target.batching(), **changes}
+            (
+                target.batch_size,
+                target.max_batch_size,
+                target.batch_wait_timeout_micros,
+            ) = check_batching(
+                settings["batch_size"],
+                settings["max_batch_size"],
+                settings["batch_wait_timeout_micros"],
+            )
+            return (
+                f"Successfully set the batching of model '{name}' version '{target.version}' to "
+                f"batch_size={target.batch_size} max_batch_size={target.max_batch_size} "
+                f"batch_wait_timeout_micros={target.batch_wait_timeout_micros}"
+            )
+
+        return self._commit("set_model_batching", change)
+
+    def set_model_replicas(self, body: Body) -> Any:
+        """Record how many replicas the cluster runs for a version (the container manager starts and
+        stops them; this keeps the number, so a restarted cluster can start them again)."""
+        name = _field(body, "set_model_replicas", "model_name", str)
+        requested_version = body.get("model_version")
+        num_replicas = check_num_replicas(body.get("num_replicas"))
+
+        def change(state: ClusterState) -> str:
+            target = _existing_version(state, name, requested_version, "set_model_replicas")
+            target.num_replicas = num_replicas
+            return (
+                f"Successfully recorded {num_replicas} replicas for model '{name}' version "
+                f"'{target.version}'"
+            )
+
+        return self._commit("set_model_replicas", change)
 
     # ----------------------------------------------------------------------------------------------
     # Reads
@@ -327,6 +440,24 @@ class ManagementService:
     def get_config(self, body: Body) -> Any:
         """The stored configuration as the store holds it (for operators and debugging)."""
         return self.state.to_dict()
+
+    def get_batching_state(self, body: Body) -> Any:
+        """A model version's batching: the configured settings, and what the engine reports about
+        it (its batching state, or null where the engine does not report one)."""
+        name = _field(body, "get_batching_state", "model_name", str)
+        target = _existing_version(
+            self.state, name, body.get("model_version"), "get_batching_state"
+        )
+        engine_state = None
+        report = getattr(self._engine, "batching_state", None)
+        if report is not None:
+            engine_state = _entries_for(json.loads(report()), name, target.version)
+        return {
+            "model_name": name,
+            "model_version": target.version,
+            "configured": target.batching(),
+            "engine": engine_state,
+        }
 
     # ----------------------------------------------------------------------------------------------
     # Commit: validate -> engine -> store
@@ -412,7 +543,7 @@ def _string_list(body: Body, operation: str, key: str) -> list[str]:
 def _existing_app(state: ClusterState, name: str) -> Application:
     app = state.applications.get(name)
     if app is None:
-        raise ConfigurationError(
+        raise UnknownObjectError(
             f"application '{name}' does not exist; register it with register_application first"
         )
     return app
@@ -421,15 +552,55 @@ def _existing_app(state: ClusterState, name: str) -> Application:
 def _existing_model(state: ClusterState, name: str) -> Model:
     model = state.models.get(name)
     if model is None:
-        raise ConfigurationError(
+        raise UnknownObjectError(
             f"model '{name}' does not exist; deploy it with deploy_model (or register_model) first"
         )
     return model
 
 
+def _existing_version(
+    state: ClusterState, name: str, version: object, operation: str
+) -> ModelVersion:
+    """The named version of an existing model; its current version when `version` is None."""
+    model = _existing_model(state, name)
+    if version is None:
+        version = model.current_version
+    elif isinstance(version, bool) or not isinstance(version, (str, int)):
+        raise ConfigurationError(f"{operation}: 'model_version' must be a string, got {version!r}")
+    target = model.versions.get(str(version))
+    if target is None:
+        raise UnknownObjectError(
+            f"model '{name}' has no version '{version}' (registered: "
+            f"{', '.join(model.versions)}); deploy it first"
+        )
+    return target
+
+
+def _entries_for(report: Any, name: str, version: str) -> Any:
+    """The part of the engine's batching report about one model version.
+
+    The report may be a list of entries, an object holding such a list (under "models"), or an object
+    keyed by "name:version"; entries name their model as model_name/name and model_version/version.
+    """
+    if isinstance(report, dict) and isinstance(report.get("models"), list):
+        report = report["models"]
+    if isinstance(report, list):
+        matching = [
+            entry
+            for entry in report
+            if isinstance(entry, dict)
+            and str(entry.get("model_name", entry.get("name"))) == name
+            and str(entry.get("model_version", entry.get("version"))) == version
+        ]
+        return matching[0] if len(matching) == 1 else matching
+    if isinstance(report, dict):
+        return report.get(f"{name}:{version}")
+    return None
+
+
 def _check_types_match(app: Application, version: ModelVersion) -> None:
     if app.input_type != version.input_type:
-        raise ConfigurationError(
+        raise InputTypeMismatchError(
             f"model '{version.name}' version '{version.version}' takes {version.input_type} but "
             f"application '{app.name}' takes {app.input_type}; use a model version with input_type "
             f"'{app.input_type}' or an application of type '{version.input_type}'"
@@ -455,6 +626,9 @@ def _model_info(model: Model, version: ModelVersion) -> dict[str, Any]:
         "container_name": version.image,
         "model_data_path": version.model_data_path,
         "batch_size": version.batch_size,
+        "max_batch_size": version.max_batch_size,
+        "batch_wait_timeout_micros": version.batch_wait_timeout_micros,
+        "num_replicas": version.num_replicas,
         "is_current_version": version.version == model.current_version,
     }
 

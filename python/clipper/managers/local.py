@@ -36,6 +36,7 @@ from clipper.management.endpoints import (
 from clipper.managers.container_manager import MIB, ContainerManager
 from clipper.state import default_state_dir
 from clipper.state.embedded_store import STATE_FILE_NAME
+from clipper.state.redis_store import RedisStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +340,11 @@ class LocalContainerManager(ContainerManager):
         if clear_state:
             # Only once the frontend is gone: it holds the store's lock while it runs.
             (self.state_dir / STATE_FILE_NAME).unlink(missing_ok=True)
+            if self.redis_ip:
+                with RedisStateStore(
+                    self.redis_ip, self.redis_port, cluster_name=self.cluster_name
+                ) as store:
+                    store.clear()
             shutil.rmtree(self._models_dir, ignore_errors=True)
             shutil.rmtree(self._replicas_dir, ignore_errors=True)
             logger.info(

@@ -1,7 +1,7 @@
 """Where a cluster's configuration lives: the data model and the state stores that persist it.
 
-`open_state_store` picks the implementation from the cluster's settings; the management service is the
-only code that writes through it.
+`open_state_store` picks the implementation from the cluster's settings (the embedded JSON file, or Redis
+when an address is given); the management service is the only code that writes through it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clipper.exceptions import StateStoreError
 from clipper.state.cluster_state import (
     INPUT_TYPES,
     Application,
@@ -19,6 +18,7 @@ from clipper.state.cluster_state import (
     canonical_input_type,
 )
 from clipper.state.embedded_store import EmbeddedStateStore
+from clipper.state.redis_store import RedisStateStore, parse_redis_address
 from clipper.state.store import StateStore
 
 STATE_DIR_ENV = "CLIPPER_STATE_DIR"
@@ -31,6 +31,7 @@ __all__ = [
     "EmbeddedStateStore",
     "Model",
     "ModelVersion",
+    "RedisStateStore",
     "StateStore",
     "canonical_input_type",
     "default_state_dir",
@@ -45,12 +46,13 @@ def default_state_dir(cluster_name: str) -> Path:
 
 
 def open_state_store(
-    state_dir: str | os.PathLike[str], redis_address: str | None = None
+    state_dir: str | os.PathLike[str],
+    redis_address: str | None = None,
+    cluster_name: str = "default-cluster",
 ) -> StateStore:
-    """Open the cluster's store: Redis when `redis_address` ("host:port") is given, else embedded."""
+    """Open the cluster's store: Redis when `redis_address` ("host:port") is given (the cluster's
+    keys are named after `cluster_name`), else the embedded store in `state_dir`."""
     if redis_address:
-        raise StateStoreError(
-            f"a Redis state store ({redis_address}) is not available in this build; leave redis_ip "
-            "unset to keep the configuration in the embedded store under the state directory"
-        )
+        host, port = parse_redis_address(redis_address)
+        return RedisStateStore(host, port, cluster_name=cluster_name)
     return EmbeddedStateStore(state_dir)

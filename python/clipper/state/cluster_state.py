@@ -90,6 +90,50 @@ def check_batch_size(value: object) -> int:
     return value
 
 
+def check_num_replicas(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"num_replicas must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def check_max_batch_size(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(
+            f"max_batch_size {value!r} is not valid: give a positive number of inputs, or leave it "
+            "unset (None) for no cap beyond the engine's own"
+        )
+    return value
+
+
+def check_batch_wait_timeout_micros(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLO_MICROS:
+        raise ConfigurationError(
+            f"batch_wait_timeout_micros {value!r} is not valid: give a whole number of microseconds "
+            f"between 0 (send batches at once, the default) and {MAX_SLO_MICROS}"
+        )
+    return value
+
+
+def check_batching(
+    batch_size: object, max_batch_size: object, batch_wait_timeout_micros: object
+) -> tuple[int, int | None, int]:
+    """Validate one model version's batching settings together; returns them typed."""
+    checked = (
+        check_batch_size(batch_size),
+        check_max_batch_size(max_batch_size),
+        check_batch_wait_timeout_micros(batch_wait_timeout_micros),
+    )
+    fixed, cap, _ = checked
+    if cap is not None and fixed > cap:
+        raise ConfigurationError(
+            f"batch_size {fixed} is larger than max_batch_size {cap}: raise max_batch_size, lower "
+            "batch_size, or use batch_size=-1 (adaptive, capped at max_batch_size)"
+        )
+    return checked
+
+
 @dataclass
 class Application:
     name: str
@@ -123,12 +167,27 @@ class ModelVersion:
     name: str
     version: str
     input_type: str
+    # -1 = adaptive batch sizes (AIMD), k > 0 = batches of at most k inputs.
     batch_size: int = -1
     labels: list[str] = field(default_factory=list)
     # What runs the replicas: an image name (Docker, Kubernetes), a saved model directory (local), or
     # "NO_CONTAINER" for a model whose replicas are started outside Clipper.
     image: str = "NO_CONTAINER"
     model_data_path: str = ""
+    # Hard cap on a batch's inputs whatever the batching policy learns; None = the engine's own cap.
+    max_batch_size: int | None = None
+    # Delayed batching: how long a replica's next batch may wait for more inputs; 0 = send at once.
+    batch_wait_timeout_micros: int = 0
+    # Replicas the cluster runs for this version (deploy_model, set_num_replicas); a cluster started
+    # again starts the missing ones. 0 for a version whose replicas run outside Clipper.
+    num_replicas: int = 0
+
+    def batching(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "max_batch_size": self.max_batch_size,
+            "batch_wait_timeout_micros": self.batch_wait_timeout_micros,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +195,9 @@ class ModelVersion:
             "version": self.version,
             "input_type": self.input_type,
             "batch_size": self.batch_size,
+            "max_batch_size": self.max_batch_size,
+            "batch_wait_timeout_micros": self.batch_wait_timeout_micros,
+            "num_replicas": self.num_replicas,
             "labels": list(self.labels),
             "image": self.image,
             "model_data_path": self.model_data_path,
@@ -151,6 +213,11 @@ class ModelVersion:
             labels=list(data.get("labels", [])),
             image=data.get("image", "NO_CONTAINER"),
             model_data_path=data.get("model_data_path", ""),
+            max_batch_size=(
+                None if data.get("max_batch_size") is None else int(data["max_batch_size"])
+            ),
+            batch_wait_timeout_micros=int(data.get("batch_wait_timeout_micros", 0)),
+            num_replicas=int(data.get("num_replicas", 0)),
         )
 
 

@@ -70,6 +70,14 @@ class EmbeddedStateStore(StateStore):
             )
             return to_store
 
+    def clear(self) -> None:
+        with self._mutex:
+            self._check_open()
+            try:
+                self._state_path.unlink(missing_ok=True)
+            except OSError as error:
+                raise StateStoreError(f"cannot delete {self._state_path}: {error}") from error
+
     def close(self) -> None:
         with self._mutex:
             if self._closed:

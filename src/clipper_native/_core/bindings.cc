@@ -33,6 +33,7 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("max_body_bytes", &clipper::EngineOptions::max_body_bytes)
       .def_readwrite("cache_size_bytes", &clipper::EngineOptions::cache_size_bytes)
       .def_readwrite("max_batch_size", &clipper::EngineOptions::max_batch_size)
+      .def_readwrite("replica_pipeline_depth", &clipper::EngineOptions::replica_pipeline_depth)
       .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
       .def_readwrite("heartbeat_timeout_millis", &clipper::EngineOptions::heartbeat_timeout_millis)
       .def_readwrite("batch_latency_slo_fraction", &clipper::EngineOptions::batch_latency_slo_fraction)

@@ -1,6 +1,9 @@
 """ClipperConnection's workflow: Clipper's method names and meanings, the order between configuration
 and processes, and errors that say what to do."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from clipper import ClipperConnection, ClipperException, UnconnectedException
@@ -213,3 +216,122 @@ def test_parse_prometheus_text():
 
     text = '# HELP a b\n# TYPE a counter\na_total 3\nb{app="x y"} 1.5\nbad line here\n'
     assert parse_prometheus_text(text) == {"a_total": 3.0, 'b{app="x y"}': 1.5}
+
+
+def test_refusals_arrive_as_the_class_the_service_raised(conn):
+    from clipper import (
+        ContainerlessModelError,
+        DuplicateObjectError,
+        InputTypeMismatchError,
+        UnknownObjectError,
+    )
+
+    conn.register_application("app", "ints", "0", 1000)
+    with pytest.raises(DuplicateObjectError) as duplicate:
+        conn.register_application("app", "ints", "0", 1000)
+    assert isinstance(duplicate.value, ManagementAPIError)  # and still the wire error
+    with pytest.raises(UnknownObjectError, match="model 'ghost' does not exist"):
+        conn.link_model_to_app("app", "ghost")
+    conn.register_model("doubles", "1", "doubles")
+    with pytest.raises(InputTypeMismatchError, match="takes doubles but application 'app'"):
+        conn.link_model_to_app("app", "doubles")
+    with pytest.raises(ContainerlessModelError, match="cannot scale it"):
+        conn.set_num_replicas("doubles", 1)
+    with pytest.raises(UnknownObjectError, match="no version '3'"):
+        conn.set_num_replicas("doubles", 1, version="3")
+
+
+def test_batching_settings_through_the_admin_api(conn, engine):
+    conn.deploy_model(
+        "m", "1", "doubles", "/img", batch_size=4, max_batch_size=8, batch_wait_timeout_micros=20
+    )
+    configured = {"batch_size": 4, "max_batch_size": 8, "batch_wait_timeout_micros": 20}
+    assert conn.get_model_batching("m") == {
+        "model_name": "m",
+        "model_version": "1",
+        "configured": configured,
+        "engine": None,
+    }
+    model = engine.config["models"][0]
+    assert (model["max_batch_size"], model["batch_wait_timeout_micros"]) == (8, 20)
+
+    conn.set_model_batching("m", batch_size=2)  # others unchanged
+    assert conn.get_model_batching("m", "1")["configured"] == {**configured, "batch_size": 2}
+    conn.set_model_batching("m", "1", max_batch_size=None)  # None removes the cap
+    assert "max_batch_size" not in engine.config["models"][0]
+    with pytest.raises(ConfigurationError, match="larger than max_batch_size"):
+        conn.deploy_model("m", "2", "doubles", "/img", batch_size=9, max_batch_size=3)
+    with pytest.raises(ConfigurationError, match="batch_wait_timeout_micros"):
+        conn.register_model("m", "2", "doubles", batch_wait_timeout_micros=-1)
+    conn.register_model("m", "3", "doubles", max_batch_size=5)
+    assert conn.get_model_info("m", "3")["max_batch_size"] == 5
+
+
+def test_stopping_a_version_waits_for_its_replicas_to_drain(conn, engine):
+    conn.deploy_model("m", "1", "doubles", "/img/1")
+    conn.deploy_model("m", "2", "doubles", "/img/2")
+    busy = next(r for r in engine.connected_replicas if r["model_version"] == "1")
+    busy["inflight_batches"] = 1
+    threading.Timer(0.3, lambda: busy.update(inflight_batches=0)).start()
+    started = time.monotonic()
+    conn.stop_versioned_models({"m": ["1"]})
+    assert time.monotonic() - started >= 0.3  # waited for the batch in flight
+    assert conn.get_all_models() == ["m:2"]
+
+    conn.drain_timeout_s = 0.2
+    stuck = next(r for r in engine.connected_replicas if r["model_version"] == "2")
+    stuck["inflight_batches"] = 1
+    started = time.monotonic()
+    conn.stop_models("m")  # gives up draining after drain_timeout_s
+    assert time.monotonic() - started < 2
+
+
+def test_inspect_instance_summarises_the_cache(conn, monkeypatch):
+    from clipper.admin import connection as connection_module
+
+    text = (
+        "clipper_cache_hits_total 3\nclipper_cache_misses_total 1\nclipper_cache_entries 1\n"
+        'clipper_app_requests_total{app="a"} 4\n'
+    )
+
+    class Response:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return False
+
+        def read(self):
+            return text.encode()
+
+    monkeypatch.setattr(connection_module, "urlopen_direct", lambda url, timeout: Response())
+    metrics = conn.inspect_instance()
+    assert metrics['clipper_app_requests_total{app="a"}'] == 4.0
+    assert metrics["cache"] == {"hits": 3.0, "misses": 1.0, "entries": 1.0, "hit_ratio": 0.75}
+
+
+def test_replica_counts_are_recorded_and_restored_by_start_clipper(conn, manager, engine):
+    conn.deploy_model("m", "1", "doubles", "/img/1", num_replicas=2)
+    conn.register_model("external", "1", "doubles")
+    assert conn.get_model_info("m", "1")["num_replicas"] == 2
+    conn.set_num_replicas("m", 3)
+    assert conn.get_model_info("m", "1")["num_replicas"] == 3
+
+    engine.connected_replicas = []  # the replicas are gone (stop_all), the configuration is not
+    conn.start_clipper()
+    assert conn.get_num_replicas("m", "1") == 3
+    assert ("set_num_replicas", "m", "1", "/img/1", 3) in manager.calls
+    assert not [c for c in manager.calls if c[0] == "set_num_replicas" and c[1] == "external"]
+
+    conn.stop_all_model_containers()  # no replicas wanted any more
+    assert conn.get_model_info("m", "1")["num_replicas"] == 0
+    conn.start_clipper()
+    assert conn.get_num_replicas("m", "1") == 0
+
+
+def test_a_version_that_cannot_be_restored_does_not_stop_the_cluster(conn, manager, engine):
+    conn.deploy_model("m", "1", "doubles", "/img/1")
+    engine.connected_replicas = []
+    manager.failing = "model directory deleted"
+    conn.start_clipper()  # logs the failure, keeps going
+    assert conn.get_all_models() == ["m:1"]

@@ -81,6 +81,7 @@ def test_validation_errors_are_400_with_error_and_cause(admin_server):
     assert answer == {
         "error": "add_model_links failed",
         "cause": "application 'x' does not exist; register it with register_application first",
+        "type": "UnknownObjectError",
     }
 
 

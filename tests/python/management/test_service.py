@@ -1,8 +1,16 @@
 """The management service's rules: each change is validated, stored and pushed to the engine, or
 refused with a message naming the object and what to do."""
 
+import json
+
 import pytest
-from clipper.exceptions import ConfigurationError, StateStoreError
+from clipper.exceptions import (
+    ConfigurationError,
+    DuplicateObjectError,
+    InputTypeMismatchError,
+    StateStoreError,
+    UnknownObjectError,
+)
 from clipper.management import ManagementService
 from clipper.state import EmbeddedStateStore
 
@@ -43,7 +51,14 @@ def test_every_change_is_stored_and_pushed_as_a_full_snapshot(service, engine, s
             }
         ],
         "models": [
-            {"name": "m", "version": "1", "input_type": "doubles", "batch_size": 8, "current": True}
+            {
+                "name": "m",
+                "version": "1",
+                "input_type": "doubles",
+                "batch_size": 8,
+                "batch_wait_timeout_micros": 0,
+                "current": True,
+            }
         ],
     }
     assert store.load().applications["app"].linked_models == ["m"]
@@ -250,6 +265,9 @@ def test_reads(service, engine):
         "container_name": "/models/m/1",
         "model_data_path": "",
         "batch_size": 4,
+        "max_batch_size": None,
+        "batch_wait_timeout_micros": 0,
+        "num_replicas": 0,
         "is_current_version": True,
     }
     assert service.get_model({"model_name": "m", "model_version": "2"}) == {}
@@ -278,3 +296,110 @@ def test_containers_come_from_the_engine(service, engine):
     found = service.get_container({"model_name": "m", "model_version": "1", "replica_id": 3})
     assert found["model_replica_id"] == 3
     assert service.get_container({"model_name": "m", "model_version": "1", "replica_id": 9}) == {}
+
+
+def engine_model(engine, name="m", version="1"):
+    return next(m for m in engine.config["models"] if (m["name"], m["version"]) == (name, version))
+
+
+def test_batching_settings_reach_the_engine(service, engine):
+    add_model(service, batch_size=8, max_batch_size=16, batch_wait_timeout_micros=250)
+    assert engine_model(engine) == {
+        "name": "m",
+        "version": "1",
+        "input_type": "doubles",
+        "batch_size": 8,
+        "max_batch_size": 16,
+        "batch_wait_timeout_micros": 250,
+        "current": True,
+    }
+    info = service.get_model({"model_name": "m", "model_version": "1"})
+    assert (info["max_batch_size"], info["batch_wait_timeout_micros"]) == (16, 250)
+
+
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"max_batch_size": 0}, "max_batch_size 0 is not valid"),
+        ({"max_batch_size": 2.5}, "max_batch_size"),
+        ({"batch_wait_timeout_micros": -1}, "batch_wait_timeout_micros -1 is not valid"),
+        ({"batch_size": 8, "max_batch_size": 4}, "batch_size 8 is larger than max_batch_size 4"),
+    ],
+)
+def test_bad_batching_settings_name_the_field(service, settings, fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
+        add_model(service, **settings)
+
+
+def test_set_model_batching_changes_only_the_given_fields(service, engine):
+    add_model(service, version="1", max_batch_size=16)
+    add_model(service, version="2")
+    service.set_model_batching({"model_name": "m", "batch_wait_timeout_micros": 100})
+    assert engine_model(engine, version="2")["batch_wait_timeout_micros"] == 100  # current version
+    service.set_model_batching({"model_name": "m", "model_version": "1", "batch_size": 4})
+    assert engine_model(engine, version="1")["batch_size"] == 4
+    assert engine_model(engine, version="1")["max_batch_size"] == 16
+    service.set_model_batching({"model_name": "m", "model_version": 1, "max_batch_size": None})
+    assert "max_batch_size" not in engine_model(engine, version="1")
+    with pytest.raises(ConfigurationError, match="at least one of"):
+        service.set_model_batching({"model_name": "m"})
+    with pytest.raises(ConfigurationError, match="larger than max_batch_size 2"):
+        service.set_model_batching({"model_name": "m", "batch_size": 4, "max_batch_size": 2})
+    with pytest.raises(UnknownObjectError, match="model 'm' has no version '7'"):
+        service.set_model_batching({"model_name": "m", "model_version": "7", "batch_size": 1})
+
+
+def test_get_batching_state_reports_the_settings_and_the_engines_view(service, engine):
+    add_model(service, version="1", batch_size=8)
+    add_model(service, name="other", version="1")
+    answer = service.get_batching_state({"model_name": "m"})
+    assert answer == {
+        "model_name": "m",
+        "model_version": "1",
+        "configured": {"batch_size": 8, "max_batch_size": None, "batch_wait_timeout_micros": 0},
+        "engine": None,  # this engine double reports no batching state
+    }
+    engine.batching_state = lambda: json.dumps(
+        [
+            {"model_name": "m", "model_version": "1", "learned_batch_size": 5},
+            {"model_name": "other", "model_version": "1", "learned_batch_size": 9},
+        ]
+    )
+    answer = service.get_batching_state({"model_name": "m", "model_version": "1"})
+    assert answer["engine"] == {"model_name": "m", "model_version": "1", "learned_batch_size": 5}
+    engine.batching_state = lambda: json.dumps({"m:1": {"learned_batch_size": 5}})
+    assert service.get_batching_state({"model_name": "m"})["engine"] == {"learned_batch_size": 5}
+
+
+def test_errors_have_classes_that_say_what_went_wrong(service):
+    add_app(service)
+    with pytest.raises(DuplicateObjectError):
+        add_app(service)
+    with pytest.raises(UnknownObjectError):
+        link(service, model="ghost")
+    add_model(service, input_type="ints")
+    with pytest.raises(InputTypeMismatchError):
+        link(service)
+
+
+def test_refresh_adopts_what_another_writer_saved(service, engine, store):
+    add_app(service)
+    other = store.load()
+    other.applications.pop("app")
+    store.save(other, expected_revision=other.revision)
+    assert service.refresh() is True
+    assert engine.config["apps"] == []
+    assert service.get_all_applications({}) == []
+    assert service.refresh() is False
+
+
+def test_the_number_of_replicas_is_recorded_per_version(service):
+    add_model(service, version="1", num_replicas=2)
+    add_model(service, version="2")
+    assert service.get_model({"model_name": "m", "model_version": "1"})["num_replicas"] == 2
+    service.set_model_replicas({"model_name": "m", "num_replicas": 3})  # the current version
+    assert service.get_model({"model_name": "m", "model_version": "2"})["num_replicas"] == 3
+    with pytest.raises(ConfigurationError, match="num_replicas must be a whole number >= 0"):
+        service.set_model_replicas({"model_name": "m", "num_replicas": -1})
+    with pytest.raises(UnknownObjectError, match="model 'x' does not exist"):
+        service.set_model_replicas({"model_name": "x", "num_replicas": 1})

@@ -67,8 +67,7 @@ def test_a_closed_store_refuses_calls(tmp_path):
         store.load()
 
 
-def test_open_state_store_defaults_to_embedded_and_explains_redis(tmp_path):
+def test_open_state_store_defaults_to_embedded(tmp_path):
     with open_state_store(tmp_path) as store:
         assert store.description == f"embedded:{tmp_path / 'state.json'}"
-    with pytest.raises(StateStoreError, match="leave redis_ip unset"):
-        open_state_store(tmp_path, "127.0.0.1:6379")
+        assert not store.shared

@@ -1,5 +1,8 @@
 """The StateStore contract (clipper/state/store.py), checked against every implementation."""
 
+import threading
+import time
+
 import pytest
 from clipper.exceptions import StaleStateError
 from clipper.state import Application, ClusterState, Model, ModelVersion
@@ -58,3 +61,50 @@ def test_close_is_idempotent(open_store):
     store = open_store()
     store.close()
     store.close()
+
+
+def test_revision_is_the_stored_revision(open_store):
+    store = open_store()
+    assert store.revision() == 0
+    store.save(sample_state(), expected_revision=0)
+    assert store.revision() == 1
+
+
+def test_wait_for_change_returns_when_another_writer_saves(open_store):
+    store = open_store()
+    store.save(sample_state(), expected_revision=0)
+    started = time.monotonic()
+    assert store.wait_for_change(1, timeout_s=0.2) == 1  # nothing changed: returns at the timeout
+    assert time.monotonic() - started >= 0.15
+    assert store.wait_for_change(0, timeout_s=5) == 1  # already different: returns at once
+
+    writer = threading.Timer(0.2, lambda: store.save(ClusterState(), expected_revision=1))
+    writer.start()
+    try:
+        started = time.monotonic()
+        assert store.wait_for_change(1, timeout_s=10) == 2
+        assert time.monotonic() - started < 5
+    finally:
+        writer.join()
+
+
+def test_clear_forgets_everything(open_store):
+    store = open_store()
+    store.save(sample_state(), expected_revision=0)
+    store.clear()
+    assert store.load() == ClusterState()
+    assert store.save(sample_state(), expected_revision=0).revision == 1
+
+
+def test_batching_settings_are_stored(open_store):
+    state = sample_state()
+    version = state.models["m"].versions["1"]
+    version.max_batch_size, version.batch_wait_timeout_micros = 32, 500
+    store = open_store()
+    store.save(state, expected_revision=0)
+    loaded = store.load().models["m"].versions["1"]
+    assert loaded.batching() == {
+        "batch_size": 8,
+        "max_batch_size": 32,
+        "batch_wait_timeout_micros": 500,
+    }

@@ -1,0 +1,93 @@
+"""The management API's published OpenAPI description matches what the server serves: the same paths,
+valid OpenAPI 3, request bodies whose required fields the server really requires, and real answers that
+match the documented response schemas."""
+
+import http.client
+import json
+
+import pytest
+from clipper.management.http_api import openapi_document, served_paths
+
+
+def call(server, method, path, body=None):
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        connection.request(method, path, body=None if body is None else json.dumps(body))
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_the_document_is_served_and_is_valid_openapi_3(admin_server):
+    status, document = call(admin_server, "GET", "/admin/openapi.json")
+    assert status == 200
+    assert document == openapi_document()
+    assert document["openapi"].startswith("3.")
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(document)
+
+
+def test_every_served_path_is_documented_and_every_documented_path_is_served(service, admin_server):
+    documented = set(openapi_document()["paths"])
+    served = set(served_paths(service))
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+    for path in sorted(served):
+        method = "GET" if path in ("/healthz", "/readyz", "/admin/openapi.json") else "POST"
+        status, _ = call(admin_server, method, path, {} if method == "POST" else None)
+        assert status != 404, path
+
+
+def test_documented_get_operations_answer_get(admin_server):
+    for path, item in openapi_document()["paths"].items():
+        if "get" in item:
+            assert call(admin_server, "GET", path)[0] == 200, path
+
+
+def test_each_required_field_is_required_by_the_server(admin_server):
+    for path, item in openapi_document()["paths"].items():
+        schema = item.get("post", {}).get("requestBody", {}).get("content", {})
+        required = schema.get("application/json", {}).get("schema", {}).get("required", [])
+        if required:
+            status, answer = call(admin_server, "POST", path, {})
+            assert status == 400, path
+            assert required[0] in answer["cause"], (path, answer)
+
+
+def test_real_answers_match_the_documented_schemas(admin_server, engine):
+    schema_validator = pytest.importorskip("openapi_schema_validator")
+    document = openapi_document()
+    engine.connected_replicas = [
+        {"model_name": "m", "model_version": "1", "replica_id": 0, "input_type": "doubles",
+         "inflight_batches": 0},
+    ]  # fmt: skip
+    calls = [
+        ("add_app", {"name": "a", "input_type": "doubles", "default_output": "0",
+                     "latency_slo_micros": 1000}),
+        ("add_model", {"model_name": "m", "model_version": "1", "input_type": "doubles",
+                       "max_batch_size": 8}),
+        ("add_model_links", {"app_name": "a", "model_names": ["m"]}),
+        ("set_model_batching", {"model_name": "m", "batch_wait_timeout_micros": 10}),
+        ("get_all_applications", {"verbose": True}), ("get_all_applications", {}),
+        ("get_application", {"name": "a"}), ("get_application", {"name": "nope"}),
+        ("get_linked_models", {"app_name": "a"}),
+        ("get_all_models", {"verbose": True}), ("get_model", {"model_name": "m", "model_version": "1"}),
+        ("get_all_containers", {"verbose": True}),
+        ("get_container", {"model_name": "m", "model_version": "1", "replica_id": 0}),
+        ("get_state", {"app_name": "a", "uid": 0}), ("get_config", {}),
+        ("get_batching_state", {"model_name": "m"}), ("ping", {}),
+        ("set_model_version", {"model_name": "m", "model_version": "1"}),
+        ("delete_model_links", {"app_name": "a", "model_names": ["m"]}),
+        ("delete_versioned_model", {"model_name": "m", "model_version": "1"}),
+        ("delete_app", {"name": "a"}),
+        ("delete_app", {"name": "a"}),  # an error answer, checked against the Error schema
+    ]  # fmt: skip
+    for operation, body in calls:
+        status, answer = call(admin_server, "POST", f"/admin/{operation}", body)
+        responses = document["paths"][f"/admin/{operation}"]["post"]["responses"]
+        schema = responses[str(status)]["content"]["application/json"]["schema"]
+        schema_validator.validate(
+            answer, {**schema, "components": document["components"]},
+            cls=schema_validator.OAS30Validator,
+        )  # fmt: skip
