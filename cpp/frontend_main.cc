@@ -26,6 +26,7 @@ options:
   --rpc-port PORT                model replica RPC port, ZeroMQ (default 7000)
   --metrics-port PORT            Prometheus GET /metrics; 0 serves it on the query port only (default 1390)
   --io-threads N                 HTTP event-loop threads (default 1)
+  --dedicated-rpc-thread         give the model RPC a thread of its own even with one I/O thread
   --max-body-bytes N             larger request bodies answer 413 (default 8388608)
   --cache-size-bytes N           prediction cache budget in bytes, 0 disables it (default 33554432)
   --max-batch-size N             largest batch sent to a replica (default 128)
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
       {"rpc-port", required_argument, nullptr, 'r'},
       {"metrics-port", required_argument, nullptr, 'm'},
       {"io-threads", required_argument, nullptr, 't'},
+      {"dedicated-rpc-thread", no_argument, nullptr, 'D'},
       {"max-body-bytes", required_argument, nullptr, 'b'},
       {"cache-size-bytes", required_argument, nullptr, 'c'},
       {"max-batch-size", required_argument, nullptr, 's'},
@@ -94,6 +96,7 @@ int main(int argc, char** argv) {
         case 'Q': options.max_queued_tasks_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
+        case 'D': options.dedicated_rpc_thread = true; break;
         case 'f': config_path = optarg; break;
         case 'h': std::fputs(kUsage, stdout); return 0;
         default: std::fputs(kUsage, stderr); return 2;

@@ -70,11 +70,14 @@ void Engine::start() {
   }
   if (metrics_fd >= 0) processors_.front()->serve_metrics(metrics_fd);
 
+  // With one I/O thread the RPC work shares its loop: no hand-off between threads on the request path.
+  const bool rpc_on_io_loop = options_.io_threads == 1 && !options_.dedicated_rpc_thread;
+  if (rpc_on_io_loop) rpc_server_->attach_to_loop(processors_.front()->loop(), processors_.front().get());
   running_.store(true);
   for (auto& processor : processors_) {
     io_threads_.emplace_back([raw = processor.get()] { raw->run(); });
   }
-  rpc_thread_ = std::thread([this] { rpc_server_->run(); });
+  if (!rpc_on_io_loop) rpc_thread_ = std::thread([this] { rpc_server_->run(); });
 }
 
 void Engine::stop() {
@@ -84,7 +87,7 @@ void Engine::stop() {
   for (auto& thread : io_threads_) thread.join();
   io_threads_.clear();
   rpc_server_->request_stop();
-  rpc_thread_.join();
+  if (rpc_thread_.joinable()) rpc_thread_.join();
   processors_.clear();
   rpc_server_.reset();
   running_.notify_all();

@@ -14,6 +14,9 @@ struct EngineOptions {
   int rpc_port = 7000;                       // model replicas (ZeroMQ ROUTER); 0 picks a free port
   int metrics_port = 1390;                   // Prometheus /metrics; 0 = only on the query port
   int io_threads = 1;                        // HTTP event loops, each accepting on the query port
+  // With one I/O thread the model RPC runs on its loop unless this is set; with several it always
+  // has a thread of its own.
+  bool dedicated_rpc_thread = false;
   std::size_t max_body_bytes = 8 * 1024 * 1024;  // larger request bodies answer 413
   std::size_t cache_size_bytes = 32 * 1024 * 1024;  // prediction cache budget (0 disables it)
   int max_batch_size = 128;                  // upper bound on any batch sent to a replica

@@ -72,6 +72,7 @@ void QueryProcessor::on_stop(uv_async_t* handle) {
   uv_close(reinterpret_cast<uv_handle_t*>(&self->completions_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->stop_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->deadline_timer_), nullptr);
+  if (self->io_thread_ == 0) self->engine_.rpc().detach_from_loop();
   self->pending_.clear();
 }
 
@@ -344,27 +345,33 @@ void QueryProcessor::drain_completions() {
   while (true) {
     const std::size_t taken = completions_.try_dequeue_bulk(buffer, 64);
     if (taken == 0) break;
-    for (std::size_t i = 0; i < taken; ++i) {
-      Completion& completion = buffer[i];
-      auto found = pending_.find(completion.query_key);
-      if (found == pending_.end()) continue;  // already answered at its deadline
-      PendingQuery& query = found->second;
-      if (completion.input_index >= query.results.size()) continue;
-      InputResult& result = query.results[completion.input_index];
-      if (result.done) continue;
-      result.done = true;
-      if (completion.kind == CompletionKind::Output) {
-        result.output = std::move(completion.text);
-      } else {
-        result.is_default = true;
-        result.output = query.app->default_output;
-        result.explanation = "Model " + query.model_label + " failed: " + completion.text;
-      }
-      if (--query.remaining == 0) {
-        finish(found->first, query);
-        pending_.erase(found);
-      }
-    }
+    for (std::size_t i = 0; i < taken; ++i) complete(buffer[i]);
+  }
+}
+
+void QueryProcessor::deliver_here(std::vector<Completion>& completions) {
+  for (Completion& completion : completions) complete(completion);
+  completions.clear();
+}
+
+void QueryProcessor::complete(Completion& completion) {
+  auto found = pending_.find(completion.query_key);
+  if (found == pending_.end()) return;  // already answered at its deadline
+  PendingQuery& query = found->second;
+  if (completion.input_index >= query.results.size()) return;
+  InputResult& result = query.results[completion.input_index];
+  if (result.done) return;
+  result.done = true;
+  if (completion.kind == CompletionKind::Output) {
+    result.output = std::move(completion.text);
+  } else {
+    result.is_default = true;
+    result.output = query.app->default_output;
+    result.explanation = "Model " + query.model_label + " failed: " + completion.text;
+  }
+  if (--query.remaining == 0) {
+    finish(found->first, query);
+    pending_.erase(found);
   }
 }
 

@@ -34,6 +34,8 @@ class QueryProcessor final : public http::RequestHandler {
   void run();                 // the thread's body; returns after request_stop()
   void request_stop();        // any thread
   void deliver(std::vector<Completion>& completions);  // RPC thread: answers arrive
+  void deliver_here(std::vector<Completion>& completions);  // the same, from this loop's own thread
+  uv_loop_t* loop() { return &loop_; }
 
   void on_request(http::HttpRequest&& request, http::ResponseSlot slot) override;
 
@@ -73,6 +75,7 @@ class QueryProcessor final : public http::RequestHandler {
   void handle_update(const AppRoute& app, http::HttpRequest& request, http::ResponseSlot slot);
   bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
   void drain_completions();
+  void complete(Completion& completion);
   void expire_deadlines();
   void arm_deadline_timer(Clock::time_point deadline);
   void fill_defaults(PendingQuery& query, const std::string& explanation);

@@ -201,6 +201,23 @@ bool ModelRpcServer::idle_replica_has_inbox_work() const {
   return false;
 }
 
+Clock::time_point ModelRpcServer::process(bool monitor_readable) {
+  receive_all();
+  if (monitor_readable) receive_disconnects();
+  const Clock::time_point now = Clock::now();
+  const Clock::time_point next_wake = dispatch(now);
+  flush_completions();
+  if (now >= next_liveness_check_) {
+    check_liveness(now);
+    hedge_stalled_batches(now);
+    sweep_expired(now);
+    flush_completions();
+    publish_state();
+    next_liveness_check_ = now + kLivenessCheckInterval;
+  }
+  return std::min(next_wake, next_liveness_check_);
+}
+
 void ModelRpcServer::run() {
   next_liveness_check_ = Clock::now() + kLivenessCheckInterval;
   zmq_pollitem_t items[3];
@@ -225,20 +242,69 @@ void ModelRpcServer::run() {
       uint64_t value;
       [[maybe_unused]] auto drained = ::read(wake_fd_, &value, sizeof(value));
     }
-    receive_all();
-    if (items[2].revents & ZMQ_POLLIN) receive_disconnects();
-    Clock::time_point now = Clock::now();
-    next_wake = dispatch(now);
-    flush_completions();
-    if (now >= next_liveness_check_) {
-      check_liveness(now);
-      hedge_stalled_batches(now);
-      sweep_expired(now);
-      flush_completions();
-      publish_state();
-      next_liveness_check_ = now + kLivenessCheckInterval;
-    }
+    next_wake = process(items[2].revents & ZMQ_POLLIN);
   }
+}
+
+bool ModelRpcServer::readable(void* socket) {
+  int events = 0;
+  std::size_t size = sizeof(events);
+  return zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN) != 0;
+}
+
+void ModelRpcServer::attach_to_loop(uv_loop_t* loop, QueryProcessor* local) {
+  loop_ = loop;
+  local_processor_ = local;
+  next_liveness_check_ = Clock::now() + kLivenessCheckInterval;
+  // ZeroMQ's descriptors only say "look at ZMQ_EVENTS"; process_on_loop() keeps reading until the
+  // sockets report nothing more, since a send can make messages readable without a new edge.
+  int fd = -1;
+  std::size_t size = sizeof(fd);
+  zmq_getsockopt(router_, ZMQ_FD, &fd, &size);
+  uv_poll_init(loop, &router_poll_, fd);
+  router_poll_.data = this;
+  uv_poll_start(&router_poll_, UV_READABLE, [](uv_poll_t* handle, int, int) {
+    static_cast<ModelRpcServer*>(handle->data)->process_on_loop();
+  });
+  size = sizeof(fd);
+  zmq_getsockopt(monitor_, ZMQ_FD, &fd, &size);
+  uv_poll_init(loop, &monitor_poll_, fd);
+  monitor_poll_.data = this;
+  uv_poll_start(&monitor_poll_, UV_READABLE, [](uv_poll_t* handle, int, int) {
+    static_cast<ModelRpcServer*>(handle->data)->process_on_loop();
+  });
+  // Tasks queued while handling this iteration's requests are dispatched together, after the I/O.
+  uv_check_init(loop, &after_io_);
+  after_io_.data = this;
+  uv_check_start(&after_io_, [](uv_check_t* handle) {
+    auto* self = static_cast<ModelRpcServer*>(handle->data);
+    if (self->work_pending_) self->process_on_loop();
+  });
+  uv_timer_init(loop, &timer_);
+  timer_.data = this;
+  uv_timer_start(&timer_, [](uv_timer_t* handle) { static_cast<ModelRpcServer*>(handle->data)->process_on_loop(); },
+                 kLivenessCheckInterval.count(), 0);
+}
+
+void ModelRpcServer::detach_from_loop() {
+  if (loop_ == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(&router_poll_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&monitor_poll_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+}
+
+void ModelRpcServer::process_on_loop() {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
+  Clock::time_point next_wake;
+  int passes = 0;
+  do {
+    work_pending_ = false;
+    next_wake = process(readable(monitor_));
+  } while ((readable(router_) || work_pending_) && ++passes < 64);
+  const auto wait = duration_cast<milliseconds>(next_wake - Clock::now() + microseconds(999)).count();
+  uv_timer_start(&timer_, [](uv_timer_t* handle) { static_cast<ModelRpcServer*>(handle->data)->process_on_loop(); },
+                 static_cast<uint64_t>(std::clamp<int64_t>(wait, 0, kIdlePollMillis)), 0);
 }
 
 void ModelRpcServer::receive_all() {
@@ -274,6 +340,7 @@ void ModelRpcServer::receive_all() {
 }
 
 void ModelRpcServer::receive_disconnects() {
+  if (!readable(monitor_)) return;
   zmq_msg_t frame;
   while (true) {
     zmq_msg_init(&frame);
@@ -501,6 +568,10 @@ void ModelRpcServer::complete_error(std::vector<Task>& tasks, const std::string&
 }
 
 void ModelRpcServer::flush_completions() {
+  if (local_processor_ != nullptr && !outgoing_[0].empty()) {
+    local_processor_->deliver_here(outgoing_[0]);
+    return;
+  }
   for (std::size_t thread = 0; thread < outgoing_.size(); ++thread) {
     if (!outgoing_[thread].empty()) engine_.processor(static_cast<uint32_t>(thread)).deliver(outgoing_[thread]);
   }

@@ -3,10 +3,13 @@
 // AIMD batch sizes, delayed batching, deadline-aware sizing), sends them as flatbuffers, completes the
 // waiting queries (and the prediction cache's coalesced waiters) on their I/O threads, and keeps
 // slow or stalled replicas from holding queries past their SLO.
-// Everything runs on the one RPC thread, except notify_work(), replicas() and batching_state_json().
+// It runs either on a thread of its own (run()) or, when the engine has a single I/O thread, on that
+// thread's libuv loop (attach_to_loop()), which saves two thread wake-ups per batch. Either way all
+// of it runs on one thread, except notify_work(), replicas() and batching_state_json().
 #pragma once
 
 #include <flatbuffers/flatbuffers.h>
+#include <uv.h>
 #include <zmq.h>
 
 #include <atomic>
@@ -25,6 +28,8 @@
 
 namespace clipper {
 
+class QueryProcessor;
+
 class ModelRpcServer {
  public:
   ModelRpcServer(Engine& engine, PredictionCache& cache);
@@ -37,9 +42,20 @@ class ModelRpcServer {
   void run();            // the RPC thread's body; returns after request_stop()
   void request_stop();   // any thread
 
-  // Any thread: new tasks were queued for `model`. Wakes the RPC thread only when it sleeps and a
-  // replica of the model is idle (seq_cst pairs with the RPC thread's sleep announcement).
+  // Serve on `loop` instead of a thread of our own: the loop's thread then owns everything here and
+  // completions go straight to `local` (the processor of that loop). detach_from_loop() closes the
+  // handles; call it on the loop's thread before the loop ends.
+  void attach_to_loop(uv_loop_t* loop, QueryProcessor* local);
+  void detach_from_loop();
+
+  // New tasks were queued for `model`. On a loop: dispatch once this loop iteration's I/O is done.
+  // On a thread: wake it, but only when it sleeps and a replica of the model is idle (seq_cst pairs
+  // with the RPC thread's sleep announcement).
   void notify_work(const ModelVersion& model) {
+    if (loop_ != nullptr) {
+      work_pending_ = true;
+      return;
+    }
     if (model.idle_replicas.load(std::memory_order_seq_cst) > 0 &&
         sleeping_.exchange(false, std::memory_order_seq_cst)) {
       wake();
@@ -72,6 +88,10 @@ class ModelRpcServer {
   };
 
   void wake();
+  // One pass of the work run() does per wake-up; returns when the next timed wake-up is due.
+  Clock::time_point process(bool monitor_readable);
+  void process_on_loop();
+  static bool readable(void* socket);
   bool idle_replica_has_inbox_work() const;
   void receive_all();
   void receive_disconnects();
@@ -117,6 +137,15 @@ class ModelRpcServer {
   std::vector<Task> expired_scratch_;
   std::vector<ModelVersion*> drained_scratch_;  // versions whose inbox this dispatch pass drained
   Clock::time_point next_liveness_check_;
+
+  // On-loop mode only.
+  uv_loop_t* loop_ = nullptr;
+  QueryProcessor* local_processor_ = nullptr;
+  uv_poll_t router_poll_{};
+  uv_poll_t monitor_poll_{};
+  uv_check_t after_io_{};
+  uv_timer_t timer_{};
+  bool work_pending_ = false;
 
   mutable std::mutex published_mutex_;
   std::vector<ReplicaInfo> published_replicas_;

@@ -8,6 +8,7 @@ class EngineOptions:
     rpc_port: int
     metrics_port: int
     io_threads: int
+    dedicated_rpc_thread: bool
     max_body_bytes: int
     cache_size_bytes: int
     max_batch_size: int

@@ -30,6 +30,7 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("rpc_port", &clipper::EngineOptions::rpc_port)
       .def_readwrite("metrics_port", &clipper::EngineOptions::metrics_port)
       .def_readwrite("io_threads", &clipper::EngineOptions::io_threads)
+      .def_readwrite("dedicated_rpc_thread", &clipper::EngineOptions::dedicated_rpc_thread)
       .def_readwrite("max_body_bytes", &clipper::EngineOptions::max_body_bytes)
       .def_readwrite("cache_size_bytes", &clipper::EngineOptions::cache_size_bytes)
       .def_readwrite("max_batch_size", &clipper::EngineOptions::max_batch_size)
