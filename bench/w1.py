@@ -134,6 +134,7 @@ def start_clipper(args: argparse.Namespace, stack: contextlib.ExitStack) -> Targ
         connection.start_clipper,
         qf_http_thread_pool_size=args.io_threads,
         cache_size=args.cache_size_bytes,
+        rpc_thread=args.rpc_thread,
     )
     connection.start_clipper(**start_kwargs)
     stack.callback(connection.stop_all)
@@ -511,6 +512,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--io-threads", type=int, default=1, help="Clipper frontend I/O threads (default 1)"
     )
     parser.add_argument(
+        "--rpc-thread",
+        choices=("shared", "dedicated"),
+        default="shared",
+        help="model RPC on the single I/O thread's loop, or on a thread of its own (default shared)",
+    )
+    parser.add_argument(
         "--slo-micros", type=int, default=100_000, help="the W1 app's SLO (default 100 ms)"
     )
     parser.add_argument(
@@ -603,7 +610,8 @@ def main(argv: list[str]) -> int:
     header = (
         "W1: no-op model, distinct 10-double vectors | "
         f"nginx worker_processes={args.nginx_workers}, "
-        f"clipper io_threads={args.io_threads} | {os.cpu_count()} CPUs | "
+        f"clipper io_threads={args.io_threads} rpc_thread={args.rpc_thread} | "
+        f"{os.cpu_count()} CPUs | "
         f"median of {args.repeat} run(s) of {args.duration:g} s (+{args.warmup:g} s warmup)"
     )
     print_summary(summary, memory, checks, scenario_list, header)

@@ -83,9 +83,12 @@ class ClipperConnection:
         qf_http_timeout_request: int = 5,
         qf_http_timeout_content: int = 300,
         num_frontend_replicas: int = 1,
+        rpc_thread: str = "shared",
     ) -> None:
         """Start the cluster (frontend with `cache_size` bytes of prediction cache, 0 = off) and
-        connect to it. The image arguments are Clipper's; local processes need none."""
+        connect to it. The image arguments are Clipper's; local processes need none.
+        `rpc_thread`: "shared" runs the model RPC on the single I/O thread's loop (lowest latency),
+        "dedicated" gives it a thread of its own (more throughput when cores are free)."""
         if num_frontend_replicas != 1:
             raise ClipperException(
                 f"num_frontend_replicas={num_frontend_replicas}: one frontend per cluster is "
@@ -93,7 +96,11 @@ class ClipperConnection:
             )
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ClipperException(f"cache_size must be a number of bytes >= 0, got {cache_size!r}")
-        self.cm.start_clipper(cache_size_bytes=cache_size, io_threads=qf_http_thread_pool_size)
+        if rpc_thread not in ("shared", "dedicated"):
+            raise ClipperException(f"rpc_thread={rpc_thread!r}: use 'shared' or 'dedicated'")
+        self.cm.start_clipper(
+            cache_size_bytes=cache_size, io_threads=qf_http_thread_pool_size, rpc_thread=rpc_thread
+        )
         self._attach()
         self._restore_replicas()
         logger.info("event=clipper_started cluster=%s", self.cm.cluster_name)

@@ -23,7 +23,9 @@ class ContainerManager(abc.ABC):
     # ---- the frontend -------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def start_clipper(self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1) -> None:
+    def start_clipper(
+        self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1, rpc_thread: str = "shared"
+    ) -> None:
         """Start the cluster's frontend and return once it answers; raises ClusterStartError."""
 
     @abc.abstractmethod

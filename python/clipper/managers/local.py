@@ -131,7 +131,9 @@ class LocalContainerManager(ContainerManager):
 
     # ---- the frontend -------------------------------------------------------------------------------
 
-    def start_clipper(self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1) -> None:
+    def start_clipper(
+        self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1, rpc_thread: str = "shared"
+    ) -> None:
         existing = FrontendEndpoints.read(self.state_dir)
         if existing is not None and existing.is_alive():
             raise ClusterStartError(
@@ -155,6 +157,7 @@ class LocalContainerManager(ContainerManager):
             "--metrics-port", str(self.prometheus_port),
             "--cache-size-bytes", str(cache_size_bytes),
             "--io-threads", str(io_threads),
+            "--rpc-thread", rpc_thread,
             "--max-body-bytes", str(self.max_body_bytes),
             "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
             "--log-level", self.log_level,

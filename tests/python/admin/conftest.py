@@ -46,7 +46,7 @@ class ScriptedContainerManager(ContainerManager):
         self.silent = False  # replicas start but never connect
         self.current_during_deploy = {}
 
-    def start_clipper(self, cache_size_bytes=0, io_threads=1):
+    def start_clipper(self, cache_size_bytes=0, io_threads=1, rpc_thread="shared"):
         self.calls.append(("start_clipper", cache_size_bytes, io_threads))
 
     def connect(self):
