@@ -34,6 +34,7 @@ struct Task {
 enum class CompletionKind : uint8_t {
   Output,      // `text` is the model's output
   ModelError,  // `text` explains why the model gave no output
+  Shed,        // the deadline could not be met any more; `text` says why (answered with the default)
 };
 
 struct Completion {

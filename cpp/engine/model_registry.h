@@ -48,6 +48,7 @@ struct ModelVersion {
 
   // RPC thread only.
   LatencyModel latency;
+  Clock::time_point last_batch_sent{};
 };
 
 class ModelRegistry {

@@ -367,7 +367,11 @@ void QueryProcessor::complete(Completion& completion) {
   } else {
     result.is_default = true;
     result.output = query.app->default_output;
-    result.explanation = "Model " + query.model_label + " failed: " + completion.text;
+    result.explanation = completion.kind == CompletionKind::ModelError
+                             ? "Model " + query.model_label + " failed: " + completion.text
+                             : "Failed to retrieve a prediction response from model " + query.model_label +
+                                   " within the latency SLO of " + std::to_string(query.app->slo_micros) +
+                                   " microseconds: " + completion.text;
   }
   if (--query.remaining == 0) {
     finish(found->first, query);

@@ -150,6 +150,12 @@ std::string MetricsRegistry::render_prometheus() const {
   for (const auto& [key, model] : models_) {
     line(out, "clipper_model_expired_tasks_total", model_labels(key), model->expired_tasks.value());
   }
+  out += "# HELP clipper_model_shed_tasks_total Inputs answered with the default before evaluation: "
+         "their deadline could no longer be met.\n";
+  out += "# TYPE clipper_model_shed_tasks_total counter\n";
+  for (const auto& [key, model] : models_) {
+    line(out, "clipper_model_shed_tasks_total", model_labels(key), model->shed_tasks.value());
+  }
   out += "# HELP clipper_model_hedged_batches_total Batches re-sent because their replica stalled.\n";
   out += "# TYPE clipper_model_hedged_batches_total counter\n";
   for (const auto& [key, model] : models_) {

@@ -76,6 +76,7 @@ struct ModelMetrics {
   Gauge connected_replicas;
   Gauge learned_batch_size;                 // the controllers' current batch size
   Counter expired_tasks;                    // inputs dropped from the queue after their deadline
+  Counter shed_tasks;                       // inputs answered early: their deadline could not be met
   Counter hedged_batches;                   // batches re-sent because their replica stalled
   std::array<Counter, 4> batch_cut_reasons; // full, deadline, wait_expired, queue_empty
   LatencyHistogram batch_latency_micros{kLatencyBoundsMicros};

@@ -30,6 +30,9 @@ constexpr double kSlownessSmoothing = 0.3;   // EWMA weight of the newest batch
 constexpr double kSlowAbove = 4.0;           // slower than 4x the model's expectation: slow
 constexpr double kRecoveredBelow = 1.5;
 constexpr double kStallFactor = 4.0;         // in flight 4x longer than expected: stalled
+// A task whose time left is under this share of the model's one-input latency is shed at once:
+// evaluating it would only delay the tasks that can still make their deadline.
+constexpr double kDoomedShare = 0.75;
 
 wire::InputType to_wire(InputType type) { return static_cast<wire::InputType>(type); }
 
@@ -594,6 +597,38 @@ void ModelRpcServer::handle_expired(ModelVersion& model, std::vector<Task>& expi
   expired.clear();
 }
 
+void ModelRpcServer::shed_doomed(ModelVersion& model, Clock::time_point now) {
+  // Never shed everything for long: a batch now and then re-measures a model that got faster.
+  if (!model.latency.has_samples() || now - model.last_batch_sent > kSlowProbeInterval) return;
+  const double one_input_micros = model.latency.estimate_micros(1);
+  std::vector<Task> doomed;
+  while (model.queue.ready() > 0) {
+    const auto left = duration_cast<microseconds>(*model.queue.earliest_deadline() - now).count();
+    if (static_cast<double>(left) >= kDoomedShare * one_input_micros) break;
+    model.queue.take_batch(doomed, 1, now, expired_scratch_);
+  }
+  handle_expired(model, expired_scratch_, now);
+  for (Task& task : doomed) {
+    model.metrics->shed_tasks.add();
+    const std::string reason = "shed before evaluation, " +
+                               std::to_string(duration_cast<microseconds>(task.deadline - now).count()) +
+                               " us left and the model needs about " +
+                               std::to_string(static_cast<int64_t>(one_input_micros)) + " us";
+    if (task.cached) {
+      if (auto owner = cache_.hand_over(cache_key_of(task), now)) {
+        push_completion(task.io_thread, task.query_key, task.input_index, CompletionKind::Shed, reason);
+        task.io_thread = owner->io_thread;
+        task.query_key = owner->query_key;
+        task.input_index = owner->input_index;
+        task.deadline = owner->deadline;
+        model.queue.requeue(std::move(task));
+        continue;
+      }
+    }
+    push_completion(task.io_thread, task.query_key, task.input_index, CompletionKind::Shed, reason);
+  }
+}
+
 bool ModelRpcServer::has_room(const Replica& replica) const {
   return replica.inflight_batches.size() < static_cast<std::size_t>(engine_.options().replica_pipeline_depth);
 }
@@ -633,6 +668,7 @@ Clock::time_point ModelRpcServer::dispatch(Clock::time_point now) {
       model.queue.drain_inbox(now);
       model.queue.take_expired(now, expired_scratch_);
       handle_expired(model, expired_scratch_, now);
+      shed_doomed(model, now);
     }
     if (model.queue.ready() == 0) continue;
     if (replica.slow && !has_healthy_peer(replica)) {
@@ -718,6 +754,7 @@ bool ModelRpcServer::send_batch(Replica& replica, std::vector<Task>&& tasks) {
     return false;
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
+  model.last_batch_sent = Clock::now();
   replica.inflight_batches.push_back(batch_id);
   if (!has_room(replica)) model.idle_replicas.fetch_sub(1);
   inflight_.emplace(batch_id, InflightBatch{replica.routing_id, &model, std::move(tasks), Clock::now(), false});

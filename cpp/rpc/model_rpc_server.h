@@ -108,6 +108,7 @@ class ModelRpcServer {
   void hedge_stalled_batches(Clock::time_point now);
   void sweep_expired(Clock::time_point now);
   void handle_expired(ModelVersion& model, std::vector<Task>& expired, Clock::time_point now);
+  void shed_doomed(ModelVersion& model, Clock::time_point now);
   void complete_outputs(std::vector<Task>& tasks, std::vector<std::string>& outputs);
   void complete_error(std::vector<Task>& tasks, const std::string& error);
   void push_completion(uint32_t io_thread, uint64_t query_key, uint32_t input_index, CompletionKind kind,

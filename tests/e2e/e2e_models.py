@@ -77,3 +77,8 @@ def tagged_sum(tag):
         return [json.dumps({"version": tag, "sum": float(np.sum(row))}) for row in inputs]
 
     return predict
+
+
+def sleep_300_ms(inputs):
+    time.sleep(0.3)
+    return ["1.0" for _ in inputs]

@@ -97,3 +97,24 @@ def test_a_straggling_replica_never_pushes_an_answer_past_the_slo(clusters, tmp_
     text = metrics_text(conn)
     assert "clipper_model_hedged_batches_total" in text
     assert state is None or any(replica["slow"] for model in state for replica in model["replicas"])
+
+
+def test_queries_a_busy_model_cannot_answer_in_time_are_shed_at_once(clusters):
+    conn = clusters.start("shedding")
+    conn.register_application("slow", "doubles", "-1.0", 150_000)
+    deploy_python_closure(conn, "sleeper", "1", "doubles", e2e_models.sleep_300_ms)
+    conn.link_model_to_app("slow", "sleeper")
+
+    # The first query teaches the engine that a batch takes ~300 ms, longer than the 150 ms SLO.
+    first = predict(conn, "slow", {"input": [1.0]})[1]
+    assert first["default"] is True
+    time.sleep(0.4)  # the first batch finishes and is measured
+    shed = []
+    for index in range(5):
+        status, answer, elapsed = predict(conn, "slow", {"input": [float(index), 2.0]})
+        assert status == 200 and answer["default"] is True
+        shed.append((answer["default_explanation"], elapsed))
+    # At least one query is answered well before its deadline, saying why.
+    early = [explanation for explanation, elapsed in shed if elapsed < 0.1]
+    assert early and all("shed before evaluation" in explanation for explanation in early)
+    assert "clipper_model_shed_tasks_total" in metrics_text(conn)
