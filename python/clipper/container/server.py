@@ -10,6 +10,7 @@ Message encoding and decoding live in codec.py; this module only moves bytes and
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -261,6 +262,10 @@ class ModelServer:
                 target=self._heartbeat_loop, args=(context,), name="clipper-heartbeat", daemon=True
             )
             heartbeat_thread.start()
+            # The model and the modules loaded so far live as long as the replica: take them out of
+            # the collector's view, so collections during serving stay short.
+            gc.collect()
+            gc.freeze()
             self._serving.set()
             self._serve(data_socket, register)
         finally:
