@@ -79,90 +79,55 @@ std::string MetricsRegistry::render_prometheus() const {
   std::lock_guard lock(mutex_);
   std::string out;
   out.reserve(4096);
-  out += "# HELP clipper_app_requests_total Prediction requests accepted per app.\n";
-  out += "# TYPE clipper_app_requests_total counter\n";
-  for (const auto& [name, app] : apps_) {
-    line(out, "clipper_app_requests_total", "app=\"" + escape_label(name) + "\"", app->requests.value());
-  }
-  out += "# HELP clipper_app_predictions_total Inputs answered per app.\n";
-  out += "# TYPE clipper_app_predictions_total counter\n";
-  for (const auto& [name, app] : apps_) {
-    line(out, "clipper_app_predictions_total", "app=\"" + escape_label(name) + "\"",
-         app->predictions.value());
-  }
-  out += "# HELP clipper_app_default_answers_total Inputs answered with the app's default output.\n";
-  out += "# TYPE clipper_app_default_answers_total counter\n";
-  for (const auto& [name, app] : apps_) {
-    line(out, "clipper_app_default_answers_total", "app=\"" + escape_label(name) + "\"",
-         app->default_answers.value());
-  }
-  out += "# HELP clipper_app_client_errors_total Requests answered with a 4xx status.\n";
-  out += "# TYPE clipper_app_client_errors_total counter\n";
-  for (const auto& [name, app] : apps_) {
-    line(out, "clipper_app_client_errors_total", "app=\"" + escape_label(name) + "\"",
-         app->client_errors.value());
-  }
-  out += "# HELP clipper_app_feedback_total Feedback (/update) requests accepted.\n";
-  out += "# TYPE clipper_app_feedback_total counter\n";
-  for (const auto& [name, app] : apps_) {
-    line(out, "clipper_app_feedback_total", "app=\"" + escape_label(name) + "\"", app->feedback.value());
-  }
-  out += "# HELP clipper_app_slo_attained_total Inputs answered by a model within the app's SLO.\n";
-  out += "# TYPE clipper_app_slo_attained_total counter\n";
-  for (const auto& [name, app] : apps_) {
-    line(out, "clipper_app_slo_attained_total", "app=\"" + escape_label(name) + "\"", app->slo_attained.value());
-  }
-  out += "# HELP clipper_app_latency_micros Time from receiving a request to answering it.\n";
-  out += "# TYPE clipper_app_latency_micros histogram\n";
-  for (const auto& [name, app] : apps_) {
-    app->latency_micros.render(out, "clipper_app_latency_micros", "app=\"" + escape_label(name) + "\"");
-  }
+  auto header = [&out](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto app_labels = [](const std::string& name) { return "app=\"" + escape_label(name) + "\""; };
   auto model_labels = [](const std::pair<std::string, std::string>& key) {
     return "model=\"" + escape_label(key.first) + "\",version=\"" + escape_label(key.second) + "\"";
   };
-  out += "# HELP clipper_model_batches_total Batches sent to replicas and answered.\n";
-  out += "# TYPE clipper_model_batches_total counter\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_batches_total", model_labels(key), model->batches.value());
-  }
-  out += "# HELP clipper_model_predictions_total Inputs evaluated by the model.\n";
-  out += "# TYPE clipper_model_predictions_total counter\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_predictions_total", model_labels(key), model->predictions.value());
-  }
-  out += "# HELP clipper_model_failed_batches_total Batches the model failed (raised or bad output).\n";
-  out += "# TYPE clipper_model_failed_batches_total counter\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_failed_batches_total", model_labels(key), model->failed_batches.value());
-  }
-  out += "# HELP clipper_model_connected_replicas Replicas registered and alive.\n";
-  out += "# TYPE clipper_model_connected_replicas gauge\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_connected_replicas", model_labels(key), model->connected_replicas.value());
-  }
-  out += "# HELP clipper_model_learned_batch_size The adaptive controllers' current batch size.\n";
-  out += "# TYPE clipper_model_learned_batch_size gauge\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_learned_batch_size", model_labels(key), model->learned_batch_size.value());
-  }
-  out += "# HELP clipper_model_expired_tasks_total Inputs dropped from the queue after their deadline.\n";
-  out += "# TYPE clipper_model_expired_tasks_total counter\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_expired_tasks_total", model_labels(key), model->expired_tasks.value());
-  }
-  out += "# HELP clipper_model_shed_tasks_total Inputs answered with the default before evaluation: "
-         "their deadline could no longer be met.\n";
-  out += "# TYPE clipper_model_shed_tasks_total counter\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_shed_tasks_total", model_labels(key), model->shed_tasks.value());
-  }
-  out += "# HELP clipper_model_hedged_batches_total Batches re-sent because their replica stalled.\n";
-  out += "# TYPE clipper_model_hedged_batches_total counter\n";
-  for (const auto& [key, model] : models_) {
-    line(out, "clipper_model_hedged_batches_total", model_labels(key), model->hedged_batches.value());
-  }
-  out += "# HELP clipper_model_batch_cuts_total Why each batch was cut.\n";
-  out += "# TYPE clipper_model_batch_cuts_total counter\n";
+  // One family per app counter: `field` picks the counter out of AppMetrics.
+  auto app_family = [&](const char* name, const char* help, const Counter AppMetrics::*field) {
+    header(name, "counter", help);
+    for (const auto& [app_name, app] : apps_) line(out, name, app_labels(app_name), ((*app).*field).value());
+  };
+  auto model_counter = [&](const char* name, const char* help, const Counter ModelMetrics::*field) {
+    header(name, "counter", help);
+    for (const auto& [key, model] : models_) line(out, name, model_labels(key), ((*model).*field).value());
+  };
+  auto model_gauge = [&](const char* name, const char* help, const Gauge ModelMetrics::*field) {
+    header(name, "gauge", help);
+    for (const auto& [key, model] : models_) line(out, name, model_labels(key), ((*model).*field).value());
+  };
+
+  app_family("clipper_app_requests_total", "Prediction requests accepted per app.", &AppMetrics::requests);
+  app_family("clipper_app_predictions_total", "Inputs answered per app.", &AppMetrics::predictions);
+  app_family("clipper_app_default_answers_total", "Inputs answered with the app's default output.",
+             &AppMetrics::default_answers);
+  app_family("clipper_app_client_errors_total", "Requests answered with a 4xx status.",
+             &AppMetrics::client_errors);
+  app_family("clipper_app_feedback_total", "Feedback (/update) requests accepted.", &AppMetrics::feedback);
+  app_family("clipper_app_slo_attained_total", "Inputs answered by a model within the app's SLO.",
+             &AppMetrics::slo_attained);
+  header("clipper_app_latency_micros", "histogram", "Time from receiving a request to answering it.");
+  for (const auto& [name, app] : apps_) app->latency_micros.render(out, "clipper_app_latency_micros", app_labels(name));
+
+  model_counter("clipper_model_batches_total", "Batches sent to replicas and answered.", &ModelMetrics::batches);
+  model_counter("clipper_model_predictions_total", "Inputs evaluated by the model.", &ModelMetrics::predictions);
+  model_counter("clipper_model_failed_batches_total", "Batches the model failed (raised or bad output).",
+                &ModelMetrics::failed_batches);
+  model_gauge("clipper_model_connected_replicas", "Replicas registered and alive.",
+              &ModelMetrics::connected_replicas);
+  model_gauge("clipper_model_learned_batch_size", "The adaptive controllers' current batch size.",
+              &ModelMetrics::learned_batch_size);
+  model_counter("clipper_model_expired_tasks_total", "Inputs dropped from the queue after their deadline.",
+                &ModelMetrics::expired_tasks);
+  model_counter("clipper_model_shed_tasks_total",
+                "Inputs answered with the default before evaluation: their deadline could no longer be met.",
+                &ModelMetrics::shed_tasks);
+  model_counter("clipper_model_hedged_batches_total", "Batches re-sent because their replica stalled.",
+                &ModelMetrics::hedged_batches);
+  header("clipper_model_batch_cuts_total", "counter", "Why each batch was cut.");
   static const char* kReasons[] = {"full", "deadline", "wait_expired", "queue_empty"};
   for (const auto& [key, model] : models_) {
     for (std::size_t i = 0; i < 4; ++i) {
@@ -170,16 +135,12 @@ std::string MetricsRegistry::render_prometheus() const {
            model->batch_cut_reasons[i].value());
     }
   }
-  out += "# HELP clipper_model_batch_latency_micros Time from sending a batch to its answer.\n";
-  out += "# TYPE clipper_model_batch_latency_micros histogram\n";
+  header("clipper_model_batch_latency_micros", "histogram", "Time from sending a batch to its answer.");
   for (const auto& [key, model] : models_) {
     model->batch_latency_micros.render(out, "clipper_model_batch_latency_micros", model_labels(key));
   }
-  out += "# HELP clipper_model_batch_size Inputs per batch sent to a replica.\n";
-  out += "# TYPE clipper_model_batch_size histogram\n";
-  for (const auto& [key, model] : models_) {
-    model->batch_size.render(out, "clipper_model_batch_size", model_labels(key));
-  }
+  header("clipper_model_batch_size", "histogram", "Inputs per batch sent to a replica.");
+  for (const auto& [key, model] : models_) model->batch_size.render(out, "clipper_model_batch_size", model_labels(key));
   return out;
 }
 
