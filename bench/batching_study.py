@@ -388,6 +388,7 @@ def run_study(workload: Workload, args: argparse.Namespace) -> int:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": common.machine_info(),
+        "source": cluster_lib.source_revision(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "workload": workload.description,
         "model_calibration": calibration,
@@ -701,6 +702,17 @@ def plot_sweep(
             label=f"adaptive (mean batch {x:.1f})",
         )
         bottom.plot([x], [adaptive["p99_ms"]], "*", color="C1", ms=15, label="adaptive p99")
+    disturbed = [r for r in rows if r["other_cores_max"] > NOISY_OTHER_CORES]
+    if disturbed:
+        for axis, key in ((top, "model_answers_rps"), (bottom, "p99_ms")):
+            axis.plot(
+                [r["batch_size"] for r in disturbed],
+                [r[key] for r in disturbed],
+                "x",
+                color="black",
+                ms=9,
+                label=f"disturbed (other work > {NOISY_OTHER_CORES} cores)",
+            )
     for r in rows:
         share = r["default_share"] or 0
         if share >= 0.01:
@@ -746,6 +758,17 @@ def plot_open_loop(
         rates = [r["rate"] for r in mine]
         left.plot(rates, [r["model_answers_rps"] for r in mine], "o-", label=label)
         right.plot(rates, [r["p99_ms"] for r in mine], "o-", label=label)
+    disturbed = [r for r in rows if r["other_cores"] > NOISY_OTHER_CORES]
+    if disturbed:
+        for axis, key in ((left, "model_answers_rps"), (right, "p99_ms")):
+            axis.plot(
+                [r["rate"] for r in disturbed],
+                [r[key] for r in disturbed],
+                "x",
+                color="black",
+                ms=9,
+                label=f"disturbed (other work > {NOISY_OTHER_CORES} cores)",
+            )
     all_rates = sorted({r["rate"] for r in rows})
     left.plot(all_rates, all_rates, color="grey", ls=":", lw=1, label="offered")
     slo_ms = args.slo_micros / 1000

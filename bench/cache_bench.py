@@ -75,8 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[0, 16, 128, 512, 4096],
-        help="Zipf part's cache sizes in KiB (0 = off; default 0 16 128 512 4096). An entry costs "
-        "about 100 bytes (96 of bookkeeping + the output)",
+        help="Zipf part's cache sizes in KiB (0 = off; default 0 16 128 512 4096). An entry of "
+        "this model costs 193 bytes (clipper_cache_bytes / clipper_cache_entries)",
     )
     parser.add_argument("--zipf-keys", type=int, default=10_000, help="distinct inputs (10,000)")
     parser.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent (default 1.0)")
@@ -171,8 +171,8 @@ def measure(
             "cache_misses": misses,
             "cache_coalesced": sampler.delta("clipper_cache_coalesced_total", start, end),
             "cache_evictions": sampler.delta("clipper_cache_evictions_total", start, end),
-            "cache_entries_end": sampler.value("clipper_cache_entries", end),
-            "cache_bytes_end": sampler.value("clipper_cache_bytes", end),
+            "cache_entries_end": round(sampler.value("clipper_cache_entries", end)),
+            "cache_bytes_end": round(sampler.value("clipper_cache_bytes", end)),
             "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
             "model_predictions_per_s": round(
                 sampler.delta(f"clipper_model_predictions_total{{{model}}}", start, end)
@@ -360,6 +360,7 @@ def plot(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     paths: list[Path] = []
     stem = args.output.stem
@@ -387,6 +388,9 @@ def plot(
                     axis.bar(xs, ys, width, label=name, color=colors[name])
             axis.set_xticks(range(len(keys)), keys, fontsize=8)
             axis.set_yscale("log")
+            axis.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.yaxis.set_minor_formatter(ticker.NullFormatter())
             axis.set_ylabel("ms (log)")
             axis.set_title(f"{title} latency", fontsize=10)
             axis.legend(fontsize=7)
@@ -459,6 +463,7 @@ def main(argv: list[str]) -> int:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": common.machine_info(),
+        "source": cluster_lib.source_revision(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "loadgen": loadgen,
         "model_calibration": calibration,

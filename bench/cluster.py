@@ -92,6 +92,22 @@ def start_local_cluster(
     )
 
 
+def source_revision() -> dict[str, Any]:
+    """The repository's commit and whether the working tree differs from it (for results files)."""
+    import subprocess
+
+    def git(*arguments: str) -> str:
+        completed = subprocess.run(
+            ["git", "-C", str(common.REPO_ROOT), *arguments],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return completed.stdout.strip() if completed.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
 def _stop_quietly(connection: Any) -> None:
     with contextlib.suppress(Exception):
         connection.stop_all(graceful=False, clear_state=True)
@@ -148,8 +164,8 @@ def app_labels(app: str) -> str:
 class MetricsSampler:
     """Polls /metrics every `interval_seconds` on a background thread (context manager).
 
-    Times are `time.monotonic()`; `value(key, t)` is the last sample at or before t, so counter
-    deltas between two instants are exact to within one interval.
+    Times are `time.monotonic()`; `value(key, t)` interpolates between the samples around t, so
+    counter deltas between two instants are exact to within a fraction of an interval.
     """
 
     def __init__(self, metrics_url: str, interval_seconds: float = 0.1) -> None:
@@ -194,8 +210,19 @@ class MetricsSampler:
         return index if index >= 0 else None
 
     def value(self, key: str, when: float) -> float:
-        index = self._index_at(when)
-        return 0.0 if index is None else self.samples[index].get(key, 0.0)
+        """The value at `when`, interpolated between the samples either side (so that counter
+        deltas over short windows do not jump by a whole sampling interval)."""
+        with self._lock:
+            index = bisect.bisect_right(self.times, when) - 1
+            if index < 0:
+                return 0.0
+            before = self.samples[index].get(key, 0.0)
+            if index + 1 >= len(self.times):
+                return before
+            after = self.samples[index + 1].get(key, 0.0)
+            span = self.times[index + 1] - self.times[index]
+            share = (when - self.times[index]) / span if span > 0 else 0.0
+        return before + (after - before) * share
 
     def delta(self, key: str, start: float, end: float) -> float:
         return self.value(key, end) - self.value(key, start)

@@ -47,6 +47,7 @@ MODEL = "w3-burner"
 FIRST_WINDOW_S = 8.0
 STEADY_FROM_S = 12.0
 BIN_S = 0.5
+NOISY_OTHER_CORES = 0.2  # cores used outside the study during a scenario that mark it as disturbed
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -129,15 +130,16 @@ def scenario(
     print(
         f"{name}: load at {args.rate:,.0f}/s, deploying after {args.lead:g} s ...", file=sys.stderr
     )
-    run = LoadRun(command, timeout_seconds=args.run_seconds + 30)
-    try:
-        time.sleep(args.lead)
-        deploy_started = time.monotonic()
-        deploy()
-        t0 = time.monotonic()
-        report = run.wait()
-    finally:
-        run.stop()
+    with common.CpuMeter(cluster.server_pids) as cpu:
+        run = LoadRun(command, timeout_seconds=args.run_seconds + 30)
+        try:
+            time.sleep(args.lead)
+            deploy_started = time.monotonic()
+            deploy()
+            t0 = time.monotonic()
+            report = run.wait()
+        finally:
+            run.stop()
     end = run.started + args.run_seconds
     first = (t0, t0 + FIRST_WINDOW_S)
     steady = (t0 + STEADY_FROM_S, end - 1.0)
@@ -197,6 +199,7 @@ def scenario(
         "ratio_first_to_steady": common.ratio(
             first_summary["goodput_rps"], steady_summary["goodput_rps"]
         ),
+        "cpu_cores": cpu.summary(),
         "bins": bins,
         "learned_batch_size": [[round(t, 2), v] for t, v in zip(times, learned) if t > -5],
         "loadgen": {
@@ -382,6 +385,12 @@ def main(argv: list[str]) -> int:
         "goodput/s: the engine's answers from the model within the SLO; p99<=: the upper bound of "
         "the engine's latency bucket holding the 99th percentile."
     )
+    noisy = [r["scenario"] for r in results if r["cpu_cores"]["other"] > NOISY_OTHER_CORES]
+    if noisy:
+        print(
+            f"WARNING: other work used > {NOISY_OTHER_CORES} cores during {', '.join(noisy)}; "
+            "those figures are disturbed: rerun on a quiet machine."
+        )
     print()
     print("issue 3 target: goodput in the first 8 s after a deployment >= 0.5 x steady state")
     checks = []
@@ -408,6 +417,7 @@ def main(argv: list[str]) -> int:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": common.machine_info(),
+        "source": cluster_lib.source_revision(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model_calibration": calibration,
         "checks": checks,

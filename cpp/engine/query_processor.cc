@@ -358,6 +358,13 @@ void QueryProcessor::complete(Completion& completion) {
   auto found = pending_.find(completion.query_key);
   if (found == pending_.end()) return;  // already answered at its deadline
   PendingQuery& query = found->second;
+  if (Clock::now() >= query.received + microseconds(query.app->slo_micros)) {
+    // The deadline passed while the loop was busy, before its timer fired: the SLO promises the
+    // default now, not a late answer.
+    answer_overdue(found->first, query);
+    pending_.erase(found);
+    return;
+  }
   if (completion.input_index >= query.results.size()) return;
   InputResult& result = query.results[completion.input_index];
   if (result.done) return;
@@ -379,6 +386,13 @@ void QueryProcessor::complete(Completion& completion) {
   }
 }
 
+void QueryProcessor::answer_overdue(uint64_t query_key, PendingQuery& query) {
+  fill_defaults(query, "Failed to retrieve a prediction response from model " + query.model_label +
+                           " within the latency SLO of " + std::to_string(query.app->slo_micros) +
+                           " microseconds");
+  finish(query_key, query);
+}
+
 void QueryProcessor::arm_deadline_timer(Clock::time_point deadline) {
   if (deadline >= armed_deadline_) return;
   armed_deadline_ = deadline;
@@ -398,11 +412,7 @@ void QueryProcessor::expire_deadlines() {
   deadlines_.expire_until(now, [this](uint64_t key) {
     auto found = pending_.find(key);
     if (found == pending_.end()) return;
-    PendingQuery& query = found->second;
-    fill_defaults(query, "Failed to retrieve a prediction response from model " + query.model_label +
-                             " within the latency SLO of " + std::to_string(query.app->slo_micros) +
-                             " microseconds");
-    finish(key, query);
+    answer_overdue(key, found->second);
     pending_.erase(found);
   });
   if (auto next = deadlines_.earliest()) arm_deadline_timer(*next);

@@ -76,6 +76,7 @@ class QueryProcessor final : public http::RequestHandler {
   bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
   void drain_completions();
   void complete(Completion& completion);
+  void answer_overdue(uint64_t query_key, PendingQuery& query);
   void expire_deadlines();
   void arm_deadline_timer(Clock::time_point deadline);
   void fill_defaults(PendingQuery& query, const std::string& explanation);
