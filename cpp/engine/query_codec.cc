@@ -16,6 +16,25 @@ extern "C" {
 namespace clipper {
 namespace {
 
+// Parsing and rendering run once per request: their scratch memory lives in per-thread buffers so
+// the common case allocates nothing (rapidjson's defaults malloc a 64 KiB chunk per document).
+using PoolAllocator = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
+using PooledDocument = rapidjson::GenericDocument<rapidjson::UTF8<>, PoolAllocator, PoolAllocator>;
+
+struct ParseScratch {
+  alignas(16) char values[16 * 1024];
+  alignas(16) char stack[4 * 1024];
+};
+thread_local ParseScratch parse_scratch;
+
+// A rapidjson output stream that appends to a std::string.
+struct StringAppender {
+  using Ch = char;
+  std::string& out;
+  void Put(char c) { out.push_back(c); }
+  void Flush() {}
+};
+
 std::string schema_cause(std::string_view detail, InputType type) {
   std::string cause(detail);
   cause += ". Expected JSON schema: ";
@@ -113,7 +132,7 @@ std::optional<std::string> decode_input(const rapidjson::Value& value, InputType
   return std::string("unknown input type");
 }
 
-bool parse_object(std::string_view body, rapidjson::Document& doc, DecodeError& failure,
+bool parse_object(std::string_view body, PooledDocument& doc, DecodeError& failure,
                   InputType type) {
   doc.Parse(body.data(), body.size());
   if (doc.HasParseError()) {
@@ -135,7 +154,9 @@ bool parse_object(std::string_view body, rapidjson::Document& doc, DecodeError& 
 
 DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type) {
   DecodeResult<PredictBody> result;
-  rapidjson::Document doc;
+  PoolAllocator values(parse_scratch.values, sizeof(parse_scratch.values));
+  PoolAllocator stack(parse_scratch.stack, sizeof(parse_scratch.stack));
+  PooledDocument doc(&values, sizeof(parse_scratch.stack), &stack);
   if (!parse_object(body, doc, result.failure, type)) return result;
 
   PredictBody parsed;
@@ -194,7 +215,9 @@ DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType t
 
 DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType type) {
   DecodeResult<UpdateBody> result;
-  rapidjson::Document doc;
+  PoolAllocator values(parse_scratch.values, sizeof(parse_scratch.values));
+  PoolAllocator stack(parse_scratch.stack, sizeof(parse_scratch.stack));
+  PooledDocument doc(&values, sizeof(parse_scratch.stack), &stack);
   if (!parse_object(body, doc, result.failure, type)) return result;
   UpdateBody parsed;
   const auto uid = doc.FindMember("uid");
@@ -227,15 +250,17 @@ DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType typ
 bool is_valid_json(std::string_view text) {
   if (text.empty()) return false;
   rapidjson::BaseReaderHandler<> handler;
-  rapidjson::Reader reader;
+  alignas(16) char stack_buffer[1024];
+  PoolAllocator stack(stack_buffer, sizeof(stack_buffer));
+  rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, PoolAllocator> reader(&stack, sizeof(stack_buffer));
   rapidjson::MemoryStream stream(text.data(), text.size());
   return !reader.Parse<rapidjson::kParseDefaultFlags>(stream, handler).IsError();
 }
 
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
                        std::string_view default_explanation) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  StringAppender stream{out};
+  rapidjson::Writer<StringAppender> writer(stream);
   writer.StartObject();
   writer.Key("query_id");
   writer.Uint64(query_id);
@@ -253,7 +278,6 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
                   static_cast<rapidjson::SizeType>(default_explanation.size()));
   }
   writer.EndObject();
-  out.append(buffer.GetString(), buffer.GetSize());
 }
 
 std::string render_error(std::string_view error, std::string_view cause) {
