@@ -43,4 +43,3 @@ class Model(abc.ABC):
     @abc.abstractmethod
     def predict_batch(self, inputs: Any) -> Sequence[Any]:
         """Returns one output per element of `inputs`, in the same order."""
-        raise NotImplementedError
