@@ -333,8 +333,16 @@ void ModelRpcServer::receive_all() {
       more = zmq_msg_more(&body);
       if (first) {
         const int socket_fd = zmq_msg_get(&body, ZMQ_SRCFD);
-        handle_message(routing_id, static_cast<const uint8_t*>(zmq_msg_data(&body)), zmq_msg_size(&body),
-                       socket_fd);
+        const auto* data = static_cast<const uint8_t*>(zmq_msg_data(&body));
+        const std::size_t size = zmq_msg_size(&body);
+        // ZeroMQ keeps small messages at any offset inside its receive buffer; flatbuffers reads
+        // fields in place and needs the buffer aligned, so such a message is copied once.
+        if (reinterpret_cast<uintptr_t>(data) % alignof(std::max_align_t) != 0) {
+          aligned_scratch_.resize(size / sizeof(std::max_align_t) + 1);
+          std::memcpy(aligned_scratch_.data(), data, size);
+          data = reinterpret_cast<const uint8_t*>(aligned_scratch_.data());
+        }
+        handle_message(routing_id, data, size, socket_fd);
         first = false;
       }
       zmq_msg_close(&body);

@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,7 @@ class ModelRpcServer {
   flatbuffers::FlatBufferBuilder builder_{4096};
   std::vector<std::vector<Completion>> outgoing_;  // per I/O thread
   std::vector<Task> expired_scratch_;
+  std::vector<std::max_align_t> aligned_scratch_;  // aligned copies of misaligned inbound messages
   std::vector<ModelVersion*> drained_scratch_;  // versions whose inbox this dispatch pass drained
   Clock::time_point next_liveness_check_;
 
