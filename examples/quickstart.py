@@ -1,6 +1,7 @@
 """Quickstart: start a local Clipper cluster, deploy a Python function, query it over HTTP."""
 
 import json
+import tempfile
 import urllib.request
 
 from clipper import ClipperConnection, LocalContainerManager
@@ -13,7 +14,9 @@ def add_one(inputs):
 
 
 def main() -> None:
-    connection = ClipperConnection(LocalContainerManager(cluster_name="quickstart"))
+    # A state directory of its own, so the demo starts empty however often it runs.
+    state_dir = tempfile.mkdtemp(prefix="clipper-quickstart-")
+    connection = ClipperConnection(LocalContainerManager(cluster_name="quickstart", state_dir=state_dir))
     connection.start_clipper()
     try:
         connection.register_application(
