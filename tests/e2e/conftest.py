@@ -1,7 +1,6 @@
 """End-to-end tests drive real clusters (frontend and replica processes) over loopback, as a user does.
-They need the native engine and the container SDK's closure runner, and skip without them."""
+They need the installed package: the native engine and the container SDK's closure runner."""
 
-import importlib.util
 import resource
 from pathlib import Path
 
@@ -10,19 +9,6 @@ import e2e_models
 import pytest
 
 
-def _missing_modules():
-    missing = []
-    for required in ("clipper_native._core", "clipper.container.closure_runner"):
-        try:
-            if importlib.util.find_spec(required) is None:
-                missing.append(required)
-        except ModuleNotFoundError:
-            missing.append(required)
-    return missing
-
-
-_MISSING = _missing_modules()
-
 # Replicas load the test models from their pickles alone.
 cloudpickle.register_pickle_by_value(e2e_models)
 
@@ -30,12 +16,6 @@ cloudpickle.register_pickle_by_value(e2e_models)
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if _soft < min(_hard, 8192):
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 8192), _hard))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def engine_and_sdk_available():
-    if _MISSING:
-        pytest.skip(f"end-to-end tests need {', '.join(_MISSING)}")
 
 
 def pytest_collection_modifyitems(items):

@@ -66,10 +66,6 @@ def test_batching_settings_are_applied_and_changed_live(clusters):
 
 def test_the_engine_caps_batches_and_reports_its_batching_state(clusters):
     conn = clusters.start("batching-engine")
-    from clipper_native import _core
-
-    if not hasattr(_core.Engine, "batching_state"):
-        pytest.skip("this engine build reports no batching state (and ignores max_batch_size)")
     conn.register_application("sizes", "doubles", "-1.0", SLO_MICROS)
     deploy_python_closure(
         conn, "sizes", "1", "doubles", e2e_models.size_of_its_batch, max_batch_size=3

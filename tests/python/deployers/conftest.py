@@ -1,7 +1,6 @@
 """Shared by the framework deployer tests: a real local cluster per test module, started on free ports
 with the end-to-end tests' helpers (tests/e2e/e2e_support.py) and stopped afterwards."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,22 +9,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
 
 
-def _engine_missing():
-    for required in ("clipper_native._core", "clipper.container.closure_runner"):
-        try:
-            if importlib.util.find_spec(required) is None:
-                return required
-        except ModuleNotFoundError:
-            return required
-    return None
-
-
 @pytest.fixture(scope="module")
 def cluster(request, tmp_path_factory):
     """A running cluster (its ClipperConnection) shared by the tests of one module."""
-    missing = _engine_missing()
-    if missing:
-        pytest.skip(f"deploying to a cluster needs {missing}")
     from e2e_support import start_cluster
 
     name = request.module.__name__.rpartition(".")[2].replace("_", "-")
