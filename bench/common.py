@@ -298,6 +298,43 @@ class CpuMeter:
         }
 
 
+# --------------------------------------------------------------------------------------------------
+# CPU placement
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_cpus(text: str) -> set[int]:
+    """"0", "0,2" or "1-3" -> a set of CPU numbers (taskset's list syntax)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    if not cpus:
+        raise ValueError(f"no CPUs in {text!r}")
+    return cpus
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    """Runs the block with this thread confined to `cpus`; processes it starts inherit the set.
+
+    Used to place a server under test (and everything it spawns) apart from the load generator.
+    None leaves placement to the kernel.
+    """
+    if cpus is None:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
 def megabytes(value: int | None) -> float | None:
     return None if value is None else round(value / 2**20, 1)
 
@@ -534,11 +571,14 @@ def loadgen_command(
     return command + list(extra_args or [])
 
 
-def run_loadgen(command: list[str], timeout_seconds: float | None = None) -> LoadgenRun:
-    """Runs clipper-loadgen to completion and parses its JSON report."""
-    completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout_seconds, check=False
-    )
+def run_loadgen(
+    command: list[str], timeout_seconds: float | None = None, cpus: set[int] | None = None
+) -> LoadgenRun:
+    """Runs clipper-loadgen to completion (on `cpus` when given) and parses its JSON report."""
+    with pinned(cpus):
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_seconds, check=False
+        )
     if completed.returncode != 0:
         raise RuntimeError(
             f"clipper-loadgen failed (exit {completed.returncode}): {completed.stderr.strip()}"
@@ -551,13 +591,17 @@ def run_loadgen_hold(
     rss_of: Any,
     settle_seconds: float = 1.0,
     timeout_seconds: float | None = None,
+    cpus: set[int] | None = None,
 ) -> tuple[LoadgenRun, list[int]]:
     """Runs clipper-loadgen in hold mode; from `event=holding` on, samples `rss_of()` until it ends.
 
     Returns the run and the RSS samples (bytes) taken while the connections were held, starting
     `settle_seconds` after they were all open.
     """
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with pinned(cpus):
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     samples: list[int] = []
     stderr_lines: list[str] = []
     holding = threading.Event()

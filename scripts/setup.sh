@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libhttp-parser-dev libzmq3-dev rapidjson-dev libb64-dev libconcurrentqueue-dev
-  libgtest-dev nginx-light redis-server libxxhash-dev
+  libgtest-dev nginx-light redis-server libxxhash-dev libabsl-dev
 )
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -55,6 +55,7 @@ class BatchQueue {
   std::atomic<std::size_t> inbox_size_{0};
   std::atomic<std::size_t> heap_size_{0};
   std::vector<Task> heap_;   // RPC thread only; min-heap on deadline
+  static constexpr std::size_t kDrainChunk = 64;  // tasks taken from the inbox per dequeue
   std::vector<Task> scratch_;
   Clock::time_point waiting_since_{};
 };

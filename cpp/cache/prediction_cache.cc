@@ -21,19 +21,20 @@ PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const Cache
   if (!enabled()) return Lookup::Miss;
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto [found, inserted] = shard.entries.try_emplace(key);
+  auto [found, inserted] = shard.index.try_emplace(key, 0);
   if (inserted) {
+    found->second = claim_slot(shard, key);
     misses_.fetch_add(1, std::memory_order_relaxed);
     return Lookup::Miss;
   }
-  Entry& entry = found->second;
-  if (entry.pending) {
-    entry.waiters.push_back(waiter);
+  Slot& slot = shard.slots[found->second];
+  if (slot.state == Slot::State::Pending) {
+    slot.waiters.push_back(waiter);
     coalesced_.fetch_add(1, std::memory_order_relaxed);
     return Lookup::Joined;
   }
-  entry.referenced = true;
-  output = entry.output;
+  slot.referenced = true;
+  output = slot.output;
   hits_.fetch_add(1, std::memory_order_relaxed);
   return Lookup::Hit;
 }
@@ -42,28 +43,31 @@ std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::stri
   if (!enabled()) return {};
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto found = shard.entries.find(key);
   const std::size_t cost = output.size() + kEntryOverheadBytes;
-  if (found == shard.entries.end()) {
+  auto found = shard.index.find(key);
+  uint32_t index = 0;
+  if (found == shard.index.end()) {
     // A late answer for a key that was handed over and dropped: keep it, it is still right.
     if (cost > shard_capacity_bytes_) return {};
-    found = shard.entries.try_emplace(key).first;
-  } else if (!found->second.pending) {
-    return {};  // a duplicate evaluation finished second; the first answer stays
+    index = claim_slot(shard, key);
+    shard.index.emplace(key, index);
+  } else {
+    index = found->second;
+    if (shard.slots[index].state != Slot::State::Pending) return {};  // a duplicate finished second
   }
-  Entry& entry = found->second;
-  std::vector<CacheWaiter> waiters = std::move(entry.waiters);
-  entry.waiters.clear();
+  Slot& slot = shard.slots[index];
+  std::vector<CacheWaiter> waiters = std::move(slot.waiters);
+  slot.waiters.clear();
   if (cost > shard_capacity_bytes_) {  // never fits: answer the waiters, store nothing
-    shard.entries.erase(found);
+    shard.index.erase(key);
+    release_slot(shard, index);
     return waiters;
   }
-  entry.pending = false;
-  entry.referenced = false;
-  entry.output.assign(output.data(), output.size());
+  slot.state = Slot::State::Ready;
+  slot.referenced = false;
+  slot.output.assign(output.data(), output.size());
   shard.bytes += cost;
-  shard.clock.push_back(key);
-  evict_until_fits(shard);
+  evict_until_fits(shard, index);
   return waiters;
 }
 
@@ -71,10 +75,14 @@ std::vector<CacheWaiter> PredictionCache::fail(const CacheKey& key) {
   if (!enabled()) return {};
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto found = shard.entries.find(key);
-  if (found == shard.entries.end() || !found->second.pending) return {};
-  std::vector<CacheWaiter> waiters = std::move(found->second.waiters);
-  shard.entries.erase(found);
+  auto found = shard.index.find(key);
+  if (found == shard.index.end()) return {};
+  const uint32_t index = found->second;
+  Slot& slot = shard.slots[index];
+  if (slot.state != Slot::State::Pending) return {};
+  std::vector<CacheWaiter> waiters = std::move(slot.waiters);
+  shard.index.erase(found);
+  release_slot(shard, index);
   return waiters;
 }
 
@@ -82,14 +90,18 @@ std::optional<CacheWaiter> PredictionCache::hand_over(const CacheKey& key, Clock
   if (!enabled()) return std::nullopt;
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto found = shard.entries.find(key);
-  if (found == shard.entries.end() || !found->second.pending) return std::nullopt;
-  auto& waiters = found->second.waiters;
+  auto found = shard.index.find(key);
+  if (found == shard.index.end()) return std::nullopt;
+  const uint32_t index = found->second;
+  Slot& slot = shard.slots[index];
+  if (slot.state != Slot::State::Pending) return std::nullopt;
+  auto& waiters = slot.waiters;
   waiters.erase(std::remove_if(waiters.begin(), waiters.end(),
                                [now](const CacheWaiter& waiter) { return waiter.deadline <= now; }),
                 waiters.end());
   if (waiters.empty()) {
-    shard.entries.erase(found);
+    shard.index.erase(found);
+    release_slot(shard, index);
     return std::nullopt;
   }
   auto latest = std::max_element(waiters.begin(), waiters.end(), [](const CacheWaiter& a, const CacheWaiter& b) {
@@ -100,22 +112,47 @@ std::optional<CacheWaiter> PredictionCache::hand_over(const CacheKey& key, Clock
   return owner;
 }
 
-void PredictionCache::evict_until_fits(Shard& shard) {
-  // CLOCK: a referenced entry gets a second chance (its bit cleared, moved to the back).
-  std::size_t inspected = 0;
-  while (shard.bytes > shard_capacity_bytes_ && !shard.clock.empty() && inspected < 4 * shard.clock.size() + 4) {
-    ++inspected;
-    const CacheKey key = shard.clock.front();
-    shard.clock.pop_front();
-    auto found = shard.entries.find(key);
-    if (found == shard.entries.end() || found->second.pending) continue;
-    if (found->second.referenced) {
-      found->second.referenced = false;
-      shard.clock.push_back(key);
+uint32_t PredictionCache::claim_slot(Shard& shard, const CacheKey& key) {
+  uint32_t index = 0;
+  if (!shard.free_slots.empty()) {
+    index = shard.free_slots.back();
+    shard.free_slots.pop_back();
+  } else {
+    index = static_cast<uint32_t>(shard.slots.size());
+    shard.slots.emplace_back();
+  }
+  Slot& slot = shard.slots[index];
+  slot.key = key;
+  slot.state = Slot::State::Pending;
+  slot.referenced = false;
+  return index;
+}
+
+void PredictionCache::release_slot(Shard& shard, uint32_t index) {
+  Slot& slot = shard.slots[index];
+  slot.state = Slot::State::Free;
+  std::string().swap(slot.output);  // give a large output's memory back now
+  std::vector<CacheWaiter>().swap(slot.waiters);
+  shard.free_slots.push_back(index);
+}
+
+void PredictionCache::evict_until_fits(Shard& shard, uint32_t newest) {
+  // CLOCK over the slot array: a referenced entry gets a second chance (its bit cleared). Two
+  // sweeps always suffice: the first clears every bit. The entry just stored is never the victim
+  // (a slot appended under the hand would otherwise go at once).
+  const std::size_t size = shard.slots.size();
+  for (std::size_t step = 0; shard.bytes > shard_capacity_bytes_ && step < 2 * size; ++step) {
+    if (shard.hand >= size) shard.hand = 0;
+    const uint32_t index = static_cast<uint32_t>(shard.hand++);
+    Slot& slot = shard.slots[index];
+    if (slot.state != Slot::State::Ready || index == newest) continue;
+    if (slot.referenced) {
+      slot.referenced = false;
       continue;
     }
-    shard.bytes -= found->second.output.size() + kEntryOverheadBytes;
-    shard.entries.erase(found);
+    shard.bytes -= slot.output.size() + kEntryOverheadBytes;
+    shard.index.erase(slot.key);
+    release_slot(shard, index);
     evictions_.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -128,7 +165,7 @@ CacheStatistics PredictionCache::statistics() const {
   statistics.evictions = evictions_.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < kShards; ++i) {
     std::lock_guard lock(shards_[i].mutex);
-    statistics.entries += shards_[i].entries.size();
+    statistics.entries += shards_[i].index.size();
     statistics.bytes += shards_[i].bytes;
   }
   return statistics;

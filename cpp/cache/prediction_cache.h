@@ -4,19 +4,22 @@
 // Keys hold the model version's identity and a 128-bit XXH3 hash of the input, so a new version
 // never sees the old version's answers. Sharded, one mutex per shard: I/O threads look up and join,
 // the RPC thread resolves. No shard lock is held while anything else is locked.
+// Layout: a shard's entries live in one slot array that is also the CLOCK ring, indexed by an
+// open-addressing map (abseil's flat_hash_map) from key to slot. A miss (the common case under
+// distinct inputs) costs one probe and no allocation; eviction walks the ring without a lookup.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include <absl/container/flat_hash_map.h>
 
 #include "batching/task.h"
 
@@ -77,24 +80,32 @@ class PredictionCache {
   struct KeyHash {
     std::size_t operator()(const CacheKey& key) const { return static_cast<std::size_t>(key.hash_low ^ key.model_id); }
   };
-  struct Entry {
-    bool pending = true;
-    bool referenced = false;
+  // One cached input. Free slots are reused before the array grows.
+  struct Slot {
+    enum class State : uint8_t { Free, Pending, Ready };
+    CacheKey key;
+    State state = State::Free;
+    bool referenced = false;  // CLOCK: hit since the hand last passed
     std::string output;
-    std::vector<CacheWaiter> waiters;
+    std::vector<CacheWaiter> waiters;  // queries joined to a pending evaluation
   };
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<CacheKey, Entry, KeyHash> entries;
-    std::deque<CacheKey> clock;  // resolved entries, in CLOCK order (front = next candidate)
-    std::size_t bytes = 0;
+    absl::flat_hash_map<CacheKey, uint32_t, KeyHash> index;  // key -> slot
+    std::vector<Slot> slots;
+    std::vector<uint32_t> free_slots;
+    std::size_t hand = 0;   // CLOCK hand: the next slot considered for eviction
+    std::size_t bytes = 0;  // resolved entries' cost
   };
   static constexpr std::size_t kShards = 16;
-  // Measured cost of an entry beyond its output: hash-map node and bucket, key, CLOCK slot.
+  // Cost of an entry beyond its output's bytes: its slot (88 B) with the slot array's growth slack,
+  // its index slot and control byte at abseil's load factor, its free-list entry.
   static constexpr std::size_t kEntryOverheadBytes = 192;
 
   Shard& shard_for(const CacheKey& key) { return shards_[key.hash_high % kShards]; }
-  void evict_until_fits(Shard& shard);
+  static uint32_t claim_slot(Shard& shard, const CacheKey& key);
+  static void release_slot(Shard& shard, uint32_t slot);
+  void evict_until_fits(Shard& shard, uint32_t newest);
 
   std::size_t capacity_bytes_;
   std::size_t shard_capacity_bytes_;

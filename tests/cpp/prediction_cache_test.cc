@@ -113,6 +113,22 @@ TEST(PredictionCache, ReferencedEntriesGetASecondChance) {
   }
 }
 
+TEST(PredictionCache, AFreshEntrySurvivesWhileTheFullCacheTurnsOver) {
+  PredictionCache cache(16 * 8 * (100 + 192));
+  std::string output;
+  const std::string value(100, 'v');
+  for (int i = 0; i < 2000; ++i) {
+    const CacheKey key = make_cache_key(1, "churn-" + std::to_string(i));
+    ASSERT_EQ(cache.lookup(key, waiter(i), output), PredictionCache::Lookup::Miss) << i;
+    cache.resolve(key, value);
+    ASSERT_EQ(cache.lookup(key, waiter(i), output), PredictionCache::Lookup::Hit) << i;
+    EXPECT_EQ(output, value);
+  }
+  const CacheStatistics statistics = cache.statistics();
+  EXPECT_LE(statistics.bytes, 16u * 8 * (100 + 192));
+  EXPECT_GT(statistics.evictions, 1800u);
+}
+
 TEST(PredictionCache, ZeroBytesDisablesIt) {
   PredictionCache cache(0);
   EXPECT_FALSE(cache.enabled());
