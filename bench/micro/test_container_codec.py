@@ -45,8 +45,14 @@ def test_decode_uniform_doubles_batch(benchmark, rows):
     assert len(batch.inputs) == rows
 
 
+@pytest.mark.parametrize("encoder", ["native", "python"])
 @pytest.mark.parametrize("rows", [1, 64, 1024])
-def test_encode_outputs(benchmark, rows):
+def test_encode_outputs(benchmark, monkeypatch, rows, encoder):
+    """The wheel's C encoder (clipper_native._wire) against the pure-Python fallback."""
+    if encoder == "python":
+        monkeypatch.setattr(codec, "_native_encode", None)
+    else:
+        assert codec._native_encode is not None, "clipper_native._wire is not installed"
     outputs = [str(float(i)) for i in range(rows)]
     encoded = benchmark(codec.encode_predict_response, 7, outputs)
     assert len(encoded) > rows

@@ -30,6 +30,11 @@ from clipper.wire import PredictResponse as wire_predict_response
 from clipper.wire import Register as wire_register
 from clipper.wire.Payload import Payload
 
+try:  # the wheel's C encoder of the same layout; absent when the SDK runs from a bare source tree
+    from clipper_native._wire import encode_string_vector_message as _native_encode
+except ImportError:  # pragma: no cover - exercised where the native build is missing
+    _native_encode = None
+
 __all__ = [
     "MAX_ERROR_CHARS",
     "InputType",
@@ -477,13 +482,19 @@ _VECTORIZE_MIN_OUTPUTS = 128
 
 def encode_predict_response(batch_id: int, outputs: list[str]) -> bytes:
     """Returns a Message{PredictResponse{batch_id, outputs}} (see the layout above); the C++ side reads
-    it like any other flatbuffer."""
-    count = len(outputs)
+    it like any other flatbuffer. Uses the native encoder shipped with the wheel when it is there
+    (same bytes, ~10x faster), else the Python one."""
     header = _RESPONSE_HEADER.pack(
-        12, 8, 12, 8, 4, 8, 16, Payload.PredictResponse, 8, 16, 8, 4, 8, 12, batch_id, count
+        12, 8, 12, 8, 4, 8, 16, Payload.PredictResponse, 8, 16, 8, 4, 8, 12, batch_id, len(outputs)
     )
+    if _native_encode is not None and type(outputs) is list:
+        return _native_encode(header, outputs)
+    return _encode_in_python(header, outputs)
+
+
+def _encode_in_python(header: bytes, outputs: Sequence[str]) -> bytes:
     encoded = [text.encode("utf-8") for text in outputs]
-    if count < _VECTORIZE_MIN_OUTPUTS:
+    if len(encoded) < _VECTORIZE_MIN_OUTPUTS:
         return b"".join((header, *_string_vector_body_by_loop(encoded)))
     return b"".join((header, *_string_vector_body_by_numpy(encoded)))
 

@@ -286,10 +286,34 @@ def test_predict_response_reads_back_with_the_generated_code(outputs):
 
 
 def test_both_response_layouts_agree_around_the_vectorization_threshold(monkeypatch):
+    monkeypatch.setattr(codec, "_native_encode", None)
     outputs = [f"{index}" * (index % 7) for index in range(300)]
     vectorized = codec.encode_predict_response(1, outputs)
     monkeypatch.setattr(codec, "_VECTORIZE_MIN_OUTPUTS", 10**9)
     assert codec.encode_predict_response(1, outputs) == vectorized
+
+
+def test_the_wheel_ships_the_native_response_encoder():
+    # The installed package must carry clipper_native._wire; without it replicas silently run the
+    # ~10x slower Python encoder.
+    assert codec._native_encode is not None
+
+
+@pytest.mark.parametrize("outputs", RESPONSE_CASES.values(), ids=RESPONSE_CASES.keys())
+def test_native_and_python_encoders_write_the_same_bytes(monkeypatch, outputs):
+    native = codec.encode_predict_response(2**40 + 3, outputs)
+    monkeypatch.setattr(codec, "_native_encode", None)
+    assert native == codec.encode_predict_response(2**40 + 3, outputs)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_encoders_refuse_what_is_not_text_the_same_way(monkeypatch, native):
+    if not native:
+        monkeypatch.setattr(codec, "_native_encode", None)
+    with pytest.raises(UnicodeEncodeError):
+        codec.encode_predict_response(1, ["ok", "\ud800"])
+    with pytest.raises((TypeError, AttributeError)):
+        codec.encode_predict_response(1, ["ok", 3])  # type: ignore[list-item]
 
 
 def test_predict_error_carries_the_error_and_no_outputs():
