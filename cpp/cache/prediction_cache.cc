@@ -21,13 +21,13 @@ PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const Cache
   if (!enabled()) return Lookup::Miss;
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto [found, inserted] = shard.index.try_emplace(key, 0);
-  if (inserted) {
-    found->second = claim_slot(shard, key);
+  auto found = shard.index.find(key);
+  if (found == shard.index.end()) {
+    shard.index.insert(claim_slot(shard, key));  // hashed through the slot's key, set just now
     misses_.fetch_add(1, std::memory_order_relaxed);
     return Lookup::Miss;
   }
-  Slot& slot = shard.slots[found->second];
+  Slot& slot = shard.slots[*found];
   if (slot.state == Slot::State::Pending) {
     slot.waiters.push_back(waiter);
     coalesced_.fetch_add(1, std::memory_order_relaxed);
@@ -50,9 +50,9 @@ std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::stri
     // A late answer for a key that was handed over and dropped: keep it, it is still right.
     if (cost > shard_capacity_bytes_) return {};
     index = claim_slot(shard, key);
-    shard.index.emplace(key, index);
+    shard.index.insert(index);
   } else {
-    index = found->second;
+    index = *found;
     if (shard.slots[index].state != Slot::State::Pending) return {};  // a duplicate finished second
   }
   Slot& slot = shard.slots[index];
@@ -77,7 +77,7 @@ std::vector<CacheWaiter> PredictionCache::fail(const CacheKey& key) {
   std::lock_guard lock(shard.mutex);
   auto found = shard.index.find(key);
   if (found == shard.index.end()) return {};
-  const uint32_t index = found->second;
+  const uint32_t index = *found;
   Slot& slot = shard.slots[index];
   if (slot.state != Slot::State::Pending) return {};
   std::vector<CacheWaiter> waiters = std::move(slot.waiters);
@@ -92,7 +92,7 @@ std::optional<CacheWaiter> PredictionCache::hand_over(const CacheKey& key, Clock
   std::lock_guard lock(shard.mutex);
   auto found = shard.index.find(key);
   if (found == shard.index.end()) return std::nullopt;
-  const uint32_t index = found->second;
+  const uint32_t index = *found;
   Slot& slot = shard.slots[index];
   if (slot.state != Slot::State::Pending) return std::nullopt;
   auto& waiters = slot.waiters;

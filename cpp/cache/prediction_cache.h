@@ -4,9 +4,11 @@
 // Keys hold the model version's identity and a 128-bit XXH3 hash of the input, so a new version
 // never sees the old version's answers. Sharded, one mutex per shard: I/O threads look up and join,
 // the RPC thread resolves. No shard lock is held while anything else is locked.
-// Layout: a shard's entries live in one slot array that is also the CLOCK ring, indexed by an
-// open-addressing map (abseil's flat_hash_map) from key to slot. A miss (the common case under
-// distinct inputs) costs one probe and no allocation; eviction walks the ring without a lookup.
+// Layout: a shard's entries live in one slot array that is also the CLOCK ring. The index is an
+// open-addressing set (abseil's flat_hash_set) of slot numbers, hashed and compared through the
+// slots' keys: 4 bytes and a control byte per entry, so the index stays in the CPU cache even when
+// the slots do not. A miss (the common case under distinct inputs) costs a probe of that small
+// index and no allocation; eviction walks the ring and its erase compares against the slot in hand.
 #pragma once
 
 #include <atomic>
@@ -19,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 #include "batching/task.h"
 
@@ -77,9 +79,6 @@ class PredictionCache {
   CacheStatistics statistics() const;
 
  private:
-  struct KeyHash {
-    std::size_t operator()(const CacheKey& key) const { return static_cast<std::size_t>(key.hash_low ^ key.model_id); }
-  };
   // One cached input. Free slots are reused before the array grows.
   struct Slot {
     enum class State : uint8_t { Free, Pending, Ready };
@@ -89,17 +88,38 @@ class PredictionCache {
     std::string output;
     std::vector<CacheWaiter> waiters;  // queries joined to a pending evaluation
   };
+  static std::size_t hash_of(const CacheKey& key) {
+    return static_cast<std::size_t>(key.hash_low ^ key.model_id);  // already XXH3: no remixing
+  }
+  // The index holds slot numbers but is searched by key (abseil's heterogeneous lookup).
+  struct SlotHash {
+    using is_transparent = void;
+    const std::vector<Slot>* slots;
+    std::size_t operator()(uint32_t slot) const { return hash_of((*slots)[slot].key); }
+    std::size_t operator()(const CacheKey& key) const { return hash_of(key); }
+  };
+  struct SlotEq {
+    using is_transparent = void;
+    const std::vector<Slot>* slots;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t slot, const CacheKey& key) const { return (*slots)[slot].key == key; }
+    bool operator()(const CacheKey& key, uint32_t slot) const { return (*slots)[slot].key == key; }
+  };
   struct Shard {
+    Shard() : index(0, SlotHash{&slots}, SlotEq{&slots}) {}
+    Shard(const Shard&) = delete;
+    Shard& operator=(const Shard&) = delete;
     std::mutex mutex;
-    absl::flat_hash_map<CacheKey, uint32_t, KeyHash> index;  // key -> slot
-    std::vector<Slot> slots;
+    std::vector<Slot> slots;  // declared before the index, whose functors point at it
+    absl::flat_hash_set<uint32_t, SlotHash, SlotEq> index;  // live slots, found by their key
     std::vector<uint32_t> free_slots;
     std::size_t hand = 0;   // CLOCK hand: the next slot considered for eviction
     std::size_t bytes = 0;  // resolved entries' cost
   };
   static constexpr std::size_t kShards = 16;
-  // Cost of an entry beyond its output's bytes: its slot (88 B) with the slot array's growth slack,
-  // its index slot and control byte at abseil's load factor, its free-list entry.
+  // Cost of an entry beyond its output's bytes, an upper bound: its slot (88 B) with the slot
+  // array's growth slack (up to 2x), its index slot and control byte at abseil's load factor
+  // (~6 B), its free-list entry (4 B).
   static constexpr std::size_t kEntryOverheadBytes = 192;
 
   Shard& shard_for(const CacheKey& key) { return shards_[key.hash_high % kShards]; }
