@@ -13,7 +13,9 @@ PYBIND11_MODULE(_core, module) {
   module.doc() = "The native Clipper serving engine (HTTP query frontend, model RPC, batching).";
 
   static py::exception<std::runtime_error> engine_error(module, "EngineError", PyExc_RuntimeError);
-  py::register_exception_translator([](std::exception_ptr pointer) {
+  // Local: applies to this module's functions only (a global translator would also turn other
+  // extensions' pybind11 errors, which derive from std::runtime_error, into EngineError).
+  py::register_local_exception_translator([](std::exception_ptr pointer) {
     try {
       if (pointer) std::rethrow_exception(pointer);
     } catch (const std::invalid_argument& error) {

@@ -9,6 +9,9 @@
 #include <cstring>
 #include <vector>
 
+// Errors are raised as Python exceptions (PyErr_* then error_already_set), never as C++ exceptions,
+// so no other module's exception translator can rename them.
+
 namespace py = pybind11;
 
 namespace {
@@ -32,17 +35,23 @@ py::bytes encode_string_vector_message(py::bytes header, py::list outputs) {
   for (Py_ssize_t i = 0; i < count; ++i) {
     PyObject* item = PyList_GET_ITEM(outputs.ptr(), i);
     if (!PyUnicode_Check(item)) {
-      throw py::type_error("output " + std::to_string(i) + " is a " + Py_TYPE(item)->tp_name +
-                           ", not str");
+      PyErr_Format(PyExc_TypeError, "output %zd is a %s, not str", i, Py_TYPE(item)->tp_name);
+      throw py::error_already_set();
     }
     // Borrowed UTF-8 view; for ASCII strings it is the string's own storage (no copy).
     const char* utf8 = PyUnicode_AsUTF8AndSize(item, &sizes[i]);
     if (utf8 == nullptr) throw py::error_already_set();  // e.g. a lone surrogate
-    if (static_cast<uint64_t>(sizes[i]) > UINT32_MAX) throw py::value_error("output longer than 4 GiB");
+    if (static_cast<uint64_t>(sizes[i]) > UINT32_MAX) {
+      PyErr_SetString(PyExc_ValueError, "output longer than 4 GiB");
+      throw py::error_already_set();
+    }
     data[i] = utf8;
     total += (static_cast<std::size_t>(sizes[i]) + 8) & ~std::size_t{3};
   }
-  if (total > UINT32_MAX) throw py::value_error("response larger than 4 GiB");
+  if (total > UINT32_MAX) {
+    PyErr_SetString(PyExc_ValueError, "response larger than 4 GiB");
+    throw py::error_already_set();
+  }
 
   PyObject* result = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
   if (result == nullptr) throw py::error_already_set();

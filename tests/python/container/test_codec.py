@@ -312,8 +312,15 @@ def test_encoders_refuse_what_is_not_text_the_same_way(monkeypatch, native):
         monkeypatch.setattr(codec, "_native_encode", None)
     with pytest.raises(UnicodeEncodeError):
         codec.encode_predict_response(1, ["ok", "\ud800"])
-    with pytest.raises((TypeError, AttributeError)):
+    with pytest.raises((TypeError, AttributeError)):  # AttributeError: Python calls 3.encode
         codec.encode_predict_response(1, ["ok", 3])  # type: ignore[list-item]
+
+
+def test_the_native_encoder_raises_type_error_even_with_the_engine_loaded():
+    import clipper_native._core  # noqa: F401  (its exception translator must stay local to it)
+
+    with pytest.raises(TypeError, match="output 1 is a int, not str"):
+        codec._native_encode(b"", ["ok", 3])
 
 
 def test_predict_error_carries_the_error_and_no_outputs():
