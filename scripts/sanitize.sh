@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the native engine with AddressSanitizer, LeakSanitizer and UBSan, runs the C++ unit tests,
 # then drives the sanitized standalone frontend with a real model replica: W1 load, malformed and
-# oversized requests, a replica killed mid-run, and a clean shutdown. Fails on any sanitizer report.
+# oversized requests, a replica killed mid-run, and a clean shutdown; a 1 MiB cache so that eviction
+# and slot reuse run under the sanitizers too. Fails on any sanitizer report.
 # Needs the package installed (scripts/setup.sh) for the replica and the load generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ JSON
 printf 'from clipper.container import Model\nclass Noop(Model):\n    def predict_batch(self, inputs):\n        return ["0"] * len(inputs)\n' >"$work/noop_model.py"
 
 ASAN_OPTIONS=detect_leaks=1 "$build/clipper-frontend" --query-port "$query_port" --rpc-port "$rpc_port" \
-  --metrics-port 0 --config "$work/config.json" 2>"$work/frontend.log" &
+  --metrics-port 0 --cache-size-bytes 1048576 --config "$work/config.json" 2>"$work/frontend.log" &
 frontend=$!
 sleep 1
 clipper-model --model noop_model:Noop --model-dir "$work" --name noop --version 1 --input-type doubles \
