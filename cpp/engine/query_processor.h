@@ -4,13 +4,14 @@
 // Everything here runs on that one thread, except deliver() and request_stop(), which any thread calls.
 #pragma once
 
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/inlined_vector.h>
 #include <concurrentqueue/concurrentqueue.h>
 #include <uv.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "batching/task.h"
@@ -52,7 +53,7 @@ class QueryProcessor final : public http::RequestHandler {
     std::string model_label;
     bool is_batch = false;
     uint64_t first_query_id = 0;
-    std::vector<InputResult> results;
+    absl::InlinedVector<InputResult, 1> results;  // one input, the common case: no allocation
     uint32_t remaining = 0;
     Clock::time_point received;
   };
@@ -98,7 +99,7 @@ class QueryProcessor final : public http::RequestHandler {
   moodycamel::ConcurrentQueue<Completion> completions_;
   std::vector<Completion> drained_;
   DeadlineQueue deadlines_;
-  std::unordered_map<uint64_t, PendingQuery> pending_;
+  absl::flat_hash_map<uint64_t, PendingQuery> pending_;  // open addressing: no node per query
 
   std::shared_ptr<const RoutingTable> routing_;
   uint64_t routing_generation_ = 0;

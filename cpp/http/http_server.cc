@@ -162,28 +162,81 @@ void HttpServer::respond(ResponseSlot slot, HttpResponse response) {
   if (index >= connection.owed.size()) return;
   auto& owed = connection.owed[index];
   if (owed.ready) return;
+  if (index == 0) {
+    // The answer the connection is waiting for: write the head (built in a reused buffer) and the
+    // body straight from the response, without joining them into an owed copy first.
+    write_head(head_scratch_, response, owed.keep_alive);
+    const bool keep_alive = owed.keep_alive;
+    connection.owed.pop_front();
+    ++connection.first_sequence;
+    if (!keep_alive) connection.closing = true;
+    uv_buf_t parts[2] = {
+        uv_buf_init(head_scratch_.data(), static_cast<unsigned int>(head_scratch_.size())),
+        uv_buf_init(response.body.data(), static_cast<unsigned int>(response.body.size()))};
+    if (!write_out(connection, parts, 2)) return;
+    flush(connection);  // answers that were ready behind this one
+    return;
+  }
   std::string& bytes = owed.bytes;
-  bytes.reserve(128 + response.body.size());
-  bytes += "HTTP/1.1 ";
-  bytes += std::to_string(response.status);
-  bytes += ' ';
-  bytes += status_text(response.status);
-  bytes += "\r\nContent-Type: ";
-  bytes += response.content_type;
-  bytes += "\r\nContent-Length: ";
-  bytes += std::to_string(response.body.size());
-  bytes += "\r\n";
-  bytes += response.extra_headers;
-  if (!owed.keep_alive) bytes += "Connection: close\r\n";
-  bytes += "\r\n";
+  write_head(bytes, response, owed.keep_alive);
   bytes += response.body;
   owed.ready = true;
   flush(connection);
 }
 
+void HttpServer::write_head(std::string& head, const HttpResponse& response, bool keep_alive) {
+  head.clear();
+  head += "HTTP/1.1 ";
+  head += std::to_string(response.status);
+  head += ' ';
+  head += status_text(response.status);
+  head += "\r\nContent-Type: ";
+  head += response.content_type;
+  head += "\r\nContent-Length: ";
+  head += std::to_string(response.body.size());
+  head += "\r\n";
+  head += response.extra_headers;
+  if (!keep_alive) head += "Connection: close\r\n";
+  head += "\r\n";
+}
+
+bool HttpServer::write_out(Connection& connection, const uv_buf_t* parts, unsigned int count) {
+  // Try the socket now; whatever it does not take is copied and queued behind earlier writes
+  // (uv_try_write refuses while any are queued, so order holds).
+  auto* stream = reinterpret_cast<uv_stream_t*>(&connection.handle);
+  int written = uv_try_write(stream, parts, count);
+  if (written < 0 && written != UV_EAGAIN) {
+    close_connection(connection);
+    return false;
+  }
+  std::size_t skip = written < 0 ? 0 : static_cast<std::size_t>(written);
+  std::string rest;
+  for (unsigned int i = 0; i < count; ++i) {
+    const std::size_t length = parts[i].len;
+    if (skip >= length) {
+      skip -= length;
+      continue;
+    }
+    rest.append(parts[i].base + skip, length - skip);
+    skip = 0;
+  }
+  if (!rest.empty()) {
+    auto* request = new WriteRequest;
+    request->bytes = std::move(rest);
+    uv_buf_t buffer = uv_buf_init(request->bytes.data(), static_cast<unsigned int>(request->bytes.size()));
+    request->request.data = request;
+    if (uv_write(&request->request, stream, &buffer, 1, &HttpServer::on_write_done) != 0) {
+      delete request;
+      close_connection(connection);
+      return false;
+    }
+  }
+  return true;
+}
+
 void HttpServer::flush(Connection& connection) {
   std::string pending;
-  while (!connection.owed.empty() && connection.owed.front().ready) {
+  while (!connection.closing && !connection.owed.empty() && connection.owed.front().ready) {
     auto& front = connection.owed.front();
     if (pending.empty()) {
       pending = std::move(front.bytes);
@@ -193,28 +246,10 @@ void HttpServer::flush(Connection& connection) {
     if (!front.keep_alive) connection.closing = true;
     connection.owed.pop_front();
     ++connection.first_sequence;
-    if (connection.closing) break;
   }
   if (!pending.empty()) {
-    auto* stream = reinterpret_cast<uv_stream_t*>(&connection.handle);
-    uv_buf_t attempt = uv_buf_init(pending.data(), static_cast<unsigned int>(pending.size()));
-    int written = uv_try_write(stream, &attempt, 1);
-    if (written < 0 && written != UV_EAGAIN) {
-      close_connection(connection);
-      return;
-    }
-    if (written < 0) written = 0;
-    if (static_cast<std::size_t>(written) < pending.size()) {
-      auto* request = new WriteRequest;
-      request->bytes = pending.substr(static_cast<std::size_t>(written));
-      uv_buf_t rest = uv_buf_init(request->bytes.data(), static_cast<unsigned int>(request->bytes.size()));
-      request->request.data = request;
-      if (uv_write(&request->request, stream, &rest, 1, &HttpServer::on_write_done) != 0) {
-        delete request;
-        close_connection(connection);
-        return;
-      }
-    }
+    uv_buf_t part = uv_buf_init(pending.data(), static_cast<unsigned int>(pending.size()));
+    if (!write_out(connection, &part, 1)) return;
   }
   if (connection.closing) {
     close_connection(connection);

@@ -74,6 +74,8 @@ class HttpServer {
   void handle_request(Connection& connection, HttpRequest&& request);
   void fail_connection(Connection& connection, const ParseFailure& failure);
   void flush(Connection& connection);
+  static void write_head(std::string& head, const HttpResponse& response, bool keep_alive);
+  bool write_out(Connection& connection, const uv_buf_t* parts, unsigned int count);  // false: closed
   void close_connection(Connection& connection);
 
   uv_loop_t* loop_;
@@ -83,6 +85,7 @@ class HttpServer {
   std::deque<std::unique_ptr<Listener>> listeners_;
   uint64_t next_connection_id_ = 1;
   std::string read_buffer_;
+  std::string head_scratch_;  // status line and headers of the answer being written
 };
 
 // Creates a TCP socket bound to address:port with SO_REUSEADDR and SO_REUSEPORT, listening.

@@ -37,7 +37,17 @@ bool RequestParser::feed(const char* data, std::size_t length) {
 
 int RequestParser::on_message_begin(http_parser* parser) {
   auto* self = static_cast<RequestParser*>(parser->data);
-  self->current_ = HttpRequest{};
+  // Reset in place: a keep-alive connection reuses its body buffer instead of allocating one per
+  // request, unless the last body was large (idle connections must not pin megabytes).
+  HttpRequest& request = self->current_;
+  request.method = HTTP_GET;
+  request.keep_alive = true;
+  request.target.clear();
+  if (request.body.capacity() > kRetainedBodyBytes) {
+    std::string().swap(request.body);
+  } else {
+    request.body.clear();
+  }
   return 0;
 }
 

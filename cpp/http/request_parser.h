@@ -32,7 +32,8 @@ class RequestParser {
   RequestParser(const RequestParser&) = delete;
   RequestParser& operator=(const RequestParser&) = delete;
 
-  // Feeds received bytes; complete requests are delivered through the callback, in order.
+  // Feeds received bytes; complete requests are delivered through the callback, in order. The
+  // request handed over is the parser's own, reset for the next one: move out what must outlive the call.
   // Returns false once the stream is unusable; failure() then says how to answer.
   bool feed(const char* data, std::size_t length);
 
@@ -44,6 +45,8 @@ class RequestParser {
   static int on_headers_complete(http_parser* parser);
   static int on_body(http_parser* parser, const char* at, std::size_t length);
   static int on_message_complete(http_parser* parser);
+
+  static constexpr std::size_t kRetainedBodyBytes = 64 * 1024;  // body buffer kept between requests
 
   http_parser parser_;
   http_parser_settings settings_;

@@ -40,6 +40,27 @@ TEST(RequestParser, HandlesPipelinedRequestsSplitAcrossReads) {
   EXPECT_FALSE(c.requests[2].keep_alive);
 }
 
+TEST(RequestParser, ReusesItsRequestWithoutMixingBodiesOrTargets) {
+  // A handler that copies instead of moving sees the parser's reused request each time.
+  std::vector<HttpRequest> seen;
+  RequestParser parser(1 << 20, [&seen](HttpRequest&& request) { seen.push_back(request); });
+  const std::string large(100 * 1024, 'L');
+  const std::string raw =
+      "POST /long/target/path HTTP/1.1\r\nContent-Length: 6\r\n\r\nabcdef"
+      "POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nxy"
+      "POST /c HTTP/1.1\r\nContent-Length: " + std::to_string(large.size()) + "\r\n\r\n" + large +
+      "GET /d HTTP/1.1\r\n\r\n";
+  ASSERT_TRUE(parser.feed(raw.data(), raw.size()));
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0].body, "abcdef");
+  EXPECT_EQ(seen[1].target, "/b");
+  EXPECT_EQ(seen[1].body, "xy");
+  EXPECT_EQ(seen[2].body, large);
+  EXPECT_EQ(seen[3].method, HTTP_GET);
+  EXPECT_EQ(seen[3].target, "/d");
+  EXPECT_TRUE(seen[3].body.empty());
+}
+
 TEST(RequestParser, RejectsBodiesOverTheLimitFromContentLength) {
   Collected c(100);
   const std::string raw = "POST /a/predict HTTP/1.1\r\nContent-Length: 101\r\n\r\n";

@@ -183,6 +183,55 @@ def test_metrics_and_health(conn):
     }
 
 
+def read_http_responses(sock, count):
+    """Reads `count` HTTP/1.1 responses (Content-Length framed) from a socket, in arrival order."""
+    buffer = b""
+    responses = []
+    while len(responses) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end].decode()
+            length = int(next(line.split(":")[1] for line in head.split("\r\n")
+                              if line.lower().startswith("content-length")))
+            if len(buffer) >= head_end + 4 + length:
+                responses.append((head, buffer[head_end + 4 : head_end + 4 + length]))
+                buffer = buffer[head_end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(responses)} of {count} responses"
+        buffer += chunk
+    return responses, buffer
+
+
+def test_pipelined_requests_are_answered_in_order_even_when_later_ones_finish_first(conn):
+    # The model answers the first request after a replica round trip; /healthz and the malformed
+    # body are answered at once, so their answers must wait for it. The last asks to close.
+    import socket
+
+    host, port = conn.get_query_addr().rsplit(":", 1)
+    requests = [
+        ("POST", "/sum/predict", json.dumps({"input": [1.0, 2.0, 3.5]}), ""),
+        ("GET", "/healthz", "", ""),
+        ("POST", "/sum/predict", "{not json", ""),
+        ("POST", "/sum/predict", json.dumps({"input": [10.0]}), "Connection: close\r\n"),
+    ]
+    raw = b"".join(
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n{body}".encode()
+        for method, path, body, extra in requests
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(raw)
+        responses, rest = read_http_responses(sock, len(requests))
+        assert sock.recv(1) == b"", "the server must close after the Connection: close answer"
+    assert rest == b""
+    statuses = [int(head.split(" ")[1]) for head, _ in responses]
+    assert statuses == [200, 200, 400, 200]
+    assert_model_answer(json.loads(responses[0][1]), 6.5)
+    assert json.loads(responses[2][1])["error"]
+    assert_model_answer(json.loads(responses[3][1]), 10.0)
+    assert "Connection: close" in responses[3][0]
+
+
 def test_ports_are_free_helper_gives_distinct_ports():
     ports = free_ports(8)
     assert len(set(ports)) == 8
