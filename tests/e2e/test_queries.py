@@ -191,8 +191,13 @@ def read_http_responses(sock, count):
         head_end = buffer.find(b"\r\n\r\n")
         if head_end >= 0:
             head = buffer[:head_end].decode()
-            length = int(next(line.split(":")[1] for line in head.split("\r\n")
-                              if line.lower().startswith("content-length")))
+            length = int(
+                next(
+                    line.split(":")[1]
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-length")
+                )
+            )
             if len(buffer) >= head_end + 4 + length:
                 responses.append((head, buffer[head_end + 4 : head_end + 4 + length]))
                 buffer = buffer[head_end + 4 + length :]
