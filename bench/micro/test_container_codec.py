@@ -5,10 +5,10 @@ sent and encoding the model's answers. Not tests: run with
 import flatbuffers
 import numpy as np
 import pytest
+from clipper.wire import InputType as WireInputType
+from clipper.wire import Message, Payload, PredictRequest
 
 from clipper.container import codec
-from clipper.wire import Message, Payload, PredictRequest
-from clipper.wire import InputType as WireInputType
 
 
 def encoded_request(rows: int, columns: int) -> bytes:
