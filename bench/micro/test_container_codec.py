@@ -38,7 +38,7 @@ def test_decode_uniform_doubles_batch(benchmark, rows):
     buffer = encoded_request(rows, 10)
 
     def decode():
-        payload_type, table = codec.read_message(buffer)
+        _payload_type, table = codec.read_message(buffer)
         return codec.decode_predict_request(buffer, table, codec.InputType.DOUBLES)
 
     batch = benchmark(decode)
