@@ -542,14 +542,6 @@ def target_checks(
 # --------------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
 def print_summary(
     header: str,
     closed: dict[str, Any],
@@ -572,13 +564,13 @@ def print_summary(
         share = row["default_share"]
         latency = row["mean_batch_latency_us"]
         print(
-            f"{row['label']:<14}{_fmt(row['model_answers_rps'], 0):>12}"
-            f"{_fmt(row['goodput_rps'], 0):>11}"
+            f"{row['label']:<14}{common.format_number(row['model_answers_rps'], 0):>12}"
+            f"{common.format_number(row['goodput_rps'], 0):>11}"
             f"{'-' if share is None else f'{100 * share:.1f}%':>9}"
-            f"{_fmt(row['p50_ms'], 2):>8}{_fmt(row['p99_ms'], 2):>8}"
-            f"{_fmt(row['mean_batch_size'], 1):>7}"
+            f"{common.format_number(row['p50_ms'], 2):>8}{common.format_number(row['p99_ms'], 2):>8}"
+            f"{common.format_number(row['mean_batch_size'], 1):>7}"
             f"{'-' if latency is None else f'{latency / 1000:.2f}':>9}"
-            f"{_fmt(row['other_cores_max'], 2):>7}"
+            f"{common.format_number(row['other_cores_max'], 2):>7}"
         )
     if closed["adaptive"] and closed["adaptive"]["runs"] > 1:
         values = ", ".join(f"{v:,.0f}" for v in closed["adaptive"]["all_model_answers_rps"])
@@ -594,10 +586,10 @@ def print_summary(
         for row in open_rows:
             share = row["default_share"]
             print(
-                f"{row['label']:<14}{_fmt(row['rate'], 0):>9}{_fmt(row['model_answers_rps'], 0):>12}"
+                f"{row['label']:<14}{common.format_number(row['rate'], 0):>9}{common.format_number(row['model_answers_rps'], 0):>12}"
                 f"{'-' if share is None else f'{100 * share:.1f}%':>9}"
-                f"{_fmt(row['p50_ms'], 2):>9}{_fmt(row['p99_ms'], 2):>9}"
-                f"{_fmt(row['mean_batch_size'], 1):>7}{row['unfinished']:>11,}"
+                f"{common.format_number(row['p50_ms'], 2):>9}{common.format_number(row['p99_ms'], 2):>9}"
+                f"{common.format_number(row['mean_batch_size'], 1):>7}{row['unfinished']:>11,}"
             )
     print(
         "model ans/s: answers from the model (not the default) per second, by the load generator; "
@@ -620,7 +612,7 @@ def print_summary(
         for item in checks:
             verdict = {True: "met", False: "NOT met", None: "-"}[item["met"]]
             print(
-                f"  {item['check']:<48} {_fmt(item['value'], 3):>10}  goal {item['goal']:<12} "
+                f"  {item['check']:<48} {common.format_number(item['value'], 3):>10}  goal {item['goal']:<12} "
                 f"{verdict}"
             )
 

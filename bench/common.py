@@ -669,6 +669,15 @@ def median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def format_number(value: Any, digits: int = 1) -> str:
+    """A table cell: "-" for a missing value, thousands separators, `digits` decimals for floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
 def ratio(ours: float | None, reference: float | None) -> float | None:
     if ours is None or reference is None or reference == 0:
         return None

@@ -251,9 +251,7 @@ def run_scenario(
             sampler = common.RssSampler(target.pid, include_children=target.name == "nginx")
             stack.enter_context(sampler)
         cpu = stack.enter_context(common.CpuMeter(target.server_pids))
-        run = common.run_loadgen(
-            command, timeout_seconds=timeout, cpus=cpus_for(args, "loadgen")
-        )
+        run = common.run_loadgen(command, timeout_seconds=timeout, cpus=cpus_for(args, "loadgen"))
     run.extra["cpu_cores"] = cpu.summary()
     if sampler is not None:
         run.extra["rss_during"] = sampler.summary()
@@ -392,14 +390,6 @@ def target_checks(
     return checks
 
 
-def format_number(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
 def print_summary(
     summary: dict[str, Any],
     memory: dict[str, Any],
@@ -422,12 +412,12 @@ def print_summary(
                 continue
             row = rows[name]
             print(
-                f"{label:<26}{name:<9}{format_number(row['throughput_rps'], 0):>11}"
-                f"{format_number(row['p50_us']):>10}{format_number(row['p99_us']):>10}"
-                f"{format_number(row['p999_us']):>10}{row['errors'] + row['unfinished']:>8}"
+                f"{label:<26}{name:<9}{common.format_number(row['throughput_rps'], 0):>11}"
+                f"{common.format_number(row['p50_us']):>10}{common.format_number(row['p99_us']):>10}"
+                f"{common.format_number(row['p999_us']):>10}{row['errors'] + row['unfinished']:>8}"
                 f"{row['non_2xx']:>8}{row['default_answers']:>9}"
-                f"{format_number(row['server_cores'], 2):>8}"
-                f"{format_number(row['other_cores_max'], 2):>7}"
+                f"{common.format_number(row['server_cores'], 2):>8}"
+                f"{common.format_number(row['other_cores_max'], 2):>7}"
             )
             label = ""
         if "ratio" in rows:
@@ -463,17 +453,17 @@ def print_summary(
     for name, row in memory.items():
         scope = "clipper frontend" if name == "clipper" else "nginx (all procs)"
         print(
-            f"{scope:<26}{format_number(row['idle_mb']):>10}"
-            f"{format_number(row['under_w1_max_mb']):>10}"
-            f"{format_number(row['holding_max_mb']):>10}{format_number(row['held_connections']):>8}"
-            f"{format_number(row['idle_after_mb']):>12}"
+            f"{scope:<26}{common.format_number(row['idle_mb']):>10}"
+            f"{common.format_number(row['under_w1_max_mb']):>10}"
+            f"{common.format_number(row['holding_max_mb']):>10}{common.format_number(row['held_connections']):>8}"
+            f"{common.format_number(row['idle_after_mb']):>12}"
         )
     if checks:
         print()
         print("issue 2 targets (medians):")
         for item in checks:
             verdict = {True: "met", False: "NOT met", None: "-"}[item["met"]]
-            value = format_number(item["value"], 2)
+            value = common.format_number(item["value"], 2)
             print(f"  {item['check']:<48} {value:>10}  goal {item['goal']:<10} {verdict}")
 
 
@@ -552,9 +542,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--loadgen-cpus", default="1", help="CPUs for clipper-loadgen (taskset syntax; default 1)"
     )
-    parser.add_argument(
-        "--no-pin", action="store_true", help="leave CPU placement to the kernel"
-    )
+    parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the kernel")
     parser.add_argument(
         "--targets", nargs="+", choices=("nginx", "clipper"), default=["nginx", "clipper"]
     )
