@@ -13,6 +13,8 @@ extern "C" {
 #include <cstring>
 #include <limits>
 
+#include "common/bounded_json.h"
+
 namespace clipper {
 namespace {
 
@@ -132,14 +134,12 @@ std::optional<std::string> decode_input(const rapidjson::Value& value, InputType
   return std::string("unknown input type");
 }
 
-bool parse_object(std::string_view body, PooledDocument& doc, DecodeError& failure,
+bool parse_object(std::string_view body, PooledDocument& doc, PoolAllocator& stack, DecodeError& failure,
                   InputType type) {
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError()) {
+  const JsonParseFailure parse = parse_bounded_json(doc, body, &stack);
+  if (parse.failed()) {
     failure = {"Json error",
-               schema_cause(std::string("Error parsing JSON: ") +
-                                rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
-                                std::to_string(doc.GetErrorOffset()),
+               schema_cause("Error parsing JSON: " + parse.message + " at offset " + std::to_string(parse.offset),
                             type)};
     return false;
   }
@@ -157,7 +157,7 @@ DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType t
   PoolAllocator values(parse_scratch.values, sizeof(parse_scratch.values));
   PoolAllocator stack(parse_scratch.stack, sizeof(parse_scratch.stack));
   PooledDocument doc(&values, sizeof(parse_scratch.stack), &stack);
-  if (!parse_object(body, doc, result.failure, type)) return result;
+  if (!parse_object(body, doc, stack, result.failure, type)) return result;
 
   PredictBody parsed;
   const auto input = doc.FindMember("input");
@@ -218,7 +218,7 @@ DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType typ
   PoolAllocator values(parse_scratch.values, sizeof(parse_scratch.values));
   PoolAllocator stack(parse_scratch.stack, sizeof(parse_scratch.stack));
   PooledDocument doc(&values, sizeof(parse_scratch.stack), &stack);
-  if (!parse_object(body, doc, result.failure, type)) return result;
+  if (!parse_object(body, doc, stack, result.failure, type)) return result;
   UpdateBody parsed;
   const auto uid = doc.FindMember("uid");
   if (uid == doc.MemberEnd() || !uid->value.IsInt64()) {
@@ -249,12 +249,9 @@ DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType typ
 
 bool is_valid_json(std::string_view text) {
   if (text.empty()) return false;
-  rapidjson::BaseReaderHandler<> handler;
   alignas(16) char stack_buffer[1024];
   PoolAllocator stack(stack_buffer, sizeof(stack_buffer));
-  rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, PoolAllocator> reader(&stack, sizeof(stack_buffer));
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  return !reader.Parse<rapidjson::kParseDefaultFlags>(stream, handler).IsError();
+  return is_bounded_json(text, &stack);
 }
 
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,

@@ -3,6 +3,8 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include "common/bounded_json.h"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -34,10 +36,10 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
                                                         metrics::MetricsRegistry& metrics,
                                                         uint64_t generation) {
   rapidjson::Document doc;
-  doc.Parse(config_json.data(), config_json.size());
-  if (doc.HasParseError()) {
-    throw std::invalid_argument(std::string("configuration is not valid JSON: ") +
-                                rapidjson::GetParseError_En(doc.GetParseError()));
+  const JsonParseFailure parse = parse_bounded_json(doc, config_json);
+  if (parse.failed()) {
+    throw std::invalid_argument("configuration is not valid JSON: " + parse.message + " at offset " +
+                                std::to_string(parse.offset));
   }
   if (!doc.IsObject()) throw std::invalid_argument("configuration must be a JSON object");
 

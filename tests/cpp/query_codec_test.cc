@@ -87,6 +87,26 @@ TEST(QueryCodec, RendersOutputsAsJsonWhenTheyAreJson) {
   EXPECT_EQ(out, R"({"query_id":9,"output":"1.5 trailing","default":false})");
 }
 
+TEST(QueryCodec, RefusesDeeplyNestedBodiesWithoutRecursingIntoThem) {
+  // 120,000 levels would overflow the I/O thread's stack if the parser recursed into them.
+  const std::string deep_input = R"({"input": )" + std::string(120000, '[') + std::string(120000, ']') + "}";
+  auto predict = decode_predict_body(deep_input, InputType::Doubles);
+  ASSERT_FALSE(predict.ok());
+  EXPECT_NE(predict.failure.cause.find("nest deeper than 128 levels"), std::string::npos);
+  const std::string deep_update = R"({"uid": 1, "label": 1, "input": )" + std::string(120000, '{');
+  EXPECT_FALSE(decode_update_body(deep_update, InputType::Doubles).ok());
+  // Nesting within the limit still parses (and is then judged by the input schema).
+  const std::string shallow = R"({"input": [1], "extra": )" + std::string(100, '[') + std::string(100, ']') + "}";
+  EXPECT_TRUE(decode_predict_body(shallow, InputType::Doubles).ok());
+}
+
+TEST(QueryCodec, EmbedsAnOutputNestedTooDeeplyAsAString) {
+  const std::string deep = std::string(5000, '[') + std::string(5000, ']');
+  std::string out;
+  render_prediction(out, 1, deep, false, "");
+  EXPECT_EQ(out.rfind(R"({"query_id":1,"output":")", 0), 0u);
+}
+
 TEST(QueryCodec, RendersErrors) {
   EXPECT_EQ(render_error("Json error", "bad \"x\""), R"({"error":"Json error","cause":"bad \"x\""})");
 }

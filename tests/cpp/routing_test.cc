@@ -41,6 +41,7 @@ TEST_F(RoutingTest, RejectsInvalidConfigurationsNamingTheField) {
     }
   };
   expect_rejected("{", "not valid JSON");
+  expect_rejected(std::string(200000, '[').c_str(), "nest deeper");
   expect_rejected(R"({"apps": [{"name": "a", "input_type": "tensors", "default_output": "x", "slo_micros": 1}]})",
                   "unknown input_type");
   expect_rejected(R"({"apps": [{"name": "a", "input_type": "ints", "default_output": "x", "slo_micros": 0}]})",

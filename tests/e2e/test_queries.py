@@ -140,6 +140,8 @@ def _ten_megabytes():
         ("/words/predict", b'{"input": [1.0]}', 400, "Expected JSON schema"),
         ("/nope/predict", b'{"input": [1.0]}', 404, "nope"),
         ("/sum/predict", None, 413, ""),
+        ("/sum/predict", b'{"input": ' + b"[" * 120_000 + b"]" * 120_000 + b"}", 400, "nest deeper"),
+        ("/sum/update", b'{"uid": 1, "label": 1, "input": ' + b"[" * 120_000 + b"}", 400, "nest deeper"),
     ],
     ids=[
         "malformed",
@@ -149,6 +151,8 @@ def _ten_megabytes():
         "wrong-app-type",
         "unknown-app",
         "10MB",
+        "nested-120k-predict",
+        "nested-120k-update",
     ],
 )
 def test_bad_requests_get_4xx_json_errors_and_the_server_keeps_serving(

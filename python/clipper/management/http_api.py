@@ -145,6 +145,14 @@ class _ManagementRequestHandler(BaseHTTPRequestHandler):
             return {}
         try:
             body = json.loads(raw)
+        except RecursionError:
+            # The stdlib parser recurses per nesting level; it refuses deep documents by raising.
+            self._send_error(
+                HTTPStatus.BAD_REQUEST,
+                "Json error",
+                f"Error parsing JSON for {operation}: arrays and objects nest too deeply",
+            )
+            return None
         except (ValueError, UnicodeDecodeError) as error:
             self._send_error(
                 HTTPStatus.BAD_REQUEST, "Json error", f"Error parsing JSON for {operation}: {error}"

@@ -91,7 +91,9 @@ def test_validation_errors_are_400_with_error_and_cause(admin_server):
         (b"{not json", "Error parsing JSON"),
         (b"[1, 2]", "takes a JSON object"),
         (b"\xff\xfe", "Error parsing JSON"),
+        (b'{"name": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", "nest too deeply"),
     ],
+    ids=["malformed", "not-an-object", "not-utf8", "nested-30k"],
 )
 def test_malformed_bodies_are_400_json_errors(admin_server, body, fragment):
     status, _, answer = call(admin_server, "POST", "/admin/add_app", body)

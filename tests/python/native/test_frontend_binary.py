@@ -99,6 +99,16 @@ def test_serves_a_real_replica_reloads_on_sighup_and_stops_on_sigterm(frontend, 
     try:
         wait_until(lambda: post(query_port, "/sum/predict", {"input": [1.0, 2.0]})["default"] is False)
         assert post(query_port, "/sum/predict", {"input": [1.5, 2.5, 3.0]})["output"] == 7.0
+        # A 120 KB body nested 120,000 levels deep is a 400, not a crash of the I/O thread.
+        nested = urllib.request.Request(
+            f"http://127.0.0.1:{query_port}/sum/predict", method="POST",
+            data=b'{"input": ' + b"[" * 120_000 + b"]" * 120_000 + b"}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(nested, timeout=10)
+        assert refused.value.code == 400
+        assert "nest deeper" in json.loads(refused.value.read())["cause"]
+        assert process.poll() is None
+        assert post(query_port, "/sum/predict", {"input": [1.0, 1.0]})["output"] == 2.0
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         assert 'clipper_model_connected_replicas{model="summer",version="1"} 1' in metrics
 
