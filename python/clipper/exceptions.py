@@ -44,6 +44,10 @@ class ContainerlessModelError(ConfigurationError):
     Clipper cannot start, stop or scale its replicas."""
 
 
+class SelectionPolicyError(ConfigurationError):
+    """An unknown selection policy, bad policy parameters, or a link the app's policy cannot serve."""
+
+
 # The ConfigurationError subclasses the management API names in its error bodies ("type"), so a remote
 # caller raises the same class the service raised.
 CONFIGURATION_ERROR_TYPES: dict[str, type[ConfigurationError]] = {
@@ -54,6 +58,7 @@ CONFIGURATION_ERROR_TYPES: dict[str, type[ConfigurationError]] = {
         DuplicateObjectError,
         InputTypeMismatchError,
         ContainerlessModelError,
+        SelectionPolicyError,
     )
 }
 

@@ -1,0 +1,145 @@
+"""exp3, exp4, epsilon_greedy and ucb1: select, combine, observe and engine_plan, including the
+contract's learning speed (two models, one always right, one always wrong: >= 90% from the right one
+after 200 feedback rounds) under seeded draws, with bandit and full-information feedback."""
+
+import collections
+
+import pytest
+
+from clipper.exceptions import SelectionPolicyError
+from clipper.selection import make_policy
+
+MODELS = ["right", "wrong"]
+OUTPUTS = {"right": "1", "wrong": "0"}
+
+
+def train(policy, rounds, *, full_information, label="1", outputs=OUTPUTS, models=MODELS):
+    """`rounds` of select -> feedback; bandit feedback shows only the selected models' outputs."""
+    state = policy.init_state(models)
+    for _ in range(rounds):
+        chosen = policy.select(state, models)
+        shown = outputs if full_information else {name: outputs[name] for name in chosen}
+        state = policy.observe(state, shown, label)
+    return state
+
+
+def answered_by_right(policy, state, draws=2000):
+    if policy.native_mode == "ensemble":
+        return 1.0 if policy.combine(state, OUTPUTS)[0] == "1" else 0.0
+    counts = collections.Counter(policy.select(state, MODELS)[0] for _ in range(draws))
+    return counts["right"] / draws
+
+
+@pytest.mark.parametrize("name", ["exp3", "exp4", "epsilon_greedy", "ucb1"])
+@pytest.mark.parametrize("full_information", [False, True])
+def test_learns_the_right_model_within_200_rounds(name, full_information):
+    policy = make_policy(name, seed=11)
+    state = train(policy, 200, full_information=full_information)
+    assert answered_by_right(policy, state) >= 0.9
+    assert policy.weights(state)["right"] >= 0.9
+
+
+@pytest.mark.parametrize("name", ["exp3", "exp4"])
+def test_starts_uniform_so_the_test_above_measures_learning(name):
+    policy = make_policy(name, seed=11)
+    assert policy.weights(policy.init_state(MODELS)) == {"right": 0.5, "wrong": 0.5}
+
+
+def test_exp3_draws_as_its_published_weights_say():
+    policy = make_policy("exp3", seed=5)
+    state = train(policy, 10, full_information=True)
+    plan = policy.engine_plan(state)
+    assert plan["mode"] == "sample"
+    assert sum(plan["weights"].values()) == pytest.approx(1.0)
+    counts = collections.Counter(policy.select(state, MODELS)[0] for _ in range(20000))
+    assert counts["right"] / 20000 == pytest.approx(plan["weights"]["right"], abs=0.02)
+
+
+def test_exp3_keeps_exploring_with_gamma():
+    policy = make_policy("exp3", seed=5)
+    state = train(policy, 2000, full_information=True)
+    assert policy.weights(state)["wrong"] >= 0.05 / 2
+
+
+def test_exp3_recovers_when_the_models_swap():
+    policy = make_policy("exp3", seed=2)
+    state = train(policy, 1000, full_information=True)
+    swapped = {"right": "0", "wrong": "1"}
+    for _ in range(200):
+        state = policy.observe(state, swapped, "1")
+    assert policy.weights(state)["wrong"] >= 0.9
+
+
+def test_exp4_selects_every_linked_model_and_publishes_an_ensemble_plan():
+    policy = make_policy("exp4")
+    state = policy.init_state(["a", "b", "c"], confidence_threshold=0.6)
+    assert policy.select(state, ["a", "b", "c"]) == ["a", "b", "c"]
+    plan = policy.engine_plan(state)
+    assert plan["mode"] == "ensemble"
+    assert plan["confidence_threshold"] == 0.6
+    assert plan["weights"] == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, abs=1e-5)
+
+
+def test_exp4_combines_by_learned_weights_with_the_weight_share_as_confidence():
+    policy = make_policy("exp4")
+    state = train(policy, 50, full_information=True)
+    output, confidence = policy.combine(state, OUTPUTS)
+    assert output == "1"
+    assert confidence == pytest.approx(policy.weights(state)["right"])
+    output, confidence = policy.combine(state, {"wrong": "0"})  # the right one missed the deadline
+    assert output == "0"
+    assert confidence < 0.1
+
+
+def test_exp4_with_two_of_three_agreeing_beats_a_heavier_single_model():
+    policy = make_policy("exp4")
+    state = {**policy.init_state(["a", "b", "c"]), "weights": [0.4, 0.3, 0.3]}
+    assert policy.combine(state, {"a": "x", "b": "y", "c": "y"}) == ("y", pytest.approx(0.6))
+
+
+def test_epsilon_greedy_tries_untried_models_and_publishes_a_near_one_hot_plan():
+    policy = make_policy("epsilon_greedy", seed=1)
+    state = policy.init_state(MODELS, epsilon=0.2)
+    assert policy.weights(state) == {"right": 0.5, "wrong": 0.5}
+    state = policy.observe(state, {"wrong": "0"}, "1")
+    assert policy.engine_plan(state) == {
+        "mode": "sample", "weights": {"right": pytest.approx(0.9), "wrong": pytest.approx(0.1)}
+    }  # fmt: skip
+
+
+def test_ucb1_picks_untried_models_first_then_the_lowest_optimistic_loss():
+    policy = make_policy("ucb1", seed=1)
+    state = policy.init_state(["a", "b"])
+    state = policy.observe(state, {"a": "1"}, "1")
+    assert policy.select(state, ["a", "b"]) == ["b"]
+    state = policy.observe(state, {"b": "0"}, "1")
+    assert policy.select(state, ["a", "b"]) == ["a"]
+    assert policy.engine_plan(state)["weights"] == {"a": 1.0, "b": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("exp3", {"eta": 0}), ("exp3", {"gamma": 1.0}), ("exp3", {"eta": "fast"}),
+     ("exp4", {"confidence_threshold": 1.5}), ("exp4", {"gamma": 0.1}),
+     ("epsilon_greedy", {"epsilon": -0.1}), ("ucb1", {"exploration": -1}), ("exp3", {"eta": True})],
+)  # fmt: skip
+def test_bad_parameters_raise_naming_what_is_valid(name, params):
+    policy = make_policy(name)
+    with pytest.raises(SelectionPolicyError) as raised:
+        policy.init_state(MODELS, **params)
+    message = str(raised.value)
+    assert name in message
+    assert any(word in message for word in ("range", "between", "number", "parameters", ">="))
+
+
+def test_only_parameters_away_from_their_default_are_stored():
+    policy = make_policy("exp3")
+    assert policy.init_state(MODELS, eta=0.1, gamma=0.2)["params"] == {"gamma": 0.2}
+
+
+@pytest.mark.parametrize("name", ["exp3", "exp4", "epsilon_greedy", "ucb1"])
+def test_no_linked_model_selects_nothing(name):
+    policy = make_policy(name)
+    state = policy.init_state([])
+    assert policy.select(state, []) == []
+    assert policy.engine_plan(state)["weights"] == {}
