@@ -7,6 +7,7 @@ have connected). Blocking calls from the user's thread; nothing here is on the q
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -26,7 +27,9 @@ from clipper.exceptions import (
     UnconnectedException,
     UnknownObjectError,
 )
+from clipper.management.auth import read_token
 from clipper.managers.container_manager import ContainerManager
+from clipper.managers.supervision import with_supervision
 from clipper.state.cluster_state import (
     canonical_input_type,
     check_batching,
@@ -60,8 +63,11 @@ class ClipperConnection:
         container_manager: ContainerManager,
         replica_start_timeout_s: float = 120.0,
         drain_timeout_s: float = 10.0,
+        management_token: str | None = None,
     ) -> None:
-        """`replica_start_timeout_s` bounds how long `deploy_model` waits for new replicas to connect
+        """`management_token` is the cluster's management API token; leave it None to read it from
+        the cluster's state directory (`<state_dir>/management_token`, on the cluster's host).
+        `replica_start_timeout_s` bounds how long `deploy_model` waits for new replicas to connect
         to the frontend before it gives up (and says why, from the replicas' logs);
         `drain_timeout_s` how long the stop calls let a version's replicas finish the batches they
         hold before stopping them."""
@@ -70,6 +76,7 @@ class ClipperConnection:
         self.drain_timeout_s = drain_timeout_s
         self.connected = False
         self._client: ManagementClient | None = None
+        self._management_token = management_token
 
     # ---- cluster lifecycle ----------------------------------------------------------------------------
 
@@ -411,8 +418,13 @@ class ClipperConnection:
         )
 
     def get_all_model_replicas(self, verbose: bool = False) -> list[Any]:
-        """Connected replicas: "name:version:replica_id", or with `verbose` one dict each."""
-        return list(self._call("get_all_containers", {"verbose": bool(verbose)}))
+        """Connected replicas: "name:version:replica_id", or with `verbose` one dict each with its
+        supervision ("state", "restarts", "last_exit_reason"), followed by the replicas that exited
+        and wait to be restarted ("state": "backing-off" or "crash-looping")."""
+        replicas = list(self._call("get_all_containers", {"verbose": bool(verbose)}))
+        if verbose:
+            replicas = with_supervision(replicas, self.cm.supervision_report())
+        return replicas
 
     def get_model_replica_info(
         self, name: str, version: str, replica_id: int
@@ -520,7 +532,12 @@ class ClipperConnection:
     # ---- internals --------------------------------------------------------------------------------------
 
     def _attach(self) -> None:
-        self._client = ManagementClient(self.cm.get_admin_addr())
+        token: str | Callable[[], str | None] | None = self._management_token
+        if token is None:
+            state_dir = getattr(self.cm, "state_dir", None)
+            token = functools.partial(read_token, state_dir)
+        self._client = ManagementClient(self.cm.get_admin_addr(), token=token)
+        self._client.call("ping")  # a refused token fails here, with the advice, not later
         self.connected = True
 
     def _require_client(self) -> ManagementClient:
@@ -604,7 +621,9 @@ class ClipperConnection:
         return [
             replica
             for replica in self.get_all_model_replicas(verbose=True)
-            if replica["model_name"] == name and replica["model_version"] == version
+            if replica["model_name"] == name
+            and replica["model_version"] == version
+            and replica.get("state", "running") == "running"
         ]
 
     def _wait_for_drain(self, name: str, version: str) -> None:

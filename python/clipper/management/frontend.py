@@ -20,14 +20,22 @@ from types import FrameType
 from typing import Any
 
 from clipper.exceptions import ClipperException
+from clipper.management.auth import (
+    check_unauthenticated_bind,
+    remove_token,
+    restrict_state_dir,
+    write_new_token,
+)
 from clipper.management.endpoints import FrontendEndpoints, process_start_ticks
-from clipper.management.http_api import DEFAULT_MAX_BODY_BYTES, ManagementHTTPServer
+from clipper.management.http_api import ManagementHTTPServer
+from clipper.management.http_server import HTTPServerLimits
 from clipper.management.service import ManagementService
 from clipper.state import default_state_dir, open_state_store
 
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+_LIMITS = HTTPServerLimits()
 
 
 @dataclass
@@ -57,13 +65,33 @@ class FrontendOptions:
     rpc_thread: str = "shared"
     # Query bodies larger than this answer 413.
     max_body_bytes: int = 8 * MIB
-    # Management API bodies larger than this answer 413.
-    management_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Off (the default), every /admin/ call needs the token written to <state_dir>/management_token
+    # at start; on, none does (only with a loopback bind_address), for the original clipper_admin client.
+    allow_unauthenticated_management: bool = False
+    # Management API limits (clipper.management.http_server.HTTPServerLimits documents each).
+    # Bodies larger than this answer 413.
+    management_max_body_bytes: int = _LIMITS.max_body_bytes
+    # Request line plus headers larger than this answer 431; so do more header fields than the next.
+    management_max_header_bytes: int = _LIMITS.max_header_bytes
+    management_max_headers: int = _LIMITS.max_headers
+    # A request's headers must arrive within this (else 408), its body within the next.
+    management_header_timeout_millis: int = _LIMITS.header_timeout_millis
+    management_body_timeout_millis: int = _LIMITS.body_timeout_millis
+    # A connection without a request in progress is closed after this long.
+    management_idle_timeout_millis: int = _LIMITS.idle_timeout_millis
+    # Connections beyond these caps (in all, from one client address) are answered 503 and closed.
+    management_max_connections: int = _LIMITS.max_connections
+    management_max_connections_per_client: int = _LIMITS.max_connections_per_client
+    # Threads running management operations (state store writes, engine updates).
+    management_worker_threads: int = _LIMITS.worker_threads
     # A replica silent this long is dropped and its in-flight batch re-queued.
     heartbeat_timeout_millis: int = 2000
     # "host:port" of a Redis server holding the configuration; empty = the embedded store.
     redis_address: str = ""
     log_level: str = "INFO"
+    # "local": a thread restarts the local manager's replica processes that exit, with back-off
+    # (clipper.managers.local_supervisor); "none": replicas are supervised elsewhere (Docker, Kubernetes).
+    replica_supervisor: str = "none"
 
     def validate(self) -> None:
         for name in ("query_port", "management_port", "rpc_port", "metrics_port"):
@@ -81,6 +109,22 @@ class FrontendOptions:
                 raise ClipperException(f"{name}={getattr(self, name)} must be at least {minimum}")
         if self.rpc_thread not in ("shared", "dedicated"):
             raise ClipperException(f"rpc_thread={self.rpc_thread!r}: use 'shared' or 'dedicated'")
+        if self.replica_supervisor not in ("none", "local"):
+            raise ClipperException(
+                f"replica_supervisor={self.replica_supervisor!r}: use 'local' or 'none'"
+            )
+        self.management_limits().validate()
+        if self.allow_unauthenticated_management:
+            check_unauthenticated_bind(self.bind_address)
+
+    def management_limits(self) -> HTTPServerLimits:
+        prefix = "management_"
+        return HTTPServerLimits(
+            **{
+                option.name: getattr(self, prefix + option.name)
+                for option in fields(HTTPServerLimits)
+            }
+        )
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
@@ -103,13 +147,34 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "io_threads": "engine I/O threads",
         "rpc_thread": "'shared': model RPC on the single I/O thread's loop; 'dedicated': its own thread",
         "max_body_bytes": "largest query body accepted (larger answers 413)",
+        "allow_unauthenticated_management": "serve the management API without a token "
+        "(loopback only; for the original clipper_admin client)",
         "management_max_body_bytes": "largest management API body accepted",
+        "management_max_header_bytes": "largest management request line plus headers (else 431)",
+        "management_max_headers": "most header fields in a management request (else 431)",
+        "management_header_timeout_millis": "time for a management request's headers (else 408)",
+        "management_body_timeout_millis": "time for a management request's body (else 408)",
+        "management_idle_timeout_millis": "close a management connection idle this long",
+        "management_max_connections": "open management connections (beyond: 503 and close)",
+        "management_max_connections_per_client": "open management connections per client address",
+        "management_worker_threads": "threads running management operations",
         "heartbeat_timeout_millis": "drop a replica silent for this long",
         "redis_address": "host:port of a Redis state store (empty = embedded store)",
         "log_level": "logging level",
+        "replica_supervisor": "'local': restart replica processes of the state directory that exit; "
+        "'none': no supervision here",
     }
     for option in fields(FrontendOptions):
         default = getattr(defaults, option.name)
+        if isinstance(default, bool):
+            parser.add_argument(
+                "--" + option.name.replace("_", "-"),
+                dest=option.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=helps[option.name],
+            )
+            continue
         parser.add_argument(
             "--" + option.name.replace("_", "-"),
             dest=option.name,
@@ -159,6 +224,8 @@ class Frontend:
 
     def run(self) -> None:
         options = self.options
+        # Owner-only: the directory holds the management token and the models' pickled code.
+        restrict_state_dir(self._state_dir)
         store = open_state_store(
             self._state_dir, options.redis_address or None, cluster_name=options.cluster_name
         )
@@ -166,23 +233,24 @@ class Frontend:
         http_server = None
         follower_stop = threading.Event()
         follower = None
+        supervisor = None
         try:
             engine = _create_engine(options)
             engine.start()
             service = ManagementService(store, engine)
             service.restore()
+            if options.allow_unauthenticated_management:
+                remove_token(self._state_dir)
+                token = None
+            else:
+                token = write_new_token(self._state_dir)
             http_server = ManagementHTTPServer(
                 (options.bind_address, options.management_port),
                 service,
-                max_body_bytes=options.management_max_body_bytes,
+                management_token=token,
+                limits=options.management_limits(),
             )
-            http_thread = threading.Thread(
-                target=http_server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="management-http",
-                daemon=True,
-            )
-            http_thread.start()
+            http_server.start()
             if store.shared:
                 follower = threading.Thread(
                     target=service.follow_store,
@@ -202,6 +270,11 @@ class Frontend:
                 metrics_port=int(getattr(engine, "metrics_port", options.metrics_port)),
             )
             endpoints.write(self._state_dir)
+            if options.replica_supervisor == "local":
+                from clipper.managers.local_supervisor import LocalReplicaSupervisor
+
+                supervisor = LocalReplicaSupervisor.for_frontend(self._state_dir, endpoints)
+                supervisor.start()
             logger.info(
                 "event=frontend_ready cluster=%s pid=%d query_port=%d management_port=%d "
                 "rpc_port=%d metrics_port=%d store=%s",
@@ -218,13 +291,14 @@ class Frontend:
                 pass
             logger.info("event=frontend_stopping cluster=%s", options.cluster_name)
         finally:
+            if supervisor is not None:
+                supervisor.stop()
             FrontendEndpoints.remove(self._state_dir, owner_pid=os.getpid())
             follower_stop.set()
             if follower is not None:
                 follower.join(timeout=5)
             if http_server is not None:
-                http_server.shutdown()
-                http_server.server_close()
+                http_server.stop()
             if engine is not None:
                 engine.stop()
             store.close()

@@ -2,11 +2,11 @@
 engine double) and a scripted container manager, so the admin workflow is tested without processes."""
 
 import json
-import threading
 
 import pytest
 from clipper import ClipperConnection
 from clipper.management import ManagementService
+from clipper.management.auth import write_new_token
 from clipper.management.http_api import ManagementHTTPServer
 from clipper.managers import ContainerManager
 from clipper.state import EmbeddedStateStore
@@ -38,8 +38,10 @@ class ScriptedContainerManager(ContainerManager):
 
     cluster_name = "scripted"
 
-    def __init__(self, admin_addr, engine):
+    def __init__(self, admin_addr, engine, state_dir):
         self.admin_addr = admin_addr
+        # Where ClipperConnection finds the management token, as with LocalContainerManager.
+        self.state_dir = state_dir
         self.engine = engine
         self.calls = []
         self.failing = None  # a failure description makes new replicas "exit" with it
@@ -149,14 +151,11 @@ def manager(tmp_path, engine):
     with EmbeddedStateStore(tmp_path / "state") as store:
         service = ManagementService(store, engine)
         service.restore()
-        server = ManagementHTTPServer(("127.0.0.1", 0), service)
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        yield ScriptedContainerManager(f"127.0.0.1:{server.port}", engine)
-        server.shutdown()
-        server.server_close()
+        token = write_new_token(tmp_path / "state")
+        server = ManagementHTTPServer(("127.0.0.1", 0), service, management_token=token)
+        server.start()
+        yield ScriptedContainerManager(f"127.0.0.1:{server.port}", engine, tmp_path / "state")
+        server.stop()
 
 
 @pytest.fixture

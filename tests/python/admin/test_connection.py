@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from clipper import ClipperConnection, ClipperException, UnconnectedException
 from clipper.exceptions import ConfigurationError, DeploymentError, ManagementAPIError
+from clipper.management.auth import TOKEN_FILE_NAME, read_token
 
 
 def test_methods_need_a_connection_first(manager):
@@ -31,6 +32,31 @@ def test_start_clipper_passes_the_cache_size_and_connects(manager):
         conn.start_clipper(num_frontend_replicas=2)
     with pytest.raises(ClipperException, match="cache_size"):
         conn.start_clipper(cache_size=-1)
+
+
+def test_the_token_is_found_in_the_state_directory_or_given_explicitly(manager):
+    token = read_token(manager.state_dir)
+    found = ClipperConnection(manager)
+    found.connect()
+    assert found.get_all_apps() == []
+    explicit = ClipperConnection(manager, management_token=token)
+    explicit.connect()
+    assert explicit.get_all_apps() == []
+    wrong = ClipperConnection(manager, management_token="not-the-token")
+    with pytest.raises(ManagementAPIError, match="does not accept") as refused:
+        wrong.connect()
+    assert refused.value.status_code == 401 and not wrong.connected
+
+
+def test_a_missing_or_exposed_token_file_is_reported(conn, manager):
+    assert conn.get_all_apps() == []
+    (manager.state_dir / TOKEN_FILE_NAME).unlink()
+    with pytest.raises(ManagementAPIError, match="sent no token"):
+        ClipperConnection(manager).connect()
+    (manager.state_dir / TOKEN_FILE_NAME).write_text("old")
+    (manager.state_dir / TOKEN_FILE_NAME).chmod(0o644)
+    with pytest.raises(ClipperException, match="readable or writable by other users"):
+        conn.get_all_apps()
 
 
 def test_applications(conn):

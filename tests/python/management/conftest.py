@@ -2,11 +2,11 @@
 on loopback built on it."""
 
 import json
-import threading
 
 import pytest
 from clipper.management import ManagementService
 from clipper.management.http_api import ManagementHTTPServer
+from clipper.management.http_server import HTTPServerLimits
 from clipper.state import EmbeddedStateStore
 
 
@@ -49,14 +49,31 @@ def service(store, engine):
     return management
 
 
+class AdminServer(tuple):
+    """(host, port) of a running management API, plus the `token` it requires."""
+
+    token: str
+
+    @property
+    def headers(self):
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+ADMIN_TOKEN = "management-test-token"
+
+
 @pytest.fixture
 def admin_server(service):
-    """(host, port) of a management REST API served on loopback from a background thread."""
-    server = ManagementHTTPServer(("127.0.0.1", 0), service, max_body_bytes=64 * 1024)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    """(host, port) of a management REST API served on loopback from a background thread; every
+    /admin/ path needs `admin_server.token` (see `admin_server.headers`)."""
+    server = ManagementHTTPServer(
+        ("127.0.0.1", 0),
+        service,
+        management_token=ADMIN_TOKEN,
+        limits=HTTPServerLimits(max_body_bytes=64 * 1024),
     )
-    thread.start()
-    yield "127.0.0.1", server.port
-    server.shutdown()
-    server.server_close()
+    server.start()
+    address = AdminServer(("127.0.0.1", server.port))
+    address.token = ADMIN_TOKEN
+    yield address
+    server.stop()

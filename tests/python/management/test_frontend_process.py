@@ -5,11 +5,13 @@ import http.client
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 
 import pytest
+from clipper.management.auth import TOKEN_FILE_NAME, read_token
 from clipper.management.endpoints import FrontendEndpoints
 
 pytest.importorskip("clipper_native._core")
@@ -46,14 +48,22 @@ def stop_frontend(process):
         process.stdout.close()
 
 
-def call(port, method, path, body=None):
+def call(port, method, path, body=None, headers=None):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request(method, path, body=json.dumps(body) if body is not None else None)
+        connection.request(
+            method, path, body=json.dumps(body) if body is not None else None, headers=headers or {}
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read())
     finally:
         connection.close()
+
+
+def call_admin(state_dir, port, method, path, body=None):
+    """A management API call with the token the frontend wrote to its state directory."""
+    token = read_token(state_dir)
+    return call(port, method, path, body, {"Authorization": f"Bearer {token}"})
 
 
 def test_serves_both_apis_and_restores_its_configuration_after_a_restart(tmp_path):
@@ -66,11 +76,21 @@ def test_serves_both_apis_and_restores_its_configuration_after_a_restart(tmp_pat
             "default_output": "-1.0",
             "latency_slo_micros": 100000,
         }
-        assert call(endpoints.management_port, "POST", "/admin/add_app", app)[0] == 200
+        assert (
+            call_admin(tmp_path, endpoints.management_port, "POST", "/admin/add_app", app)[0] == 200
+        )
         model = {"model_name": "m", "model_version": "1", "input_type": "doubles", "batch_size": -1}
-        assert call(endpoints.management_port, "POST", "/admin/add_model", model)[0] == 200
+        assert (
+            call_admin(tmp_path, endpoints.management_port, "POST", "/admin/add_model", model)[0]
+            == 200
+        )
         link = {"app_name": "app", "model_names": ["m"]}
-        assert call(endpoints.management_port, "POST", "/admin/add_model_links", link)[0] == 200
+        assert (
+            call_admin(tmp_path, endpoints.management_port, "POST", "/admin/add_model_links", link)[
+                0
+            ]
+            == 200
+        )
         status, answer = call(endpoints.query_port, "POST", "/app/predict", {"input": [1.0]})
         assert status == 200 and answer["default"] is True and answer["output"] == -1.0
     finally:
@@ -79,11 +99,17 @@ def test_serves_both_apis_and_restores_its_configuration_after_a_restart(tmp_pat
 
     process, endpoints = start_frontend(tmp_path)
     try:
-        status, apps = call(
-            endpoints.management_port, "POST", "/admin/get_all_applications", {"verbose": True}
+        status, apps = call_admin(
+            tmp_path,
+            endpoints.management_port,
+            "POST",
+            "/admin/get_all_applications",
+            {"verbose": True},
         )
         assert apps[0]["name"] == "app" and apps[0]["linked_models"] == ["m"]
-        assert call(endpoints.management_port, "GET", "/admin/get_all_models")[1] == ["m:1"]
+        assert call_admin(tmp_path, endpoints.management_port, "GET", "/admin/get_all_models")[
+            1
+        ] == ["m:1"]
         # The engine was configured from the store: the app answers (the default, no replica yet).
         status, answer = call(endpoints.query_port, "POST", "/app/predict", {"input": [1.0]})
         assert status == 200 and "m" in answer["default_explanation"]
@@ -134,3 +160,54 @@ def test_invalid_options_exit_with_status_2(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "query_port=70000" in result.stderr
+
+
+def test_the_management_api_needs_the_token_written_owner_only_at_start(tmp_path):
+    state_dir = tmp_path / "cluster"
+    process, endpoints = start_frontend(state_dir)
+    try:
+        token_file = state_dir / TOKEN_FILE_NAME
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+        first_token = read_token(state_dir)
+        assert len(first_token) >= 40
+        port = endpoints.management_port
+        status, answer = call(port, "POST", "/admin/get_all_applications", {})
+        assert status == 401 and "Bearer" in answer["cause"]
+        wrong = {"Authorization": "Bearer " + "x" * len(first_token)}
+        assert call(port, "POST", "/admin/get_all_applications", {}, wrong)[0] == 401
+        assert call(port, "GET", "/admin/ping")[0] == 401
+        assert call(port, "GET", "/healthz")[0] == 200  # probes stay open: they reveal nothing
+        assert call_admin(state_dir, port, "POST", "/admin/get_all_applications", {}) == (200, [])
+    finally:
+        assert stop_frontend(process) == 0
+    process, endpoints = start_frontend(state_dir)
+    try:
+        assert read_token(state_dir) != first_token  # a new token per start
+        stale = {"Authorization": f"Bearer {first_token}"}
+        assert call(endpoints.management_port, "GET", "/admin/ping", None, stale)[0] == 401
+    finally:
+        assert stop_frontend(process) == 0
+
+
+def test_unauthenticated_management_is_allowed_only_on_loopback(tmp_path):
+    process, endpoints = start_frontend(tmp_path, "--allow-unauthenticated-management")
+    try:
+        assert not (tmp_path / TOKEN_FILE_NAME).exists()
+        assert call(endpoints.management_port, "POST", "/admin/get_all_applications", {}) == (
+            200,
+            [],
+        )
+    finally:
+        assert stop_frontend(process) == 0
+    log = process.stdout.read() if not process.stdout.closed else b""
+    refused = subprocess.run(
+        [sys.executable, "-m", "clipper.management", "--state-dir", str(tmp_path / "open"),
+         "--bind-address", "0.0.0.0", "--allow-unauthenticated-management",
+         "--query-port", "0", "--management-port", "0", "--rpc-port", "0"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, log
+    assert "refusing to serve the management API on 0.0.0.0 without authentication" in (
+        refused.stderr
+    )

@@ -8,11 +8,14 @@ import pytest
 
 
 def call(server, method, path, body=None, headers=None):
+    """One request on a new connection, with the server's token unless `headers` are given."""
     connection = http.client.HTTPConnection(*server, timeout=10)
     try:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
-        connection.request(method, path, body=body, headers=headers or {})
+        connection.request(
+            method, path, body=body, headers=server.headers if headers is None else headers
+        )
         response = connection.getresponse()
         raw = response.read()
         return response.status, response.getheader("Content-Type"), json.loads(raw) if raw else None
@@ -127,7 +130,9 @@ def test_keep_alive_serves_several_calls_on_one_connection(admin_server):
     connection = http.client.HTTPConnection(*admin_server, timeout=10)
     try:
         for _ in range(5):
-            connection.request("POST", "/admin/get_all_applications", body="{}")
+            connection.request(
+                "POST", "/admin/get_all_applications", body="{}", headers=admin_server.headers
+            )
             response = connection.getresponse()
             assert response.status == 200
             assert json.loads(response.read()) == []

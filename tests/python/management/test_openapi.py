@@ -12,7 +12,9 @@ from clipper.management.http_api import openapi_document, served_paths
 def call(server, method, path, body=None):
     connection = http.client.HTTPConnection(*server, timeout=10)
     try:
-        connection.request(method, path, body=None if body is None else json.dumps(body))
+        connection.request(
+            method, path, body=None if body is None else json.dumps(body), headers=server.headers
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read())
     finally:

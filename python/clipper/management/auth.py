@@ -1,0 +1,124 @@
+"""Who may call the management API: the cluster's bearer token and where it lives.
+
+Owns `<state_dir>/management_token` (written by the frontend at start, owner-only: file 0600, directory
+0700), the constant-time check of an `Authorization: Bearer <token>` header, and the rule that a
+management port reachable from other machines needs the token. Pure functions; any thread.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from clipper.exceptions import ClipperException
+
+logger = logging.getLogger(__name__)
+
+TOKEN_FILE_NAME = "management_token"
+# 32 random bytes, URL-safe base64: 43 characters.
+TOKEN_BYTES = 32
+BEARER_PREFIX = "bearer "
+
+
+def token_path(state_dir: str | os.PathLike[str]) -> Path:
+    return Path(state_dir) / TOKEN_FILE_NAME
+
+
+def restrict_state_dir(state_dir: str | os.PathLike[str]) -> None:
+    """Make the state directory owner-only (0700): it holds the token and the pickled models."""
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    if directory.stat().st_uid == os.getuid():
+        os.chmod(directory, 0o700)
+
+
+def write_new_token(state_dir: str | os.PathLike[str]) -> str:
+    """Generate a token, store it in `<state_dir>/management_token` (0600) and return it. A new token
+    per start: one read from an old run's file no longer works."""
+    restrict_state_dir(state_dir)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    path = token_path(state_dir)
+    temp_path = path.with_name(f".{TOKEN_FILE_NAME}.tmp-{os.getpid()}")
+    temp_path.unlink(missing_ok=True)
+    # Created 0600 from the start (O_EXCL), so the token is never readable by others, even briefly.
+    descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(descriptor, token.encode("ascii"))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(temp_path, path)
+    return token
+
+
+def remove_token(state_dir: str | os.PathLike[str]) -> None:
+    token_path(state_dir).unlink(missing_ok=True)
+
+
+def read_token(state_dir: str | os.PathLike[str] | None) -> str | None:
+    """The token of the cluster whose state directory is `state_dir`, or None when there is no token
+    file (a cluster started with allow_unauthenticated_management, or not on this host). Refuses a
+    file that others could read or write: such a token is not a secret any more."""
+    if state_dir is None:
+        return None
+    path = token_path(state_dir)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ClipperException(f"cannot read the management token {path}: {error}") from error
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ClipperException(
+            f"the management token {path} is readable or writable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); restart the cluster to get a new one (start_clipper "
+            "writes it with mode 600)"
+        )
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClipperException(f"cannot read the management token {path}: {error}") from error
+
+
+def authorization_header(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def is_authorized(header_value: str | bytes | None, token: str) -> bool:
+    """True when an Authorization header carries `token` (constant-time comparison)."""
+    if header_value is None:
+        return False
+    if isinstance(header_value, str):
+        header_value = header_value.encode("latin-1", "replace")
+    if header_value[: len(BEARER_PREFIX)].lower() != BEARER_PREFIX.encode("ascii"):
+        return False
+    return hmac.compare_digest(header_value[len(BEARER_PREFIX) :].strip(), token.encode("ascii"))
+
+
+def is_loopback(bind_address: str) -> bool:
+    if bind_address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind_address).is_loopback
+    except ValueError:
+        return False
+
+
+def check_unauthenticated_bind(bind_address: str) -> None:
+    """Refuse to serve the management API without a token anywhere but loopback: it deploys code."""
+    if not is_loopback(bind_address):
+        raise ClipperException(
+            f"refusing to serve the management API on {bind_address} without authentication: "
+            "anyone who reaches it could deploy code; bind it to 127.0.0.1, or leave "
+            "allow_unauthenticated_management off so calls need the cluster's token"
+        )
+    logger.warning(
+        "event=management_auth_disabled bind_address=%s advice=%r",
+        bind_address,
+        "any local user can change this cluster and deploy code as its owner",
+    )
