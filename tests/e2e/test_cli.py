@@ -1,6 +1,7 @@
 """The `clipper` command against a real cluster, run as a user runs it (a subprocess)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,28 @@ def clipper(*args):
         timeout=60,
         check=False,
     )
+
+
+def clipper_into_closed_pipe(*args):
+    """Runs `clipper ARGS` with stdout a pipe nobody reads any more."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [*COMMAND, *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_version_names_the_installed_package():
+    result = clipper("--version")
+    assert result.returncode == 0 and result.stdout.startswith("clipper 0.")
 
 
 def test_help_describes_every_command():
@@ -87,6 +110,15 @@ def test_the_cli_starts_reports_and_stops_a_cluster(tmp_path):
         assert "sum" in clipper("apps", *common).stdout
         assert "sum" in clipper("models", *common).stdout
         assert "doubles" in clipper("replicas", *common).stdout
+        # Cluster options go before the command as well as after it.
+        assert "sum" in clipper(*common, "apps").stdout
+        assert (
+            json.loads(clipper(*common[:4], "predict", *common[4:], "sum", "[1]").stdout)["output"]
+            == 1.0
+        )
+        # `clipper apps | head -1`: the reader goes away, the command ends quietly.
+        piped = clipper_into_closed_pipe("apps", *common)
+        assert piped.returncode in (0, 141) and "Traceback" not in piped.stderr, piped.stderr
     finally:
         stopped = clipper("stop", *common)
     assert stopped.returncode == 0, stopped.stderr

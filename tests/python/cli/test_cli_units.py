@@ -6,6 +6,7 @@ import logging
 import textwrap
 
 import pytest
+
 from clipper.cli import ProgressReporter, build_parser, load_predict_function
 from clipper.exceptions import ClipperException
 
