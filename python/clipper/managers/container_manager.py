@@ -1,7 +1,8 @@
 """The container manager interface: where a cluster's processes run and how they are started and stopped.
 
 Implementations: `LocalContainerManager` (local processes, the embedded default); Docker and Kubernetes
-managers implement the same methods. A manager never changes the configuration itself: `ClipperConnection`
+managers implement the same methods, and every manager supervises its replicas (the vocabulary:
+`clipper.managers.supervision`). A manager never changes the configuration itself: `ClipperConnection`
 does that through the management API and asks the manager only to run or stop processes.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 MIB = 1024 * 1024
 
@@ -79,6 +81,13 @@ class ContainerManager(abc.ABC):
     def find_failed_replicas(self, name: str, version: str) -> list[str]:
         """Replicas of the model version that exited, each described with its exit status and the end
         of its log, so a failed deployment can say why instead of hanging."""
+
+    def supervision_report(self) -> list[dict[str, Any]]:
+        """Every replica slot the manager supervises: {"model_name", "model_version", "replica_id",
+        "state" (clipper.managers.supervision.REPLICA_STATES), "restarts", "last_exit_reason",
+        "next_restart_in_s"}. Managers whose platform supervises for them report what it reports;
+        the default reports nothing."""
+        return []
 
     @abc.abstractmethod
     def stop_models(self, models: Mapping[str, Sequence[str]]) -> None:

@@ -3,12 +3,13 @@
 Owns the cluster's state directory (`~/.clipper/<cluster_name>` unless told otherwise): the frontend process
 (`python -m clipper.management`, its own process group), one process per model replica (the container SDK's
 closure runner), their pid records and logs. Records live on disk so a manager in another Python process
-(`connect()`, the CLI) can find and stop what this one started. Methods block; not for the query path.
+(`connect()`, the CLI) can find and stop what this one started; the frontend process supervises them
+(`clipper.managers.local_supervisor`: a replica that exits is replaced, with back-off), so the cluster
+keeps its replica count after this object's process exits. Methods block; not for the query path.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,8 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from clipper.admin.management_client import ManagementClient, urlopen_direct
@@ -34,34 +34,26 @@ from clipper.management.endpoints import (
     process_start_ticks,
 )
 from clipper.managers.container_manager import MIB, ContainerManager
+from clipper.managers.local_replicas import (
+    CLOSURE_FILE_NAME,
+    CLOSURE_RUNNER_MODULE,
+    ReplicaProcess,
+    ReplicaRecords,
+    spawn_process,
+    start_replica_process,
+)
+from clipper.managers.supervision import RUNNING
 from clipper.state import default_state_dir
 from clipper.state.embedded_store import STATE_FILE_NAME
 from clipper.state.redis_store import RedisStateStore
 
 logger = logging.getLogger(__name__)
 
-CLOSURE_FILE_NAME = "func.pkl"
-CLOSURE_RUNNER_MODULE = "clipper.container.closure_runner"
+__all__ = ["CLOSURE_FILE_NAME", "CLOSURE_RUNNER_MODULE", "LocalContainerManager", "ReplicaProcess"]
+
 _CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POLL_INTERVAL_S = 0.05
 _LOG_TAIL_LINES = 30
-
-
-@dataclass(frozen=True)
-class ReplicaProcess:
-    """One model replica process, as recorded in `<state_dir>/replicas/<model>/<version>/<id>.json`."""
-
-    model_name: str
-    model_version: str
-    replica_id: int
-    input_type: str
-    image: str
-    pid: int
-    process_start_ticks: int | None
-    log_path: str
-
-    def is_alive(self) -> bool:
-        return process_is_alive(self.pid, self.process_start_ticks)
 
 
 class LocalContainerManager(ContainerManager):
@@ -110,6 +102,7 @@ class LocalContainerManager(ContainerManager):
         self._endpoints: FrontendEndpoints | None = None
         # Processes this manager started, kept so they can be reaped (no zombies) once stopped.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._records = ReplicaRecords(self.state_dir)
 
     # ---- paths ----------------------------------------------------------------------------------------
 
@@ -123,7 +116,7 @@ class LocalContainerManager(ContainerManager):
 
     @property
     def _replicas_dir(self) -> Path:
-        return self.state_dir / "replicas"
+        return self._records.root
 
     @property
     def _models_dir(self) -> Path:
@@ -144,6 +137,11 @@ class LocalContainerManager(ContainerManager):
         FrontendEndpoints.remove(self.state_dir)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._prune_dead_replicas()
+        rpc_port = self.clipper_rpc_port
+        if rpc_port == 0 and existing is not None and self.list_replicas():
+            # Replicas that outlived a frontend reconnect to the port they know: a frontend that
+            # picks its ports keeps the old RPC port, so it adopts them instead of orphaning them.
+            rpc_port = existing.rpc_port
         command = [
             sys.executable,
             "-m",
@@ -153,7 +151,7 @@ class LocalContainerManager(ContainerManager):
             "--bind-address", self.bind_address,
             "--query-port", str(self.clipper_query_port),
             "--management-port", str(self.clipper_management_port),
-            "--rpc-port", str(self.clipper_rpc_port),
+            "--rpc-port", str(rpc_port),
             "--metrics-port", str(self.prometheus_port),
             "--cache-size-bytes", str(cache_size_bytes),
             "--io-threads", str(io_threads),
@@ -161,6 +159,7 @@ class LocalContainerManager(ContainerManager):
             "--max-body-bytes", str(self.max_body_bytes),
             "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
             "--log-level", self.log_level,
+            "--replica-supervisor", "local",
         ]  # fmt: skip
         if self.redis_ip:
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
@@ -289,49 +288,87 @@ class LocalContainerManager(ContainerManager):
     def set_num_replicas(
         self, name: str, version: str, input_type: str, image: str, num_replicas: int
     ) -> None:
+        """Slots waiting out a back-off count as replicas (the supervisor restarts them); scaling
+        down removes those first."""
         if num_replicas < 0:
             raise DeploymentError(f"num_replicas must be at least 0, got {num_replicas}")
-        alive = sorted(
-            (r for r in self._replicas(name, version) if r.is_alive()), key=lambda r: r.replica_id
-        )
-        if num_replicas > len(alive):
+
+        def surplus(slots: list[ReplicaProcess]) -> list[ReplicaProcess]:
+            # Waiting slots first, then the newest replicas.
+            ordered = sorted(slots, key=lambda r: (r.is_alive(), -r.replica_id))
+            return ordered[: max(len(slots) - num_replicas, 0)]
+
+        self._stop_replicas(surplus, graceful=True, name=name, version=version)
+        missing = num_replicas - len(self._replicas(name, version))
+        if missing > 0:
             self._closure_path(image)
-            for _ in range(num_replicas - len(alive)):
+            for _ in range(missing):
                 self._start_replica(name, version, input_type, image)
-        elif num_replicas < len(alive):
-            self._stop_replicas(alive[num_replicas:], graceful=True)
 
     def find_failed_replicas(self, name: str, version: str) -> list[str]:
+        """Replicas that exited, even those the supervisor would restart: a version being deployed
+        or scaled whose replica exits is reported at once instead of crash-looping unseen."""
         failures = []
-        for replica in self._replicas(name, version):
-            if replica.is_alive():
-                continue
-            child = self._children.pop(replica.pid, None)
-            status = "" if child is None else f" with exit code {child.wait()}"
-            failures.append(
-                f"replica {replica.replica_id} (pid {replica.pid}) exited{status}; last lines of "
-                f"{replica.log_path}:\n{_log_tail(Path(replica.log_path))}"
-            )
-            self._record_path(replica).unlink(missing_ok=True)
+        with self._records.locked():
+            for replica in self._records.read(name, version):
+                if replica.is_alive():
+                    continue
+                child = self._children.pop(replica.pid, None)
+                status = "" if child is None else f" with exit code {child.wait()}"
+                if child is None and replica.last_exit_reason and replica.state != RUNNING:
+                    status = f" ({replica.last_exit_reason}; {replica.state}, restarted "
+                    status += f"{replica.restarts} times)"
+                failures.append(
+                    f"replica {replica.replica_id} (pid {replica.pid}) exited{status}; last lines "
+                    f"of {replica.log_path}:\n{_log_tail(Path(replica.log_path))}"
+                )
+                self._records.remove(replica)
         return failures
+
+    def supervision_report(self) -> list[dict[str, object]]:
+        """Every replica slot with its supervision state, restarts and last exit reason."""
+        now = time.time()
+        report = []
+        for replica in self._replicas():
+            state = replica.state
+            if state == RUNNING and not replica.is_alive():
+                state = "exited"  # noticed by the supervisor within a fraction of a second
+            report.append(
+                {
+                    "model_name": replica.model_name,
+                    "model_version": replica.model_version,
+                    "replica_id": replica.replica_id,
+                    "pid": replica.pid,
+                    "state": state,
+                    "restarts": replica.restarts,
+                    "last_exit_reason": replica.last_exit_reason,
+                    "next_restart_in_s": round(max(replica.next_start_unix - now, 0.0), 1)
+                    if replica.state != RUNNING
+                    else 0.0,
+                }
+            )
+        return report
 
     def list_replicas(self) -> list[ReplicaProcess]:
         """Every recorded replica process of the cluster that is still running."""
         return [replica for replica in self._replicas() if replica.is_alive()]
 
     def stop_models(self, models: Mapping[str, Sequence[str]]) -> None:
-        chosen = [
-            replica
-            for replica in self._replicas()
-            if str(replica.model_version) in {str(v) for v in models.get(replica.model_name, ())}
-        ]
+        def chosen(slots: list[ReplicaProcess]) -> list[ReplicaProcess]:
+            return [
+                replica
+                for replica in slots
+                if str(replica.model_version)
+                in {str(v) for v in models.get(replica.model_name, ())}
+            ]
+
         self._stop_replicas(chosen, graceful=True)
 
     def stop_all_model_containers(self) -> None:
-        self._stop_replicas(self._replicas(), graceful=True)
+        self._stop_replicas(list, graceful=True)
 
     def stop_all(self, graceful: bool = True, clear_state: bool = False) -> None:
-        self._stop_replicas(self._replicas(), graceful=graceful)
+        self._stop_replicas(list, graceful=graceful)
         endpoints = FrontendEndpoints.read(self.state_dir)
         if endpoints is not None and endpoints.is_alive():
             self._terminate([(endpoints.pid, endpoints.process_start_ticks)], graceful=graceful)
@@ -385,19 +422,7 @@ class LocalContainerManager(ContainerManager):
     def _spawn(
         self, command: list[str], log_path: Path, extra_paths: Iterable[str] = ()
     ) -> subprocess.Popen[bytes]:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_file:
-            # Its own session (and process group): a Ctrl-C in the user's terminal does not reach it,
-            # it outlives this Python process, and killpg stops it with any children it started.
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=_child_environment(extra_paths),
-                start_new_session=True,
-                close_fds=True,
-            )
+        process = spawn_process(command, log_path, extra_paths)
         self._children[process.pid] = process
         return process
 
@@ -444,95 +469,61 @@ class LocalContainerManager(ContainerManager):
     def _start_replica(
         self, name: str, version: str, input_type: str, image: str
     ) -> ReplicaProcess:
-        replica_id = self._next_replica_id(name, version)
-        log_path = self.logs_dir / "replicas" / name / version / f"{replica_id}.log"
-        command = [
-            sys.executable,
-            "-m",
-            CLOSURE_RUNNER_MODULE,
-            "--func-path", str(self._closure_path(image)),
-            "--name", name,
-            "--version", version,
-            "--input-type", input_type,
-            "--frontend", f"tcp://{self.get_rpc_addr()}",
-            "--replica-id", str(replica_id),
-        ]  # fmt: skip
-        site_packages = Path(image) / "site-packages"
-        extra_paths = [str(site_packages)] if site_packages.is_dir() else []
-        process = self._spawn(command, log_path, extra_paths)
-        replica = ReplicaProcess(
+        slot = ReplicaProcess(
             model_name=name,
             model_version=version,
-            replica_id=replica_id,
+            replica_id=-1,
             input_type=input_type,
             image=str(image),
-            pid=process.pid,
-            process_start_ticks=process_start_ticks(process.pid),
-            log_path=str(log_path),
+            pid=0,
+            process_start_ticks=None,
+            log_path="",
         )
-        record = self._record_path(replica)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        temp = record.with_suffix(".tmp")
-        temp.write_text(json.dumps(asdict(replica), indent=2), encoding="utf-8")
-        temp.replace(record)
+        with self._records.locked():
+            replica, process = start_replica_process(
+                self._records, self.logs_dir, self.get_rpc_addr(), slot
+            )
+        self._children[process.pid] = process
         logger.info(
             "event=replica_started cluster=%s model=%s version=%s replica=%d pid=%d log=%s",
             self.cluster_name,
             name,
             version,
-            replica_id,
+            replica.replica_id,
             process.pid,
-            log_path,
+            replica.log_path,
         )
         return replica
 
-    def _next_replica_id(self, name: str, version: str) -> int:
-        """Replica ids grow per model version and are never reused, so the frontend can never confuse
-        a new replica with a dropped one."""
-        counter = self._replicas_dir / name / version / "next_replica_id"
-        counter.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            replica_id = int(counter.read_text())
-        except (OSError, ValueError):
-            replica_id = 0
-        recorded = [r.replica_id for r in self._replicas(name, version)]
-        replica_id = max([replica_id, *(i + 1 for i in recorded)])
-        counter.write_text(str(replica_id + 1))
-        return replica_id
-
     def _record_path(self, replica: ReplicaProcess) -> Path:
-        return (
-            self._replicas_dir
-            / replica.model_name
-            / replica.model_version
-            / f"{replica.replica_id}.json"
-        )
+        return self._records.path(replica)
 
     def _replicas(
         self, name: str | None = None, version: str | None = None
     ) -> list[ReplicaProcess]:
-        base = self._replicas_dir
-        if name is not None:
-            base = base / name
-            if version is not None:
-                base = base / str(version)
-        replicas = []
-        for record in sorted(base.rglob("*.json")) if base.is_dir() else []:
-            try:
-                replicas.append(ReplicaProcess(**json.loads(record.read_text(encoding="utf-8"))))
-            except (OSError, ValueError, TypeError):
-                logger.warning("event=replica_record_unreadable path=%s", record)
-        return replicas
+        return self._records.read(name, version)
 
     def _prune_dead_replicas(self) -> None:
-        for replica in self._replicas():
-            if not replica.is_alive():
-                self._record_path(replica).unlink(missing_ok=True)
+        with self._records.locked():
+            for replica in self._replicas():
+                if not replica.is_alive():
+                    self._records.remove(replica)
 
-    def _stop_replicas(self, replicas: Sequence[ReplicaProcess], graceful: bool) -> None:
+    def _stop_replicas(
+        self,
+        choose: Callable[[list[ReplicaProcess]], Sequence[ReplicaProcess]],
+        graceful: bool,
+        name: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Stop the replicas `choose` picks among the recorded ones. Their records go first, under
+        the lock, so the supervisor never restarts a replica that is being stopped."""
+        with self._records.locked():
+            replicas = list(choose(self._records.read(name, version)))
+            for replica in replicas:
+                self._records.remove(replica)
         self._terminate([(r.pid, r.process_start_ticks) for r in replicas], graceful=graceful)
         for replica in replicas:
-            self._record_path(replica).unlink(missing_ok=True)
             logger.info(
                 "event=replica_stopped cluster=%s model=%s version=%s replica=%d pid=%d",
                 self.cluster_name,
@@ -585,22 +576,6 @@ class LocalContainerManager(ContainerManager):
 def _connect_host(bind_address: str) -> str:
     """The address a local client uses to reach a listener bound to `bind_address`."""
     return "127.0.0.1" if bind_address in ("", "0.0.0.0", "::") else bind_address
-
-
-def _child_environment(extra_paths: Iterable[str] = ()) -> dict[str, str]:
-    """This process's environment, with the directory holding the `clipper` package (and any
-    model-specific packages) on PYTHONPATH so children import the same code as their parent."""
-    environment = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])  # the directory holding clipper/
-    inherited = [
-        str(Path(entry).resolve())
-        for entry in environment.get("PYTHONPATH", "").split(os.pathsep)
-        if entry
-    ]
-    paths = [*extra_paths, package_root, *inherited]
-    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    environment.setdefault("PYTHONUNBUFFERED", "1")
-    return environment
 
 
 def _signal_group(pid: int, signum: int) -> None:

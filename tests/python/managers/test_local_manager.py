@@ -10,6 +10,7 @@ from clipper import ClipperConnection, ClipperException, LocalContainerManager
 from clipper.exceptions import ClusterStartError, DeploymentError
 from clipper.management.endpoints import process_is_alive
 from clipper.managers import local as local_manager
+from clipper.managers import local_replicas
 from clipper.state import default_state_dir
 
 
@@ -188,7 +189,7 @@ def test_a_replica_process_is_recorded_and_stopped(make_manager, tmp_path, monke
     """A stand-in replica (a sleeping process started exactly like one) is tracked by its pid record
     and stopped by stop_models and stop_all, from another manager instance too."""
     (tmp_path / "sleeping_replica.py").write_text("import time\ntime.sleep(120)\n")
-    monkeypatch.setattr(local_manager, "CLOSURE_RUNNER_MODULE", "sleeping_replica")
+    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", "sleeping_replica")
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     )
@@ -217,4 +218,5 @@ def test_a_replica_process_is_recorded_and_stopped(make_manager, tmp_path, monke
     assert not process_is_alive(survivor.pid, survivor.process_start_ticks)
     assert manager.frontend_pid() is None
     # Replica ids are never reused for a model version.
-    assert manager._next_replica_id("m", "1") == 2
+    with manager._records.locked():
+        assert manager._records.next_replica_id("m", "1") == 2

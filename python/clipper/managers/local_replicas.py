@@ -1,0 +1,207 @@
+"""Local replica processes on disk: one record per replica slot (`<state_dir>/replicas/<model>/<version>/
+<id>.json`), the lock that orders every change to them, and how a replica process is started.
+
+Shared by `LocalContainerManager` (in the user's process) and the replica supervisor (in the frontend
+process): both change records only while holding the lock, so neither starts a replica the other just
+stopped. Blocking file and process calls; never on the query path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from clipper.management.endpoints import process_is_alive, process_start_ticks
+from clipper.managers.supervision import RestartRecord
+
+logger = logging.getLogger(__name__)
+
+CLOSURE_FILE_NAME = "func.pkl"
+CLOSURE_RUNNER_MODULE = "clipper.container.closure_runner"
+_LOCK_FILE_NAME = ".lock"
+
+
+@dataclass(frozen=True)
+class ReplicaProcess:
+    """One model replica slot and the process that fills it now. Records written before supervision
+    existed lack the last four fields; they read with the defaults."""
+
+    model_name: str
+    model_version: str
+    replica_id: int
+    input_type: str
+    image: str
+    pid: int
+    process_start_ticks: int | None
+    log_path: str
+    # When the process started (seconds since the epoch); 0 when unknown.
+    started_unix: float = 0.0
+    restarts: int = 0
+    consecutive_failures: int = 0
+    last_exit_reason: str = ""
+    state: str = "running"
+    next_start_unix: float = 0.0
+
+    def is_alive(self) -> bool:
+        return process_is_alive(self.pid, self.process_start_ticks)
+
+    @property
+    def restart_record(self) -> RestartRecord:
+        return RestartRecord(
+            restarts=self.restarts,
+            consecutive_failures=self.consecutive_failures,
+            last_exit_reason=self.last_exit_reason,
+            state=self.state,
+            next_start_unix=self.next_start_unix,
+        )
+
+    def with_restart_record(self, record: RestartRecord) -> ReplicaProcess:
+        values = asdict(self)
+        values.update(asdict(record))
+        return ReplicaProcess(**values)
+
+
+class ReplicaRecords:
+    """The replica records of one cluster's state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = Path(state_dir) / "replicas"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the cluster's replica lock (across processes) for a read-then-change sequence."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / _LOCK_FILE_NAME, "a+b") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+    def path(self, replica: ReplicaProcess) -> Path:
+        return self.root / replica.model_name / replica.model_version / f"{replica.replica_id}.json"
+
+    def read(self, name: str | None = None, version: str | None = None) -> list[ReplicaProcess]:
+        base = self.root
+        if name is not None:
+            base = base / name
+            if version is not None:
+                base = base / str(version)
+        known = {field.name for field in fields(ReplicaProcess)}
+        replicas = []
+        for record in sorted(base.rglob("*.json")) if base.is_dir() else []:
+            try:
+                data = json.loads(record.read_text(encoding="utf-8"))
+                replicas.append(ReplicaProcess(**{k: v for k, v in data.items() if k in known}))
+            except (OSError, ValueError, TypeError):
+                logger.warning("event=replica_record_unreadable path=%s", record)
+        return replicas
+
+    def write(self, replica: ReplicaProcess) -> None:
+        record = self.path(replica)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        temp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
+        temp.write_text(json.dumps(asdict(replica), indent=2), encoding="utf-8")
+        temp.replace(record)
+
+    def remove(self, replica: ReplicaProcess) -> None:
+        self.path(replica).unlink(missing_ok=True)
+
+    def next_replica_id(self, name: str, version: str) -> int:
+        """Replica ids grow per model version and are never reused, so the frontend can never confuse
+        a new replica with a dropped one. Call with the lock held."""
+        counter = self.root / name / version / "next_replica_id"
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            replica_id = int(counter.read_text())
+        except (OSError, ValueError):
+            replica_id = 0
+        recorded = [r.replica_id for r in self.read(name, version)]
+        replica_id = max([replica_id, *(i + 1 for i in recorded)])
+        counter.write_text(str(replica_id + 1))
+        return replica_id
+
+
+def spawn_process(
+    command: list[str], log_path: Path, extra_paths: Iterable[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Start `command` with its output appended to `log_path`, detached from the caller."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        # Its own session (and process group): a Ctrl-C in the user's terminal does not reach it,
+        # it outlives the process that started it, and killpg stops it with any children it started.
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=child_environment(extra_paths),
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def start_replica_process(
+    records: ReplicaRecords,
+    logs_dir: Path,
+    rpc_addr: str,
+    slot: ReplicaProcess,
+) -> tuple[ReplicaProcess, subprocess.Popen[bytes]]:
+    """Start a replica for `slot`'s model version under a fresh replica id and record it (restart
+    bookkeeping carried over from `slot`). Call with the lock held."""
+    name, version = slot.model_name, slot.model_version
+    replica_id = records.next_replica_id(name, version)
+    log_path = logs_dir / "replicas" / name / version / f"{replica_id}.log"
+    closure_path = Path(slot.image)
+    if closure_path.is_dir():
+        closure_path = closure_path / CLOSURE_FILE_NAME
+    command = [
+        sys.executable,
+        "-m",
+        CLOSURE_RUNNER_MODULE,
+        "--func-path", str(closure_path.resolve()),
+        "--name", name,
+        "--version", version,
+        "--input-type", slot.input_type,
+        "--frontend", f"tcp://{rpc_addr}",
+        "--replica-id", str(replica_id),
+    ]  # fmt: skip
+    site_packages = Path(slot.image) / "site-packages"
+    extra_paths = [str(site_packages)] if site_packages.is_dir() else []
+    process = spawn_process(command, log_path, extra_paths)
+    values = asdict(slot)
+    values.update(
+        replica_id=replica_id,
+        pid=process.pid,
+        process_start_ticks=process_start_ticks(process.pid),
+        log_path=str(log_path),
+        started_unix=time.time(),
+    )
+    replica = ReplicaProcess(**values)
+    records.write(replica)
+    return replica, process
+
+
+def child_environment(extra_paths: Iterable[str] = ()) -> dict[str, str]:
+    """This process's environment, with the directory holding the `clipper` package (and any
+    model-specific packages) on PYTHONPATH so children import the same code as their parent."""
+    environment = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])  # the directory holding clipper/
+    inherited = [
+        str(Path(entry).resolve())
+        for entry in environment.get("PYTHONPATH", "").split(os.pathsep)
+        if entry
+    ]
+    paths = [*extra_paths, package_root, *inherited]
+    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    environment.setdefault("PYTHONUNBUFFERED", "1")
+    return environment

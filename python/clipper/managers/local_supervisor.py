@@ -1,0 +1,185 @@
+"""The local replica supervisor: a thread of the frontend process that replaces replica processes that
+exit, with back-off, so a cluster of local processes keeps its replica count.
+
+Why in the frontend: the manager object lives in the user's process, which may exit at any time while
+the cluster keeps serving; the frontend lives exactly as long as the cluster, already owns the state
+directory, and is the process replicas connect to. Desired state is the replica records on disk (one
+per slot, written and removed by `LocalContainerManager` under the records' lock), so a restarted
+frontend adopts running replicas instead of starting duplicates, and a slot removed by a stop is never
+restarted. Runs on its own thread ("replica-supervisor"); every change happens under the records' lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from clipper.management.endpoints import FrontendEndpoints
+from clipper.managers.local_replicas import (
+    ReplicaProcess,
+    ReplicaRecords,
+    start_replica_process,
+)
+from clipper.managers.supervision import (
+    BACKING_OFF,
+    RUNNING,
+    BackoffPolicy,
+    describe_exit,
+    returncode_from_wait_status,
+)
+
+logger = logging.getLogger(__name__)
+
+# How often records are checked: a replica that exits is noticed within this.
+DEFAULT_POLL_INTERVAL_S = 0.25
+
+
+class LocalReplicaSupervisor:
+    """Watches `<state_dir>/replicas` and restarts the slots whose process exited."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        rpc_addr: str,
+        cluster_name: str,
+        policy: BackoffPolicy | None = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+    ) -> None:
+        self.records = ReplicaRecords(Path(state_dir))
+        self.logs_dir = Path(state_dir) / "logs"
+        self.rpc_addr = rpc_addr
+        self.cluster_name = cluster_name
+        self.policy = policy or BackoffPolicy()
+        self.poll_interval_s = poll_interval_s
+        # Replicas this supervisor started: only a parent learns how its child ended.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_frontend(cls, state_dir: Path, endpoints: FrontendEndpoints) -> LocalReplicaSupervisor:
+        """The supervisor of the frontend that wrote `endpoints`: replacements connect to its RPC port."""
+        host = endpoints.bind_address
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return cls(state_dir, f"{host}:{endpoints.rpc_port}", endpoints.cluster_name)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="replica-supervisor", daemon=True)
+        self._thread.start()
+        logger.info(
+            "event=replica_supervisor_started cluster=%s adopted=%d",
+            self.cluster_name,
+            sum(1 for replica in self.records.read() if replica.is_alive()),
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def check_once(self, now_unix: float | None = None) -> None:
+        """One pass over the records: note exits, start the slots whose back-off has passed."""
+        with self.records.locked():
+            for replica in self.records.read():
+                if replica.is_alive():
+                    continue
+                now = time.time() if now_unix is None else now_unix
+                if replica.state == RUNNING:
+                    self._note_exit(replica, now)
+                elif replica.restart_record.restart_due(now):
+                    self._restart(replica)
+        self._reap()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            try:
+                self.check_once()
+            except Exception:
+                # A full disk or a vanished state directory must not end supervision for good.
+                logger.exception(
+                    "event=replica_supervisor_pass_failed cluster=%s", self.cluster_name
+                )
+
+    def _note_exit(self, replica: ReplicaProcess, now: float) -> None:
+        reason = describe_exit(self._exit_code(replica.pid))
+        ran_for_s = now - replica.started_unix if replica.started_unix else 0.0
+        record = replica.restart_record.after_exit(self.policy, reason, ran_for_s, now)
+        self.records.write(replica.with_restart_record(record))
+        log = logger.error if record.state != BACKING_OFF else logger.warning
+        log(
+            "event=replica_exited cluster=%s model=%s version=%s replica=%d pid=%d reason=%r "
+            "ran_for_s=%.1f state=%s restart_in_s=%.1f restarts=%d",
+            self.cluster_name,
+            replica.model_name,
+            replica.model_version,
+            replica.replica_id,
+            replica.pid,
+            reason,
+            ran_for_s,
+            record.state,
+            record.next_start_unix - now,
+            record.restarts,
+        )
+
+    def _restart(self, slot: ReplicaProcess) -> None:
+        try:
+            replica, process = start_replica_process(
+                self.records,
+                self.logs_dir,
+                self.rpc_addr,
+                slot.with_restart_record(slot.restart_record.after_restart()),
+            )
+        except OSError as error:
+            # Left as it is: retried on the next pass.
+            logger.error(
+                "event=replica_restart_failed cluster=%s model=%s version=%s cause=%r",
+                self.cluster_name,
+                slot.model_name,
+                slot.model_version,
+                str(error),
+            )
+            return
+        self._children[process.pid] = process
+        self.records.remove(slot)
+        logger.info(
+            "event=replica_restarted cluster=%s model=%s version=%s replica=%d replaces=%d pid=%d "
+            "restarts=%d",
+            self.cluster_name,
+            replica.model_name,
+            replica.model_version,
+            replica.replica_id,
+            slot.replica_id,
+            replica.pid,
+            replica.restarts,
+        )
+
+    def _exit_code(self, pid: int) -> int | None:
+        """How `pid` ended: from the child handle when this supervisor started it, else from the
+        kernel while it is a zombie of another parent (the user's process that started it)."""
+        child = self._children.pop(pid, None)
+        if child is not None:
+            return child.wait()
+        return _zombie_returncode(pid)
+
+    def _reap(self) -> None:
+        # Keep a child that ended until its record is handled: its exit code is read there.
+        live = {replica.pid for replica in self.records.read()}
+        for pid, child in list(self._children.items()):
+            if pid not in live and child.poll() is not None:
+                del self._children[pid]
+
+
+def _zombie_returncode(pid: int) -> int | None:
+    """The exit status of a zombie process (field 52 of /proc/<pid>/stat, Linux 3.5+), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if not fields or fields[0] != "Z" or len(fields) < 50:
+        return None
+    return returncode_from_wait_status(int(fields[49]))

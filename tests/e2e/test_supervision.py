@@ -1,0 +1,83 @@
+"""Replica supervision end to end with real processes: a replica killed with SIGKILL is replaced by the
+frontend within seconds and queries get model answers again; a restarted frontend adopts the replicas
+that kept running instead of starting duplicates."""
+
+import os
+import signal
+
+import e2e_models
+from clipper import ClipperConnection, LocalContainerManager
+from clipper.deployers.python import deploy_python_closure
+from clipper.management.endpoints import process_is_alive
+from e2e_support import model_answer, wait_for
+
+
+def _deploy_sum(conn, num_replicas=1):
+    conn.register_application("sums", "doubles", "-1.0", 5_000_000)
+    deploy_python_closure(
+        conn, "sum-model", "1", "doubles", e2e_models.sum_of_each, num_replicas=num_replicas
+    )
+    conn.link_model_to_app("sums", "sum-model")
+    assert model_answer(conn, "sums", {"input": [1.0, 2.0]})["output"] == 3.0
+
+
+def test_a_killed_replica_is_replaced_and_answers_again(clusters):
+    conn = clusters.start("supervised", heartbeat_timeout_millis=500)
+    _deploy_sum(conn)
+    (victim,) = conn.cm.list_replicas()
+
+    os.kill(victim.pid, signal.SIGKILL)
+
+    def replaced():
+        replicas = conn.cm.list_replicas()
+        return replicas if replicas and replicas[0].pid != victim.pid else None
+
+    (replacement,) = wait_for(replaced, timeout_s=10, what="a replacement replica process")
+    assert replacement.replica_id > victim.replica_id  # ids are never reused
+    assert not process_is_alive(victim.pid, victim.process_start_ticks)
+    assert model_answer(conn, "sums", {"input": [2.0, 5.0]}, timeout_s=15)["output"] == 7.0
+
+    def connected_replacement():
+        replicas = conn.get_all_model_replicas(verbose=True)
+        ids = [r["model_replica_id"] for r in replicas]
+        return replicas if ids == [replacement.replica_id] else None
+
+    (info,) = wait_for(connected_replacement, timeout_s=10, what="only the replacement connected")
+    assert info["state"] == "running"
+    assert info["restarts"] == 1
+    assert info["last_exit_reason"] == "killed by signal 9 (SIGKILL)"
+    assert conn.get_num_replicas("sum-model", "1") == 1
+
+
+def test_a_restarted_frontend_adopts_running_replicas(clusters):
+    conn = clusters.start("adopting", heartbeat_timeout_millis=500)
+    _deploy_sum(conn, num_replicas=2)
+    before = sorted((r.replica_id, r.pid) for r in conn.cm.list_replicas())
+    frontend_pid = conn.cm.frontend_pid()
+
+    os.kill(frontend_pid, signal.SIGKILL)
+    wait_for(lambda: not process_is_alive(frontend_pid), timeout_s=10, what="the frontend's exit")
+
+    # A new manager object, as after the user's process restarted too.
+    restarted = ClipperConnection(
+        LocalContainerManager(
+            cluster_name=conn.cm.cluster_name,
+            clipper_query_port=conn.cm.clipper_query_port,
+            clipper_management_port=conn.cm.clipper_management_port,
+            clipper_rpc_port=conn.cm.clipper_rpc_port,
+            prometheus_port=conn.cm.prometheus_port,
+            state_dir=conn.cm.state_dir,
+            heartbeat_timeout_millis=500,
+        ),
+        replica_start_timeout_s=60,
+    )
+    restarted.start_clipper()
+    clusters.started.append(restarted)
+    assert sorted((r.replica_id, r.pid) for r in restarted.cm.list_replicas()) == before
+    assert model_answer(restarted, "sums", {"input": [4.0, 4.0]}, timeout_s=15)["output"] == 8.0
+    wait_for(
+        lambda: len(restarted.get_all_model_replicas()) == 2,
+        timeout_s=15,
+        what="both adopted replicas connected",
+    )
+    assert restarted.get_num_replicas("sum-model", "1") == 2

@@ -1,0 +1,200 @@
+"""Supervision: the back-off policy and restart bookkeeping (pure), and the local supervisor driving real
+processes that crash, with the clock passed in so back-off steps are checked without waiting them out."""
+
+import os
+import time
+
+import pytest
+from clipper.exceptions import ConfigurationError
+from clipper.management.endpoints import FrontendEndpoints, process_is_alive
+from clipper.managers import local_replicas
+from clipper.managers.local_replicas import ReplicaProcess, ReplicaRecords, start_replica_process
+from clipper.managers.local_supervisor import LocalReplicaSupervisor
+from clipper.managers.supervision import (
+    BACKING_OFF,
+    CRASH_LOOPING,
+    RUNNING,
+    BackoffPolicy,
+    RestartRecord,
+    describe_exit,
+    returncode_from_wait_status,
+    with_supervision,
+)
+
+# ---- the policy and the bookkeeping -------------------------------------------------------------
+
+
+def test_the_delay_doubles_from_one_second_up_to_a_minute():
+    policy = BackoffPolicy()
+    assert [policy.delay_s(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert policy.delay_s(10_000) == 60.0  # no overflow however long it crashed
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"initial_delay_s": -1}, "initial_delay_s"),
+        ({"multiplier": 0.5}, "multiplier"),
+        ({"initial_delay_s": 10, "max_delay_s": 5}, "max_delay_s"),
+        ({"crash_loop_after": 0}, "crash_loop_after"),
+    ],
+)
+def test_a_bad_policy_names_its_field(options, field):
+    with pytest.raises(ConfigurationError, match=field):
+        BackoffPolicy(**options)
+
+
+def test_consecutive_failures_back_off_then_report_a_crash_loop():
+    policy = BackoffPolicy(initial_delay_s=1, max_delay_s=60, crash_loop_after=3)
+    record = RestartRecord()
+    now = 1000.0
+    states = []
+    for _ in range(4):
+        record = record.after_exit(policy, "exited with code 1", ran_for_s=0.5, now_unix=now)
+        states.append((record.state, record.next_start_unix - now, record.consecutive_failures))
+        assert not record.restart_due(record.next_start_unix - 0.01)
+        assert record.restart_due(record.next_start_unix)
+        record = record.after_restart()
+        assert record.state == RUNNING and record.next_start_unix == 0.0
+    assert states == [
+        (BACKING_OFF, 1.0, 1),
+        (BACKING_OFF, 2.0, 2),
+        (CRASH_LOOPING, 4.0, 3),
+        (CRASH_LOOPING, 8.0, 4),
+    ]
+    assert record.restarts == 4
+    assert record.last_exit_reason == "exited with code 1"
+
+
+def test_a_replica_that_stayed_up_starts_the_back_off_again():
+    policy = BackoffPolicy(stable_after_s=30)
+    record = RestartRecord(restarts=5, consecutive_failures=5, state=RUNNING)
+    record = record.after_exit(policy, "killed by signal 9 (SIGKILL)", ran_for_s=45, now_unix=0.0)
+    assert (record.consecutive_failures, record.state, record.next_start_unix) == (
+        1,
+        BACKING_OFF,
+        1,
+    )
+    assert record.restarts == 5
+
+
+def test_exits_are_described_with_their_code_or_signal():
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(-9) == "killed by signal 9 (SIGKILL)"
+    assert describe_exit(-15) == "killed by signal 15 (SIGTERM)"
+    assert "unknown" in describe_exit(None)
+    assert returncode_from_wait_status(3 << 8) == 3
+    assert returncode_from_wait_status(9) == -9
+
+
+def test_connected_replicas_carry_their_supervision_and_waiting_slots_follow():
+    connected = [
+        {"model_name": "m", "model_version": "1", "model_replica_id": 4, "model_id": "m:1"},
+    ]
+    report = [
+        {"model_name": "m", "model_version": "1", "replica_id": 4, "state": RUNNING,
+         "restarts": 2, "last_exit_reason": "exited with code 1", "next_restart_in_s": 0.0},
+        {"model_name": "m", "model_version": "1", "replica_id": 2, "state": CRASH_LOOPING,
+         "restarts": 7, "last_exit_reason": "exited with code 1", "next_restart_in_s": 12.5},
+    ]  # fmt: skip
+    first, second = with_supervision(connected, report)
+    assert (first["state"], first["restarts"], first["model_id"]) == (RUNNING, 2, "m:1")
+    assert second["state"] == CRASH_LOOPING and second["model_replica_id"] == 2
+    assert second["next_restart_in_s"] == 12.5
+    # A replica the manager does not supervise (registered from elsewhere) reads as never restarted.
+    (alone,) = with_supervision(connected, [])
+    assert (alone["restarts"], alone["last_exit_reason"]) == (0, "")
+
+
+# ---- the local supervisor with real processes ------------------------------------------------
+
+
+@pytest.fixture
+def crashing_runner(tmp_path, monkeypatch):
+    """Replica processes are a script that exits with code 3 at once (started like real replicas)."""
+    (tmp_path / "crashing_replica.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", "crashing_replica")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    image = tmp_path / "model"
+    image.mkdir()
+    (image / "func.pkl").write_bytes(b"")
+    return image
+
+
+def _start(records, state_dir, image):
+    slot = ReplicaProcess("m", "1", -1, "doubles", str(image), 0, None, "")
+    with records.locked():
+        replica, process = start_replica_process(records, state_dir / "logs", "127.0.0.1:9", slot)
+    return replica, process
+
+
+def _wait_dead(replica):
+    deadline = time.monotonic() + 15
+    while process_is_alive(replica.pid, replica.process_start_ticks):
+        assert time.monotonic() < deadline, "the crashing replica did not exit"
+        time.sleep(0.02)
+
+
+def test_the_supervisor_restarts_a_crashing_replica_with_back_off(tmp_path, crashing_runner):
+    state_dir = tmp_path / "state"
+    records = ReplicaRecords(state_dir)
+    first, process = _start(records, state_dir, crashing_runner)
+    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
+    _wait_dead(first)
+
+    now = time.time()
+    supervisor.check_once(now)
+    (noted,) = records.read()
+    # A zombie of another parent (this test started it): its status comes from the kernel.
+    assert (noted.replica_id, noted.state, noted.last_exit_reason) == (
+        0,
+        BACKING_OFF,
+        "exited with code 3",
+    )
+    assert noted.next_start_unix == pytest.approx(now + 1.0)
+    process.wait()
+
+    supervisor.check_once(now + 0.5)
+    assert records.read() == [noted]  # still backing off
+
+    for step, (delay_s, state) in enumerate([(2.0, BACKING_OFF), (4.0, CRASH_LOOPING)], start=1):
+        supervisor.check_once(noted.next_start_unix)
+        (restarted,) = records.read()
+        assert (restarted.replica_id, restarted.restarts, restarted.state) == (step, step, RUNNING)
+        _wait_dead(restarted)
+        now = time.time()
+        supervisor.check_once(now)
+        (noted,) = records.read()
+        # Started by the supervisor: the status comes from its own child handle.
+        assert (noted.state, noted.last_exit_reason) == (state, "exited with code 3")
+        assert noted.next_start_unix == pytest.approx(now + delay_s)
+
+    # A slot removed (a stop, under the lock) is never started again.
+    with records.locked():
+        records.remove(noted)
+    supervisor.check_once(noted.next_start_unix + 100)
+    assert records.read() == []
+
+
+def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
+    (tmp_path / "sleeping_replica.py").write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", "sleeping_replica")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    state_dir = tmp_path / "state"
+    records = ReplicaRecords(state_dir)
+    replica, process = _start(records, state_dir, tmp_path)
+    try:
+        endpoints = FrontendEndpoints("test", os.getpid(), None, "0.0.0.0", 1, 2, 3, 0)
+        supervisor = LocalReplicaSupervisor.for_frontend(state_dir, endpoints)
+        assert supervisor.rpc_addr == "127.0.0.1:3"
+        supervisor.start()
+        time.sleep(3 * supervisor.poll_interval_s)
+        supervisor.stop()
+        assert records.read() == [replica]
+    finally:
+        process.kill()
+        process.wait()
