@@ -238,11 +238,13 @@ class Model:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Model:
-        versions = [ModelVersion.from_dict(v) for v in data.get("versions", [])]
+        versions = [ModelVersion.from_dict(v) for v in _list_field(data, "versions")]
         return cls(
             name=data["name"],
             current_version=data["current_version"],
-            versions={v.version: v for v in versions},
+            versions=_unique(
+                f"version of model {data['name']!r}", [(v.version, v) for v in versions]
+            ),
         )
 
 
@@ -274,16 +276,52 @@ class ClusterState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClusterState:
+        """The state stored as `data`; raises StateFormatError for anything that is not one."""
+        try:
+            return cls._from_dict(data)
+        except StateFormatError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+            detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+            raise StateFormatError(detail or type(error).__name__) from error
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> ClusterState:
+        if not isinstance(data, dict):
+            raise StateFormatError(f"the state is a JSON {type(data).__name__}, not an object")
         format_version = data.get("format_version", STATE_FORMAT_VERSION)
+        if not isinstance(format_version, int) or isinstance(format_version, bool):
+            raise StateFormatError(f"format_version {format_version!r} is not a number")
         if format_version > STATE_FORMAT_VERSION:
-            raise ValueError(
+            raise StateFormatError(
                 f"state format {format_version} is newer than this version of clipper understands "
                 f"({STATE_FORMAT_VERSION}); upgrade clipper"
             )
-        apps = [Application.from_dict(a) for a in data.get("applications", [])]
-        models = [Model.from_dict(m) for m in data.get("models", [])]
+        apps = [Application.from_dict(a) for a in _list_field(data, "applications")]
+        models = [Model.from_dict(m) for m in _list_field(data, "models")]
         return cls(
             revision=int(data.get("revision", 0)),
-            applications={app.name: app for app in apps},
-            models={model.name: model for model in models},
+            applications=_unique("application", [(app.name, app) for app in apps]),
+            models=_unique("model", [(model.name, model) for model in models]),
         )
+
+
+class StateFormatError(ValueError):
+    """A stored state that is not a valid ClusterState (wrong shape, duplicate entries)."""
+
+
+def _list_field(data: dict[str, Any], name: str) -> list[Any]:
+    value = data.get(name, [])
+    if not isinstance(value, list):
+        raise StateFormatError(f"{name} is a JSON {type(value).__name__}, not a list")
+    return value
+
+
+def _unique(kind: str, entries: list[tuple[str, Any]]) -> dict[str, Any]:
+    """{name: entry}, refusing a name given twice: keeping either copy would silently lose the other."""
+    unique: dict[str, Any] = {}
+    for name, entry in entries:
+        if name in unique:
+            raise StateFormatError(f"{kind} {name!r} appears more than once")
+        unique[name] = entry
+    return unique

@@ -8,6 +8,7 @@ Thread-safe; called from the management service's request threads.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,8 @@ class EmbeddedStateStore(StateStore):
         self._state_path = self._state_dir / STATE_FILE_NAME
         self._mutex = threading.Lock()
         try:
-            self._state_dir.mkdir(parents=True, exist_ok=True)
+            # Owner-only when created here: the directory holds the cluster's token and models.
+            self._state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise StateStoreError(
                 f"cannot create the state directory {self._state_dir}: {error}; choose a writable "
@@ -113,18 +115,39 @@ class EmbeddedStateStore(StateStore):
 
     def _read(self) -> ClusterState:
         try:
-            text = self._state_path.read_text(encoding="utf-8")
+            data = self._state_path.read_bytes()
         except FileNotFoundError:
             return ClusterState()
         except OSError as error:
             raise StateStoreError(f"cannot read {self._state_path}: {error}") from error
         try:
-            return ClusterState.from_dict(json.loads(text))
-        except (ValueError, KeyError, TypeError) as error:
+            return ClusterState.from_dict(json.loads(data.decode("utf-8")))
+        # StateFormatError, JSONDecodeError and UnicodeDecodeError are all ValueErrors.
+        except (ValueError, RecursionError) as error:
+            backup = self._keep_corrupt_copy()
             raise StateStoreError(
-                f"{self._state_path} is not a valid clipper state file ({error}); restore it from a "
-                "backup, or move it aside to start with an empty configuration"
+                f"{self._state_path} is not a valid clipper state file ({error}); a copy is kept at "
+                f"{backup}. Fix the file, or move it aside to start with an empty configuration"
             ) from error
+
+    def _keep_corrupt_copy(self) -> Path:
+        """Copy the unreadable state file beside it (once per distinct content), so that whatever the
+        operator does next (moving it aside, a new save) never loses what it held."""
+        data = self._state_path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        backup = self._state_path.with_name(f"{STATE_FILE_NAME}.corrupt-{digest}")
+        if not backup.exists():
+            temp_path = backup.with_name(f".{backup.name}.tmp-{os.getpid()}")
+            temp_path.write_bytes(data)
+            os.chmod(temp_path, 0o600)
+            os.replace(temp_path, backup)
+            logger.error(
+                "event=state_file_corrupt path=%s backup=%s bytes=%d",
+                self._state_path,
+                backup,
+                len(data),
+            )
+        return backup
 
     def _write_atomically(self, text: str) -> None:
         temp_path = self._state_path.with_name(f".{STATE_FILE_NAME}.tmp-{os.getpid()}")

@@ -117,7 +117,7 @@ class RedisStateStore(StateStore):
             return ClusterState()
         try:
             state = ClusterState.from_dict(json.loads(state_text))
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, RecursionError) as error:  # StateFormatError is a ValueError
             raise StateStoreError(
                 f"{self.description} does not hold a valid clipper state ({error}); restore it, or "
                 f"delete the key (redis-cli DEL {self._state_key}) to start empty"
@@ -165,7 +165,14 @@ class RedisStateStore(StateStore):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                message = self._call("wait", subscription.get_message, timeout=remaining)
+                try:
+                    message = self._call("wait", subscription.get_message, timeout=remaining)
+                except StateStoreError:
+                    # The subscription's connection broke (Redis restarted): subscribe afresh on
+                    # the next call, and let the caller retry.
+                    self._subscription = None
+                    subscription.close()
+                    raise
                 if message is not None:
                     stored = self.revision()
             return stored

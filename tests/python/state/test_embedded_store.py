@@ -48,6 +48,87 @@ def test_a_corrupt_file_is_reported_not_silently_replaced(tmp_path):
     assert (tmp_path / "state.json").read_text() == "{not json"
 
 
+VALID_APP = {
+    "name": "a",
+    "input_type": "ints",
+    "default_output": "0",
+    "slo_micros": 1000,
+    "linked_models": [],
+}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b'{"format_version": 1, "revision": 3, "applications": [{"name": "a", "input_ty',
+        b"\xff\xfe\x00garbage",
+        b"[1, 2, 3]",
+        b'"just a string"',
+        b'{"applications": 5}',
+        b'{"applications": [7]}',
+        b'{"applications": [{"name": "a"}]}',
+        b'{"format_version": "one"}',
+        b'{"revision": "x"}',
+        b'{"models": [{"name": "m", "current_version": "1", "versions": {"1": 2}}]}',
+        b"[" * 50_000 + b"]" * 50_000,
+        json.dumps({"applications": [VALID_APP, VALID_APP]}).encode(),
+        json.dumps(
+            {
+                "models": [
+                    {"name": "m", "current_version": "1", "versions": []},
+                    {"name": "m", "current_version": "2", "versions": []},
+                ]
+            }
+        ).encode(),
+    ],
+    ids=[
+        "empty",
+        "truncated",
+        "not-utf8",
+        "a-list",
+        "a-string",
+        "apps-not-a-list",
+        "app-not-an-object",
+        "app-missing-fields",
+        "bad-format-version",
+        "bad-revision",
+        "versions-not-a-list",
+        "nested-50k",
+        "duplicate-app",
+        "duplicate-model",
+    ],
+)
+def test_a_corrupt_file_is_a_clear_error_naming_it_and_a_copy_is_kept(tmp_path, content):
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with EmbeddedStateStore(tmp_path) as store:
+        for _ in range(2):  # refused every time, never replaced; one copy per distinct content
+            with pytest.raises(StateStoreError) as error:
+                store.load()
+            with pytest.raises(StateStoreError):
+                store.save(ClusterState(), expected_revision=0)
+    message = str(error.value)
+    assert f"{path} is not a valid clipper state file" in message
+    backups = sorted(tmp_path.glob("state.json.corrupt-*"))
+    assert len(backups) == 1 and str(backups[0]) in message
+    assert backups[0].read_bytes() == content and path.read_bytes() == content
+    assert oct(backups[0].stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_duplicate_entries_name_the_duplicate(tmp_path):
+    (tmp_path / "state.json").write_text(json.dumps({"applications": [VALID_APP, VALID_APP]}))
+    with EmbeddedStateStore(tmp_path) as store, pytest.raises(StateStoreError) as error:
+        store.load()
+    assert "application 'a' appears more than once" in str(error.value)
+
+
+def test_a_new_state_directory_is_owner_only(tmp_path):
+    with EmbeddedStateStore(tmp_path / "fresh"):
+        pass
+    assert oct((tmp_path / "fresh").stat().st_mode & 0o777) == oct(0o700)
+
+
 def test_a_newer_format_is_refused(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"format_version": 99, "revision": 1}))
     with EmbeddedStateStore(tmp_path) as store, pytest.raises(StateStoreError, match="upgrade"):

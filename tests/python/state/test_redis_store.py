@@ -2,8 +2,11 @@
 notifications across connections, and errors that say where Redis was expected."""
 
 import json
+import shutil
 import socket
+import subprocess
 import threading
+import time
 
 import pytest
 from clipper.exceptions import StaleStateError, StateStoreError
@@ -99,3 +102,59 @@ def test_redis_addresses_are_parsed():
     for bad in ("host:0", "host:x", ":6379"):
         with pytest.raises(StateStoreError, match="host:port"):
             parse_redis_address(bad)
+
+
+def start_redis(port, directory):
+    """A redis-server of this test's own on `port` (the session's server must not be restarted)."""
+    process = subprocess.Popen(
+        [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(directory), "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"redis-server did not start on port {port}")
+
+
+def stop_redis(process):
+    process.kill()
+    process.wait(timeout=10)
+
+
+def test_the_store_works_again_after_redis_restarts(redis_server, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = start_redis(port, tmp_path)
+    try:
+        with RedisStateStore("127.0.0.1", port, cluster_name="restart") as store:
+            saved = store.save(ClusterState(), expected_revision=0)
+            assert store.wait_for_change(saved.revision, 0.05) == saved.revision  # subscribed
+            stop_redis(server)
+            with pytest.raises(StateStoreError, match=f"check that Redis at 127.0.0.1:{port}"):
+                store.load()
+            with pytest.raises(StateStoreError):
+                store.wait_for_change(saved.revision, 0.2)
+            server = start_redis(port, tmp_path)  # empty: persistence is off
+            assert store.load().revision == 0
+            assert store.save(ClusterState(), expected_revision=0).revision == 1
+            # The change channel works again too: another client's save wakes a waiter.
+            with RedisStateStore("127.0.0.1", port, cluster_name="restart") as other:
+                timer = threading.Timer(
+                    0.2, lambda: other.save(ClusterState(), expected_revision=1)
+                )
+                timer.start()
+                started = time.monotonic()
+                assert store.wait_for_change(1, 5.0) == 2
+                assert time.monotonic() - started < 4.0
+                timer.join()
+    finally:
+        stop_redis(server)
