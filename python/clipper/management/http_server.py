@@ -469,8 +469,17 @@ def _check_framing(
             "Too many headers",
             f"the request has {len(request.headers)} header fields; at most {limits.max_headers}",
         )
+    # h11 accepts bare LF line ends too; the header block ends at the first empty line either way.
+    ends = [i for i in (head_bytes.find(b"\r\n\r\n"), head_bytes.find(b"\n\n")) if i >= 0]
+    end = min(ends) if ends else -1
+    if end < 0 or end + 4 > limits.max_header_bytes:  # h11 checks only headers split across reads
+        return (
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Headers too large",
+            f"request line and headers exceed {limits.max_header_bytes} bytes",
+        )
     names = [name for name, _ in request.headers]
-    header_block = head_bytes.split(b"\r\n\r\n", 1)[0].lower()
+    header_block = head_bytes[:end].lower()
     content_lengths = header_block.count(b"\ncontent-length:") + header_block.count(
         b"\ncontent-length "
     )
