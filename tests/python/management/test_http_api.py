@@ -146,3 +146,38 @@ def test_an_unexpected_failure_is_500_and_the_server_keeps_serving(admin_server,
     assert status == 500
     assert answer["error"] == "Internal error"
     assert call(admin_server, "GET", "/admin/ping")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}, {"Authorization": ""}],
+    ids=["none", "wrong-token", "other-scheme", "empty"],
+)
+def test_every_admin_path_needs_the_token(admin_server, engine, headers):
+    for method, path in [
+        ("POST", "/admin/add_app"),
+        ("GET", "/admin/ping"),
+        ("GET", "/admin/openapi.json"),
+        ("POST", "/admin/no_such_operation"),
+    ]:
+        body = {"name": "x", "input_type": "doubles", "default_output": "0", "latency_slo_micros": 1}
+        status, content_type, answer = call(admin_server, method, path, body, headers)
+        assert (status, content_type) == (401, "application/json"), path
+        assert answer["error"] == "Unauthorized" and "Bearer" in answer["cause"]
+    assert engine.applied[-1]["apps"] == []  # nothing was changed
+    assert call(admin_server, "GET", "/healthz", headers=headers)[0] == 200
+
+
+def test_the_token_scheme_is_case_insensitive(admin_server):
+    headers = {"Authorization": f"bearer {admin_server.token}"}
+    assert call(admin_server, "GET", "/admin/ping", headers=headers)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "method, status", [("PUT", 405), ("DELETE", 405), ("OPTIONS", 405), ("BREW", 501)]
+)
+def test_other_methods_get_json_errors(admin_server, method, status):
+    answered, content_type, answer = call(admin_server, method, "/admin/add_app", b"{}")
+    assert (answered, content_type) == (status, "application/json")
+    assert "GET" in answer["cause"] and "POST" in answer["cause"]
+    assert call(admin_server, "GET", "/admin/ping")[0] == 200

@@ -93,3 +93,21 @@ def test_real_answers_match_the_documented_schemas(admin_server, engine):
             answer, {**schema, "components": document["components"]},
             cls=schema_validator.OAS30Validator,
         )  # fmt: skip
+
+
+def test_the_token_is_documented_and_a_401_is_what_the_server_answers(admin_server):
+    document = openapi_document()
+    assert document["components"]["securitySchemes"]["managementToken"]["scheme"] == "bearer"
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path in ("/healthz", "/readyz"):
+                assert operation["security"] == []
+                continue
+            assert "401" in operation["responses"], (path, method)
+    connection = http.client.HTTPConnection(*admin_server, timeout=10)
+    try:
+        connection.request("POST", "/admin/get_all_models", body="{}")
+        response = connection.getresponse()
+        assert response.status == 401 and "error" in json.loads(response.read())
+    finally:
+        connection.close()
