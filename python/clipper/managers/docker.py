@@ -1,0 +1,659 @@
+"""`DockerContainerManager`: a cluster on the local Docker Engine (the `docker` Python SDK).
+
+Owns the cluster's containers: the frontend (image built from containers/frontend; its state directory, with
+the embedded store and the management token, bind-mounted from the host, or the store in Redis) and one container per model replica, all labelled with Clipper's labels so
+`connect()`, `stop_all()` and another Python process find them; per-model resources and GPU requests;
+model images built from containers/. Docker's restart policy replaces a replica that crashes (with its
+own exponential back-off); restarts and the last exit show in `supervision_report()`. Methods block.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.error
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipper.admin.management_client import ManagementClient, urlopen_direct
+from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
+from clipper.managers import docker_images
+from clipper.managers.container_manager import MIB, ContainerManager
+from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING, describe_exit
+from clipper.state import default_state_dir
+
+logger = logging.getLogger(__name__)
+
+CLIPPER_LABEL = "ai.clipper.container.label"
+MODEL_LABEL = "ai.clipper.model_container.label"
+ROLE_LABEL = "ai.clipper.role"
+PORTS_LABEL = "ai.clipper.ports"
+REPLICA_LABEL = "ai.clipper.replica"
+STATE_DIR_IN_CONTAINER = "/var/lib/clipper"
+MODEL_DIR_IN_CONTAINER = "/model"
+CLOSURE_FILE_NAME = "func.pkl"
+_CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_POLL_INTERVAL_S = 0.1
+_LOG_TAIL_LINES = 30
+# Restarts after which a replica that keeps crashing is reported as crash-looping.
+_CRASH_LOOP_RESTARTS = 3
+# The unprivileged user of Clipper's images (containers/*/Dockerfile: USER 10001:10001).
+_IMAGE_UID = 10001
+
+
+@dataclass(frozen=True)
+class ModelResources:
+    """What one model's replica containers may use: `cpus` (fractional CPUs), `memory` (Docker's
+    syntax, e.g. "512m", or bytes) and `gpus` ("all", a count, or a list of device ids)."""
+
+    cpus: float | None = None
+    memory: str | int | None = None
+    gpus: str | int | Sequence[str] | None = None
+
+    def container_kwargs(self) -> dict[str, Any]:
+        import docker.types
+
+        kwargs: dict[str, Any] = {}
+        if self.cpus is not None:
+            kwargs["nano_cpus"] = int(float(self.cpus) * 1e9)
+        if self.memory is not None:
+            kwargs["mem_limit"] = self.memory
+        if self.gpus is not None:
+            if self.gpus == "all":
+                request = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            elif isinstance(self.gpus, int):
+                request = docker.types.DeviceRequest(count=self.gpus, capabilities=[["gpu"]])
+            else:
+                ids = [str(device) for device in self.gpus]
+                request = docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
+            kwargs["device_requests"] = [request]
+        return kwargs
+
+    def to_label(self) -> str:
+        gpus = list(self.gpus) if isinstance(self.gpus, (list, tuple)) else self.gpus
+        return json.dumps({"cpus": self.cpus, "memory": self.memory, "gpus": gpus})
+
+
+class DockerContainerManager(ContainerManager):
+    def __init__(
+        self,
+        cluster_name: str = "default-cluster",
+        clipper_query_port: int = 1337,
+        clipper_management_port: int = 1338,
+        clipper_rpc_port: int = 7000,
+        redis_ip: str | None = None,
+        redis_port: int = 6379,
+        prometheus_port: int = 1390,
+        docker_network: str = "host",
+        extra_container_kwargs: Mapping[str, Any] | None = None,
+        base_image: str | None = None,
+        wheelhouse: str | Path | None = None,
+        model_resources: Mapping[str, ModelResources] | None = None,
+        restart_max_retries: int = 10,
+        state_dir: str | os.PathLike[str] | None = None,
+        log_level: str = "INFO",
+        startup_timeout_s: float = 120.0,
+        stop_timeout_s: float = 10.0,
+        docker_client: Any = None,
+    ) -> None:
+        """`docker_network`: "host" (the default; containers share the host's network and bind
+        127.0.0.1) or a user-defined network (the frontend's ports are then published on the host's
+        loopback). `extra_container_kwargs` go to every `containers.run` (e.g. `{"dns": [...]}`).
+        `base_image`: what Clipper's images are built FROM (default: $CLIPPER_BASE_IMAGE, the local
+        Debian-built clipper-base:bookworm when present, else python:3.11-slim). `model_resources`:
+        {model name: ModelResources}, also settable with `set_model_resources`.
+        `restart_max_retries`: crashes of one replica container Docker restarts (with back-off).
+        `state_dir` (default ~/.clipper/<cluster_name>) is mounted into the frontend container: its
+        configuration and management token outlive the container."""
+        if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
+            raise ClipperException(
+                f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
+                "'-' (it names the cluster's containers and volume)"
+            )
+        for port_name, port in (
+            ("clipper_query_port", clipper_query_port),
+            ("clipper_management_port", clipper_management_port),
+            ("clipper_rpc_port", clipper_rpc_port),
+        ):
+            if not 1 <= int(port) <= 65535:
+                raise ClipperException(
+                    f"{port_name}={port}: DockerContainerManager needs a fixed port (1-65535)"
+                )
+        self.cluster_name = cluster_name
+        self.clipper_query_port = int(clipper_query_port)
+        self.clipper_management_port = int(clipper_management_port)
+        self.clipper_rpc_port = int(clipper_rpc_port)
+        self.redis_ip = redis_ip
+        self.redis_port = redis_port
+        self.prometheus_port = int(prometheus_port)
+        self.docker_network = docker_network
+        self.extra_container_kwargs = dict(extra_container_kwargs or {})
+        self.base_image = base_image
+        self.wheelhouse = Path(wheelhouse) if wheelhouse else None
+        self.model_resources: dict[str, ModelResources] = dict(model_resources or {})
+        self.restart_max_retries = restart_max_retries
+        self.log_level = log_level
+        self.state_dir = (
+            Path(state_dir) if state_dir else default_state_dir(cluster_name)
+        ).absolute()
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self._client = docker_client
+
+    # ---- Docker --------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import docker
+            except ImportError as error:
+                raise ClipperException(
+                    "DockerContainerManager needs the Docker SDK for Python: pip install docker"
+                ) from error
+            try:
+                self._client = docker.from_env()
+                self._client.ping()
+            except docker.errors.DockerException as error:
+                raise ClipperException(
+                    f"the Docker Engine does not answer ({error}); start it (see docs/docker.md) "
+                    "or use LocalContainerManager"
+                ) from error
+        return self._client
+
+    @property
+    def _host_network(self) -> bool:
+        return self.docker_network == "host"
+
+    def _containers(self, role: str | None = None, model: str | None = None) -> list[Any]:
+        labels = [f"{CLIPPER_LABEL}={self.cluster_name}"]
+        if role:
+            labels.append(f"{ROLE_LABEL}={role}")
+        if model:
+            labels.append(f"{MODEL_LABEL}={model}")
+        return list(self.client.containers.list(all=True, filters={"label": labels}))
+
+    def _container_name(self, *parts: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", "-".join(["clipper", self.cluster_name, *parts]))
+
+    def _run(self, **kwargs: Any) -> Any:
+        options = {**kwargs, **self.extra_container_kwargs}
+        labels = {**kwargs.get("labels", {}), **self.extra_container_kwargs.get("labels", {})}
+        options["labels"] = labels
+        options.setdefault("network", self.docker_network)
+        options["detach"] = True
+        return self.client.containers.run(**options)
+
+    # ---- the frontend -------------------------------------------------------------------------------
+
+    def start_clipper(
+        self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1, rpc_thread: str = "shared"
+    ) -> None:
+        import docker.errors
+
+        for container in self._containers(role="frontend"):
+            if container.status in ("running", "restarting"):
+                raise ClusterStartError(
+                    f"cluster '{self.cluster_name}' is already running (container "
+                    f"{container.name}); connect() to it, or stop it first with stop_all()"
+                )
+            container.remove(force=True)
+        user = self._prepare_state_dir()
+        image = docker_images.ensure_image(
+            self.client, "frontend", self.base_image, self.wheelhouse
+        )
+        command = [
+            "--cluster-name", self.cluster_name,
+            "--state-dir", STATE_DIR_IN_CONTAINER,
+            "--bind-address", "127.0.0.1" if self._host_network else "0.0.0.0",
+            "--query-port", str(self.clipper_query_port),
+            "--management-port", str(self.clipper_management_port),
+            "--rpc-port", str(self.clipper_rpc_port),
+            "--metrics-port", str(self.prometheus_port),
+            "--cache-size-bytes", str(cache_size_bytes),
+            "--io-threads", str(io_threads),
+            "--rpc-thread", rpc_thread,
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        if self.redis_ip:
+            command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
+        ports = {
+            "query": self.clipper_query_port,
+            "management": self.clipper_management_port,
+            "rpc": self.clipper_rpc_port,
+            "metrics": self.prometheus_port,
+        }
+        published = {}
+        if not self._host_network:
+            published = {f"{p}/tcp": ("127.0.0.1", p) for p in ports.values() if p}
+        try:
+            container = self._run(
+                image=image,
+                command=command,
+                name=self._container_name("frontend"),
+                labels={
+                    CLIPPER_LABEL: self.cluster_name,
+                    ROLE_LABEL: "frontend",
+                    PORTS_LABEL: json.dumps(ports),
+                },
+                environment={"CLIPPER_QUERY_PORT": str(self.clipper_query_port)},
+                volumes={str(self.state_dir): {"bind": STATE_DIR_IN_CONTAINER, "mode": "rw"}},
+                user=user,
+                ports=published or None,
+                restart_policy={"Name": "unless-stopped"},
+            )
+        except docker.errors.APIError as error:
+            raise ClusterStartError(
+                f"Docker could not start the frontend of cluster '{self.cluster_name}': {error}"
+            ) from error
+        logger.info(
+            "event=frontend_starting cluster=%s container=%s image=%s",
+            self.cluster_name,
+            container.name,
+            image,
+        )
+        self._wait_for_frontend(container)
+        logger.info(
+            "event=frontend_started cluster=%s container=%s query_addr=%s admin_addr=%s",
+            self.cluster_name,
+            container.name,
+            self.get_query_addr(),
+            self.get_admin_addr(),
+        )
+
+    def _prepare_state_dir(self) -> str:
+        """Creates the state directory and returns the user the frontend container runs as: this
+        user's ids, or when that is root the image's unprivileged user (10001), which then owns the
+        directory. Either way the container's files are readable here."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if os.getuid() != 0:
+            return f"{os.getuid()}:{os.getgid()}"
+        for path in [self.state_dir, *self.state_dir.rglob("*")]:
+            os.chown(path, _IMAGE_UID, _IMAGE_UID, follow_symlinks=False)
+        return f"{_IMAGE_UID}:{_IMAGE_UID}"
+
+    def _wait_for_frontend(self, container: Any) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.status in ("exited", "dead") or (
+                container.attrs["RestartCount"] > 0
+            ):
+                logs = _tail(container)
+                container.remove(force=True)
+                raise ClusterStartError(
+                    f"the frontend container of cluster '{self.cluster_name}' exited while "
+                    f"starting; its last log lines:\n{logs}"
+                )
+            if _http_ok(f"http://{self.get_query_addr()}/healthz") and ManagementClient(
+                self.get_admin_addr(), timeout_s=2.0
+            ).ping():
+                return
+            time.sleep(_POLL_INTERVAL_S)
+        logs = _tail(container)
+        raise ClusterStartError(
+            f"the frontend container of cluster '{self.cluster_name}' did not answer within "
+            f"{self.startup_timeout_s:.0f} s; its last log lines:\n{logs}"
+        )
+
+    def connect(self) -> None:
+        running = [c for c in self._containers(role="frontend") if c.status == "running"]
+        if not running:
+            raise ClipperException(
+                f"no running Docker container of Clipper cluster '{self.cluster_name}' (label "
+                f"{CLIPPER_LABEL}={self.cluster_name}); start it with start_clipper()"
+            )
+        ports = json.loads(running[0].labels.get(PORTS_LABEL, "{}"))
+        self.clipper_query_port = int(ports.get("query", self.clipper_query_port))
+        self.clipper_management_port = int(ports.get("management", self.clipper_management_port))
+        self.clipper_rpc_port = int(ports.get("rpc", self.clipper_rpc_port))
+        self.prometheus_port = int(ports.get("metrics", self.prometheus_port))
+        if not ManagementClient(self.get_admin_addr(), timeout_s=5.0).ping():
+            raise ClipperException(
+                f"the frontend container {running[0].name} runs but its management API does not "
+                f"answer at {self.get_admin_addr()}; see its logs with get_clipper_logs()"
+            )
+        logger.info("event=connected cluster=%s container=%s", self.cluster_name, running[0].name)
+
+    def get_admin_addr(self) -> str:
+        return f"127.0.0.1:{self.clipper_management_port}"
+
+    def get_query_addr(self) -> str:
+        return f"127.0.0.1:{self.clipper_query_port}"
+
+    def get_metric_addr(self) -> str:
+        return f"127.0.0.1:{self.prometheus_port or self.clipper_query_port}"
+
+    # ---- model images -------------------------------------------------------------------------------
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str = "default",
+        container_registry: str | None = None,
+        pkgs_to_install: Sequence[str] | None = None,
+    ) -> str:
+        """Builds the model version's image: a Clipper model image (`base_image="default"` picks the
+        framework's own from the saved closure; "python-closure", "sklearn", ... name one; anything
+        else is an image of yours that has the container SDK) plus the saved model directory and
+        `pkgs_to_install` (from the wheelhouse). Pushed to `container_registry` when given."""
+        source = Path(model_data_path)
+        if not (source / CLOSURE_FILE_NAME).is_file():
+            raise DeploymentError(
+                f"model_data_path {model_data_path!r} holds no {CLOSURE_FILE_NAME}; save the model "
+                "first (clipper.container.closure.save_closure does this for a Python function)"
+            )
+        kind = _model_image_kind(source) if base_image == "default" else base_image
+        if kind in docker_images.IMAGES and kind != "frontend":
+            parent = docker_images.ensure_image(
+                self.client, kind, self.base_image, self.wheelhouse
+            )
+        else:
+            parent = base_image
+        repository = re.sub(r"[^a-z0-9_.-]", "-", f"clipper-model/{self.cluster_name}-{name}".lower())
+        repository = repository.replace("clipper-model-", "clipper-model/", 1)
+        if container_registry:
+            repository = f"{container_registry.rstrip('/')}/{repository}"
+        tag = f"{repository}:{re.sub(r'[^A-Za-z0-9_.-]', '-', str(version))}"
+        with tempfile.TemporaryDirectory(prefix=f"clipper-model-{name}-") as staging:
+            context = Path(staging)
+            shutil.copyfile(
+                docker_images.containers_dir() / "model-version" / "Dockerfile",
+                context / "Dockerfile",
+            )
+            shutil.copytree(source, context / "model")
+            docker_images.resolve_wheels(pkgs_to_install or (), context / "wheels", self.wheelhouse)
+            docker_images.build_image(
+                self.client,
+                context,
+                tag,
+                {"BASE_IMAGE": parent, "PKGS_TO_INSTALL": " ".join(pkgs_to_install or ())},
+                {CLIPPER_LABEL: self.cluster_name, MODEL_LABEL: f"{name}_{version}"},
+            )
+        if container_registry:
+            for line in self.client.images.push(repository, tag=tag.rsplit(":", 1)[1], stream=True,
+                                                decode=True):  # fmt: skip
+                if "error" in line:
+                    raise DeploymentError(f"pushing {tag} to {container_registry} failed: {line}")
+        logger.info("event=model_built cluster=%s model=%s version=%s image=%s", self.cluster_name,
+                    name, version, tag)  # fmt: skip
+        return tag
+
+    def set_model_resources(
+        self,
+        name: str,
+        cpus: float | None = None,
+        memory: str | int | None = None,
+        gpus: str | int | Sequence[str] | None = None,
+    ) -> None:
+        """Resources of model `name`'s replicas started from now on (every version)."""
+        self.model_resources[name] = ModelResources(cpus=cpus, memory=memory, gpus=gpus)
+
+    # ---- model replicas -----------------------------------------------------------------------------
+
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1
+    ) -> None:
+        if num_replicas < 1:
+            raise DeploymentError(f"num_replicas must be at least 1, got {num_replicas}")
+        for _ in range(num_replicas):
+            self._start_replica(name, str(version), input_type, image)
+
+    def create_replica_container(
+        self, name: str, version: str, input_type: str, image: str
+    ) -> Any:
+        """Creates (does not start) the next replica container of a model version: labels, command,
+        resources and restart policy as `deploy_model` would run it. Start it with `.start()`."""
+        replica_id = self._next_replica_id(name, str(version))
+        resources = self.model_resources.get(name, ModelResources())
+        options = {
+            "image": image,
+            "command": [
+                "--func-path", f"{MODEL_DIR_IN_CONTAINER}/{CLOSURE_FILE_NAME}",
+                "--name", name,
+                "--version", str(version),
+                "--input-type", input_type,
+                "--frontend", f"tcp://{self._frontend_host()}:{self.clipper_rpc_port}",
+                "--replica-id", str(replica_id),
+            ],  # fmt: skip
+            "name": self._container_name(name, str(version), str(replica_id)),
+            "labels": {
+                CLIPPER_LABEL: self.cluster_name,
+                MODEL_LABEL: f"{name}_{version}",
+                ROLE_LABEL: "replica",
+                REPLICA_LABEL: json.dumps(
+                    {"model_name": name, "model_version": str(version), "replica_id": replica_id,
+                     "input_type": input_type, "resources": json.loads(resources.to_label())}
+                ),  # fmt: skip
+            },
+            "environment": {"CLIPPER_RPC_PORT": str(self.clipper_rpc_port)},
+            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": self.restart_max_retries},
+            "network": self.docker_network,
+            **resources.container_kwargs(),
+            **self.extra_container_kwargs,
+        }
+        options["labels"].update(self.extra_container_kwargs.get("labels", {}))
+        return self.client.containers.create(**options)
+
+    def _start_replica(self, name: str, version: str, input_type: str, image: str) -> Any:
+        import docker.errors
+
+        try:
+            container = self.create_replica_container(name, version, input_type, image)
+        except docker.errors.ImageNotFound as error:
+            raise DeploymentError(
+                f"image {image!r} of model '{name}' version '{version}' is not on this Docker "
+                "host; build it with build_model (or build_and_deploy_model)"
+            ) from error
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            container.remove(force=True)
+            hint = ""
+            if "device driver" in str(error) or "gpu" in str(error).lower():
+                hint = (
+                    "; GPU replicas need the NVIDIA driver and the NVIDIA Container Toolkit on "
+                    "the Docker host (see docs/docker.md)"
+                )
+            raise DeploymentError(
+                f"Docker could not start a replica of model '{name}' version '{version}': "
+                f"{error}{hint}"
+            ) from error
+        logger.info("event=replica_started cluster=%s model=%s version=%s container=%s",
+                    self.cluster_name, name, version, container.name)  # fmt: skip
+        return container
+
+    def _frontend_host(self) -> str:
+        return "127.0.0.1" if self._host_network else self._container_name("frontend")
+
+    def _next_replica_id(self, name: str, version: str) -> int:
+        """One more than any replica id the model version's containers carry (ids are not reused
+        while a container of the version exists)."""
+        ids = [_replica_info(c)["replica_id"] for c in self._containers(model=f"{name}_{version}")]
+        return max(ids, default=-1) + 1
+
+    def _replicas(self, name: str, version: str) -> list[Any]:
+        return sorted(
+            self._containers(role="replica", model=f"{name}_{version}"),
+            key=lambda c: _replica_info(c)["replica_id"],
+        )
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return sum(
+            1 for c in self._replicas(name, str(version)) if c.status in ("running", "restarting")
+        )
+
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
+        if num_replicas < 0:
+            raise DeploymentError(f"num_replicas must be at least 0, got {num_replicas}")
+        alive = [
+            c for c in self._replicas(name, str(version)) if c.status in ("running", "restarting")
+        ]
+        for _ in range(num_replicas - len(alive)):
+            self._start_replica(name, str(version), input_type, image)
+        self._remove(alive[num_replicas:], graceful=True)
+
+    def find_failed_replicas(self, name: str, version: str) -> list[str]:
+        """Replica containers that exited for good (restarts used up) or keep crashing; each is
+        described and removed."""
+        failures = []
+        for container in self._replicas(name, str(version)):
+            state = container.attrs["State"]
+            looping = container.attrs.get("RestartCount", 0) >= _CRASH_LOOP_RESTARTS
+            if container.status in ("exited", "dead") or looping:
+                failures.append(
+                    f"replica container {container.name} {_exit_reason(state)} after "
+                    f"{container.attrs.get('RestartCount', 0)} restarts; its last log lines:\n"
+                    f"{_tail(container)}"
+                )
+                container.remove(force=True)
+        return failures
+
+    def supervision_report(self) -> list[dict[str, Any]]:
+        """Every replica container: Docker's restart count and the last exit (from the container's
+        state), "running" or, while Docker waits to restart it, "backing-off"/"crash-looping"."""
+        report = []
+        for container in self._containers(role="replica"):
+            info = _replica_info(container)
+            restarts = int(container.attrs.get("RestartCount", 0))
+            if container.status == "running":
+                state = RUNNING
+            else:
+                state = CRASH_LOOPING if restarts >= _CRASH_LOOP_RESTARTS else BACKING_OFF
+            finished = container.attrs["State"].get("FinishedAt", "")
+            report.append(
+                {
+                    "model_name": info["model_name"],
+                    "model_version": info["model_version"],
+                    "replica_id": info["replica_id"],
+                    "state": state,
+                    "restarts": restarts,
+                    "last_exit_reason": (
+                        _exit_reason(container.attrs["State"])
+                        if restarts or not finished.startswith("0001") else ""
+                    ),
+                    "next_restart_in_s": None,
+                    "container": container.name,
+                }
+            )
+        return report
+
+    def stop_models(self, models: Mapping[str, Sequence[str]]) -> None:
+        chosen = []
+        for name, versions in models.items():
+            for version in versions:
+                chosen += self._containers(role="replica", model=f"{name}_{version}")
+        self._remove(chosen, graceful=True)
+
+    def stop_all_model_containers(self) -> None:
+        self._remove(self._containers(role="replica"), graceful=True)
+
+    def stop_all(self, graceful: bool = True, clear_state: bool = False) -> None:
+        self._remove(self._containers(role="replica"), graceful=graceful)
+        self._remove(self._containers(), graceful=graceful)
+        if clear_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            if self.redis_ip:
+                from clipper.state.redis_store import RedisStateStore
+
+                with RedisStateStore(
+                    self.redis_ip, self.redis_port, cluster_name=self.cluster_name
+                ) as store:
+                    store.clear()
+            for image in self.client.images.list(filters={"label": f"{CLIPPER_LABEL}={self.cluster_name}"}):
+                self.client.images.remove(image.id, force=True)
+            logger.info("event=state_cleared cluster=%s", self.cluster_name)
+        logger.info("event=cluster_stopped cluster=%s", self.cluster_name)
+
+    def _remove(self, containers: Sequence[Any], graceful: bool) -> None:
+        """Stops every container at once (SIGTERM, then SIGKILL after the grace) and removes it."""
+        for container in containers:
+            try:
+                if graceful and container.status == "running":
+                    container.stop(timeout=int(self.stop_timeout_s))
+                container.remove(force=True)
+            except Exception as error:  # noqa: BLE001 - already gone is fine; others are logged
+                if "No such container" not in str(error) and "already in progress" not in str(error):
+                    logger.warning("event=container_remove_failed container=%s error=%s",
+                                   container.name, error)  # fmt: skip
+                continue
+            logger.info("event=container_removed cluster=%s container=%s", self.cluster_name,
+                        container.name)  # fmt: skip
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """Writes every container's log (stdout and stderr) to
+        `<logging_dir>/<cluster>-logs-<time>/<container name>.log`; returns the paths."""
+        destination = Path(logging_dir) / f"{self.cluster_name}-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        destination.mkdir(parents=True, exist_ok=True)
+        written = []
+        for container in self._containers():
+            path = destination / f"{container.name}.log"
+            path.write_bytes(container.logs(stdout=True, stderr=True, timestamps=True))
+            written.append(str(path))
+        return written
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _replica_info(container: Any) -> dict[str, Any]:
+    try:
+        info = json.loads(container.labels.get(REPLICA_LABEL, "{}"))
+    except ValueError:
+        info = {}
+    info.setdefault("replica_id", -1)
+    info.setdefault("model_name", "")
+    info.setdefault("model_version", "")
+    return info
+
+
+def _exit_reason(state: Mapping[str, Any]) -> str:
+    """A container's last exit in words (Docker reports 128+N for a process killed by signal N)."""
+    code = int(state.get("ExitCode", 0))
+    reason = describe_exit(-(code - 128) if code > 128 else code)
+    if state.get("OOMKilled"):
+        reason += " (out of memory: over its memory limit)"
+    if state.get("Error"):
+        reason += f" ({state['Error']})"
+    return reason
+
+
+def _model_image_kind(model_dir: Path) -> str:
+    """The Clipper image a saved model runs in: its framework's image when the closure is a framework
+    deployer's, else the Python closure image."""
+    import cloudpickle
+
+    try:
+        with (model_dir / CLOSURE_FILE_NAME).open("rb") as file:
+            closure = cloudpickle.load(file)
+    except Exception:  # noqa: BLE001 - a closure this host cannot load runs in the plain image
+        return "python-closure"
+    framework = getattr(closure, "framework", None)
+    return docker_images.FRAMEWORK_IMAGES.get(str(framework), "python-closure")
+
+
+def _tail(container: Any, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = container.logs(stdout=True, stderr=True, tail=lines).decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - the container may be gone already
+        return "(no log)"
+    return text.strip() or "(empty log)"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urlopen_direct(url, timeout=2.0) as response:
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

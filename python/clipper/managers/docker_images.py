@@ -1,0 +1,368 @@
+"""Clipper's Docker images: staging their build contexts from `containers/` and building them locally.
+
+Owns the image names, the build contexts (a Dockerfile from `containers/`, wheels resolved offline from
+the host's wheelhouse, the staged container SDK wheel or engine), the source digest that says when an
+image is stale, and the build itself (the `docker` SDK's legacy builder, progress logged as events).
+`python -m clipper.managers.docker_images` builds them ahead of time. Blocking; not for the query path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipper.exceptions import ClipperException
+
+logger = logging.getLogger(__name__)
+
+IMAGE_VERSION = "0.1.0"
+LOCAL_BASE_IMAGE = "clipper-base:bookworm"
+PUBLIC_BASE_IMAGE = "python:3.11-slim"
+DIGEST_LABEL = "ai.clipper.source.digest"
+# What every model image installs: the SDK's dependencies and the init that runs as PID 1.
+SDK_REQUIREMENTS = ("numpy", "pyzmq", "flatbuffers", "cloudpickle", "dumb-init")
+# Besides clipper-serving's own dependencies, the frontend image installs its init and async-timeout
+# (redis needs it on Python < 3.11.3, Debian bookworm's 3.11.2, which a newer host would not resolve).
+FRONTEND_EXTRA_REQUIREMENTS = ("dumb-init", "async-timeout")
+
+
+class ImageBuildError(ClipperException):
+    """A Clipper image could not be staged or built; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image of `containers/<directory>`: its repository name and the framework packages it adds
+    to the model base (distribution names, resolved with their dependencies from the wheelhouse)."""
+
+    directory: str
+    repository: str
+    packages: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.repository}:{IMAGE_VERSION}"
+
+
+IMAGES: dict[str, ImageSpec] = {
+    "frontend": ImageSpec("frontend", "clipper/frontend"),
+    "python-closure": ImageSpec("python-closure", "clipper/python-closure-container"),
+    "sklearn": ImageSpec("sklearn", "clipper/sklearn-container", ("scikit-learn",)),
+    "xgboost": ImageSpec("xgboost", "clipper/xgboost-container", ("xgboost-cpu",)),
+    "pytorch": ImageSpec("pytorch", "clipper/pytorch-container", ("torch",)),
+    "onnx": ImageSpec("onnx", "clipper/onnx-container", ("onnx", "onnxruntime")),
+    "tensorflow": ImageSpec("tensorflow", "clipper/tensorflow-container", ("tensorflow-cpu",)),
+    "pyspark": ImageSpec("pyspark", "clipper/pyspark-container", ("pyspark",)),
+}
+# The model image each framework deployer's models run in (FrameworkClosure.framework -> IMAGES key).
+FRAMEWORK_IMAGES = {
+    "sklearn": "sklearn",
+    "xgboost": "xgboost",
+    "pytorch": "pytorch",
+    "onnx": "onnx",
+}
+
+
+def default_wheelhouse() -> Path:
+    configured = os.environ.get("CLIPPER_WHEELHOUSE")
+    return Path(configured) if configured else Path.home() / ".cache" / "clipper" / "wheelhouse"
+
+
+def containers_dir() -> Path:
+    """The `containers/` folder of the checkout this package runs from ($CLIPPER_CONTAINERS_DIR first)."""
+    configured = os.environ.get("CLIPPER_CONTAINERS_DIR")
+    candidate = (
+        Path(configured) if configured else Path(__file__).resolve().parents[3] / "containers"
+    )
+    if not (candidate / "python-closure" / "Dockerfile").is_file():
+        raise ImageBuildError(
+            f"Clipper's Dockerfiles are not at {candidate}; set CLIPPER_CONTAINERS_DIR to the "
+            "containers/ folder of a Clipper checkout"
+        )
+    return candidate
+
+
+def _package_dir(module: str) -> Path:
+    """The directory of an installed package's `__init__.py` (editable installs spread a package
+    over several directories: this is the one holding its sources)."""
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as error:
+        raise ImageBuildError(
+            f"the package {module} cannot be imported ({error}); install Clipper (pip install -e . "
+            "at the repository root) so its generated code exists"
+        ) from error
+    return Path(str(loaded.__file__)).parent
+
+
+def _copy_python_package(source: Path, destination: Path, keep_binaries: bool = False) -> None:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        kept = (".py", ".pyi", ".json", ".typed") + ((".so",) if keep_binaries else ())
+        return {
+            n
+            for n in names
+            if n == "__pycache__"
+            or (
+                Path(directory, n).is_file()
+                and not n.endswith(kept)
+                and Path(directory).name != "bin"
+            )
+        }
+
+    shutil.copytree(source, destination, ignore=ignore, dirs_exist_ok=True)
+
+
+def stage_sdk_sources(destination: Path) -> Path:
+    """Lays out clipper-container-sdk's sources (containers/sdk/pyproject.toml, the lazy
+    `clipper/__init__.py`, clipper.container, clipper.wire, and what a framework closure unpickles:
+    clipper.deployers and clipper.exceptions) under `destination`; returns it."""
+    package = _package_dir("clipper")
+    shutil.copyfile(containers_dir() / "sdk" / "pyproject.toml", destination / "pyproject.toml")
+    target = destination / "clipper"
+    target.mkdir(parents=True, exist_ok=True)
+    for module in ("__init__.py", "exceptions.py"):
+        shutil.copyfile(package / module, target / module)
+    for subpackage in ("container", "deployers"):
+        _copy_python_package(package / subpackage, target / subpackage)
+    _copy_python_package(_package_dir("clipper.wire"), target / "wire")
+    return destination
+
+
+def build_sdk_wheel(wheel_dir: Path) -> Path:
+    """Builds the clipper-container-sdk wheel (pure Python) into `wheel_dir`; returns its path."""
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="clipper-sdk-") as staging:
+        stage_sdk_sources(Path(staging))
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+        command += ["--no-build-isolation", "--wheel-dir", str(wheel_dir), staging]
+        # A fixed timestamp makes the wheel's bytes depend on its sources only (see source_digest).
+        _run(
+            command, "building the clipper-container-sdk wheel", {"SOURCE_DATE_EPOCH": "315532800"}
+        )
+    wheels = sorted(wheel_dir.glob("clipper_container_sdk-*.whl"))
+    if not wheels:
+        raise ImageBuildError(f"pip wrote no clipper-container-sdk wheel into {wheel_dir}")
+    return wheels[-1]
+
+
+def stage_frontend_app(destination: Path) -> Path:
+    """Copies the installed control plane and engine (clipper with its generated wire code,
+    clipper_native with its compiled modules and binaries) under `destination`."""
+    package = _package_dir("clipper")
+    _copy_python_package(package, destination / "clipper")
+    _copy_python_package(_package_dir("clipper.wire"), destination / "clipper" / "wire")
+    native = importlib.import_module("clipper_native")
+    for directory in dict.fromkeys(Path(p) for p in native.__path__):
+        _copy_python_package(directory, destination / "clipper_native", keep_binaries=True)
+    if not list((destination / "clipper_native").glob("_core*.so")):
+        raise ImageBuildError(
+            "the native engine (clipper_native._core) is not built; install Clipper with "
+            "pip install -e . at the repository root before building the frontend image"
+        )
+    return destination
+
+
+def resolve_wheels(
+    requirements: Iterable[str], destination: Path, wheelhouse: Path | None = None
+) -> None:
+    """Copies the wheels `requirements` need (dependencies included) from the wheelhouse into
+    `destination`, resolving offline; fills the wheelhouse with `pip wheel` first when it lacks any."""
+    wanted = list(requirements)
+    if not wanted:
+        destination.mkdir(parents=True, exist_ok=True)
+        return
+    wheelhouse = wheelhouse or default_wheelhouse()
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    offline = [sys.executable, "-m", "pip", "download", "--quiet", "--no-index", "--only-binary"]
+    offline += [":all:", "--find-links", str(wheelhouse), "--dest", str(destination), *wanted]
+    if subprocess.run(offline, capture_output=True, check=False).returncode == 0:
+        return
+    logger.info(
+        "event=wheelhouse_filling wheelhouse=%s requirements=%s", wheelhouse, ",".join(wanted)
+    )
+    fill = [sys.executable, "-m", "pip", "wheel", "--quiet", "--prefer-binary", "--wheel-dir"]
+    _run([*fill, str(wheelhouse), *wanted], f"filling the wheelhouse with {', '.join(wanted)}")
+    _run(offline, f"resolving {', '.join(wanted)} from the wheelhouse {wheelhouse}")
+
+
+def source_digest(context: Path) -> str:
+    """A digest of a staged build context (every file's path and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(context)).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def frontend_requirements() -> list[str]:
+    """What the frontend image installs: clipper-serving's dependencies (from the checkout's
+    pyproject.toml, else the installed distribution's metadata) and FRONTEND_EXTRA_REQUIREMENTS."""
+    import tomllib
+    from importlib import metadata
+
+    pyproject = containers_dir().parent / "pyproject.toml"
+    try:
+        requirements = list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
+    except (OSError, KeyError, ValueError):
+        requirements = [r for r in metadata.requires("clipper-serving") or [] if "extra ==" not in r]
+    return [*requirements, *FRONTEND_EXTRA_REQUIREMENTS]
+
+
+def stage_context(kind: str, context: Path, wheelhouse: Path | None = None) -> Path:
+    """Stages the build context of one of IMAGES under `context`; returns it."""
+    spec = IMAGES[kind]
+    source = containers_dir()
+    shutil.copyfile(source / spec.directory / "Dockerfile", context / "Dockerfile")
+    shutil.copyfile(source / "healthcheck.py", context / "healthcheck.py")
+    if kind == "frontend":
+        requirements = frontend_requirements()
+        resolve_wheels(requirements, context / "wheels", wheelhouse)
+        (context / "wheels" / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        stage_frontend_app(context / "app")
+        return context
+    sdk_wheels = context / "wheels" / "sdk"
+    build_sdk_wheel(sdk_wheels)
+    resolve_wheels(SDK_REQUIREMENTS, sdk_wheels, wheelhouse)
+    if spec.packages:
+        resolve_wheels(spec.packages, context / "wheels" / "extra", wheelhouse)
+        for wheel in (context / "wheels" / "extra").glob("*.whl"):
+            if (sdk_wheels / wheel.name).exists():
+                wheel.unlink()  # installed with the SDK already; keeps the context small
+    return context
+
+
+def _run(command: Sequence[str], what: str, environment: dict[str, str] | None = None) -> None:
+    env = {**os.environ, **(environment or {})}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        raise ImageBuildError(
+            f"{what} failed ({' '.join(command[:5])} ...): "
+            f"{(result.stderr or result.stdout).strip()[-2000:]}"
+        )
+
+
+def pick_base_image(client: Any, requested: str | None = None) -> str:
+    """The base image to build FROM: `requested`, else $CLIPPER_BASE_IMAGE, else the local
+    Debian-built one when present (scripts/build_base_image.sh), else the public slim Python image."""
+    if requested:
+        return requested
+    configured = os.environ.get("CLIPPER_BASE_IMAGE")
+    if configured:
+        return configured
+    import docker.errors
+
+    try:
+        client.images.get(LOCAL_BASE_IMAGE)
+        return LOCAL_BASE_IMAGE
+    except docker.errors.ImageNotFound:
+        return PUBLIC_BASE_IMAGE
+
+
+def build_image(
+    client: Any,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str] | None = None,
+) -> None:
+    """`docker build` of a staged context with the legacy builder and host networking (no registry
+    needed when the base image is local); every step is logged as an event; raises ImageBuildError."""
+    started = time.monotonic()
+    logger.info("event=image_build_started image=%s context=%s", tag, context)
+    error = None
+    recent: list[str] = []  # the build's last output lines, for the error message
+    for chunk in client.api.build(
+        path=str(context),
+        tag=tag,
+        buildargs=buildargs,
+        labels=labels or {},
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        decode=True,
+    ):
+        line = str(chunk.get("stream", "")).strip()
+        if line:
+            recent = [*recent[-19:], line]
+        if line.startswith("Step "):
+            logger.info("event=image_build_step image=%s step=%r", tag, line)
+        if "error" in chunk:
+            error = str(chunk.get("error", "")).strip()
+    if error is not None:
+        output = "\n".join(recent)
+        raise ImageBuildError(f"docker build of {tag} failed: {error}\nlast output:\n{output}")
+    logger.info("event=image_built image=%s seconds=%.1f", tag, time.monotonic() - started)
+
+
+def ensure_image(
+    client: Any,
+    kind: str,
+    base_image: str | None = None,
+    wheelhouse: Path | None = None,
+    rebuild: bool = False,
+) -> str:
+    """Returns the name of Clipper image `kind`, building it first when it is missing or was built
+    from other sources (its digest label differs) or `rebuild`."""
+    import docker.errors
+
+    if kind not in IMAGES:
+        raise ImageBuildError(f"no Clipper image {kind!r}; choose one of {', '.join(IMAGES)}")
+    spec = IMAGES[kind]
+    with tempfile.TemporaryDirectory(prefix=f"clipper-image-{kind}-") as staging:
+        context = stage_context(kind, Path(staging), wheelhouse)
+        base = pick_base_image(client, base_image)
+        digest = source_digest(context) + "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+        try:
+            existing = client.images.get(spec.name)
+            if not rebuild and (existing.labels or {}).get(DIGEST_LABEL) == digest:
+                logger.info("event=image_present image=%s", spec.name)
+                return spec.name
+        except docker.errors.ImageNotFound:
+            pass
+        build_image(client, context, spec.name, {"BASE_IMAGE": base}, {DIGEST_LABEL: digest})
+    return spec.name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clipper.managers.docker_images",
+        description="Build Clipper's Docker images from containers/ (reused when up to date).",
+    )
+    parser.add_argument("images", nargs="*", help=f"images to build (default: frontend python-closure "
+                        f"sklearn xgboost; any of {', '.join(IMAGES)})")  # fmt: skip
+    parser.add_argument("--base-image", help="image to build FROM (default: the local Debian-built "
+                        f"{LOCAL_BASE_IMAGE} when present, else {PUBLIC_BASE_IMAGE})")  # fmt: skip
+    parser.add_argument("--wheelhouse", type=Path, help="wheels to install from (default: "
+                        "$CLIPPER_WHEELHOUSE or ~/.cache/clipper/wheelhouse)")  # fmt: skip
+    parser.add_argument("--rebuild", action="store_true", help="build even when up to date")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import docker
+
+    client = docker.from_env()
+    for kind in arguments.images or ["frontend", "python-closure", "sklearn", "xgboost"]:
+        if kind not in IMAGES:
+            parser.error(f"no image {kind!r}; choose from {', '.join(IMAGES)}")
+        name = ensure_image(
+            client, kind, arguments.base_image, arguments.wheelhouse, arguments.rebuild
+        )
+        size_mb = client.images.get(name).attrs["Size"] / 1e6
+        print(f"{name}\t{size_mb:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
