@@ -12,7 +12,7 @@
 #include <optional>
 #include <vector>
 
-#include "batching/task.h"
+#include "common/task.h"
 
 namespace clipper {
 

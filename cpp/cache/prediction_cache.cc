@@ -1,15 +1,8 @@
 #include "cache/prediction_cache.h"
 
-#include <xxhash.h>
-
 #include <algorithm>
 
 namespace clipper {
-
-CacheKey make_cache_key(uint64_t model_id, std::string_view input) {
-  const XXH128_hash_t hash = XXH3_128bits(input.data(), input.size());
-  return CacheKey{model_id, hash.low64, hash.high64};
-}
 
 PredictionCache::PredictionCache(std::size_t capacity_bytes)
     : capacity_bytes_(capacity_bytes),

@@ -23,20 +23,10 @@
 
 #include <absl/container/flat_hash_set.h>
 
-#include "batching/task.h"
+#include "common/cache_key.h"
+#include "common/clock.h"
 
 namespace clipper {
-
-struct CacheKey {
-  uint64_t model_id = 0;  // identifies the model version (distinct per version)
-  uint64_t hash_low = 0;
-  uint64_t hash_high = 0;
-  bool operator==(const CacheKey& other) const {
-    return model_id == other.model_id && hash_low == other.hash_low && hash_high == other.hash_high;
-  }
-};
-
-CacheKey make_cache_key(uint64_t model_id, std::string_view input);
 
 // A query input waiting for an evaluation that another query started.
 struct CacheWaiter {

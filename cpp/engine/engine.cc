@@ -5,9 +5,11 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "engine/query_processor.h"
 #include "http/http_server.h"
-#include "rpc/model_rpc_server.h"
+#include "query/query_processor.h"
+#include "rpc/batching_report.h"
+#include "rpc/replica_service.h"
+#include "rpc/zmq_transport.h"
 
 namespace clipper {
 
@@ -53,31 +55,39 @@ void Engine::start() {
     metrics_port_ = query_port_;
   }
 
-  rpc_server_ = std::make_unique<ModelRpcServer>(*this, cache_);
+  replica_service_ =
+      std::make_unique<ReplicaService>(options_, models_, cache_, std::make_unique<ZmqTransport>());
   try {
-    rpc_port_ = rpc_server_->bind(options_.bind_address, options_.rpc_port);
+    rpc_port_ = replica_service_->bind(options_.bind_address, options_.rpc_port);
   } catch (...) {
     close_all();
     if (metrics_fd >= 0) ::close(metrics_fd);
-    rpc_server_.reset();
+    replica_service_.reset();
     throw;
   }
 
+  // The two seams: each I/O thread submits to the replica service and is its completion sink.
   processors_.clear();
+  std::vector<CompletionSink*> sinks;
   for (int thread = 0; thread < options_.io_threads; ++thread) {
-    processors_.push_back(std::make_unique<QueryProcessor>(*this, static_cast<uint32_t>(thread)));
+    processors_.push_back(std::make_unique<QueryProcessor>(*this, *replica_service_, static_cast<uint32_t>(thread)));
     processors_.back()->serve_queries(sockets[static_cast<std::size_t>(thread)]);
+    sinks.push_back(processors_.back().get());
   }
   if (metrics_fd >= 0) processors_.front()->serve_metrics(metrics_fd);
 
-  // With one I/O thread the RPC work shares its loop: no hand-off between threads on the request path.
+  // With one I/O thread the replica side shares its loop: no hand-off between threads on the request path.
   const bool rpc_on_io_loop = options_.io_threads == 1 && !options_.dedicated_rpc_thread;
-  if (rpc_on_io_loop) rpc_server_->attach_to_loop(processors_.front()->loop(), processors_.front().get());
+  replica_service_->connect_sinks(std::move(sinks), rpc_on_io_loop);
+  if (rpc_on_io_loop) {
+    replica_service_->attach_to_loop(processors_.front()->loop());
+    processors_.front()->on_stopping([service = replica_service_.get()] { service->detach_from_loop(); });
+  }
   running_.store(true);
   for (auto& processor : processors_) {
     io_threads_.emplace_back([raw = processor.get()] { raw->run(); });
   }
-  if (!rpc_on_io_loop) rpc_thread_ = std::thread([this] { rpc_server_->run(); });
+  if (!rpc_on_io_loop) rpc_thread_ = std::thread([this] { replica_service_->run(); });
 }
 
 void Engine::stop() {
@@ -86,10 +96,10 @@ void Engine::stop() {
   for (auto& processor : processors_) processor->request_stop();
   for (auto& thread : io_threads_) thread.join();
   io_threads_.clear();
-  rpc_server_->request_stop();
+  replica_service_->request_stop();
   if (rpc_thread_.joinable()) rpc_thread_.join();
   processors_.clear();
-  rpc_server_.reset();
+  replica_service_.reset();
   running_.notify_all();
 }
 
@@ -111,14 +121,14 @@ std::shared_ptr<const RoutingTable> Engine::routing_table() const {
 
 std::vector<ReplicaInfo> Engine::replicas() const {
   std::lock_guard lifecycle(lifecycle_mutex_);
-  if (!rpc_server_) return {};
-  return rpc_server_->replicas();
+  if (!replica_service_) return {};
+  return replica_service_->replicas();
 }
 
 std::string Engine::batching_state() const {
   std::lock_guard lifecycle(lifecycle_mutex_);
-  if (!rpc_server_) return "[]";
-  return rpc_server_->batching_state_json();
+  if (!replica_service_) return "[]";
+  return replica_service_->batching_state_json();
 }
 
 std::string Engine::metrics_text() const {

@@ -1,6 +1,9 @@
-// The serving engine: owns the I/O threads (HTTP), the RPC thread (model replicas), the routing
-// table and the metrics. Its public methods are the control interface; they run on the caller's
-// thread, never block the request path, and are safe to call from any thread.
+// The serving engine: owns the I/O threads (HTTP, cpp/query), the replica side (cpp/rpc), the model
+// registry, the prediction cache, the routing table and the metrics, and wires the two sides
+// together: the query side submits to the replica side's TaskScheduler, the replica side answers
+// through each I/O thread's CompletionSink. Neither side sees the other or reaches through here.
+// Its public methods are the control interface; they run on the caller's thread, never block the
+// request path, and are safe to call from any thread (lifecycle calls are serialized by a mutex).
 #pragma once
 
 #include <atomic>
@@ -20,15 +23,8 @@
 namespace clipper {
 
 class QueryProcessor;
-class ModelRpcServer;
-
-struct ReplicaInfo {
-  std::string model_name;
-  std::string model_version;
-  int32_t replica_id = 0;
-  std::string input_type;
-  int inflight_batches = 0;
-};
+class ReplicaService;
+struct ReplicaInfo;  // rpc/batching_report.h
 
 class Engine {
  public:
@@ -65,11 +61,7 @@ class Engine {
   // The current routing table; I/O threads call this only when routing_generation() changed.
   std::shared_ptr<const RoutingTable> routing_table() const;
   uint64_t routing_generation() const { return routing_generation_.load(std::memory_order_acquire); }
-  ModelRegistry& models() { return models_; }
   PredictionCache& cache() { return cache_; }
-  metrics::MetricsRegistry& metrics() { return metrics_; }
-  ModelRpcServer& rpc() { return *rpc_server_; }
-  QueryProcessor& processor(uint32_t io_thread) { return *processors_[io_thread]; }
   uint64_t next_query_ids(uint32_t count) { return next_query_id_.fetch_add(count); }
 
  private:
@@ -84,7 +76,7 @@ class Engine {
 
   std::vector<std::unique_ptr<QueryProcessor>> processors_;
   std::vector<std::thread> io_threads_;
-  std::unique_ptr<ModelRpcServer> rpc_server_;
+  std::unique_ptr<ReplicaService> replica_service_;
   std::thread rpc_thread_;
 
   std::atomic<uint64_t> next_query_id_{0};

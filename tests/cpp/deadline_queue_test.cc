@@ -1,4 +1,4 @@
-#include "engine/deadline_queue.h"
+#include "query/deadline_queue.h"
 
 #include <gtest/gtest.h>
 

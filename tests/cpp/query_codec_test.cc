@@ -1,4 +1,4 @@
-#include "engine/query_codec.h"
+#include "query/query_codec.h"
 
 #include <gtest/gtest.h>
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/engine.h"
+#include "rpc/batching_report.h"
 
 namespace py = pybind11;
 

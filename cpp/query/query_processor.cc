@@ -1,12 +1,11 @@
-#include "engine/query_processor.h"
+#include "query/query_processor.h"
 
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
 
 #include "engine/engine.h"
-#include "engine/query_codec.h"
-#include "rpc/model_rpc_server.h"
+#include "query/query_codec.h"
 
 namespace clipper {
 namespace {
@@ -36,8 +35,9 @@ std::string_view path_of(std::string_view target) {
 
 }  // namespace
 
-QueryProcessor::QueryProcessor(Engine& engine, uint32_t io_thread)
+QueryProcessor::QueryProcessor(Engine& engine, TaskScheduler& scheduler, uint32_t io_thread)
     : engine_(engine),
+      scheduler_(scheduler),
       io_thread_(io_thread),
       http_(&loop_, *this, http::HttpServerOptions{engine.options().max_body_bytes, 256}),
       metrics_handler_(*this) {
@@ -72,7 +72,7 @@ void QueryProcessor::on_stop(uv_async_t* handle) {
   uv_close(reinterpret_cast<uv_handle_t*>(&self->completions_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->stop_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->deadline_timer_), nullptr);
-  if (self->io_thread_ == 0) self->engine_.rpc().detach_from_loop();
+  if (self->on_stopping_) self->on_stopping_();
   self->pending_.clear();
 }
 
@@ -277,7 +277,7 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
           continue;  // the identical evaluation in flight answers this input too
         case PredictionCache::Lookup::Miss:
           task.cached = true;
-          task.cache_key = CacheKeyFields{key.model_id, key.hash_low, key.hash_high};
+          task.cache_key = key;
           break;
       }
     }
@@ -288,7 +288,7 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
     task.enqueued = received;
     task.element_count = body.inputs[index].element_count;
     task.payload = std::move(body.inputs[index].payload);
-    model->queue.push(std::move(task));
+    scheduler_.submit(*model, std::move(task));
     queued = true;
   }
   if (query.remaining == 0) {  // every input came from the cache
@@ -298,7 +298,7 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
   pending_.emplace(first_query_id, std::move(query));
   deadlines_.add(deadline, first_query_id);
   arm_deadline_timer(deadline);
-  if (queued) engine_.rpc().notify_work(*model);
+  if (queued) scheduler_.notify_work(*model);
 }
 
 void QueryProcessor::fill_defaults(PendingQuery& query, const std::string& explanation) {

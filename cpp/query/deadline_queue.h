@@ -8,7 +8,7 @@
 #include <queue>
 #include <vector>
 
-#include "batching/task.h"
+#include "common/clock.h"
 
 namespace clipper {
 

@@ -1,7 +1,10 @@
 // One I/O thread: its libuv loop, its HTTP server, and the queries it is waiting on. It routes each
-// request, enqueues the inputs on their model version's queue, and answers when every input has an
-// output or the app's deadline passes, whichever is first (a query is never answered twice).
+// request, submits the inputs the cache cannot answer to the TaskScheduler, and answers when every
+// input has an output or the app's deadline passes, whichever is first (a query is never answered
+// twice). It is its thread's CompletionSink: answers come back through deliver() / deliver_here().
 // Everything here runs on that one thread, except deliver() and request_stop(), which any thread calls.
+// Invariant: a query key is in `pending_` exactly until its query was answered; a completion or a
+// deadline for a key no longer there is ignored.
 #pragma once
 
 #include <absl/container/flat_hash_map.h>
@@ -10,12 +13,15 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "batching/task.h"
-#include "engine/deadline_queue.h"
+#include "common/completion_sink.h"
+#include "common/task.h"
+#include "common/task_scheduler.h"
+#include "query/deadline_queue.h"
 #include "engine/routing.h"
 #include "http/http_server.h"
 
@@ -23,9 +29,9 @@ namespace clipper {
 
 class Engine;
 
-class QueryProcessor final : public http::RequestHandler {
+class QueryProcessor final : public http::RequestHandler, public CompletionSink {
  public:
-  QueryProcessor(Engine& engine, uint32_t io_thread);
+  QueryProcessor(Engine& engine, TaskScheduler& scheduler, uint32_t io_thread);
   ~QueryProcessor() override;
 
   // Takes listening sockets before run(); the metrics-only listener answers just /metrics and health.
@@ -34,9 +40,11 @@ class QueryProcessor final : public http::RequestHandler {
 
   void run();                 // the thread's body; returns after request_stop()
   void request_stop();        // any thread
-  void deliver(std::vector<Completion>& completions);  // RPC thread: answers arrive
-  void deliver_here(std::vector<Completion>& completions);  // the same, from this loop's own thread
+  void deliver(std::vector<Completion>& completions) override;       // replica side: answers arrive
+  void deliver_here(std::vector<Completion>& completions) override;  // the same, on this loop's thread
   uv_loop_t* loop() { return &loop_; }
+  // Runs on this thread when it stops, before its loop ends (e.g. to detach a guest from the loop).
+  void on_stopping(std::function<void()> callback) { on_stopping_ = std::move(callback); }
 
   void on_request(http::HttpRequest&& request, http::ResponseSlot slot) override;
 
@@ -86,7 +94,9 @@ class QueryProcessor final : public http::RequestHandler {
                    std::string_view cause, const AppRoute* app);
 
   Engine& engine_;
+  TaskScheduler& scheduler_;
   const uint32_t io_thread_;
+  std::function<void()> on_stopping_;
   uv_loop_t loop_;
   http::HttpServer http_;
   MetricsOnlyHandler metrics_handler_;

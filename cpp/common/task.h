@@ -1,20 +1,15 @@
 // The unit of work that flows from an I/O thread to a model replica and back.
 // A Task is one input of one query; a Completion is the answer delivered to the owning I/O thread.
+// Plain values: a Task belongs to whichever thread holds it (queue, dispatcher), never two at once.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <string>
 
+#include "common/cache_key.h"
+#include "common/clock.h"
+
 namespace clipper {
-
-using Clock = std::chrono::steady_clock;
-
-struct CacheKeyFields {
-  uint64_t model_id = 0;
-  uint64_t hash_low = 0;
-  uint64_t hash_high = 0;
-};
 
 struct Task {
   uint32_t io_thread = 0;      // the I/O thread that owns the waiting query
@@ -24,7 +19,7 @@ struct Task {
   Clock::time_point enqueued;  // when the I/O thread queued it
   uint32_t element_count = 0;  // numeric elements (bytes for bytes and strings)
   bool cached = false;         // the prediction cache holds a pending entry for `cache_key`
-  CacheKeyFields cache_key;
+  CacheKey cache_key;
   std::string payload;         // packed input bytes
 
   // Ordering for the earliest-deadline-first heap.

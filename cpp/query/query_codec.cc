@@ -1,4 +1,4 @@
-#include "engine/query_codec.h"
+#include "query/query_codec.h"
 
 extern "C" {
 #include <b64/cdecode.h>

@@ -1,0 +1,114 @@
+#include "rpc/replica_messages.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "model_rpc_generated.h"
+
+namespace clipper {
+namespace {
+
+using OutputVector = flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>;
+
+wire::InputType to_wire(InputType type) { return static_cast<wire::InputType>(type); }
+
+std::string_view view_of(const flatbuffers::String* text) {
+  return text == nullptr ? std::string_view() : std::string_view(text->data(), text->size());
+}
+
+}  // namespace
+
+void log_replica_event(const std::string& text) { std::fprintf(stderr, "clipper-engine %s\n", text.c_str()); }
+
+std::size_t PredictResponse::output_count() const {
+  return outputs_ == nullptr ? 0 : static_cast<const OutputVector*>(outputs_)->size();
+}
+
+std::string_view PredictResponse::output(std::size_t index) const {
+  const auto* text = static_cast<const OutputVector*>(outputs_)->Get(static_cast<flatbuffers::uoffset_t>(index));
+  return std::string_view(text->data(), text->size());
+}
+
+void ReplicaMessages::decode(const ReplicaAddress& from, const uint8_t* data, std::size_t size,
+                             ConnectionId connection, ReplicaMessageHandler& handler) const {
+  flatbuffers::Verifier verifier(data, size);
+  if (!wire::VerifyMessageBuffer(verifier)) {
+    log_replica_event("event=rpc_message_rejected reason=invalid_flatbuffer bytes=" + std::to_string(size));
+    return;
+  }
+  const wire::Message* message = wire::GetMessage(data);
+  handler.on_sender_alive(from);
+  switch (message->payload_type()) {
+    case wire::Payload::Register: {
+      const auto* request = message->payload_as_Register();
+      RegisterRequest decoded;
+      decoded.model_name = view_of(request->model_name());
+      decoded.model_version = view_of(request->model_version());
+      decoded.input_type_code = static_cast<int>(request->input_type());
+      decoded.replica_id = request->replica_id();
+      handler.on_register(from, decoded, connection);
+      break;
+    }
+    case wire::Payload::Heartbeat:
+      handler.on_heartbeat(from, view_of(message->payload_as_Heartbeat()->replica_key()));
+      break;
+    case wire::Payload::PredictResponse: {
+      const auto* response = message->payload_as_PredictResponse();
+      const bool has_error = response->error() != nullptr && response->error()->size() > 0;
+      handler.on_predict_response(
+          from, PredictResponse(response->batch_id(), response->outputs(), view_of(response->error()), has_error));
+      break;
+    }
+    default:
+      log_replica_event("event=rpc_message_rejected reason=unexpected_payload");
+      break;
+  }
+}
+
+ReplicaMessages::Encoded ReplicaMessages::encode_batch(uint64_t batch_id, InputType type,
+                                                       const std::vector<Task>& tasks) {
+  const std::size_t count = tasks.size();
+  bool uniform = is_numeric(type);
+  for (std::size_t i = 1; uniform && i < count; ++i) uniform = tasks[i].element_count == tasks[0].element_count;
+  std::size_t total_bytes = 0;
+  for (const auto& task : tasks) total_bytes += task.payload.size();
+
+  builder_.Clear();
+  flatbuffers::Offset<flatbuffers::Vector<uint64_t>> offsets;
+  if (!uniform) {
+    uint64_t* offset_data = nullptr;
+    offsets = builder_.CreateUninitializedVector<uint64_t>(count + 1, &offset_data);
+    uint64_t position = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      offset_data[i] = position;
+      position += tasks[i].payload.size();
+    }
+    offset_data[count] = position;
+  }
+  uint8_t* data = nullptr;
+  const auto data_offset = builder_.CreateUninitializedVector(total_bytes, 1, 16, &data);
+  for (const auto& task : tasks) {
+    if (!task.payload.empty()) std::memcpy(data, task.payload.data(), task.payload.size());
+    data += task.payload.size();
+  }
+  wire::PredictRequestBuilder request(builder_);
+  request.add_batch_id(batch_id);
+  request.add_input_type(to_wire(type));
+  request.add_num_inputs(static_cast<uint32_t>(count));
+  request.add_row_length(uniform ? tasks[0].element_count : 0);
+  if (!uniform) request.add_offsets(offsets);
+  request.add_data(flatbuffers::Offset<flatbuffers::Vector<uint8_t>>(data_offset));
+  const auto request_offset = request.Finish();
+  builder_.Finish(wire::CreateMessage(builder_, wire::Payload::PredictRequest, request_offset.Union()));
+  return Encoded{builder_.GetBufferPointer(), builder_.GetSize()};
+}
+
+ReplicaMessages::Encoded ReplicaMessages::encode_heartbeat_ack(bool registered) {
+  builder_.Clear();
+  auto ack = wire::CreateHeartbeatAck(builder_, registered);
+  builder_.Finish(wire::CreateMessage(builder_, wire::Payload::HeartbeatAck, ack.Union()));
+  return Encoded{builder_.GetBufferPointer(), builder_.GetSize()};
+}
+
+}  // namespace clipper

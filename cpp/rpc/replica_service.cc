@@ -1,0 +1,227 @@
+#include "rpc/replica_service.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace clipper {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+constexpr auto kLivenessCheckInterval = milliseconds(100);
+constexpr int kIdlePollMillis = 50;
+
+}  // namespace
+
+ReplicaService::ReplicaService(const EngineOptions& options, ModelRegistry& models, PredictionCache& cache,
+                               std::unique_ptr<ReplicaTransport> transport)
+    : options_(options),
+      models_(models),
+      transport_(std::move(transport)),
+      replicas_(options.replica_pipeline_depth),
+      outbox_(cache),
+      dispatcher_(options, models, cache, replicas_, *transport_, messages_, outbox_) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+ReplicaService::~ReplicaService() {
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void ReplicaService::wake() {
+  const uint64_t one = 1;
+  [[maybe_unused]] auto written = ::write(wake_fd_, &one, sizeof(one));
+}
+
+void ReplicaService::request_stop() {
+  stop_.store(true);
+  wake();
+}
+
+void ReplicaService::publish_state() { report_.publish(replicas_, models_.all(), dispatcher_, options_); }
+
+Clock::time_point ReplicaService::process(bool closes_waiting) {
+  transport_->receive(*this);
+  if (closes_waiting) transport_->receive_closes(*this);
+  const Clock::time_point now = Clock::now();
+  unreachable_scratch_.clear();
+  const Clock::time_point next_wake = dispatcher_.dispatch(now, unreachable_scratch_);
+  for (const auto& address : unreachable_scratch_) drop_replica(address, "unreachable");
+  outbox_.flush();
+  if (now >= next_liveness_check_) {
+    check_liveness(now);
+    dispatcher_.hedge_stalled(now);
+    dispatcher_.sweep_expired(now);
+    outbox_.flush();
+    publish_state();
+    next_liveness_check_ = now + kLivenessCheckInterval;
+  }
+  return std::min(next_wake, next_liveness_check_);
+}
+
+void ReplicaService::run() {
+  next_liveness_check_ = Clock::now() + kLivenessCheckInterval;
+  Clock::time_point next_wake = Clock::time_point::max();
+  while (!stop_.load(std::memory_order_relaxed)) {
+    // Announce sleep, then look once more, so a producer either sees us asleep or we see its task.
+    sleeping_.store(true, std::memory_order_seq_cst);
+    long timeout = kIdlePollMillis;
+    if (replicas_.idle_replica_has_inbox_work()) {
+      timeout = 0;
+    } else if (next_wake != Clock::time_point::max()) {
+      const auto wait = duration_cast<milliseconds>(next_wake - Clock::now() + microseconds(999)).count();
+      timeout = std::clamp<long>(static_cast<long>(wait), 0, kIdlePollMillis);
+    }
+    if (timeout == 0) sleeping_.store(false, std::memory_order_relaxed);
+    const TransportWait woke = transport_->wait(wake_fd_, timeout);
+    if (woke.failed) break;
+    sleeping_.store(false, std::memory_order_relaxed);
+    if (woke.woken) {
+      uint64_t value;
+      [[maybe_unused]] auto drained = ::read(wake_fd_, &value, sizeof(value));
+    }
+    next_wake = process(woke.closes_waiting);
+  }
+}
+
+void ReplicaService::attach_to_loop(uv_loop_t* loop) {
+  loop_ = loop;
+  next_liveness_check_ = Clock::now() + kLivenessCheckInterval;
+  // The transport's descriptors are hints: process_on_loop() keeps receiving until it says no more.
+  for (const int fd : transport_->loop_descriptors()) {
+    auto poll = std::make_unique<uv_poll_t>();
+    uv_poll_init(loop, poll.get(), fd);
+    poll->data = this;
+    uv_poll_start(poll.get(), UV_READABLE, [](uv_poll_t* handle, int, int) {
+      static_cast<ReplicaService*>(handle->data)->process_on_loop();
+    });
+    polls_.push_back(std::move(poll));
+  }
+  // Tasks queued while handling this iteration's requests are dispatched together, after the I/O.
+  uv_check_init(loop, &after_io_);
+  after_io_.data = this;
+  uv_check_start(&after_io_, [](uv_check_t* handle) {
+    auto* self = static_cast<ReplicaService*>(handle->data);
+    if (self->work_pending_) self->process_on_loop();
+  });
+  uv_timer_init(loop, &timer_);
+  timer_.data = this;
+  uv_timer_start(&timer_, [](uv_timer_t* handle) { static_cast<ReplicaService*>(handle->data)->process_on_loop(); },
+                 kLivenessCheckInterval.count(), 0);
+}
+
+void ReplicaService::detach_from_loop() {
+  if (loop_ == nullptr) return;
+  for (auto& poll : polls_) uv_close(reinterpret_cast<uv_handle_t*>(poll.get()), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+}
+
+void ReplicaService::process_on_loop() {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
+  Clock::time_point next_wake;
+  int passes = 0;
+  do {
+    work_pending_ = false;
+    next_wake = process(transport_->closes_waiting());
+  } while ((transport_->messages_waiting() || work_pending_) && ++passes < 64);
+  const auto wait = duration_cast<milliseconds>(next_wake - Clock::now() + microseconds(999)).count();
+  uv_timer_start(&timer_, [](uv_timer_t* handle) { static_cast<ReplicaService*>(handle->data)->process_on_loop(); },
+                 static_cast<uint64_t>(std::clamp<int64_t>(wait, 0, kIdlePollMillis)), 0);
+}
+
+void ReplicaService::on_received(const ReplicaAddress& from, const uint8_t* data, std::size_t size,
+                                 ConnectionId connection) {
+  messages_.decode(from, data, size, connection, *this);
+}
+
+void ReplicaService::on_connection_closed(ConnectionId connection) {
+  for (const auto& address : replicas_.on_connection(connection)) drop_replica(address, "connection closed");
+}
+
+void ReplicaService::on_sender_alive(const ReplicaAddress& from) {
+  if (Replica* replica = replicas_.find(from)) replica->last_seen = Clock::now();
+}
+
+void ReplicaService::on_register(const ReplicaAddress& from, const RegisterRequest& request,
+                                 ConnectionId connection) {
+  if (request.model_name.empty() || request.model_version.empty()) {
+    log_replica_event("event=replica_rejected reason=missing_model_name_or_version");
+    return;
+  }
+  const std::string name(request.model_name);
+  const std::string version(request.model_version);
+  const auto type = static_cast<InputType>(request.input_type_code);
+  if (request.input_type_code > static_cast<int>(InputType::Strings)) {
+    log_replica_event("event=replica_rejected reason=unknown_input_type model=" + name);
+    return;
+  }
+  ModelVersion* model = models_.find_or_create(name, version, type);
+  if (model == nullptr) {
+    log_replica_event("event=replica_rejected reason=input_type_mismatch model=" + name + " version=" + version +
+                      " input_type=" + std::string(input_type_name(type)));
+    return;
+  }
+  if (Replica* existing = replicas_.find(from)) {
+    if (existing->model == model) {  // a repeated registration changes nothing else
+      existing->connection = connection;
+      return;
+    }
+    drop_replica(from, "re-registered for another model");
+  }
+  Replica replica;
+  replica.address = from;
+  replica.model = model;
+  replica.last_seen = Clock::now();
+  replica.connection = connection;
+  replica.replica_id = request.replica_id;
+  if (replica.replica_id < 0) replica.replica_id = replicas_.next_replica_id(*model);
+  // A new replica starts from what its peers learned rather than from one.
+  AimdOptions aimd;
+  aimd.additive_step = options_.aimd_additive_step;
+  aimd.backoff_factor = options_.aimd_backoff_factor;
+  replica.controller =
+      std::make_unique<AimdController>(aimd, model->learned_batch_size.load(), dispatcher_.batch_cap(*model));
+  dispatcher_.sync_controller(replica);
+  const Replica& added = replicas_.add(std::move(replica));
+  log_replica_event("event=replica_connected model=" + name + " version=" + version +
+                    " replica=" + std::to_string(added.replica_id));
+  publish_state();
+}
+
+void ReplicaService::on_heartbeat(const ReplicaAddress& from, std::string_view replica_key) {
+  bool registered = false;
+  if (Replica* replica = replicas_.find(ReplicaAddress(replica_key))) {
+    replica->last_seen = Clock::now();
+    registered = true;
+  }
+  const ReplicaMessages::Encoded ack = messages_.encode_heartbeat_ack(registered);
+  transport_->send(from, ack.data, ack.size);
+}
+
+void ReplicaService::on_predict_response(const ReplicaAddress& from, const PredictResponse& response) {
+  dispatcher_.on_response(from, response);
+}
+
+void ReplicaService::drop_replica(const ReplicaAddress& address, const char* reason) {
+  if (replicas_.find(address) == nullptr) return;
+  const Replica dropped = replicas_.remove(address);
+  dispatcher_.requeue_batches(dropped);
+  log_replica_event("event=replica_dropped model=" + dropped.model->name + " version=" + dropped.model->version +
+                    " replica=" + std::to_string(dropped.replica_id) + " reason=\"" + reason + "\"");
+  publish_state();
+}
+
+void ReplicaService::check_liveness(Clock::time_point now) {
+  const auto timeout = milliseconds(options_.heartbeat_timeout_millis);
+  for (const auto& address : replicas_.silent_since(now - timeout)) {
+    drop_replica(address, "no heartbeat within the timeout");
+  }
+}
+
+}  // namespace clipper

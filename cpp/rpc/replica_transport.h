@@ -1,0 +1,55 @@
+// How the replica side talks to model replicas, whatever the medium: send one encoded message to a
+// replica, receive what replicas sent, learn which connections closed, and wait for any of these.
+// ZmqTransport (a ZeroMQ ROUTER over TCP) is today's implementation; another medium (for example a
+// shared-memory ring) implements this interface and the dispatcher does not change.
+// Thread: every method runs on the replica side's thread (the RPC thread, or the I/O loop hosting it).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace clipper {
+
+using ReplicaAddress = std::string;  // how a transport names one replica (ZeroMQ: its routing id)
+using ConnectionId = int;            // the connection a message arrived on; closes are reported by it
+
+// What a transport hands over while receiving.
+class TransportReceiver {
+ public:
+  virtual ~TransportReceiver() = default;
+  // One message from `from`; `data` is aligned to std::max_align_t and valid during the call only.
+  virtual void on_received(const ReplicaAddress& from, const uint8_t* data, std::size_t size,
+                           ConnectionId connection) = 0;
+  virtual void on_connection_closed(ConnectionId connection) = 0;
+};
+
+struct TransportWait {
+  bool woken = false;          // the wake descriptor became readable (the caller drains it)
+  bool closes_waiting = false;  // connection closes may be waiting: call receive_closes()
+  bool failed = false;          // the wait itself failed (not interrupted): the thread should end
+};
+
+class ReplicaTransport {
+ public:
+  virtual ~ReplicaTransport() = default;
+  // Starts listening; returns the bound port (0 picks a free one). Throws std::runtime_error.
+  virtual int bind(const std::string& address, int port) = 0;
+  // Sends one message without blocking; false when the replica cannot be reached now.
+  virtual bool send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) = 0;
+  // Hands a bounded number of waiting messages to `receiver`.
+  virtual void receive(TransportReceiver& receiver) = 0;
+  // Hands every waiting connection close to `receiver`.
+  virtual void receive_closes(TransportReceiver& receiver) = 0;
+  // Whether messages or closes may be waiting right now (cheap).
+  virtual bool messages_waiting() const = 0;
+  virtual bool closes_waiting() const = 0;
+  // Thread mode: blocks up to `timeout_millis` until something arrives or `wake_fd` turns readable.
+  virtual TransportWait wait(int wake_fd, long timeout_millis) = 0;
+  // Loop mode: descriptors that turn readable when something may be waiting. They are hints: after
+  // each wake-up the caller receives until messages_waiting() and closes_waiting() say no.
+  virtual std::vector<int> loop_descriptors() const = 0;
+};
+
+}  // namespace clipper
