@@ -30,6 +30,7 @@ from clipper.exceptions import (
 from clipper.management.auth import read_token
 from clipper.managers.container_manager import ContainerManager
 from clipper.managers.supervision import with_supervision
+from clipper.selection.admin_methods import SelectionAdminMethods
 from clipper.state.cluster_state import (
     canonical_input_type,
     check_batching,
@@ -57,7 +58,7 @@ class _Unchanged:
 UNCHANGED: Any = _Unchanged()
 
 
-class ClipperConnection:
+class ClipperConnection(SelectionAdminMethods):
     def __init__(
         self,
         container_manager: ContainerManager,
@@ -91,9 +92,13 @@ class ClipperConnection:
         qf_http_timeout_content: int = 300,
         num_frontend_replicas: int = 1,
         rpc_thread: str = "shared",
+        allow_unauthenticated_management: bool = False,
     ) -> None:
         """Start the cluster (frontend with `cache_size` bytes of prediction cache, 0 = off) and
         connect to it. The image arguments are Clipper's; local processes need none.
+        `allow_unauthenticated_management=True` lets the management API be called without the
+        cluster's token (loopback only, logged as a warning), for Clipper's original `clipper_admin`
+        client; see docs/security.md.
         `rpc_thread`: "shared" runs the model RPC on the single I/O thread's loop (lowest latency),
         "dedicated" gives it a thread of its own (more throughput when cores are free)."""
         if num_frontend_replicas != 1:
@@ -105,8 +110,15 @@ class ClipperConnection:
             raise ClipperException(f"cache_size must be a number of bytes >= 0, got {cache_size!r}")
         if rpc_thread not in ("shared", "dedicated"):
             raise ClipperException(f"rpc_thread={rpc_thread!r}: use 'shared' or 'dedicated'")
+        # Passed only when asked for, so managers without the option keep working.
+        unauthenticated = (
+            {"allow_unauthenticated_management": True} if allow_unauthenticated_management else {}
+        )
         self.cm.start_clipper(
-            cache_size_bytes=cache_size, io_threads=qf_http_thread_pool_size, rpc_thread=rpc_thread
+            cache_size_bytes=cache_size,
+            io_threads=qf_http_thread_pool_size,
+            rpc_thread=rpc_thread,
+            **unauthenticated,
         )
         self._attach()
         self._restore_replicas()
@@ -406,6 +418,12 @@ class ClipperConnection:
                 f"model '{name}' version '{version}' was registered without a container "
                 "(register_model), so Clipper cannot scale it; start or stop its replicas where they "
                 "run, or deploy it with deploy_model"
+            )
+        for failure in self.cm.find_failed_replicas(name, version):
+            # Exited before this call (a crash): replaced below and reported here, not blamed on
+            # the replicas this call starts.
+            logger.warning(
+                "event=replica_found_exited model=%s version=%s detail=%r", name, version, failure
             )
         self.cm.set_num_replicas(
             name, version, info["input_type"], info["container_name"], num_replicas

@@ -46,6 +46,7 @@ from clipper.managers.supervision import RUNNING
 from clipper.state import default_state_dir
 from clipper.state.embedded_store import STATE_FILE_NAME
 from clipper.state.redis_store import RedisStateStore
+from clipper.state.trusted_files import check_trusted_file
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,14 @@ class LocalContainerManager(ContainerManager):
     # ---- the frontend -------------------------------------------------------------------------------
 
     def start_clipper(
-        self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1, rpc_thread: str = "shared"
+        self,
+        cache_size_bytes: int = 32 * MIB,
+        io_threads: int = 1,
+        rpc_thread: str = "shared",
+        allow_unauthenticated_management: bool = False,
     ) -> None:
+        """`allow_unauthenticated_management` serves the management API without a token (refused
+        unless bind_address is loopback), for the original clipper_admin client."""
         existing = FrontendEndpoints.read(self.state_dir)
         if existing is not None and existing.is_alive():
             raise ClusterStartError(
@@ -163,6 +170,8 @@ class LocalContainerManager(ContainerManager):
         ]  # fmt: skip
         if self.redis_ip:
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
+        if allow_unauthenticated_management:
+            command.append("--allow-unauthenticated-management")
         process = self._spawn(command, self.frontend_log_path)
         logger.info(
             "event=frontend_starting cluster=%s pid=%d log=%s",
@@ -464,7 +473,7 @@ class LocalContainerManager(ContainerManager):
                 f"holds no {CLOSURE_FILE_NAME}; deploy with clipper.deployers.python."
                 "deploy_python_closure, or use DockerContainerManager for container images"
             )
-        return path.resolve()
+        return check_trusted_file(path, self.state_dir)  # unpickling runs code: only our own
 
     def _start_replica(
         self, name: str, version: str, input_type: str, image: str

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from clipper.management.endpoints import process_is_alive, process_start_ticks
 from clipper.managers.supervision import RestartRecord
+from clipper.state.trusted_files import check_trusted_file
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,9 @@ def start_replica_process(
     closure_path = Path(slot.image)
     if closure_path.is_dir():
         closure_path = closure_path / CLOSURE_FILE_NAME
+    # The replica unpickles (runs) the closure as this user: only one the operator alone controls,
+    # inside the state directory, is ever loaded (raises DeploymentError, logged, otherwise).
+    closure_path = check_trusted_file(closure_path, records.root.parent)
     command = [
         sys.executable,
         "-m",

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from clipper.exceptions import DeploymentError
 from clipper.management.endpoints import FrontendEndpoints
 from clipper.managers.local_replicas import (
     ReplicaProcess,
@@ -133,8 +134,8 @@ class LocalReplicaSupervisor:
                 self.rpc_addr,
                 slot.with_restart_record(slot.restart_record.after_restart()),
             )
-        except OSError as error:
-            # Left as it is: retried on the next pass.
+        except (OSError, DeploymentError) as error:
+            # Left as it is: retried on the next pass (a refused closure is logged by the check).
             logger.error(
                 "event=replica_restart_failed cluster=%s model=%s version=%s cause=%r",
                 self.cluster_name,

@@ -1,0 +1,22 @@
+"""The hostile catalogue drives real clusters (frontend and replica processes) over loopback, the way an
+attacker on the same host or an unlucky operator would; it shares the end-to-end tests' helpers."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
+
+import cloudpickle  # noqa: E402
+import e2e_models  # noqa: E402
+
+# Replicas load the test models from their pickles alone.
+cloudpickle.register_pickle_by_value(e2e_models)
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
