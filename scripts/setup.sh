@@ -26,4 +26,9 @@ fi
 
 PYTHON="${PYTHON:-python3}"
 echo "setup: building and installing the clipper-serving package (native engine included)"
-"$PYTHON" -m pip install -q --disable-pip-version-check ".[test,frameworks]"
+# torch first, exactly the CPU build CI tests with: the `frameworks` extra accepts any 2.x from 2.4, and
+# an installed version that fits is kept, so the next line never downloads another (several GB).
+"$PYTHON" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+# test: pytest and plugins; docs: MkDocs (the docs test builds the site); frameworks: the framework
+# deployers' libraries (scikit-learn, xgboost, onnx, onnxruntime, torch).
+"$PYTHON" -m pip install -q --disable-pip-version-check ".[test,docs,frameworks]"
