@@ -1,0 +1,174 @@
+"""Kubernetes manifests: every object the manager would apply validates against the Kubernetes JSON
+schemas (kubernetes-validate, strict: unknown fields fail) and round-trips through the official
+client's models; names, labels, selectors, probes and resources are what Clipper's layout needs. No
+cluster can run here, so these are checked on the rendered objects."""
+
+import pytest
+import yaml
+from clipper.exceptions import ConfigurationError
+from clipper.managers.kubernetes import KubernetesContainerManager, render_manifests
+from clipper.managers.kubernetes_manifests import (
+    CLIPPER_LABEL,
+    MODEL_LABEL,
+    ClusterSpec,
+    PodResources,
+    cluster_objects,
+    dns_label,
+    label_value,
+    to_dict,
+)
+from kubernetes import client
+
+kubernetes_validate = pytest.importorskip(
+    "kubernetes_validate", reason="kubernetes-validate (pip) holds the Kubernetes JSON schemas"
+)
+
+# The oldest Kubernetes release still commonly run, and a current one.
+KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
+MODELS = [
+    ("sum-model", "1", "doubles", "clipper-model/demo-sum-model:1", 2),
+    ("Model_With.Odd-Name", "2024-01-01T10:00", "strings", "registry.example.com/m:2", 1),
+]
+
+
+def _all_objects(**spec_options):
+    return cluster_objects(ClusterSpec(**spec_options), MODELS)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "spec_options",
+    [
+        {},
+        {"num_frontends": 3, "service_type": "LoadBalancer", "registry": "registry.example.com/ml"},
+        {"redis_ip": "10.0.0.5", "metrics_port": 0, "image_pull_policy": "Always"},
+    ],
+)
+def test_every_object_validates_against_the_kubernetes_schemas(version, spec_options):
+    objects = _all_objects(**spec_options)
+    assert objects
+    for obj in objects:
+        kubernetes_validate.validate(to_dict(obj), version, strict=True)
+
+
+def test_objects_round_trip_through_the_clients_models():
+    api = client.ApiClient()
+    for obj in _all_objects(num_frontends=2):
+        data = to_dict(obj)
+        model_name = type(obj).__name__
+        # Deserialising is what the client does with the API server's answers.
+        restored = api._ApiClient__deserialize(data, model_name)  # noqa: SLF001
+        assert type(restored) is type(obj)
+        assert api.sanitize_for_serialization(restored) == data
+
+
+def test_the_yaml_stream_holds_every_object_once():
+    manager = KubernetesContainerManager(cluster_name="demo", namespace="ml", num_frontends=2)
+    documents = list(yaml.safe_load_all(render_manifests(manager, MODELS)))
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in documents)
+    assert len(kinds) == len(set(kinds))
+    assert ("Service", "query-frontend-at-demo") in kinds
+    assert ("Service", "mgmt-frontend-at-demo") in kinds
+    assert ("PersistentVolumeClaim", "redis-at-demo") in kinds
+    assert {d["metadata"]["namespace"] for d in documents} == {"ml"}
+    assert all(d["metadata"]["labels"][CLIPPER_LABEL] == "demo" for d in documents)
+
+
+def test_frontends_sit_behind_one_query_service_and_share_redis():
+    spec = ClusterSpec(cluster_name="c", num_frontends=3, service_type="NodePort")
+    objects = {(o.kind, o.metadata.name): o for o in cluster_objects(spec)}
+    query = objects[("Service", "query-frontend-at-c")]
+    assert query.spec.type == "NodePort"
+    assert [p.port for p in query.spec.ports] == [1337, 1390]
+    frontends = [objects[("Deployment", f"query-frontend-{i}-at-c")] for i in range(3)]
+    for index, deployment in enumerate(frontends):
+        labels = deployment.spec.template.metadata.labels
+        # The query Service's selector picks every frontend; each RPC Service only its own.
+        assert query.spec.selector.items() <= labels.items()
+        rpc = objects[("Service", f"query-frontend-{index}-at-c")]
+        assert rpc.spec.selector == labels and [p.port for p in rpc.spec.ports] == [7000]
+        assert deployment.spec.selector.match_labels == labels
+        (container,) = deployment.spec.template.spec.containers
+        args = container.args
+        assert args[args.index("--redis-address") + 1] == "redis-at-c.default.svc:6379"
+        assert args[args.index("--bind-address") + 1] == "0.0.0.0"
+        assert container.readiness_probe.http_get.path == "/readyz"
+        assert container.liveness_probe.http_get.path == "/healthz"
+        assert container.readiness_probe.http_get.port == 1337
+    # Redis keeps its data on a claim and never runs twice on it.
+    redis = objects[("Deployment", "redis-at-c")]
+    assert redis.spec.strategy.type == "Recreate"
+    assert redis.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == "redis-at-c"
+
+
+def test_an_external_redis_replaces_the_in_cluster_one():
+    spec = ClusterSpec(cluster_name="c", redis_ip="redis.example.internal", redis_port=6380)
+    objects = cluster_objects(spec)
+    assert not [o for o in objects if "redis" in o.metadata.name]
+    frontend = next(o for o in objects if o.kind == "Deployment")
+    args = frontend.spec.template.spec.containers[0].args
+    assert args[args.index("--redis-address") + 1] == "redis.example.internal:6380"
+
+
+def test_model_deployments_connect_each_to_its_frontend_with_the_wanted_replicas():
+    spec = ClusterSpec(
+        cluster_name="c",
+        num_frontends=2,
+        registry="registry.example.com/team",
+        model_resources={"sum-model": PodResources(cpus=2, memory="2Gi", gpus=1)},
+    )
+    deployments = [o for o in cluster_objects(spec, MODELS) if o.metadata.labels.get(MODEL_LABEL)]
+    assert len(deployments) == 4  # two versions x two frontends
+    sums = [d for d in deployments if d.metadata.labels[MODEL_LABEL] == "sum-model_1"]
+    for index, deployment in enumerate(sums):
+        assert deployment.spec.replicas == 2
+        (container,) = deployment.spec.template.spec.containers
+        assert container.image == "registry.example.com/team/clipper-model/demo-sum-model:1"
+        args = container.args
+        assert args[args.index("--frontend") + 1] == f"tcp://query-frontend-{index}-at-c.default.svc:7000"
+        assert args[args.index("--input-type") + 1] == "doubles"
+        assert container.resources.requests == {"cpu": "2000m", "memory": "2Gi", "nvidia.com/gpu": "1"}
+        assert container.resources.limits == {"memory": "2Gi", "nvidia.com/gpu": "1"}
+        assert container.readiness_probe._exec.command[-1] == "replica"
+        assert deployment.spec.strategy.rolling_update.max_unavailable == 0
+    # An image naming its registry keeps it; odd names become valid names and label values.
+    odd = [d for d in deployments if d not in sums][0]
+    assert odd.spec.template.spec.containers[0].image == "registry.example.com/m:2"
+    assert len(odd.metadata.name) <= 63
+    assert '"version": "2024-01-01T10:00"' in odd.metadata.annotations["ai.clipper.model"]
+
+
+def test_names_and_label_values_are_made_valid_without_collisions():
+    assert dns_label("sum-1-deployment-at-0-at-c") == "sum-1-deployment-at-0-at-c"
+    a, b = dns_label("Model_A"), dns_label("model-a")
+    assert a != b and a.startswith("model-a-")
+    long = dns_label("x" * 200)
+    assert len(long) <= 63
+    assert label_value("sum-model_1") == "sum-model_1"
+    assert len(label_value("m" * 100 + "_1")) <= 63
+    assert label_value("a:b") != label_value("a;b")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cluster_name": "Has_Upper"}, "cluster_name"),
+        ({"service_type": "ExternalName"}, "service_type"),
+        ({"image_pull_policy": "Sometimes"}, "image_pull_policy"),
+        ({"num_frontends": 0}, "num_frontends"),
+        ({"query_port": 0}, "query_port"),
+        ({"namespace": "Bad Namespace"}, "namespace"),
+    ],
+)
+def test_invalid_options_name_the_option(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        ClusterSpec(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"cpus": 0}, "cpus"), ({"memory": "lots"}, "memory"), ({"gpus": -1}, "gpus")],
+)
+def test_invalid_resources_name_the_field(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        PodResources(**options)
