@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from clipper.selection.snapshot import snapshot_selection
 from clipper.state.cluster_state import ClusterState, ModelVersion
 
 
@@ -33,16 +34,20 @@ def engine_config(state: ClusterState) -> dict[str, Any]:
     redeployed model is served again; the engine does not see it until then and answers the app's
     default with "no model linked" meanwhile.
     """
-    applications = [
-        {
+    applications = []
+    for app in state.applications.values():
+        linked = [name for name in app.linked_models if name in state.models]
+        entry: dict[str, Any] = {
             "name": app.name,
             "input_type": app.input_type,
             "default_output": app.default_output,
             "slo_micros": app.slo_micros,
-            "linked_models": [name for name in app.linked_models if name in state.models],
+            "linked_models": linked,
         }
-        for app in state.applications.values()
-    ]
+        selection = snapshot_selection(app.name, app.selection_policy, app.selection_params, linked)
+        if selection is not None:  # absent: the default policy, one linked model
+            entry["selection"] = selection
+        applications.append(entry)
     models = [
         _model_entry(version, version.version == model.current_version)
         for model in state.models.values()

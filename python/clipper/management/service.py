@@ -24,6 +24,8 @@ from clipper.exceptions import (
     UnknownObjectError,
 )
 from clipper.management.engine_link import EngineControl, engine_config_json
+from clipper.management.selection_feedback import SelectionFeedbackWorker, selection_binding
+from clipper.management.selection_operations import SelectionOperations, check_link_allowed
 from clipper.state.cluster_state import (
     Application,
     ClusterState,
@@ -36,6 +38,7 @@ from clipper.state.cluster_state import (
     check_num_replicas,
     check_slo_micros,
 )
+from clipper.state.selection_state import open_selection_store
 from clipper.state.store import StateStore
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,12 @@ class ManagementService:
             "set_model_replicas": self.set_model_replicas,
             "get_batching_state": self.get_batching_state,
         }
+        # The selection layer: policy operations, and the worker that keeps per-user learned state.
+        self.selection_worker = SelectionFeedbackWorker(
+            self, open_selection_store(store), selection_binding(engine)
+        )
+        self.selection = SelectionOperations(self, self.selection_worker)
+        self.operations.update(self.selection.operations)
 
     # ----------------------------------------------------------------------------------------------
     # Lifecycle
@@ -169,20 +178,28 @@ class ManagementService:
                 raise UnknownObjectError(f"application '{name}' does not exist; nothing to delete")
             return f"Successfully deleted application with name '{name}'"
 
-        return self._commit("delete_app", change)
+        result = self._commit("delete_app", change)
+        self.selection.forget_app(name)
+        return result
 
     def add_model_links(self, body: Body) -> Any:
         app_name = _field(body, "add_model_links", "app_name", str)
         model_names = _string_list(body, "add_model_links", "model_names")
-        if len(model_names) != 1:
+        if not model_names or len(set(model_names)) != len(model_names):
             raise ConfigurationError(
-                f"add_model_links got {len(model_names)} model names for application '{app_name}': "
-                "an application is linked to exactly one model, so pass one name"
+                f"add_model_links needs distinct model names for application '{app_name}', got "
+                f"{model_names!r}"
             )
-        model_name = model_names[0]
 
         def change(state: ClusterState) -> str:
             app = _existing_app(state, app_name)
+            # The policy says how many models it serves (duplicates are refused below).
+            check_link_allowed(app, [m for m in model_names if m not in app.linked_models])
+            for model_name in model_names:
+                link_one(state, app, model_name)
+            return f"Successfully linked {', '.join(model_names)} to application '{app_name}'"
+
+        def link_one(state: ClusterState, app: Application, model_name: str) -> None:
             current = state.current_version(model_name)
             if current is None:
                 raise UnknownObjectError(
@@ -193,15 +210,8 @@ class ManagementService:
                 raise DuplicateObjectError(
                     f"model '{model_name}' is already linked to application '{app_name}'"
                 )
-            if app.linked_models:
-                raise DuplicateObjectError(
-                    f"application '{app_name}' is already linked to model '{app.linked_models[0]}'; "
-                    f"unlink it first with unlink_model_from_app('{app_name}', "
-                    f"'{app.linked_models[0]}')"
-                )
             _check_types_match(app, current)
             app.linked_models.append(model_name)
-            return f"Successfully linked model '{model_name}' to application '{app_name}'"
 
         return self._commit("add_model_links", change)
 
@@ -461,6 +471,11 @@ class ManagementService:
 
     # ----------------------------------------------------------------------------------------------
     # Commit: validate -> engine -> store
+
+    def commit(self, operation: str, change: Callable[[ClusterState], str]) -> dict[str, Any]:
+        """Apply `change` to a copy of the served state, push it to the engine and store it (for
+        operations defined outside this class, such as the selection layer's)."""
+        return self._commit(operation, change)
 
     def _commit(self, operation: str, change: Callable[[ClusterState], str]) -> dict[str, Any]:
         with self._lock:

@@ -74,8 +74,8 @@ class AbPolicy(SelectionPolicy):
         unknown = sorted(set(params.get("weights", {})) - set(models))
         if unknown:
             raise SelectionPolicyError(
-                f"selection policy 'ab' gives weights to {', '.join(unknown)}, which the application "
-                f"does not link (linked: {', '.join(models) or 'none'}); link them first"
+                f"selection policy 'ab' gives weights to {', '.join(unknown)}, which the cluster "
+                f"does not have (models: {', '.join(models) or 'none'}); deploy them first"
             )
 
     def refresh_weights(self, state: State) -> None:
@@ -127,8 +127,8 @@ class CascadePolicy(SelectionPolicy):
         unknown = [name for name in params.get("order", []) if name not in models]
         if unknown:
             raise SelectionPolicyError(
-                f"selection policy 'cascade' orders {', '.join(unknown)}, which the application does "
-                f"not link (linked: {', '.join(models) or 'none'}); link them first"
+                f"selection policy 'cascade' orders {', '.join(unknown)}, which the cluster does "
+                f"not have (models: {', '.join(models) or 'none'}); deploy them first"
             )
 
     def order(self, state: State) -> list[str]:

@@ -178,8 +178,9 @@ class SelectionPolicy(abc.ABC):
 
     @classmethod
     def check_links(cls, params: Mapping[str, Any], models: Sequence[str]) -> None:
-        """Refuse parameters that name models the app does not link (`models`); the management
-        service calls this when a policy is set. Raises SelectionPolicyError."""
+        """Refuse parameters that name models the cluster does not have (`models`: every model
+        name); the management service calls this when a policy is set, so an app can be given its
+        split or order before its models are linked. Raises SelectionPolicyError."""
 
     def param(self, state: State, key: str) -> Any:
         return state.get("params", {}).get(key, self.defaults[key])

@@ -141,15 +141,22 @@ class Application:
     default_output: str
     slo_micros: int
     linked_models: list[str] = field(default_factory=list)
+    # The selection policy (clipper.selection) and the parameters set away from their defaults.
+    selection_policy: str = "single"
+    selection_params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "input_type": self.input_type,
             "default_output": self.default_output,
             "slo_micros": self.slo_micros,
             "linked_models": list(self.linked_models),
         }
+        if self.selection_policy != "single" or self.selection_params:  # absent = Clipper's default
+            data["selection_policy"] = self.selection_policy
+            data["selection_params"] = copy.deepcopy(self.selection_params)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Application:
@@ -159,6 +166,8 @@ class Application:
             default_output=data["default_output"],
             slo_micros=int(data["slo_micros"]),
             linked_models=list(data.get("linked_models", [])),
+            selection_policy=data.get("selection_policy", "single"),
+            selection_params=dict(data.get("selection_params", {})),
         )
 
 

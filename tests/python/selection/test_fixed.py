@@ -53,8 +53,8 @@ def test_ab_refuses_missing_or_bad_shares(params):
         make_policy("ab").init_state(["a"], **params)
 
 
-def test_ab_refuses_shares_for_models_the_app_does_not_link():
-    with pytest.raises(SelectionPolicyError, match="does not link"):
+def test_ab_refuses_shares_for_models_the_cluster_does_not_have():
+    with pytest.raises(SelectionPolicyError, match="does not have"):
         make_policy("ab").check_links({"weights": {"a": 1, "zz": 1}}, ["a"])
 
 
@@ -75,8 +75,8 @@ def test_cascade_tries_models_in_order_and_escalates_only_when_unsure():
     }  # fmt: skip
 
 
-def test_cascade_refuses_orders_naming_unlinked_or_repeated_models():
-    with pytest.raises(SelectionPolicyError, match="does not link"):
+def test_cascade_refuses_orders_naming_unknown_or_repeated_models():
+    with pytest.raises(SelectionPolicyError, match="does not have"):
         make_policy("cascade").check_links({"order": ["x"]}, ["a"])
     with pytest.raises(SelectionPolicyError, match="distinct"):
         make_policy("cascade").init_state(["a"], order=["a", "a"])

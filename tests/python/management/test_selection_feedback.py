@@ -1,0 +1,203 @@
+"""The feedback worker's learning step, driven through `apply_feedback` and `handle_record` (what the
+engine-driven loop calls): per-user learning that persists, the published weights, the bounded cache,
+and two frontends on one Redis converging on the same weights.
+
+`PublishedWeights` records what the worker hands the engine's selection binding; it stands in for
+the binding calls until the native engine implements them (docs/interfaces.md)."""
+
+import threading
+import time
+
+import pytest
+
+from clipper.exceptions import ConfigurationError, UnknownObjectError
+from clipper.management import ManagementService
+from clipper.management.selection_feedback import SelectionFeedbackWorker, selection_binding
+from clipper.state import RedisStateStore
+from clipper.state.redis_store import parse_redis_address
+from clipper.state.selection_state import open_selection_store
+
+RIGHT = {"right": "1", "wrong": "0"}
+
+
+class PublishedWeights:
+    def __init__(self):
+        self.weights = {}
+        self.cleared = []
+
+    def next_feedback(self, timeout_ms):
+        return []
+
+    def finish_feedback(self, ticket, applied, message):
+        pass
+
+    def set_selection_weights(self, app, uid, weights):
+        self.weights[(app, uid)] = dict(weights)
+
+    def clear_selection_weights(self, app, uid):
+        self.cleared.append((app, uid))
+        self.weights = {
+            k: v for k, v in self.weights.items() if k[0] != app or uid not in (None, k[1])
+        }
+
+
+def configure(service, policy="exp3", models=("right", "wrong"), **params):
+    service.add_app(
+        {"name": "app", "input_type": "ints", "default_output": "-1", "latency_slo_micros": 1000}
+    )
+    for name in models:
+        service.add_model({"model_name": name, "model_version": "1", "input_type": "ints"})
+    service.operations["set_selection_policy"](
+        {"app_name": "app", "policy": policy, "params": params}
+    )
+    service.add_model_links({"app_name": "app", "model_names": list(models)})
+
+
+def worker_for(service, binding=None, capacity_users=1000):
+    return SelectionFeedbackWorker(
+        service, service.selection_worker.store, binding, capacity_users=capacity_users
+    )
+
+
+@pytest.mark.parametrize("policy", ["exp3", "exp4"])
+def test_two_hundred_rounds_teach_the_right_model_and_publish_it(service, policy):
+    configure(service, policy)
+    binding = PublishedWeights()
+    worker = worker_for(service, binding)
+    for _ in range(200):
+        result = worker.apply_feedback("app", 0, RIGHT, 1)
+    assert result["feedback"] == 200
+    assert binding.weights[("app", 0)]["right"] >= 0.9
+    view = worker.describe("app", 0)
+    assert view["feedback"] == 200
+    assert view["models"]["right"]["weight"] >= 0.9
+    assert view["models"]["wrong"]["mean_loss"] == 1.0
+
+
+def test_learned_state_outlives_the_worker_and_is_published_again_at_start(service):
+    configure(service)
+    worker_for(service).apply_feedback("app", 3, RIGHT, 1)
+    binding = PublishedWeights()
+    fresh = worker_for(service, binding)
+    assert fresh.describe("app", 3)["feedback"] == 1
+    assert fresh.publish_stored_weights() == 1
+    assert set(binding.weights) == {("app", 3)}
+
+
+def test_users_learn_apart(service):
+    configure(service)
+    worker = worker_for(service)
+    for _ in range(100):
+        worker.apply_feedback("app", 1, RIGHT, 1)
+        worker.apply_feedback("app", 2, RIGHT, 0)
+    assert worker.describe("app", 1)["models"]["right"]["weight"] >= 0.9
+    assert worker.describe("app", 2)["models"]["wrong"]["weight"] >= 0.9
+
+
+def test_a_fixed_split_publishes_nothing_per_user(service):
+    configure(service, "ab", weights={"right": 1, "wrong": 1})
+    binding = PublishedWeights()
+    worker_for(service, binding).apply_feedback("app", 0, RIGHT, 1)
+    assert binding.weights == {}
+
+
+def test_bad_feedback_is_refused_and_changes_nothing(service):
+    configure(service)
+    worker = worker_for(service)
+    with pytest.raises(UnknownObjectError, match="'nope' does not exist"):
+        worker.apply_feedback("nope", 0, RIGHT, 1)
+    for label in ("1", None, True, float("nan")):
+        with pytest.raises(ConfigurationError, match="numeric label"):
+            worker.apply_feedback("app", 0, RIGHT, label)
+    with pytest.raises(ConfigurationError, match="uid"):
+        worker.apply_feedback("app", True, RIGHT, 1)
+    assert worker.describe("app", 0)["feedback"] == 0
+
+
+def test_engine_records_are_applied_in_order_or_answered_with_the_reason(service):
+    configure(service)
+    worker = worker_for(service)
+    record = {"ticket": 1, "app": "app", "uid": 9, "label": 1,
+              "outputs": {"right": {"output": "1", "confidence": 0.9}, "wrong": {"output": "0"}}}  # fmt: skip
+    assert worker.handle_record(record) == (True, "feedback applied (1 rounds for this user)")
+    applied, message = worker.handle_record({**record, "label": "one"})
+    assert not applied and "numeric label" in message
+    applied, message = worker.handle_record({"ticket": 2, "app": "app"})
+    assert not applied and "without 'uid'" in message
+    assert worker.describe("app", 9)["feedback"] == 1
+
+
+def test_the_cache_stays_bounded_and_evicted_users_lose_nothing(service):
+    configure(service)
+    worker = worker_for(service, capacity_users=10)
+    for round_number in range(3):
+        for uid in range(50):
+            worker.apply_feedback("app", uid, RIGHT, 1)
+            assert len(worker.cache) <= 10
+    assert all(worker.describe("app", uid)["feedback"] == 3 for uid in range(50))
+
+
+def test_reset_forgets_and_tells_the_engine(service):
+    configure(service)
+    binding = PublishedWeights()
+    worker = worker_for(service, binding)
+    worker.apply_feedback("app", 1, RIGHT, 1)
+    worker.reset("app", 1)
+    assert binding.cleared == [("app", 1)]
+    assert worker.describe("app", 1)["feedback"] == 0
+
+
+def test_an_engine_without_the_binding_is_detected(engine):
+    assert selection_binding(engine) is None
+    assert selection_binding(PublishedWeights()) is not None
+
+
+def test_two_frontends_on_one_redis_converge(redis_address, engine):
+    """Both apply feedback for the same user; compare-and-swap loses no round, and each follows the
+    other's writes to serve the same weights."""
+    host, port = parse_redis_address(redis_address)
+    stores = [RedisStateStore(host, port, cluster_name="shared") for _ in range(2)]
+    services = [ManagementService(store, engine) for store in stores]
+    services[0].restore()
+    configure(services[0])
+    services[1].restore()
+    bindings = [PublishedWeights(), PublishedWeights()]
+    workers = [
+        SelectionFeedbackWorker(service, open_selection_store(store), binding)
+        for service, store, binding in zip(services, stores, bindings)
+    ]
+    stop = threading.Event()
+    followers = [threading.Thread(target=w.follow, args=(stop, 0.1), daemon=True) for w in workers]
+    for follower in followers:
+        follower.start()
+    try:
+
+        def teach(worker):
+            for _ in range(60):
+                worker.apply_feedback("app", 5, RIGHT, 1)
+
+        teachers = [threading.Thread(target=teach, args=(worker,)) for worker in workers]
+        for teacher in teachers:
+            teacher.start()
+        for teacher in teachers:
+            teacher.join(timeout=60)
+        views = [worker.describe("app", 5) for worker in workers]
+        assert views[0] == views[1]
+        assert views[0]["feedback"] == 120
+        deadline = time.monotonic() + 5
+        while bindings[0].weights.get(("app", 5)) != bindings[1].weights.get(("app", 5)):
+            assert time.monotonic() < deadline, "the frontends did not converge within 5 s"
+            time.sleep(0.02)
+        assert bindings[0].weights[("app", 5)] == pytest.approx(
+            {name: model["weight"] for name, model in views[0]["models"].items()}
+        )
+    finally:
+        stop.set()
+        for follower in followers:
+            follower.join(timeout=5)
+        for worker in workers:
+            worker.store.close()
+        for service in services:
+            service.selection_worker.store.close()
+        for store in stores:
+            store.close()
