@@ -180,7 +180,7 @@ def test_a_replica_that_crashes_at_start_fails_the_deployment_with_its_log(make_
     broken.mkdir()
     (broken / "func.pkl").write_bytes(b"this is not a pickle")
     with pytest.raises(DeploymentError, match=r"replica 0 \(pid \d+\) exited with exit code [1-9]"):
-        conn.deploy_model("m", "1", "doubles", str(broken))
+        conn.deploy_model("m", "1", "doubles", manager.build_model("m", "1", str(broken)))
     assert conn.get_all_models() == []
     assert manager.list_replicas() == []
 
@@ -198,8 +198,10 @@ def test_a_replica_process_is_recorded_and_stopped(make_manager, tmp_path, monke
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "func.pkl").write_bytes(pickle.dumps(None))
-    manager.deploy_model("m", "1", "doubles", str(model_dir), num_replicas=2)
-    manager.deploy_model("m", "2", "doubles", str(model_dir), num_replicas=1)
+    image_1 = manager.build_model("m", "1", str(model_dir))  # into the state directory
+    image_2 = manager.build_model("m", "2", str(model_dir))
+    manager.deploy_model("m", "1", "doubles", image_1, num_replicas=2)
+    manager.deploy_model("m", "2", "doubles", image_2, num_replicas=1)
     replicas = manager.list_replicas()
     assert sorted((r.model_version, r.replica_id) for r in replicas) == [
         ("1", 0),
