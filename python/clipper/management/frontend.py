@@ -234,11 +234,14 @@ class Frontend:
         follower_stop = threading.Event()
         follower = None
         supervisor = None
+        selection_worker = None
         try:
             engine = _create_engine(options)
             engine.start()
             service = ManagementService(store, engine)
             service.restore()
+            selection_worker = service.selection_worker  # learns from /update; see its module
+            selection_worker.start(follower_stop)
             if options.allow_unauthenticated_management:
                 remove_token(self._state_dir)
                 token = None
@@ -297,6 +300,8 @@ class Frontend:
             follower_stop.set()
             if follower is not None:
                 follower.join(timeout=5)
+            if selection_worker is not None:
+                selection_worker.close()
             if http_server is not None:
                 http_server.stop()
             if engine is not None:

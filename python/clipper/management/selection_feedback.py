@@ -112,6 +112,7 @@ class SelectionFeedbackWorker:
         self._lock = threading.RLock()
         self._apps_revision = -1
         self._apps: dict[str, AppSelection] = {}
+        self._threads: list[threading.Thread] = []
 
     # ---- the learning step -----------------------------------------------------------------------
 
@@ -298,6 +299,33 @@ class SelectionFeedbackWorker:
                 return
             weights = selection.policy.engine_plan(self._decode(selection, stored))["weights"]
             self.binding.set_selection_weights(app, uid, weights)
+
+    # ---- lifecycle (the frontend process) ----------------------------------------------------------
+
+    def start(self, stop: threading.Event) -> None:
+        """Start the threads this frontend needs: `run` when the engine has the selection binding,
+        `follow` when the store is shared. They end when `stop` is set; then call `close`."""
+        self._threads = []
+        if self.binding is not None:
+            self._threads.append(
+                threading.Thread(
+                    target=self.run, args=(stop,), name="selection-feedback", daemon=True
+                )
+            )
+        if self.store.shared:
+            self._threads.append(
+                threading.Thread(
+                    target=self.follow, args=(stop,), name="selection-follower", daemon=True
+                )
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Wait for the threads (after their stop event is set) and close the store."""
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+        self.store.close()
 
     # ---- internals ----------------------------------------------------------------------------------
 
