@@ -92,7 +92,7 @@ class LocalReplicaSupervisor:
                 if replica.state == RUNNING:
                     self._note_exit(replica, now)
                 elif replica.restart_record.restart_due(now):
-                    self._restart(replica)
+                    self._restart(replica, now)
         self._reap()
 
     def _run(self) -> None:
@@ -126,7 +126,7 @@ class LocalReplicaSupervisor:
             record.restarts,
         )
 
-    def _restart(self, slot: ReplicaProcess) -> None:
+    def _restart(self, slot: ReplicaProcess, now: float) -> None:
         try:
             replica, process = start_replica_process(
                 self.records,
@@ -135,7 +135,12 @@ class LocalReplicaSupervisor:
                 slot.with_restart_record(slot.restart_record.after_restart()),
             )
         except (OSError, DeploymentError) as error:
-            # Left as it is: retried on the next pass (a refused closure is logged by the check).
+            # Counted as a failure, so it is retried after the back-off, not on every pass (a
+            # refused closure is logged by the check).
+            record = slot.restart_record.after_exit(
+                self.policy, f"could not be started: {error}", 0.0, now
+            )
+            self.records.write(slot.with_restart_record(record))
             logger.error(
                 "event=replica_restart_failed cluster=%s model=%s version=%s cause=%r",
                 self.cluster_name,

@@ -117,8 +117,9 @@ def crashing_runner(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     )
-    image = tmp_path / "model"
-    image.mkdir()
+    # Closures are only loaded from inside the cluster's state directory.
+    image = tmp_path / "state" / "models" / "m" / "1"
+    image.mkdir(parents=True)
     (image / "func.pkl").write_bytes(b"")
     return image
 
@@ -186,7 +187,10 @@ def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
     )
     state_dir = tmp_path / "state"
     records = ReplicaRecords(state_dir)
-    replica, process = _start(records, state_dir, tmp_path)
+    image = state_dir / "models" / "m" / "1"
+    image.mkdir(parents=True)
+    (image / "func.pkl").write_bytes(b"")
+    replica, process = _start(records, state_dir, image)
     try:
         endpoints = FrontendEndpoints("test", os.getpid(), None, "0.0.0.0", 1, 2, 3, 0)
         supervisor = LocalReplicaSupervisor.for_frontend(state_dir, endpoints)
@@ -198,3 +202,21 @@ def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_replica_that_cannot_be_started_backs_off_instead_of_retrying_every_pass(tmp_path):
+    state_dir = tmp_path / "state"
+    records = ReplicaRecords(state_dir)
+    outside = tmp_path / "elsewhere"  # a closure outside the state directory is never loaded
+    outside.mkdir()
+    (outside / "func.pkl").write_bytes(b"")
+    slot = ReplicaProcess("m", "1", 0, "doubles", str(outside), 2**22 + 1, None, "",
+                          state=BACKING_OFF, consecutive_failures=1, next_start_unix=1.0)  # fmt: skip
+    records.write(slot)
+    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
+    supervisor.check_once(now_unix=100.0)
+    (after,) = records.read()
+    assert after.last_exit_reason.startswith("could not be started: refusing to load")
+    assert (after.consecutive_failures, after.next_start_unix) == (2, 102.0)
+    supervisor.check_once(now_unix=101.0)
+    assert records.read() == [after]  # nothing tried before the back-off ends
