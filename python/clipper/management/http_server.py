@@ -49,7 +49,8 @@ class HTTPServerLimits:
     body_timeout_millis: int = 30_000
     # A connection with no request in progress is closed after this long.
     idle_timeout_millis: int = 30_000
-    # Open connections beyond this are answered 503 and closed at once.
+    # With this many connections open, a new one closes the one waiting longest without a complete
+    # request (503 to it), or is itself answered 503 and closed when every connection is mid-request.
     max_connections: int = 256
     # Open connections from one client address beyond this are answered 503 and closed at once.
     max_connections_per_client: int = 64
@@ -136,10 +137,17 @@ class HTTPServer:
         )
         self._open_connections = 0
         self._connections_per_client: Counter[str] = Counter()
+        # Connections closed to make room whose coroutine has not finished yet (they hold no slot).
+        self._evicted: set[asyncio.StreamWriter] = set()
+        self._evicting = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
-        # Connections refused for a cap since start (for logs and tests).
+        # Connections between requests (idle, or still sending headers), oldest first: the ones
+        # closed to make room when every slot is taken, so slow clients cannot lock others out.
+        self._waiting: dict[asyncio.StreamWriter, float] = {}
+        # Connections refused for a cap, and closed to make room, since start (for logs and tests).
         self.refused_connections = 0
+        self.evicted_connections = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -219,6 +227,11 @@ class HTTPServer:
         limits = self.limits
         if (
             self._open_connections >= limits.max_connections
+            and self._connections_per_client[client] < limits.max_connections_per_client
+        ):
+            self._evict_oldest_waiting()
+        if (
+            self._open_connections - self._evicting >= limits.max_connections
             or self._connections_per_client[client] >= limits.max_connections_per_client
         ):
             self.refused_connections += 1
@@ -257,6 +270,10 @@ class HTTPServer:
             logger.exception("event=management_connection_failed client=%s", client)
             writer.transport.abort()
         finally:
+            self._waiting.pop(writer, None)
+            if writer in self._evicted:
+                self._evicted.discard(writer)
+                self._evicting -= 1
             self._open_connections -= 1
             self._connections_per_client[client] -= 1
             if self._connections_per_client[client] <= 0:
@@ -275,6 +292,8 @@ class HTTPServer:
             # ---- the request line and headers, within the idle and then the header timeout ----
             head_bytes = bytearray(connection.trailing_data[0])
             started = bool(head_bytes)
+            self._waiting.pop(writer, None)
+            self._waiting[writer] = time.monotonic()  # (re)inserted last: the newest waiter
             deadline = (
                 time.monotonic()
                 + (limits.header_timeout_millis if started else limits.idle_timeout_millis) / 1000
@@ -309,6 +328,7 @@ class HTTPServer:
                 if len(head_bytes) <= limits.max_header_bytes:
                     head_bytes += data
                 connection.receive_data(data)
+            self._waiting.pop(writer, None)
             if isinstance(event, h11.ConnectionClosed):
                 return
             if not isinstance(event, h11.Request):
@@ -395,6 +415,31 @@ class HTTPServer:
                 return
             connection.start_next_cycle()
 
+    def _evict_oldest_waiting(self) -> None:
+        """Every slot is taken: close the connection that has waited longest without a complete
+        request (an idle or slow client) to make room; none is closed mid-request."""
+        for victim in self._waiting:
+            del self._waiting[victim]
+            self._evicted.add(victim)
+            self._evicting += 1
+            self.evicted_connections += 1
+            if self.evicted_connections == 1 or self.evicted_connections % 100 == 0:
+                logger.warning(
+                    "event=management_connection_evicted open=%d evicted_total=%d",
+                    self._open_connections,
+                    self.evicted_connections,
+                )
+            victim.write(
+                _raw_error(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "Too many connections",
+                    "closed to make room for another client: send a request as soon as you "
+                    "connect, and close connections you do not use",
+                )
+            )
+            victim.close()
+            return
+
     async def _read(self, reader: asyncio.StreamReader, deadline: float) -> bytes | None:
         """The next bytes (b"" at end of stream), or None once `deadline` passed."""
         remaining = deadline - time.monotonic()
@@ -435,6 +480,8 @@ class HTTPServer:
         self, writer: asyncio.StreamWriter, status: int, error: str, cause: str
     ) -> None:
         """Answer outside h11's state machine (the request was refused or unparseable) and close."""
+        if writer.transport.is_closing():  # closed to make room, or by the client
+            return
         writer.write(_raw_error(status, error, cause))
         await self._drain(writer)
         writer.close()

@@ -210,30 +210,64 @@ def test_connections_beyond_the_per_client_cap_get_503_and_others_are_served(ser
             sock.close()
 
 
-def test_connections_beyond_the_overall_cap_get_503_and_the_server_recovers():
+def wait_until(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_at_the_overall_cap_the_oldest_waiting_connection_makes_room():
     server = serve(max_connections=5, max_connections_per_client=5, idle_timeout_millis=60_000)
-    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
+    held = []
     try:
-        deadline = time.monotonic() + 5
-        while server.open_connections < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert raw_exchange(server.port, b"", source="127.0.0.3")[0] == 503
-        assert server.refused_connections == 1
-        for sock in held:
-            sock.close()
-        deadline = time.monotonic() + 5
-        while server.open_connections > 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert get(server.port)[0] == 200
+        for index in range(5):
+            sock = socket.socket()
+            sock.bind((f"127.0.0.{index + 2}", 0))
+            sock.connect(("127.0.0.1", server.port))
+            held.append(sock)
+            wait_until(lambda: server.open_connections == index + 1)
+        # A sixth client is served: the connection idle the longest is closed with a 503.
+        assert get(server.port, source="127.0.0.1")[0] == 200
+        held[0].settimeout(5)
+        assert held[0].recv(1024).startswith(b"HTTP/1.1 503 ")
+        assert server.evicted_connections == 1 and server.refused_connections == 0
     finally:
         for sock in held:
             sock.close()
         server.stop()
 
 
-def test_600_slow_clients_take_no_thread_each_and_do_not_stop_a_normal_client():
+def test_at_the_overall_cap_with_every_connection_mid_request_a_new_one_gets_503():
+    server = serve(max_connections=5, max_connections_per_client=5, body_timeout_millis=60_000)
+    held = []
+    try:
+        for index in range(5):
+            sock = socket.socket()
+            sock.bind((f"127.0.0.{index + 2}", 0))
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            held.append(sock)
+        assert wait_until(lambda: server.open_connections == 5 and not server._waiting)
+        status, answer, _ = raw_exchange(server.port, b"", source="127.0.0.9")
+        assert status == 503 and "too many open connections" in answer["cause"]
+        assert server.refused_connections == 1 and server.evicted_connections == 0
+        for sock in held:  # the requests in progress still complete
+            sock.sendall(b"0123456789")
+            sock.settimeout(5)
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("max_connections", [1000, 256], ids=["all-held", "at-the-cap"])
+def test_600_slow_clients_take_no_thread_each_and_do_not_stop_a_normal_client(max_connections):
     server = serve(
-        max_connections=1000, max_connections_per_client=1000, header_timeout_millis=20_000
+        max_connections=max_connections,
+        max_connections_per_client=1000,
+        header_timeout_millis=20_000,
     )
     threads_before = threading.active_count()
     attackers = []
@@ -244,10 +278,11 @@ def test_600_slow_clients_take_no_thread_each_and_do_not_stop_a_normal_client():
             sock.connect(("127.0.0.1", server.port))
             sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # then nothing: slowloris
             attackers.append(sock)
-        deadline = time.monotonic() + 10
-        while server.open_connections < 600 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.open_connections == 600
+        held = min(600, max_connections)
+        assert wait_until(
+            lambda: server.open_connections == held and server.evicted_connections == 600 - held,
+            timeout_s=10,
+        )
         # One event-loop thread and the worker pool serve them all: no thread per connection.
         assert threading.active_count() - threads_before <= server.limits.worker_threads
         for _ in range(20):
