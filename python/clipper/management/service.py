@@ -168,7 +168,9 @@ class ManagementService:
             state.applications[name] = Application(name, input_type, default_output, slo_micros)
             return f"Successfully added application with name '{name}'"
 
-        return self._commit("add_app", change)
+        result = self._commit("add_app", change)
+        self.selection.forget_app(name)  # a new app starts with nothing learned (e.g. after clear)
+        return result
 
     def delete_app(self, body: Body) -> Any:
         name = _field(body, "delete_app", "name", str)

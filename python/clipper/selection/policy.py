@@ -158,7 +158,12 @@ class SelectionPolicy(abc.ABC):
                     f"selection policy '{cls.name}' has no parameter '{key}'; its parameters "
                     f"(with defaults) are: {valid}"
                 )
-            value = cls.check_param(key, value)
+            try:
+                value = cls.check_param(key, value)
+            except (ValueError, TypeError) as error:  # how a user policy may refuse a value
+                raise SelectionPolicyError(
+                    f"selection policy '{cls.name}': {key}={value!r} is not valid: {error}"
+                ) from error
             if value != cls.defaults[key]:
                 checked[key] = value
         return checked

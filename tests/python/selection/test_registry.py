@@ -92,3 +92,18 @@ def test_an_import_that_fails_says_what_to_do():
         get_policy("no_such_module_here:Policy")
     with pytest.raises(SelectionPolicyError, match="no SelectionPolicy subclass"):
         get_policy("json:JSONDecoder")
+
+
+def test_the_example_policy_learns_and_refuses_bad_parameters_as_a_selection_error(monkeypatch):
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    cls = get_policy("custom_policy:AccuracyPowerPolicy")
+    policy = cls(seed=1)
+    state = policy.init_state(["good", "bad"])
+    for _ in range(20):
+        state = policy.observe(state, {"good": 1, "bad": 0}, 1)
+    assert policy.engine_plan(state)["weights"]["good"] >= 0.9
+    with pytest.raises(SelectionPolicyError, match="sharpness must be positive"):
+        policy.init_state(["good"], sharpness=-1)
