@@ -30,7 +30,20 @@ _EXPORTS = {
     "DockerContainerManager": "clipper.managers.docker",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ClipperConnection",
+    "ClipperException",
+    "ConfigurationError",
+    "ContainerlessModelError",
+    "DeploymentError",
+    "DockerContainerManager",
+    "DuplicateObjectError",
+    "InputTypeMismatchError",
+    "LocalContainerManager",
+    "ManagementAPIError",
+    "UnconnectedException",
+    "UnknownObjectError",
+]
 
 if TYPE_CHECKING:
     from clipper.admin.connection import ClipperConnection

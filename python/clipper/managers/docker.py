@@ -14,11 +14,9 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import urllib.error
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,18 @@ from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
 from clipper.managers import docker_images
 from clipper.managers.container_manager import MIB, ContainerManager
-from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING, describe_exit
+from clipper.managers.docker_replicas import (
+    CLOSURE_FILE_NAME,
+    CRASH_LOOP_RESTARTS,
+    REPLICA_LABEL,
+    ModelResources,
+    exit_reason,
+    last_exit,
+    log_tail,
+    model_image_kind,
+    replica_info,
+    supervision_entry,
+)
 from clipper.state import default_state_dir
 
 logger = logging.getLogger(__name__)
@@ -35,50 +44,12 @@ CLIPPER_LABEL = "ai.clipper.container.label"
 MODEL_LABEL = "ai.clipper.model_container.label"
 ROLE_LABEL = "ai.clipper.role"
 PORTS_LABEL = "ai.clipper.ports"
-REPLICA_LABEL = "ai.clipper.replica"
 STATE_DIR_IN_CONTAINER = "/var/lib/clipper"
 MODEL_DIR_IN_CONTAINER = "/model"
-CLOSURE_FILE_NAME = "func.pkl"
 _CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POLL_INTERVAL_S = 0.1
-_LOG_TAIL_LINES = 30
-# Restarts after which a replica that keeps crashing is reported as crash-looping.
-_CRASH_LOOP_RESTARTS = 3
 # The unprivileged user of Clipper's images (containers/*/Dockerfile: USER 10001:10001).
 _IMAGE_UID = 10001
-
-
-@dataclass(frozen=True)
-class ModelResources:
-    """What one model's replica containers may use: `cpus` (fractional CPUs), `memory` (Docker's
-    syntax, e.g. "512m", or bytes) and `gpus` ("all", a count, or a list of device ids)."""
-
-    cpus: float | None = None
-    memory: str | int | None = None
-    gpus: str | int | Sequence[str] | None = None
-
-    def container_kwargs(self) -> dict[str, Any]:
-        import docker.types
-
-        kwargs: dict[str, Any] = {}
-        if self.cpus is not None:
-            kwargs["nano_cpus"] = int(float(self.cpus) * 1e9)
-        if self.memory is not None:
-            kwargs["mem_limit"] = self.memory
-        if self.gpus is not None:
-            if self.gpus == "all":
-                request = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-            elif isinstance(self.gpus, int):
-                request = docker.types.DeviceRequest(count=self.gpus, capabilities=[["gpu"]])
-            else:
-                ids = [str(device) for device in self.gpus]
-                request = docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
-            kwargs["device_requests"] = [request]
-        return kwargs
-
-    def to_label(self) -> str:
-        gpus = list(self.gpus) if isinstance(self.gpus, (list, tuple)) else self.gpus
-        return json.dumps({"cpus": self.cpus, "memory": self.memory, "gpus": gpus})
 
 
 class DockerContainerManager(ContainerManager):
@@ -98,6 +69,7 @@ class DockerContainerManager(ContainerManager):
         model_resources: Mapping[str, ModelResources] | None = None,
         restart_max_retries: int = 10,
         state_dir: str | os.PathLike[str] | None = None,
+        heartbeat_timeout_millis: int = 2000,
         log_level: str = "INFO",
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 10.0,
@@ -140,12 +112,15 @@ class DockerContainerManager(ContainerManager):
         self.model_resources: dict[str, ModelResources] = dict(model_resources or {})
         self.restart_max_retries = restart_max_retries
         self.log_level = log_level
+        self.heartbeat_timeout_millis = heartbeat_timeout_millis
         self.state_dir = (
             Path(state_dir) if state_dir else default_state_dir(cluster_name)
         ).absolute()
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._client = docker_client
+        # Clipper images this manager made sure of (kind -> name): staged and checked once per manager.
+        self._images: dict[str, str] = {}
 
     # ---- Docker --------------------------------------------------------------------------------------
 
@@ -206,9 +181,7 @@ class DockerContainerManager(ContainerManager):
                 )
             container.remove(force=True)
         user = self._prepare_state_dir()
-        image = docker_images.ensure_image(
-            self.client, "frontend", self.base_image, self.wheelhouse
-        )
+        image = self._clipper_image("frontend")
         command = [
             "--cluster-name", self.cluster_name,
             "--state-dir", STATE_DIR_IN_CONTAINER,
@@ -221,6 +194,7 @@ class DockerContainerManager(ContainerManager):
             "--io-threads", str(io_threads),
             "--rpc-thread", rpc_thread,
             "--log-level", self.log_level,
+            "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
         ]  # fmt: skip
         if self.redis_ip:
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
@@ -283,21 +257,20 @@ class DockerContainerManager(ContainerManager):
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             container.reload()
-            if container.status in ("exited", "dead") or (
-                container.attrs["RestartCount"] > 0
-            ):
-                logs = _tail(container)
+            if container.status in ("exited", "dead") or (container.attrs["RestartCount"] > 0):
+                logs = log_tail(container)
                 container.remove(force=True)
                 raise ClusterStartError(
                     f"the frontend container of cluster '{self.cluster_name}' exited while "
                     f"starting; its last log lines:\n{logs}"
                 )
-            if _http_ok(f"http://{self.get_query_addr()}/healthz") and ManagementClient(
-                self.get_admin_addr(), timeout_s=2.0
-            ).ping():
+            if (
+                _http_ok(f"http://{self.get_query_addr()}/healthz")
+                and ManagementClient(self.get_admin_addr(), timeout_s=2.0).ping()
+            ):
                 return
             time.sleep(_POLL_INTERVAL_S)
-        logs = _tail(container)
+        logs = log_tail(container)
         raise ClusterStartError(
             f"the frontend container of cluster '{self.cluster_name}' did not answer within "
             f"{self.startup_timeout_s:.0f} s; its last log lines:\n{logs}"
@@ -352,33 +325,27 @@ class DockerContainerManager(ContainerManager):
                 f"model_data_path {model_data_path!r} holds no {CLOSURE_FILE_NAME}; save the model "
                 "first (clipper.container.closure.save_closure does this for a Python function)"
             )
-        kind = _model_image_kind(source) if base_image == "default" else base_image
+        kind = model_image_kind(source) if base_image == "default" else base_image
         if kind in docker_images.IMAGES and kind != "frontend":
-            parent = docker_images.ensure_image(
-                self.client, kind, self.base_image, self.wheelhouse
-            )
+            parent = self._clipper_image(kind)
         else:
             parent = base_image
-        repository = re.sub(r"[^a-z0-9_.-]", "-", f"clipper-model/{self.cluster_name}-{name}".lower())
+        repository = re.sub(
+            r"[^a-z0-9_.-]", "-", f"clipper-model/{self.cluster_name}-{name}".lower()
+        )
         repository = repository.replace("clipper-model-", "clipper-model/", 1)
         if container_registry:
             repository = f"{container_registry.rstrip('/')}/{repository}"
         tag = f"{repository}:{re.sub(r'[^A-Za-z0-9_.-]', '-', str(version))}"
-        with tempfile.TemporaryDirectory(prefix=f"clipper-model-{name}-") as staging:
-            context = Path(staging)
-            shutil.copyfile(
-                docker_images.containers_dir() / "model-version" / "Dockerfile",
-                context / "Dockerfile",
-            )
-            shutil.copytree(source, context / "model")
-            docker_images.resolve_wheels(pkgs_to_install or (), context / "wheels", self.wheelhouse)
-            docker_images.build_image(
-                self.client,
-                context,
-                tag,
-                {"BASE_IMAGE": parent, "PKGS_TO_INSTALL": " ".join(pkgs_to_install or ())},
-                {CLIPPER_LABEL: self.cluster_name, MODEL_LABEL: f"{name}_{version}"},
-            )
+        docker_images.build_model_image(
+            self.client,
+            source,
+            tag,
+            parent,
+            pkgs_to_install or (),
+            {CLIPPER_LABEL: self.cluster_name, MODEL_LABEL: f"{name}_{version}"},
+            self.wheelhouse,
+        )
         if container_registry:
             for line in self.client.images.push(repository, tag=tag.rsplit(":", 1)[1], stream=True,
                                                 decode=True):  # fmt: skip
@@ -387,6 +354,13 @@ class DockerContainerManager(ContainerManager):
         logger.info("event=model_built cluster=%s model=%s version=%s image=%s", self.cluster_name,
                     name, version, tag)  # fmt: skip
         return tag
+
+    def _clipper_image(self, kind: str) -> str:
+        if kind not in self._images:
+            self._images[kind] = docker_images.ensure_image(
+                self.client, kind, self.base_image, self.wheelhouse
+            )
+        return self._images[kind]
 
     def set_model_resources(
         self,
@@ -408,9 +382,7 @@ class DockerContainerManager(ContainerManager):
         for _ in range(num_replicas):
             self._start_replica(name, str(version), input_type, image)
 
-    def create_replica_container(
-        self, name: str, version: str, input_type: str, image: str
-    ) -> Any:
+    def create_replica_container(self, name: str, version: str, input_type: str, image: str) -> Any:
         """Creates (does not start) the next replica container of a model version: labels, command,
         resources and restart policy as `deploy_model` would run it. Start it with `.start()`."""
         replica_id = self._next_replica_id(name, str(version))
@@ -418,22 +390,33 @@ class DockerContainerManager(ContainerManager):
         options = {
             "image": image,
             "command": [
-                "--func-path", f"{MODEL_DIR_IN_CONTAINER}/{CLOSURE_FILE_NAME}",
-                "--name", name,
-                "--version", str(version),
-                "--input-type", input_type,
-                "--frontend", f"tcp://{self._frontend_host()}:{self.clipper_rpc_port}",
-                "--replica-id", str(replica_id),
-            ],  # fmt: skip
+                "--func-path",
+                f"{MODEL_DIR_IN_CONTAINER}/{CLOSURE_FILE_NAME}",
+                "--name",
+                name,
+                "--version",
+                str(version),
+                "--input-type",
+                input_type,
+                "--frontend",
+                f"tcp://{self._frontend_host()}:{self.clipper_rpc_port}",
+                "--replica-id",
+                str(replica_id),
+            ],
             "name": self._container_name(name, str(version), str(replica_id)),
             "labels": {
                 CLIPPER_LABEL: self.cluster_name,
                 MODEL_LABEL: f"{name}_{version}",
                 ROLE_LABEL: "replica",
                 REPLICA_LABEL: json.dumps(
-                    {"model_name": name, "model_version": str(version), "replica_id": replica_id,
-                     "input_type": input_type, "resources": json.loads(resources.to_label())}
-                ),  # fmt: skip
+                    {
+                        "model_name": name,
+                        "model_version": str(version),
+                        "replica_id": replica_id,
+                        "input_type": input_type,
+                        "resources": json.loads(resources.to_label()),
+                    }
+                ),
             },
             "environment": {"CLIPPER_RPC_PORT": str(self.clipper_rpc_port)},
             "restart_policy": {"Name": "on-failure", "MaximumRetryCount": self.restart_max_retries},
@@ -478,13 +461,13 @@ class DockerContainerManager(ContainerManager):
     def _next_replica_id(self, name: str, version: str) -> int:
         """One more than any replica id the model version's containers carry (ids are not reused
         while a container of the version exists)."""
-        ids = [_replica_info(c)["replica_id"] for c in self._containers(model=f"{name}_{version}")]
+        ids = [replica_info(c)["replica_id"] for c in self._containers(model=f"{name}_{version}")]
         return max(ids, default=-1) + 1
 
     def _replicas(self, name: str, version: str) -> list[Any]:
         return sorted(
             self._containers(role="replica", model=f"{name}_{version}"),
-            key=lambda c: _replica_info(c)["replica_id"],
+            key=lambda c: replica_info(c)["replica_id"],
         )
 
     def get_num_replicas(self, name: str, version: str) -> int:
@@ -510,12 +493,12 @@ class DockerContainerManager(ContainerManager):
         failures = []
         for container in self._replicas(name, str(version)):
             state = container.attrs["State"]
-            looping = container.attrs.get("RestartCount", 0) >= _CRASH_LOOP_RESTARTS
+            looping = container.attrs.get("RestartCount", 0) >= CRASH_LOOP_RESTARTS
             if container.status in ("exited", "dead") or looping:
                 failures.append(
-                    f"replica container {container.name} {_exit_reason(state)} after "
+                    f"replica container {container.name} {exit_reason(state)} after "
                     f"{container.attrs.get('RestartCount', 0)} restarts; its last log lines:\n"
-                    f"{_tail(container)}"
+                    f"{log_tail(container)}"
                 )
                 container.remove(force=True)
         return failures
@@ -523,31 +506,10 @@ class DockerContainerManager(ContainerManager):
     def supervision_report(self) -> list[dict[str, Any]]:
         """Every replica container: Docker's restart count and the last exit (from the container's
         state), "running" or, while Docker waits to restart it, "backing-off"/"crash-looping"."""
-        report = []
-        for container in self._containers(role="replica"):
-            info = _replica_info(container)
-            restarts = int(container.attrs.get("RestartCount", 0))
-            if container.status == "running":
-                state = RUNNING
-            else:
-                state = CRASH_LOOPING if restarts >= _CRASH_LOOP_RESTARTS else BACKING_OFF
-            finished = container.attrs["State"].get("FinishedAt", "")
-            report.append(
-                {
-                    "model_name": info["model_name"],
-                    "model_version": info["model_version"],
-                    "replica_id": info["replica_id"],
-                    "state": state,
-                    "restarts": restarts,
-                    "last_exit_reason": (
-                        _exit_reason(container.attrs["State"])
-                        if restarts or not finished.startswith("0001") else ""
-                    ),
-                    "next_restart_in_s": None,
-                    "container": container.name,
-                }
-            )
-        return report
+        return [
+            supervision_entry(c, last_exit(self.client, c))
+            for c in self._containers(role="replica")
+        ]
 
     def stop_models(self, models: Mapping[str, Sequence[str]]) -> None:
         chosen = []
@@ -571,7 +533,9 @@ class DockerContainerManager(ContainerManager):
                     self.redis_ip, self.redis_port, cluster_name=self.cluster_name
                 ) as store:
                     store.clear()
-            for image in self.client.images.list(filters={"label": f"{CLIPPER_LABEL}={self.cluster_name}"}):
+            for image in self.client.images.list(
+                filters={"label": f"{CLIPPER_LABEL}={self.cluster_name}"}
+            ):
                 self.client.images.remove(image.id, force=True)
             logger.info("event=state_cleared cluster=%s", self.cluster_name)
         logger.info("event=cluster_stopped cluster=%s", self.cluster_name)
@@ -584,7 +548,9 @@ class DockerContainerManager(ContainerManager):
                     container.stop(timeout=int(self.stop_timeout_s))
                 container.remove(force=True)
             except Exception as error:  # noqa: BLE001 - already gone is fine; others are logged
-                if "No such container" not in str(error) and "already in progress" not in str(error):
+                if "No such container" not in str(error) and "already in progress" not in str(
+                    error
+                ):
                     logger.warning("event=container_remove_failed container=%s error=%s",
                                    container.name, error)  # fmt: skip
                 continue
@@ -594,7 +560,9 @@ class DockerContainerManager(ContainerManager):
     def get_logs(self, logging_dir: str) -> list[str]:
         """Writes every container's log (stdout and stderr) to
         `<logging_dir>/<cluster>-logs-<time>/<container name>.log`; returns the paths."""
-        destination = Path(logging_dir) / f"{self.cluster_name}-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        destination = (
+            Path(logging_dir) / f"{self.cluster_name}-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         destination.mkdir(parents=True, exist_ok=True)
         written = []
         for container in self._containers():
@@ -605,50 +573,6 @@ class DockerContainerManager(ContainerManager):
 
 
 # --------------------------------------------------------------------------------------------------
-
-
-def _replica_info(container: Any) -> dict[str, Any]:
-    try:
-        info = json.loads(container.labels.get(REPLICA_LABEL, "{}"))
-    except ValueError:
-        info = {}
-    info.setdefault("replica_id", -1)
-    info.setdefault("model_name", "")
-    info.setdefault("model_version", "")
-    return info
-
-
-def _exit_reason(state: Mapping[str, Any]) -> str:
-    """A container's last exit in words (Docker reports 128+N for a process killed by signal N)."""
-    code = int(state.get("ExitCode", 0))
-    reason = describe_exit(-(code - 128) if code > 128 else code)
-    if state.get("OOMKilled"):
-        reason += " (out of memory: over its memory limit)"
-    if state.get("Error"):
-        reason += f" ({state['Error']})"
-    return reason
-
-
-def _model_image_kind(model_dir: Path) -> str:
-    """The Clipper image a saved model runs in: its framework's image when the closure is a framework
-    deployer's, else the Python closure image."""
-    import cloudpickle
-
-    try:
-        with (model_dir / CLOSURE_FILE_NAME).open("rb") as file:
-            closure = cloudpickle.load(file)
-    except Exception:  # noqa: BLE001 - a closure this host cannot load runs in the plain image
-        return "python-closure"
-    framework = getattr(closure, "framework", None)
-    return docker_images.FRAMEWORK_IMAGES.get(str(framework), "python-closure")
-
-
-def _tail(container: Any, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = container.logs(stdout=True, stderr=True, tail=lines).decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - the container may be gone already
-        return "(no log)"
-    return text.strip() or "(empty log)"
 
 
 def _http_ok(url: str) -> bool:

@@ -210,14 +210,17 @@ def source_digest(context: Path) -> str:
 def frontend_requirements() -> list[str]:
     """What the frontend image installs: clipper-serving's dependencies (from the checkout's
     pyproject.toml, else the installed distribution's metadata) and FRONTEND_EXTRA_REQUIREMENTS."""
-    import tomllib
     from importlib import metadata
 
     pyproject = containers_dir().parent / "pyproject.toml"
     try:
+        import tomllib  # Python 3.11+; older ones read the installed metadata
+
         requirements = list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
-    except (OSError, KeyError, ValueError):
-        requirements = [r for r in metadata.requires("clipper-serving") or [] if "extra ==" not in r]
+    except (ImportError, OSError, KeyError, ValueError):
+        requirements = [
+            r for r in metadata.requires("clipper-serving") or [] if "extra ==" not in r
+        ]
     return [*requirements, *FRONTEND_EXTRA_REQUIREMENTS]
 
 
@@ -325,15 +328,41 @@ def ensure_image(
         context = stage_context(kind, Path(staging), wheelhouse)
         base = pick_base_image(client, base_image)
         digest = source_digest(context) + "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+        previous = None
         try:
-            existing = client.images.get(spec.name)
-            if not rebuild and (existing.labels or {}).get(DIGEST_LABEL) == digest:
+            previous = client.images.get(spec.name)
+            if not rebuild and (previous.labels or {}).get(DIGEST_LABEL) == digest:
                 logger.info("event=image_present image=%s", spec.name)
                 return spec.name
         except docker.errors.ImageNotFound:
             pass
         build_image(client, context, spec.name, {"BASE_IMAGE": base}, {DIGEST_LABEL: digest})
+    if previous is not None and client.images.get(spec.name).id != previous.id:
+        try:  # the stale build, now untagged; kept while a container or image still uses it
+            client.images.remove(previous.id)
+        except docker.errors.APIError:
+            pass
     return spec.name
+
+
+def build_model_image(
+    client: Any,
+    model_dir: Path,
+    tag: str,
+    parent_image: str,
+    pkgs_to_install: Sequence[str],
+    labels: dict[str, str],
+    wheelhouse: Path | None = None,
+) -> None:
+    """Builds one model version's image (containers/model-version): `parent_image` plus the saved
+    model directory at /model and `pkgs_to_install`, resolved into the context from the wheelhouse."""
+    with tempfile.TemporaryDirectory(prefix="clipper-model-") as staging:
+        context = Path(staging)
+        shutil.copyfile(containers_dir() / "model-version" / "Dockerfile", context / "Dockerfile")
+        shutil.copytree(model_dir, context / "model")
+        resolve_wheels(pkgs_to_install, context / "wheels", wheelhouse)
+        buildargs = {"BASE_IMAGE": parent_image, "PKGS_TO_INSTALL": " ".join(pkgs_to_install)}
+        build_image(client, context, tag, buildargs, labels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,193 @@
+"""End to end on the real Docker Engine: a cluster whose frontend and replicas run in containers
+(DockerContainerManager), queried over HTTP on loopback as a user would: closures and a scikit-learn
+model served from containers, a replica container killed under load, scaling, a replaced frontend
+container, and stop_all leaving no container behind."""
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from e2e_support import free_ports, model_answer, predict, wait_for
+
+from clipper import ClipperConnection, DockerContainerManager
+from clipper.deployers.python import deploy_python_closure
+from clipper.managers.docker import CLIPPER_LABEL
+
+docker = pytest.importorskip("docker", reason="the Docker SDK for Python (pip install docker)")
+try:
+    _CLIENT = docker.from_env()
+    _CLIENT.ping()
+except docker.errors.DockerException as _error:
+    pytest.skip(
+        f"the Docker Engine does not answer at /var/run/docker.sock ({_error}); install docker.io "
+        "and start dockerd (docs/docker.md)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture
+def docker_cluster(tmp_path):
+    """A started cluster in containers (free loopback ports); removed with its state afterwards."""
+    query, management, rpc, metrics = free_ports(4)
+    manager = DockerContainerManager(
+        cluster_name=f"e2e-{uuid.uuid4().hex[:8]}",
+        clipper_query_port=query,
+        clipper_management_port=management,
+        clipper_rpc_port=rpc,
+        prometheus_port=metrics,
+        state_dir=tmp_path / "state",
+        heartbeat_timeout_millis=1000,
+    )
+    conn = ClipperConnection(manager, replica_start_timeout_s=90)
+    conn.start_clipper()
+    yield conn
+    conn.stop_all(graceful=False, clear_state=True)
+    assert _cluster_containers(manager.cluster_name) == []
+
+
+def _cluster_containers(cluster_name):
+    return _CLIENT.containers.list(all=True, filters={"label": f"{CLIPPER_LABEL}={cluster_name}"})
+
+
+def _sum_closure():
+    def total(inputs):
+        return [str(float(np.sum(x))) for x in inputs]
+
+    return total
+
+
+def test_a_closure_is_served_from_its_own_container(docker_cluster):
+    conn = docker_cluster
+    conn.register_application("sum", "doubles", "-1.0", 2_000_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", _sum_closure())
+    conn.link_model_to_app("sum", "summer")
+    assert model_answer(conn, "sum", {"input": [1.0, 2.5]})["output"] == 3.5
+    replicas = _CLIENT.containers.list(
+        filters={"label": "ai.clipper.model_container.label=summer_1"}
+    )
+    assert len(replicas) == 1
+    assert replicas[0].labels[CLIPPER_LABEL] == conn.cm.cluster_name
+    assert replicas[0].image.tags == [f"clipper-model/{conn.cm.cluster_name}-summer:1"]
+    # The logs of every container of the cluster come back as files.
+    logs = conn.get_clipper_logs(str(conn.cm.state_dir.parent / "logs"))
+    texts = [Path(path).read_text() for path in logs]
+    assert len(logs) == 2 and any("event=registering" in text for text in texts)
+
+
+def test_a_scikit_learn_model_answers_as_scikit_learn_does(docker_cluster):
+    sklearn = pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from clipper.deployers import sklearn as sklearn_deployer
+
+    del sklearn
+    features, labels = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    conn = docker_cluster
+    conn.register_application("iris", "doubles", "-1", 2_000_000)
+    sklearn_deployer.deploy_sklearn_model(conn, "iris-lr", "1", "doubles", sklearn_model=model)
+    conn.link_model_to_app("iris", "iris-lr")
+    replica = _CLIENT.containers.list(
+        filters={"label": "ai.clipper.model_container.label=iris-lr_1"}
+    )[0]
+    # The framework's own image: scikit-learn inside, no engine.
+    script = "import sklearn, importlib.util as u; print(u.find_spec('clipper_native'))"
+    probe = replica.exec_run(["python3", "-c", script])
+    assert probe.exit_code == 0 and probe.output.decode().strip() == "None", probe.output
+    expected = model.predict(features[:10])
+    for row, want in zip(features[:10], expected):
+        assert float(model_answer(conn, "iris", {"input": row.tolist()})["output"]) == want
+
+
+def test_a_killed_replica_container_is_replaced_under_load(docker_cluster):
+    conn = docker_cluster
+    conn.register_application("sum", "doubles", "-1.0", 5_000_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", _sum_closure(), num_replicas=2)
+    conn.link_model_to_app("sum", "summer")
+    model_answer(conn, "sum", {"input": [1.0]})
+    victim = _CLIENT.containers.list(
+        filters={"label": "ai.clipper.model_container.label=summer_1"}
+    )[0]
+    statuses, stop = [], threading.Event()
+
+    def load():
+        deadline = time.monotonic() + 20  # bounded in time and count
+        for i in range(2000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            status, _body, _seconds = predict(conn, "sum", {"input": [float(i)]}, timeout_s=10)
+            statuses.append(status)
+
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.5)
+        # A crash, as Docker sees one (docker kill would be a manual stop, never restarted).
+        os.kill(victim.attrs["State"]["Pid"], signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def replaced():
+            victim.reload()
+            connected = conn.get_all_model_replicas()
+            return (
+                victim.status == "running"
+                and victim.attrs["RestartCount"] >= 1
+                and (len(connected) == 2)
+            )
+
+        wait_for(replaced, timeout_s=20, what="the killed replica container serving again")
+        recovery_s = time.monotonic() - killed_at
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=30)
+    assert statuses and set(statuses) == {200}, f"{len(statuses)} answers: {set(statuses)}"
+    assert recovery_s < 15
+    entry = next(e for e in conn.cm.supervision_report() if e["container"] == victim.name)
+    assert entry["restarts"] >= 1 and entry["state"] == "running"
+    assert "SIGKILL" in entry["last_exit_reason"]
+
+
+def test_scaling_a_model_up_and_down(docker_cluster):
+    conn = docker_cluster
+    conn.register_application("sum", "doubles", "-1.0", 2_000_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", _sum_closure())
+    conn.link_model_to_app("sum", "summer")
+    conn.set_num_replicas("summer", 3, version="1")
+    assert conn.get_num_replicas("summer", "1") == 3
+    assert len(conn.get_all_model_replicas()) == 3
+    conn.set_num_replicas("summer", 1, version="1")
+    assert conn.get_num_replicas("summer", "1") == 1
+    assert model_answer(conn, "sum", {"input": [2.0, 2.0]})["output"] == 4.0
+
+
+def test_a_replaced_frontend_container_keeps_the_configuration(docker_cluster):
+    conn = docker_cluster
+    conn.register_application("sum", "doubles", "-1.0", 2_000_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", _sum_closure())
+    conn.link_model_to_app("sum", "summer")
+    frontend = _CLIENT.containers.list(
+        filters={"label": [f"{CLIPPER_LABEL}={conn.cm.cluster_name}", "ai.clipper.role=frontend"]}
+    )[0]
+    frontend.remove(force=True)  # the container is gone; its state directory is not
+    conn.start_clipper()
+    replaced = _CLIENT.containers.list(
+        filters={"label": [f"{CLIPPER_LABEL}={conn.cm.cluster_name}", "ai.clipper.role=frontend"]}
+    )[0]
+    assert replaced.id != frontend.id
+    assert conn.get_all_apps() == ["sum"]
+    assert conn.get_linked_models("sum") == ["summer"]
+    # The replica container reconnects to the new frontend and answers again.
+    assert model_answer(conn, "sum", {"input": [1.0, 1.0]}, timeout_s=30)["output"] == 2.0
+    # A second manager finds the running cluster by its labels.
+    other = DockerContainerManager(cluster_name=conn.cm.cluster_name, state_dir=conn.cm.state_dir)
+    ClipperConnection(other).connect()
+    assert other.get_query_addr() == conn.cm.get_query_addr()
