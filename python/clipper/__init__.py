@@ -1,7 +1,8 @@
 """Clipper: low-latency prediction serving. The public surface users import from.
 
 `ClipperConnection` administers a cluster through a container manager (`LocalContainerManager` runs
-everything as local processes, `DockerContainerManager` runs each in a container); models are deployed
+everything as local processes, `DockerContainerManager` runs each in a container,
+`KubernetesContainerManager` runs them on a Kubernetes cluster); models are deployed
 with `clipper.deployers`, and model code runs in replicas built with `clipper.container`. Everything else
 in the package is internal. Names load on first use (PEP 562), so `import clipper.container` in a model
 image loads no control-plane module.
@@ -28,6 +29,7 @@ _EXPORTS = {
     "UnknownObjectError": "clipper.exceptions",
     "LocalContainerManager": "clipper.managers.local",
     "DockerContainerManager": "clipper.managers.docker",
+    "KubernetesContainerManager": "clipper.managers.kubernetes",
 }
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "DockerContainerManager",
     "DuplicateObjectError",
     "InputTypeMismatchError",
+    "KubernetesContainerManager",
     "LocalContainerManager",
     "ManagementAPIError",
     "UnconnectedException",
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
         UnknownObjectError,
     )
     from clipper.managers.docker import DockerContainerManager
+    from clipper.managers.kubernetes import KubernetesContainerManager
     from clipper.managers.local import LocalContainerManager
 
 
