@@ -12,31 +12,38 @@
 #include <stdexcept>
 #include <string>
 
+#include "clipper_defaults.h"
 #include "engine/engine.h"
 
 namespace {
 
-const char* kUsage = R"(usage: clipper-frontend [options]
+// Defaults in the help come from clipper_defaults.h, the same source as the engine's own.
+std::string usage() {
+  using namespace clipper::defaults;
+  auto number = [](auto value) { return std::to_string(value); };
+  return std::string(R"(usage: clipper-frontend [options]
 
 Serves Clipper's query REST API from the native engine. Model replicas connect to the RPC port.
 
 options:
-  --bind-address ADDR            address of every port (default 127.0.0.1)
-  --query-port PORT              REST query port: POST /<app>/predict, /<app>/update (default 1337)
-  --rpc-port PORT                model replica RPC port, ZeroMQ (default 7000)
-  --metrics-port PORT            Prometheus GET /metrics; 0 serves it on the query port only (default 1390)
-  --io-threads N                 HTTP event-loop threads (default 1)
+  --bind-address ADDR            address of every port (default )") + std::string(bind_address) + R"()
+  --query-port PORT              REST query port: POST /<app>/predict, /<app>/update (default )" + number(query_port) + R"()
+  --rpc-port PORT                model replica RPC port, ZeroMQ (default )" + number(rpc_port) + R"()
+  --metrics-port PORT            Prometheus GET /metrics; 0 serves it on the query port only (default )" + number(metrics_port) + R"()
+  --io-threads N                 HTTP event-loop threads (default )" + number(io_threads) + R"()
   --dedicated-rpc-thread         give the model RPC a thread of its own even with one I/O thread
-  --max-body-bytes N             larger request bodies answer 413 (default 8388608)
-  --cache-size-bytes N           prediction cache budget in bytes, 0 disables it (default 33554432)
-  --max-batch-size N             largest batch sent to a replica (default 128)
-  --max-queued-tasks-per-model N queue bound per model version; beyond it /predict answers 503 (default 100000)
-  --heartbeat-timeout-millis N   drop a replica silent this long (default 2000)
-  --replica-pipeline-depth N     batches in flight per replica (default 1)
+  --max-body-bytes N             larger request bodies answer 413 (default )" + number(max_body_bytes) + R"()
+  --cache-size-bytes N           prediction cache budget in bytes, 0 disables it (default )" + number(cache_size_bytes) + R"()
+  --max-batch-size N             largest batch sent to a replica (default )" + number(max_batch_size) + R"()
+  --max-queued-tasks-per-model N queue bound per model version; beyond it /predict answers 503 (default )" +
+         number(max_queued_tasks_per_model) + R"()
+  --heartbeat-timeout-millis N   drop a replica silent this long (default )" + number(heartbeat_timeout_millis) + R"()
+  --replica-pipeline-depth N     batches in flight per replica (default )" + number(replica_pipeline_depth) + R"()
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP
   --help                         show this help and exit
 )";
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -98,8 +105,8 @@ int main(int argc, char** argv) {
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
         case 'D': options.dedicated_rpc_thread = true; break;
         case 'f': config_path = optarg; break;
-        case 'h': std::fputs(kUsage, stdout); return 0;
-        default: std::fputs(kUsage, stderr); return 2;
+        case 'h': std::fputs(usage().c_str(), stdout); return 0;
+        default: std::fputs(usage().c_str(), stderr); return 2;
       }
     }
     if (optind < argc) throw std::invalid_argument(std::string("unexpected argument '") + argv[optind] + "'");

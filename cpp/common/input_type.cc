@@ -1,52 +1,43 @@
 #include "common/input_type.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
+#include <string>
+
+#include "clipper_defaults.h"
 
 namespace clipper {
+
+namespace {
+
+// The table comes from defaults.json; the enum mirrors the wire schema. They must agree.
+static_assert(defaults::input_types.size() == static_cast<std::size_t>(InputType::Strings) + 1);
+static_assert(defaults::input_types[static_cast<int>(InputType::Bytes)].name == "bytes");
+static_assert(defaults::input_types[static_cast<int>(InputType::Ints)].name == "ints");
+static_assert(defaults::input_types[static_cast<int>(InputType::Floats)].name == "floats");
+static_assert(defaults::input_types[static_cast<int>(InputType::Doubles)].name == "doubles");
+static_assert(defaults::input_types[static_cast<int>(InputType::Strings)].name == "strings");
+
+}  // namespace
 
 std::optional<InputType> parse_input_type(std::string_view name) {
   std::string lowered(name);
   std::transform(lowered.begin(), lowered.end(), lowered.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  struct Alias {
-    std::string_view name;
-    InputType type;
-  };
-  static constexpr std::array<Alias, 17> kAliases{{
-      {"bytes", InputType::Bytes},     {"byte", InputType::Bytes},      {"b", InputType::Bytes},
-      {"ints", InputType::Ints},       {"int", InputType::Ints},        {"integers", InputType::Ints},
-      {"integer", InputType::Ints},    {"i", InputType::Ints},          {"floats", InputType::Floats},
-      {"float", InputType::Floats},    {"f", InputType::Floats},        {"doubles", InputType::Doubles},
-      {"double", InputType::Doubles},  {"d", InputType::Doubles},       {"strings", InputType::Strings},
-      {"string", InputType::Strings},  {"str", InputType::Strings},
-  }};
-  for (const auto& alias : kAliases) {
-    if (alias.name == lowered) return alias.type;
+  for (const auto& alias : defaults::input_type_aliases) {
+    if (alias.alias == lowered) return static_cast<InputType>(alias.code);
   }
-  if (lowered == "strs" || lowered == "s") return InputType::Strings;
   return std::nullopt;
 }
 
 std::string_view input_type_name(InputType type) {
-  switch (type) {
-    case InputType::Bytes: return "bytes";
-    case InputType::Ints: return "ints";
-    case InputType::Floats: return "floats";
-    case InputType::Doubles: return "doubles";
-    case InputType::Strings: return "strings";
-  }
-  return "unknown";
+  const auto code = static_cast<std::size_t>(type);
+  return code < defaults::input_types.size() ? defaults::input_types[code].name : "unknown";
 }
 
 std::size_t element_size(InputType type) {
-  switch (type) {
-    case InputType::Ints: return 4;
-    case InputType::Floats: return 4;
-    case InputType::Doubles: return 8;
-    default: return 1;
-  }
+  const auto code = static_cast<std::size_t>(type);
+  return code < defaults::input_types.size() ? static_cast<std::size_t>(defaults::input_types[code].element_bytes) : 1;
 }
 
 bool is_numeric(InputType type) {

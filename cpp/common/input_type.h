@@ -1,5 +1,6 @@
 // The input types an application or model declares, and their names on the wire and in JSON.
-// Owns only the enum and its conversions; no thread affinity.
+// Owns only the enum and its conversions; names, aliases and sizes come from the generated
+// clipper_defaults.h (source: src/clipper_native/defaults.json). No thread affinity.
 #pragma once
 
 #include <cstddef>

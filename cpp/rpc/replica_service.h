@@ -41,7 +41,9 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   // Binds the transport; returns the bound port. Throws std::runtime_error.
   int bind(const std::string& address, int port) { return transport_->bind(address, port); }
   // One sink per I/O thread, before run() or attach_to_loop().
-  void connect_sinks(std::vector<CompletionSink*> sinks, bool in_place) { outbox_.connect(std::move(sinks), in_place); }
+  void connect_sinks(std::vector<CompletionSink*> sinks, bool in_place) {
+    outbox_.connect(std::move(sinks), in_place);
+  }
   void run();           // the RPC thread's body; returns after request_stop()
   void request_stop();  // any thread
 

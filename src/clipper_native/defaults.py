@@ -1,0 +1,60 @@
+"""Clipper's defaults (ports, sizes, timeouts, the input-type table), read from ``defaults.json``.
+
+The same file becomes the engine's generated C++ header at build time, so Python and C++ cannot
+drift apart. Importing this module loads nothing native: the container SDK reads it too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_SOURCE = Path(__file__).with_name("defaults.json")
+
+
+def _load() -> dict[str, Any]:
+    try:
+        return json.loads(_SOURCE.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RuntimeError(
+            f"cannot read Clipper's defaults from {_SOURCE}: {error}; reinstall the clipper-serving "
+            "package"
+        ) from error
+
+
+_DEFAULTS = _load()
+_NETWORK: dict[str, Any] = _DEFAULTS["network"]
+_ENGINE: dict[str, Any] = _DEFAULTS["engine"]
+_REPLICA: dict[str, Any] = _DEFAULTS["replica"]
+
+BIND_ADDRESS: str = _NETWORK["bind_address"]
+QUERY_PORT: int = _NETWORK["query_port"]
+MANAGEMENT_PORT: int = _NETWORK["management_port"]
+RPC_PORT: int = _NETWORK["rpc_port"]
+METRICS_PORT: int = _NETWORK["metrics_port"]
+
+IO_THREADS: int = _ENGINE["io_threads"]
+MAX_BODY_BYTES: int = _ENGINE["max_body_bytes"]
+CACHE_SIZE_BYTES: int = _ENGINE["cache_size_bytes"]
+MAX_BATCH_SIZE: int = _ENGINE["max_batch_size"]
+REPLICA_PIPELINE_DEPTH: int = _ENGINE["replica_pipeline_depth"]
+MAX_QUEUED_TASKS_PER_MODEL: int = _ENGINE["max_queued_tasks_per_model"]
+HEARTBEAT_TIMEOUT_MILLIS: int = _ENGINE["heartbeat_timeout_millis"]
+BATCH_LATENCY_SLO_FRACTION: float = _ENGINE["batch_latency_slo_fraction"]
+AIMD_ADDITIVE_STEP: int = _ENGINE["aimd_additive_step"]
+AIMD_BACKOFF_FACTOR: float = _ENGINE["aimd_backoff_factor"]
+
+HEARTBEAT_INTERVAL_MILLIS: int = _REPLICA["heartbeat_interval_millis"]
+
+# Canonical input type names in wire-code order ("bytes" is 0), and every accepted spelling.
+INPUT_TYPE_NAMES: tuple[str, ...] = tuple(entry["name"] for entry in _DEFAULTS["input_types"])
+INPUT_TYPE_ALIASES: dict[str, str] = {
+    alias: entry["name"] for entry in _DEFAULTS["input_types"] for alias in entry["aliases"]
+}
+INPUT_TYPE_ELEMENT_BYTES: dict[str, int] = {
+    entry["name"]: entry["element_bytes"] for entry in _DEFAULTS["input_types"]
+}
+
+# The frontend's RPC address as a replica on this machine dials it.
+FRONTEND_RPC_ADDRESS = f"tcp://{BIND_ADDRESS}:{RPC_PORT}"
