@@ -9,7 +9,7 @@ import e2e_models
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.endpoints import process_is_alive
-from e2e_support import model_answer, wait_for
+from e2e_support import model_answer, predict, wait_for
 
 
 def _deploy_sum(conn, num_replicas=1):
@@ -81,3 +81,45 @@ def test_a_restarted_frontend_adopts_running_replicas(clusters):
         what="both adopted replicas connected",
     )
     assert restarted.get_num_replicas("sum-model", "1") == 2
+
+
+def test_a_replica_that_keeps_crashing_backs_off_and_is_reported(clusters):
+    conn = clusters.start("crashing", heartbeat_timeout_millis=500)
+    conn.register_application("fragile", "doubles", "-1.0", 200_000)
+
+    def sum_or_crash(inputs):
+        import os as os_in_replica
+
+        if any(x[0] < 0 for x in inputs):
+            os_in_replica._exit(3)
+        return [str(sum(x)) for x in inputs]
+
+    deploy_python_closure(conn, "fragile-model", "1", "doubles", sum_or_crash)
+    conn.link_model_to_app("fragile", "fragile-model")
+    assert model_answer(conn, "fragile", {"input": [1.0, 2.0]})["output"] == 3.0
+
+    states = []
+    for crash in range(1, 4):
+        (replica,) = conn.cm.list_replicas()
+        status, answer, _ = predict(conn, "fragile", {"input": [-float(crash)]})
+        assert status == 200 and answer["default"] is True
+
+        def noticed(pid=replica.pid):
+            slots = [s for s in conn.cm.supervision_report() if s["pid"] == pid]
+            return slots if slots and slots[0]["state"] not in ("running", "exited") else None
+
+        (slot,) = wait_for(noticed, timeout_s=10, what=f"crash {crash} noticed")
+        states.append((slot["state"], slot["last_exit_reason"]))
+        if crash < 3:
+            wait_for(lambda: conn.cm.list_replicas(), timeout_s=15, what="the replacement")
+            model_answer(conn, "fragile", {"input": [float(crash), 1.0]}, timeout_s=15)
+    assert states == [
+        ("backing-off", "exited with code 3"),
+        ("backing-off", "exited with code 3"),
+        ("crash-looping", "exited with code 3"),
+    ]
+    # Reported, and not restarted at once: the third failure waits 4 s.
+    listed = [r for r in conn.get_all_model_replicas(verbose=True) if r["state"] != "running"]
+    assert [(r["state"], r["restarts"]) for r in listed] == [("crash-looping", 2)]
+    assert 2.0 < listed[0]["next_restart_in_s"] <= 4.0
+    assert conn.cm.list_replicas() == []
