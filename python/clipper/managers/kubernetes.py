@@ -128,7 +128,7 @@ class KubernetesContainerManager(ContainerManager):
         return kube.CoreV1Api(self._client())
 
     def _create(self, obj: Any) -> None:
-        """Create `obj`; one that exists already is replaced (Deployments, Services) or kept."""
+        """Create `obj`; one that exists already is updated (Deployments, Services) or kept."""
         kind, name, namespace = obj.kind, obj.metadata.name, self.spec.namespace
         create = {
             "Deployment": self._apps.create_namespaced_deployment,
@@ -141,8 +141,13 @@ class KubernetesContainerManager(ContainerManager):
         except ApiException as error:
             if error.status != 409:
                 raise _api_error(f"create {kind} {name}", error) from error
-            if kind == "Deployment":
-                self._apps.patch_namespaced_deployment(name, namespace, obj)
+            # A claim is kept as it is (its data matters more than its spec).
+            patch = {
+                "Deployment": self._apps.patch_namespaced_deployment,
+                "Service": self._core.patch_namespaced_service,
+            }.get(kind)
+            if patch is not None:
+                patch(name, namespace, obj)
                 logger.info("event=k8s_updated kind=%s name=%s", kind, name)
 
     # ---- the frontend ---------------------------------------------------------------------------------

@@ -168,6 +168,22 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
     assert manager.get_admin_addr() == "mgmt-frontend-at-demo.ml.svc:1338"
 
 
+def test_starting_again_updates_the_objects_in_place(api):
+    _manager(api).start_clipper()
+    before = len(api.requests)
+    _manager(api, service_type="NodePort", num_frontends=1).start_clipper()
+    patched = sorted(path for method, path, _, _ in api.requests[before:] if method == "PATCH")
+    assert patched == [
+        "/api/v1/namespaces/ml/services/mgmt-frontend-at-demo",
+        "/api/v1/namespaces/ml/services/query-frontend-0-at-demo",
+        "/api/v1/namespaces/ml/services/query-frontend-at-demo",
+        "/api/v1/namespaces/ml/services/redis-at-demo",
+        "/apis/apps/v1/namespaces/ml/deployments/query-frontend-0-at-demo",
+        "/apis/apps/v1/namespaces/ml/deployments/redis-at-demo",
+    ]
+    assert api.objects[("services", "query-frontend-at-demo")]["spec"]["type"] == "NodePort"
+
+
 def test_connect_without_a_cluster_says_how_to_start_one(api):
     with pytest.raises(ClipperException, match="no Clipper cluster 'demo' runs in namespace 'ml'"):
         _manager(api).connect()
