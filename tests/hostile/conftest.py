@@ -8,8 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
-import cloudpickle  # noqa: E402
-import e2e_models  # noqa: E402
+import cloudpickle
+import e2e_models
 
 # Replicas load the test models from their pickles alone.
 cloudpickle.register_pickle_by_value(e2e_models)
