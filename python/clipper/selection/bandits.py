@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from clipper.exceptions import SelectionPolicyError
-from clipper.selection.policy import SelectionPolicy, State, compact, draw
+from clipper.selection.policy import SelectionPolicy, State, compact, draw, normalized
 
 # Valid ranges of the parameters the policies here share: (low, low inclusive, high, high inclusive).
 _RANGES = {
@@ -87,10 +87,10 @@ class Exp3Policy(_NumericParameters):
         if not names:
             return {}
         gamma = self.param(state, "gamma")
-        return {
-            name: compact((1 - gamma) * w + gamma / len(names))
-            for name, w in zip(names, state["weights"])
+        mixed = {
+            name: (1 - gamma) * w + gamma / len(names) for name, w in zip(names, state["weights"])
         }
+        return normalized(mixed)
 
     def select(self, state: State, models: Sequence[str]) -> list[str]:
         weights = self.weights(self.align(state, models))
@@ -115,9 +115,6 @@ class Exp4Policy(_NumericParameters):
         "share": 0.001,
         "confidence_threshold": 0.0,
     }
-
-    def weights(self, state: State) -> dict[str, float]:
-        return dict(zip(state["models"], state["weights"]))
 
     def select(self, state: State, models: Sequence[str]) -> list[str]:
         return list(models)

@@ -111,6 +111,12 @@ def draw(weights: Mapping[str, float], rng: random.Random) -> str:
     return rng.choices(names, weights=[weights[name] for name in names], k=1)[0]
 
 
+def normalized(weights: dict[str, float]) -> dict[str, float]:
+    """`weights` scaled to sum to 1 (stored weights are rounded, so their sum may be 0.999999)."""
+    total = sum(weights.values())
+    return {name: weight / total for name, weight in weights.items()} if total > 0 else weights
+
+
 def compact(number: float) -> float:
     """Six significant digits: states stay small in the store, and learning never needs more."""
     return float(f"{number:.6g}")
@@ -253,7 +259,7 @@ class SelectionPolicy(abc.ABC):
 
     def weights(self, state: State) -> dict[str, float]:
         """{model: probability} over the state's models (sums to 1; empty with no model)."""
-        return dict(zip(state["models"], state["weights"]))
+        return normalized(dict(zip(state["models"], state["weights"])))
 
     def engine_plan(self, state: State) -> dict[str, Any]:
         """What the engine needs to run this policy natively for the state's user:

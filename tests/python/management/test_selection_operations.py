@@ -51,7 +51,7 @@ def test_multi_model_policies_link_several_models_and_publish_their_plan(service
     selection = app_entry(engine)["selection"]
     assert selection["mode"] == "ensemble"
     assert selection["confidence_threshold"] == 0.5
-    assert sum(selection["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert sum(selection["weights"].values()) == pytest.approx(1.0, rel=1e-12)
     assert service.operations["get_selection_policy"]({"app_name": "app"}) == {
         "policy": "exp4", "params": {"confidence_threshold": 0.5}
     }  # fmt: skip

@@ -101,3 +101,16 @@ def test_every_state_is_plain_json_and_survives_a_round_trip(name):
     for label in (1, 0, 1):
         state = policy.observe(state, {"a": 1, "b": 0}, label)
     assert json.loads(json.dumps(state)) == state
+
+
+@pytest.mark.parametrize("name", ["exp3", "exp4", "epsilon_greedy", "ucb1"])
+def test_published_weights_sum_to_one_although_stored_ones_are_rounded(name):
+    policy = make_policy(name, seed=4)
+    models = ["a", "b", "c"]
+    state = policy.init_state(models)
+    for round_number in range(37):
+        state = policy.observe(state, {"a": round_number % 2, "b": 1, "c": round_number % 3}, 1)
+    for weights in (policy.weights(state), policy.engine_plan(state)["weights"]):
+        assert sum(weights.values()) == pytest.approx(1.0, rel=1e-12, abs=1e-12)
+    view = policy.describe(state)["models"]
+    assert sum(model["weight"] for model in view.values()) == pytest.approx(1.0, rel=1e-12)
