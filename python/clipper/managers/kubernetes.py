@@ -23,7 +23,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
-from clipper.managers.container_manager import MIB, ContainerManager
+from clipper.managers.container_manager import ContainerManager
 from clipper.managers.kubernetes_manifests import (
     CLIPPER_LABEL,
     MODEL_ANNOTATION,
@@ -39,6 +39,7 @@ from clipper.managers.kubernetes_manifests import (
     render_yaml,
 )
 from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING
+from clipper_native import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,12 @@ class KubernetesContainerManager(ContainerManager):
     def __init__(
         self,
         cluster_name: str = "default-cluster",
-        clipper_query_port: int = 1337,
-        clipper_management_port: int = 1338,
-        clipper_rpc_port: int = 7000,
+        clipper_query_port: int = defaults.QUERY_PORT,
+        clipper_management_port: int = defaults.MANAGEMENT_PORT,
+        clipper_rpc_port: int = defaults.RPC_PORT,
         redis_ip: str | None = None,
         redis_port: int = 6379,
-        prometheus_port: int = 1390,
+        prometheus_port: int = defaults.METRICS_PORT,
         namespace: str = "default",
         registry: str | None = None,
         image_pull_policy: str = "IfNotPresent",
@@ -153,7 +154,10 @@ class KubernetesContainerManager(ContainerManager):
     # ---- the frontend ---------------------------------------------------------------------------------
 
     def start_clipper(
-        self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1, rpc_thread: str = "shared"
+        self,
+        cache_size_bytes: int = defaults.CACHE_SIZE_BYTES,
+        io_threads: int = defaults.IO_THREADS,
+        rpc_thread: str = "shared",
     ) -> None:
         self.spec = replace(
             self.spec,

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from clipper.exceptions import ClipperException
+from clipper_native import defaults
 
 MODEL_SPEC_HELP = "NAME:VERSION:INPUT_TYPE:IMAGE[:REPLICAS]"
 
@@ -60,7 +61,7 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cache-size-bytes",
         type=int,
-        default=32 * 1024 * 1024,
+        default=defaults.CACHE_SIZE_BYTES,
         help="prediction cache of each frontend (32 MiB; 0 = off)",
     )
     group.add_argument(

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clipper.exceptions import ConfigurationError
+from clipper.managers.docker_images import IMAGES
+from clipper_native import defaults
 
 try:
     import yaml
@@ -34,8 +36,7 @@ MODEL_LABEL = "ai.clipper.model_container.label"
 ROLE_LABEL = "ai.clipper.role"
 FRONTEND_LABEL = "ai.clipper.frontend"
 MODEL_ANNOTATION = "ai.clipper.model"
-IMAGE_VERSION = "0.1.0"
-DEFAULT_FRONTEND_IMAGE = f"clipper/frontend:{IMAGE_VERSION}"
+DEFAULT_FRONTEND_IMAGE = IMAGES["frontend"].name
 DEFAULT_REDIS_IMAGE = "redis:7-alpine"
 STATE_DIR_IN_CONTAINER = "/var/lib/clipper"
 MODEL_DIR_IN_CONTAINER = "/model"
@@ -90,11 +91,11 @@ class ClusterSpec:
 
     cluster_name: str = "default-cluster"
     namespace: str = "default"
-    query_port: int = 1337
-    management_port: int = 1338
-    rpc_port: int = 7000
+    query_port: int = defaults.QUERY_PORT
+    management_port: int = defaults.MANAGEMENT_PORT
+    rpc_port: int = defaults.RPC_PORT
     # Prometheus /metrics; 0 serves it on the query port only.
-    metrics_port: int = 1390
+    metrics_port: int = defaults.METRICS_PORT
     # An external Redis ("host"); None runs one in the cluster (`redis-at-<cluster>`).
     redis_ip: str | None = None
     redis_port: int = 6379
@@ -117,8 +118,8 @@ class ClusterSpec:
         default_factory=lambda: PodResources(cpus=0.5, memory="512Mi")
     )
     # Engine settings the frontends start with (ClipperConnection.start_clipper passes them).
-    cache_size_bytes: int = 32 * 1024 * 1024
-    io_threads: int = 1
+    cache_size_bytes: int = defaults.CACHE_SIZE_BYTES
+    io_threads: int = defaults.IO_THREADS
     rpc_thread: str = "shared"
 
     def __post_init__(self) -> None:
