@@ -79,7 +79,8 @@ class FrontendOptions:
     management_body_timeout_millis: int = _LIMITS.body_timeout_millis
     # A connection without a request in progress is closed after this long.
     management_idle_timeout_millis: int = _LIMITS.idle_timeout_millis
-    # Connections beyond these caps (in all, from one client address) are answered 503 and closed.
+    # At the overall cap the connection waiting longest without a complete request is closed (503)
+    # to make room; beyond the per-client cap a new connection is answered 503 and closed.
     management_max_connections: int = _LIMITS.max_connections
     management_max_connections_per_client: int = _LIMITS.max_connections_per_client
     # Threads running management operations (state store writes, engine updates).
@@ -155,7 +156,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "management_header_timeout_millis": "time for a management request's headers (else 408)",
         "management_body_timeout_millis": "time for a management request's body (else 408)",
         "management_idle_timeout_millis": "close a management connection idle this long",
-        "management_max_connections": "open management connections (beyond: 503 and close)",
+        "management_max_connections": "open management connections (at the cap the one idle "
+        "longest is closed to make room; 503 when all are mid-request)",
         "management_max_connections_per_client": "open management connections per client address",
         "management_worker_threads": "threads running management operations",
         "heartbeat_timeout_millis": "drop a replica silent for this long",
