@@ -179,6 +179,25 @@ def unauthenticated_public_bind(cluster: HostileCluster) -> Outcome:
     )
 
 
+def unauthenticated_on_loopback(cluster: HostileCluster) -> Outcome:
+    """The original clipper_admin client's way: a cluster started without the token requirement."""
+    cluster.conn.stop_all()
+    cluster.conn.start_clipper(allow_unauthenticated_management=True)
+    try:
+        token_file = (cluster.state_dir / "management_token").exists()
+        status = cluster.admin("POST", "/admin/get_all_applications", {})[0]
+        warned = "event=management_auth_disabled" in cluster.conn.cm.frontend_log_path.read_text()
+    finally:
+        cluster.conn.stop_all()
+        cluster.conn.start_clipper()
+    again = cluster.admin("POST", "/admin/get_all_applications", {})[0]
+    return Outcome(
+        f"without token: {status}, token file: {token_file}, warning logged: {warned}; "
+        f"restarted with auth: {again}",
+        status == 200 and not token_file and warned and again == 401,
+    )
+
+
 # ---- the pickle attack -------------------------------------------------------------------------------
 
 
@@ -433,6 +452,11 @@ CASES = [
         "unauthenticated management on 0.0.0.0",
         "refused at start (exit 2, message)",
         unauthenticated_public_bind,
+    ),
+    Case(
+        "start_clipper(allow_unauthenticated_management=True)",
+        "no token needed on loopback, warning logged",
+        unauthenticated_on_loopback,
     ),
     Case(
         "pickle planted via container_name",
