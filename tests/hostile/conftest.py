@@ -1,6 +1,7 @@
 """The hostile catalogue drives real clusters (frontend and replica processes) over loopback, the way an
 attacker on the same host or an unlucky operator would; it shares the end-to-end tests' helpers."""
 
+import resource
 import sys
 from pathlib import Path
 
@@ -13,6 +14,11 @@ import e2e_models
 
 # Replicas load the test models from their pickles alone.
 cloudpickle.register_pickle_by_value(e2e_models)
+
+# 2,000 slow connections need as many descriptors here (the frontend's own are capped well below).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft < min(_hard, 8192):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 8192), _hard))
 
 
 def pytest_collection_modifyitems(items):

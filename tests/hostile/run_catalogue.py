@@ -1,6 +1,7 @@
 """Run the hostile catalogue against a fresh local cluster and print its table:
 `python tests/hostile/run_catalogue.py` (exit status 1 when a case fails)."""
 
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +14,11 @@ import e2e_models
 from catalogue import CASES, HostileCluster, run_case
 
 cloudpickle.register_pickle_by_value(e2e_models)
+
+# 2,000 slow connections need as many descriptors here (the frontend's own are capped well below).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft < min(_hard, 8192):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 8192), _hard))
 
 
 def main() -> int:
