@@ -160,11 +160,11 @@ def test_policy_and_learned_state_survive_a_killed_frontend(tmp_path, request, s
         conn.register_application("bandit", "doubles", "-1.0", SLO_MICROS)
         for name in ("a", "b"):
             conn.register_model(name, "1", "doubles")
-        conn.set_selection_policy("bandit", "exp3", gamma=0.02)
+        conn.set_selection_policy("bandit", "exp3", gamma=0.05)
         for name in ("a", "b"):
             conn.link_model_to_app("bandit", name)
         learned = {
-            uid: teach(store, "exp3", "bandit", uid, ["a", "b"], 200, right, gamma=0.02)
+            uid: teach(store, "exp3", "bandit", uid, ["a", "b"], 200, right, gamma=0.05)
             for uid, right in ((0, "a"), (42, "b"))
         }
         assert conn.get_selection_state("bandit", uid=0) == learned[0]
@@ -175,7 +175,7 @@ def test_policy_and_learned_state_survive_a_killed_frontend(tmp_path, request, s
         wait_for(lambda: not process_is_alive(frontend), what="the frontend to die")
         conn.start_clipper()
 
-        assert conn.get_selection_policy("bandit") == {"policy": "exp3", "params": {"gamma": 0.02}}
+        assert conn.get_selection_policy("bandit") == {"policy": "exp3", "params": {"gamma": 0.05}}
         assert conn.get_selection_state("bandit", uid=0) == learned[0]
         assert conn.get_selection_state("bandit", uid=42) == learned[42]
         assert learned[42]["models"]["b"]["weight"] >= 0.9

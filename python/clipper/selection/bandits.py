@@ -74,13 +74,13 @@ def _multiplicative_update(
 class Exp3Policy(_NumericParameters):
     """One model per query, drawn by learned weights (native mode "sample").
 
-    Parameters: `eta` (learning rate, 0.1: two models, one always wrong, reach 90% within about 30
+    Parameters: `eta` (learning rate, 0.1: two models, one always wrong, reach 90% within about 25
     rounds), `gamma` (share of draws spread uniformly for exploration), `share` (fixed share that keeps
     every weight recoverable)."""
 
     name = "exp3"
     native_mode = "sample"
-    defaults: ClassVar[dict[str, Any]] = {"eta": 0.1, "gamma": 0.05, "share": 0.001}
+    defaults: ClassVar[dict[str, Any]] = {"eta": 0.1, "gamma": 0.02, "share": 0.001}
 
     def weights(self, state: State) -> dict[str, float]:
         names = state["models"]
