@@ -32,3 +32,29 @@ echo "setup: building and installing the clipper-serving package (native engine 
 # test: pytest and plugins; docs: MkDocs (the docs test builds the site); frameworks: the framework
 # deployers' libraries (scikit-learn, xgboost, onnx, onnxruntime, torch).
 "$PYTHON" -m pip install -q --disable-pip-version-check ".[test,docs,frameworks]"
+
+# ---- BEGIN docker (DockerContainerManager and its tests) ------------------------------------------
+# The Docker Engine from Debian, started here when it does not answer (--bridge=none: containers use
+# the host's network), the Docker SDK for Python, then Clipper's base image, wheelhouse and images
+# (each reused when present and up to date). CLIPPER_SKIP_DOCKER=1 skips all of it.
+if [ "${CLIPPER_SKIP_DOCKER:-0}" != 1 ]; then
+  docker_missing=()
+  for package in docker.io mmdebstrap; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || docker_missing+=("$package")
+  done
+  if [ ${#docker_missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${docker_missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${docker_missing[@]}" >/dev/null
+  fi
+  "$PYTHON" -m pip install -q --disable-pip-version-check "docker>=7"
+  if ! docker info >/dev/null 2>&1; then
+    echo "setup: starting dockerd (log: /tmp/dockerd.log)"
+    $SUDO sh -c 'nohup dockerd --iptables=false --ip-forward=false --bridge=none >/tmp/dockerd.log 2>&1 &'
+    for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+    docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /tmp/dockerd.log" >&2; exit 1; }
+  fi
+  bash scripts/build_base_image.sh
+  "$PYTHON" -m clipper.managers.docker_images frontend python-closure sklearn xgboost
+fi
+# ---- END docker -----------------------------------------------------------------------------------

@@ -241,9 +241,6 @@ def stage_context(kind: str, context: Path, wheelhouse: Path | None = None) -> P
     resolve_wheels(SDK_REQUIREMENTS, sdk_wheels, wheelhouse)
     if spec.packages:
         resolve_wheels(spec.packages, context / "wheels" / "extra", wheelhouse)
-        for wheel in (context / "wheels" / "extra").glob("*.whl"):
-            if (sdk_wheels / wheel.name).exists():
-                wheel.unlink()  # installed with the SDK already; keeps the context small
     return context
 
 
