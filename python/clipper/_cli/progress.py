@@ -5,6 +5,8 @@ replicas connecting, the frontend starting), plain timestamped lines otherwise (
 from __future__ import annotations
 
 import logging
+import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,17 +26,30 @@ from rich.progress import (
 
 Fields = dict[str, str]
 
+
+def _details(fields: Fields, *names: str) -> str:
+    """` (name value, ...)` for those of `names` the event has (managers log different ones)."""
+    present = [f"{name} {fields[name]}" for name in names if name in fields]
+    return f" ({', '.join(present)})" if present else ""
+
+
 # One line per event worth telling a user about.
 MESSAGES: dict[str, Callable[[Fields], str]] = {
-    "frontend_starting": lambda f: f"starting the frontend (pid {f['pid']}, log {f['log']})",
-    "frontend_started": lambda f: f"frontend ready: queries at http://{f['query_addr']}",
-    "frontend_stopped": lambda f: f"stopped the frontend (pid {f['pid']})",
+    "frontend_starting": lambda f: "starting the frontend" + _details(f, "pid", "container", "log"),
+    "frontend_started": lambda f: (
+        f"frontend ready: queries at http://{f['query_addr']}"
+        if "query_addr" in f
+        else "frontend ready" + _details(f, "frontends")
+    ),
+    "frontend_stopped": lambda f: "stopped the frontend" + _details(f, "pid"),
     "model_built": lambda f: f"packaged model {f['model']}:{f['version']} in {f['image']}",
     "installing_packages": lambda f: f"installing {f['packages']} for the model",
     "image_build_started": lambda f: f"building image {f['image']}",
-    "image_built": lambda f: f"built image {f['image']}",
+    "image_build_step": lambda f: f"  {f['image']}: {f['step']}",
+    "image_built": lambda f: f"built image {f['image']}" + _details(f, "seconds"),
     "replica_started": lambda f: (
-        f"started replica {f['replica']} of {f['model']}:{f['version']} (pid {f['pid']})"
+        f"started replica of {f['model']}:{f['version']}"
+        + _details(f, "replica", "pid", "container")
     ),
     "replicas_connecting": lambda f: (
         f"replicas of {f['model']}:{f['version']} connected: {f['connected']}/{f['wanted']}"
@@ -49,8 +64,14 @@ MESSAGES: dict[str, Callable[[Fields], str]] = {
 
 
 def event_fields(message: str) -> Fields:
+    """The `key=value` fields of a log message; quoted values (`step='Step 2/5 : RUN ...'`) may hold
+    spaces."""
+    try:
+        parts = shlex.split(message)
+    except ValueError:  # an unbalanced quote: fall back to whitespace
+        parts = message.split()
     fields = {}
-    for part in message.split():
+    for part in parts:
         key, separator, value = part.partition("=")
         if separator:
             fields[key] = value.strip("'\"")
@@ -114,6 +135,7 @@ class ProgressBars(logging.Handler):
             console=console,
         )
         self._open_steps: dict[tuple[str, ...], TaskID] = {}
+        self._descriptions: dict[TaskID, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = event_fields(record.getMessage())
@@ -123,20 +145,43 @@ class ProgressBars(logging.Handler):
                 _, keys, describe = self._STEPS[event]
                 task = self.progress.add_task(describe(fields), total=None)
                 self._open_steps[(event, *(fields[key] for key in keys))] = task
+                self._descriptions[task] = describe(fields)
                 return
             for start, (end, keys, _) in self._STEPS.items():
                 if event == end:
                     task = self._open_steps.pop((start, *(fields[key] for key in keys)), None)
                     if task is not None:
-                        self.progress.update(task, total=1, completed=1)
+                        total = self.progress.tasks[task].total or 1
+                        self.progress.update(
+                            task,
+                            total=total,
+                            completed=total,
+                            description=self._descriptions.pop(task),
+                        )
             if event == "replicas_connecting":
                 self._replicas_connecting(fields)
+                return
+            if event == "image_build_step":
+                self._image_build_step(fields)
                 return
             render = MESSAGES.get(event)
             if render is not None:
                 self.progress.console.print(render(fields), highlight=False)
         except KeyError:  # an event without the fields this version knows: not worth a traceback
             return
+
+    def _image_build_step(self, fields: Fields) -> None:
+        """Docker's `Step N/M : ...` lines fill the image's bar."""
+        task = self._open_steps.get(("image_build_started", fields["image"]))
+        step = re.match(r"Step (\d+)/(\d+)", fields["step"])
+        if task is None or step is None:
+            return
+        self.progress.update(
+            task,
+            total=int(step.group(2)),
+            completed=int(step.group(1)) - 1,
+            description=f"building image {fields['image']}: {fields['step'][:60]}",
+        )
 
     def _replicas_connecting(self, fields: Fields) -> None:
         key = ("replicas_connecting", fields["model"], fields["version"])

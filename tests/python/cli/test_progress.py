@@ -6,7 +6,7 @@ import logging
 
 from rich.console import Console
 
-from clipper._cli.progress import ProgressBars, reporting_progress
+from clipper._cli.progress import ProgressBars, ProgressReporter, event_fields, reporting_progress
 
 
 class Terminal(io.StringIO):
@@ -28,6 +28,9 @@ def test_bars_follow_a_deploys_events_to_completion():
     try:
         emit(logger, "event=installing_packages packages=%s target=%s", "six,attrs", "/tmp/x")
         emit(logger, "event=image_build_started image=%s", "clipper/m:1")
+        emit(logger, "event=image_build_step image=%s step=%r", "clipper/m:1", "Step 2/4 : RUN pip")
+        assert bars.progress.tasks[1].total == 4 and bars.progress.tasks[1].completed == 1
+        assert bars.progress.tasks[1].description.endswith("Step 2/4 : RUN pip")
         emit(logger, "event=model_built cluster=c model=m version=1 image=/tmp/m installed=six")
         emit(logger, "event=image_built image=%s", "clipper/m:1")
         for connected in (0, 1, 2):
@@ -53,6 +56,33 @@ def test_bars_follow_a_deploys_events_to_completion():
     ) == (2, 2)
     output = screen.getvalue()
     assert "packaged model m:1 in /tmp/m" in output and "2/2" in output
+
+
+def test_event_fields_keep_quoted_values_whole():
+    assert event_fields("event=image_build_step image=a:1 step='Step 1/3 : FROM base'") == {
+        "event": "image_build_step",
+        "image": "a:1",
+        "step": "Step 1/3 : FROM base",
+    }
+    assert event_fields("event=x cause='unbalanced") == {"event": "x", "cause": "unbalanced"}
+
+
+def test_events_of_every_manager_render_as_lines():
+    stream = io.StringIO()
+    reporter = ProgressReporter(stream)
+    for message in (
+        "event=frontend_starting cluster=c container=clipper-c-frontend image=clipper/frontend:1",
+        "event=frontend_started cluster=c frontends=2",
+        "event=replica_started cluster=c model=m version=1 container=m-1-0",
+    ):
+        reporter.emit(logging.LogRecord("clipper", logging.INFO, __file__, 1, message, (), None))
+    assert (
+        stream.getvalue()
+        .splitlines()[0]
+        .endswith("starting the frontend (container clipper-c-frontend)")
+    )
+    assert "frontend ready (frontends 2)" in stream.getvalue()
+    assert "started replica of m:1 (container m-1-0)" in stream.getvalue()
 
 
 def test_an_event_missing_its_fields_is_ignored():
