@@ -201,3 +201,53 @@ def test_two_frontends_on_one_redis_converge(redis_address, engine):
             service.selection_worker.store.close()
         for store in stores:
             store.close()
+
+
+class FeedbackQueue(PublishedWeights):
+    """Hands out records as the engine's `next_feedback` does and keeps every answer."""
+
+    def __init__(self, records):
+        super().__init__()
+        self.records = list(records)
+        self.answers = []
+        self.drained = threading.Event()
+
+    def next_feedback(self, timeout_ms):
+        if not self.records:
+            self.drained.set()
+            time.sleep(timeout_ms / 1000)
+            return []
+        batch, self.records = self.records[:2], self.records[2:]
+        return batch
+
+    def finish_feedback(self, ticket, applied, message):
+        self.answers.append((ticket, applied, message))
+
+
+def test_the_engine_driven_loop_answers_every_update_in_order(service):
+    configure(service)
+    outputs = {"right": {"output": "1"}, "wrong": {"output": "0", "confidence": 0.2}}
+    good = {"app": "app", "uid": 1, "label": 1, "outputs": outputs}
+    records = [
+        {**good, "ticket": 1},
+        {**good, "ticket": 2, "label": "x"},
+        {**good, "ticket": 3, "app": "ghost"},
+        {**good, "ticket": 4, "uid": 2},
+        {**good, "ticket": 5},
+    ]
+    queue = FeedbackQueue(records)
+    worker = worker_for(service, queue)
+    stop = threading.Event()
+    loop = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        assert queue.drained.wait(10)
+    finally:
+        stop.set()
+        loop.join(timeout=5)
+    assert [(ticket, applied) for ticket, applied, _ in queue.answers] == [
+        (1, True), (2, False), (3, False), (4, True), (5, True)
+    ]  # fmt: skip
+    assert "numeric label" in queue.answers[1][2] and "'ghost'" in queue.answers[2][2]
+    assert worker.describe("app", 1)["feedback"] == 2
+    assert set(queue.weights) == {("app", 1), ("app", 2)}
