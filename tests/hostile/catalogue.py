@@ -263,7 +263,7 @@ def _median_admin_latency_ms(cluster: HostileCluster, calls: int = 20) -> tuple[
     return statistics.median(latencies), statuses
 
 
-def _slowloris(cluster: HostileCluster, connections: int) -> Outcome:
+def _slowloris(cluster: HostileCluster, connections: int, addresses: int = 40) -> Outcome:
     baseline_ms, _ = _median_admin_latency_ms(cluster)
     threads_before = cluster.threads()
     attackers = []
@@ -273,7 +273,8 @@ def _slowloris(cluster: HostileCluster, connections: int) -> Outcome:
             if time.monotonic() > deadline:
                 break
             sock = socket.socket()
-            sock.bind((f"127.0.0.{2 + index % 40}", 0))  # 40 addresses: under the per-client cap
+            # From other loopback addresses, or (addresses=0) from the operator's own 127.0.0.1.
+            sock.bind((f"127.0.0.{2 + index % addresses}" if addresses else "127.0.0.1", 0))
             sock.setblocking(False)
             try:
                 sock.connect(("127.0.0.1", cluster.management_port))
@@ -307,6 +308,10 @@ def slowloris_600(cluster: HostileCluster) -> Outcome:
 
 def slowloris_2000(cluster: HostileCluster) -> Outcome:
     return _slowloris(cluster, 2000)
+
+
+def slowloris_from_the_operators_address(cluster: HostileCluster) -> Outcome:
+    return _slowloris(cluster, 600, addresses=0)
 
 
 def partial_headers(cluster: HostileCluster) -> Outcome:
@@ -465,6 +470,11 @@ CASES = [
     ),
     Case("600 slowloris connections", "no thread each; admin call not delayed", slowloris_600),
     Case("2000 slowloris connections", "no thread each; admin call not delayed", slowloris_2000),
+    Case(
+        "600 slowloris connections from 127.0.0.1 itself",
+        "admin call from 127.0.0.1 not delayed",
+        slowloris_from_the_operators_address,
+    ),
     Case("headers never finished", "408 within the header timeout", partial_headers),
     Case("connection that sends nothing", "closed at the idle timeout", silent_connection),
     Case("request smuggling shapes", "400, smuggled request never runs", smuggling),

@@ -79,8 +79,9 @@ class FrontendOptions:
     management_body_timeout_millis: int = _LIMITS.body_timeout_millis
     # A connection without a request in progress is closed after this long.
     management_idle_timeout_millis: int = _LIMITS.idle_timeout_millis
-    # At the overall cap the connection waiting longest without a complete request is closed (503)
-    # to make room; beyond the per-client cap a new connection is answered 503 and closed.
+    # At a cap (overall, or of one client address) the connection waiting longest without a complete
+    # request (of that address) is closed with a 503 to make room; when every one is mid-request,
+    # the new connection gets the 503 instead.
     management_max_connections: int = _LIMITS.max_connections
     management_max_connections_per_client: int = _LIMITS.max_connections_per_client
     # Threads running management operations (state store writes, engine updates).
@@ -158,7 +159,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "management_idle_timeout_millis": "close a management connection idle this long",
         "management_max_connections": "open management connections (at the cap the one idle "
         "longest is closed to make room; 503 when all are mid-request)",
-        "management_max_connections_per_client": "open management connections per client address",
+        "management_max_connections_per_client": "open management connections per client address "
+        "(the same rule among that address's connections)",
         "management_worker_threads": "threads running management operations",
         "heartbeat_timeout_millis": "drop a replica silent for this long",
         "redis_address": "host:port of a Redis state store (empty = embedded store)",

@@ -52,7 +52,7 @@ class HTTPServerLimits:
     # With this many connections open, a new one closes the one waiting longest without a complete
     # request (503 to it), or is itself answered 503 and closed when every connection is mid-request.
     max_connections: int = 256
-    # Open connections from one client address beyond this are answered 503 and closed at once.
+    # The same cap for the connections of one client address (the room is made among its own).
     max_connections_per_client: int = 64
     # Threads running the application's (blocking) operations; requests beyond them wait their turn.
     worker_threads: int = 4
@@ -140,11 +140,13 @@ class HTTPServer:
         # Connections closed to make room whose coroutine has not finished yet (they hold no slot).
         self._evicted: set[asyncio.StreamWriter] = set()
         self._evicting = 0
+        self._evicting_per_client: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         # Connections between requests (idle, or still sending headers), oldest first: the ones
         # closed to make room when every slot is taken, so slow clients cannot lock others out.
-        self._waiting: dict[asyncio.StreamWriter, float] = {}
+        # (Each maps to its client address.)
+        self._waiting: dict[asyncio.StreamWriter, str] = {}
         # Connections refused for a cap, and closed to make room, since start (for logs and tests).
         self.refused_connections = 0
         self.evicted_connections = 0
@@ -225,14 +227,18 @@ class HTTPServer:
             # Headers and body leave in one write, but a kept-alive client should not wait for Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         limits = self.limits
-        if (
-            self._open_connections >= limits.max_connections
-            and self._connections_per_client[client] < limits.max_connections_per_client
+        # At a cap, the connection that has waited longest without a complete request (of this client
+        # at the per-client cap) makes room, so idle or slow connections cannot lock anyone out.
+        if self._connections_per_client[client] - self._evicting_per_client[client] >= (
+            limits.max_connections_per_client
         ):
-            self._evict_oldest_waiting()
+            self._evict_oldest_waiting(client)
+        elif self._open_connections - self._evicting >= limits.max_connections:
+            self._evict_oldest_waiting(None)
         if (
             self._open_connections - self._evicting >= limits.max_connections
-            or self._connections_per_client[client] >= limits.max_connections_per_client
+            or self._connections_per_client[client] - self._evicting_per_client[client]
+            >= limits.max_connections_per_client
         ):
             self.refused_connections += 1
             if self.refused_connections == 1 or self.refused_connections % 100 == 0:
@@ -274,6 +280,9 @@ class HTTPServer:
             if writer in self._evicted:
                 self._evicted.discard(writer)
                 self._evicting -= 1
+                self._evicting_per_client[client] -= 1
+                if self._evicting_per_client[client] <= 0:
+                    del self._evicting_per_client[client]
             self._open_connections -= 1
             self._connections_per_client[client] -= 1
             if self._connections_per_client[client] <= 0:
@@ -293,7 +302,7 @@ class HTTPServer:
             head_bytes = bytearray(connection.trailing_data[0])
             started = bool(head_bytes)
             self._waiting.pop(writer, None)
-            self._waiting[writer] = time.monotonic()  # (re)inserted last: the newest waiter
+            self._waiting[writer] = client  # (re)inserted last: the newest waiter
             deadline = (
                 time.monotonic()
                 + (limits.header_timeout_millis if started else limits.idle_timeout_millis) / 1000
@@ -415,13 +424,16 @@ class HTTPServer:
                 return
             connection.start_next_cycle()
 
-    def _evict_oldest_waiting(self) -> None:
-        """Every slot is taken: close the connection that has waited longest without a complete
-        request (an idle or slow client) to make room; none is closed mid-request."""
-        for victim in self._waiting:
+    def _evict_oldest_waiting(self, client: str | None) -> None:
+        """A cap is reached: close the connection (of `client`, or of anyone when None) that has
+        waited longest without a complete request, to make room; none is closed mid-request."""
+        for victim, victim_client in self._waiting.items():
+            if client is not None and victim_client != client:
+                continue
             del self._waiting[victim]
             self._evicted.add(victim)
             self._evicting += 1
+            self._evicting_per_client[victim_client] += 1
             self.evicted_connections += 1
             if self.evicted_connections == 1 or self.evicted_connections % 100 == 0:
                 logger.warning(

@@ -190,17 +190,39 @@ def test_expect_100_continue_is_honoured(server):
         assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
 
 
-def test_connections_beyond_the_per_client_cap_get_503_and_others_are_served(server):
+def test_at_the_per_client_cap_that_clients_oldest_waiting_connection_makes_room(server):
     held = []
     try:
         for _ in range(8):
             sock = socket.socket()
             sock.bind(("127.0.0.2", 0))
             sock.connect(("127.0.0.1", server.port))
-            sock.sendall(b"GET / HTTP/1.1\r\n")  # a request in progress, never finished
+            sock.sendall(b"GET / HTTP/1.1\r\n")  # a request started, never finished
             held.append(sock)
+            time.sleep(0.01)
         deadline = time.monotonic() + 5
         while server.open_connections < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert get(server.port, source="127.0.0.2")[0] == 200  # the same address still gets in
+        held[0].settimeout(5)
+        assert held[0].recv(1024).startswith(b"HTTP/1.1 503 ")  # its oldest slow connection left
+        assert server.evicted_connections == 1
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_beyond_the_per_client_cap_with_every_connection_mid_request_a_new_one_gets_503(server):
+    held = []
+    try:
+        for _ in range(8):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            held.append(sock)
+        deadline = time.monotonic() + 5
+        while (server.open_connections < 8 or server._waiting) and time.monotonic() < deadline:
             time.sleep(0.01)
         status, answer, _ = raw_exchange(server.port, b"", source="127.0.0.2")
         assert status == 503 and "too many open connections" in answer["cause"]
