@@ -154,6 +154,11 @@ def test_a_killed_replica_container_is_replaced_under_load(docker_cluster):
     entry = next(e for e in conn.cm.supervision_report() if e["container"] == victim.name)
     assert entry["restarts"] >= 1 and entry["state"] == "running"
     assert "SIGKILL" in entry["last_exit_reason"]
+    # The connection's replica info carries the same supervision.
+    replica_id = int(victim.name.rsplit("-", 1)[1])
+    verbose = conn.get_all_model_replicas(verbose=True)
+    info = next(r for r in verbose if r["model_replica_id"] == replica_id)
+    assert info["restarts"] >= 1 and "SIGKILL" in info["last_exit_reason"]
 
 
 def test_scaling_a_model_up_and_down(docker_cluster):

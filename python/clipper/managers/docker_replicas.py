@@ -117,7 +117,7 @@ def supervision_entry(container: Any, last_exit: Mapping[str, Any] | None) -> di
         "state": state,
         "restarts": restarts,
         "last_exit_reason": "" if last_exit is None else exit_reason(last_exit),
-        "next_restart_in_s": None,
+        "next_restart_in_s": 0.0,  # Docker does not say when its next restart is due
         "container": container.name,
     }
 
