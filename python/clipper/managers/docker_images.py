@@ -199,12 +199,39 @@ def resolve_wheels(
 
 
 def source_digest(context: Path) -> str:
-    """A digest of a staged build context (every file's path and bytes)."""
+    """A digest of a directory's files (every file's path and bytes; caches skipped)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        if "__pycache__" in path.parts:
+            continue
         digest.update(str(path.relative_to(context)).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def input_digest(kind: str) -> str:
+    """A digest of what image `kind` is built from: its Dockerfile, the health check, the Clipper
+    sources it stages and the requirements it installs (a new package version in the wheelhouse
+    alone does not change it: rebuild with --rebuild)."""
+    source = containers_dir()
+    package = _package_dir("clipper")
+    parts = [
+        source_digest(source / IMAGES[kind].directory),
+        hashlib.sha256((source / "healthcheck.py").read_bytes()).hexdigest(),
+        source_digest(_package_dir("clipper.wire")),
+    ]
+    if kind == "frontend":
+        parts.append(source_digest(package))
+        native = importlib.import_module("clipper_native")
+        parts += [source_digest(Path(d)) for d in dict.fromkeys(native.__path__)]
+        parts += frontend_requirements()
+    else:
+        parts.append(hashlib.sha256((source / "sdk" / "pyproject.toml").read_bytes()).hexdigest())
+        for module in ("__init__.py", "exceptions.py"):
+            parts.append(hashlib.sha256((package / module).read_bytes()).hexdigest())
+        parts += [source_digest(package / sub) for sub in ("container", "deployers")]
+        parts += [*SDK_REQUIREMENTS, *IMAGES[kind].packages]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def frontend_requirements() -> list[str]:
@@ -321,18 +348,19 @@ def ensure_image(
     if kind not in IMAGES:
         raise ImageBuildError(f"no Clipper image {kind!r}; choose one of {', '.join(IMAGES)}")
     spec = IMAGES[kind]
+    base = pick_base_image(client, base_image)
+    # Digest of the inputs, not of the staged context: an up-to-date image costs no staging.
+    digest = input_digest(kind) + "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+    previous = None
+    try:
+        previous = client.images.get(spec.name)
+        if not rebuild and (previous.labels or {}).get(DIGEST_LABEL) == digest:
+            logger.info("event=image_present image=%s", spec.name)
+            return spec.name
+    except docker.errors.ImageNotFound:
+        pass
     with tempfile.TemporaryDirectory(prefix=f"clipper-image-{kind}-") as staging:
         context = stage_context(kind, Path(staging), wheelhouse)
-        base = pick_base_image(client, base_image)
-        digest = source_digest(context) + "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
-        previous = None
-        try:
-            previous = client.images.get(spec.name)
-            if not rebuild and (previous.labels or {}).get(DIGEST_LABEL) == digest:
-                logger.info("event=image_present image=%s", spec.name)
-                return spec.name
-        except docker.errors.ImageNotFound:
-            pass
         build_image(client, context, spec.name, {"BASE_IMAGE": base}, {DIGEST_LABEL: digest})
     if previous is not None and client.images.get(spec.name).id != previous.id:
         try:  # the stale build, now untagged; kept while a container or image still uses it
