@@ -161,6 +161,43 @@ def test_a_killed_replica_container_is_replaced_under_load(docker_cluster):
     assert info["restarts"] >= 1 and "SIGKILL" in info["last_exit_reason"]
 
 
+def test_versions_roll_forward_and_back_under_load_without_a_failed_query(docker_cluster):
+    conn = docker_cluster
+    conn.register_application("sum", "doubles", "-1.0", 5_000_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", _sum_closure())
+    conn.link_model_to_app("sum", "summer")
+
+    def doubled(inputs):
+        return [str(2 * float(np.sum(x))) for x in inputs]
+
+    deploy_python_closure(conn, "summer", "2", "doubles", doubled)
+    assert model_answer(conn, "sum", {"input": [1.0]})["output"] == 2.0
+    answers, stop = [], threading.Event()
+
+    def load():
+        deadline = time.monotonic() + 20  # bounded in time and count
+        for _ in range(3000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            status, body, _seconds = predict(conn, "sum", {"input": [1.0]}, timeout_s=10)
+            answers.append((status, body.get("default"), body.get("output")))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        for version in ("1", "2", "1"):
+            time.sleep(0.5)
+            conn.set_model_version("summer", version)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert answers and {status for status, _, _ in answers} == {200}
+    assert not [a for a in answers if a[1]], "some queries got the default output"
+    assert {output for _, _, output in answers} == {1.0, 2.0}
+    assert answers[-1][2] == 1.0  # rolled back to version 1
+
+
 def test_scaling_a_model_up_and_down(docker_cluster):
     conn = docker_cluster
     conn.register_application("sum", "doubles", "-1.0", 2_000_000)
