@@ -359,10 +359,14 @@ class HTTPServer:
             has_body = declared is None or declared > 0
             if early is not None:
                 if has_body:  # unread: the connection cannot carry another request
-                    await self._respond(writer, connection, early, close=True)
+                    await self._respond(
+                        writer, connection, early, close=True, head_only=head.method == "HEAD"
+                    )
                     return
                 connection.next_event()  # the empty body's end, so the exchange completes
-                if not await self._respond(writer, connection, early, close=False):
+                if not await self._respond(
+                    writer, connection, early, close=False, head_only=head.method == "HEAD"
+                ):
                     return
                 connection.start_next_cycle()
                 continue
@@ -420,7 +424,9 @@ class HTTPServer:
             response = await loop.run_in_executor(
                 self._executor, self._application.handle, head, bytes(body)
             )
-            if not await self._respond(writer, connection, response, close=False):
+            if not await self._respond(
+                writer, connection, response, close=False, head_only=head.method == "HEAD"
+            ):
                 return
             connection.start_next_cycle()
 
@@ -468,8 +474,10 @@ class HTTPServer:
         connection: h11.Connection,
         response: HTTPResponse,
         close: bool,
+        head_only: bool = False,
     ) -> bool:
-        """Send `response`; True when the connection may serve another request."""
+        """Send `response` (its headers alone for a HEAD request); True when the connection may
+        serve another request."""
         headers = [
             ("Server", _SERVER_HEADER.decode()),
             ("Content-Type", response.content_type),
@@ -479,7 +487,8 @@ class HTTPServer:
         if close:
             headers.append(("Connection", "close"))
         data = connection.send(h11.Response(status_code=response.status, headers=headers))
-        data += connection.send(h11.Data(data=response.body))
+        if not head_only:
+            data += connection.send(h11.Data(data=response.body))
         data += connection.send(h11.EndOfMessage())
         writer.write(data)
         await self._drain(writer)

@@ -178,6 +178,12 @@ def test_the_token_scheme_is_case_insensitive(admin_server):
 )
 def test_other_methods_get_json_errors(admin_server, method, status):
     answered, content_type, answer = call(admin_server, method, "/admin/add_app", b"{}")
+    if method == "OPTIONS":
+        connection = http.client.HTTPConnection(*admin_server, timeout=10)
+        connection.request("HEAD", "/admin/ping")
+        head = connection.getresponse()
+        assert (head.status, head.read()) == (405, b"")  # headers alone, as HEAD requires
+        connection.close()
     assert (answered, content_type) == (status, "application/json")
     assert "GET" in answer["cause"] and "POST" in answer["cause"]
     assert call(admin_server, "GET", "/admin/ping")[0] == 200

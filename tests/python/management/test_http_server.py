@@ -327,3 +327,16 @@ def test_limits_are_validated_with_the_field_name(field):
 
     with pytest.raises(ClipperException, match=field):
         HTTPServerLimits(**{field: 0}).validate()
+
+
+def test_a_head_request_gets_the_headers_alone_and_the_connection_stays_usable(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        deadline = time.monotonic() + 5
+        while received.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+            received += sock.recv(65536)
+    head_answer, _, rest = received.partition(b"\r\n\r\n")
+    assert head_answer.startswith(b"HTTP/1.1 200 ") and b"content-length: " in head_answer.lower()
+    assert rest.startswith(b"HTTP/1.1 200 ")  # no body came between the two answers
+    assert rest.endswith(b'"path": "/g", "bytes": 0}')
