@@ -30,11 +30,23 @@ def token_path(state_dir: str | os.PathLike[str]) -> Path:
 
 
 def restrict_state_dir(state_dir: str | os.PathLike[str]) -> None:
-    """Make the state directory owner-only (0700): it holds the token and the pickled models."""
+    """Make the state directory owner-only (0700): it holds the token and the pickled models. A shared
+    directory (sticky, like /tmp) or one that others may write is refused, never re-permissioned."""
     directory = Path(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    if directory.stat().st_uid == os.getuid():
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_mode & stat.S_ISVTX:
+        raise ClipperException(
+            f"the state directory {directory} is a shared directory (like /tmp); give the cluster "
+            f"a directory of its own, e.g. {directory / 'clipper'}"
+        )
+    if info.st_uid == os.getuid():
         os.chmod(directory, 0o700)
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ClipperException(
+            f"the state directory {directory} belongs to another user and others may write it; "
+            "use a directory of your own for the cluster's token and models"
+        )
 
 
 def write_new_token(state_dir: str | os.PathLike[str]) -> str:

@@ -72,3 +72,13 @@ def test_unauthenticated_management_is_allowed_on_loopback_with_a_warning(addres
 def test_unauthenticated_management_elsewhere_is_refused(address):
     with pytest.raises(ClipperException, match="refusing to serve the management API"):
         check_unauthenticated_bind(address)
+
+
+def test_a_shared_directory_is_refused_as_the_state_directory_and_left_as_it_is(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    with pytest.raises(ClipperException, match="shared directory"):
+        write_new_token(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert not (shared / TOKEN_FILE_NAME).exists()
