@@ -230,6 +230,7 @@ def test_a_replaced_frontend_container_keeps_the_configuration(docker_cluster):
     # The replica container reconnects to the new frontend and answers again.
     assert model_answer(conn, "sum", {"input": [1.0, 1.0]}, timeout_s=30)["output"] == 2.0
     # A second manager finds the running cluster by its labels.
-    other = DockerContainerManager(cluster_name=conn.cm.cluster_name, state_dir=conn.cm.state_dir)
+    other = DockerContainerManager(cluster_name=conn.cm.cluster_name)
     ClipperConnection(other).connect()
     assert other.get_query_addr() == conn.cm.get_query_addr()
+    assert other.state_dir == conn.cm.state_dir  # the token is found through the mount

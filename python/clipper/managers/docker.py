@@ -288,6 +288,9 @@ class DockerContainerManager(ContainerManager):
         self.clipper_management_port = int(ports.get("management", self.clipper_management_port))
         self.clipper_rpc_port = int(ports.get("rpc", self.clipper_rpc_port))
         self.prometheus_port = int(ports.get("metrics", self.prometheus_port))
+        for mount in running[0].attrs.get("Mounts", []):
+            if mount.get("Destination") == STATE_DIR_IN_CONTAINER and mount.get("Type") == "bind":
+                self.state_dir = Path(mount["Source"])  # where the management token is
         if not ManagementClient(self.get_admin_addr(), timeout_s=5.0).ping():
             raise ClipperException(
                 f"the frontend container {running[0].name} runs but its management API does not "
