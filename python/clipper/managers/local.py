@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,6 @@ from clipper.exceptions import (
 )
 from clipper.management.endpoints import (
     FrontendEndpoints,
-    process_is_alive,
     process_start_ticks,
 )
 from clipper.managers.container_manager import MIB, ContainerManager
@@ -41,6 +39,7 @@ from clipper.managers.local_replicas import (
     ReplicaRecords,
     spawn_process,
     start_replica_process,
+    terminate_process_groups,
 )
 from clipper.managers.supervision import RUNNING
 from clipper.state import default_state_dir
@@ -504,9 +503,6 @@ class LocalContainerManager(ContainerManager):
         )
         return replica
 
-    def _record_path(self, replica: ReplicaProcess) -> Path:
-        return self._records.path(replica)
-
     def _replicas(
         self, name: str | None = None, version: str | None = None
     ) -> list[ReplicaProcess]:
@@ -543,24 +539,12 @@ class LocalContainerManager(ContainerManager):
             )
 
     def _terminate(self, processes: Sequence[tuple[int, int | None]], graceful: bool) -> None:
-        """Signal every process group at once, then wait for all; SIGKILL what outlives the grace."""
-        targets = [(pid, ticks) for pid, ticks in processes if process_is_alive(pid, ticks)]
-        first_signal = signal.SIGTERM if graceful else signal.SIGKILL
-        for pid, _ in targets:
-            _signal_group(pid, first_signal)
-        deadline = time.monotonic() + (self.stop_timeout_s if graceful else 2.0)
-        remaining = list(targets)
-        while remaining and time.monotonic() < deadline:
-            self._reap_children()
-            remaining = [(pid, ticks) for pid, ticks in remaining if process_is_alive(pid, ticks)]
-            if remaining:
-                time.sleep(_POLL_INTERVAL_S)
-        for pid, _ in remaining:
-            logger.warning("event=process_kill pid=%d reason=did_not_stop_in_time", pid)
-            _signal_group(pid, signal.SIGKILL)
-        if remaining:
-            time.sleep(_POLL_INTERVAL_S)
-        self._reap_children()
+        terminate_process_groups(
+            processes,
+            graceful=graceful,
+            grace_s=self.stop_timeout_s if graceful else 2.0,
+            reap=self._reap_children,
+        )
 
     def _reap_children(self) -> None:
         for pid, child in list(self._children.items()):
@@ -585,19 +569,6 @@ class LocalContainerManager(ContainerManager):
 def _connect_host(bind_address: str) -> str:
     """The address a local client uses to reach a listener bound to `bind_address`."""
     return "127.0.0.1" if bind_address in ("", "0.0.0.0", "::") else bind_address
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except ProcessLookupError:
-        # Not a process-group leader (started by hand, not by a manager): signal the process alone.
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    except PermissionError:
-        logger.warning("event=signal_denied pid=%d signal=%d", pid, signum)
 
 
 def _http_ok(url: str) -> bool:

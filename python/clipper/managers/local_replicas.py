@@ -1,5 +1,5 @@
 """Local replica processes on disk: one record per replica slot (`<state_dir>/replicas/<model>/<version>/
-<id>.json`), the lock that orders every change to them, and how a replica process is started.
+<id>.json`), the lock that orders every change to them, and how replica processes start and stop.
 
 Shared by `LocalContainerManager` (in the user's process) and the replica supervisor (in the frontend
 process): both change records only while holding the lock, so neither starts a replica the other just
@@ -13,10 +13,11 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 CLOSURE_FILE_NAME = "func.pkl"
 CLOSURE_RUNNER_MODULE = "clipper.container.closure_runner"
 _LOCK_FILE_NAME = ".lock"
+_POLL_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -209,3 +211,45 @@ def child_environment(extra_paths: Iterable[str] = ()) -> dict[str, str]:
     environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     environment.setdefault("PYTHONUNBUFFERED", "1")
     return environment
+
+
+def terminate_process_groups(
+    processes: Sequence[tuple[int, int | None]],
+    graceful: bool,
+    grace_s: float,
+    reap: Callable[[], None] = lambda: None,
+) -> None:
+    """Signal every (pid, start ticks) process group at once (SIGTERM, or SIGKILL when not
+    `graceful`), then wait for all; SIGKILL what outlives `grace_s`. `reap` collects the caller's
+    children while waiting, so they do not linger as zombies."""
+    targets = [(pid, ticks) for pid, ticks in processes if process_is_alive(pid, ticks)]
+    first_signal = signal.SIGTERM if graceful else signal.SIGKILL
+    for pid, _ in targets:
+        signal_group(pid, first_signal)
+    deadline = time.monotonic() + grace_s
+    remaining = list(targets)
+    while remaining and time.monotonic() < deadline:
+        reap()
+        remaining = [(pid, ticks) for pid, ticks in remaining if process_is_alive(pid, ticks)]
+        if remaining:
+            time.sleep(_POLL_INTERVAL_S)
+    for pid, _ in remaining:
+        logger.warning("event=process_kill pid=%d reason=did_not_stop_in_time", pid)
+        signal_group(pid, signal.SIGKILL)
+    if remaining:
+        time.sleep(_POLL_INTERVAL_S)
+    reap()
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Signal the process group `pid` leads, or the process alone when it leads none."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        # Not a process-group leader (started by hand, not by a manager): signal the process alone.
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    except PermissionError:
+        logger.warning("event=signal_denied pid=%d signal=%d", pid, signum)
