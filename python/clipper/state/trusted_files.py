@@ -34,6 +34,18 @@ def check_trusted_file(path: str | os.PathLike[str], state_dir: str | os.PathLik
     )
 
 
+def make_owner_only(directory: str | os.PathLike[str]) -> None:
+    """Take group and other permissions off a copied model directory (directories 0700, files keep
+    only their owner bits): a umask of 002, common for users with a private group, would otherwise
+    leave it group-writable, and so untrusted."""
+    root = Path(directory)
+    for entry in [root, *root.rglob("*")]:
+        info = entry.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        os.chmod(entry, stat.S_IMODE(info.st_mode) & stat.S_IRWXU)
+
+
 def _untrusted_reason(resolved: Path, root: Path) -> str | None:
     if resolved != root and root not in resolved.parents:
         return f"it is outside the state directory {root}"

@@ -4,7 +4,7 @@ import os
 
 import pytest
 from clipper.exceptions import DeploymentError
-from clipper.state.trusted_files import check_trusted_file
+from clipper.state.trusted_files import check_trusted_file, make_owner_only
 
 
 @pytest.fixture
@@ -60,3 +60,16 @@ def test_a_file_owned_by_another_user_is_refused(state_dir):
     os.chown(closure, 12345, 12345)
     with pytest.raises(DeploymentError, match="belongs to uid 12345"):
         check_trusted_file(closure, state_dir)
+
+
+def test_a_copy_made_owner_only_is_trusted_whatever_the_umask_left(state_dir):
+    version_dir = state_dir / "models" / "m" / "1"
+    (version_dir / "site-packages").mkdir(mode=0o775)
+    (version_dir / "site-packages").chmod(0o775)
+    (version_dir / "func.pkl").chmod(0o664)
+    with pytest.raises(DeploymentError):
+        check_trusted_file(version_dir / "func.pkl", state_dir)
+    make_owner_only(version_dir)
+    assert check_trusted_file(version_dir / "func.pkl", state_dir)
+    assert oct((version_dir / "site-packages").stat().st_mode & 0o777) == oct(0o700)
+    assert oct((version_dir / "func.pkl").stat().st_mode & 0o777) == oct(0o600)
