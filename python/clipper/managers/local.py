@@ -45,7 +45,7 @@ from clipper.managers.supervision import RUNNING
 from clipper.state import default_state_dir
 from clipper.state.embedded_store import STATE_FILE_NAME
 from clipper.state.redis_store import RedisStateStore
-from clipper.state.trusted_files import check_trusted_file
+from clipper.state.trusted_files import check_trusted_file, make_owner_only
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +266,7 @@ class LocalContainerManager(ContainerManager):
         staging = destination.with_name(f".{version}.staging-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(source, staging)
+        make_owner_only(staging)  # only the operator may read or change the model's code
         shutil.rmtree(destination, ignore_errors=True)
         staging.rename(destination)
         missing = [pkg for pkg in (pkgs_to_install or []) if not _is_installed(pkg)]
