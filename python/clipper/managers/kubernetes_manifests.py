@@ -38,7 +38,10 @@ FRONTEND_LABEL = "ai.clipper.frontend"
 MODEL_ANNOTATION = "ai.clipper.model"
 DEFAULT_FRONTEND_IMAGE = IMAGES["frontend"].name
 DEFAULT_REDIS_IMAGE = "redis:7-alpine"
-STATE_DIR_IN_CONTAINER = "/var/lib/clipper"
+# The frontend's emptyDir is mounted here, root-owned and writable by all (kubelet makes it so); the
+# state directory is a directory of the frontend's own user below it, which it keeps owner-only.
+STATE_VOLUME_IN_CONTAINER = "/var/lib/clipper"
+STATE_DIR_IN_CONTAINER = f"{STATE_VOLUME_IN_CONTAINER}/state"
 MODEL_DIR_IN_CONTAINER = "/model"
 # The user id Clipper's images run as (containers/*/Dockerfile).
 IMAGE_USER_ID = 10001
@@ -409,7 +412,7 @@ def _frontend_pod(spec: ClusterSpec) -> client.V1PodSpec:
             failure_threshold=3,
         ),
         resources=spec.frontend_resources.requirements(),
-        volume_mounts=[client.V1VolumeMount(name="state", mount_path=STATE_DIR_IN_CONTAINER)],
+        volume_mounts=[client.V1VolumeMount(name="state", mount_path=STATE_VOLUME_IN_CONTAINER)],
         security_context=_restricted_security(),
     )
     return client.V1PodSpec(

@@ -92,6 +92,10 @@ def test_frontends_sit_behind_one_query_service_and_share_redis():
         args = container.args
         assert args[args.index("--redis-address") + 1] == "redis-at-c.default.svc:6379"
         assert args[args.index("--bind-address") + 1] == "0.0.0.0"
+        # The frontend keeps its state directory owner-only: one it creates below the volume's root
+        # (which kubelet makes root-owned and writable by all), not the root itself.
+        (mount,) = container.volume_mounts
+        assert args[args.index("--state-dir") + 1].startswith(mount.mount_path + "/")
         assert container.readiness_probe.http_get.path == "/readyz"
         assert container.liveness_probe.http_get.path == "/healthz"
         assert container.readiness_probe.http_get.port == 1337
