@@ -1,11 +1,12 @@
 """The model container SDK: serve a Python model to a Clipper frontend.
 
-Users import from here only: subclass `Model`, implement `predict_batch`, and call `run` (or start the
-`clipper-model` command). `ModelServer` and `ContainerOptions` embed a replica in a program of your own.
+Users import from here only: subclass `Model`, implement `predict_batch` (returning `Prediction`s to
+report confidences), and call `run` (or start the `clipper-model` command). `ModelServer` and
+`ContainerOptions` embed a replica in a program of your own.
 Everything else in this package is internal and may change.
 """
 
-from clipper.container.model import Model
+from clipper.container.model import Model, Prediction
 from clipper.container.server import ContainerOptions, ModelServer, run
 
-__all__ = ["ContainerOptions", "Model", "ModelServer", "run"]
+__all__ = ["ContainerOptions", "Model", "ModelServer", "Prediction", "run"]

@@ -1,7 +1,7 @@
 """Translation between the model RPC wire format (`cpp/rpc/model_rpc.fbs`) and Python values.
 
-Owns decoding `PredictRequest`s into model inputs, converting model outputs to strings, and encoding
-every message a replica sends; it owns no sockets and no threads. The serving loop (server.py) calls it
+Owns decoding `PredictRequest`s into model inputs, converting model outputs to strings (and reported
+`Prediction`s to strings and confidences), and encoding every message a replica sends; it owns no sockets and no threads. The serving loop (server.py) calls it
 on its main thread; the heartbeat thread calls the heartbeat helpers with its own builder.
 
 Zero-copy: a numeric batch is a numpy view of the received buffer whenever the tensor sits at an address
@@ -13,17 +13,21 @@ microsecond and spares models unaligned arrays, which numpy handles slowly and s
 
 from __future__ import annotations
 
+import array
 import enum
 import itertools
 import json
 import math
+import numbers
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flatbuffers
 import numpy as np
 
+from clipper.container.model import Prediction
 from clipper.wire import Heartbeat as wire_heartbeat
 from clipper.wire import Message as wire_message
 from clipper.wire import PredictResponse as wire_predict_response
@@ -42,6 +46,7 @@ __all__ = [
     "Payload",
     "PredictBatch",
     "WireFormatError",
+    "convert_outputs",
     "decode_heartbeat_ack",
     "decode_predict_request",
     "encode_heartbeat",
@@ -120,7 +125,8 @@ class WireFormatError(ValueError):
 
 
 class OutputConversionError(ValueError):
-    """predict_batch returned something that cannot be sent as one string per input."""
+    """predict_batch returned something that cannot be sent as one string per input, or a Prediction
+    whose confidence is not a finite number in [0, 1]."""
 
 
 class PredictBatch(NamedTuple):
@@ -324,8 +330,32 @@ def _split_utf8(blob: bytes, bounds: list[int]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 
+class _ReportsConfidence(Exception):
+    """_value_to_string met a Prediction: the batch is converted again by _split_predictions. Batches
+    without Predictions thus pay nothing for confidences (the check sits after the str, float and int
+    cases, and a Prediction, being a tuple, would otherwise become a JSON list)."""
+
+
+def convert_outputs(outputs: Any, expected_count: int) -> tuple[list[str], list[float] | None]:
+    """Converts predict_batch's return value to one string per input and, when the model returned any
+    `Prediction`, one confidence per input (1.0 for a bare output); None when it returned none.
+
+    Each output becomes a string as outputs_to_strings describes. Raises OutputConversionError when
+    `outputs` is not a sequence of `expected_count` values, a `bytes` output is not UTF-8, or a
+    confidence is not a finite number in [0, 1] (the message names the output's index and the value).
+    """
+    outputs = _output_sequence(outputs, expected_count)
+    try:
+        if isinstance(outputs, np.ndarray):
+            return _array_rows_to_strings(outputs), None
+        return [value if type(value) is str else _value_to_string(value) for value in outputs], None
+    except _ReportsConfidence:
+        return _split_predictions(outputs.tolist() if isinstance(outputs, np.ndarray) else outputs)
+
+
 def outputs_to_strings(outputs: Any, expected_count: int) -> list[str]:
-    """Converts predict_batch's return value to one string per input.
+    """Converts predict_batch's return value to one string per input (a Prediction's confidence is
+    checked, then dropped: convert_outputs keeps it).
 
     `str` stays as is, `bytes` is decoded as UTF-8, numpy scalars and arrays and other JSON-able values
     become JSON (`json.dumps`; arrays via `.tolist()`), anything else `str(value)`.
@@ -333,13 +363,18 @@ def outputs_to_strings(outputs: Any, expected_count: int) -> list[str]:
     Raises OutputConversionError when `outputs` is not a sequence of `expected_count` values, or a
     `bytes` output is not UTF-8.
     """
+    return convert_outputs(outputs, expected_count)[0]
+
+
+def _output_sequence(outputs: Any, expected_count: int) -> Sequence[Any] | np.ndarray:
+    """`outputs` as an ndarray or a sequence of `expected_count` values (a generator is read once)."""
     if isinstance(outputs, np.ndarray):
         if outputs.ndim == 0:
             raise OutputConversionError(
                 "predict_batch returned a 0-d array; return one output per input"
             )
         _check_count(len(outputs), expected_count)
-        return _array_rows_to_strings(outputs)
+        return outputs
     if outputs is None or isinstance(outputs, (str, bytes, bytearray, memoryview, dict)):
         raise OutputConversionError(
             f"predict_batch must return a list with one output per input, got {type(outputs).__name__}"
@@ -353,7 +388,43 @@ def outputs_to_strings(outputs: Any, expected_count: int) -> list[str]:
                 f"got {type(outputs).__name__}"
             ) from None
     _check_count(len(outputs), expected_count)
-    return [value if type(value) is str else _value_to_string(value) for value in outputs]
+    return outputs
+
+
+def _split_predictions(outputs: Sequence[Any]) -> tuple[list[str], list[float]]:
+    strings: list[str] = []
+    confidences: list[float] = []
+    for index, value in enumerate(outputs):
+        if isinstance(value, Prediction):
+            output, confidence = value
+            if isinstance(output, Prediction):
+                raise OutputConversionError(
+                    f"output {index} is a Prediction whose output is itself a Prediction; "
+                    "return Prediction(output, confidence) with a plain output"
+                )
+            confidences.append(_checked_confidence(index, confidence))
+        else:
+            output = value
+            confidences.append(1.0)
+        strings.append(output if type(output) is str else _value_to_string(output))
+    return strings, confidences
+
+
+def _checked_confidence(index: int, confidence: Any) -> float:
+    if type(confidence) is float and 0.0 <= confidence <= 1.0:
+        return confidence
+    if isinstance(confidence, (bool, np.bool_)) or not isinstance(confidence, numbers.Real):
+        raise OutputConversionError(
+            f"output {index} reports the confidence {confidence!r}, which is not a number; "
+            "a confidence is a number from 0 to 1"
+        )
+    number = float(confidence)
+    if not 0.0 <= number <= 1.0:  # also refuses NaN
+        raise OutputConversionError(
+            f"output {index} reports the confidence {number!r}; "
+            "a confidence must be a finite number from 0 to 1"
+        )
+    return number
 
 
 def _check_count(actual: int, expected: int) -> None:
@@ -385,6 +456,8 @@ def _value_to_string(value: Any) -> str:
         return repr(value)  # what json.dumps writes, minus its overhead
     if type(value) is int:
         return str(value)
+    if isinstance(value, Prediction):
+        raise _ReportsConfidence
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
             return bytes(value).decode("utf-8")
@@ -474,22 +547,56 @@ def encode_predict_error(builder: flatbuffers.Builder, batch_id: int, error: str
 #   48  [string] outputs: uint32 count, then one uint32 offset per string (element j at 52 + 4j)
 #   52 + 4 count: the strings, each uint32 length, UTF-8 bytes, NUL, zero padding to a multiple of 4.
 # Element j points at 52 + 4 count + start_j, so it holds start_j + 4 (count - j).
-_RESPONSE_HEADER = struct.Struct("<I4HiIB3x4HiIQI")
+# Everything up to the PredictResponse table's outputs offset is the same in every response.
+_RESPONSE_PREFIX = struct.pack(
+    "<I4HiIB3x4Hi", 12, 8, 12, 8, 4, 8, 16, Payload.PredictResponse, 8, 16, 8, 4, 8
+)
+_RESPONSE_TAIL = struct.Struct("<IQI")  # outputs offset 12, batch_id, outputs count
+# With confidences (n = count), the same message grows the confidences field and vector, placed before
+# the outputs so that the [string] vector is still the message's tail (all the native encoder writes):
+#   12  table    Message: as above, but payload offset 36-16=20
+#   24  vtable   PredictResponse: size 12, table size 20, batch_id at +12, outputs at +4, error absent,
+#                confidences at +8
+#   36  table    PredictResponse: int32 36-24=12, uint32 outputs offset (60+4n)-40=20+4n,
+#                uint32 confidences offset 56-44=12, uint64 batch_id (at 48)
+#   56  [float]  confidences: uint32 n, then n little-endian float32
+#   60 + 4n      [string] outputs, laid out as above
+# Without confidences nothing of this is written: a batch that reports none costs what it always did.
+_CONFIDENT_RESPONSE_PREFIX = struct.pack(
+    "<I4HiIB3x6Hi", 12, 8, 12, 8, 4, 8, 20, Payload.PredictResponse, 12, 20, 12, 4, 0, 8, 12
+)
+# outputs offset 20 + 4n, confidences offset 12, batch_id, confidences count
+_CONFIDENT_RESPONSE_TAIL = struct.Struct("<IIQI")
+_HOST_IS_BIG_ENDIAN = sys.byteorder == "big"
 _NUL_AND_PADDING = (b"\0\0\0\0", b"\0\0\0", b"\0\0", b"\0")  # indexed by length % 4
 # Below this many outputs a Python loop beats numpy's per-call overhead.
 _VECTORIZE_MIN_OUTPUTS = 128
 
 
-def encode_predict_response(batch_id: int, outputs: list[str]) -> bytes:
-    """Returns a Message{PredictResponse{batch_id, outputs}} (see the layout above); the C++ side reads
-    it like any other flatbuffer. Uses the native encoder shipped with the wheel when it is there
-    (same bytes, ~10x faster), else the Python one."""
-    header = _RESPONSE_HEADER.pack(
-        12, 8, 12, 8, 4, 8, 16, Payload.PredictResponse, 8, 16, 8, 4, 8, 12, batch_id, len(outputs)
-    )
+def encode_predict_response(
+    batch_id: int, outputs: list[str], confidences: Sequence[float] | None = None
+) -> bytes:
+    """Returns a Message{PredictResponse{batch_id, outputs, confidences}} (see the layout above); the
+    C++ side reads it like any other flatbuffer. `confidences`, one float in [0, 1] per output as
+    convert_outputs returns them, is written only when given and not empty. Uses the native encoder
+    shipped with the wheel when it is there (same bytes, ~10x faster), else the Python one."""
+    if confidences:
+        header = _confident_response_header(batch_id, len(outputs), confidences)
+    else:
+        header = _RESPONSE_PREFIX + _RESPONSE_TAIL.pack(12, batch_id, len(outputs))
     if _native_encode is not None and type(outputs) is list:
         return _native_encode(header, outputs)
     return _encode_in_python(header, outputs)
+
+
+def _confident_response_header(batch_id: int, count: int, confidences: Sequence[float]) -> bytes:
+    if len(confidences) != count:
+        raise ValueError(f"{len(confidences)} confidences for {count} outputs; give one per output")
+    floats = array.array("f", confidences)  # rounds each to the nearest float32, as C's cast does
+    if _HOST_IS_BIG_ENDIAN:
+        floats.byteswap()
+    tail = _CONFIDENT_RESPONSE_TAIL.pack(20 + 4 * count, 12, batch_id, count)
+    return b"".join((_CONFIDENT_RESPONSE_PREFIX, tail, floats.tobytes(), _PACK_U32(count)))
 
 
 def _encode_in_python(header: bytes, outputs: Sequence[str]) -> bytes:

@@ -1,4 +1,5 @@
-"""The model author's side of the container SDK: the `Model` base class.
+"""The model author's side of the container SDK: the `Model` base class and `Prediction`, an output
+with the model's confidence in it.
 
 Owns only the contract between the serving loop and user code; it does no I/O. predict_batch always runs
 on the serving loop's main thread, one batch at a time, so a model needs no locking of its own.
@@ -8,7 +9,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Prediction(NamedTuple):
+    """One output with the model's confidence in it, for predict_batch to return in place of a bare
+    output::
+
+        return [Prediction(label, float(probability)) for label, probability in zip(labels, best)]
+
+    `confidence` is a number from 0 (unsure) to 1 (sure); the frontend's selection policies read it
+    (`cascade` asks the next model while it is below their threshold). Bare outputs and Predictions
+    mix freely in one batch: a bare output counts as confidence 1.0. A confidence that is not a finite
+    number in [0, 1] fails the batch with an error naming the output's index and the value.
+    """
+
+    output: Any
+    confidence: float
 
 
 class Model(abc.ABC):
@@ -34,6 +51,7 @@ class Model(abc.ABC):
     The return value holds one output per input, in order (a list, tuple or numpy array). Each output is
     sent as a string: `str` as is, `bytes` decoded as UTF-8, numbers, lists, dicts and numpy values as
     JSON, anything else as `str(output)`. An output that is valid JSON reaches the client as JSON.
+    To report how sure the model is, return `Prediction(output, confidence)` for an output instead.
 
     An exception raised by predict_batch (or outputs of the wrong count) fails that batch only: its
     queries get their application's default output with the error as explanation, and the container

@@ -29,13 +29,13 @@ from clipper.container.codec import (
     InputType,
     Payload,
     WireFormatError,
+    convert_outputs,
     decode_heartbeat_ack,
     decode_predict_request,
     encode_heartbeat,
     encode_predict_error,
     encode_predict_response,
     encode_register,
-    outputs_to_strings,
     parse_input_type,
     read_message,
 )
@@ -330,10 +330,10 @@ class ModelServer:
                 encode_predict_error(self._builder, exc.batch_id, f"WireFormatError: {exc}")
             )
         try:
-            outputs = (
-                outputs_to_strings(self.model.predict_batch(batch.inputs), batch.num_inputs)
+            outputs, confidences = (
+                convert_outputs(self.model.predict_batch(batch.inputs), batch.num_inputs)
                 if batch.num_inputs
-                else []
+                else ([], None)
             )
         except Exception as exc:  # the model's failure fails this batch only
             error = f"{type(exc).__name__}: {exc}"
@@ -346,7 +346,7 @@ class ModelServer:
                 exc_info=exc,
             )
             return bytes(encode_predict_error(self._builder, batch.batch_id, error))
-        return encode_predict_response(batch.batch_id, outputs)
+        return encode_predict_response(batch.batch_id, outputs, confidences)
 
     def _heartbeat_loop(self, context: zmq.Context) -> None:
         """The heartbeat thread's body; it owns `socket` from creation to close."""
