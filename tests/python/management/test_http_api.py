@@ -160,7 +160,12 @@ def test_every_admin_path_needs_the_token(admin_server, engine, headers):
         ("GET", "/admin/openapi.json"),
         ("POST", "/admin/no_such_operation"),
     ]:
-        body = {"name": "x", "input_type": "doubles", "default_output": "0", "latency_slo_micros": 1}
+        body = {
+            "name": "x",
+            "input_type": "doubles",
+            "default_output": "0",
+            "latency_slo_micros": 1,
+        }
         status, content_type, answer = call(admin_server, method, path, body, headers)
         assert (status, content_type) == (401, "application/json"), path
         assert answer["error"] == "Unauthorized" and "Bearer" in answer["cause"]

@@ -74,7 +74,9 @@ def parse(received):
 
 
 def get(port, path="/x", source="127.0.0.1"):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=5, source_address=(source, 0)
+    )
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -138,7 +140,8 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(server):
         ),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 4096 + b"\r\n\r\n", 431, "2048 bytes"),
         (
-            b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(20))
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(20))
             + b"\r\n",
             431,
             "at most 10",
@@ -146,7 +149,10 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(server):
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", 413, "at most 1000"),
         (
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"3e8\r\n" + b"x" * 1000 + b"\r\n" + b"5\r\nxxxxx\r\n0\r\n\r\n",
+            + b"3e8\r\n"
+            + b"x" * 1000
+            + b"\r\n"
+            + b"5\r\nxxxxx\r\n0\r\n\r\n",
             413,
             "exceeds 1000 bytes",
         ),
@@ -174,7 +180,9 @@ def test_malformed_and_smuggling_shapes_are_refused_and_the_connection_closed(
 
 
 def test_a_chunked_body_within_the_limit_is_read(server):
-    request = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    request = (
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
     request += b"5\r\nhello\r\n0\r\n\r\n"
     status, answer, _ = raw_exchange(server.port, request)
     assert (status, answer["bytes"]) == (200, 5)
