@@ -67,7 +67,8 @@ class ModelDirectoryClosure(ABC):
 
 
 class ClosureModel(Model):
-    """Serves a function `func(inputs) -> list` exactly as a Model's predict_batch."""
+    """Serves a function `func(inputs) -> list` exactly as a Model's predict_batch: what it returns,
+    `Prediction`s with their confidences included, passes through unchanged."""
 
     def __init__(self, func: Callable[[Any], Sequence[Any]]) -> None:
         self.func = func

@@ -17,6 +17,8 @@ from clipper.container.cli import build_parser, load_model
 
 from .wire_frontend import RouterFrontend
 
+REPOSITORY = Path(__file__).resolve().parents[3]
+
 MODEL_SOURCE = textwrap.dedent(
     """
     import numpy as np
@@ -106,7 +108,7 @@ def test_serves_a_model_class_until_sigterm(frontend, model_dir):
         again = frontend.predict(replica, 3, "doubles", np.array([[2.0, 0.0]]))
     finally:
         status, stderr = stop(process)
-    assert answered == {"batch_id": 1, "outputs": ["9.0", "3.0"], "error": None}
+    assert answered == {"batch_id": 1, "outputs": ["9.0", "3.0"], "error": None, "confidences": []}
     assert failed["error"] == "ArithmeticError: negative input"
     assert again["outputs"] == ["6.0"]
     assert status == 0, stderr
@@ -138,6 +140,41 @@ def test_takes_its_identity_from_clippers_environment_variables(frontend, model_
     assert register.fields["input_type"] == 2  # floats
     assert register.fields["replica_id"] == -1
     assert response["outputs"] == ["2.25"]
+    assert status == 0, stderr
+
+
+def test_serves_the_confident_model_example_with_its_confidences(frontend):
+    # examples/confident_model.py, as its docstring says to serve it.
+    process = launch(
+        [
+            "--model",
+            "confident_model:NearestCentroid",
+            "--model-dir",
+            str(REPOSITORY / "examples"),
+            "--name",
+            "pets",
+            "--version",
+            "1",
+            "--input-type",
+            "doubles",
+            "--frontend",
+            frontend.address,
+        ]
+    )
+    try:
+        replica = frontend.wait_for("register", timeout_s=20).routing_id
+        # On the cat centroid, halfway between cat and dog, on the bird centroid.
+        points = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
+        answered = frontend.predict(replica, 1, "doubles", points)
+        failed = frontend.predict(replica, 2, "doubles", np.array([[1.0, 2.0, 3.0]]))
+    finally:
+        status, stderr = stop(process)
+    assert answered["error"] is None
+    assert answered["outputs"] == ["cat", "cat", "bird"]
+    sure_cat, unsure, sure_bird = answered["confidences"]
+    assert sure_cat > 0.9 and sure_bird > 0.9
+    assert 0.4 < unsure < 0.55  # cat and dog tie; bird is further away
+    assert failed["error"].startswith("ValueError: each input must be 2 numbers (x, y)")
     assert status == 0, stderr
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from clipper.container import Prediction
 from clipper.container.closure import ClosureModel, load_closure, save_closure
 
 from .wire_frontend import RouterFrontend
@@ -96,7 +97,63 @@ def test_closure_runner_serves_a_saved_closure_until_sigterm(frontend, tmp_path)
             process.kill()
             _, stderr = process.communicate()
     assert register.fields["model_name"] == "adder" and register.fields["replica_id"] == 0
-    assert response == {"batch_id": 1, "outputs": ["103.0", "103.0"], "error": None}
+    assert response == {
+        "batch_id": 1,
+        "outputs": ["103.0", "103.0"],
+        "error": None,
+        "confidences": [],
+    }
+    assert process.returncode == 0, stderr
+
+
+def test_a_closure_reports_confidences_through_the_runner(frontend, tmp_path):
+    def sure_of_small_sums(inputs):
+        # A Prediction for each row, bare output for empty ones: both pass through unchanged.
+        return [
+            Prediction(float(row.sum()), 1.0 / (1.0 + abs(float(row.sum()))))
+            if row.size
+            else "empty"
+            for row in inputs
+        ]
+
+    path = save_closure(sure_of_small_sums, tmp_path)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clipper.container.closure_runner",
+            "--func-path",
+            str(path),
+            "--name",
+            "sure",
+            "--version",
+            "1",
+            "--input-type",
+            "doubles",
+            "--frontend",
+            frontend.address,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        register = frontend.wait_for("register", timeout_s=20)
+        rows = [np.array([1.0, 2.0]), np.array([]), np.array([0.0])]
+        response = frontend.predict(register.routing_id, 1, "doubles", rows)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+    assert response == {
+        "batch_id": 1,
+        "outputs": ["3.0", "empty", "0.0"],
+        "error": None,
+        "confidences": [0.25, 1.0, 1.0],
+    }
     assert process.returncode == 0, stderr
 
 

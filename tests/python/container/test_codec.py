@@ -282,7 +282,12 @@ def test_predict_response_reads_back_with_the_generated_code(outputs):
     message = codec.encode_predict_response(2**40 + 3, outputs)
     decoded = decode_replica_message(b"", message)
     assert decoded.kind == "response"
-    assert decoded.fields == {"batch_id": 2**40 + 3, "outputs": outputs, "error": None}
+    assert decoded.fields == {
+        "batch_id": 2**40 + 3,
+        "outputs": outputs,
+        "error": None,
+        "confidences": [],
+    }
 
 
 def test_both_response_layouts_agree_around_the_vectorization_threshold(monkeypatch):
@@ -304,6 +309,34 @@ def test_native_and_python_encoders_write_the_same_bytes(monkeypatch, outputs):
     native = codec.encode_predict_response(2**40 + 3, outputs)
     monkeypatch.setattr(codec, "_native_encode", None)
     assert native == codec.encode_predict_response(2**40 + 3, outputs)
+
+
+# (outputs, confidences): the confidences vector sits before the outputs, so every string padding and
+# the vectorized string layout must still line up behind it.
+CONFIDENT_RESPONSE_CASES = {
+    "one": (["cat"], [0.75]),
+    "every_padding": (["", "a", "ab", "abc", "abcd", "abcde"], [1.0, 0.0, 0.5, 0.1, 1 / 3, 2e-45]),
+    "unicode": (["héllo", "🎉"], [0.999999, 1e-8]),
+    "vectorized": (
+        [f"output-{index}" * (index % 5) for index in range(1000)],
+        [index / 999 for index in range(1000)],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("outputs", "confidences"),
+    CONFIDENT_RESPONSE_CASES.values(),
+    ids=CONFIDENT_RESPONSE_CASES.keys(),
+)
+def test_native_and_python_encoders_write_the_same_bytes_with_confidences(
+    monkeypatch, outputs, confidences
+):
+    native = codec.encode_predict_response(7, outputs, confidences)
+    monkeypatch.setattr(codec, "_native_encode", None)
+    assert native == codec.encode_predict_response(7, outputs, confidences)
+    monkeypatch.setattr(codec, "_VECTORIZE_MIN_OUTPUTS", 10**9)  # the loop layout as well
+    assert native == codec.encode_predict_response(7, outputs, confidences)
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
@@ -329,6 +362,7 @@ def test_predict_error_carries_the_error_and_no_outputs():
         "batch_id": 11,
         "outputs": [],
         "error": "ValueError: boom",
+        "confidences": [],
     }
 
 
@@ -447,6 +481,10 @@ def test_every_message_the_sdk_sends_passes_the_cpp_verifier(cpp_verifier, tmp_p
         **{
             f"response_{name}": codec.encode_predict_response(9, outputs)
             for name, outputs in RESPONSE_CASES.items()
+        },
+        **{
+            f"confident_response_{name}": codec.encode_predict_response(9, outputs, confidences)
+            for name, (outputs, confidences) in CONFIDENT_RESPONSE_CASES.items()
         },
     }
     paths = []

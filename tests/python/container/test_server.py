@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from clipper.container import ContainerOptions, Model, ModelServer
+from clipper.container import ContainerOptions, Model, ModelServer, Prediction
 from clipper.container.codec import InputType
 
 from .wire_frontend import RouterFrontend
@@ -114,7 +114,12 @@ def test_answers_a_uniform_batch_in_order(frontend, served):
     _, _, replica = served
     batch = np.array([[1.0, 2.0], [3.5, 4.0], [-1.5, 0.0]]) + 10
     response = frontend.predict(replica, 41, "doubles", batch)
-    assert response == {"batch_id": 41, "outputs": ["23.0", "27.5", "18.5"], "error": None}
+    assert response == {
+        "batch_id": 41,
+        "outputs": ["23.0", "27.5", "18.5"],
+        "error": None,
+        "confidences": [],
+    }
 
 
 def test_answers_a_ragged_batch(frontend, served):
@@ -140,8 +145,13 @@ def test_an_exception_fails_its_batch_only(frontend, served, caplog):
     failed = frontend.predict(replica, 50, "doubles", np.array([[-1.0, 5.0], [2.0, 2.0]]))
     answered = frontend.predict(replica, 51, "doubles", np.array([[2.0, 5.0]]))
 
-    assert failed == {"batch_id": 50, "outputs": [], "error": "ValueError: row starts with -1"}
-    assert answered == {"batch_id": 51, "outputs": ["7.0"], "error": None}
+    assert failed == {
+        "batch_id": 50,
+        "outputs": [],
+        "error": "ValueError: row starts with -1",
+        "confidences": [],
+    }
+    assert answered == {"batch_id": 51, "outputs": ["7.0"], "error": None, "confidences": []}
     [record] = [r for r in caplog.records if "event=predict_failed" in r.getMessage()]
     assert "model=sums version=3 batch=50 inputs=2" in record.getMessage()
     assert '"ValueError: row starts with -1"' in record.getMessage()
@@ -156,6 +166,42 @@ def test_the_wrong_number_of_outputs_is_an_error_response(frontend, served):
         "OutputConversionError: predict_batch returned 2 outputs for a batch of 3 inputs"
     )
     assert frontend.predict(replica, 61, "doubles", np.array([[1.0]]))["outputs"] == ["1.0"]
+
+
+class SignLabeller(Model):
+    """Labels each row by the sign of its sum, as a Prediction whose confidence is the row's first
+    value; a row starting with 0 gets a bare output."""
+
+    def predict_batch(self, inputs: Any) -> list[Any]:
+        return [
+            Prediction("positive" if row.sum() > 0 else "negative", row[0]) if row[0] else "zero"
+            for row in inputs
+        ]
+
+
+def test_confidences_reach_the_frontend_and_a_bad_one_fails_its_batch_only(frontend):
+    running = start(frontend, SignLabeller())
+    try:
+        replica = frontend.wait_for("register").routing_id
+        reported = frontend.predict(
+            replica, 70, "doubles", np.array([[0.25, 1.0], [0.0, -1.0], [0.75, -5.0]])
+        )
+        refused = frontend.predict(replica, 71, "doubles", np.array([[0.5, 1.0], [1.5, 0.0]]))
+        unreported = frontend.predict(replica, 72, "doubles", np.array([[0.0, 1.0]]))
+    finally:
+        running.stop()
+    assert reported == {
+        "batch_id": 70,
+        "outputs": ["positive", "zero", "negative"],
+        "error": None,
+        "confidences": [0.25, 1.0, 0.75],
+    }
+    assert refused["outputs"] == [] and refused["confidences"] == []
+    assert refused["error"] == (
+        "OutputConversionError: output 1 reports the confidence 1.5; "
+        "a confidence must be a finite number from 0 to 1"
+    )
+    assert unreported == {"batch_id": 72, "outputs": ["zero"], "error": None, "confidences": []}
 
 
 def test_a_batch_of_another_input_type_is_an_error_response(frontend, served):

@@ -11,7 +11,6 @@ from typing import Any
 import flatbuffers
 import numpy as np
 import zmq
-
 from clipper.wire import Heartbeat as wire_heartbeat
 from clipper.wire import HeartbeatAck as wire_heartbeat_ack
 from clipper.wire import Message as wire_message
@@ -133,6 +132,10 @@ def decode_replica_message(routing_id: bytes, buffer: bytes) -> Received:
                     response.Outputs(index).decode() for index in range(response.OutputsLength())
                 ],
                 "error": error.decode() if error is not None else None,
+                # Empty when the replica reported none (the field is then absent from the message).
+                "confidences": [
+                    response.Confidences(index) for index in range(response.ConfidencesLength())
+                ],
             },
         )
     return Received(routing_id, "other", {"payload_type": payload_type})
