@@ -344,13 +344,33 @@ def convert_outputs(outputs: Any, expected_count: int) -> tuple[list[str], list[
     `outputs` is not a sequence of `expected_count` values, a `bytes` output is not UTF-8, or a
     confidence is not a finite number in [0, 1] (the message names the output's index and the value).
     """
-    outputs = _output_sequence(outputs, expected_count)
-    try:
-        if isinstance(outputs, np.ndarray):
+    if isinstance(outputs, np.ndarray):
+        if outputs.ndim == 0:
+            raise OutputConversionError(
+                "predict_batch returned a 0-d array; return one output per input"
+            )
+        _check_count(len(outputs), expected_count)
+        try:
             return _array_rows_to_strings(outputs), None
+        except _ReportsConfidence:  # an object array holding Predictions
+            return _split_predictions(outputs.tolist())
+    if outputs is None or isinstance(outputs, (str, bytes, bytearray, memoryview, dict)):
+        raise OutputConversionError(
+            f"predict_batch must return a list with one output per input, got {type(outputs).__name__}"
+        )
+    if not isinstance(outputs, Sequence):
+        try:
+            outputs = list(outputs)  # a generator is read once, here
+        except TypeError:
+            raise OutputConversionError(
+                "predict_batch must return a list with one output per input, "
+                f"got {type(outputs).__name__}"
+            ) from None
+    _check_count(len(outputs), expected_count)
+    try:
         return [value if type(value) is str else _value_to_string(value) for value in outputs], None
     except _ReportsConfidence:
-        return _split_predictions(outputs.tolist() if isinstance(outputs, np.ndarray) else outputs)
+        return _split_predictions(outputs)
 
 
 def outputs_to_strings(outputs: Any, expected_count: int) -> list[str]:
@@ -366,29 +386,11 @@ def outputs_to_strings(outputs: Any, expected_count: int) -> list[str]:
     return convert_outputs(outputs, expected_count)[0]
 
 
-def _output_sequence(outputs: Any, expected_count: int) -> Sequence[Any] | np.ndarray:
-    """`outputs` as an ndarray or a sequence of `expected_count` values (a generator is read once)."""
-    if isinstance(outputs, np.ndarray):
-        if outputs.ndim == 0:
-            raise OutputConversionError(
-                "predict_batch returned a 0-d array; return one output per input"
-            )
-        _check_count(len(outputs), expected_count)
-        return outputs
-    if outputs is None or isinstance(outputs, (str, bytes, bytearray, memoryview, dict)):
+def _check_count(actual: int, expected: int) -> None:
+    if actual != expected:
         raise OutputConversionError(
-            f"predict_batch must return a list with one output per input, got {type(outputs).__name__}"
+            f"predict_batch returned {actual} outputs for a batch of {expected} inputs"
         )
-    if not isinstance(outputs, Sequence):
-        try:
-            outputs = list(outputs)
-        except TypeError:
-            raise OutputConversionError(
-                "predict_batch must return a list with one output per input, "
-                f"got {type(outputs).__name__}"
-            ) from None
-    _check_count(len(outputs), expected_count)
-    return outputs
 
 
 def _split_predictions(outputs: Sequence[Any]) -> tuple[list[str], list[float]]:
@@ -402,7 +404,9 @@ def _split_predictions(outputs: Sequence[Any]) -> tuple[list[str], list[float]]:
                     f"output {index} is a Prediction whose output is itself a Prediction; "
                     "return Prediction(output, confidence) with a plain output"
                 )
-            confidences.append(_checked_confidence(index, confidence))
+            if type(confidence) is not float or not 0.0 <= confidence <= 1.0:
+                confidence = _checked_confidence(index, confidence)
+            confidences.append(confidence)
         else:
             output = value
             confidences.append(1.0)
@@ -411,8 +415,6 @@ def _split_predictions(outputs: Sequence[Any]) -> tuple[list[str], list[float]]:
 
 
 def _checked_confidence(index: int, confidence: Any) -> float:
-    if type(confidence) is float and 0.0 <= confidence <= 1.0:
-        return confidence
     if isinstance(confidence, (bool, np.bool_)) or not isinstance(confidence, numbers.Real):
         raise OutputConversionError(
             f"output {index} reports the confidence {confidence!r}, which is not a number; "
@@ -425,13 +427,6 @@ def _checked_confidence(index: int, confidence: Any) -> float:
             "a confidence must be a finite number from 0 to 1"
         )
     return number
-
-
-def _check_count(actual: int, expected: int) -> None:
-    if actual != expected:
-        raise OutputConversionError(
-            f"predict_batch returned {actual} outputs for a batch of {expected} inputs"
-        )
 
 
 def _array_rows_to_strings(array: np.ndarray) -> list[str]:
