@@ -1,6 +1,7 @@
 """Micro-benchmarks (pytest-benchmark) of the container SDK's hot path: decoding a batch the frontend
-sent and encoding the model's answers. Not tests: run with
-`python -m pytest bench/micro --benchmark-only` and compare runs with `--benchmark-compare`."""
+sent, converting the model's answers (bare outputs, or Predictions with confidences) and encoding them.
+Not tests: run with `python -m pytest bench/micro --benchmark-only` and compare runs with
+`--benchmark-compare`."""
 
 import flatbuffers
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from clipper.wire import InputType as WireInputType
 from clipper.wire import Message, Payload, PredictRequest
 
-from clipper.container import codec
+from clipper.container import Prediction, codec
 
 
 def encoded_request(rows: int, columns: int) -> bytes:
@@ -55,4 +56,34 @@ def test_encode_outputs(benchmark, monkeypatch, rows, encoder):
         assert codec._native_encode is not None, "clipper_native._wire is not installed"
     outputs = [str(float(i)) for i in range(rows)]
     encoded = benchmark(codec.encode_predict_response, 7, outputs)
+    assert len(encoded) > rows
+
+
+@pytest.mark.parametrize("encoder", ["native", "python"])
+@pytest.mark.parametrize("rows", [1, 64, 1024])
+def test_encode_outputs_with_confidences(benchmark, monkeypatch, rows, encoder):
+    """The same outputs with one confidence each: the header grows by the [float] vector."""
+    if encoder == "python":
+        monkeypatch.setattr(codec, "_native_encode", None)
+    else:
+        assert codec._native_encode is not None, "clipper_native._wire is not installed"
+    outputs = [str(float(i)) for i in range(rows)]
+    confidences = [i / rows for i in range(rows)]
+    encoded = benchmark(codec.encode_predict_response, 7, outputs, confidences)
+    assert len(encoded) > 4 * rows
+
+
+@pytest.mark.parametrize("reported", ["bare", "predictions"])
+@pytest.mark.parametrize("rows", [1, 64, 1024])
+def test_answer_a_batch(benchmark, rows, reported):
+    """What a replica does with predict_batch's return value: convert_outputs, then encode. "bare"
+    returns floats (no confidences written), "predictions" the same floats as Predictions."""
+    values = [float(i) * 0.5 for i in range(rows)]
+    outputs = values if reported == "bare" else [Prediction(v, 0.5) for v in values]
+
+    def answer():
+        strings, confidences = codec.convert_outputs(outputs, rows)
+        return codec.encode_predict_response(7, strings, confidences)
+
+    encoded = benchmark(answer)
     assert len(encoded) > rows
