@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "batching/batch_planner.h"
 #include "batching/batch_queue.h"
+#include "common/clock.h"
 #include "common/input_type.h"
+#include "common/latency_model.h"
 #include "metrics/metrics.h"
 
 namespace clipper {
@@ -41,8 +42,9 @@ struct ModelVersion {
   std::atomic<int32_t> learned_batch_size{1};             // what its replicas learned; seeds new ones
 
   std::atomic<int32_t> connected_replicas{0};
-  // Replicas with no batch in flight. I/O threads wake the RPC thread for new tasks only when one
-  // is idle: a busy replica takes the queue's contents when its answer arrives anyway.
+  // Replicas with room for another batch. I/O threads wake the RPC thread for new tasks only when
+  // one is idle: a busy replica takes the queue's contents when its answer arrives anyway. Written
+  // only by rpc/ReplicaSet on the replica side's thread (its header states when).
   std::atomic<int32_t> idle_replicas{0};
   BatchQueue queue;
 
