@@ -2,7 +2,9 @@
 // serving loop that costs more than a few microseconds in Python (building a [string] vector is a
 // Python-level step per output). Depends on nothing but CPython, so a replica process loads no
 // engine libraries. The message layout stays defined in clipper/container/codec.py: the caller
-// passes the packed header and this only appends the vector body the same way codec.py does.
+// passes the packed header (which ends with the [float] confidences vector when the model reported
+// any) and this only appends the [string] vector body the same way codec.py does, so both write
+// the same bytes with and without confidences.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
