@@ -16,6 +16,7 @@ from e2e_support import free_ports, model_answer, predict, wait_for
 
 from clipper import ClipperConnection, DockerContainerManager
 from clipper.deployers.python import deploy_python_closure
+from clipper.exceptions import DeploymentError
 from clipper.managers.docker import CLIPPER_LABEL
 
 docker = pytest.importorskip("docker", reason="the Docker SDK for Python (pip install docker)")
@@ -196,6 +197,26 @@ def test_versions_roll_forward_and_back_under_load_without_a_failed_query(docker
     assert not [a for a in answers if a[1]], "some queries got the default output"
     assert {output for _, _, output in answers} == {1.0, 2.0}
     assert answers[-1][2] == 1.0  # rolled back to version 1
+
+
+def test_a_model_the_image_cannot_load_fails_fast_with_the_reason(docker_cluster):
+    from clipper.admin.management_client import ManagementClient
+
+    def needs_the_control_plane(inputs, _unavailable=ManagementClient):
+        return [str(x) for x in inputs]
+
+    conn = docker_cluster
+    started = time.monotonic()
+    # The closure references clipper.admin, which model images do not hold: every start crashes.
+    with pytest.raises(DeploymentError, match="No module named 'clipper.admin'"):
+        deploy_python_closure(conn, "broken", "1", "doubles", needs_the_control_plane)
+    assert time.monotonic() - started < 60  # reported once it crash-loops, not at the timeout
+    assert (
+        _CLIENT.containers.list(
+            all=True, filters={"label": "ai.clipper.model_container.label=broken_1"}
+        )
+        == []
+    )
 
 
 def test_scaling_a_model_up_and_down(docker_cluster):
