@@ -4,6 +4,7 @@ model served from containers, a replica container killed under load, scaling, a 
 container, and stop_all leaving no container behind."""
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -255,3 +256,31 @@ def test_a_replaced_frontend_container_keeps_the_configuration(docker_cluster):
     ClipperConnection(other).connect()
     assert other.get_query_addr() == conn.cm.get_query_addr()
     assert other.state_dir == conn.cm.state_dir  # the token is found through the mount
+
+
+def test_with_redis_the_configuration_outlives_the_frontend_and_its_state_directory(
+    tmp_path, redis_address
+):
+    host, port = redis_address.rsplit(":", 1)
+    query, management, rpc, metrics = free_ports(4)
+    manager = DockerContainerManager(
+        cluster_name=f"e2e-redis-{uuid.uuid4().hex[:8]}",
+        clipper_query_port=query,
+        clipper_management_port=management,
+        clipper_rpc_port=rpc,
+        prometheus_port=metrics,
+        redis_ip=host,
+        redis_port=int(port),
+        state_dir=tmp_path / "state",
+    )
+    conn = ClipperConnection(manager)
+    try:
+        conn.start_clipper()
+        conn.register_application("kept", "doubles", "-1.0", 100_000)
+        conn.stop_all()  # every container goes, and the state directory with the token too:
+        shutil.rmtree(manager.state_dir)
+        assert _cluster_containers(manager.cluster_name) == []
+        conn.start_clipper()
+        assert conn.get_all_apps() == ["kept"]
+    finally:
+        conn.stop_all(graceful=False, clear_state=True)
