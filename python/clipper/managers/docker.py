@@ -158,13 +158,20 @@ class DockerContainerManager(ContainerManager):
     def _container_name(self, *parts: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]", "-", "-".join(["clipper", self.cluster_name, *parts]))
 
+    def _with_extras(self, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` with `extra_container_kwargs` applied: labels and environment are merged (Clipper's
+        own entries win: they are how the cluster finds its containers), other keys replaced."""
+        merged = {**options, **self.extra_container_kwargs}
+        for key in ("labels", "environment"):
+            extra = self.extra_container_kwargs.get(key) or {}
+            if isinstance(extra, (list, tuple)):  # Docker also takes ["NAME=value", ...]
+                extra = dict(str(item).split("=", 1) for item in extra)
+            merged[key] = {**extra, **(options.get(key) or {})}
+        return merged
+
     def _run(self, **kwargs: Any) -> Any:
-        options = {**kwargs, **self.extra_container_kwargs}
-        labels = {**kwargs.get("labels", {}), **self.extra_container_kwargs.get("labels", {})}
-        options["labels"] = labels
-        options.setdefault("network", self.docker_network)
-        options["detach"] = True
-        return self.client.containers.run(**options)
+        options = self._with_extras({"network": self.docker_network, **kwargs})
+        return self.client.containers.run(detach=True, **options)
 
     # ---- the frontend -------------------------------------------------------------------------------
 
@@ -425,10 +432,8 @@ class DockerContainerManager(ContainerManager):
             "restart_policy": {"Name": "on-failure", "MaximumRetryCount": self.restart_max_retries},
             "network": self.docker_network,
             **resources.container_kwargs(),
-            **self.extra_container_kwargs,
         }
-        options["labels"].update(self.extra_container_kwargs.get("labels", {}))
-        return self.client.containers.create(**options)
+        return self.client.containers.create(**self._with_extras(options))
 
     def _start_replica(self, name: str, version: str, input_type: str, image: str) -> Any:
         import docker.errors

@@ -87,6 +87,28 @@ def test_a_replica_container_carries_labels_command_resources_and_gpus(manager, 
         manager.stop_all(graceful=False)
 
 
+def test_extra_container_kwargs_reach_every_container_beside_clippers_own(tmp_path, closure_image):
+    manager = DockerContainerManager(
+        cluster_name=f"unit-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        extra_container_kwargs={
+            "labels": {"team": "search", CLIPPER_LABEL: "not-this"},
+            "environment": ["MODEL_MODE=fast"],
+            "dns_opt": ["ndots:1"],
+        },
+    )
+    container = manager.create_replica_container("m", "1", "doubles", closure_image)
+    try:
+        attrs = _CLIENT.api.inspect_container(container.id)
+        assert attrs["Config"]["Labels"]["team"] == "search"
+        assert attrs["Config"]["Labels"][CLIPPER_LABEL] == manager.cluster_name
+        assert "MODEL_MODE=fast" in attrs["Config"]["Env"]
+        assert "CLIPPER_RPC_PORT=7000" in attrs["Config"]["Env"]
+        assert attrs["HostConfig"]["DnsOptions"] == ["ndots:1"]
+    finally:
+        manager.stop_all(graceful=False, clear_state=True)
+
+
 def test_gpu_device_ids_and_counts_become_device_requests(manager, closure_image):
     manager.set_model_resources("m", gpus=["0", "2"])
     by_id = manager.create_replica_container("m", "1", "doubles", closure_image)
