@@ -75,6 +75,11 @@ def test_a_closure_is_served_from_its_own_container(docker_cluster):
     assert len(replicas) == 1
     assert replicas[0].labels[CLIPPER_LABEL] == conn.cm.cluster_name
     assert replicas[0].image.tags == [f"clipper-model/{conn.cm.cluster_name}-summer:1"]
+    # The images' health checks pass: the replica holds its connection, the frontend answers.
+    frontend = _CLIENT.containers.get(conn.cm._container_name("frontend"))
+    for container, role in ((replicas[0], "replica"), (frontend, "frontend")):
+        health = container.exec_run(["python3", "/opt/clipper/healthcheck.py", role])
+        assert health.exit_code == 0, (role, health.output)
     # The logs of every container of the cluster come back as files.
     logs = conn.get_clipper_logs(str(conn.cm.state_dir.parent / "logs"))
     texts = [Path(path).read_text() for path in logs]

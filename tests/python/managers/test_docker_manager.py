@@ -143,6 +143,9 @@ def test_a_replica_container_stops_within_a_second_on_sigterm(manager, tmp_path)
         container.reload()
         assert container.status == "running", container.logs().decode()
         time.sleep(0.1)
+    # Its health check fails: no connection to a frontend (nothing listens on port 9).
+    health = container.exec_run(["python3", "/opt/clipper/healthcheck.py", "replica"])
+    assert health.exit_code == 1, health.output
     started = time.monotonic()
     container.stop(timeout=10)
     assert time.monotonic() - started < 1.0
