@@ -80,7 +80,7 @@ for framework in "${chosen[@]}"; do
   case "$framework" in
     "") ;;
     sklearn) requirements+=("$(pin scikit-learn)" "$(pin scipy)" "$(pin joblib)" "$(pin threadpoolctl)") ;;
-    xgboost) requirements+=("$(pin xgboost-cpu)" "$(pin scipy)") ;;
+    xgboost) requirements+=("$(pin xgboost-cpu)" "$(pin scipy)" "$(pin scikit-learn)") ;;
     onnx) requirements+=("$(pin onnx)" "$(pin onnxruntime)") ;;
     pytorch) requirements+=("$(pin torch)") ;;
     tensorflow) requirements+=("$(pin tensorflow-cpu)") ;;

@@ -112,6 +112,27 @@ def test_a_scikit_learn_model_answers_as_scikit_learn_does(docker_cluster):
         assert float(model_answer(conn, "iris", {"input": row.tolist()})["output"]) == want
 
 
+def test_an_xgboost_model_answers_as_xgboost_does(docker_cluster):
+    xgboost = pytest.importorskip("xgboost", reason="xgboost (the frameworks extra)")
+    from sklearn.datasets import load_iris
+
+    from clipper.deployers import xgboost as xgboost_deployer
+
+    features, labels = load_iris(return_X_y=True)
+    model = xgboost.XGBClassifier(n_estimators=8, max_depth=3).fit(features, labels)
+    conn = docker_cluster
+    conn.register_application("iris", "doubles", "-1", 2_000_000)
+    xgboost_deployer.deploy_xgboost_model(conn, "iris-xgb", "1", "doubles", xgboost_model=model)
+    conn.link_model_to_app("iris", "iris-xgb")
+    replica = _CLIENT.containers.list(
+        filters={"label": "ai.clipper.model_container.label=iris-xgb_1"}
+    )[0]
+    assert replica.exec_run(["python3", "-c", "import xgboost"]).exit_code == 0
+    rows = features[::15]
+    for row, want in zip(rows, model.predict(rows)):
+        assert float(model_answer(conn, "iris", {"input": row.tolist()})["output"]) == want
+
+
 def test_a_killed_replica_container_is_replaced_under_load(docker_cluster):
     conn = docker_cluster
     conn.register_application("sum", "doubles", "-1.0", 5_000_000)

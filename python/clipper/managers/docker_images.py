@@ -61,7 +61,7 @@ IMAGES: dict[str, ImageSpec] = {
     "frontend": ImageSpec("frontend", "clipper/frontend"),
     "python-closure": ImageSpec("python-closure", "clipper/python-closure-container"),
     "sklearn": ImageSpec("sklearn", "clipper/sklearn-container", ("scikit-learn",)),
-    "xgboost": ImageSpec("xgboost", "clipper/xgboost-container", ("xgboost-cpu",)),
+    "xgboost": ImageSpec("xgboost", "clipper/xgboost-container", ("xgboost-cpu", "scikit-learn")),
     "pytorch": ImageSpec("pytorch", "clipper/pytorch-container", ("torch",)),
     "onnx": ImageSpec("onnx", "clipper/onnx-container", ("onnx", "onnxruntime")),
     "tensorflow": ImageSpec("tensorflow", "clipper/tensorflow-container", ("tensorflow-cpu",)),
