@@ -82,17 +82,23 @@ def default_wheelhouse() -> Path:
 
 
 def containers_dir() -> Path:
-    """The `containers/` folder of the checkout this package runs from ($CLIPPER_CONTAINERS_DIR first)."""
+    """The `containers/` folder of a Clipper checkout: $CLIPPER_CONTAINERS_DIR when set, else the one
+    beside this package's sources (an editable install), else one in the working directory or above
+    it (a regular install used from a checkout, as CI does)."""
     configured = os.environ.get("CLIPPER_CONTAINERS_DIR")
-    candidate = (
-        Path(configured) if configured else Path(__file__).resolve().parents[3] / "containers"
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        here = Path.cwd().resolve()
+        candidates = [Path(__file__).resolve().parents[3] / "containers"]
+        candidates += [directory / "containers" for directory in (here, *here.parents)]
+    for candidate in candidates:
+        if (candidate / "python-closure" / "Dockerfile").is_file():
+            return candidate
+    raise ImageBuildError(
+        f"Clipper's Dockerfiles are not at {candidates[0]}; set CLIPPER_CONTAINERS_DIR to the "
+        "containers/ folder of a Clipper checkout"
     )
-    if not (candidate / "python-closure" / "Dockerfile").is_file():
-        raise ImageBuildError(
-            f"Clipper's Dockerfiles are not at {candidate}; set CLIPPER_CONTAINERS_DIR to the "
-            "containers/ folder of a Clipper checkout"
-        )
-    return candidate
 
 
 def _package_dir(module: str) -> Path:

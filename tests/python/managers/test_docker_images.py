@@ -80,3 +80,14 @@ def test_an_unknown_containers_dir_says_what_to_set(monkeypatch, tmp_path):
     monkeypatch.setenv("CLIPPER_CONTAINERS_DIR", str(tmp_path))
     with pytest.raises(docker_images.ImageBuildError, match="CLIPPER_CONTAINERS_DIR"):
         docker_images.containers_dir()
+
+
+def test_a_regular_install_finds_the_checkout_it_runs_from(monkeypatch, tmp_path):
+    dockerfile = tmp_path / "repo" / "containers" / "python-closure" / "Dockerfile"
+    dockerfile.parent.mkdir(parents=True)
+    dockerfile.write_text("FROM scratch\n")
+    (tmp_path / "repo" / "tests").mkdir()
+    monkeypatch.delenv("CLIPPER_CONTAINERS_DIR", raising=False)
+    monkeypatch.setattr(docker_images, "__file__", str(tmp_path / "site" / "a" / "b" / "c.py"))
+    monkeypatch.chdir(tmp_path / "repo" / "tests")
+    assert docker_images.containers_dir() == tmp_path / "repo" / "containers"
