@@ -37,10 +37,11 @@ from clipper.state.cluster_state import (
     check_labels,
     check_name,
 )
+from clipper_native import defaults
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_SIZE_BYTES = 32 * 1024 * 1024
+DEFAULT_CACHE_SIZE_BYTES = defaults.CACHE_SIZE_BYTES
 NO_CONTAINER = "NO_CONTAINER"
 _REPLICA_POLL_INTERVAL_S = 0.05
 # Cache metrics of the engine's /metrics (e.g. clipper_cache_hits_total), summarised by

@@ -31,6 +31,7 @@ from clipper.management.http_api import ManagementHTTPServer
 from clipper.management.http_server import HTTPServerLimits
 from clipper.management.service import ManagementService
 from clipper.state import default_state_dir, open_state_store
+from clipper_native import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +48,24 @@ class FrontendOptions:
     # or ~/.clipper/<cluster>.
     state_dir: str = ""
     # Address every listener binds; 127.0.0.1 keeps the cluster on this machine.
-    bind_address: str = "127.0.0.1"
+    bind_address: str = defaults.BIND_ADDRESS
     # Query REST API; 0 picks a free port (read it back from the endpoints file).
-    query_port: int = 1337
+    query_port: int = defaults.QUERY_PORT
     # Management REST API; 0 picks a free port.
-    management_port: int = 1338
+    management_port: int = defaults.MANAGEMENT_PORT
     # Model-replica RPC (ZeroMQ); 0 picks a free port.
-    rpc_port: int = 7000
+    rpc_port: int = defaults.RPC_PORT
     # Prometheus metrics; 0 serves /metrics on the query port only.
-    metrics_port: int = 1390
+    metrics_port: int = defaults.METRICS_PORT
     # Prediction cache size; 0 turns the cache off. Clipper's default is 32 MiB.
-    cache_size_bytes: int = 32 * MIB
+    cache_size_bytes: int = defaults.CACHE_SIZE_BYTES
     # Threads running the engine's HTTP event loops.
-    io_threads: int = 1
+    io_threads: int = defaults.IO_THREADS
     # "shared": with one I/O thread the model RPC runs on its loop (fewer thread hand-offs, lower
     # latency); "dedicated": the RPC gets a thread of its own (more parallelism).
     rpc_thread: str = "shared"
     # Query bodies larger than this answer 413.
-    max_body_bytes: int = 8 * MIB
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
     # Off (the default), every /admin/ call needs the token written to <state_dir>/management_token
     # at start; on, none does (only with a loopback bind_address), for the original clipper_admin client.
     allow_unauthenticated_management: bool = False
@@ -87,7 +88,7 @@ class FrontendOptions:
     # Threads running management operations (state store writes, engine updates).
     management_worker_threads: int = _LIMITS.worker_threads
     # A replica silent this long is dropped and its in-flight batch re-queued.
-    heartbeat_timeout_millis: int = 2000
+    heartbeat_timeout_millis: int = defaults.HEARTBEAT_TIMEOUT_MILLIS
     # "host:port" of a Redis server holding the configuration; empty = the embedded store.
     redis_address: str = ""
     log_level: str = "INFO"

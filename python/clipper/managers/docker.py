@@ -23,7 +23,7 @@ from typing import Any
 from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
 from clipper.managers import docker_images
-from clipper.managers.container_manager import MIB, ContainerManager
+from clipper.managers.container_manager import ContainerManager
 from clipper.managers.docker_replicas import (
     CLOSURE_FILE_NAME,
     CRASH_LOOP_RESTARTS,
@@ -37,6 +37,7 @@ from clipper.managers.docker_replicas import (
     supervision_entry,
 )
 from clipper.state import default_state_dir
+from clipper_native import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,12 @@ class DockerContainerManager(ContainerManager):
     def __init__(
         self,
         cluster_name: str = "default-cluster",
-        clipper_query_port: int = 1337,
-        clipper_management_port: int = 1338,
-        clipper_rpc_port: int = 7000,
+        clipper_query_port: int = defaults.QUERY_PORT,
+        clipper_management_port: int = defaults.MANAGEMENT_PORT,
+        clipper_rpc_port: int = defaults.RPC_PORT,
         redis_ip: str | None = None,
         redis_port: int = 6379,
-        prometheus_port: int = 1390,
+        prometheus_port: int = defaults.METRICS_PORT,
         docker_network: str = "host",
         extra_container_kwargs: Mapping[str, Any] | None = None,
         base_image: str | None = None,
@@ -69,7 +70,7 @@ class DockerContainerManager(ContainerManager):
         model_resources: Mapping[str, ModelResources] | None = None,
         restart_max_retries: int = 10,
         state_dir: str | os.PathLike[str] | None = None,
-        heartbeat_timeout_millis: int = 2000,
+        heartbeat_timeout_millis: int = defaults.HEARTBEAT_TIMEOUT_MILLIS,
         log_level: str = "INFO",
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 10.0,
@@ -176,7 +177,10 @@ class DockerContainerManager(ContainerManager):
     # ---- the frontend -------------------------------------------------------------------------------
 
     def start_clipper(
-        self, cache_size_bytes: int = 32 * MIB, io_threads: int = 1, rpc_thread: str = "shared"
+        self,
+        cache_size_bytes: int = defaults.CACHE_SIZE_BYTES,
+        io_threads: int = defaults.IO_THREADS,
+        rpc_thread: str = "shared",
     ) -> None:
         import docker.errors
 

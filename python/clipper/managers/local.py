@@ -31,7 +31,7 @@ from clipper.management.endpoints import (
     FrontendEndpoints,
     process_start_ticks,
 )
-from clipper.managers.container_manager import MIB, ContainerManager
+from clipper.managers.container_manager import ContainerManager
 from clipper.managers.local_replicas import (
     CLOSURE_FILE_NAME,
     CLOSURE_RUNNER_MODULE,
@@ -46,6 +46,7 @@ from clipper.state import default_state_dir
 from clipper.state.embedded_store import STATE_FILE_NAME
 from clipper.state.redis_store import RedisStateStore
 from clipper.state.trusted_files import check_trusted_file, make_owner_only
+from clipper_native import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +61,16 @@ class LocalContainerManager(ContainerManager):
     def __init__(
         self,
         cluster_name: str = "default-cluster",
-        clipper_query_port: int = 1337,
-        clipper_management_port: int = 1338,
-        clipper_rpc_port: int = 7000,
+        clipper_query_port: int = defaults.QUERY_PORT,
+        clipper_management_port: int = defaults.MANAGEMENT_PORT,
+        clipper_rpc_port: int = defaults.RPC_PORT,
         redis_ip: str | None = None,
         redis_port: int = 6379,
-        prometheus_port: int = 1390,
+        prometheus_port: int = defaults.METRICS_PORT,
         state_dir: str | os.PathLike[str] | None = None,
-        bind_address: str = "127.0.0.1",
-        max_body_bytes: int = 8 * MIB,
-        heartbeat_timeout_millis: int = 2000,
+        bind_address: str = defaults.BIND_ADDRESS,
+        max_body_bytes: int = defaults.MAX_BODY_BYTES,
+        heartbeat_timeout_millis: int = defaults.HEARTBEAT_TIMEOUT_MILLIS,
         startup_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
         log_level: str = "INFO",
@@ -126,8 +127,8 @@ class LocalContainerManager(ContainerManager):
 
     def start_clipper(
         self,
-        cache_size_bytes: int = 32 * MIB,
-        io_threads: int = 1,
+        cache_size_bytes: int = defaults.CACHE_SIZE_BYTES,
+        io_threads: int = defaults.IO_THREADS,
         rpc_thread: str = "shared",
         allow_unauthenticated_management: bool = False,
     ) -> None:
