@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from clipper._cli import commands
 from clipper._cli.deploy import deploy_command
 from clipper.admin.connection import DEFAULT_CACHE_SIZE_BYTES, UNCHANGED
+from clipper_native import defaults
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -44,19 +45,28 @@ def add_cluster_options(parser: argparse.ArgumentParser, suppress_defaults: bool
         "--cluster-name", default=default("default-cluster"), help="cluster to act on"
     )
     group.add_argument(
-        "--query-port", type=int, default=default(1337), help="query REST API port (1337)"
+        "--query-port",
+        type=int,
+        default=default(defaults.QUERY_PORT),
+        help=f"query REST API port ({defaults.QUERY_PORT})",
     )
     group.add_argument(
-        "--management-port", type=int, default=default(1338), help="management API port (1338)"
+        "--management-port",
+        type=int,
+        default=default(defaults.MANAGEMENT_PORT),
+        help=f"management API port ({defaults.MANAGEMENT_PORT})",
     )
     group.add_argument(
-        "--rpc-port", type=int, default=default(7000), help="model replica RPC port (7000)"
+        "--rpc-port",
+        type=int,
+        default=default(defaults.RPC_PORT),
+        help=f"model replica RPC port ({defaults.RPC_PORT})",
     )
     group.add_argument(
         "--metrics-port",
         type=int,
-        default=default(1390),
-        help="Prometheus port (1390; 0 = query port only)",
+        default=default(defaults.METRICS_PORT),
+        help=f"Prometheus port ({defaults.METRICS_PORT}; 0 = query port only)",
     )
     group.add_argument(
         "--state-dir",
