@@ -13,20 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clipper.exceptions import ConfigurationError
+from clipper_native import defaults
 
 # Bumped when the persisted JSON layout changes incompatibly; loaders refuse newer formats.
 STATE_FORMAT_VERSION = 1
 
-INPUT_TYPES = ("bytes", "ints", "floats", "doubles", "strings")
+INPUT_TYPES = defaults.INPUT_TYPE_NAMES
 
-# Clipper's accepted spellings (REFERENCE §1.2) mapped to the canonical names of the contract.
-_INPUT_TYPE_ALIASES = {
-    **{alias: "bytes" for alias in ("bytes", "byte", "b")},
-    **{alias: "ints" for alias in ("ints", "integers", "integer", "int", "i")},
-    **{alias: "floats" for alias in ("floats", "float", "f")},
-    **{alias: "doubles" for alias in ("doubles", "double", "d")},
-    **{alias: "strings" for alias in ("strings", "string", "str", "strs", "s")},
-}
+# Clipper's accepted spellings mapped to the canonical names of the contract (the engine's own table).
+_INPUT_TYPE_ALIASES = defaults.INPUT_TYPE_ALIASES
 
 # App names become URL paths (`/<app>/predict`) and model names become file and process names, so both
 # are restricted to characters that need no escaping anywhere. `:` and `,` stay out because Clipper's
