@@ -224,3 +224,39 @@ def test_the_python_policy_example_runs_and_is_set_on_an_app(tmp_path, monkeypat
             conn.set_selection_policy("custom-app", "not_installed_anywhere:Policy")
     finally:
         conn.stop_all()
+
+
+def test_the_policy_commands_of_the_cli(cluster):
+    conn = cluster
+    conn.register_application("shell-app", "doubles", "-1.0", SLO_MICROS)
+    for name in ("p", "q"):
+        conn.register_model(name, "1", "doubles")
+    manager = conn.cm
+    common = [
+        "--cluster-name", manager.cluster_name, "--state-dir", str(manager.state_dir),
+        "--query-port", str(manager.clipper_query_port),
+        "--management-port", str(manager.clipper_management_port),
+        "--rpc-port", str(manager.clipper_rpc_port), "--metrics-port", str(manager.prometheus_port),
+    ]  # fmt: skip
+
+    def clipper(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "clipper.cli", *args, *common],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    done = clipper("policy", "set", "shell-app", "exp4", "--param", "confidence_threshold=0.6")
+    assert done.returncode == 0, done.stderr
+    assert "policy 'exp4'" in done.stdout
+    for name in ("p", "q"):
+        conn.link_model_to_app("shell-app", name)
+    shown = clipper("policy", "get", "shell-app")
+    assert shown.returncode == 0 and "policy: exp4" in shown.stdout
+    assert '"confidence_threshold": 0.6' in shown.stdout
+    state = clipper("policy", "state", "shell-app", "--uid", "3", "--json")
+    assert state.returncode == 0 and json.loads(state.stdout)["feedback"] == 0
+    table = clipper("policy", "state", "shell-app")
+    assert "WEIGHT" in table.stdout and "0.5000" in table.stdout
+    assert clipper("policy", "reset", "shell-app", "--uid", "3").returncode == 0
+    refused = clipper("policy", "set", "shell-app", "exp5")
+    assert refused.returncode == 1 and "ucb1" in refused.stderr
