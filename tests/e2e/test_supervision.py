@@ -4,6 +4,8 @@ that kept running instead of starting duplicates."""
 
 import os
 import signal
+import subprocess
+import sys
 
 import e2e_models
 from clipper import ClipperConnection, LocalContainerManager
@@ -47,6 +49,19 @@ def test_a_killed_replica_is_replaced_and_answers_again(clusters):
     assert info["restarts"] == 1
     assert info["last_exit_reason"] == "killed by signal 9 (SIGKILL)"
     assert conn.get_num_replicas("sum-model", "1") == 1
+
+    # The CLI shows the same, as a user runs it.
+    manager = conn.cm
+    result = subprocess.run(
+        [sys.executable, "-m", "clipper.cli", "replicas", "--cluster-name", manager.cluster_name,
+         "--state-dir", str(manager.state_dir),
+         "--management-port", manager.get_admin_addr().rsplit(":", 1)[1]],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split()[-3:] == ["STATE", "RESTARTS", "LAST_EXIT_REASON"]
+    assert row.split()[-7:] == ["running", "1", "killed", "by", "signal", "9", "(SIGKILL)"]
 
 
 def test_a_restarted_frontend_adopts_running_replicas(clusters):

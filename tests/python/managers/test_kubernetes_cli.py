@@ -59,6 +59,23 @@ def test_render_prints_valid_manifests_of_the_cluster_and_its_models():
 def test_model_specs_take_images_with_tags_and_ports():
     assert parse_model_spec("m:1:ints:img") == ("m", "1", "ints", "img", 1)
     assert parse_model_spec("m:1:ints:img:v2") == ("m", "1", "ints", "img:v2", 1)
-    assert parse_model_spec("m:1:ints:host:5000/img:v2:4") == ("m", "1", "ints", "host:5000/img:v2", 4)
+    assert parse_model_spec("m:1:ints:host:5000/img:v2:4") == (
+        "m",
+        "1",
+        "ints",
+        "host:5000/img:v2",
+        4,
+    )
     with pytest.raises(ClipperException, match="NAME:VERSION:INPUT_TYPE:IMAGE"):
         parse_model_spec("m:1")
+
+
+def test_the_clipper_command_has_k8s_render(capsys):
+    from clipper.cli import main
+
+    assert main(["k8s", "render", "--cluster-name", "cli", "--namespace", "ns"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert {d["metadata"]["labels"]["ai.clipper.container.label"] for d in documents} == {"cli"}
+    assert ("Service", "query-frontend-at-cli") in {
+        (d["kind"], d["metadata"]["name"]) for d in documents
+    }
