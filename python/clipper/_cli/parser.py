@@ -14,7 +14,6 @@ from clipper._cli import commands
 from clipper._cli.deploy import deploy_command
 from clipper.admin.connection import DEFAULT_CACHE_SIZE_BYTES, UNCHANGED
 from clipper.managers.kubernetes_cli import add_kubernetes_commands
-from clipper.managers.kubernetes_cli import add_kubernetes_commands
 from clipper.selection.cli_commands import add_policy_commands
 from clipper_native import defaults
 
@@ -299,7 +298,6 @@ COMMAND_GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     add_application_commands,
     add_model_commands,
     add_query_commands,
-    add_kubernetes_commands,
     add_kubernetes_commands,
     add_policy_commands,
 )
