@@ -33,6 +33,13 @@ options:
   --io-threads N                 HTTP event-loop threads (default )" + number(io_threads) + R"()
   --dedicated-rpc-thread         give the model RPC a thread of its own even with one I/O thread
   --max-body-bytes N             larger request bodies answer 413 (default )" + number(max_body_bytes) + R"()
+  --max-header-bytes N           request header bytes; beyond them 431 (default )" + number(max_header_bytes) + R"()
+  --max-header-count N           request header lines; beyond them 431 (default )" + number(max_header_count) + R"()
+  --header-timeout-millis N      first byte to end of headers, else 408 and close; 0 disables (default )" + number(header_timeout_millis) + R"()
+  --body-timeout-millis N        end of headers to end of body, else 408 and close; 0 disables (default )" + number(body_timeout_millis) + R"()
+  --idle-timeout-millis N        close a keep-alive connection idle this long; 0 disables (default )" + number(idle_timeout_millis) + R"()
+  --max-connections-per-io-thread N       beyond it a new connection gets 503 (default )" + number(max_connections_per_io_thread) + R"()
+  --max-connections-per-client-address N  per I/O thread; beyond it 503 (default )" + number(max_connections_per_client_address) + R"()
   --cache-size-bytes N           prediction cache budget in bytes, 0 disables it (default )" + number(cache_size_bytes) + R"()
   --max-batch-size N             largest batch sent to a replica (default )" + number(max_batch_size) + R"()
   --max-queued-tasks-per-model N queue bound per model version; beyond it /predict answers 503 (default )" +
@@ -76,6 +83,13 @@ int main(int argc, char** argv) {
       {"dedicated-rpc-thread", no_argument, nullptr, 'D'},
       {"max-body-bytes", required_argument, nullptr, 'b'},
       {"cache-size-bytes", required_argument, nullptr, 'c'},
+      {"max-header-bytes", required_argument, nullptr, 'X'},
+      {"max-header-count", required_argument, nullptr, 'N'},
+      {"header-timeout-millis", required_argument, nullptr, 'T'},
+      {"body-timeout-millis", required_argument, nullptr, 'B'},
+      {"idle-timeout-millis", required_argument, nullptr, 'I'},
+      {"max-connections-per-io-thread", required_argument, nullptr, 'C'},
+      {"max-connections-per-client-address", required_argument, nullptr, 'A'},
       {"max-batch-size", required_argument, nullptr, 's'},
       {"max-queued-tasks-per-model", required_argument, nullptr, 'Q'},
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
@@ -98,6 +112,13 @@ int main(int argc, char** argv) {
         case 'm': options.metrics_port = static_cast<int>(parse_number(name, optarg)); break;
         case 't': options.io_threads = static_cast<int>(parse_number(name, optarg)); break;
         case 'b': options.max_body_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'X': options.max_header_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'N': options.max_header_count = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'T': options.header_timeout_millis = parse_number(name, optarg); break;
+        case 'B': options.body_timeout_millis = parse_number(name, optarg); break;
+        case 'I': options.idle_timeout_millis = parse_number(name, optarg); break;
+        case 'C': options.max_connections_per_io_thread = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'A': options.max_connections_per_client_address = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'c': options.cache_size_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 's': options.max_batch_size = static_cast<int>(parse_number(name, optarg)); break;
         case 'Q': options.max_queued_tasks_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;

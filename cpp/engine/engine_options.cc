@@ -23,6 +23,16 @@ void EngineOptions::validate() const {
     throw std::invalid_argument("io_threads must be between 1 and 64, got " + std::to_string(io_threads));
   }
   if (max_body_bytes < 1024) throw std::invalid_argument("max_body_bytes must be at least 1024");
+  if (max_header_bytes < 256) throw std::invalid_argument("max_header_bytes must be at least 256");
+  if (max_header_count < 1) throw std::invalid_argument("max_header_count must be at least 1");
+  if (header_timeout_millis < 0 || body_timeout_millis < 0 || idle_timeout_millis < 0) {
+    throw std::invalid_argument(
+        "header_timeout_millis, body_timeout_millis and idle_timeout_millis must be >= 0 (0 disables)");
+  }
+  if (max_connections_per_io_thread < 1 || max_connections_per_client_address < 1) {
+    throw std::invalid_argument(
+        "max_connections_per_io_thread and max_connections_per_client_address must be at least 1");
+  }
   if (max_batch_size < 1) throw std::invalid_argument("max_batch_size must be at least 1");
   if (replica_pipeline_depth < 1 || replica_pipeline_depth > 16) {
     throw std::invalid_argument("replica_pipeline_depth must be between 1 and 16");

@@ -25,6 +25,15 @@ struct EngineOptions {
   // has a thread of its own.
   bool dedicated_rpc_thread = false;
   std::size_t max_body_bytes = defaults::max_body_bytes;      // larger request bodies answer 413
+  // Query and metrics ports, per I/O thread: header limits (431 beyond), read timeouts (408 and
+  // close; 0 disables), keep-alive idle timeout, connection caps (503 with Retry-After beyond).
+  std::size_t max_header_bytes = defaults::max_header_bytes;
+  std::size_t max_header_count = defaults::max_header_count;
+  int64_t header_timeout_millis = defaults::header_timeout_millis;  // first byte to end of headers
+  int64_t body_timeout_millis = defaults::body_timeout_millis;      // end of headers to end of body
+  int64_t idle_timeout_millis = defaults::idle_timeout_millis;      // keep-alive with nothing owed
+  std::size_t max_connections_per_io_thread = defaults::max_connections_per_io_thread;
+  std::size_t max_connections_per_client_address = defaults::max_connections_per_client_address;
   std::size_t cache_size_bytes = defaults::cache_size_bytes;  // prediction cache budget (0 disables it)
   // Upper bound on any batch sent to a replica.
   int max_batch_size = static_cast<int>(defaults::max_batch_size);

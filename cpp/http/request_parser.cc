@@ -1,17 +1,24 @@
 #include "http/request_parser.h"
 
+#include <algorithm>
+#include <cctype>
 #include <climits>
 #include <utility>
 
 namespace clipper::http {
 
 RequestParser::RequestParser(std::size_t max_body_bytes, RequestCallback on_request)
-    : max_body_bytes_(max_body_bytes), on_request_(std::move(on_request)) {
+    : RequestParser(ParserLimits{max_body_bytes}, std::move(on_request)) {}
+
+RequestParser::RequestParser(const ParserLimits& limits, RequestCallback on_request)
+    : limits_(limits), on_request_(std::move(on_request)) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
   http_parser_settings_init(&settings_);
   settings_.on_message_begin = &RequestParser::on_message_begin;
   settings_.on_url = &RequestParser::on_url;
+  settings_.on_header_field = &RequestParser::on_header_field;
+  settings_.on_header_value = &RequestParser::on_header_value;
   settings_.on_headers_complete = &RequestParser::on_headers_complete;
   settings_.on_body = &RequestParser::on_body;
   settings_.on_message_complete = &RequestParser::on_message_complete;
@@ -19,8 +26,13 @@ RequestParser::RequestParser(std::size_t max_body_bytes, RequestCallback on_requ
 
 bool RequestParser::feed(const char* data, std::size_t length) {
   if (failed_) return false;
+  if (phase_ == Phase::kIdle && length > 0) phase_ = Phase::kHeaders;
   const std::size_t consumed = http_parser_execute(&parser_, &settings_, data, length);
   if (failed_) return false;
+  if (parser_.http_errno == HPE_HEADER_OVERFLOW) {
+    fail(431, "request headers larger than the parser accepts");
+    return false;
+  }
   if (parser_.http_errno != HPE_OK || (consumed != length && !parser_.upgrade)) {
     failed_ = true;
     failure_ = {400, std::string("malformed HTTP request: ") +
@@ -33,6 +45,18 @@ bool RequestParser::feed(const char* data, std::size_t length) {
     return false;
   }
   return true;
+}
+
+void RequestParser::release() {
+  std::string().swap(current_.body);
+  std::string().swap(current_.target);
+  phase_ = Phase::kIdle;
+}
+
+int RequestParser::fail(int status, std::string reason) {
+  failed_ = true;
+  failure_ = {status, std::move(reason)};
+  return -1;
 }
 
 int RequestParser::on_message_begin(http_parser* parser) {
@@ -48,6 +72,13 @@ int RequestParser::on_message_begin(http_parser* parser) {
   } else {
     request.body.clear();
   }
+  self->phase_ = Phase::kHeaders;
+  self->header_bytes_ = 0;
+  self->header_count_ = 0;
+  self->in_field_ = false;
+  self->expect_.clear();
+  self->reading_expect_ = false;
+  self->continue_owed_ = false;
   return 0;
 }
 
@@ -62,27 +93,81 @@ int RequestParser::on_url(http_parser* parser, const char* at, std::size_t lengt
   return 0;
 }
 
+bool RequestParser::count_header_bytes(std::size_t length) {
+  header_bytes_ += length;
+  if (header_bytes_ <= limits_.max_header_bytes) return true;
+  fail(431, "request headers exceed the limit of " + std::to_string(limits_.max_header_bytes) +
+                " bytes");
+  return false;
+}
+
+int RequestParser::on_header_field(http_parser* parser, const char* at, std::size_t length) {
+  auto* self = static_cast<RequestParser*>(parser->data);
+  if (!self->in_field_) {
+    self->in_field_ = true;
+    self->field_.clear();
+    if (++self->header_count_ > self->limits_.max_header_count) {
+      return self->fail(431, "more than " + std::to_string(self->limits_.max_header_count) +
+                                 " request headers");
+    }
+  }
+  if (!self->count_header_bytes(length)) return -1;
+  // Only the name Expect matters here: keep at most a few bytes of any name.
+  for (std::size_t i = 0; i < length && self->field_.size() < 16; ++i) {
+    self->field_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
+  }
+  return 0;
+}
+
+int RequestParser::on_header_value(http_parser* parser, const char* at, std::size_t length) {
+  auto* self = static_cast<RequestParser*>(parser->data);
+  if (self->in_field_) {
+    self->in_field_ = false;
+    self->reading_expect_ = self->field_ == "expect";
+  }
+  if (!self->count_header_bytes(length)) return -1;
+  if (self->reading_expect_) {
+    for (std::size_t i = 0; i < length && self->expect_.size() < 64; ++i) {
+      self->expect_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
+    }
+  }
+  return 0;
+}
+
 int RequestParser::on_headers_complete(http_parser* parser) {
   auto* self = static_cast<RequestParser*>(parser->data);
   // content_length is ULLONG_MAX when absent (chunked bodies are checked as they arrive).
-  if (parser->content_length != ULLONG_MAX && parser->content_length > self->max_body_bytes_) {
+  if (parser->content_length != ULLONG_MAX && parser->content_length > self->limits_.max_body_bytes) {
     self->failed_ = true;
     self->failure_ = {413, "request body of " + std::to_string(parser->content_length) +
                                " bytes exceeds the limit of " +
-                               std::to_string(self->max_body_bytes_) + " bytes"};
+                               std::to_string(self->limits_.max_body_bytes) + " bytes"};
     return -1;  // 1 and 2 mean "no body" to http_parser; anything else aborts
   }
-  if (parser->content_length != ULLONG_MAX) self->current_.body.reserve(parser->content_length);
+  if (!self->expect_.empty()) {
+    if (self->expect_ != "100-continue") {
+      return self->fail(417, "unsupported Expect header (only 100-continue is understood)");
+    }
+    const bool body_follows = (parser->flags & F_CHUNKED) != 0 ||
+                              (parser->content_length != ULLONG_MAX && parser->content_length > 0);
+    self->continue_owed_ = body_follows;
+  }
+  // Reserve what was declared, but not more than kMaxReserveBytes ahead of the bytes themselves:
+  // a client that declares megabytes and stalls must not pin them.
+  if (parser->content_length != ULLONG_MAX) {
+    self->current_.body.reserve(std::min<std::size_t>(parser->content_length, kMaxReserveBytes));
+  }
   self->current_.method = static_cast<http_method>(parser->method);
+  self->phase_ = Phase::kBody;
   return 0;
 }
 
 int RequestParser::on_body(http_parser* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
-  if (self->current_.body.size() + length > self->max_body_bytes_) {
+  if (self->current_.body.size() + length > self->limits_.max_body_bytes) {
     self->failed_ = true;
     self->failure_ = {413, "request body exceeds the limit of " +
-                               std::to_string(self->max_body_bytes_) + " bytes"};
+                               std::to_string(self->limits_.max_body_bytes) + " bytes"};
     return 1;
   }
   self->current_.body.append(at, length);
@@ -92,6 +177,8 @@ int RequestParser::on_body(http_parser* parser, const char* at, std::size_t leng
 int RequestParser::on_message_complete(http_parser* parser) {
   auto* self = static_cast<RequestParser*>(parser->data);
   self->current_.keep_alive = http_should_keep_alive(parser) != 0;
+  self->phase_ = Phase::kIdle;
+  self->continue_owed_ = false;
   self->on_request_(std::move(self->current_));
   return 0;
 }

@@ -1,5 +1,6 @@
 // Incremental HTTP/1.1 request parsing for one connection, on top of Node's http_parser.
-// Owns the per-connection parser state and the request being assembled; runs on its I/O thread.
+// Owns the per-connection parser state, the request being assembled and the header limits;
+// runs on its I/O thread.
 #pragma once
 
 #include <http_parser.h>
@@ -24,11 +25,20 @@ struct ParseFailure {
   std::string reason;
 };
 
+struct ParserLimits {
+  std::size_t max_body_bytes = 8 * 1024 * 1024;   // larger bodies: 413
+  std::size_t max_header_bytes = 16 * 1024;       // names and values of all header lines: over it 431
+  std::size_t max_header_count = 100;             // header lines: over it 431
+};
+
 class RequestParser {
  public:
   using RequestCallback = std::function<void(HttpRequest&&)>;
+  // Where the request being read stands: the server's timeouts depend on it.
+  enum class Phase { kIdle, kHeaders, kBody };
 
   RequestParser(std::size_t max_body_bytes, RequestCallback on_request);
+  RequestParser(const ParserLimits& limits, RequestCallback on_request);
   RequestParser(const RequestParser&) = delete;
   RequestParser& operator=(const RequestParser&) = delete;
 
@@ -38,23 +48,48 @@ class RequestParser {
   bool feed(const char* data, std::size_t length);
 
   const ParseFailure& failure() const { return failure_; }
+  Phase phase() const { return phase_; }
+  // True once per request that sent `Expect: 100-continue` and whose body is still to come: the
+  // server answers `100 Continue` so the client sends it.
+  bool take_continue() {
+    const bool owed = continue_owed_;
+    continue_owed_ = false;
+    return owed;
+  }
+  std::size_t buffered_bytes() const { return current_.body.capacity(); }
+  // Drops the request being assembled and its buffers (the connection is gone).
+  void release();
 
  private:
   static int on_message_begin(http_parser* parser);
   static int on_url(http_parser* parser, const char* at, std::size_t length);
+  static int on_header_field(http_parser* parser, const char* at, std::size_t length);
+  static int on_header_value(http_parser* parser, const char* at, std::size_t length);
   static int on_headers_complete(http_parser* parser);
   static int on_body(http_parser* parser, const char* at, std::size_t length);
   static int on_message_complete(http_parser* parser);
+  bool count_header_bytes(std::size_t length);
+  int fail(int status, std::string reason);
 
   static constexpr std::size_t kRetainedBodyBytes = 64 * 1024;  // body buffer kept between requests
+  static constexpr std::size_t kMaxReserveBytes = 1024 * 1024;  // declared lengths reserve at most this
 
   http_parser parser_;
   http_parser_settings settings_;
-  std::size_t max_body_bytes_;
+  ParserLimits limits_;
   RequestCallback on_request_;
   HttpRequest current_;
   ParseFailure failure_;
   bool failed_ = false;
+  Phase phase_ = Phase::kIdle;
+  // Header bookkeeping for the request being read.
+  std::size_t header_bytes_ = 0;
+  std::size_t header_count_ = 0;
+  bool in_field_ = false;           // the last header callback was a name
+  std::string field_;               // name of the header being read (lower case), when it matters
+  std::string expect_;              // value of Expect, if sent
+  bool reading_expect_ = false;
+  bool continue_owed_ = false;
 };
 
 }  // namespace clipper::http
