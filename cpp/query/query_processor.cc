@@ -33,13 +33,26 @@ std::string_view path_of(std::string_view target) {
   return query == std::string_view::npos ? target : target.substr(0, query);
 }
 
+http::HttpServerOptions http_server_options(const EngineOptions& options) {
+  http::HttpServerOptions http;
+  http.max_body_bytes = options.max_body_bytes;
+  http.max_header_bytes = options.max_header_bytes;
+  http.max_header_count = options.max_header_count;
+  http.header_timeout_millis = options.header_timeout_millis;
+  http.body_timeout_millis = options.body_timeout_millis;
+  http.idle_timeout_millis = options.idle_timeout_millis;
+  http.max_connections = options.max_connections_per_io_thread;
+  http.max_connections_per_address = options.max_connections_per_client_address;
+  return http;
+}
+
 }  // namespace
 
 QueryProcessor::QueryProcessor(Engine& engine, TaskScheduler& scheduler, uint32_t io_thread)
     : engine_(engine),
       scheduler_(scheduler),
       io_thread_(io_thread),
-      http_(&loop_, *this, http::HttpServerOptions{engine.options().max_body_bytes, 256}),
+      http_(&loop_, *this, http_server_options(engine.options())),
       metrics_handler_(*this) {
   if (uv_loop_init(&loop_) != 0) throw std::runtime_error("cannot create an event loop");
   uv_async_init(&loop_, &completions_async_, &QueryProcessor::on_completions);
