@@ -30,6 +30,8 @@ enum class CompletionKind : uint8_t {
   Output,      // `text` is the model's output
   ModelError,  // `text` explains why the model gave no output
   Shed,        // the deadline could not be met any more; `text` says why (answered with the default)
+  FeedbackApplied,  // the control plane applied a feedback round (`query_key` names the /update)
+  FeedbackRefused,  // the control plane refused it; `text` says why
 };
 
 struct Completion {

@@ -109,9 +109,58 @@ void Engine::wait() {
 
 void Engine::apply_config(std::string_view config_json) {
   std::lock_guard lock(routing_mutex_);
-  auto table = build_routing_table(config_json, models_, metrics_, routing_generation_.load() + 1);
+  auto table = build_routing_table(config_json, models_, metrics_, routing_generation_.load() + 1,
+                                   &selection_weights_);
   routing_ = std::move(table);
   routing_generation_.store(routing_->generation, std::memory_order_release);
+}
+
+void Engine::set_selection_weights(std::string_view app, int64_t uid,
+                                   const std::vector<std::pair<std::string, double>>& weights) {
+  const std::shared_ptr<const RoutingTable> table = routing_table();
+  const AppRoute* route = table->find(app);
+  if (route == nullptr) throw std::invalid_argument("no application named '" + std::string(app) + "'");
+  std::vector<double> by_link(route->linked_models.size(), 0.0);
+  for (const auto& [model, weight] : weights) {
+    bool linked = false;
+    for (std::size_t i = 0; i < by_link.size(); ++i) {
+      if (route->linked_models[i].name == model) {
+        by_link[i] = weight;
+        linked = true;
+      }
+    }
+    if (!linked) {
+      throw std::invalid_argument("model '" + model + "' is not linked to application '" + std::string(app) + "'");
+    }
+  }
+  selection_weights_.set(route->selection_id, uid, by_link);
+}
+
+void Engine::clear_selection_weights(std::string_view app, std::optional<int64_t> uid) {
+  const std::shared_ptr<const RoutingTable> table = routing_table();
+  const AppRoute* route = table->find(app);
+  if (route == nullptr) return;  // nothing was published for an app that does not exist
+  if (uid) {
+    selection_weights_.erase(route->selection_id, *uid);
+  } else {
+    selection_weights_.erase_app(route->selection_id);
+  }
+}
+
+std::vector<FeedbackRound> Engine::next_feedback(std::size_t max_rounds, std::chrono::microseconds timeout) {
+  feedback_queue_.mark_consumer_attached();
+  return feedback_queue_.take(max_rounds, timeout);
+}
+
+void Engine::finish_feedback(uint64_t ticket, bool applied, const std::string& message) {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  const std::size_t thread = static_cast<std::size_t>(ticket >> 56);
+  if (!running_.load() || thread >= processors_.size()) return;  // its request went with its connection
+  std::vector<Completion> answer(1);
+  answer[0].query_key = ticket & ((uint64_t{1} << 56) - 1);
+  answer[0].kind = applied ? CompletionKind::FeedbackApplied : CompletionKind::FeedbackRefused;
+  answer[0].text = message;
+  processors_[thread]->deliver(answer);
 }
 
 std::shared_ptr<const RoutingTable> Engine::routing_table() const {

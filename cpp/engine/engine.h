@@ -9,6 +9,9 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <chrono>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -19,6 +22,8 @@
 #include "engine/model_registry.h"
 #include "engine/routing.h"
 #include "metrics/metrics.h"
+#include "selection/feedback_queue.h"
+#include "selection/selection_weights.h"
 
 namespace clipper {
 
@@ -50,6 +55,17 @@ class Engine {
   CacheStatistics cache_statistics() const { return cache_.statistics(); }
   std::string metrics_text() const;
 
+  // --- the model-selection layer (docs/interfaces.md §5) ---
+  // Publishes the weights a policy learned for (app, uid), by linked model name; models not named get 0.
+  // Throws std::invalid_argument for an unknown app or model.
+  void set_selection_weights(std::string_view app, int64_t uid, const std::vector<std::pair<std::string, double>>& weights);
+  // Forgets published weights: of one user, or (no uid) of every user of the app.
+  void clear_selection_weights(std::string_view app, std::optional<int64_t> uid);
+  // The control plane's feedback worker: waits up to `timeout` for rounds (marks the worker attached).
+  std::vector<FeedbackRound> next_feedback(std::size_t max_rounds, std::chrono::microseconds timeout);
+  // Answers the /update behind `ticket`: 200 when applied, else 400 with `message`.
+  void finish_feedback(uint64_t ticket, bool applied, const std::string& message);
+
   int query_port() const { return query_port_; }
   int rpc_port() const { return rpc_port_; }
   int metrics_port() const { return metrics_port_; }
@@ -62,6 +78,8 @@ class Engine {
   std::shared_ptr<const RoutingTable> routing_table() const;
   uint64_t routing_generation() const { return routing_generation_.load(std::memory_order_acquire); }
   PredictionCache& cache() { return cache_; }
+  const SelectionWeights& selection_weights() const { return selection_weights_; }
+  FeedbackQueue& feedback_queue() { return feedback_queue_; }
   uint64_t next_query_ids(uint32_t count) { return next_query_id_.fetch_add(count); }
 
  private:
@@ -69,6 +87,8 @@ class Engine {
   metrics::MetricsRegistry metrics_;
   ModelRegistry models_;
   PredictionCache cache_;
+  SelectionWeights selection_weights_;
+  FeedbackQueue feedback_queue_;
 
   mutable std::mutex routing_mutex_;
   std::shared_ptr<const RoutingTable> routing_;

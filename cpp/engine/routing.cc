@@ -6,6 +6,8 @@
 #include "common/bounded_json.h"
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
 #include <stdexcept>
 
 namespace clipper {
@@ -29,12 +31,81 @@ InputType required_input_type(const rapidjson::Value& object, const std::string&
   return *type;
 }
 
+// The app's optional "selection" object: mode, weights by model name (mapped to link order and
+// normalised; absent or all zero = equal weights), confidence_threshold and, for cascades, order.
+SelectionPlan parse_selection(const rapidjson::Value& entry, const AppRoute& app, const std::string& where) {
+  SelectionPlan plan;
+  const std::size_t linked = app.linked_models.size();
+  plan.default_weights.assign(linked, linked == 0 ? 0.0 : 1.0 / static_cast<double>(linked));
+  auto member = entry.FindMember("selection");
+  if (member == entry.MemberEnd() || member->value.IsNull()) return plan;
+  const rapidjson::Value& selection = member->value;
+  if (!selection.IsObject()) throw std::invalid_argument(where + ": selection must be an object");
+  auto mode_name = selection.FindMember("mode");
+  if (mode_name != selection.MemberEnd()) {
+    if (!mode_name->value.IsString()) throw std::invalid_argument(where + ": selection.mode must be a string");
+    auto mode = parse_selection_mode(mode_name->value.GetString());
+    if (!mode) {
+      throw std::invalid_argument(where + ": unknown selection.mode \"" + std::string(mode_name->value.GetString()) +
+                                  "\" (use single, sample, ensemble or cascade)");
+    }
+    plan.mode = *mode;
+  }
+  auto index_of = [&app](std::string_view model) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < app.linked_models.size(); ++i) {
+      if (app.linked_models[i].name == model) return i;
+    }
+    return std::nullopt;
+  };
+  auto weights = selection.FindMember("weights");
+  if (weights != selection.MemberEnd() && !weights->value.IsNull()) {
+    if (!weights->value.IsObject()) throw std::invalid_argument(where + ": selection.weights must be an object");
+    std::vector<double> given(linked, 0.0);
+    double total = 0.0;
+    for (const auto& weight : weights->value.GetObject()) {
+      if (!weight.value.IsNumber() || !(weight.value.GetDouble() >= 0.0) || !std::isfinite(weight.value.GetDouble())) {
+        throw std::invalid_argument(where + ": selection.weights holds numbers >= 0");
+      }
+      auto index = index_of(std::string_view(weight.name.GetString(), weight.name.GetStringLength()));
+      if (!index) continue;  // a model no longer linked
+      given[*index] = weight.value.GetDouble();
+      total += given[*index];
+    }
+    if (total > 0.0) {
+      for (double& weight : given) weight /= total;
+      plan.default_weights = std::move(given);
+    }
+  }
+  auto threshold = selection.FindMember("confidence_threshold");
+  if (threshold != selection.MemberEnd() && !threshold->value.IsNull()) {
+    if (!threshold->value.IsNumber() || threshold->value.GetDouble() < 0.0 || threshold->value.GetDouble() > 1.0) {
+      throw std::invalid_argument(where + ": selection.confidence_threshold must be a number from 0 to 1");
+    }
+    plan.confidence_threshold = threshold->value.GetDouble();
+  }
+  auto order = selection.FindMember("order");
+  if (order != selection.MemberEnd() && order->value.IsArray()) {
+    for (const auto& name : order->value.GetArray()) {
+      if (!name.IsString()) throw std::invalid_argument(where + ": selection.order holds model names");
+      if (auto index = index_of(name.GetString())) plan.cascade_order.push_back(static_cast<uint32_t>(*index));
+    }
+  }
+  if (plan.mode == SelectionMode::Cascade) {
+    // The engine does not yet read model-reported confidences, which a cascade escalates on: refuse
+    // the plan rather than serve something else under its name.
+    throw std::invalid_argument(where + ": selection.mode cascade is not served by this engine yet; use "
+                                "single, sample or ensemble");
+  }
+  return plan;
+}
+
 }  // namespace
 
 std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_json,
                                                         ModelRegistry& models,
                                                         metrics::MetricsRegistry& metrics,
-                                                        uint64_t generation) {
+                                                        uint64_t generation,
+                                                        SelectionWeights* weights) {
   rapidjson::Document doc;
   const JsonParseFailure parse = parse_bounded_json(doc, config_json);
   if (parse.failed()) {
@@ -137,6 +208,8 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
           app->linked_models.push_back(found->second);
         }
       }
+      app->selection = parse_selection(entry, *app, where);
+      if (weights != nullptr) app->selection_id = weights->register_app(app->name);
       app->metrics = metrics.app(app->name);
       if (!table->apps.emplace(app->name, app).second) {
         throw std::invalid_argument(where + " is defined twice");

@@ -13,6 +13,8 @@
 #include "common/input_type.h"
 #include "engine/model_registry.h"
 #include "metrics/metrics.h"
+#include "selection/selection_plan.h"
+#include "selection/selection_weights.h"
 
 namespace clipper {
 
@@ -29,6 +31,8 @@ struct AppRoute {
   int64_t slo_micros = 100000;
   std::vector<LinkedModel> linked_models;
   metrics::AppMetrics* metrics = nullptr;
+  SelectionPlan selection;       // how a query picks among linked_models (default: the first one)
+  uint32_t selection_id = 0;     // the app's key in SelectionWeights (0 when none was given)
 };
 
 struct RoutingTable {
@@ -46,6 +50,7 @@ struct RoutingTable {
 std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_json,
                                                         ModelRegistry& models,
                                                         metrics::MetricsRegistry& metrics,
-                                                        uint64_t generation);
+                                                        uint64_t generation,
+                                                        SelectionWeights* weights = nullptr);
 
 }  // namespace clipper

@@ -209,6 +209,14 @@ DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType t
       return result;
     }
   }
+  const auto uid = doc.FindMember("uid");
+  if (uid != doc.MemberEnd()) {
+    if (!uid->value.IsInt64()) {
+      result.failure = {"Json error", schema_cause("\"uid\" must be an integer", type)};
+      return result;
+    }
+    parsed.uid = uid->value.GetInt64();
+  }
   result.value = std::move(parsed);
   return result;
 }
@@ -255,7 +263,7 @@ bool is_valid_json(std::string_view text) {
 }
 
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
-                       std::string_view default_explanation) {
+                       std::string_view default_explanation, const EnsembleFields* ensemble) {
   StringAppender stream{out};
   rapidjson::Writer<StringAppender> writer(stream);
   writer.StartObject();
@@ -269,6 +277,14 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
   }
   writer.Key("default");
   writer.Bool(is_default);
+  if (ensemble != nullptr) {
+    writer.Key("confidence");
+    writer.Double(ensemble->confidence);
+    if (ensemble->partial) {
+      writer.Key("partial");
+      writer.Bool(true);
+    }
+  }
   if (is_default && !default_explanation.empty()) {
     writer.Key("default_explanation");
     writer.String(default_explanation.data(),

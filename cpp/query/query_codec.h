@@ -23,6 +23,7 @@ struct PredictBody {
   std::vector<DecodedInput> inputs;
   bool is_batch = false;                 // the body used "input_batch"
   std::optional<std::string> version;    // "version": query this version of the linked model
+  int64_t uid = 0;                       // "uid": whose selection state picks the model(s)
 };
 
 struct UpdateBody {
@@ -50,8 +51,14 @@ DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType typ
 
 // Appends one prediction object ({"query_id", "output", "default", "default_explanation"?}) to `out`.
 // `output` is embedded as JSON when it is valid JSON, else as a JSON string.
+// An ensemble's answer also carries "confidence" (the weight share behind it) and "partial": true when
+// some model asked did not answer in time; pass them through `ensemble`.
+struct EnsembleFields {
+  double confidence = 0.0;
+  bool partial = false;
+};
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
-                       std::string_view default_explanation);
+                       std::string_view default_explanation, const EnsembleFields* ensemble = nullptr);
 
 // {"error": ..., "cause": ...}
 std::string render_error(std::string_view error, std::string_view cause);

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 #include "engine/engine.h"
 #include "query/query_codec.h"
+#include "selection/ensemble_combiner.h"
+#include "selection/feedback_queue.h"
+#include "selection/weighted_draw.h"
 
 namespace clipper {
 namespace {
@@ -13,6 +17,14 @@ namespace {
 using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
+
+// How long an /update may take to collect the linked models' outputs (at least; an app's SLO that is
+// longer counts), and how long the control plane may take to apply the round before the client hears
+// that it was not confirmed.
+constexpr auto kFeedbackEvaluationTime = std::chrono::seconds(1);
+constexpr auto kFeedbackConfirmationTime = std::chrono::seconds(10);
+// A feedback ticket is the query key with the owning I/O thread in its top byte.
+constexpr int kTicketThreadShift = 56;
 
 // Splits "/<app>/<action>[/][?query]" into app and action; false if the path has another shape.
 bool split_app_path(std::string_view target, std::string_view& app, std::string_view& action) {
@@ -178,21 +190,92 @@ void QueryProcessor::on_request(http::HttpRequest&& request, http::ResponseSlot 
   if (action == "predict") {
     handle_predict(app, request, slot, received);
   } else {
-    handle_update(*app, request, slot);
+    handle_update(app, request, slot);
   }
 }
 
-void QueryProcessor::handle_update(const AppRoute& app, http::HttpRequest& request, http::ResponseSlot slot) {
+void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route, http::HttpRequest& request,
+                                   http::ResponseSlot slot) {
+  const AppRoute& app = *route;
   auto decoded = decode_update_body(request.body, app.input_type);
   if (!decoded.ok()) {
     reply_error(http_, slot, 400, decoded.failure.error, decoded.failure.cause, &app);
     return;
   }
-  app.metrics->feedback.add();
-  http::HttpResponse response;
-  const uint64_t query_id = engine_.next_query_ids(1);
-  response.body = "{\"query_id\":" + std::to_string(query_id) + ",\"feedback_accepted\":true}";
-  http_.respond(slot, std::move(response));
+  // Feedback is acknowledged only once the app's policy applied it: without a consumer it cannot be.
+  if (!engine_.feedback_queue().consumer_attached()) {
+    reply_error(http_, slot, 503, "Feedback not applied",
+                "this frontend has no selection worker to learn from feedback (the standalone "
+                "clipper-frontend runs none); send feedback to a frontend started by a container manager",
+                &app);
+    return;
+  }
+  UpdateBody& body = *decoded.value;
+  ModelChoice choice = every_linked_model(app);
+  if (choice.models.empty()) {
+    reply_error(http_, slot, 400, "Feedback not applied", choice.no_model_reason, &app);
+    return;
+  }
+  const Clock::time_point received = Clock::now();
+  const uint64_t query_key = engine_.next_query_ids(1);
+  PendingQuery query;
+  query.slot = slot;
+  query.app = route;
+  query.first_query_id = query_key;
+  query.received = received;
+  // Feedback is not latency-bound like a query, but a model that never answers must not hold it.
+  query.deadline = received + std::max(microseconds(app.slo_micros), duration_cast<microseconds>(kFeedbackEvaluationTime));
+  query.is_feedback = true;
+  query.uid = body.uid;
+  query.label = body.label;
+  std::vector<DecodedInput> inputs;
+  inputs.push_back(std::move(body.input));
+  if (!submit_inputs(query_key, query, choice, inputs)) send_feedback_round(query_key, query);
+}
+
+QueryProcessor::ModelChoice QueryProcessor::every_linked_model(const AppRoute& app) {
+  ModelChoice choice;
+  if (app.linked_models.empty()) {
+    choice.no_model_reason = "No model is linked to application '" + app.name + "'; link one with link_model_to_app";
+    return choice;
+  }
+  for (const LinkedModel& linked : app.linked_models) {
+    ModelVersion* model = linked.current;
+    if (model != nullptr && model->connected_replicas.load(std::memory_order_relaxed) == 0) model = nullptr;
+    choice.models.push_back(model);
+  }
+  choice.weights = app.selection.default_weights;
+  return choice;
+}
+
+QueryProcessor::ModelChoice QueryProcessor::choose_models(const AppRoute& app, int64_t uid) {
+  ModelChoice choice;
+  if (app.linked_models.empty()) {
+    choice.no_model_reason = "No model is linked to application '" + app.name + "'; link one with link_model_to_app";
+    return choice;
+  }
+  const SelectionPlan& plan = app.selection;
+  if (plan.mode == SelectionMode::Ensemble) return every_linked_model(app);
+  // The user's published weights, else the app's defaults (also when the links changed since).
+  const std::vector<double>* weights = &plan.default_weights;
+  if (plan.mode == SelectionMode::Sample && app.linked_models.size() > 1 &&
+      engine_.selection_weights().get(app.selection_id, uid, weights_scratch_) &&
+      weights_scratch_.size() == app.linked_models.size()) {
+    weights = &weights_scratch_;
+  }
+  const std::size_t index =
+      plan.mode == SelectionMode::Sample ? draw_weighted(*weights, thread_uniform()) : std::size_t{0};
+  const LinkedModel& linked = app.linked_models[std::min(index, app.linked_models.size() - 1)];
+  if (linked.current == nullptr) {
+    choice.no_model_reason =
+        "Model '" + linked.name + "' linked to application '" + app.name + "' has no deployed version";
+  } else if (linked.current->connected_replicas.load(std::memory_order_relaxed) == 0) {
+    choice.no_model_reason =
+        "No connected models found for query: model " + linked.current->label + " has no connected replica";
+  } else {
+    choice.models.push_back(linked.current);
+  }
+  return choice;
 }
 
 void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
@@ -205,54 +288,43 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
   PredictBody& body = *decoded.value;
   app->metrics->requests.add();
 
-  // Choose the model version: the requested one, else the current version of the linked model.
-  ModelVersion* model = nullptr;
-  std::string no_model_reason;
-  if (app->linked_models.empty()) {
-    if (body.version) {
+  ModelChoice choice;
+  if (body.version) {
+    // A named version: of the one linked model (Clipper's rule), never chosen by the policy.
+    if (app->linked_models.size() != 1) {
       reply_error(http_, slot, 400, "Query processing error",
-                  "version " + *body.version + " was requested but no model is linked to application '" +
-                      app->name + "'",
+                  app->linked_models.empty()
+                      ? "version " + *body.version + " was requested but no model is linked to application '" +
+                            app->name + "'"
+                      : "Too many models linked to application " + app->name + " to select a version",
                   app.get());
       return;
     }
-    no_model_reason = "No model is linked to application '" + app->name +
-                      "'; link one with link_model_to_app";
-  } else {
     const LinkedModel& linked = app->linked_models.front();
-    if (body.version) {
-      if (app->linked_models.size() > 1) {
-        reply_error(http_, slot, 400, "Query processing error",
-                    "Too many models linked to application " + app->name + " to select a version",
-                    app.get());
-        return;
-      }
-      auto version = linked.versions.find(*body.version);
-      if (version == linked.versions.end()) {
-        reply_error(http_, slot, 400, "Query processing error",
-                    "Requested version: " + *body.version + " does not exist for model: " + linked.name,
-                    app.get());
-        return;
-      }
-      model = version->second;
-    } else if (linked.current == nullptr) {
-      no_model_reason = "Model '" + linked.name + "' linked to application '" + app->name +
-                        "' has no deployed version";
+    auto version = linked.versions.find(*body.version);
+    if (version == linked.versions.end()) {
+      reply_error(http_, slot, 400, "Query processing error",
+                  "Requested version: " + *body.version + " does not exist for model: " + linked.name,
+                  app.get());
+      return;
+    }
+    if (version->second->connected_replicas.load(std::memory_order_relaxed) == 0) {
+      choice.no_model_reason =
+          "No connected models found for query: model " + version->second->label + " has no connected replica";
     } else {
-      model = linked.current;
+      choice.models.push_back(version->second);
     }
-    if (model != nullptr && model->connected_replicas.load(std::memory_order_relaxed) == 0) {
-      no_model_reason = "No connected models found for query: model " + model->label +
-                        " has no connected replica";
-      model = nullptr;
-    }
+  } else {
+    choice = choose_models(*app, body.uid);
   }
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
-  if (model != nullptr && model->queue.approximate_size() + count > engine_.options().max_queued_tasks_per_model) {
-    reply_error(http_, slot, 503, "Overloaded",
-                "the queue of model " + model->label + " is full; retry shortly", app.get());
-    return;
+  for (ModelVersion* model : choice.models) {
+    if (model != nullptr && model->queue.approximate_size() + count > engine_.options().max_queued_tasks_per_model) {
+      reply_error(http_, slot, 503, "Overloaded", "the queue of model " + model->label + " is full; retry shortly",
+                  app.get());
+      return;
+    }
   }
 
   const uint64_t first_query_id = engine_.next_query_ids(std::max<uint32_t>(count, 1));
@@ -261,57 +333,169 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
   query.app = app;
   query.is_batch = body.is_batch;
   query.first_query_id = first_query_id;
-  query.results.resize(count);
-  query.remaining = count;
   query.received = received;
-
-  if (count == 0 || model == nullptr) {
-    fill_defaults(query, no_model_reason);
+  query.deadline = received + microseconds(app->slo_micros);
+  if (count == 0 || choice.models.empty()) {
+    query.results.resize(count);
+    query.remaining = count;
+    fill_defaults(query, choice.no_model_reason);
     finish(first_query_id, query);
     return;
   }
+  if (!submit_inputs(first_query_id, query, choice, body.inputs)) finish(first_query_id, query);
+}
 
-  query.model_label = model->label;
-  const Clock::time_point deadline = received + microseconds(app->slo_micros);
-  PredictionCache& cache = engine_.cache();
-  bool queued = false;
-  for (uint32_t index = 0; index < count; ++index) {
-    Task task;
-    if (cache.enabled()) {
-      const CacheKey key = make_cache_key(model->id, body.inputs[index].payload);
-      const CacheWaiter waiter{io_thread_, first_query_id, index, deadline};
-      InputResult& result = query.results[index];
-      switch (cache.lookup(key, waiter, result.output)) {
-        case PredictionCache::Lookup::Hit:
-          result.done = true;
-          --query.remaining;
-          continue;
-        case PredictionCache::Lookup::Joined:
-          continue;  // the identical evaluation in flight answers this input too
-        case PredictionCache::Lookup::Miss:
-          task.cached = true;
-          task.cache_key = key;
-          break;
-      }
+bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
+                                   std::vector<DecodedInput>& inputs) {
+  const uint32_t count = static_cast<uint32_t>(inputs.size());
+  const uint32_t asked = static_cast<uint32_t>(choice.models.size());
+  query.models_per_input = asked;
+  query.results.resize(static_cast<std::size_t>(count) * asked);
+  query.remaining = count * asked;
+  query.ensemble = asked > 1 || query.is_feedback;
+  if (query.ensemble) {
+    query.weights = choice.weights;
+    query.weights.resize(asked, 0.0);
+    for (std::size_t m = 0; m < asked; ++m) {
+      const ModelVersion* model = choice.models[m];
+      query.model_labels.push_back(model != nullptr ? model->label : query.app->linked_models[m].name);
     }
-    task.io_thread = io_thread_;
-    task.query_key = first_query_id;
-    task.input_index = index;
-    task.deadline = deadline;
-    task.enqueued = received;
-    task.element_count = body.inputs[index].element_count;
-    task.payload = std::move(body.inputs[index].payload);
-    scheduler_.submit(*model, std::move(task));
-    queued = true;
+    query.model_label = query.model_labels.front();
+  } else {
+    query.model_label = choice.models.front()->label;
   }
-  if (query.remaining == 0) {  // every input came from the cache
-    finish(first_query_id, query);
+
+  PredictionCache& cache = engine_.cache();
+  absl::InlinedVector<ModelVersion*, 2> notify;
+  for (uint32_t m = 0; m < asked; ++m) {
+    ModelVersion* model = choice.models[m];
+    bool queued = false;
+    for (uint32_t index = 0; index < count; ++index) {
+      const uint32_t slot = index * asked + m;
+      InputResult& result = query.results[slot];
+      if (model == nullptr) {  // linked, but it cannot answer: it counts as missing from the ensemble
+        result.done = true;
+        result.is_default = true;
+        result.output = query.app->default_output;
+        result.explanation = "Model " + query.model_labels[m] + " has no deployed version with a connected replica";
+        --query.remaining;
+        continue;
+      }
+      Task task;
+      if (cache.enabled()) {
+        const CacheKey key = make_cache_key(model->id, inputs[index].payload);
+        const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
+        switch (cache.lookup(key, waiter, result.output)) {
+          case PredictionCache::Lookup::Hit:
+            result.done = true;
+            --query.remaining;
+            continue;
+          case PredictionCache::Lookup::Joined:
+            continue;  // the identical evaluation in flight answers this slot too
+          case PredictionCache::Lookup::Miss:
+            task.cached = true;
+            task.cache_key = key;
+            break;
+        }
+      }
+      task.io_thread = io_thread_;
+      task.query_key = query_key;
+      task.input_index = slot;
+      task.deadline = query.deadline;
+      task.enqueued = query.received;
+      task.element_count = inputs[index].element_count;
+      // The last model to ask takes the input; the others get copies.
+      task.payload = m + 1 == asked ? std::move(inputs[index].payload) : inputs[index].payload;
+      scheduler_.submit(*model, std::move(task));
+      queued = true;
+    }
+    if (queued) notify.push_back(model);
+  }
+  if (query.remaining == 0) return false;  // every slot came from the cache (or cannot be asked)
+  const Clock::time_point deadline = query.deadline;
+  pending_.emplace(query_key, std::move(query));
+  deadlines_.add(deadline, query_key);
+  arm_deadline_timer(deadline);
+  for (ModelVersion* model : notify) scheduler_.notify_work(*model);
+  return true;
+}
+
+void QueryProcessor::combine_ensemble(PendingQuery& query) {
+  const uint32_t asked = query.models_per_input;
+  const std::size_t count = query.results.size() / asked;
+  absl::InlinedVector<InputResult, 1> combined(count);
+  std::vector<ModelAnswer> answers(asked);
+  for (std::size_t index = 0; index < count; ++index) {
+    const InputResult* first_failure = nullptr;
+    for (uint32_t m = 0; m < asked; ++m) {
+      const InputResult& slot = query.results[index * asked + m];
+      answers[m] = ModelAnswer{slot.done && !slot.is_default, slot.output};
+      if (!answers[m].answered && first_failure == nullptr) first_failure = &slot;
+    }
+    const CombinedAnswer answer = combine_answers(answers, query.weights);
+    InputResult& result = combined[index];
+    result.done = true;
+    result.confidence = answer.confidence;
+    result.partial = answer.partial;
+    if (!answer.answered) {
+      result.is_default = true;
+      result.output = query.app->default_output;
+      result.explanation = "No model of the ensemble answered: " +
+                           (first_failure != nullptr ? first_failure->explanation : std::string("no model asked"));
+    } else if (answer.confidence < query.app->selection.confidence_threshold) {
+      result.is_default = true;
+      result.output = query.app->default_output;
+      char text[160];
+      std::snprintf(text, sizeof(text),
+                    "The ensemble's confidence %.3f is below the application's confidence_threshold %.3f",
+                    answer.confidence, query.app->selection.confidence_threshold);
+      result.explanation = text;
+    } else {
+      result.output = answer.output;
+    }
+  }
+  query.results = std::move(combined);
+  query.models_per_input = 1;
+}
+
+void QueryProcessor::send_feedback_round(uint64_t query_key, PendingQuery& query) {
+  FeedbackRound round;
+  round.ticket = (static_cast<uint64_t>(io_thread_) << kTicketThreadShift) | query_key;
+  round.app = query.app->name;
+  round.uid = query.uid;
+  round.label = query.label;
+  for (uint32_t m = 0; m < query.models_per_input; ++m) {
+    const InputResult& slot = query.results[m];
+    FeedbackOutcome outcome;
+    outcome.model_name = query.app->linked_models[m].name;
+    outcome.answered = slot.done && !slot.is_default;
+    if (outcome.answered) outcome.output = slot.output;
+    round.outcomes.push_back(std::move(outcome));
+  }
+  if (!engine_.feedback_queue().push(std::move(round))) {
+    reply_error(http_, query.slot, 503, "Feedback not applied",
+                "the feedback queue is full; retry shortly", query.app.get());
     return;
   }
-  pending_.emplace(first_query_id, std::move(query));
-  deadlines_.add(deadline, first_query_id);
-  arm_deadline_timer(deadline);
-  if (queued) scheduler_.notify_work(*model);
+  const Clock::time_point expires = Clock::now() + kFeedbackConfirmationTime;
+  awaiting_feedback_.emplace(query_key, AwaitingFeedback{query.slot, query.app, query.first_query_id, expires});
+  deadlines_.add(expires, query_key);
+  arm_deadline_timer(expires);
+}
+
+void QueryProcessor::answer_feedback(Completion& completion) {
+  auto found = awaiting_feedback_.find(completion.query_key);
+  if (found == awaiting_feedback_.end()) return;  // answered 503 at its expiry already
+  AwaitingFeedback& waiting = found->second;
+  if (completion.kind == CompletionKind::FeedbackApplied) {
+    waiting.app->metrics->feedback.add();
+    http::HttpResponse response;
+    response.body = "{\"query_id\":" + std::to_string(waiting.query_id) + ",\"feedback_applied\":true}";
+    http_.respond(waiting.slot, std::move(response));
+  } else {
+    reply_error(http_, waiting.slot, 400, "Feedback refused", completion.text, waiting.app.get());
+  }
+  awaiting_feedback_.erase(found);
 }
 
 void QueryProcessor::fill_defaults(PendingQuery& query, const std::string& explanation) {
@@ -325,7 +509,12 @@ void QueryProcessor::fill_defaults(PendingQuery& query, const std::string& expla
   query.remaining = 0;
 }
 
-void QueryProcessor::finish(uint64_t, PendingQuery& query) {
+void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
+  if (query.is_feedback) {
+    send_feedback_round(query_key, query);
+    return;
+  }
+  if (query.ensemble) combine_ensemble(query);
   const AppRoute& app = *query.app;
   std::string body;
   body.reserve(64 * query.results.size() + 32);
@@ -334,7 +523,9 @@ void QueryProcessor::finish(uint64_t, PendingQuery& query) {
   for (std::size_t i = 0; i < query.results.size(); ++i) {
     const InputResult& result = query.results[i];
     if (i > 0) body += ',';
-    render_prediction(body, query.first_query_id + i, result.output, result.is_default, result.explanation);
+    const EnsembleFields ensemble{result.confidence, result.partial};
+    render_prediction(body, query.first_query_id + i, result.output, result.is_default, result.explanation,
+                      query.ensemble ? &ensemble : nullptr);
     defaults += result.is_default ? 1 : 0;
   }
   if (query.is_batch) body += "]}";
@@ -368,10 +559,14 @@ void QueryProcessor::deliver_here(std::vector<Completion>& completions) {
 }
 
 void QueryProcessor::complete(Completion& completion) {
+  if (completion.kind == CompletionKind::FeedbackApplied || completion.kind == CompletionKind::FeedbackRefused) {
+    answer_feedback(completion);
+    return;
+  }
   auto found = pending_.find(completion.query_key);
   if (found == pending_.end()) return;  // already answered at its deadline
   PendingQuery& query = found->second;
-  if (Clock::now() >= query.received + microseconds(query.app->slo_micros)) {
+  if (Clock::now() >= query.deadline) {
     // The deadline passed while the loop was busy, before its timer fired: the SLO promises the
     // default now, not a late answer.
     answer_overdue(found->first, query);
@@ -385,11 +580,14 @@ void QueryProcessor::complete(Completion& completion) {
   if (completion.kind == CompletionKind::Output) {
     result.output = std::move(completion.text);
   } else {
+    const std::string& label =
+        query.model_labels.empty() ? query.model_label
+                                   : query.model_labels[completion.input_index % query.models_per_input];
     result.is_default = true;
     result.output = query.app->default_output;
     result.explanation = completion.kind == CompletionKind::ModelError
-                             ? "Model " + query.model_label + " failed: " + completion.text
-                             : "Failed to retrieve a prediction response from model " + query.model_label +
+                             ? "Model " + label + " failed: " + completion.text
+                             : "Failed to retrieve a prediction response from model " + label +
                                    " within the latency SLO of " + std::to_string(query.app->slo_micros) +
                                    " microseconds: " + completion.text;
   }
@@ -422,11 +620,23 @@ void QueryProcessor::expire_deadlines() {
   armed_deadline_ = Clock::time_point::max();
   // Answer anything due within the timer's 1 ms granularity rather than sleeping again for it.
   const Clock::time_point now = Clock::now() + microseconds(500);
-  deadlines_.expire_until(now, [this](uint64_t key) {
+  deadlines_.expire_until(now, [this, now](uint64_t key) {
     auto found = pending_.find(key);
-    if (found == pending_.end()) return;
-    answer_overdue(key, found->second);
-    pending_.erase(found);
+    if (found != pending_.end()) {
+      // Erase before answering: a feedback query's answer registers it under the same key elsewhere.
+      PendingQuery query = std::move(found->second);
+      pending_.erase(found);
+      answer_overdue(key, query);
+      return;
+    }
+    auto waiting = awaiting_feedback_.find(key);
+    if (waiting == awaiting_feedback_.end() || waiting->second.expires > now) return;
+    reply_error(http_, waiting->second.slot, 503, "Feedback not confirmed",
+                "the selection worker did not confirm applying this feedback within " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kFeedbackConfirmationTime).count()) +
+                    " s; it may still be applied later",
+                waiting->second.app.get());
+    awaiting_feedback_.erase(waiting);
   });
   if (auto next = deadlines_.earliest()) arm_deadline_timer(*next);
 }

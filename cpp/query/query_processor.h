@@ -22,6 +22,7 @@
 #include "common/task.h"
 #include "common/task_scheduler.h"
 #include "query/deadline_queue.h"
+#include "query/query_codec.h"
 #include "engine/routing.h"
 #include "http/http_server.h"
 
@@ -54,6 +55,14 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     bool is_default = false;
     std::string output;
     std::string explanation;
+    double confidence = 1.0;  // an ensemble's answer: the weight share behind it
+    bool partial = false;     // an ensemble's answer: some model asked did not answer
+  };
+  // The models one query asks, chosen by the app's selection plan (null: linked but unable to answer).
+  struct ModelChoice {
+    absl::InlinedVector<ModelVersion*, 2> models;
+    std::vector<double> weights;  // ensemble: one per model asked
+    std::string no_model_reason;  // why nothing can be asked, when `models` is empty
   };
   struct PendingQuery {
     http::ResponseSlot slot;
@@ -61,9 +70,27 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     std::string model_label;
     bool is_batch = false;
     uint64_t first_query_id = 0;
-    absl::InlinedVector<InputResult, 1> results;  // one input, the common case: no allocation
+    // One slot per (input, model asked): slot = input * models_per_input + model. One input and one
+    // model, the common case, needs no allocation.
+    absl::InlinedVector<InputResult, 1> results;
     uint32_t remaining = 0;
+    uint32_t models_per_input = 1;
+    std::vector<std::string> model_labels;  // several models asked: "name:version" of each
+    std::vector<double> weights;             // ensemble: one per model asked
+    bool ensemble = false;
     Clock::time_point received;
+    Clock::time_point deadline;
+    // /update: the outputs become a feedback round for the app's policy instead of an answer.
+    bool is_feedback = false;
+    int64_t uid = 0;
+    double label = 0.0;
+  };
+  // An /update whose round the control plane is applying; answered when it reports, or at `expires`.
+  struct AwaitingFeedback {
+    http::ResponseSlot slot;
+    std::shared_ptr<const AppRoute> app;
+    uint64_t query_id = 0;
+    Clock::time_point expires;
   };
 
   class MetricsOnlyHandler final : public http::RequestHandler {
@@ -81,13 +108,22 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   const RoutingTable& current_routing();
   void handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                       http::ResponseSlot slot, Clock::time_point received);
-  void handle_update(const AppRoute& app, http::HttpRequest& request, http::ResponseSlot slot);
+  void handle_update(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
+                     http::ResponseSlot slot);
   bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
   void drain_completions();
   void complete(Completion& completion);
   void answer_overdue(uint64_t query_key, PendingQuery& query);
   void expire_deadlines();
   void arm_deadline_timer(Clock::time_point deadline);
+  ModelChoice choose_models(const AppRoute& app, int64_t uid);
+  ModelChoice every_linked_model(const AppRoute& app);
+  // Looks each input up in the cache and submits the rest; returns false when the query is complete.
+  bool submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
+                     std::vector<DecodedInput>& inputs);
+  void combine_ensemble(PendingQuery& query);
+  void send_feedback_round(uint64_t query_key, PendingQuery& query);
+  void answer_feedback(Completion& completion);
   void fill_defaults(PendingQuery& query, const std::string& explanation);
   void finish(uint64_t query_key, PendingQuery& query);
   void reply_error(http::HttpServer& server, http::ResponseSlot slot, int status, std::string_view error,
@@ -110,6 +146,8 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   std::vector<Completion> drained_;
   DeadlineQueue deadlines_;
   absl::flat_hash_map<uint64_t, PendingQuery> pending_;  // open addressing: no node per query
+  absl::flat_hash_map<uint64_t, AwaitingFeedback> awaiting_feedback_;
+  std::vector<double> weights_scratch_;
 
   std::shared_ptr<const RoutingTable> routing_;
   uint64_t routing_generation_ = 0;

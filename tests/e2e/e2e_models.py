@@ -82,3 +82,13 @@ def tagged_sum(tag):
 def sleep_300_ms(inputs):
     time.sleep(0.3)
     return ["1.0" for _ in inputs]
+
+
+def label_of_first(inputs):
+    """The label of an input is the whole part of its first element: this model always knows it."""
+    return [str(int(row[0])) for row in inputs]
+
+
+def label_plus_one(inputs):
+    """Always wrong by one (for the selection tests)."""
+    return [str(int(row[0]) + 1) for row in inputs]

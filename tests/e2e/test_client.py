@@ -104,7 +104,7 @@ def test_bytes_inputs_are_base64_encoded_for_the_caller(conn):
 def test_update_is_acknowledged(conn):
     with ClipperClient(conn.get_query_addr()) as client:
         ack = client.update("sum", uid=3, input=[1.0, 2.0], label=1.0)
-        assert ack["feedback_accepted"] is True
+        assert ack["feedback_applied"] is True
         with pytest.raises(BadInputError, match="input"):
             client.update("sum", uid=3, input="not numbers", label=1.0)
 
@@ -179,7 +179,7 @@ def test_the_async_client_answers_concurrent_calls(conn):
     answers, batch, ack = asyncio.run(scenario())
     assert [a.output for a in answers] == [float(i) for i in range(12)]
     assert [a.output for a in batch] == [3.0, 3.0]
-    assert ack["feedback_accepted"] is True
+    assert ack["feedback_applied"] is True
 
 
 def test_the_async_client_reuses_one_connection_for_sequential_calls(conn):

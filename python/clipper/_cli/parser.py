@@ -292,6 +292,35 @@ def add_query_commands(add: AddCommand) -> None:
     predict.add_argument("--version", help="query this version of the linked model")
 
 
+def add_image_commands(add: AddCommand) -> None:
+    images = add("images", "Docker images: build Clipper's images from containers/", images_command)
+    actions = images.add_subparsers(dest="images_action", required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="build the images DockerContainerManager runs (reused when up to date; offline with a "
+        "local base image and wheelhouse, see scripts/build_base_image.sh)",
+    )
+    build.add_argument("images", nargs="*", help="which images (default: frontend python-closure "
+                       "sklearn xgboost)")  # fmt: skip
+    build.add_argument("--base-image", help="image to build FROM")
+    build.add_argument("--wheelhouse", help="wheels to install from")
+    build.add_argument("--rebuild", action="store_true", help="build even when up to date")
+
+
+def images_command(args: argparse.Namespace) -> int:
+    # Imported here: the docker client is needed only by this command.
+    from clipper.managers.docker_images import main as build_images
+
+    argv = list(args.images)
+    if args.base_image:
+        argv += ["--base-image", args.base_image]
+    if args.wheelhouse:
+        argv += ["--wheelhouse", args.wheelhouse]
+    if args.rebuild:
+        argv.append("--rebuild")
+    return build_images(argv)
+
+
 COMMAND_GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     add_lifecycle_commands,
     add_inspection_commands,
@@ -300,6 +329,7 @@ COMMAND_GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     add_query_commands,
     add_kubernetes_commands,
     add_policy_commands,
+    add_image_commands,
 )
 
 

@@ -3,6 +3,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
 #include <stdexcept>
 
 #include "engine/engine.h"
@@ -101,6 +105,50 @@ PYBIND11_MODULE(_core, module) {
              return result;
            })
       .def("metrics_text", &clipper::Engine::metrics_text, py::call_guard<py::gil_scoped_release>())
+      .def("set_selection_weights",
+           [](clipper::Engine& engine, const std::string& app, int64_t uid,
+              const std::map<std::string, double>& weights) {
+             std::vector<std::pair<std::string, double>> pairs(weights.begin(), weights.end());
+             py::gil_scoped_release release;
+             engine.set_selection_weights(app, uid, pairs);
+           },
+           py::arg("app"), py::arg("uid"), py::arg("weights"))
+      .def("clear_selection_weights",
+           [](clipper::Engine& engine, const std::string& app, std::optional<int64_t> uid) {
+             py::gil_scoped_release release;
+             engine.clear_selection_weights(app, uid);
+           },
+           py::arg("app"), py::arg("uid") = py::none())
+      .def("next_feedback",
+           [](clipper::Engine& engine, int64_t timeout_ms) {
+             std::vector<clipper::FeedbackRound> rounds;
+             {
+               py::gil_scoped_release release;
+               rounds = engine.next_feedback(256, std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms)));
+             }
+             py::list result;
+             for (const auto& round : rounds) {
+               py::dict record;
+               record["ticket"] = round.ticket;
+               record["app"] = round.app;
+               record["uid"] = round.uid;
+               record["label"] = round.label;
+               py::dict outputs;
+               for (const auto& outcome : round.outcomes) {
+                 if (!outcome.answered) continue;  // no output, so no loss is known for that model
+                 py::dict answer;
+                 answer["output"] = outcome.output;
+                 answer["confidence"] = outcome.confidence;
+                 outputs[py::str(outcome.model_name)] = answer;
+               }
+               record["outputs"] = outputs;
+               result.append(record);
+             }
+             return result;
+           },
+           py::arg("timeout_ms"))
+      .def("finish_feedback", &clipper::Engine::finish_feedback, py::arg("ticket"), py::arg("applied"),
+           py::arg("message") = "", py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("query_port", &clipper::Engine::query_port)
       .def_property_readonly("rpc_port", &clipper::Engine::rpc_port)
       .def_property_readonly("metrics_port", &clipper::Engine::metrics_port)

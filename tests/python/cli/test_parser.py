@@ -63,3 +63,16 @@ def test_a_closed_stdout_pipe_ends_quietly(argv):
         os.close(write_end)
     assert result.returncode in (0, 141)
     assert b"Traceback" not in result.stderr and b"Broken pipe" not in result.stderr
+
+
+def test_images_build_builds_an_up_to_date_image_through_the_docker_manager(capsys):
+    """`clipper images build` runs the Docker image builder (reusing an image that is up to date)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
+        pytest.skip("needs a running Docker Engine (scripts/setup.sh installs and starts it)")
+    from clipper.cli import main
+
+    assert main(["images", "build", "python-closure"]) == 0
+    assert "clipper/python-closure-container" in capsys.readouterr().out

@@ -3,6 +3,7 @@ no model (health, routing errors, body limits). Real HTTP over loopback."""
 
 import http.client
 import json
+import threading
 import socket
 
 import pytest
@@ -148,13 +149,62 @@ def test_a_10_mb_body_gets_413_and_the_server_keeps_serving(engine):
     assert request(engine.query_port, "POST", "/app/predict", b'{"input": [1.0]}')[0] == 200
 
 
-def test_update_acknowledges_valid_feedback_and_rejects_bad_feedback(engine):
-    status, _, raw = request(engine.query_port, "POST", "/app/update", b'{"uid": 1, "input": [1.0], "label": 2}')
-    assert status == 200
-    assert json.loads(raw)["feedback_accepted"] is True
+def test_update_is_answered_only_once_the_feedback_consumer_applied_it(engine):
+    feedback = b'{"uid": 1, "input": [1.0], "label": 2}'
+    engine.apply_config(json.dumps({
+        "apps": [app_config(linked_models=["m"])],
+        "models": [{"name": "m", "version": "1", "input_type": "doubles", "current": True}],
+    }))
+    # Nothing in this process learns from feedback yet: it is refused, never acknowledged.
+    status, _, raw = request(engine.query_port, "POST", "/app/update", feedback)
+    assert status == 503
+    assert "selection worker" in json.loads(raw)["cause"]
+
+    assert engine.next_feedback(0) == []  # a consumer is attached from now on
+    rounds = []
+
+    def consume():
+        while len(rounds) < 2:
+            for record in engine.next_feedback(100):
+                rounds.append(record)
+                engine.finish_feedback(record["ticket"], record["label"] == 2, "label 3 is refused here")
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        status, _, raw = request(engine.query_port, "POST", "/app/update", feedback)
+        assert status == 200
+        assert json.loads(raw)["feedback_applied"] is True
+        status, _, raw = request(engine.query_port, "POST", "/app/update", feedback.replace(b"2}", b"3}"))
+        assert status == 400
+        assert json.loads(raw)["cause"] == "label 3 is refused here"
+    finally:
+        consumer.join(timeout=10)
+    assert [(r["app"], r["uid"], r["label"]) for r in rounds] == [("app", 1, 2.0), ("app", 1, 3.0)]
+    assert rounds[0]["outputs"] == {}  # the linked model has no replica, so it gave no output
+
     status, _, raw = request(engine.query_port, "POST", "/app/update", b'{"uid": "u", "input": [1.0], "label": 2}')
     assert status == 400
     assert "uid" in json.loads(raw)["cause"]
+
+
+def test_selection_weights_are_published_per_user_and_checked_against_the_links(engine):
+    engine.apply_config(json.dumps({
+        "apps": [app_config(linked_models=["a", "b"]) | {"selection": {"mode": "sample"}}],
+        "models": [{"name": n, "version": "1", "input_type": "doubles", "current": True} for n in "ab"],
+    }))
+    engine.set_selection_weights("app", 7, {"a": 0.25, "b": 0.75})
+    with pytest.raises(ValueError, match="not linked"):
+        engine.set_selection_weights("app", 7, {"c": 1.0})
+    with pytest.raises(ValueError, match="no application"):
+        engine.set_selection_weights("nope", 7, {"a": 1.0})
+    engine.clear_selection_weights("app", 7)
+    engine.clear_selection_weights("app")
+    with pytest.raises(ValueError, match="cascade is not served"):
+        engine.apply_config(json.dumps({
+            "apps": [app_config(linked_models=["a"]) | {"selection": {"mode": "cascade"}}],
+            "models": [{"name": "a", "version": "1", "input_type": "doubles", "current": True}],
+        }))
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(engine):

@@ -1,0 +1,93 @@
+"""The selection layer serving real queries: an ensemble (exp4) asks every linked model and answers
+with the weight share behind its answer; a bandit (exp3) learns from `POST /<app>/update` which model
+is right, per user; feedback is answered only once the policy applied it; bad feedback is a 400.
+Everything runs as a user runs it: a local cluster, real replica processes, real HTTP."""
+
+import collections
+
+import e2e_models
+import pytest
+from e2e_support import post, start_cluster, wait_for
+
+from clipper.deployers.python import deploy_python_closure
+
+SLO_MICROS = 5_000_000
+
+
+@pytest.fixture(scope="module")
+def conn(tmp_path_factory):
+    conn = start_cluster(tmp_path_factory.mktemp("selection"), "selection-serving")
+    for name, func in (("right", e2e_models.label_of_first), ("wrong", e2e_models.label_plus_one)):
+        deploy_python_closure(conn, name=name, version="1", input_type="doubles", func=func)
+    yield conn
+    conn.stop_all()
+
+
+def register(conn, app, policy, **params):
+    conn.register_application(app, "doubles", default_output="-1", slo_micros=SLO_MICROS)
+    conn.set_selection_policy(app, policy, **params)
+    conn.link_model_to_app(app, "right")
+    conn.link_model_to_app(app, "wrong")
+
+
+def query(conn, app, value, uid=0):
+    status, answer, _ = post(conn.get_query_addr(), f"/{app}/predict", {"input": [value], "uid": uid})
+    assert status == 200, answer
+    return answer
+
+
+def feedback(conn, app, value, uid=0, label=None):
+    body = {"uid": uid, "input": [value], "label": int(value) if label is None else label}
+    return post(conn.get_query_addr(), f"/{app}/update", body)
+
+
+def test_an_ensemble_asks_both_models_and_reports_its_confidence(conn):
+    register(conn, "vote", "exp4")
+    answer = wait_for(lambda: (a := query(conn, "vote", 7.0)) and not a["default"] and a, what="an answer")
+    assert answer["output"] in (7, 8)
+    assert answer["confidence"] == pytest.approx(0.5, abs=0.01)  # equal weights, one vote each
+    assert "partial" not in answer
+
+
+def test_feedback_teaches_exp4_and_exp3_which_model_is_right(conn):
+    for app, policy in (("learn-exp4", "exp4"), ("learn-exp3", "exp3")):
+        register(conn, app, policy)
+        wait_for(lambda: not query(conn, app, 1.0)["default"], what="replicas serving " + app)
+        for round_number in range(200):
+            status, ack, _ = feedback(conn, app, float(round_number % 50))
+            assert status == 200, ack
+            assert ack["feedback_applied"] is True
+        answers = [query(conn, app, float(v) + 0.5) for v in range(100)]
+        right_share = sum(a["output"] == int(float(v) + 0.5) for v, a in zip(range(100), answers)) / 100
+        assert right_share >= 0.9, (app, right_share)
+        state = conn.get_selection_state(app, uid=0)
+        assert state["feedback"] == 200
+        assert state["models"]["right"]["weight"] > 0.9
+
+
+def test_users_learn_separately(conn):
+    register(conn, "per-user", "exp3")
+    wait_for(lambda: not query(conn, "per-user", 1.0)["default"], what="replicas serving")
+    for round_number in range(200):
+        value = float(round_number % 50)
+        assert feedback(conn, "per-user", value, uid=1, label=int(value))[0] == 200
+        assert feedback(conn, "per-user", value, uid=2, label=int(value) + 1)[0] == 200
+    served = collections.Counter()
+    for v in range(60):
+        served["uid1-right"] += query(conn, "per-user", float(v), uid=1)["output"] == v
+        served["uid2-wrong"] += query(conn, "per-user", float(v), uid=2)["output"] == v + 1
+    assert served["uid1-right"] >= 54 and served["uid2-wrong"] >= 54, served
+
+
+def test_bad_feedback_is_a_400_that_names_the_problem(conn):
+    register(conn, "strict", "exp3")
+    for body, fragment in (
+        ({"uid": 0, "input": [1.0], "label": "cat"}, "label"),
+        ({"uid": 0, "input": "x", "label": 1}, "Expected JSON schema"),
+        ({"uid": "me", "input": [1.0], "label": 1}, "uid"),
+    ):
+        status, error, _ = post(conn.get_query_addr(), "/strict/update", body)
+        assert status == 400 and fragment in error["cause"], (body, error)
+    status, error, _ = post(conn.get_query_addr(), "/nobody/update", {"uid": 0, "input": [1.0], "label": 1})
+    assert status == 404
+    assert conn.get_selection_state("strict", uid=0)["feedback"] == 0
