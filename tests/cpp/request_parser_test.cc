@@ -94,5 +94,76 @@ TEST(RequestParser, Http10WithoutKeepAliveCloses) {
   EXPECT_FALSE(c.requests[0].keep_alive);
 }
 
+TEST(RequestParser, TooManyHeadersAnswer431) {
+  std::vector<HttpRequest> seen;
+  RequestParser parser(ParserLimits{1024, 4096, 3}, [&seen](HttpRequest&& r) { seen.push_back(r); });
+  const std::string raw = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+  EXPECT_FALSE(parser.feed(raw.data(), raw.size()));
+  EXPECT_EQ(parser.failure().status, 431);
+  EXPECT_TRUE(seen.empty());
+}
+
+TEST(RequestParser, HeadersOverTheByteLimitAnswer431EvenWhenSplit) {
+  RequestParser parser(ParserLimits{1024, 300, 100}, [](HttpRequest&&) {});
+  const std::string raw = "GET / HTTP/1.1\r\nX-Long: " + std::string(400, 'a') + "\r\n\r\n";
+  bool ok = true;
+  for (char byte : raw) {
+    ok = parser.feed(&byte, 1);
+    if (!ok) break;
+  }
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(parser.failure().status, 431);
+}
+
+TEST(RequestParser, ReportsItsPhaseForTheServersTimeouts) {
+  RequestParser parser(1024, [](HttpRequest&&) {});
+  EXPECT_EQ(parser.phase(), RequestParser::Phase::kIdle);
+  const std::string head = "POST /a/predict HTTP/1.1\r\nContent-";
+  ASSERT_TRUE(parser.feed(head.data(), head.size()));
+  EXPECT_EQ(parser.phase(), RequestParser::Phase::kHeaders);
+  const std::string rest = "Length: 4\r\n\r\nab";
+  ASSERT_TRUE(parser.feed(rest.data(), rest.size()));
+  EXPECT_EQ(parser.phase(), RequestParser::Phase::kBody);
+  ASSERT_TRUE(parser.feed("cd", 2));
+  EXPECT_EQ(parser.phase(), RequestParser::Phase::kIdle);
+}
+
+TEST(RequestParser, Expect100ContinueIsOwedOnlyWhileTheBodyIsToCome) {
+  std::vector<HttpRequest> seen;
+  RequestParser parser(1024, [&seen](HttpRequest&& r) { seen.push_back(r); });
+  const std::string head = "POST /a/predict HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n";
+  ASSERT_TRUE(parser.feed(head.data(), head.size()));
+  EXPECT_TRUE(parser.take_continue());
+  EXPECT_FALSE(parser.take_continue());  // once
+  ASSERT_TRUE(parser.feed("{}", 2));
+  ASSERT_EQ(seen.size(), 1u);
+  // Headers and body in one read: the client did not wait, nothing is owed.
+  const std::string whole = head + "{}";
+  ASSERT_TRUE(parser.feed(whole.data(), whole.size()));
+  EXPECT_FALSE(parser.take_continue());
+  EXPECT_EQ(seen.size(), 2u);
+}
+
+TEST(RequestParser, UnknownExpectationAnswers417AndOversizedDeclaredBody413) {
+  RequestParser odd(1024, [](HttpRequest&&) {});
+  const std::string raw = "POST / HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 2\r\n\r\n";
+  EXPECT_FALSE(odd.feed(raw.data(), raw.size()));
+  EXPECT_EQ(odd.failure().status, 417);
+  RequestParser large(1024, [](HttpRequest&&) {});
+  const std::string big = "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n";
+  EXPECT_FALSE(large.feed(big.data(), big.size()));
+  EXPECT_EQ(large.failure().status, 413);
+  EXPECT_FALSE(large.take_continue());
+}
+
+TEST(RequestParser, AStalledLargeBodyReservesAtMostOneMebibyte) {
+  RequestParser parser(64 * 1024 * 1024, [](HttpRequest&&) {});
+  const std::string head = "POST / HTTP/1.1\r\nContent-Length: 60000000\r\n\r\nab";
+  ASSERT_TRUE(parser.feed(head.data(), head.size()));
+  EXPECT_LE(parser.buffered_bytes(), 1024u * 1024u);
+  parser.release();
+  EXPECT_EQ(parser.buffered_bytes(), std::string().capacity());
+}
+
 }  // namespace
 }  // namespace clipper::http
