@@ -267,7 +267,10 @@ class Study:
                 sampler.histogram_mean("clipper_model_batch_size", model, start, end), 2
             ),
             "mean_batch_latency_us": _round(
-                sampler.histogram_mean("clipper_model_batch_latency_micros", model, start, end), 0
+                _seconds_to_micros(
+                    sampler.histogram_mean("clipper_model_batch_latency_seconds", model, start, end)
+                ),
+                0,
             ),
             "learned_batch_size_end": sampler.value(
                 f"clipper_model_learned_batch_size{{{model}}}", end
@@ -288,6 +291,10 @@ class Study:
         with contextlib.suppress(Exception):
             return self.cluster.connection.get_model_batching(self.model(ADAPTIVE))
         return None
+
+
+def _seconds_to_micros(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e6
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -633,7 +640,9 @@ def adaptive_timeline(study: Study) -> dict[str, Any]:
         while start + step <= end:
             a, b = origin + start, origin + start + step
             size = sampler.histogram_mean("clipper_model_batch_size", labels, a, b)
-            latency = sampler.histogram_mean("clipper_model_batch_latency_micros", labels, a, b)
+            latency = _seconds_to_micros(
+                sampler.histogram_mean("clipper_model_batch_latency_seconds", labels, a, b)
+            )
             if size is not None:
                 bins.append(
                     {

@@ -165,8 +165,8 @@ def scenario(
                 sampler.delta(f"clipper_app_default_answers_total{{{app}}}", start, stop) / seconds,
                 1,
             ),
-            "p99_bucket_ms": _ms(
-                sampler.histogram_quantile("clipper_app_latency_micros", app, 0.99, start, stop)
+            "p99_bucket_ms": _seconds_to_ms(
+                sampler.histogram_quantile("clipper_app_latency_seconds", app, 0.99, start, stop)
             ),
             "mean_batch_size": _round(
                 sampler.histogram_mean("clipper_model_batch_size", model, start, stop)
@@ -212,8 +212,8 @@ def scenario(
     }
 
 
-def _ms(micros: float | None) -> float | None:
-    return None if micros is None else round(micros / 1000, 1)
+def _seconds_to_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 def _round(value: float | None) -> float | None:

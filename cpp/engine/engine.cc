@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "http/http_server.h"
+#include "metrics/process_metrics.h"
 #include "query/query_processor.h"
 #include "rpc/batching_report.h"
 #include "rpc/replica_service.h"
@@ -196,6 +197,12 @@ std::string Engine::metrics_text() const {
           cache.evictions);
   counter("clipper_cache_entries", "Entries held.", "gauge", cache.entries);
   counter("clipper_cache_bytes", "Bytes held (outputs plus per-entry overhead).", "gauge", cache.bytes);
+#ifndef CLIPPER_VERSION
+#define CLIPPER_VERSION "unknown"
+#define CLIPPER_COMMIT "unknown"
+#endif
+  metrics::render_build_info(text, CLIPPER_VERSION, CLIPPER_COMMIT);
+  metrics::render_process_metrics(text, metrics::read_process_statistics());
   return text;
 }
 

@@ -20,28 +20,31 @@ std::string escape_label(const std::string& value) {
 
 namespace {
 
-std::string format_bound(double bound) {
+// Shortest text that reads back as the same double (Prometheus parses Go float syntax).
+std::string format_double(double value) {
   char text[32];
-  std::snprintf(text, sizeof(text), "%g", bound);
+  std::snprintf(text, sizeof(text), "%.15g", value);
   return text;
 }
 
-void line(std::string& out, const std::string& name, const std::string& labels, uint64_t value) {
+void line(std::string& out, const std::string& name, const std::string& labels, const std::string& value) {
   out += name;
-  out += '{';
-  out += labels;
-  out += "} ";
-  out += std::to_string(value);
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  out += ' ';
+  out += value;
   out += '\n';
 }
 
+void line(std::string& out, const std::string& name, const std::string& labels, uint64_t value) {
+  line(out, name, labels, std::to_string(value));
+}
+
 void line(std::string& out, const std::string& name, const std::string& labels, int64_t value) {
-  out += name;
-  out += '{';
-  out += labels;
-  out += "} ";
-  out += std::to_string(value);
-  out += '\n';
+  line(out, name, labels, std::to_string(value));
 }
 
 }  // namespace
@@ -51,15 +54,23 @@ void Histogram<N>::render(std::string& out, const std::string& name, const std::
   uint64_t cumulative = 0;
   for (std::size_t i = 0; i <= N; ++i) {
     cumulative += counts_[i].load(std::memory_order_relaxed);
-    const std::string le = i < N ? format_bound(bounds_[i]) : "+Inf";
+    const std::string le = i < N ? format_double(bounds_[i] * render_scale_) : "+Inf";
     line(out, name + "_bucket", labels + ",le=\"" + le + "\"", cumulative);
   }
-  line(out, name + "_sum", labels, sum_.load(std::memory_order_relaxed));
+  line(out, name + "_sum", labels,
+       format_double(static_cast<double>(sum_.load(std::memory_order_relaxed)) * render_scale_));
   line(out, name + "_count", labels, cumulative);
 }
 
 template class Histogram<kLatencyBoundsMicros.size()>;
 template class Histogram<kBatchSizeBounds.size()>;
+
+ReplicaMetrics* ModelMetrics::replica(int32_t replica_id) {
+  std::lock_guard lock(replicas_mutex);
+  auto& slot = replicas[replica_id];
+  if (!slot) slot = std::make_unique<ReplicaMetrics>();
+  return slot.get();
+}
 
 AppMetrics* MetricsRegistry::app(const std::string& name) {
   std::lock_guard lock(mutex_);
@@ -73,6 +84,44 @@ ModelMetrics* MetricsRegistry::model(const std::string& name, const std::string&
   auto& slot = models_[{name, version}];
   if (!slot) slot = std::make_unique<ModelMetrics>();
   return slot.get();
+}
+
+// Per-replica families; the caller holds mutex_, each model's replicas_mutex is taken inside it.
+void MetricsRegistry::render_replicas(std::string& out) const {
+  auto header = [&out](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto each_replica = [this](auto&& visit) {
+    for (const auto& [key, model] : models_) {
+      std::lock_guard lock(model->replicas_mutex);
+      for (const auto& [id, replica] : model->replicas) {
+        visit("model=\"" + escape_label(key.first) + "\",version=\"" + escape_label(key.second) +
+                  "\",replica=\"" + std::to_string(id) + "\"",
+              *replica);
+      }
+    }
+  };
+  auto counter = [&](const char* name, const char* help, const Counter ReplicaMetrics::*field) {
+    header(name, "counter", help);
+    each_replica([&](const std::string& labels, const ReplicaMetrics& r) { line(out, name, labels, (r.*field).value()); });
+  };
+  auto gauge = [&](const char* name, const char* help, const Gauge ReplicaMetrics::*field) {
+    header(name, "gauge", help);
+    each_replica([&](const std::string& labels, const ReplicaMetrics& r) { line(out, name, labels, (r.*field).value()); });
+  };
+  counter("clipper_replica_batches_total", "Batches the replica answered.", &ReplicaMetrics::batches);
+  counter("clipper_replica_failed_batches_total", "Batches the replica answered with an error or a bad output.",
+          &ReplicaMetrics::failed_batches);
+  gauge("clipper_replica_inflight_batches", "Batches sent to the replica and not answered yet.",
+        &ReplicaMetrics::inflight_batches);
+  gauge("clipper_replica_connected", "1 while the replica is registered and alive, 0 once it is gone.",
+        &ReplicaMetrics::connected);
+  gauge("clipper_replica_slow", "1 while the replica is marked slow or stalled (it gets only probe batches).",
+        &ReplicaMetrics::slow);
+  header("clipper_replica_batch_latency_seconds", "histogram", "Time the replica spent on a batch, in seconds.");
+  each_replica([&](const std::string& labels, const ReplicaMetrics& r) {
+    r.batch_latency_micros.render(out, "clipper_replica_batch_latency_seconds", labels);
+  });
 }
 
 std::string MetricsRegistry::render_prometheus() const {
@@ -109,8 +158,8 @@ std::string MetricsRegistry::render_prometheus() const {
   app_family("clipper_app_feedback_total", "Feedback (/update) requests accepted.", &AppMetrics::feedback);
   app_family("clipper_app_slo_attained_total", "Inputs answered by a model within the app's SLO.",
              &AppMetrics::slo_attained);
-  header("clipper_app_latency_micros", "histogram", "Time from receiving a request to answering it.");
-  for (const auto& [name, app] : apps_) app->latency_micros.render(out, "clipper_app_latency_micros", app_labels(name));
+  header("clipper_app_latency_seconds", "histogram", "Time from receiving a request to answering it, in seconds.");
+  for (const auto& [name, app] : apps_) app->latency_micros.render(out, "clipper_app_latency_seconds", app_labels(name));
 
   model_counter("clipper_model_batches_total", "Batches sent to replicas and answered.", &ModelMetrics::batches);
   model_counter("clipper_model_predictions_total", "Inputs evaluated by the model.", &ModelMetrics::predictions);
@@ -135,12 +184,14 @@ std::string MetricsRegistry::render_prometheus() const {
            model->batch_cut_reasons[i].value());
     }
   }
-  header("clipper_model_batch_latency_micros", "histogram", "Time from sending a batch to its answer.");
+  header("clipper_model_batch_latency_seconds", "histogram",
+         "Time a replica spent on a batch (from sending it, or from the previous answer), in seconds.");
   for (const auto& [key, model] : models_) {
-    model->batch_latency_micros.render(out, "clipper_model_batch_latency_micros", model_labels(key));
+    model->batch_latency_micros.render(out, "clipper_model_batch_latency_seconds", model_labels(key));
   }
   header("clipper_model_batch_size", "histogram", "Inputs per batch sent to a replica.");
   for (const auto& [key, model] : models_) model->batch_size.render(out, "clipper_model_batch_size", model_labels(key));
+  render_replicas(out);
   return out;
 }
 

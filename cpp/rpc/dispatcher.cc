@@ -130,6 +130,11 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   if (owner == nullptr || !owner->slow) model.latency.observe(sent, latency);
   model.metrics->batch_latency_micros.observe(static_cast<double>(latency));
   model.metrics->batches.add();
+  if (owner != nullptr) {
+    owner->metrics->batch_latency_micros.observe(static_cast<double>(latency));
+    owner->metrics->batches.add();
+    if (response.has_error() || response.output_count() != sent) owner->metrics->failed_batches.add();
+  }
 
   if (response.has_error()) {
     model.metrics->failed_batches.add();

@@ -21,6 +21,10 @@ Replica& ReplicaSet::add(Replica&& replica) {
   model->connected_replicas.fetch_add(1);
   model->idle_replicas.fetch_add(1);
   model->metrics->connected_replicas.add(1);
+  added.metrics = model->metrics->replica(added.replica_id);
+  added.metrics->connected.set(1);
+  added.metrics->inflight_batches.set(0);
+  added.metrics->slow.set(0);
   return added;
 }
 
@@ -32,11 +36,14 @@ Replica ReplicaSet::remove(const ReplicaAddress& address) {
   replicas_.erase(found);
   model->connected_replicas.fetch_sub(1);
   model->metrics->connected_replicas.add(-1);
+  removed.metrics->connected.set(0);
+  removed.metrics->inflight_batches.set(0);
   return removed;
 }
 
 void ReplicaSet::batch_sent(Replica& replica, uint64_t batch_id, std::size_t size, Clock::time_point sent_at) {
   replica.inflight.push_back(InflightRef{batch_id, size, sent_at});
+  replica.metrics->inflight_batches.set(static_cast<int64_t>(replica.inflight.size()));
   if (!has_room(replica)) replica.model->idle_replicas.fetch_sub(1);
 }
 
@@ -46,6 +53,7 @@ Clock::time_point ReplicaSet::batch_answered(Replica& replica, uint64_t batch_id
   auto position = std::find_if(replica.inflight.begin(), replica.inflight.end(),
                                [batch_id](const InflightRef& batch) { return batch.batch_id == batch_id; });
   if (position != replica.inflight.end()) replica.inflight.erase(position);
+  replica.metrics->inflight_batches.set(static_cast<int64_t>(replica.inflight.size()));
   if (was_full && has_room(replica)) replica.model->idle_replicas.fetch_add(1);
   // With several batches in flight, a batch waited in the replica for the one before it.
   const Clock::time_point started = std::max(sent_at, replica.last_answer_at);
@@ -58,11 +66,13 @@ void ReplicaSet::observe_speed(Replica& replica, double ratio, Clock::time_point
       (1 - ReplicaHealth::kSlownessSmoothing) * replica.slowness + ReplicaHealth::kSlownessSmoothing * ratio;
   if (!replica.slow && replica.slowness > ReplicaHealth::kSlowAbove && has_healthy_peer(replica)) {
     replica.slow = true;
+    replica.metrics->slow.set(1);
     replica.next_probe = now + ReplicaHealth::kSlowProbeInterval;
     log_replica_event("event=replica_slow model=" + replica.model->label +
                       " replica=" + std::to_string(replica.replica_id));
   } else if (replica.slow && replica.slowness < ReplicaHealth::kRecoveredBelow) {
     replica.slow = false;
+    replica.metrics->slow.set(0);
     log_replica_event("event=replica_recovered model=" + replica.model->label +
                       " replica=" + std::to_string(replica.replica_id));
   }
@@ -70,6 +80,7 @@ void ReplicaSet::observe_speed(Replica& replica, double ratio, Clock::time_point
 
 void ReplicaSet::mark_stalled(Replica& replica, Clock::time_point now) {
   replica.slow = true;
+  replica.metrics->slow.set(1);
   replica.slowness = std::max(replica.slowness, ReplicaHealth::kSlowAbove);
   replica.next_probe = now + ReplicaHealth::kSlowProbeInterval;
 }

@@ -148,7 +148,9 @@ def test_the_operations_page_lists_exactly_the_exported_metrics(cluster):
     exported = set(re.findall(r"^# TYPE (\S+) ", exposition, re.MULTILINE))
     operations = (DOCS / "operations.md").read_text()
     metrics_section = operations.split("## Metrics", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `(clipper_[a-z_]+)` \|", metrics_section, re.MULTILINE))
+    documented = set(
+        re.findall(r"^\| `((?:clipper|process)_[a-z_]+)` \|", metrics_section, re.MULTILINE)
+    )
     assert documented == exported, (
         f"undocumented: {sorted(exported - documented)}; not exported: {sorted(documented - exported)}"
     )
