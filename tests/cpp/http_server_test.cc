@@ -1,0 +1,80 @@
+// HttpServer over a real loopback socket: a large last answer on a closing connection arrives whole.
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace clipper::http {
+namespace {
+
+constexpr std::size_t kAnswerBytes = 12 * 1024 * 1024;
+
+class LargeAnswer : public RequestHandler {
+ public:
+  HttpServer* server = nullptr;
+  void on_request(HttpRequest&&, ResponseSlot slot) override {
+    HttpResponse response;
+    response.body.assign(kAnswerBytes, 'z');
+    server->respond(slot, std::move(response));
+  }
+};
+
+TEST(HttpServer, WritesALargeLastAnswerCompletelyBeforeClosing) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  LargeAnswer handler;
+  HttpServer server(&loop, handler, HttpServerOptions{});
+  handler.server = &server;
+  const int listening = open_listening_socket("127.0.0.1", 0, 16);
+  ASSERT_GE(listening, 0);
+  const int port = bound_port(listening);
+  ASSERT_EQ(server.serve_socket(listening), 0);
+  uv_async_t stop;
+  stop.data = &server;
+  uv_async_init(&loop, &stop, [](uv_async_t* async) {
+    static_cast<HttpServer*>(async->data)->close_all();
+    uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
+  });
+  std::thread loop_thread([&loop] { uv_run(&loop, UV_RUN_DEFAULT); });
+
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string request = "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(client, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  // Read nothing for a while: the socket buffers fill, the rest of the answer is queued in the server
+  // while the connection is already closing.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  timeval timeout{5, 0};
+  ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  std::string received;
+  char buffer[65536];
+  for (int reads = 0; reads < 100000; ++reads) {
+    const ssize_t n = ::recv(client, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    received.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(client);
+  uv_async_send(&stop);
+  loop_thread.join();
+  uv_loop_close(&loop);
+
+  const auto body_start = received.find("\r\n\r\n");
+  ASSERT_NE(body_start, std::string::npos);
+  EXPECT_NE(received.find("Content-Length: " + std::to_string(kAnswerBytes)), std::string::npos);
+  EXPECT_NE(received.find("Connection: close"), std::string::npos);
+  EXPECT_EQ(received.size() - body_start - 4, kAnswerBytes);
+}
+
+}  // namespace
+}  // namespace clipper::http
