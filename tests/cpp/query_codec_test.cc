@@ -66,6 +66,14 @@ TEST(QueryCodec, DecodesStrings) {
   EXPECT_EQ(ok.value->inputs[0].payload, "héllo");
 }
 
+TEST(QueryCodec, RejectsStringsThatAreNotUtf8AndNeverEchoesInvalidBytes) {
+  auto bad = decode_predict_body("{\"input\": \"ab\xff\xfe\"}", InputType::Strings);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.failure.cause.find("valid UTF-8"), std::string::npos);
+  EXPECT_EQ(render_error("Unknown application", "no application named 'x\xffy'"),
+            "{\"error\":\"Unknown application\",\"cause\":\"no application named 'x\xEF\xBF\xBDy'\"}");
+}
+
 TEST(QueryCodec, DecodesUpdates) {
   auto ok = decode_update_body(R"({"uid": 4, "input": [1.0], "label": 1})", InputType::Doubles);
   ASSERT_TRUE(ok.ok());

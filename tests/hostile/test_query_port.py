@@ -2,6 +2,7 @@
 headers and bodies (408), idle keep-alive connections, oversized headers (431), Expect: 100-continue,
 connection caps (503 with Retry-After) and descriptor exhaustion (recovers, does not spin)."""
 
+import json
 import os
 import resource
 import socket
@@ -216,3 +217,14 @@ def test_descriptor_exhaustion_keeps_serving_and_recovers_without_spinning():
             sock.close()
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_an_app_name_with_invalid_utf8_is_not_echoed_raw(frontend):
+    with socket.create_connection(("127.0.0.1", frontend)) as sock:
+        sock.sendall(b"POST /bad\xff\xfename/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n"
+                     b"Connection: close\r\n\r\n{\"input\":[1]}")
+        answer = read_all(sock, 5)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 "), answer
+    decoded = json.loads(body.decode("utf-8"))  # strict: raw 0xff would fail here
+    assert "bad\ufffd\ufffdname" in decoded["cause"]
