@@ -19,6 +19,14 @@ class EngineOptions:
     batch_latency_slo_fraction: float
     aimd_additive_step: int
     aimd_backoff_factor: float
+    # The query port's limits (0 turns a timeout off); defaults in clipper_native/defaults.json.
+    max_header_bytes: int
+    max_header_count: int
+    header_timeout_millis: int
+    body_timeout_millis: int
+    idle_timeout_millis: int
+    max_connections_per_io_thread: int
+    max_connections_per_client_address: int
     def __init__(self) -> None: ...
     def validate(self) -> None: ...
 
