@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,43 @@ ModelSaver = Callable[[Path], None]
 
 class DeployerArgumentError(ClipperException, ValueError):
     """A framework deployer was called without its model, or with a model or option it cannot serve."""
+
+
+@dataclass(frozen=True)
+class DeploymentOptions:
+    """How a deployer builds and runs the model's replicas; the same for every framework deployer.
+
+    Pass one as `options=` to any deploy_<kind>_model or create_endpoint, or pass the same names as
+    keyword arguments (they fill a DeploymentOptions); not both.
+    """
+
+    num_replicas: int = 1
+    batch_size: int = -1
+    max_batch_size: int | None = None
+    batch_wait_timeout_micros: int = 0
+    pkgs_to_install: Sequence[str] | None = None
+    base_image: str = "default"
+    labels: Sequence[str] | None = None
+    registry: str | None = None
+
+
+def resolve_options(options: DeploymentOptions | None, **keywords: Any) -> DeploymentOptions:
+    """The deployment options: `options` when given (the keyword arguments must then be left at their
+    defaults), else a DeploymentOptions filled from the keyword arguments."""
+    if options is None:
+        return DeploymentOptions(**keywords)
+    if not isinstance(options, DeploymentOptions):
+        raise DeployerArgumentError(
+            f"options must be a clipper.deployers.DeploymentOptions, got {type(options).__name__}"
+        )
+    defaults = DeploymentOptions()
+    changed = sorted(key for key, value in keywords.items() if value != getattr(defaults, key))
+    if changed:
+        raise DeployerArgumentError(
+            f"pass {', '.join(changed)} either in options=DeploymentOptions(...) or as keyword "
+            "arguments, not both"
+        )
+    return options
 
 
 class FrameworkClosure(ModelDirectoryClosure):
@@ -95,9 +133,24 @@ def deploy_framework_model(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Saves the model (`save_model`) and `closure` into a fresh model directory and deploys it as
-    model `name` at `version`; returns once the replicas are connected."""
+    model `name` at `version` with the DeploymentOptions (`options`, or the keyword arguments);
+    returns once the replicas are connected."""
+    resolved = resolve_options(
+        options,
+        num_replicas=num_replicas,
+        batch_size=batch_size,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        pkgs_to_install=pkgs_to_install,
+        base_image=base_image,
+        labels=labels,
+        registry=registry,
+    )
     with tempfile.TemporaryDirectory(prefix=f"clipper-{name}-") as model_dir:
         save_model(Path(model_dir))
         save_closure(closure, model_dir)
@@ -106,12 +159,14 @@ def deploy_framework_model(
             str(version),
             input_type,
             model_dir,
-            base_image=base_image,
-            labels=labels,
-            container_registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
+            base_image=resolved.base_image,
+            labels=resolved.labels,
+            container_registry=resolved.registry,
+            num_replicas=resolved.num_replicas,
+            batch_size=resolved.batch_size,
+            pkgs_to_install=resolved.pkgs_to_install,
+            max_batch_size=resolved.max_batch_size,
+            batch_wait_timeout_micros=resolved.batch_wait_timeout_micros,
         )
     logger.info(
         "event=framework_model_deployed framework=%s model=%s version=%s",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
     DeployerArgumentError,
+    DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
@@ -107,6 +108,9 @@ def deploy_onnx_model(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Serve `onnx_model` (an `onnx.ModelProto`, its serialized bytes, or the path of a self-contained
     .onnx file) with onnxruntime as model `name` at `version`.
@@ -131,6 +135,9 @@ def deploy_onnx_model(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )
 
 
@@ -149,6 +156,9 @@ def create_endpoint(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Register application `name`, deploy `onnx_model` as model `name` and link the two."""
     require_model(onnx_model, "onnx_model", "create_endpoint")
@@ -172,6 +182,9 @@ def create_endpoint(
             num_replicas=num_replicas,
             batch_size=batch_size,
             pkgs_to_install=pkgs_to_install,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_micros=batch_wait_timeout_micros,
+            options=options,
         ),
     )
 
@@ -233,6 +246,9 @@ def deploy_pytorch_model(
     onnx_backend: str = ONNX_BACKEND,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Clipper's ONNX deployer: exports `pytorch_model` to ONNX with the example `inputs`
     (export_pytorch_model) and serves it with onnxruntime as deploy_onnx_model does; `func(session,
@@ -253,6 +269,9 @@ def deploy_pytorch_model(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )
 
 
@@ -273,6 +292,9 @@ def create_pytorch_endpoint(
     onnx_backend: str = ONNX_BACKEND,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Register application `name`, export `pytorch_model` to ONNX and serve it as model `name`
     (deploy_pytorch_model), and link the two."""
@@ -294,4 +316,7 @@ def create_pytorch_endpoint(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from clipper.admin.connection import ClipperConnection
+from clipper.deployers._framework import DeploymentOptions, resolve_options
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def deploy_python_closure(
     pkgs_to_install: Sequence[str] | None = None,
     max_batch_size: int | None = None,
     batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Serve `func` as model `name` at `version`: `func(inputs)` gets a batch of inputs (numeric types
     as numpy arrays, `bytes`, `str`) and returns one output per input. Returns once the replicas are
@@ -41,6 +43,17 @@ def deploy_python_closure(
     `ClipperConnection.deploy_model`'s."""
     from clipper.container.closure import save_closure
 
+    resolved = resolve_options(
+        options,
+        num_replicas=num_replicas,
+        batch_size=batch_size,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        pkgs_to_install=pkgs_to_install,
+        base_image=base_image,
+        labels=labels,
+        registry=registry,
+    )
     with tempfile.TemporaryDirectory(prefix=f"clipper-{name}-") as model_dir:
         save_closure(func, model_dir)
         clipper_conn.build_and_deploy_model(
@@ -48,14 +61,14 @@ def deploy_python_closure(
             str(version),
             input_type,
             model_dir,
-            base_image=base_image,
-            labels=labels,
-            container_registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_micros=batch_wait_timeout_micros,
+            base_image=resolved.base_image,
+            labels=resolved.labels,
+            container_registry=resolved.registry,
+            num_replicas=resolved.num_replicas,
+            batch_size=resolved.batch_size,
+            pkgs_to_install=resolved.pkgs_to_install,
+            max_batch_size=resolved.max_batch_size,
+            batch_wait_timeout_micros=resolved.batch_wait_timeout_micros,
         )
     logger.info("event=python_closure_deployed model=%s version=%s", name, version)
 
@@ -76,6 +89,7 @@ def create_endpoint(
     pkgs_to_install: Sequence[str] | None = None,
     max_batch_size: int | None = None,
     batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Register application `name`, deploy `func` as model `name` and link the two: one call from a
     function to `POST /<name>/predict`."""
@@ -94,5 +108,6 @@ def create_endpoint(
         pkgs_to_install=pkgs_to_install,
         max_batch_size=max_batch_size,
         batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )
     clipper_conn.link_model_to_app(name, name)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
     DeployerArgumentError,
+    DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
@@ -92,6 +93,9 @@ def deploy_pytorch_model(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Serve the `torch.nn.Module` `pytorch_model` (on the CPU, in eval mode) as model `name` at
     `version`.
@@ -115,6 +119,9 @@ def deploy_pytorch_model(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )
 
 
@@ -133,6 +140,9 @@ def create_endpoint(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Register application `name`, deploy `pytorch_model` as model `name` and link the two."""
     require_model(pytorch_model, "pytorch_model", "create_endpoint")
@@ -156,5 +166,8 @@ def create_endpoint(
             num_replicas=num_replicas,
             batch_size=batch_size,
             pkgs_to_install=pkgs_to_install,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_micros=batch_wait_timeout_micros,
+            options=options,
         ),
     )

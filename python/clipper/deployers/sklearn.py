@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
+    DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
@@ -58,6 +59,9 @@ def deploy_sklearn_model(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Serve the fitted `sklearn_model` as model `name` at `version`.
 
@@ -80,6 +84,9 @@ def deploy_sklearn_model(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )
 
 
@@ -98,6 +105,9 @@ def create_endpoint(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Register application `name`, deploy `sklearn_model` as model `name` and link the two."""
     require_model(sklearn_model, "sklearn_model", "create_endpoint")
@@ -120,5 +130,8 @@ def create_endpoint(
             num_replicas=num_replicas,
             batch_size=batch_size,
             pkgs_to_install=pkgs_to_install,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_micros=batch_wait_timeout_micros,
+            options=options,
         ),
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
     DeployerArgumentError,
+    DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
@@ -74,6 +75,9 @@ def deploy_xgboost_model(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Serve the trained `xgboost_model` as model `name` at `version`.
 
@@ -97,6 +101,9 @@ def deploy_xgboost_model(
         num_replicas=num_replicas,
         batch_size=batch_size,
         pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
     )
 
 
@@ -115,6 +122,9 @@ def create_endpoint(
     num_replicas: int = 1,
     batch_size: int = -1,
     pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
 ) -> None:
     """Register application `name`, deploy `xgboost_model` as model `name` and link the two."""
     require_model(xgboost_model, "xgboost_model", "create_endpoint")
@@ -138,5 +148,8 @@ def create_endpoint(
             num_replicas=num_replicas,
             batch_size=batch_size,
             pkgs_to_install=pkgs_to_install,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_micros=batch_wait_timeout_micros,
+            options=options,
         ),
     )

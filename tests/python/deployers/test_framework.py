@@ -146,3 +146,68 @@ def test_each_deployer_needs_its_model():
         ):
             deploy(conn, "m", 1, "doubles", lambda model, inputs: inputs)
         assert conn.calls == []
+
+
+BATCHING = {"max_batch_size": 8, "batch_wait_timeout_micros": 500, "num_replicas": 2}
+
+
+def test_deployment_options_or_keywords_reach_build_and_deploy_model():
+    from clipper.deployers import DeploymentOptions
+
+    sklearn = pytest.importorskip("clipper.deployers.sklearn")
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0.0], [1.0]], [1.0, 3.0])
+    by_options = RecordingConnection()
+    sklearn.create_endpoint(
+        by_options,
+        "line",
+        "doubles",
+        sklearn_model=model,
+        options=DeploymentOptions(labels=["a"], **BATCHING),
+    )
+    by_keywords = RecordingConnection()
+    sklearn.deploy_sklearn_model(
+        by_keywords, "line", 1, "doubles", sklearn_model=model, labels=["a"], **BATCHING
+    )
+    for conn in (by_options, by_keywords):
+        forwarded = next(call for call in conn.calls if call[0] == "build_and_deploy_model")[4]
+        assert {key: forwarded[key] for key in BATCHING} == BATCHING
+        assert forwarded["labels"] == ["a"]
+        assert forwarded["batch_size"] == -1
+        assert forwarded["base_image"] == "default"
+
+
+def test_the_python_deployer_takes_the_same_options():
+    from clipper.deployers import DeploymentOptions
+    from clipper.deployers.python import deploy_python_closure
+
+    conn = RecordingConnection()
+    deploy_python_closure(
+        conn, "echo", 1, "strings", lambda inputs: inputs, options=DeploymentOptions(**BATCHING)
+    )
+    forwarded = conn.calls[0][4]
+    assert {key: forwarded[key] for key in BATCHING} == BATCHING
+    assert conn.closure(["x"]) == ["x"]
+
+
+def test_options_and_changed_keywords_together_are_refused():
+    from clipper.deployers import DeploymentOptions
+    from clipper.deployers.python import deploy_python_closure
+
+    conn = RecordingConnection()
+    with pytest.raises(ClipperException, match="max_batch_size, num_replicas either in options="):
+        deploy_python_closure(
+            conn,
+            "echo",
+            1,
+            "strings",
+            lambda inputs: inputs,
+            num_replicas=3,
+            max_batch_size=4,
+            options=DeploymentOptions(),
+        )
+    with pytest.raises(ClipperException, match="must be a clipper.deployers.DeploymentOptions"):
+        deploy_python_closure(conn, "echo", 1, "strings", lambda inputs: inputs, options={})
+    assert conn.calls == []
