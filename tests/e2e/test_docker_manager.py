@@ -203,12 +203,15 @@ def test_versions_roll_forward_and_back_under_load_without_a_failed_query(docker
     answers, stop = [], threading.Event()
 
     def load():
-        deadline = time.monotonic() + 20  # bounded in time and count
-        for _ in range(3000):
+        # Bounded in time and count, and paced so the count cannot run out before the last switch
+        # (fast answers from the cache used up 3,000 queries before the rollback).
+        deadline = time.monotonic() + 20
+        for _ in range(20_000):
             if stop.is_set() or time.monotonic() > deadline:
                 return
             status, body, _seconds = predict(conn, "sum", {"input": [1.0]}, timeout_s=10)
             answers.append((status, body.get("default"), body.get("output")))
+            time.sleep(0.002)
 
     worker = threading.Thread(target=load)
     worker.start()
