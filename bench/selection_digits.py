@@ -68,7 +68,11 @@ def train(seed: int):
     order = rng.permutation(len(digits.target))
     x, y = digits.data[order], digits.target[order]
     # First 500: model training; next 700: feedback streams; the rest (597): held out.
-    split = {"train": (x[:500], y[:500]), "stream": (x[500:1200], y[500:1200]), "held": (x[1200:], y[1200:])}
+    split = {
+        "train": (x[:500], y[:500]),
+        "stream": (x[500:1200], y[500:1200]),
+        "held": (x[1200:], y[1200:]),
+    }
     tx, ty = split["train"]
     models = {
         "logreg": LogisticRegression(max_iter=2000).fit(tx, ty),
@@ -85,7 +89,9 @@ class Client:
         self.requests = 0
 
     def predict(self, app: str, vector, uid: int = 0) -> dict:
-        status, body = common.post_json(f"{self.base}/{app}/predict", {"input": list(vector), "uid": uid})
+        status, body = common.post_json(
+            f"{self.base}/{app}/predict", {"input": list(vector), "uid": uid}
+        )
         self.requests += 1
         if status != 200:
             raise RuntimeError(f"/{app}/predict answered {status}: {body!r}")
@@ -138,11 +144,13 @@ def ensemble_study(conn, client, models, split, options) -> dict:
     sweep = []
     for threshold in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
         kept = [c for c, conf in zip(correct, confidences) if conf >= threshold - 1e-9]
-        sweep.append({
-            "threshold": threshold,
-            "share_answered": len(kept) / len(correct),
-            "error_rate": (1 - sum(kept) / len(kept)) if kept else None,
-        })
+        sweep.append(
+            {
+                "threshold": threshold,
+                "share_answered": len(kept) / len(correct),
+                "error_rate": (1 - sum(kept) / len(kept)) if kept else None,
+            }
+        )
     state = conn.get_selection_state("ens", uid=0)
     return {
         "feedback_rounds": options.feedback_rounds,
@@ -166,7 +174,6 @@ def degradation_study(conn, client, split, flag_path: str, options) -> dict:
     end = start + options.degraded_rounds
     total = end + options.after_rounds
     hits: dict[str, list[int]] = {k: [] for k in ("single", "exp3", "exp4")}
-    reference = {m: [] for m in MODELS}
     began = time.monotonic()
     for i in range(total):
         if i == start:
@@ -175,13 +182,20 @@ def degradation_study(conn, client, split, flag_path: str, options) -> dict:
             Path(flag_path).unlink()
         x, y = sx[i % len(sx)], int(sy[i % len(sy)])
         vector = vector_for(x, 20_000_000 + i)
-        for key in hits:
-            hits[key].append(int(answer_label(client.predict(f"deg-{key}", vector)) == y))
+        for key, series in hits.items():
+            series.append(int(answer_label(client.predict(f"deg-{key}", vector)) == y))
         client.update("deg-exp3", vector, y)
         client.update("deg-exp4", vector, y)
         if time.monotonic() - began > options.max_seconds:
-            raise RuntimeError(f"degradation stream exceeded {options.max_seconds} s at round {i}; use fewer rounds")
-    return {"before": start, "degraded": options.degraded_rounds, "after": options.after_rounds, "hits": hits}
+            raise RuntimeError(
+                f"degradation stream exceeded {options.max_seconds} s at round {i}; use fewer rounds"
+            )
+    return {
+        "before": start,
+        "degraded": options.degraded_rounds,
+        "after": options.after_rounds,
+        "hits": hits,
+    }
 
 
 def rolling(values: list[int], window: int) -> list[float]:
@@ -208,8 +222,14 @@ def summarize_degradation(deg: dict, models, split, window: int, probe_window: i
     best_remaining = max(remaining, key=remaining.get)
     at_probe = {k: sum(v[probe]) / len(v[probe]) for k, v in deg["hits"].items()}
     phases = {}
-    for name, sl in (("before", slice(0, start)), ("degraded", slice(start, end)), ("after", slice(end, total))):
-        phases[name] = {k: (sum(v[sl]) / len(v[sl]) if v[sl] else None) for k, v in deg["hits"].items()}
+    for name, sl in (
+        ("before", slice(0, start)),
+        ("degraded", slice(start, end)),
+        ("after", slice(end, total)),
+    ):
+        phases[name] = {
+            k: (sum(v[sl]) / len(v[sl]) if v[sl] else None) for k, v in deg["hits"].items()
+        }
     return {
         "rounds": {"before": deg["before"], "degraded": deg["degraded"], "after": deg["after"]},
         "phase_accuracy": phases,
@@ -237,7 +257,9 @@ def personalization_study(conn, client, models, split, options) -> dict:
     for i in range(options.personal_rounds):
         for uid, group in uids.items():
             j = (i * 7 + uid * 13) % len(sx)
-            client.update("pers", vector_for(sx[j], 30_000_000 + i), stream_labels[group][j], uid=uid)
+            client.update(
+                "pers", vector_for(sx[j], 30_000_000 + i), stream_labels[group][j], uid=uid
+            )
     per_user = {}
     for uid, group in uids.items():
         hits = 0
@@ -281,8 +303,18 @@ def plot(results: dict) -> list[Path]:
     left.set_ylabel("held-out accuracy")
     left.set_title("exp4 ensemble vs single models (digits)")
     sweep = [s for s in ens["confidence_sweep"] if s["error_rate"] is not None]
-    right.plot([s["threshold"] for s in sweep], [s["share_answered"] for s in sweep], "o-", label="share at/above threshold")
-    right.plot([s["threshold"] for s in sweep], [s["error_rate"] for s in sweep], "s-", label="their error rate")
+    right.plot(
+        [s["threshold"] for s in sweep],
+        [s["share_answered"] for s in sweep],
+        "o-",
+        label="share at/above threshold",
+    )
+    right.plot(
+        [s["threshold"] for s in sweep],
+        [s["error_rate"] for s in sweep],
+        "s-",
+        label="their error rate",
+    )
     right.set_xlabel("confidence threshold")
     right.legend()
     right.set_title("confident answers vs error rate")
@@ -327,20 +359,29 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feedback-rounds", type=int, default=400, help="exp4 training stream")
-    parser.add_argument("--held-out", type=int, default=500, help="held-out queries for the ensemble")
+    parser.add_argument(
+        "--held-out", type=int, default=500, help="held-out queries for the ensemble"
+    )
     parser.add_argument("--before-rounds", type=int, default=200)
     parser.add_argument("--degraded-rounds", type=int, default=1000)
     parser.add_argument("--after-rounds", type=int, default=300)
     parser.add_argument("--window", type=int, default=100, help="rolling accuracy window")
-    parser.add_argument("--probe-window", type=int, default=300,
-                        help="rounds (ending 1,000 after the degradation) compared with the best remaining model")
+    parser.add_argument(
+        "--probe-window",
+        type=int,
+        default=300,
+        help="rounds (ending 1,000 after the degradation) compared with the best remaining model",
+    )
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--personal-rounds", type=int, default=200)
     parser.add_argument("--personal-queries", type=int, default=100)
-    parser.add_argument("--max-seconds", type=float, default=300.0, help="bound on the degradation stream")
+    parser.add_argument(
+        "--max-seconds", type=float, default=300.0, help="bound on the degradation stream"
+    )
     options = parser.parse_args(argv)
 
     import cloudpickle
+
     from clipper.deployers.python import deploy_python_closure
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -352,15 +393,24 @@ def main(argv: list[str]) -> int:
         running = cluster.start_local_cluster(stack, "digits", cache_size_bytes=8 * 1024 * 1024)
         conn = running.connection
         for name in MODELS:
-            deploy_python_closure(conn, name=name, version="1", input_type="doubles", func=make_closure(models[name]))
-        deploy_python_closure(conn, name="logreg_flag", version="1", input_type="doubles",
-                              func=make_closure(models["logreg"], flag_path))
+            deploy_python_closure(
+                conn, name=name, version="1", input_type="doubles", func=make_closure(models[name])
+            )
+        deploy_python_closure(
+            conn,
+            name="logreg_flag",
+            version="1",
+            input_type="doubles",
+            func=make_closure(models["logreg"], flag_path),
+        )
         conn.register_application("warm", "doubles", default_output="-1", slo_micros=SLO_MICROS)
         conn.set_selection_policy("warm", "exp4")
         for name in (*MODELS, "logreg_flag"):
             conn.link_model_to_app("warm", name)
         hx = split["held"][0]
-        cluster.wait_for_model_answer(running.url("warm"), lambda i: {"input": vector_for(hx[0], i)}, 120.0)
+        cluster.wait_for_model_answer(
+            running.url("warm"), lambda i: {"input": vector_for(hx[0], i)}, 120.0
+        )
         client = Client(running.query_addr)
         t0 = time.monotonic()
         ensemble = ensemble_study(conn, client, models, split, options)
@@ -374,16 +424,24 @@ def main(argv: list[str]) -> int:
         "source": cluster.source_revision(),
         "options": vars(options),
         "ensemble": ensemble,
-        "degradation": summarize_degradation(degradation, models, split, options.window, options.probe_window),
+        "degradation": summarize_degradation(
+            degradation, models, split, options.window, options.probe_window
+        ),
         "personalization": personalization,
-        "seconds": {"ensemble": t1 - t0, "degradation": t2 - t1, "personalization": t3 - t2,
-                    "total": time.monotonic() - began},
+        "seconds": {
+            "ensemble": t1 - t0,
+            "degradation": t2 - t1,
+            "personalization": t3 - t2,
+            "total": time.monotonic() - began,
+        },
         "http_requests": client.requests,
     }
     path = common.write_results("selection_digits", results)
     plots = plot(results)
-    fmt = lambda v: f"{100 * v:5.1f}%"  # noqa: E731
-    print(f"Ensemble ({ensemble['feedback_rounds']} feedback rounds, {ensemble['held_out']} held-out digits):")
+    fmt = lambda v: f"{100 * v:5.1f}%"
+    print(
+        f"Ensemble ({ensemble['feedback_rounds']} feedback rounds, {ensemble['held_out']} held-out digits):"
+    )
     for m, v in ensemble["single_accuracy"].items():
         print(f"  {m:<8} {fmt(v)}")
     print(f"  exp4     {fmt(ensemble['exp4_accuracy'])}   (best single: {ensemble['best_single']})")
@@ -392,16 +450,26 @@ def main(argv: list[str]) -> int:
         err = "   -  " if s["error_rate"] is None else fmt(s["error_rate"])
         print(f"  {s['threshold']:9.2f}  {fmt(s['share_answered'])}  {err}")
     d = results["degradation"]
-    print(f"Degradation (logreg wrong for rounds {d['rounds']['before']}..{d['rounds']['before'] + d['rounds']['degraded']}):")
+    print(
+        f"Degradation (logreg wrong for rounds {d['rounds']['before']}..{d['rounds']['before'] + d['rounds']['degraded']}):"
+    )
     for phase, acc in d["phase_accuracy"].items():
-        print(f"  {phase:<9} " + "  ".join(f"{k} {fmt(v)}" for k, v in acc.items() if v is not None))
-    print(f"  probe rounds {d['probe_rounds']}: " + "  ".join(f"{k} {fmt(v)}" for k, v in d["probe_accuracy"].items())
-          + f"; best remaining {d['best_remaining']} {fmt(d['remaining_models_at_probe'][d['best_remaining']])}"
-          + f"; within 1 point: {d['within_one_point']}")
+        print(
+            f"  {phase:<9} " + "  ".join(f"{k} {fmt(v)}" for k, v in acc.items() if v is not None)
+        )
+    print(
+        f"  probe rounds {d['probe_rounds']}: "
+        + "  ".join(f"{k} {fmt(v)}" for k, v in d["probe_accuracy"].items())
+        + f"; best remaining {d['best_remaining']} {fmt(d['remaining_models_at_probe'][d['best_remaining']])}"
+        + f"; within 1 point: {d['within_one_point']}"
+    )
     p = personalization
     print(f"Personalization ({len(p['per_user'])} users, groups {p['groups']}):")
-    print("  " + "  ".join(f"{m} {fmt(v)}" for m, v in p["single_for_everyone"].items())
-          + f"  exp3 per user {fmt(p['exp3_mean_accuracy'])}")
+    print(
+        "  "
+        + "  ".join(f"{m} {fmt(v)}" for m, v in p["single_for_everyone"].items())
+        + f"  exp3 per user {fmt(p['exp3_mean_accuracy'])}"
+    )
     print(f"seconds {results['seconds']}; results: {path}; plots: {[str(x) for x in plots]}")
     return 0
 
