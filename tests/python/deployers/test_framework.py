@@ -138,6 +138,7 @@ def test_each_deployer_needs_its_model():
         ("xgboost", "deploy_xgboost_model"),
         ("pytorch", "deploy_pytorch_model"),
         ("onnx", "deploy_onnx_model"),
+        ("tensorflow", "deploy_tensorflow_model"),
     ]:
         deploy = getattr(pytest.importorskip(f"clipper.deployers.{module}"), deployer)
         conn = RecordingConnection()

@@ -1,0 +1,150 @@
+"""Deploy a TensorFlow/Keras model as a model: `deploy_tensorflow_model` and `create_endpoint`.
+
+Owns the Keras format: the model (a `keras.Model`, or the path of a `.keras` file) is saved as
+`keras_model.keras` beside func.pkl (Keras 3's native format); each replica loads it once at start-up
+with `keras.models.load_model`. TensorFlow is imported only when a model is saved or loaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipper.deployers._framework import (
+    DeployerArgumentError,
+    DeploymentOptions,
+    FrameworkClosure,
+    ModelFunction,
+    deploy_framework_model,
+    register_deploy_and_link,
+    require_model,
+)
+
+if TYPE_CHECKING:
+    from clipper.admin.connection import ClipperConnection
+
+MODEL_FILE_NAME = "keras_model.keras"
+
+
+def _predict(model: Any, inputs: Any) -> Any:
+    """The default `func`: `model.predict(inputs)` over the batch (one output row per input)."""
+    return model.predict(inputs, verbose=0)
+
+
+def _save_model(model: Any, directory: Path) -> None:
+    target = directory / MODEL_FILE_NAME
+    if isinstance(model, (str, Path)):
+        source = Path(model)
+        if source.suffix != ".keras" or not source.is_file():
+            raise DeployerArgumentError(
+                f"tensorflow_model {source} is not a .keras file: pass a keras.Model or the path "
+                "of a model saved with model.save('<name>.keras')"
+            )
+        shutil.copyfile(source, target)
+        return
+    if not hasattr(model, "save"):
+        raise DeployerArgumentError(
+            f"tensorflow_model must be a keras.Model or the path of a .keras file, got "
+            f"{type(model).__name__}"
+        )
+    model.save(str(target))
+
+
+def _load_model(directory: Path) -> Any:
+    import keras
+
+    return keras.models.load_model(str(directory / MODEL_FILE_NAME))
+
+
+def deploy_tensorflow_model(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: str,
+    input_type: str,
+    func: ModelFunction | None = None,
+    tensorflow_model: Any = None,
+    base_image: str = "default",
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
+) -> None:
+    """Serve the Keras `tensorflow_model` (a `keras.Model` or a `.keras` file) as model `name` at
+    `version`.
+
+    Each batch is answered by `func(model, inputs)` (one output per input); without `func`,
+    `model.predict(inputs)`. The replicas' image needs tensorflow-cpu: use the tensorflow image as
+    `base_image`, or `pkgs_to_install=["tensorflow-cpu"]`. Returns once the replicas are connected.
+    """
+    require_model(tensorflow_model, "tensorflow_model", "deploy_tensorflow_model")
+    closure = FrameworkClosure("tensorflow", _load_model, func if func is not None else _predict)
+    deploy_framework_model(
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        closure,
+        lambda directory: _save_model(tensorflow_model, directory),
+        base_image=base_image,
+        labels=labels,
+        registry=registry,
+        num_replicas=num_replicas,
+        batch_size=batch_size,
+        pkgs_to_install=pkgs_to_install,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_micros=batch_wait_timeout_micros,
+        options=options,
+    )
+
+
+def create_endpoint(
+    clipper_conn: ClipperConnection,
+    name: str,
+    input_type: str,
+    func: ModelFunction | None = None,
+    tensorflow_model: Any = None,
+    default_output: str = "None",
+    version: str = "1",
+    slo_micros: int = 3000000,
+    labels: Sequence[str] | None = None,
+    registry: str | None = None,
+    base_image: str = "default",
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None,
+    max_batch_size: int | None = None,
+    batch_wait_timeout_micros: int = 0,
+    options: DeploymentOptions | None = None,
+) -> None:
+    """Register application `name`, deploy `tensorflow_model` as model `name` and link the two."""
+    require_model(tensorflow_model, "tensorflow_model", "create_endpoint")
+    register_deploy_and_link(
+        clipper_conn,
+        name,
+        input_type,
+        default_output,
+        slo_micros,
+        lambda: deploy_tensorflow_model(
+            clipper_conn,
+            name,
+            version,
+            input_type,
+            func,
+            tensorflow_model,
+            base_image=base_image,
+            labels=labels,
+            registry=registry,
+            num_replicas=num_replicas,
+            batch_size=batch_size,
+            pkgs_to_install=pkgs_to_install,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_micros=batch_wait_timeout_micros,
+            options=options,
+        ),
+    )
