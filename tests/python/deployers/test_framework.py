@@ -139,6 +139,7 @@ def test_each_deployer_needs_its_model():
         ("pytorch", "deploy_pytorch_model"),
         ("onnx", "deploy_onnx_model"),
         ("tensorflow", "deploy_tensorflow_model"),
+        ("pyspark", "deploy_pyspark_model"),
     ]:
         deploy = getattr(pytest.importorskip(f"clipper.deployers.{module}"), deployer)
         conn = RecordingConnection()
