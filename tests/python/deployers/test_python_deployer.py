@@ -4,6 +4,7 @@
 from pathlib import Path
 
 import pytest
+
 from clipper.deployers.python import create_endpoint, deploy_python_closure
 
 closure = pytest.importorskip("clipper.container.closure")
