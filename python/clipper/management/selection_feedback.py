@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,7 +40,10 @@ from clipper.state.selection_state import (
 logger = logging.getLogger(__name__)
 
 # A write that loses a race against another frontend is re-applied on the fresh state this many times.
-_MAX_SAVE_ATTEMPTS = 8
+_MAX_SAVE_ATTEMPTS = 32
+# Between compare-and-swap retries: a random pause that grows, so two frontends writing the same user
+# stop colliding in lockstep (with a fixed retry loop one could lose 8 times in a row on a busy host).
+_RETRY_PAUSE_S = 0.001
 # How long `run` waits for the engine's next feedback records before checking for a stop.
 FEEDBACK_WAIT_MILLIS = 200
 
@@ -140,7 +145,9 @@ class SelectionFeedbackWorker:
             expected = self.cache.get(app, uid)
             if expected is None:
                 expected = self.store.load(app, uid)
-            for _ in range(_MAX_SAVE_ATTEMPTS):
+            for attempt in range(_MAX_SAVE_ATTEMPTS):
+                if attempt > 0:
+                    time.sleep(random.uniform(0, _RETRY_PAUSE_S * min(attempt, 8)))
                 state = self._decode(selection, expected)
                 new_state = selection.policy.observe(state, outputs, label)
                 text = encode_state(new_state)
