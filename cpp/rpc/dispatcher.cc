@@ -138,7 +138,9 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
 
   if (response.has_error()) {
     model.metrics->failed_batches.add();
-    outbox_.complete_error(batch.tasks, std::string(response.error()));
+    // The model's own text stays in the log: clients get an error id the operator can look up.
+    outbox_.complete_error(batch.tasks, model_errors_.report(model.label, owner ? owner->replica_id : -1,
+                                                             response.batch_id(), response.error(), now));
     return;
   }
   const std::size_t count = response.output_count();

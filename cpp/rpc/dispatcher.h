@@ -74,6 +74,7 @@ class Dispatcher {
   uint64_t next_batch_id_ = 1;
   std::vector<Task> expired_scratch_;
   std::vector<ModelVersion*> drained_scratch_;  // versions whose inbox this dispatch pass drained
+  ModelErrorLog model_errors_;  // where the text of a model's exception goes instead of clients
 };
 
 }  // namespace clipper

@@ -1,5 +1,6 @@
 #include "rpc/replica_messages.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -20,6 +21,60 @@ std::string_view view_of(const flatbuffers::String* text) {
 }  // namespace
 
 void log_replica_event(const std::string& text) { std::fprintf(stderr, "clipper-engine %s\n", text.c_str()); }
+
+namespace {
+
+// The model's text as one quoted log field: quotes, backslashes and control bytes escaped (a newline
+// in it cannot forge a log line), at most `limit` bytes of it kept.
+std::string quoted_for_log(std::string_view text, std::size_t limit) {
+  std::string out = "\"";
+  const std::size_t kept = std::min(text.size(), limit);
+  for (std::size_t i = 0; i < kept; ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte == '"' || byte == '\\') {
+      out += '\\';
+      out += static_cast<char>(byte);
+    } else if (byte == '\n') {
+      out += "\\n";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\x%02x", byte);
+      out += escaped;
+    } else {
+      out += static_cast<char>(byte);
+    }
+  }
+  out += '"';
+  if (kept < text.size()) out += " text_truncated_from_bytes=" + std::to_string(text.size());
+  return out;
+}
+
+}  // namespace
+
+std::string ModelErrorLog::report(const std::string& model_label, int32_t replica_id, uint64_t batch_id,
+                                  std::string_view error, Clock::time_point now) {
+  const uint64_t id = next_id_++;
+  if (now - window_start_ >= std::chrono::seconds(1)) {
+    window_start_ = now;
+    lines_in_window_ = 0;
+  }
+  if (lines_in_window_ < lines_per_second_) {
+    ++lines_in_window_;
+    std::string line = "event=model_error error_id=" + std::to_string(id) + " model=" + model_label +
+                       " replica=" + std::to_string(replica_id) + " batch=" + std::to_string(batch_id) +
+                       " text=" + quoted_for_log(error, kMaxLoggedBytes);
+    if (left_out_since_line_ > 0) {
+      line += " left_out=" + std::to_string(left_out_since_line_) + " left_out_ids=" +
+              std::to_string(left_out_first_) + "-" + std::to_string(left_out_first_ + left_out_since_line_ - 1);
+      left_out_since_line_ = 0;
+    }
+    sink_(line);
+  } else {
+    if (left_out_since_line_++ == 0) left_out_first_ = id;
+    ++left_out_total_;
+  }
+  return "the model raised an error; its message is in the frontend's log as error_id=" + std::to_string(id);
+}
 
 std::size_t PredictResponse::output_count() const {
   return outputs_ == nullptr ? 0 : static_cast<const OutputVector*>(outputs_)->size();

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/input_type.h"
 #include "common/task.h"
 #include "rpc/replica_transport.h"
@@ -32,6 +33,8 @@ class PredictResponse {
       : batch_id_(batch_id), outputs_(outputs), error_(error), has_error_(has_error) {}
   uint64_t batch_id() const { return batch_id_; }
   bool has_error() const { return has_error_; }  // the model raised: `error()` says what
+  // The model's own text: it may hold paths, data or secrets, so it goes to ModelErrorLog, never to
+  // a client.
   std::string_view error() const { return error_; }
   std::size_t output_count() const;
   std::string_view output(std::size_t index) const;
@@ -75,5 +78,37 @@ class ReplicaMessages {
 };
 
 void log_replica_event(const std::string& text);  // one structured line on stderr
+
+// What happens to the text of an exception a model raised: it is logged (one line, escaped, capped,
+// rate-limited) under an error id, and clients get only a fixed sentence naming that id, which the
+// operator finds in the frontend's log. Errors past the rate limit keep their ids; the next line
+// logged says how many were left out and which ids they had.
+// Thread: one instance per replica-side thread.
+class ModelErrorLog {
+ public:
+  static constexpr int kDefaultLinesPerSecond = 10;
+  static constexpr std::size_t kMaxLoggedBytes = 1024;
+
+  explicit ModelErrorLog(int lines_per_second = kDefaultLinesPerSecond,
+                         void (*sink)(const std::string&) = &log_replica_event)
+      : lines_per_second_(lines_per_second), sink_(sink) {}
+
+  // Records one failed batch and returns the text its queries' clients see.
+  std::string report(const std::string& model_label, int32_t replica_id, uint64_t batch_id,
+                     std::string_view error, Clock::time_point now);
+
+  uint64_t reported() const { return next_id_ - 1; }
+  uint64_t left_out() const { return left_out_total_; }
+
+ private:
+  int lines_per_second_;
+  void (*sink_)(const std::string&);
+  uint64_t next_id_ = 1;
+  Clock::time_point window_start_{};
+  int lines_in_window_ = 0;
+  uint64_t left_out_since_line_ = 0;  // ids left_out_first_.. left_out_first_ + this - 1
+  uint64_t left_out_first_ = 0;
+  uint64_t left_out_total_ = 0;
+};
 
 }  // namespace clipper

@@ -130,5 +130,50 @@ TEST(ReplicaMessages, EncodesStringsWithOffsetsAndAHeartbeatAck) {
   EXPECT_TRUE(decoded->registered());
 }
 
+std::vector<std::string> logged_lines;
+void capture_line(const std::string& line) { logged_lines.push_back(line); }
+
+TEST(ModelErrorLog, ClientsGetAnIdAndTheLogGetsTheEscapedText) {
+  logged_lines.clear();
+  ModelErrorLog log(10, &capture_line);
+  const Clock::time_point now = Clock::now();
+  const std::string secret = "open('/srv/keys/prod.pem') failed\n\"forged\" event=x";
+  const std::string answer = log.report("sum:1", 3, 42, secret, now);
+  EXPECT_EQ(answer, "the model raised an error; its message is in the frontend's log as error_id=1");
+  EXPECT_EQ(answer.find("prod.pem"), std::string::npos);
+  ASSERT_EQ(logged_lines.size(), 1u);
+  EXPECT_EQ(logged_lines[0],
+            "event=model_error error_id=1 model=sum:1 replica=3 batch=42 "
+            "text=\"open('/srv/keys/prod.pem') failed\\n\\\"forged\\\" event=x\"");
+  EXPECT_EQ(log.report("sum:1", 3, 43, std::string("\x01\x7f", 2), now).back(), '2');
+  EXPECT_EQ(logged_lines[1].substr(logged_lines[1].find("text=")), "text=\"\\x01\\x7f\"");
+}
+
+TEST(ModelErrorLog, LongTextIsCappedInTheLog) {
+  logged_lines.clear();
+  ModelErrorLog log(10, &capture_line);
+  log.report("m:1", 0, 1, std::string(100000, 'a'), Clock::now());
+  ASSERT_EQ(logged_lines.size(), 1u);
+  EXPECT_LT(logged_lines[0].size(), ModelErrorLog::kMaxLoggedBytes + 200);
+  EXPECT_NE(logged_lines[0].find(" text_truncated_from_bytes=100000"), std::string::npos);
+}
+
+TEST(ModelErrorLog, LinesAreRateLimitedAndTheNextLineNamesTheIdsLeftOut) {
+  logged_lines.clear();
+  ModelErrorLog log(3, &capture_line);
+  const Clock::time_point start = Clock::now();
+  for (int i = 0; i < 10; ++i) log.report("m:1", 0, static_cast<uint64_t>(i), "boom", start);
+  EXPECT_EQ(logged_lines.size(), 3u);  // ids 1-3 logged, 4-10 left out
+  EXPECT_EQ(log.left_out(), 7u);
+  const std::string answer = log.report("m:1", 0, 11, "boom", start + std::chrono::milliseconds(1001));
+  EXPECT_NE(answer.find("error_id=11"), std::string::npos);
+  ASSERT_EQ(logged_lines.size(), 4u);
+  EXPECT_NE(logged_lines[3].find("error_id=11 "), std::string::npos);
+  EXPECT_NE(logged_lines[3].find(" left_out=7 left_out_ids=4-10"), std::string::npos);
+  log.report("m:1", 0, 12, "boom", start + std::chrono::milliseconds(1002));
+  EXPECT_EQ(logged_lines[4].find("left_out"), std::string::npos);  // said once
+  EXPECT_EQ(log.reported(), 12u);
+}
+
 }  // namespace
 }  // namespace clipper

@@ -2,16 +2,17 @@
 load. Every request is answered; defaults say why."""
 
 import os
+import re
 import signal
 import threading
 import time
 
 import e2e_models
 from clipper.deployers.python import deploy_python_closure
-from e2e_support import predict
+from e2e_support import predict, wait_for
 
 
-def test_a_model_that_raises_gives_the_default_with_the_error_then_answers_again(clusters):
+def test_a_model_that_raises_gives_the_default_and_an_error_id_then_answers_again(clusters):
     conn = clusters.start("raising")
     conn.register_application("picky", "doubles", "-1.0", 5_000_000)
     deploy_python_closure(conn, "picky-model", "1", "doubles", e2e_models.fail_on_negative)
@@ -21,7 +22,22 @@ def test_a_model_that_raises_gives_the_default_with_the_error_then_answers_again
     assert status == 200
     assert answer["default"] is True
     assert answer["output"] == -1.0
-    assert "negative input refused" in answer["default_explanation"]
+    # The exception's text (it may hold paths, data, secrets) never reaches the client: the model
+    # and an error id do, and the operator finds the text under that id in the frontend's log.
+    explanation = answer["default_explanation"]
+    assert "negative input refused" not in explanation
+    assert "ValueError" not in explanation
+    assert explanation.startswith("Model picky-model:1 failed: the model raised an error")
+    error_id = re.search(r"error_id=(\d+)", explanation).group(1)
+    logged = wait_for(
+        lambda: [
+            line
+            for line in conn.cm.frontend_log_path.read_text().splitlines()
+            if f"event=model_error error_id={error_id} " in line
+        ],
+        what="the model's error in the frontend log",
+    )
+    assert "model=picky-model:1" in logged[0] and "negative input refused" in logged[0]
 
     status, answer, _ = predict(conn, "picky", {"input": [1.0, 2.0]})
     assert status == 200
