@@ -37,6 +37,16 @@ logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 _LIMITS = HTTPServerLimits()
+# FrontendOptions fields that are the query port's limits, named as in the engine's options.
+QUERY_PORT_LIMITS = (
+    "max_header_bytes",
+    "max_header_count",
+    "header_timeout_millis",
+    "body_timeout_millis",
+    "idle_timeout_millis",
+    "max_connections_per_io_thread",
+    "max_connections_per_client_address",
+)
 
 
 @dataclass
@@ -66,6 +76,18 @@ class FrontendOptions:
     rpc_thread: str = "shared"
     # Query bodies larger than this answer 413.
     max_body_bytes: int = defaults.MAX_BODY_BYTES
+    # The query port's limits. Request line plus headers larger than this answer 431; so do more
+    # header fields than the next.
+    max_header_bytes: int = defaults.MAX_HEADER_BYTES
+    max_header_count: int = defaults.MAX_HEADER_COUNT
+    # A query's headers must arrive within this from its first byte, its body within the next (else
+    # 408); a keep-alive connection without a request in progress is closed after the third. 0 = none.
+    header_timeout_millis: int = defaults.HEADER_TIMEOUT_MILLIS
+    body_timeout_millis: int = defaults.BODY_TIMEOUT_MILLIS
+    idle_timeout_millis: int = defaults.IDLE_TIMEOUT_MILLIS
+    # Open query connections per I/O thread, and per client address; beyond either, 503 + Retry-After.
+    max_connections_per_io_thread: int = defaults.MAX_CONNECTIONS_PER_IO_THREAD
+    max_connections_per_client_address: int = defaults.MAX_CONNECTIONS_PER_CLIENT_ADDRESS
     # Off (the default), every /admin/ call needs the token written to <state_dir>/management_token
     # at start; on, none does (only with a loopback bind_address), for the original clipper_admin client.
     allow_unauthenticated_management: bool = False
@@ -106,8 +128,9 @@ class FrontendOptions:
             "io_threads",
             "max_body_bytes",
             "heartbeat_timeout_millis",
+            *QUERY_PORT_LIMITS,
         ):
-            minimum = 0 if name == "cache_size_bytes" else 1
+            minimum = 0 if name == "cache_size_bytes" or name.endswith("_timeout_millis") else 1
             if getattr(self, name) < minimum:
                 raise ClipperException(f"{name}={getattr(self, name)} must be at least {minimum}")
         if self.rpc_thread not in ("shared", "dedicated"):
@@ -150,6 +173,14 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "io_threads": "engine I/O threads",
         "rpc_thread": "'shared': model RPC on the single I/O thread's loop; 'dedicated': its own thread",
         "max_body_bytes": "largest query body accepted (larger answers 413)",
+        "max_header_bytes": "largest query request line plus headers (else 431)",
+        "max_header_count": "most header fields in a query request (else 431)",
+        "header_timeout_millis": "time for a query's headers from its first byte (else 408; 0 = none)",
+        "body_timeout_millis": "time for a query's body after its headers (else 408; 0 = none)",
+        "idle_timeout_millis": "close a query connection idle this long (0 = never)",
+        "max_connections_per_io_thread": "open query connections per I/O thread (beyond: 503)",
+        "max_connections_per_client_address": "open query connections per client address "
+        "(beyond: 503)",
         "allow_unauthenticated_management": "serve the management API without a token "
         "(loopback only; for the original clipper_admin client)",
         "management_max_body_bytes": "largest management API body accepted",
@@ -206,6 +237,8 @@ def _create_engine(options: FrontendOptions) -> Any:
     engine_options.io_threads = options.io_threads
     engine_options.dedicated_rpc_thread = options.rpc_thread == "dedicated"
     engine_options.max_body_bytes = options.max_body_bytes
+    for name in QUERY_PORT_LIMITS:
+        setattr(engine_options, name, getattr(options, name))
     engine_options.cache_size_bytes = options.cache_size_bytes
     engine_options.heartbeat_timeout_millis = options.heartbeat_timeout_millis
     return _core.Engine(engine_options)

@@ -31,6 +31,7 @@ from clipper.management.endpoints import (
     FrontendEndpoints,
     process_start_ticks,
 )
+from clipper.management.frontend import QUERY_PORT_LIMITS
 from clipper.managers.container_manager import ContainerManager
 from clipper.managers.local_replicas import (
     CLOSURE_FILE_NAME,
@@ -71,13 +72,23 @@ class LocalContainerManager(ContainerManager):
         bind_address: str = defaults.BIND_ADDRESS,
         max_body_bytes: int = defaults.MAX_BODY_BYTES,
         heartbeat_timeout_millis: int = defaults.HEARTBEAT_TIMEOUT_MILLIS,
+        query_port_limits: Mapping[str, int] | None = None,
         startup_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
         log_level: str = "INFO",
     ) -> None:
         """Ports of 0 let the frontend pick free ones (read back after `start_clipper`).
         `prometheus_port` is where `/metrics` is served besides the query port (0 = query port only).
-        `redis_ip`/`redis_port` select a Redis state store instead of the embedded one."""
+        `redis_ip`/`redis_port` select a Redis state store instead of the embedded one.
+        `query_port_limits` overrides the query port's limits by name (`header_timeout_millis`,
+        `body_timeout_millis`, `idle_timeout_millis`, `max_header_bytes`, `max_header_count`,
+        `max_connections_per_io_thread`, `max_connections_per_client_address`; defaults in
+        `clipper_native/defaults.json`)."""
+        unknown = sorted(set(query_port_limits or {}) - set(QUERY_PORT_LIMITS))
+        if unknown:
+            raise ClipperException(
+                f"query_port_limits: unknown limit(s) {unknown}; use {list(QUERY_PORT_LIMITS)}"
+            )
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
             raise ClipperException(
                 f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
@@ -97,6 +108,7 @@ class LocalContainerManager(ContainerManager):
         self.bind_address = bind_address
         self.max_body_bytes = max_body_bytes
         self.heartbeat_timeout_millis = heartbeat_timeout_millis
+        self.query_port_limits = dict(query_port_limits or {})
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.log_level = log_level
@@ -168,6 +180,8 @@ class LocalContainerManager(ContainerManager):
             "--log-level", self.log_level,
             "--replica-supervisor", "local",
         ]  # fmt: skip
+        for name, value in self.query_port_limits.items():
+            command += ["--" + name.replace("_", "-"), str(value)]
         if self.redis_ip:
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
         if allow_unauthenticated_management:

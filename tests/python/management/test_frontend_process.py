@@ -5,12 +5,14 @@ import http.client
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import time
 
 import pytest
+from clipper import ClipperException, LocalContainerManager
 from clipper.management.auth import TOKEN_FILE_NAME, read_token
 from clipper.management.endpoints import FrontendEndpoints
 
@@ -211,3 +213,26 @@ def test_unauthenticated_management_is_allowed_only_on_loopback(tmp_path):
     assert "refusing to serve the management API on 0.0.0.0 without authentication" in (
         refused.stderr
     )
+
+
+def test_the_query_ports_limits_are_options_of_the_frontend(tmp_path):
+    process, endpoints = start_frontend(
+        tmp_path / "state", "--header-timeout-millis", "300", "--max-header-count", "5"
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", endpoints.query_port), timeout=5) as slow:
+            started = time.monotonic()
+            slow.sendall(b"POST /app/predict HTTP/1.1\r\nHost: x\r\n")  # never finished
+            answer = slow.recv(4096)
+            elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 ") and elapsed < 3, (answer, elapsed)
+        with socket.create_connection(("127.0.0.1", endpoints.query_port), timeout=5) as many:
+            many.sendall(b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 6 + b"\r\n")
+            assert many.recv(4096).startswith(b"HTTP/1.1 431 ")
+    finally:
+        stop_frontend(process)
+
+
+def test_the_local_manager_refuses_an_unknown_query_port_limit(tmp_path):
+    with pytest.raises(ClipperException, match="unknown limit.*'header_timeout_seconds'"):
+        LocalContainerManager(state_dir=tmp_path, query_port_limits={"header_timeout_seconds": 1})
