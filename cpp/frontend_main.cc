@@ -2,7 +2,9 @@
 // Configured by flags and a JSON configuration file (docs/interfaces.md); SIGHUP re-reads the file,
 // SIGINT/SIGTERM stop it cleanly.
 #include <getopt.h>
+#include <rapidjson/document.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -46,6 +48,9 @@ options:
          number(max_queued_tasks_per_model) + R"()
   --heartbeat-timeout-millis N   drop a replica silent this long (default )" + number(heartbeat_timeout_millis) + R"()
   --replica-pipeline-depth N     batches in flight per replica (default )" + number(replica_pipeline_depth) + R"()
+  --rpc-keys-file FILE           replica authentication (ZeroMQ CURVE): a JSON file, owner-only, with
+                                 "server_secret_key" and "client_public_keys" (Z85); without it any
+                                 process that reaches the RPC port may register (loopback only)
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP
   --help                         show this help and exit
@@ -67,6 +72,34 @@ long parse_number(const char* flag, const char* text) {
     throw std::invalid_argument(std::string("--") + flag + " expects a number, got '" + text + "'");
   }
   return value;
+}
+
+// Reads the CURVE keys of the RPC port (the format the Python managers write as
+// <state_dir>/rpc_server_keys.json). A secret readable by others is refused, as ssh does.
+void load_rpc_keys(const std::string& path, clipper::EngineOptions& options) {
+  struct stat status {};
+  if (::stat(path.c_str(), &status) != 0) throw std::runtime_error("cannot read RPC keys file " + path);
+  if ((status.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    throw std::invalid_argument("RPC keys file " + path +
+                                " is readable or writable by other users: chmod 600 it (it holds a secret key)");
+  }
+  rapidjson::Document document;
+  document.Parse(read_file(path).c_str());
+  const char* problem = nullptr;
+  if (document.HasParseError() || !document.IsObject()) {
+    problem = "it is not a JSON object";
+  } else if (!document.HasMember("server_secret_key") || !document["server_secret_key"].IsString()) {
+    problem = "\"server_secret_key\" (a string) is missing";
+  } else if (!document.HasMember("client_public_keys") || !document["client_public_keys"].IsArray()) {
+    problem = "\"client_public_keys\" (an array of strings) is missing";
+  }
+  if (problem != nullptr) throw std::invalid_argument("RPC keys file " + path + ": " + problem);
+  options.rpc_curve_secret_key = document["server_secret_key"].GetString();
+  options.rpc_curve_client_keys.clear();
+  for (const auto& key : document["client_public_keys"].GetArray()) {
+    if (!key.IsString()) throw std::invalid_argument("RPC keys file " + path + ": a client key is not a string");
+    options.rpc_curve_client_keys.emplace_back(key.GetString());
+  }
 }
 
 }  // namespace
@@ -94,6 +127,7 @@ int main(int argc, char** argv) {
       {"max-queued-tasks-per-model", required_argument, nullptr, 'Q'},
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
       {"replica-pipeline-depth", required_argument, nullptr, 'P'},
+      {"rpc-keys-file", required_argument, nullptr, 'K'},
       {"config", required_argument, nullptr, 'f'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -125,6 +159,7 @@ int main(int argc, char** argv) {
         case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
         case 'D': options.dedicated_rpc_thread = true; break;
+        case 'K': load_rpc_keys(optarg, options); break;
         case 'f': config_path = optarg; break;
         case 'h': std::fputs(usage().c_str(), stdout); return 0;
         default: std::fputs(usage().c_str(), stderr); return 2;
@@ -143,6 +178,11 @@ int main(int argc, char** argv) {
     clipper::Engine engine(options);
     if (!config_path.empty()) engine.apply_config(read_file(config_path));
     engine.start();
+    if (options.rpc_curve_secret_key.empty()) {
+      std::fprintf(stderr,
+                   "clipper-frontend event=replica_auth_disabled warning=\"any process that reaches the RPC "
+                   "port may register as a replica; pass --rpc-keys-file\"\n");
+    }
     std::fprintf(stderr,
                  "clipper-frontend event=started query_port=%d rpc_port=%d metrics_port=%d io_threads=%d\n",
                  engine.query_port(), engine.rpc_port(), engine.metrics_port(), options.io_threads);

@@ -56,8 +56,9 @@ void Engine::start() {
     metrics_port_ = query_port_;
   }
 
-  replica_service_ =
-      std::make_unique<ReplicaService>(options_, models_, cache_, std::make_unique<ZmqTransport>());
+  ZmqCurveKeys replica_keys{options_.rpc_curve_secret_key, options_.rpc_curve_client_keys};
+  replica_service_ = std::make_unique<ReplicaService>(options_, models_, cache_,
+                                                      std::make_unique<ZmqTransport>(replica_keys));
   try {
     rpc_port_ = replica_service_->bind(options_.bind_address, options_.rpc_port);
   } catch (...) {

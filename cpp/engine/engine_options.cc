@@ -1,6 +1,10 @@
 #include "engine/engine_options.h"
 
+#include <arpa/inet.h>
+
 #include <stdexcept>
+
+#include "rpc/zap_authenticator.h"
 
 namespace clipper {
 namespace {
@@ -12,12 +16,50 @@ void check_port(int port, const char* field) {
   }
 }
 
+void check_replica_authentication(const EngineOptions& options) {
+  if (options.rpc_curve_secret_key.empty()) {
+    if (!options.rpc_curve_client_keys.empty()) {
+      throw std::invalid_argument("rpc_curve_client_keys needs rpc_curve_secret_key (the server's key)");
+    }
+    if (!is_loopback_address(options.bind_address)) {
+      throw std::invalid_argument(
+          "refusing to bind the RPC port on " + options.bind_address +
+          " without replica authentication: any host that reaches it could register as a model and "
+          "receive users' queries; set rpc_curve_secret_key and rpc_curve_client_keys (ZeroMQ CURVE), "
+          "or bind 127.0.0.1");
+    }
+    return;
+  }
+  if (!is_z85_key(options.rpc_curve_secret_key)) {
+    throw std::invalid_argument("rpc_curve_secret_key must be 40 characters of Z85 (a CURVE secret key)");
+  }
+  if (options.rpc_curve_client_keys.empty()) {
+    throw std::invalid_argument("rpc_curve_client_keys is empty: no replica could ever register");
+  }
+  for (const auto& key : options.rpc_curve_client_keys) {
+    if (!is_z85_key(key)) {
+      throw std::invalid_argument("rpc_curve_client_keys: '" + key +
+                                  "' is not 40 characters of Z85 (a CURVE public key)");
+    }
+  }
+}
+
 }  // namespace
+
+bool is_loopback_address(const std::string& address) {
+  if (address == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, address.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
 
 void EngineOptions::validate() const {
   if (bind_address.empty()) throw std::invalid_argument("bind_address must not be empty");
   check_port(query_port, "query_port");
   check_port(rpc_port, "rpc_port");
+  check_replica_authentication(*this);
   check_port(metrics_port, "metrics_port");
   if (io_threads < 1 || io_threads > 64) {
     throw std::invalid_argument("io_threads must be between 1 and 64, got " + std::to_string(io_threads));

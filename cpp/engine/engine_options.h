@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "clipper_defaults.h"
 
@@ -17,6 +18,11 @@ struct EngineOptions {
   int query_port = static_cast<int>(defaults::query_port);  // REST queries; 0 picks a free port
   // Model replicas (ZeroMQ ROUTER); 0 picks a free port.
   int rpc_port = static_cast<int>(defaults::rpc_port);
+  // Replica authentication on the RPC port (ZeroMQ CURVE, Z85 keys of 40 characters): the server's
+  // secret key and the public keys of the replicas admitted. Empty: no authentication, which is
+  // accepted only when bind_address is a loopback address.
+  std::string rpc_curve_secret_key;
+  std::vector<std::string> rpc_curve_client_keys;
   // Prometheus /metrics; 0 = only on the query port.
   int metrics_port = static_cast<int>(defaults::metrics_port);
   // HTTP event loops, each accepting on the query port.
@@ -53,5 +59,8 @@ struct EngineOptions {
   // Throws std::invalid_argument naming the first invalid field.
   void validate() const;
 };
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_address(const std::string& address);
 
 }  // namespace clipper

@@ -8,10 +8,33 @@
 
 namespace clipper {
 
-ZmqTransport::ZmqTransport() {
+ZmqTransport::ZmqTransport(const ZmqCurveKeys& keys) {
+  const bool curve = !keys.server_secret_key.empty();
+  if (curve && !zmq_has("curve")) {
+    throw std::runtime_error("replica authentication needs ZeroMQ's CURVE mechanism, and this libzmq "
+                             "was built without it (libsodium)");
+  }
+  if (curve && !is_z85_key(keys.server_secret_key)) {
+    throw std::invalid_argument("the RPC server's secret key must be 40 characters of Z85");
+  }
   context_ = zmq_ctx_new();
+  if (curve) {
+    try {
+      // Bound before the ROUTER exists, so no handshake can ever go unchecked.
+      authenticator_ = std::make_unique<ZapAuthenticator>(context_, keys.client_public_keys);
+    } catch (...) {
+      zmq_ctx_term(context_);
+      throw;
+    }
+  }
   router_ = zmq_socket(context_, ZMQ_ROUTER);
   const int one = 1;
+  if (curve) {
+    static const char kDomain[] = "clipper-rpc";
+    zmq_setsockopt(router_, ZMQ_CURVE_SERVER, &one, sizeof(one));
+    zmq_setsockopt(router_, ZMQ_CURVE_SECRETKEY, keys.server_secret_key.c_str(), keys.server_secret_key.size());
+    zmq_setsockopt(router_, ZMQ_ZAP_DOMAIN, kDomain, sizeof(kDomain) - 1);
+  }
   const int zero = 0;
   const int high_water = 100000;
   zmq_setsockopt(router_, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
@@ -30,7 +53,11 @@ ZmqTransport::~ZmqTransport() {
   if (router_ != nullptr) zmq_socket_monitor(router_, nullptr, 0);
   if (monitor_ != nullptr) zmq_close(monitor_);
   if (router_ != nullptr) zmq_close(router_);
-  if (context_ != nullptr) zmq_ctx_term(context_);
+  if (context_ != nullptr) {
+    zmq_ctx_shutdown(context_);  // ends the authenticator's wait
+    authenticator_.reset();
+    zmq_ctx_term(context_);
+  }
 }
 
 int ZmqTransport::bind(const std::string& address, int port) {

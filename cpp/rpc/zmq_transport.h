@@ -1,21 +1,34 @@
 // The ZeroMQ transport to model replicas: one ROUTER socket that replicas' DEALER sockets connect to
 // over TCP, plus a monitor socket that reports closed TCP connections at once (a replica process that
 // dies closes its connection; its batch is re-queued now instead of after the heartbeat timeout).
+// With CURVE keys, replicas must complete a CURVE handshake with a client key on the allow-list
+// (checked by a ZapAuthenticator in the same context) before any of their messages is delivered.
 // Thread: the replica side's thread only (ZeroMQ sockets are not thread-safe).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "rpc/replica_transport.h"
+#include "rpc/zap_authenticator.h"
 
 namespace clipper {
 
+// Who may connect to the RPC port. An empty server key means no authentication (ZeroMQ's NULL
+// mechanism: any process that reaches the port may register).
+struct ZmqCurveKeys {
+  std::string server_secret_key;                // Z85, 40 characters
+  std::vector<std::string> client_public_keys;  // Z85 each: the replicas admitted
+};
+
 class ZmqTransport final : public ReplicaTransport {
  public:
-  ZmqTransport();
+  // Throws std::invalid_argument for malformed keys and std::runtime_error when this libzmq lacks
+  // CURVE.
+  explicit ZmqTransport(const ZmqCurveKeys& keys = {});
   ~ZmqTransport() override;
   ZmqTransport(const ZmqTransport&) = delete;
   ZmqTransport& operator=(const ZmqTransport&) = delete;
@@ -33,6 +46,7 @@ class ZmqTransport final : public ReplicaTransport {
   static bool readable(void* socket);
 
   void* context_ = nullptr;
+  std::unique_ptr<ZapAuthenticator> authenticator_;  // with CURVE only
   void* router_ = nullptr;
   void* monitor_ = nullptr;  // PAIR receiving the ROUTER's disconnect events
   std::vector<std::max_align_t> aligned_scratch_;  // aligned copies of misaligned inbound messages

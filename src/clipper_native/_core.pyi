@@ -7,6 +7,10 @@ class EngineOptions:
     bind_address: str
     query_port: int
     rpc_port: int
+    # Replica authentication (ZeroMQ CURVE, Z85 keys): the server's secret key and the admitted
+    # replicas' public keys; empty = none (accepted only on a loopback bind_address).
+    rpc_curve_secret_key: str
+    rpc_curve_client_keys: list[str]
     metrics_port: int
     io_threads: int
     dedicated_rpc_thread: bool

@@ -26,13 +26,25 @@ class RecordingReceiver final : public TransportReceiver {
 };
 
 // A real replica-side DEALER socket over loopback TCP.
+// With `curve`, it authenticates with the client keypair given, against `server_public_key`.
+struct CurveClient {
+  std::string server_public_key;
+  std::string public_key;
+  std::string secret_key;
+};
+
 class Dealer {
  public:
-  Dealer(int port, const std::string& identity) {
+  Dealer(int port, const std::string& identity, const CurveClient* curve = nullptr) {
     socket_ = zmq_socket(context_, ZMQ_DEALER);
     const int zero = 0;
     zmq_setsockopt(socket_, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(socket_, ZMQ_ROUTING_ID, identity.data(), identity.size());
+    if (curve != nullptr) {
+      zmq_setsockopt(socket_, ZMQ_CURVE_SERVERKEY, curve->server_public_key.c_str(), 40);
+      zmq_setsockopt(socket_, ZMQ_CURVE_PUBLICKEY, curve->public_key.c_str(), 40);
+      zmq_setsockopt(socket_, ZMQ_CURVE_SECRETKEY, curve->secret_key.c_str(), 40);
+    }
     zmq_connect(socket_, ("tcp://127.0.0.1:" + std::to_string(port)).c_str());
   }
   ~Dealer() {
@@ -103,6 +115,72 @@ TEST(ZmqTransport, ABusyPortIsAClearError) {
   const int port = first.bind("127.0.0.1", 0);
   ZmqTransport second;
   EXPECT_THROW(second.bind("127.0.0.1", port), std::runtime_error);
+}
+
+struct Keypair {
+  std::string public_key;
+  std::string secret_key;
+};
+
+Keypair new_keypair() {
+  char public_key[41];
+  char secret_key[41];
+  EXPECT_EQ(zmq_curve_keypair(public_key, secret_key), 0);
+  return {public_key, secret_key};
+}
+
+// The CURVE tests: a transport admitting one client key, and replicas with and without it.
+class CurveTransport : public ::testing::Test {
+ protected:
+  Keypair server_ = new_keypair();
+  Keypair admitted_ = new_keypair();
+  ZmqTransport transport_{ZmqCurveKeys{server_.secret_key, {admitted_.public_key}}};
+  int port_ = transport_.bind("127.0.0.1", 0);
+  RecordingReceiver receiver_;
+};
+
+TEST_F(CurveTransport, AnAdmittedKeyRegistersAndIsAnswered) {
+  const CurveClient client{server_.public_key, admitted_.public_key, admitted_.secret_key};
+  Dealer replica(port_, "replica-ok", &client);
+  replica.send("register");
+  ASSERT_TRUE(pump(transport_, receiver_, [&] { return !receiver_.messages.empty(); }));
+  EXPECT_EQ(receiver_.senders[0], "replica-ok");
+  const std::string answer = "batch";
+  ASSERT_TRUE(transport_.send("replica-ok", reinterpret_cast<const uint8_t*>(answer.data()), answer.size()));
+  EXPECT_EQ(replica.receive(5000), "batch");
+}
+
+TEST_F(CurveTransport, NoKeyOrAnUnknownKeyNeverDeliversAMessage) {
+  const Keypair rogue = new_keypair();
+  const CurveClient wrong_client{server_.public_key, rogue.public_key, rogue.secret_key};
+  // Knows the admitted public key but not its secret: the handshake cannot complete.
+  const CurveClient stolen_public{server_.public_key, admitted_.public_key, rogue.secret_key};
+  Dealer plain(port_, "rogue-plain");
+  Dealer wrong(port_, "rogue-wrong", &wrong_client);
+  Dealer impostor(port_, "rogue-impostor", &stolen_public);
+  for (int i = 0; i < 20; ++i) {
+    plain.send("register");
+    wrong.send("register");
+    impostor.send("register");
+  }
+  // An admitted replica connecting afterwards is served; by then the rogues' handshakes are over.
+  const CurveClient client{server_.public_key, admitted_.public_key, admitted_.secret_key};
+  Dealer replica(port_, "replica-ok", &client);
+  replica.send("register");
+  ASSERT_TRUE(pump(transport_, receiver_, [&] { return !receiver_.messages.empty(); }));
+  const auto until = Clock::now() + std::chrono::seconds(1);  // a second more for anything late
+  pump(transport_, receiver_, [&] { return Clock::now() >= until; });
+  ASSERT_EQ(receiver_.messages.size(), 1u);
+  EXPECT_EQ(receiver_.senders[0], "replica-ok");
+  const std::string answer = "batch";
+  EXPECT_FALSE(transport_.send("rogue-wrong", reinterpret_cast<const uint8_t*>(answer.data()), answer.size()));
+  EXPECT_EQ(wrong.receive(200), "");
+}
+
+TEST(ZmqTransportKeys, MalformedKeysAreClearErrors) {
+  const Keypair server = new_keypair();
+  EXPECT_THROW(ZmqTransport(ZmqCurveKeys{"not-a-key", {server.public_key}}), std::invalid_argument);
+  EXPECT_THROW(ZmqTransport(ZmqCurveKeys{server.secret_key, {"short"}}), std::invalid_argument);
 }
 
 }  // namespace

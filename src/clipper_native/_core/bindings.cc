@@ -35,6 +35,8 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("bind_address", &clipper::EngineOptions::bind_address)
       .def_readwrite("query_port", &clipper::EngineOptions::query_port)
       .def_readwrite("rpc_port", &clipper::EngineOptions::rpc_port)
+      .def_readwrite("rpc_curve_secret_key", &clipper::EngineOptions::rpc_curve_secret_key)
+      .def_readwrite("rpc_curve_client_keys", &clipper::EngineOptions::rpc_curve_client_keys)
       .def_readwrite("metrics_port", &clipper::EngineOptions::metrics_port)
       .def_readwrite("io_threads", &clipper::EngineOptions::io_threads)
       .def_readwrite("dedicated_rpc_thread", &clipper::EngineOptions::dedicated_rpc_thread)
