@@ -137,12 +137,14 @@ def start_clipper(args: argparse.Namespace, stack: contextlib.ExitStack) -> Targ
     )
     manager = LocalContainerManager(**manager_kwargs)
     connection = ClipperConnection(manager)
-    start_kwargs = supported_kwargs(
-        connection.start_clipper,
-        qf_http_thread_pool_size=args.io_threads,
-        cache_size=args.cache_size_bytes,
-        rpc_thread=args.rpc_thread,
-    )
+    candidates: dict[str, Any] = {
+        "qf_http_thread_pool_size": args.io_threads,
+        "cache_size": args.cache_size_bytes,
+        "rpc_thread": args.rpc_thread,
+    }
+    if getattr(args, "allow_unauthenticated_replicas", False):  # bench/replica_auth.py's reference
+        candidates["allow_unauthenticated_replicas"] = True
+    start_kwargs = supported_kwargs(connection.start_clipper, **candidates)
     connection.start_clipper(**start_kwargs)
     stack.callback(connection.stop_all)
     connection.register_application(NO_OP_APP, "doubles", "-1.0", args.slo_micros)

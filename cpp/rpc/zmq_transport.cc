@@ -3,6 +3,7 @@
 #include <zmq.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -43,7 +44,10 @@ ZmqTransport::ZmqTransport(const ZmqCurveKeys& keys) {
   zmq_setsockopt(router_, ZMQ_RCVHWM, &high_water, sizeof(high_water));
   const std::string monitor_endpoint =
       "inproc://rpc-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
-  zmq_socket_monitor(router_, monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED);
+  // With CURVE, failed handshakes too: a process without keys never reaches the authenticator.
+  const int events = ZMQ_EVENT_DISCONNECTED |
+                     (curve ? ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL : 0);
+  zmq_socket_monitor(router_, monitor_endpoint.c_str(), events);
   monitor_ = zmq_socket(context_, ZMQ_PAIR);
   zmq_setsockopt(monitor_, ZMQ_LINGER, &zero, sizeof(zero));
   zmq_connect(monitor_, monitor_endpoint.c_str());
@@ -152,6 +156,18 @@ void ZmqTransport::receive(TransportReceiver& receiver) {
   }
 }
 
+void ZmqTransport::note_failed_handshake(uint32_t protocol_error) {
+  ++unlogged_handshakes_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_handshake_log_) return;
+  std::fprintf(stderr,
+               "clipper-engine event=replica_refused reason=\"CURVE handshake failed (no keys, or not a "
+               "replica)\" protocol_error=0x%x refused_since_last_log=%llu\n",
+               protocol_error, static_cast<unsigned long long>(unlogged_handshakes_));
+  unlogged_handshakes_ = 0;
+  next_handshake_log_ = now + std::chrono::seconds(1);
+}
+
 void ZmqTransport::receive_closes(TransportReceiver& receiver) {
   if (!readable(monitor_)) return;
   zmq_msg_t frame;
@@ -169,6 +185,8 @@ void ZmqTransport::receive_closes(TransportReceiver& receiver) {
       std::memcpy(&event, zmq_msg_data(&frame), sizeof(event));
       std::memcpy(&value, static_cast<const char*>(zmq_msg_data(&frame)) + 2, sizeof(value));
       if (event == ZMQ_EVENT_DISCONNECTED) disconnected_fd = static_cast<int>(value);
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) note_failed_handshake(value);
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) note_failed_handshake(0);
     }
     const bool more = zmq_msg_more(&frame);
     zmq_msg_close(&frame);

@@ -6,6 +6,7 @@
 // Thread: the replica side's thread only (ZeroMQ sockets are not thread-safe).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -44,12 +45,17 @@ class ZmqTransport final : public ReplicaTransport {
 
  private:
   static bool readable(void* socket);
+  // A CURVE handshake that failed before authentication (a replica without keys, or garbage):
+  // logged at most once a second, with the count since.
+  void note_failed_handshake(uint32_t protocol_error);
 
   void* context_ = nullptr;
   std::unique_ptr<ZapAuthenticator> authenticator_;  // with CURVE only
   void* router_ = nullptr;
   void* monitor_ = nullptr;  // PAIR receiving the ROUTER's disconnect events
   std::vector<std::max_align_t> aligned_scratch_;  // aligned copies of misaligned inbound messages
+  std::chrono::steady_clock::time_point next_handshake_log_{};
+  uint64_t unlogged_handshakes_ = 0;
 };
 
 }  // namespace clipper

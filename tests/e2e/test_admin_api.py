@@ -140,6 +140,7 @@ def test_register_model_without_a_container_serves_a_replica_started_elsewhere(c
             "--func-path", str(tmp_path / "external"),
             "--name", "external-model", "--version", "1", "--input-type", "doubles",
             "--frontend", f"tcp://{conn.cm.get_rpc_addr()}",
+            "--rpc-credentials-file", str(conn.cm.state_dir / "replica_credentials.json"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,

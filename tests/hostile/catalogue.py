@@ -440,6 +440,56 @@ def killed_replica_then_scale(cluster: HostileCluster) -> Outcome:
     )
 
 
+def rogue_replicas(cluster: HostileCluster) -> Outcome:
+    """Replicas built with the real SDK, one without keys and one with a keypair of its own, register
+    as the model and wait for queries while 100 are sent."""
+    import threading
+
+    import zmq
+    from clipper.container import ContainerOptions, Model, ModelServer, ReplicaCredentials
+    from e2e_support import predict
+
+    conn = cluster.conn
+    if "sum" not in conn.get_all_apps():
+        conn.register_application("sum", "doubles", "-1.0", SLO_MICROS)
+        deploy_python_closure(conn, "sum-model", "1", "doubles", e2e_models.sum_of_each)
+        conn.link_model_to_app("sum", "sum-model")
+    genuine = ReplicaCredentials.from_file(cluster.state_dir / "replica_credentials.json")
+
+    class Recording(Model):
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def predict_batch(self, inputs):  # type: ignore[no-untyped-def]
+            self.seen += len(inputs)
+            return ["666.0"] * len(inputs)
+
+    public, secret = (key.decode() for key in zmq.curve_keypair())
+    servers = []
+    for credentials in (None, ReplicaCredentials(genuine.server_public_key, public, secret)):
+        options = ContainerOptions(
+            "sum-model", "1", "doubles", f"tcp://{conn.cm.get_rpc_addr()}", credentials=credentials
+        )
+        server = ModelServer(Recording(), options)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        time.sleep(1.0)
+        answers = [predict(conn, "sum", {"input": [float(i), 1.0]}) for i in range(100)]
+        right = sum(status == 200 and body["output"] == i + 1.0 for i, (status, body, _) in
+                    enumerate(answers))  # fmt: skip
+        connected = [r for r in conn.get_all_model_replicas() if r.startswith("sum-model:1:")]
+    finally:
+        for server in servers:
+            server.stop()
+    seen = [server.model.seen for server in servers]
+    return Outcome(
+        f"{right}/100 answered by the genuine replica; inputs seen by the rogues: {seen}; "
+        f"{len(connected)} replica registered",
+        right == 100 and seen == [0, 0] and len(connected) == 1,
+    )
+
+
 def wrong_explicit_token(cluster: HostileCluster) -> Outcome:
     other = ClipperConnection(cluster.conn.cm, management_token="not-the-token")
     try:
@@ -486,6 +536,11 @@ CASES = [
         "replica SIGKILLed, then set_num_replicas",
         "returns; 2 connected",
         killed_replica_then_scale,
+    ),
+    Case(
+        "rogue replicas on the RPC port: no keys, its own keys",
+        "never register; no query reaches them",
+        rogue_replicas,
     ),
 ]
 

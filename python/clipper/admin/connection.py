@@ -94,12 +94,16 @@ class ClipperConnection(SelectionAdminMethods):
         num_frontend_replicas: int = 1,
         rpc_thread: str = "shared",
         allow_unauthenticated_management: bool = False,
+        allow_unauthenticated_replicas: bool = False,
     ) -> None:
         """Start the cluster (frontend with `cache_size` bytes of prediction cache, 0 = off) and
         connect to it. The image arguments are Clipper's; local processes need none.
         `allow_unauthenticated_management=True` lets the management API be called without the
         cluster's token (loopback only, logged as a warning), for Clipper's original `clipper_admin`
         client; see docs/security.md.
+        `allow_unauthenticated_replicas=True` lets any local process register as a model's replica
+        without the cluster's CURVE keys (loopback only, logged as a warning), for model containers
+        built without them; by default the manager hands the keys to the replicas it starts.
         `rpc_thread`: "shared" runs the model RPC on the single I/O thread's loop (lowest latency),
         "dedicated" gives it a thread of its own (more throughput when cores are free)."""
         if num_frontend_replicas != 1:
@@ -112,9 +116,11 @@ class ClipperConnection(SelectionAdminMethods):
         if rpc_thread not in ("shared", "dedicated"):
             raise ClipperException(f"rpc_thread={rpc_thread!r}: use 'shared' or 'dedicated'")
         # Passed only when asked for, so managers without the option keep working.
-        unauthenticated = (
-            {"allow_unauthenticated_management": True} if allow_unauthenticated_management else {}
-        )
+        unauthenticated: dict[str, bool] = {}
+        if allow_unauthenticated_management:
+            unauthenticated["allow_unauthenticated_management"] = True
+        if allow_unauthenticated_replicas:
+            unauthenticated["allow_unauthenticated_replicas"] = True
         self.cm.start_clipper(
             cache_size_bytes=cache_size,
             io_threads=qf_http_thread_pool_size,

@@ -14,6 +14,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from clipper.container.credentials import (
+    ENV_RPC_CREDENTIALS,
+    ENV_RPC_CREDENTIALS_FILE,
+    ReplicaCredentials,
+)
 from clipper.container.model import Model
 from clipper.container.server import (
     DEFAULT_FRONTEND_ADDRESS,
@@ -72,6 +77,14 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         "the frontend numbers replicas itself)",
     )
     group.add_argument(
+        "--rpc-credentials-file",
+        metavar="FILE",
+        help="owner-only JSON file with the replica's CURVE keys, as the cluster writes it to "
+        f"<state_dir>/replica_credentials.json (default: ${ENV_RPC_CREDENTIALS} or "
+        f"${ENV_RPC_CREDENTIALS_FILE}; without any, the frontend must allow unauthenticated "
+        "replicas)",
+    )
+    group.add_argument(
         "--heartbeat-interval",
         dest="heartbeat_interval_s",
         type=float,
@@ -101,6 +114,11 @@ def options_from_arguments(arguments: argparse.Namespace) -> ContainerOptions:
         frontend_address=arguments.frontend_address,
         replica_id=arguments.replica_id,
         heartbeat_interval_s=arguments.heartbeat_interval_s,
+        credentials=(
+            ReplicaCredentials.from_file(arguments.rpc_credentials_file)
+            if getattr(arguments, "rpc_credentials_file", None)
+            else None
+        ),
     )
 
 

@@ -39,6 +39,7 @@ from clipper.container.codec import (
     parse_input_type,
     read_message,
 )
+from clipper.container.credentials import ReplicaCredentials
 from clipper.container.model import Model
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ class ContainerOptions:
     # Longest time sending one response may block (the frontend stopped reading); the response is
     # then dropped and logged, since the frontend re-queues or defaults that batch by itself.
     send_timeout_s: float = 1.0
+    # CURVE keys for the frontend's RPC port (clipper.container.credentials); None connects without
+    # authentication, which only a frontend started with allow_unauthenticated_replicas accepts.
+    credentials: ReplicaCredentials | None = None
 
     def __post_init__(self) -> None:
         for field in ("model_name", "model_version"):
@@ -116,6 +120,8 @@ class ContainerOptions:
                 raise ValueError(
                     f"ContainerOptions.{field} must be a positive number of seconds, got {value!r}"
                 )
+        if self.credentials is not None and not isinstance(self.credentials, ReplicaCredentials):
+            raise TypeError("ContainerOptions.credentials must be a ReplicaCredentials or None")
 
     @classmethod
     def from_environment(
@@ -128,11 +134,15 @@ class ContainerOptions:
         replica_id: int | None = None,
         heartbeat_interval_s: float = 0.25,
         environ: Any = None,
+        credentials: ReplicaCredentials | None = None,
     ) -> ContainerOptions:
         """Options from the arguments given, falling back for each one left None to the environment
         (CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION, CLIPPER_INPUT_TYPE, CLIPPER_IP and CLIPPER_PORT,
-        CLIPPER_REPLICA_ID), then to the defaults. Raises ValueError naming what is missing."""
+        CLIPPER_REPLICA_ID, CLIPPER_RPC_CREDENTIALS or CLIPPER_RPC_CREDENTIALS_FILE), then to the
+        defaults. Raises ValueError naming what is missing."""
         env = os.environ if environ is None else environ
+        if credentials is None:
+            credentials = ReplicaCredentials.from_environment(env)
         model_name = model_name if model_name is not None else env.get(ENV_MODEL_NAME)
         model_version = model_version if model_version is not None else env.get(ENV_MODEL_VERSION)
         missing = [
@@ -166,6 +176,7 @@ class ContainerOptions:
             frontend_address=frontend_address,
             replica_id=replica_id,
             heartbeat_interval_s=heartbeat_interval_s,
+            credentials=credentials,
         )
 
 
@@ -238,7 +249,7 @@ class ModelServer:
             data_socket.setsockopt(zmq.LINGER, 0)
             data_socket.setsockopt(zmq.RCVTIMEO, max(1, round(options.receive_timeout_s * 1000)))
             data_socket.setsockopt(zmq.SNDTIMEO, max(1, round(options.send_timeout_s * 1000)))
-            _configure_ipv6(data_socket, options.frontend_address)
+            _configure_security(data_socket, options)
             data_socket.connect(options.frontend_address)
             register = bytes(
                 encode_register(
@@ -251,12 +262,13 @@ class ModelServer:
             )
             data_socket.send(register)
             logger.info(
-                "event=registering %s input_type=%s replica=%d frontend=%s replica_key=%s",
+                "event=registering %s input_type=%s replica=%d frontend=%s replica_key=%s auth=%s",
                 self._log_fields,
                 options.input_type.wire_name,
                 options.replica_id,
                 options.frontend_address,
                 self.replica_key,
+                "none" if options.credentials is None else "curve",
             )
             heartbeat_thread = threading.Thread(
                 target=self._heartbeat_loop, args=(context,), name="clipper-heartbeat", daemon=True
@@ -356,7 +368,7 @@ class ModelServer:
             socket.setsockopt(zmq.LINGER, 0)
             # Queue nothing while disconnected: stale heartbeats are worthless to a restarted frontend.
             socket.setsockopt(zmq.IMMEDIATE, 1)
-            _configure_ipv6(socket, options.frontend_address)
+            _configure_security(socket, options)
             socket.connect(options.frontend_address)
             heartbeat = bytes(encode_heartbeat(flatbuffers.Builder(128), self.replica_key))
             poll_cap_s = min(options.receive_timeout_s, options.heartbeat_interval_s)
@@ -401,9 +413,12 @@ class ModelServer:
                 self._register_requested = True
 
 
-def _configure_ipv6(socket: zmq.Socket, address: str) -> None:
-    if address.startswith("tcp://["):
+def _configure_security(socket: zmq.Socket, options: ContainerOptions) -> None:
+    """IPv6 for an IPv6 literal, and the CURVE keys when the replica has credentials."""
+    if options.frontend_address.startswith("tcp://["):
         socket.setsockopt(zmq.IPV6, 1)
+    if options.credentials is not None:
+        options.credentials.apply(socket)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,9 @@ class FrontendEndpoints:
     rpc_port: int
     # 0 when /metrics is served on the query port only.
     metrics_port: int
+    # "curve": replicas need the cluster's keys (clipper.management.replica_keys); "none": any
+    # local process may register (allow_unauthenticated_replicas).
+    replica_auth: str = "curve"
 
     def write(self, state_dir: Path) -> Path:
         path = Path(state_dir) / ENDPOINTS_FILE_NAME

@@ -29,6 +29,11 @@ from clipper.management.auth import (
 from clipper.management.endpoints import FrontendEndpoints, process_start_ticks
 from clipper.management.http_api import ManagementHTTPServer
 from clipper.management.http_server import HTTPServerLimits
+from clipper.management.replica_keys import (
+    check_unauthenticated_replicas,
+    ensure_cluster_keys,
+    server_keys_from_environment,
+)
 from clipper.management.service import ManagementService
 from clipper.state import default_state_dir, open_state_store
 from clipper_native import defaults
@@ -91,6 +96,10 @@ class FrontendOptions:
     # Off (the default), every /admin/ call needs the token written to <state_dir>/management_token
     # at start; on, none does (only with a loopback bind_address), for the original clipper_admin client.
     allow_unauthenticated_management: bool = False
+    # Off (the default), a replica registers only with the cluster's CURVE keys (created once in
+    # <state_dir>, clipper.management.replica_keys); on, any local process may (loopback only), for
+    # replicas built without them.
+    allow_unauthenticated_replicas: bool = False
     # Management API limits (clipper.management.http_server.HTTPServerLimits documents each).
     # Bodies larger than this answer 413.
     management_max_body_bytes: int = _LIMITS.max_body_bytes
@@ -142,6 +151,8 @@ class FrontendOptions:
         self.management_limits().validate()
         if self.allow_unauthenticated_management:
             check_unauthenticated_bind(self.bind_address)
+        if self.allow_unauthenticated_replicas:
+            check_unauthenticated_replicas(self.bind_address)
 
     def management_limits(self) -> HTTPServerLimits:
         prefix = "management_"
@@ -183,6 +194,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "(beyond: 503)",
         "allow_unauthenticated_management": "serve the management API without a token "
         "(loopback only; for the original clipper_admin client)",
+        "allow_unauthenticated_replicas": "let replicas register without the cluster's CURVE keys "
+        "(loopback only; for replicas built without them)",
         "management_max_body_bytes": "largest management API body accepted",
         "management_max_header_bytes": "largest management request line plus headers (else 431)",
         "management_max_headers": "most header fields in a management request (else 431)",
@@ -221,7 +234,17 @@ def build_argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _create_engine(options: FrontendOptions) -> Any:
+def _replica_keys(state_dir: Path) -> tuple[str, tuple[str, ...]]:
+    """The RPC port's secret key and admitted client keys: from CLIPPER_RPC_SERVER_KEYS (Kubernetes
+    puts a Secret there), else the state directory's, created on first use."""
+    from_environment = server_keys_from_environment()
+    if from_environment is not None:
+        return from_environment
+    keys = ensure_cluster_keys(state_dir)
+    return keys.server_secret_key, keys.client_public_keys
+
+
+def _create_engine(options: FrontendOptions, keys: tuple[str, tuple[str, ...]] | None) -> Any:
     try:
         from clipper_native import _core
     except ImportError as error:
@@ -233,6 +256,9 @@ def _create_engine(options: FrontendOptions) -> Any:
     engine_options.bind_address = options.bind_address
     engine_options.query_port = options.query_port
     engine_options.rpc_port = options.rpc_port
+    if keys is not None:
+        engine_options.rpc_curve_secret_key, admitted = keys
+        engine_options.rpc_curve_client_keys = list(admitted)
     engine_options.metrics_port = options.metrics_port
     engine_options.io_threads = options.io_threads
     engine_options.dedicated_rpc_thread = options.rpc_thread == "dedicated"
@@ -274,7 +300,10 @@ class Frontend:
         supervisor = None
         selection_worker = None
         try:
-            engine = _create_engine(options)
+            keys = (
+                None if options.allow_unauthenticated_replicas else _replica_keys(self._state_dir)
+            )
+            engine = _create_engine(options, keys)
             engine.start()
             service = ManagementService(store, engine)
             service.restore()
@@ -309,6 +338,7 @@ class Frontend:
                 management_port=http_server.port,
                 rpc_port=int(getattr(engine, "rpc_port", options.rpc_port)),
                 metrics_port=int(getattr(engine, "metrics_port", options.metrics_port)),
+                replica_auth="none" if keys is None else "curve",
             )
             endpoints.write(self._state_dir)
             if options.replica_supervisor == "local":
@@ -318,7 +348,7 @@ class Frontend:
                 supervisor.start()
             logger.info(
                 "event=frontend_ready cluster=%s pid=%d query_port=%d management_port=%d "
-                "rpc_port=%d metrics_port=%d store=%s",
+                "rpc_port=%d metrics_port=%d store=%s replica_auth=%s",
                 options.cluster_name,
                 endpoints.pid,
                 endpoints.query_port,
@@ -326,6 +356,7 @@ class Frontend:
                 endpoints.rpc_port,
                 endpoints.metrics_port,
                 store.description,
+                "none" if keys is None else "curve",
             )
             # A timed wait keeps the main thread responsive to signals on every platform.
             while not self._stop_requested.wait(0.5):

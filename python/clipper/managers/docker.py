@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from clipper.admin.management_client import ManagementClient, urlopen_direct
+from clipper.container.credentials import ENV_RPC_CREDENTIALS
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
+from clipper.management.endpoints import FrontendEndpoints
+from clipper.management.replica_keys import (
+    ensure_cluster_keys,
+    read_replica_credentials,
+    replica_credentials_path,
+)
 from clipper.managers import docker_images
 from clipper.managers.container_manager import ContainerManager
 from clipper.managers.docker_replicas import (
@@ -181,7 +188,12 @@ class DockerContainerManager(ContainerManager):
         cache_size_bytes: int = defaults.CACHE_SIZE_BYTES,
         io_threads: int = defaults.IO_THREADS,
         rpc_thread: str = "shared",
+        allow_unauthenticated_replicas: bool = False,
     ) -> None:
+        """`allow_unauthenticated_replicas` lets replicas register without the cluster's CURVE keys
+        (only with docker_network="host", where the RPC port is on loopback); by default the keys
+        are created in the state directory and handed to each replica container in
+        CLIPPER_RPC_CREDENTIALS."""
         import docker.errors
 
         for container in self._containers(role="frontend"):
@@ -191,6 +203,11 @@ class DockerContainerManager(ContainerManager):
                     f"{container.name}); connect() to it, or stop it first with stop_all()"
                 )
             container.remove(force=True)
+        if not allow_unauthenticated_replicas:
+            # Here, before the directory is handed to the container's user: the frontend then
+            # finds them, and they outlive its container.
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            ensure_cluster_keys(self.state_dir)
         user = self._prepare_state_dir()
         image = self._clipper_image("frontend")
         command = [
@@ -209,6 +226,8 @@ class DockerContainerManager(ContainerManager):
         ]  # fmt: skip
         if self.redis_ip:
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
+        if allow_unauthenticated_replicas:
+            command.append("--allow-unauthenticated-replicas")
         ports = {
             "query": self.clipper_query_port,
             "management": self.clipper_management_port,
@@ -432,7 +451,10 @@ class DockerContainerManager(ContainerManager):
                     }
                 ),
             },
-            "environment": {"CLIPPER_RPC_PORT": str(self.clipper_rpc_port)},
+            "environment": {
+                "CLIPPER_RPC_PORT": str(self.clipper_rpc_port),
+                **self._replica_credentials_environment(),
+            },
             "restart_policy": {"Name": "on-failure", "MaximumRetryCount": self.restart_max_retries},
             "network": self.docker_network,
             **resources.container_kwargs(),
@@ -466,6 +488,19 @@ class DockerContainerManager(ContainerManager):
         logger.info("event=replica_started cluster=%s model=%s version=%s container=%s",
                     self.cluster_name, name, version, container.name)  # fmt: skip
         return container
+
+    def _replica_credentials_environment(self) -> dict[str, str]:
+        """The replica's CURVE keys for its environment; none when the frontend admits replicas
+        without keys (its endpoints file says so)."""
+        endpoints = FrontendEndpoints.read(self.state_dir)
+        if endpoints is not None and endpoints.replica_auth == "none":
+            return {}
+        if not replica_credentials_path(self.state_dir).exists():
+            raise DeploymentError(
+                f"cluster '{self.cluster_name}' has no replica credentials in {self.state_dir}; "
+                "start it with start_clipper() on this host (or pass its state_dir)"
+            )
+        return {ENV_RPC_CREDENTIALS: read_replica_credentials(self.state_dir).to_json()}
 
     def _frontend_host(self) -> str:
         return "127.0.0.1" if self._host_network else self._container_name("frontend")

@@ -23,6 +23,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
+from clipper.management.replica_keys import new_cluster_keys
 from clipper.managers.container_manager import ContainerManager
 from clipper.managers.kubernetes_manifests import (
     CLIPPER_LABEL,
@@ -37,6 +38,7 @@ from clipper.managers.kubernetes_manifests import (
     model_objects,
     redis_objects,
     render_yaml,
+    rpc_keys_secret,
 )
 from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING
 from clipper_native import defaults
@@ -135,6 +137,7 @@ class KubernetesContainerManager(ContainerManager):
             "Deployment": self._apps.create_namespaced_deployment,
             "Service": self._core.create_namespaced_service,
             "PersistentVolumeClaim": self._core.create_namespaced_persistent_volume_claim,
+            "Secret": self._core.create_namespaced_secret,
         }[kind]
         try:
             create(namespace, obj)
@@ -142,7 +145,8 @@ class KubernetesContainerManager(ContainerManager):
         except ApiException as error:
             if error.status != 409:
                 raise _api_error(f"create {kind} {name}", error) from error
-            # A claim is kept as it is (its data matters more than its spec).
+            # A claim is kept as it is (its data matters more than its spec); so are the RPC keys,
+            # which running replicas hold.
             patch = {
                 "Deployment": self._apps.patch_namespaced_deployment,
                 "Service": self._core.patch_namespaced_service,
@@ -165,7 +169,9 @@ class KubernetesContainerManager(ContainerManager):
             io_threads=io_threads,
             rpc_thread=rpc_thread,
         )
-        for obj in [*redis_objects(self.spec), *frontend_objects(self.spec)]:
+        # Keys made here are used only when the cluster has none yet (the Secret outlives stop_all).
+        secret = rpc_keys_secret(self.spec, new_cluster_keys())
+        for obj in [secret, *redis_objects(self.spec), *frontend_objects(self.spec)]:
             self._create(obj)
         deadline = time.monotonic() + self.startup_timeout_s
         names = [self.spec.frontend_name(i) for i in range(self.spec.num_frontends)]
@@ -324,6 +330,10 @@ class KubernetesContainerManager(ContainerManager):
         ).items:
             self._core.delete_namespaced_service(service.metadata.name, self.spec.namespace)
         if clear_state:
+            for secret in self._core.list_namespaced_secret(
+                self.spec.namespace, label_selector=selector
+            ).items:
+                self._core.delete_namespaced_secret(secret.metadata.name, self.spec.namespace)
             for claim in self._core.list_namespaced_persistent_volume_claim(
                 self.spec.namespace, label_selector=selector
             ).items:
@@ -441,5 +451,7 @@ def render_manifests(
     models: Sequence[tuple[str, str, str, str, int]] = (),
 ) -> str:
     """Everything `manager.start_clipper()` and `deploy_model` of each (name, version, input_type,
-    image, num_replicas) would apply, as one YAML stream (`kubectl apply -f -`)."""
-    return render_yaml(cluster_objects(manager.spec, models))
+    image, num_replicas) would apply, as one YAML stream (`kubectl apply -f -`). The RPC keys Secret
+    holds keys made for this rendering: apply it once (applying another rendering's Secret replaces
+    the keys, and replicas started before then can no longer register)."""
+    return render_yaml(cluster_objects(manager.spec, models, keys=new_cluster_keys()))

@@ -6,7 +6,9 @@ to no API server (`clipper.managers.kubernetes` applies these objects). Layout, 
 (`redis-at-<cluster>`, unless an external one is given), per frontend `i` a Deployment and an RPC
 Service `query-frontend-<i>-at-<cluster>`, one query Service `query-frontend-at-<cluster>` over all
 frontends, one management Service `mgmt-frontend-at-<cluster>`, and per model version and frontend a
-Deployment whose replicas connect to that frontend (each frontend runs its own batching queues).
+Deployment whose replicas connect to that frontend (each frontend runs its own batching queues). The
+RPC port's CURVE keys live in a Secret `rpc-keys-at-<cluster>`: the frontends read the server half
+(CLIPPER_RPC_SERVER_KEYS), the replicas their credentials (CLIPPER_RPC_CREDENTIALS), both by reference.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clipper.container.credentials import ENV_RPC_CREDENTIALS
 from clipper.exceptions import ConfigurationError
+from clipper.management.replica_keys import ENV_RPC_SERVER_KEYS, ClusterKeys
 from clipper.managers.docker_images import IMAGES
 from clipper_native import defaults
 
@@ -36,6 +40,9 @@ MODEL_LABEL = "ai.clipper.model_container.label"
 ROLE_LABEL = "ai.clipper.role"
 FRONTEND_LABEL = "ai.clipper.frontend"
 MODEL_ANNOTATION = "ai.clipper.model"
+# The keys of the RPC keys Secret's data.
+SERVER_KEYS_SECRET_KEY = "server-keys"
+REPLICA_CREDENTIALS_SECRET_KEY = "replica-credentials"
 DEFAULT_FRONTEND_IMAGE = IMAGES["frontend"].name
 DEFAULT_REDIS_IMAGE = "redis:7-alpine"
 # The frontend's emptyDir is mounted here, root-owned and writable by all (kubelet makes it so); the
@@ -159,6 +166,10 @@ class ClusterSpec:
     @property
     def redis_name(self) -> str:
         return f"redis-at-{self.cluster_name}"
+
+    @property
+    def rpc_keys_secret_name(self) -> str:
+        return f"rpc-keys-at-{self.cluster_name}"
 
     @property
     def query_service_name(self) -> str:
@@ -286,6 +297,25 @@ def _restricted_security() -> client.V1SecurityContext:
     )
 
 
+def _secret_env(name: str, secret: str, key: str) -> client.V1EnvVar:
+    selector = client.V1SecretKeySelector(name=secret, key=key)
+    return client.V1EnvVar(name=name, value_from=client.V1EnvVarSource(secret_key_ref=selector))
+
+
+def rpc_keys_secret(spec: ClusterSpec, keys: ClusterKeys) -> client.V1Secret:
+    """The Secret holding the RPC port's keys (created once per cluster; see the module's doc)."""
+    return client.V1Secret(
+        api_version="v1",
+        kind="Secret",
+        metadata=_meta(spec, spec.rpc_keys_secret_name, spec.labels("rpc-keys")),
+        type="Opaque",
+        string_data={
+            SERVER_KEYS_SECRET_KEY: keys.server_keys_json(),
+            REPLICA_CREDENTIALS_SECRET_KEY: keys.replica.to_json(),
+        },
+    )
+
+
 def redis_objects(spec: ClusterSpec) -> list[Any]:
     """Redis for the cluster's configuration, when no external one is given."""
     if spec.redis_ip:
@@ -399,7 +429,10 @@ def _frontend_pod(spec: ClusterSpec) -> client.V1PodSpec:
         image_pull_policy=spec.image_pull_policy,
         args=args,
         ports=ports,
-        env=[client.V1EnvVar(name="CLIPPER_QUERY_PORT", value=str(spec.query_port))],
+        env=[
+            client.V1EnvVar(name="CLIPPER_QUERY_PORT", value=str(spec.query_port)),
+            _secret_env(ENV_RPC_SERVER_KEYS, spec.rpc_keys_secret_name, SERVER_KEYS_SECRET_KEY),
+        ],
         readiness_probe=client.V1Probe(
             http_get=client.V1HTTPGetAction(path="/readyz", port=spec.query_port),
             period_seconds=2,
@@ -462,7 +495,12 @@ def model_deployment(
             "--frontend",
             f"tcp://{frontend_host}:{spec.rpc_port}",
         ],
-        env=[client.V1EnvVar(name="CLIPPER_RPC_PORT", value=str(spec.rpc_port))],
+        env=[
+            client.V1EnvVar(name="CLIPPER_RPC_PORT", value=str(spec.rpc_port)),
+            _secret_env(
+                ENV_RPC_CREDENTIALS, spec.rpc_keys_secret_name, REPLICA_CREDENTIALS_SECRET_KEY
+            ),
+        ],
         # Ready once connected to its frontend; restarted after a minute without a connection.
         readiness_probe=client.V1Probe(_exec=healthcheck, period_seconds=3, failure_threshold=2),
         liveness_probe=client.V1Probe(
@@ -489,11 +527,14 @@ def model_deployment(
 
 
 def cluster_objects(
-    spec: ClusterSpec, models: Iterable[tuple[str, str, str, str, int]] = ()
+    spec: ClusterSpec,
+    models: Iterable[tuple[str, str, str, str, int]] = (),
+    keys: ClusterKeys | None = None,
 ) -> list[Any]:
-    """Every object of the cluster: Redis, frontends, and each (name, version, input_type, image,
-    num_replicas) of `models`."""
-    objects = [*redis_objects(spec), *frontend_objects(spec)]
+    """Every object of the cluster: the RPC keys Secret (when `keys` are given), Redis, frontends,
+    and each (name, version, input_type, image, num_replicas) of `models`."""
+    objects = [rpc_keys_secret(spec, keys)] if keys is not None else []
+    objects += [*redis_objects(spec), *frontend_objects(spec)]
     for name, version, input_type, image, num_replicas in models:
         objects += model_objects(spec, name, version, input_type, image, num_replicas)
     return objects

@@ -143,9 +143,13 @@ class LocalContainerManager(ContainerManager):
         io_threads: int = defaults.IO_THREADS,
         rpc_thread: str = "shared",
         allow_unauthenticated_management: bool = False,
+        allow_unauthenticated_replicas: bool = False,
     ) -> None:
         """`allow_unauthenticated_management` serves the management API without a token (refused
-        unless bind_address is loopback), for the original clipper_admin client."""
+        unless bind_address is loopback), for the original clipper_admin client.
+        `allow_unauthenticated_replicas` lets any local process register as a replica (refused unless
+        bind_address is loopback); by default replicas need the cluster's CURVE keys, which this
+        manager hands to the replicas it starts (<state_dir>/replica_credentials.json)."""
         existing = FrontendEndpoints.read(self.state_dir)
         if existing is not None and existing.is_alive():
             raise ClusterStartError(
@@ -186,6 +190,8 @@ class LocalContainerManager(ContainerManager):
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
         if allow_unauthenticated_management:
             command.append("--allow-unauthenticated-management")
+        if allow_unauthenticated_replicas:
+            command.append("--allow-unauthenticated-replicas")
         process = self._spawn(command, self.frontend_log_path)
         logger.info(
             "event=frontend_starting cluster=%s pid=%d log=%s",

@@ -21,7 +21,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from clipper.management.endpoints import process_is_alive, process_start_ticks
+from clipper.management.endpoints import (
+    FrontendEndpoints,
+    process_is_alive,
+    process_start_ticks,
+)
+from clipper.management.replica_keys import replica_credentials_path
 from clipper.managers.supervision import RestartRecord
 from clipper.state.trusted_files import check_trusted_file
 
@@ -181,6 +186,9 @@ def start_replica_process(
         "--frontend", f"tcp://{rpc_addr}",
         "--replica-id", str(replica_id),
     ]  # fmt: skip
+    credentials = replica_credentials_file(records.root.parent)
+    if credentials is not None:
+        command += ["--rpc-credentials-file", str(credentials)]
     site_packages = Path(slot.image) / "site-packages"
     extra_paths = [str(site_packages)] if site_packages.is_dir() else []
     process = spawn_process(command, log_path, extra_paths)
@@ -195,6 +203,16 @@ def start_replica_process(
     replica = ReplicaProcess(**values)
     records.write(replica)
     return replica, process
+
+
+def replica_credentials_file(state_dir: Path) -> Path | None:
+    """The credentials file a replica of the cluster in `state_dir` authenticates with, or None when
+    its frontend admits replicas without keys (allow_unauthenticated_replicas)."""
+    endpoints = FrontendEndpoints.read(state_dir)
+    if endpoints is not None and endpoints.replica_auth == "none":
+        return None
+    path = replica_credentials_path(state_dir)
+    return path if path.exists() else None
 
 
 def child_environment(extra_paths: Iterable[str] = ()) -> dict[str, str]:

@@ -13,6 +13,7 @@ from clipper import ClipperException, DockerContainerManager
 from clipper.container.closure import save_closure
 from clipper.deployers._framework import FrameworkClosure
 from clipper.exceptions import DeploymentError
+from clipper.management.replica_keys import ensure_cluster_keys, read_replica_credentials
 from clipper.managers import docker_images
 from clipper.managers.docker import CLIPPER_LABEL, MODEL_LABEL
 from clipper.managers.docker_replicas import exit_reason, model_image_kind
@@ -43,6 +44,9 @@ def manager(tmp_path):
         clipper_rpc_port=9,  # the discard port: nothing listens, replicas keep retrying
         state_dir=tmp_path / "state",
     )
+    # What start_clipper creates before the frontend starts: replicas are handed these keys.
+    (tmp_path / "state").mkdir()
+    ensure_cluster_keys(tmp_path / "state")
     yield cm
     cm.stop_all(graceful=False, clear_state=True)
     assert cm._containers() == []
@@ -80,6 +84,8 @@ def test_a_replica_container_carries_labels_command_resources_and_gpus(manager, 
         command = attrs["Config"]["Cmd"]
         assert command[command.index("--frontend") + 1] == "tcp://127.0.0.1:9"
         assert command[command.index("--replica-id") + 1] == "0"
+        credentials = read_replica_credentials(manager.state_dir)
+        assert f"CLIPPER_RPC_CREDENTIALS={credentials.to_json()}" in attrs["Config"]["Env"]
         # The next replica of the version gets the next id.
         second = manager.create_replica_container("m", "1", "doubles", closure_image)
         assert second.name.endswith("-m-1-1")
@@ -97,6 +103,8 @@ def test_extra_container_kwargs_reach_every_container_beside_clippers_own(tmp_pa
             "dns_opt": ["ndots:1"],
         },
     )
+    (tmp_path / "state").mkdir()
+    ensure_cluster_keys(tmp_path / "state")
     container = manager.create_replica_container("m", "1", "doubles", closure_image)
     try:
         attrs = _CLIENT.api.inspect_container(container.id)

@@ -15,7 +15,8 @@ from clipper.exceptions import DeploymentError
 from clipper.managers.kubernetes import KubernetesContainerManager
 from kubernetes import client
 
-_KINDS = {"deployments": "Deployment", "services": "Service", "persistentvolumeclaims": "PersistentVolumeClaim"}  # fmt: skip
+_KINDS = {"deployments": "Deployment", "services": "Service", "persistentvolumeclaims": "PersistentVolumeClaim",
+          "secrets": "Secret"}  # fmt: skip
 
 
 class FakeApiServer:
@@ -150,6 +151,7 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
         "deployments:query-frontend-1-at-demo",
         "deployments:redis-at-demo",
         "persistentvolumeclaims:redis-at-demo",
+        "secrets:rpc-keys-at-demo",
         "services:mgmt-frontend-at-demo",
         "services:query-frontend-0-at-demo",
         "services:query-frontend-1-at-demo",
@@ -160,6 +162,12 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
     frontend = api.objects[("deployments", "query-frontend-0-at-demo")]
     args = frontend["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--cache-size-bytes") + 1] == "0"
+    # The RPC port's keys: generated into a Secret that the frontends read by reference.
+    keys = json.loads(api.objects[("secrets", "rpc-keys-at-demo")]["stringData"]["server-keys"])
+    assert len(keys["server_secret_key"]) == 40 and len(keys["client_public_keys"]) == 1
+    env = {e["name"]: e for e in frontend["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CLIPPER_RPC_SERVER_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "rpc-keys-at-demo", "key": "server-keys"}
     assert ("GET", "/apis/apps/v1/namespaces/ml/deployments/query-frontend-1-at-demo/status") in (
         api.calls("GET")
     )
@@ -170,6 +178,7 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
 
 def test_starting_again_updates_the_objects_in_place(api):
     _manager(api).start_clipper()
+    keys = api.objects[("secrets", "rpc-keys-at-demo")]["stringData"]
     before = len(api.requests)
     _manager(api, service_type="NodePort", num_frontends=1).start_clipper()
     patched = sorted(path for method, path, _, _ in api.requests[before:] if method == "PATCH")
@@ -182,6 +191,8 @@ def test_starting_again_updates_the_objects_in_place(api):
         "/apis/apps/v1/namespaces/ml/deployments/redis-at-demo",
     ]
     assert api.objects[("services", "query-frontend-at-demo")]["spec"]["type"] == "NodePort"
+    # The RPC keys are kept: replicas started earlier hold them.
+    assert api.objects[("secrets", "rpc-keys-at-demo")]["stringData"] == keys
 
 
 def test_connect_without_a_cluster_says_how_to_start_one(api):
@@ -238,7 +249,7 @@ def test_stop_all_removes_every_object_of_the_cluster_and_keeps_the_state_claim(
     manager.start_clipper()
     manager.deploy_model("sum", "1", "doubles", "registry.example.com/sum:1")
     manager.stop_all()
-    assert list(api.objects) == [("persistentvolumeclaims", "redis-at-demo")]
+    assert sorted(api.objects) == [("persistentvolumeclaims", "redis-at-demo"), ("secrets", "rpc-keys-at-demo")]
     manager.start_clipper()
     manager.stop_all(clear_state=True)
     assert api.objects == {}

@@ -3,8 +3,11 @@ schemas (kubernetes-validate, strict: unknown fields fail) and round-trips throu
 client's models; names, labels, selectors, probes and resources are what Clipper's layout needs. No
 cluster can run here, so these are checked on the rendered objects."""
 
+import json
+
 import pytest
 import yaml
+from clipper.container.credentials import ReplicaCredentials
 from clipper.exceptions import ConfigurationError
 from clipper.managers.kubernetes import KubernetesContainerManager, render_manifests
 from clipper.managers.kubernetes_manifests import (
@@ -17,6 +20,7 @@ from clipper.managers.kubernetes_manifests import (
     label_value,
     to_dict,
 )
+from clipper.management.replica_keys import new_cluster_keys
 from kubernetes import client
 
 kubernetes_validate = pytest.importorskip(
@@ -32,7 +36,7 @@ MODELS = [
 
 
 def _all_objects(**spec_options):
-    return cluster_objects(ClusterSpec(**spec_options), MODELS)
+    return cluster_objects(ClusterSpec(**spec_options), MODELS, keys=new_cluster_keys())
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -135,11 +139,28 @@ def test_model_deployments_connect_each_to_its_frontend_with_the_wanted_replicas
         assert container.resources.limits == {"memory": "2Gi", "nvidia.com/gpu": "1"}
         assert container.readiness_probe._exec.command[-1] == "replica"
         assert deployment.spec.strategy.rolling_update.max_unavailable == 0
+        # The replica's CURVE keys come from the cluster's Secret, never written into the spec.
+        (credentials,) = [e for e in container.env if e.name == "CLIPPER_RPC_CREDENTIALS"]
+        assert credentials.value is None
+        reference = credentials.value_from.secret_key_ref
+        assert (reference.name, reference.key) == ("rpc-keys-at-c", "replica-credentials")
     # An image naming its registry keeps it; odd names become valid names and label values.
     odd = [d for d in deployments if d not in sums][0]
     assert odd.spec.template.spec.containers[0].image == "registry.example.com/m:2"
     assert len(odd.metadata.name) <= 63
     assert '"version": "2024-01-01T10:00"' in odd.metadata.annotations["ai.clipper.model"]
+
+
+def test_the_rpc_keys_secret_holds_both_halves_of_the_clusters_keys():
+    keys = new_cluster_keys()
+    (secret,) = [o for o in cluster_objects(ClusterSpec(cluster_name="c"), keys=keys) if o.kind == "Secret"]
+    assert secret.metadata.name == "rpc-keys-at-c" and secret.type == "Opaque"
+    server = json.loads(secret.string_data["server-keys"])
+    assert server["server_secret_key"] == keys.server_secret_key
+    assert server["client_public_keys"] == [keys.replica.client_public_key]
+    replica = ReplicaCredentials.parse(secret.string_data["replica-credentials"], "the Secret")
+    assert replica == keys.replica
+    assert cluster_objects(ClusterSpec(cluster_name="c"))[0].kind != "Secret"  # only when given keys
 
 
 def test_names_and_label_values_are_made_valid_without_collisions():

@@ -123,3 +123,85 @@ def test_serves_a_real_replica_reloads_on_sighup_and_stops_on_sigterm(frontend, 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     assert "event=stopped" in process.stderr.read()
+
+
+def _write_owner_only(path, document):
+    path.write_text(json.dumps(document))
+    path.chmod(0o600)
+    return path
+
+
+def test_rpc_keys_file_admits_only_replicas_with_the_clients_key(tmp_path):
+    zmq = pytest.importorskip("zmq")
+    server_public, server_secret = (key.decode() for key in zmq.curve_keypair())
+    client_public, client_secret = (key.decode() for key in zmq.curve_keypair())
+    keys_file = _write_owner_only(tmp_path / "rpc_server_keys.json", {
+        "server_secret_key": server_secret, "client_public_keys": [client_public]})
+    credentials = _write_owner_only(tmp_path / "replica_credentials.json", {
+        "server_public_key": server_public, "client_public_key": client_public,
+        "client_secret_key": client_secret})
+    query_port, rpc_port, metrics_port = free_port(), free_port(), free_port()
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps({
+        "apps": [{"name": "sum", "input_type": "doubles", "default_output": "-1",
+                  "slo_micros": 2000000, "linked_models": ["summer"]}],
+        "models": [{"name": "summer", "version": "1", "input_type": "doubles", "current": True}]}))
+    (tmp_path / "summer_model.py").write_text(
+        "from clipper.container import Model\n"
+        "class Summer(Model):\n"
+        "    def predict_batch(self, inputs):\n"
+        "        return [float(row.sum()) for row in inputs]\n"
+        "class Rogue(Model):\n"
+        "    def predict_batch(self, inputs):\n"
+        "        return [666.0 for row in inputs]\n")
+    process = subprocess.Popen(
+        [str(frontend_binary()), "--query-port", str(query_port), "--rpc-port", str(rpc_port),
+         "--metrics-port", str(metrics_port), "--config", str(config_path),
+         "--rpc-keys-file", str(keys_file)],
+        stderr=subprocess.PIPE, text=True)
+    replica_command = [sys.executable, "-m", "clipper.container.cli", "--name", "summer", "--version", "1",
+                       "--input-type", "doubles", "--frontend", f"tcp://127.0.0.1:{rpc_port}"]
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    replicas = []
+    try:
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{query_port}/readyz", timeout=1).status == 200)
+        replicas.append(subprocess.Popen([*replica_command, "--model", "summer_model:Rogue"], cwd=tmp_path,
+                                         env=env, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)  # the rogue (no keys) has tried to register
+        replicas.append(subprocess.Popen(
+            [*replica_command, "--model", "summer_model:Summer", "--rpc-credentials-file", str(credentials)],
+            cwd=tmp_path, env=env, stderr=subprocess.DEVNULL))
+        wait_until(lambda: post(query_port, "/sum/predict", {"input": [1.0, 2.0]})["default"] is False)
+        assert [post(query_port, "/sum/predict", {"input": [float(i), 1.0]})["output"] for i in range(50)] == [
+            float(i) + 1.0 for i in range(50)]
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert 'clipper_model_connected_replicas{model="summer",version="1"} 1' in metrics
+    finally:
+        for replica in replicas:
+            replica.terminate()
+            replica.wait(timeout=10)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    log = process.stderr.read()
+    assert "event=replica_refused" in log
+    assert "event=replica_auth_disabled" not in log
+
+
+def test_rpc_keys_are_required_off_loopback_and_kept_secret(tmp_path):
+    exposed = subprocess.run([str(frontend_binary()), "--bind-address", "0.0.0.0", "--query-port", "0",
+                              "--rpc-port", "0", "--metrics-port", "0"],
+                             check=False, capture_output=True, text=True, timeout=10)
+    assert exposed.returncode == 2
+    assert "refusing to bind the RPC port on 0.0.0.0 without replica authentication" in exposed.stderr
+    readable = tmp_path / "keys.json"
+    readable.write_text("{}")
+    readable.chmod(0o644)
+    leaked = subprocess.run([str(frontend_binary()), "--rpc-keys-file", str(readable)],
+                            check=False, capture_output=True, text=True, timeout=10)
+    assert leaked.returncode == 2
+    assert "readable or writable by other users" in leaked.stderr
+    readable.chmod(0o600)
+    malformed = subprocess.run([str(frontend_binary()), "--rpc-keys-file", str(readable)],
+                               check=False, capture_output=True, text=True, timeout=10)
+    assert malformed.returncode == 2
+    assert '"server_secret_key" (a string) is missing' in malformed.stderr
