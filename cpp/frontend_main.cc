@@ -51,6 +51,10 @@ options:
   --rpc-keys-file FILE           replica authentication (ZeroMQ CURVE): a JSON file, owner-only, with
                                  "server_secret_key" and "client_public_keys" (Z85); without it any
                                  process that reaches the RPC port may register (loopback only)
+  --replica-transport auto|zmq   auto: shared-memory rings for replicas on this host that ask, ZeroMQ for
+                                 the rest; zmq: ZeroMQ for all (default )" + std::string(replica_transport) + R"()
+  --shm-request-ring-bytes N     per replica, frontend to replica (default )" + number(shm_request_ring_bytes) + R"()
+  --shm-response-ring-bytes N    per replica, replica to frontend (default )" + number(shm_response_ring_bytes) + R"()
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP
   --help                         show this help and exit
@@ -128,6 +132,9 @@ int main(int argc, char** argv) {
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
       {"replica-pipeline-depth", required_argument, nullptr, 'P'},
       {"rpc-keys-file", required_argument, nullptr, 'K'},
+      {"replica-transport", required_argument, nullptr, 'R'},
+      {"shm-request-ring-bytes", required_argument, nullptr, 'U'},
+      {"shm-response-ring-bytes", required_argument, nullptr, 'V'},
       {"config", required_argument, nullptr, 'f'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -160,6 +167,9 @@ int main(int argc, char** argv) {
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
         case 'D': options.dedicated_rpc_thread = true; break;
         case 'K': load_rpc_keys(optarg, options); break;
+        case 'R': options.replica_transport = optarg; break;
+        case 'U': options.shm_request_ring_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'V': options.shm_response_ring_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'f': config_path = optarg; break;
         case 'h': std::fputs(usage().c_str(), stdout); return 0;
         default: std::fputs(usage().c_str(), stderr); return 2;

@@ -10,6 +10,7 @@
 #include "query/query_processor.h"
 #include "rpc/batching_report.h"
 #include "rpc/replica_service.h"
+#include "rpc/shm_transport.h"
 #include "rpc/zmq_transport.h"
 
 namespace clipper {
@@ -57,8 +58,14 @@ void Engine::start() {
   }
 
   ZmqCurveKeys replica_keys{options_.rpc_curve_secret_key, options_.rpc_curve_client_keys};
-  replica_service_ = std::make_unique<ReplicaService>(options_, models_, cache_,
-                                                      std::make_unique<ZmqTransport>(replica_keys));
+  std::unique_ptr<ReplicaTransport> transport = std::make_unique<ZmqTransport>(replica_keys);
+  if (options_.replica_transport == "auto") {
+    ShmTransportOptions shm;
+    shm.request_ring_bytes = options_.shm_request_ring_bytes;
+    shm.response_ring_bytes = options_.shm_response_ring_bytes;
+    transport = std::make_unique<ShmTransport>(std::move(transport), shm);
+  }
+  replica_service_ = std::make_unique<ReplicaService>(options_, models_, cache_, std::move(transport));
   try {
     rpc_port_ = replica_service_->bind(options_.bind_address, options_.rpc_port);
   } catch (...) {

@@ -79,6 +79,14 @@ void EngineOptions::validate() const {
   if (replica_pipeline_depth < 1 || replica_pipeline_depth > 16) {
     throw std::invalid_argument("replica_pipeline_depth must be between 1 and 16");
   }
+  if (replica_transport != "auto" && replica_transport != "zmq") {
+    throw std::invalid_argument("replica_transport must be \"auto\" (shared memory for replicas on this host "
+                                "that ask, ZeroMQ for the rest) or \"zmq\"");
+  }
+  if (shm_request_ring_bytes < (64u << 10) || shm_response_ring_bytes < (64u << 10) ||
+      shm_request_ring_bytes > (4ull << 30) || shm_response_ring_bytes > (4ull << 30)) {
+    throw std::invalid_argument("shm_request_ring_bytes and shm_response_ring_bytes must be between 64 KiB and 4 GiB");
+  }
   if (max_queued_tasks_per_model < 1) {
     throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
   }

@@ -46,6 +46,11 @@ struct EngineOptions {
   // Batches in flight per replica. 1 is Clipper's behaviour; 2 lets the next batch wait in the
   // replica while it evaluates the current one, hiding the round trip.
   int replica_pipeline_depth = static_cast<int>(defaults::replica_pipeline_depth);
+  // "auto": replicas on this host that ask get shared-memory rings (rpc/shm_transport.h), the rest
+  // ZeroMQ; "zmq": ZeroMQ for every replica. Ring sizes are per replica and direction.
+  std::string replica_transport{defaults::replica_transport};
+  std::size_t shm_request_ring_bytes = defaults::shm_request_ring_bytes;
+  std::size_t shm_response_ring_bytes = defaults::shm_response_ring_bytes;
   // Beyond this, /predict answers 503.
   std::size_t max_queued_tasks_per_model = defaults::max_queued_tasks_per_model;
   int64_t heartbeat_timeout_millis = defaults::heartbeat_timeout_millis;  // a replica silent this long is dropped

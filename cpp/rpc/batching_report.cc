@@ -28,7 +28,7 @@ void BatchingReport::publish(const ReplicaSet& replicas, const std::vector<Model
   for (const auto& [address, replica] : replicas.all()) {
     snapshot.push_back(ReplicaInfo{replica.model->name, replica.model->version, replica.replica_id,
                                    std::string(input_type_name(replica.model->input_type)),
-                                   static_cast<int>(replica.inflight.size())});
+                                   static_cast<int>(replica.inflight.size()), replica.transport});
   }
   std::sort(snapshot.begin(), snapshot.end(), [](const ReplicaInfo& a, const ReplicaInfo& b) {
     return std::tie(a.model_name, a.model_version, a.replica_id) <

@@ -22,6 +22,7 @@ struct ReplicaInfo {
   int32_t replica_id = 0;
   std::string input_type;
   int inflight_batches = 0;
+  std::string transport;  // "zmq" or "shm"
 };
 
 class Dispatcher;

@@ -102,6 +102,7 @@ void ReplicaMessages::decode(const ReplicaAddress& from, const uint8_t* data, st
       decoded.model_version = view_of(request->model_version());
       decoded.input_type_code = static_cast<int>(request->input_type());
       decoded.replica_id = request->replica_id();
+      decoded.shared_memory = request->shared_memory();
       handler.on_register(from, decoded, connection);
       break;
     }
@@ -163,6 +164,16 @@ ReplicaMessages::Encoded ReplicaMessages::encode_heartbeat_ack(bool registered) 
   builder_.Clear();
   auto ack = wire::CreateHeartbeatAck(builder_, registered);
   builder_.Finish(wire::CreateMessage(builder_, wire::Payload::HeartbeatAck, ack.Union()));
+  return Encoded{builder_.GetBufferPointer(), builder_.GetSize()};
+}
+
+ReplicaMessages::Encoded ReplicaMessages::encode_shared_memory_offer(std::string_view socket_path,
+                                                                     std::string_view token) {
+  builder_.Clear();
+  const auto path = builder_.CreateString(socket_path.data(), socket_path.size());
+  const auto secret = builder_.CreateString(token.data(), token.size());
+  auto offer = wire::CreateSharedMemoryOffer(builder_, path, secret);
+  builder_.Finish(wire::CreateMessage(builder_, wire::Payload::SharedMemoryOffer, offer.Union()));
   return Encoded{builder_.GetBufferPointer(), builder_.GetSize()};
 }
 

@@ -24,6 +24,7 @@ struct RegisterRequest {
   std::string_view model_version;  // empty when missing
   int input_type_code = 0;         // the wire value; not yet checked against InputType
   int32_t replica_id = -1;         // -1: the frontend picks one
+  bool shared_memory = false;      // the replica can serve over shared-memory rings
 };
 
 // One answered batch; views into the received message, valid during the handler call only.
@@ -72,6 +73,7 @@ class ReplicaMessages {
   // One batch: a uniform numeric batch as one row-major tensor, anything else with offsets.
   Encoded encode_batch(uint64_t batch_id, InputType type, const std::vector<Task>& tasks);
   Encoded encode_heartbeat_ack(bool registered);
+  Encoded encode_shared_memory_offer(std::string_view socket_path, std::string_view token);
 
  private:
   flatbuffers::FlatBufferBuilder builder_{4096};

@@ -107,7 +107,22 @@ void ReplicaService::attach_to_loop(uv_loop_t* loop) {
   after_io_.data = this;
   uv_check_start(&after_io_, [](uv_check_t* handle) {
     auto* self = static_cast<ReplicaService*>(handle->data);
-    if (self->work_pending_) self->process_on_loop();
+    self->transport_->awake();
+    if (self->work_pending_ || self->transport_->messages_waiting()) self->process_on_loop();
+  });
+  // Before the loop blocks, a transport whose peers wake it only while it sleeps says so (and what
+  // arrived meanwhile is handled first).
+  uv_prepare_init(loop, &before_sleep_);
+  before_sleep_.data = this;
+  uv_prepare_start(&before_sleep_, [](uv_prepare_t* handle) {
+    auto* self = static_cast<ReplicaService*>(handle->data);
+    if (!self->transport_->about_to_sleep()) return;
+    self->process_on_loop();
+    if (self->transport_->messages_waiting()) {  // still more: do not block
+      self->transport_->awake();
+      uv_timer_start(&self->timer_, [](uv_timer_t* timer) { static_cast<ReplicaService*>(timer->data)->process_on_loop(); },
+                     0, 0);
+    }
   });
   uv_timer_init(loop, &timer_);
   timer_.data = this;
@@ -119,6 +134,7 @@ void ReplicaService::detach_from_loop() {
   if (loop_ == nullptr) return;
   for (auto& poll : polls_) uv_close(reinterpret_cast<uv_handle_t*>(poll.get()), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&before_sleep_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
 }
 
@@ -167,9 +183,38 @@ void ReplicaService::on_register(const ReplicaAddress& from, const RegisterReque
                       " input_type=" + std::string(input_type_name(type)));
     return;
   }
+  // Shared memory first, when the replica asks and the transport offers it: registered once attached.
+  const ReplicaTransport::Admission admission = transport_->admit(from, request.shared_memory);
+  if (!admission.now) {
+    pending_registrations_[from] = PendingRegistration{model, request.replica_id};
+    const ReplicaMessages::Encoded offer = messages_.encode_shared_memory_offer(admission.socket_path, admission.token);
+    transport_->send(from, offer.data, offer.size);
+    return;
+  }
+  register_replica(from, model, request.replica_id, connection);
+}
+
+void ReplicaService::on_admitted(const ReplicaAddress& replica, ConnectionId connection, bool attached) {
+  auto pending = pending_registrations_.find(replica);
+  if (pending == pending_registrations_.end()) return;
+  const PendingRegistration registration = pending->second;
+  pending_registrations_.erase(pending);
+  if (!attached) {
+    log_replica_event("event=shm_offer_withdrawn model=" + registration.model->label);
+    return;  // the replica registers again by itself, over the network
+  }
+  register_replica(replica, registration.model, registration.replica_id, connection);
+}
+
+void ReplicaService::register_replica(const ReplicaAddress& from, ModelVersion* model, int32_t replica_id,
+                                      ConnectionId connection) {
+  const std::string& name = model->name;
+  const std::string& version = model->version;
   if (Replica* existing = replicas_.find(from)) {
     if (existing->model == model) {  // a repeated registration changes nothing else
       existing->connection = connection;
+      existing->transport = transport_->medium(from);
+      publish_state();
       return;
     }
     drop_replica(from, "re-registered for another model");
@@ -179,7 +224,8 @@ void ReplicaService::on_register(const ReplicaAddress& from, const RegisterReque
   replica.model = model;
   replica.last_seen = Clock::now();
   replica.connection = connection;
-  replica.replica_id = request.replica_id;
+  replica.transport = transport_->medium(from);
+  replica.replica_id = replica_id;
   if (replica.replica_id < 0) replica.replica_id = replicas_.next_replica_id(*model);
   // A new replica starts from what its peers learned rather than from one.
   AimdOptions aimd;
@@ -190,7 +236,7 @@ void ReplicaService::on_register(const ReplicaAddress& from, const RegisterReque
   dispatcher_.sync_controller(replica);
   const Replica& added = replicas_.add(std::move(replica));
   log_replica_event("event=replica_connected model=" + name + " version=" + version +
-                    " replica=" + std::to_string(added.replica_id));
+                    " replica=" + std::to_string(added.replica_id) + " transport=" + added.transport);
   publish_state();
 }
 
@@ -211,6 +257,7 @@ void ReplicaService::on_predict_response(const ReplicaAddress& from, const Predi
 void ReplicaService::drop_replica(const ReplicaAddress& address, const char* reason) {
   if (replicas_.find(address) == nullptr) return;
   const Replica dropped = replicas_.remove(address);
+  transport_->release(address);
   dispatcher_.requeue_batches(dropped);
   log_replica_event("event=replica_dropped model=" + dropped.model->name + " version=" + dropped.model->version +
                     " replica=" + std::to_string(dropped.replica_id) + " reason=\"" + reason + "\"");

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cache/prediction_cache.h"
@@ -76,6 +77,7 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   Clock::time_point process(bool closes_waiting);
   void process_on_loop();
   void drop_replica(const ReplicaAddress& address, const char* reason);
+  void register_replica(const ReplicaAddress& from, ModelVersion* model, int32_t replica_id, ConnectionId connection);
   void check_liveness(Clock::time_point now);
   void publish_state();
 
@@ -83,6 +85,7 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   void on_received(const ReplicaAddress& from, const uint8_t* data, std::size_t size,
                    ConnectionId connection) override;
   void on_connection_closed(ConnectionId connection) override;
+  void on_admitted(const ReplicaAddress& replica, ConnectionId connection, bool attached) override;
   // ReplicaMessageHandler
   void on_sender_alive(const ReplicaAddress& from) override;
   void on_register(const ReplicaAddress& from, const RegisterRequest& request, ConnectionId connection) override;
@@ -103,11 +106,18 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   std::atomic<bool> stop_{false};
   Clock::time_point next_liveness_check_;
   std::vector<ReplicaAddress> unreachable_scratch_;
+  // Replicas the transport is moving to shared memory before they are registered (see admit()).
+  struct PendingRegistration {
+    ModelVersion* model = nullptr;
+    int32_t replica_id = -1;
+  };
+  std::unordered_map<ReplicaAddress, PendingRegistration> pending_registrations_;
 
   // On-loop mode only.
   uv_loop_t* loop_ = nullptr;
   std::vector<std::unique_ptr<uv_poll_t>> polls_;
   uv_check_t after_io_{};
+  uv_prepare_t before_sleep_{};
   uv_timer_t timer_{};
   bool work_pending_ = false;
 };

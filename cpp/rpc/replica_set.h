@@ -42,6 +42,7 @@ struct Replica {
   std::vector<InflightRef> inflight;   // in send order; the replica answers them in order
   Clock::time_point last_answer_at{};  // to measure service time, not time spent queued
   ConnectionId connection = -1;        // the connection its data socket uses (for closes)
+  std::string transport = "zmq";       // the medium its batches travel over (ReplicaTransport::medium)
   metrics::ReplicaMetrics* metrics = nullptr;  // its series (set by ReplicaSet::add, kept by the registry)
   std::unique_ptr<AimdController> controller;
   double slowness = 1.0;  // EWMA of observed / expected batch latency

@@ -23,6 +23,9 @@ class TransportReceiver {
   virtual void on_received(const ReplicaAddress& from, const uint8_t* data, std::size_t size,
                            ConnectionId connection) = 0;
   virtual void on_connection_closed(ConnectionId connection) = 0;
+  // A replica that admit() held back now serves over the transport's other medium (`attached`), or
+  // could not be moved and will register again by itself (`attached` false).
+  virtual void on_admitted(const ReplicaAddress& replica, ConnectionId connection, bool attached) {}
 };
 
 struct TransportWait {
@@ -50,6 +53,26 @@ class ReplicaTransport {
   // Loop mode: descriptors that turn readable when something may be waiting. They are hints: after
   // each wake-up the caller receives until messages_waiting() and closes_waiting() say no.
   virtual std::vector<int> loop_descriptors() const = 0;
+
+  // Media besides the one replicas register over (shared memory for co-located replicas). A plain
+  // transport has one medium and admits every replica at once.
+  // A replica registers, asking for shared memory or not. `now`: register it now. Otherwise the
+  // caller sends it a SharedMemoryOffer with `socket_path` and `token`, and the transport reports
+  // through TransportReceiver::on_admitted once the replica attached (or failed to).
+  struct Admission {
+    bool now = true;
+    std::string socket_path;
+    std::string token;
+  };
+  virtual Admission admit(const ReplicaAddress& replica, bool wants_shared_memory) { return {}; }
+  // The medium a registered replica is served over ("zmq", "shm"), for the replica listing.
+  virtual const char* medium(const ReplicaAddress& replica) const { return "zmq"; }
+  // The replica was dropped: free what the transport holds for it.
+  virtual void release(const ReplicaAddress& replica) {}
+  // Loop mode, before the loop blocks: true when messages arrived meanwhile (receive before sleeping);
+  // awake() after it woke. Lets peers skip wake-ups while this side is busy anyway.
+  virtual bool about_to_sleep() { return false; }
+  virtual void awake() {}
 };
 
 }  // namespace clipper

@@ -18,6 +18,9 @@ class EngineOptions:
     cache_size_bytes: int
     max_batch_size: int
     replica_pipeline_depth: int
+    replica_transport: str
+    shm_request_ring_bytes: int
+    shm_response_ring_bytes: int
     max_queued_tasks_per_model: int
     heartbeat_timeout_millis: int
     batch_latency_slo_fraction: float
@@ -40,6 +43,7 @@ class ReplicaEntry(TypedDict):
     replica_id: int
     input_type: str
     inflight_batches: int
+    transport: str  # "zmq" or "shm"
 
 class CacheStatistics(TypedDict):
     hits: int

@@ -97,8 +97,8 @@ def replicas_command(args: argparse.Namespace) -> int:
     replicas = connect_cluster(args).get_all_model_replicas(verbose=True)
     print_table(
         replicas,
-        ["model_name", "model_version", "model_replica_id", "input_type", "inflight_batches",
-         "state", "restarts", "last_exit_reason"],
+        ["model_name", "model_version", "model_replica_id", "input_type", "transport",
+         "inflight_batches", "state", "restarts", "last_exit_reason"],
     )  # fmt: skip
     return 0
 

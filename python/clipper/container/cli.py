@@ -92,6 +92,12 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="time between two heartbeats (default: %(default)s)",
     )
+    group.add_argument(
+        "--transport",
+        choices=["auto", "zmq"],
+        help="auto: ask the frontend for shared-memory rings (granted on its host); zmq: ZeroMQ only "
+        "(default: $CLIPPER_TRANSPORT, else auto)",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -119,6 +125,7 @@ def options_from_arguments(arguments: argparse.Namespace) -> ContainerOptions:
             if getattr(arguments, "rpc_credentials_file", None)
             else None
         ),
+        transport=arguments.transport,
     )
 
 

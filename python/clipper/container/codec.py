@@ -493,8 +493,10 @@ def encode_register(
     model_version: str,
     input_type: InputType,
     replica_id: int = -1,
+    shared_memory: bool = False,
 ) -> bytearray:
-    """Returns a Message{Register}. `builder` is cleared first and may be reused afterwards."""
+    """Returns a Message{Register}. `builder` is cleared first and may be reused afterwards.
+    `shared_memory`: the replica can serve over shared-memory rings (clipper.container.shm_client)."""
     builder.Clear()
     name = builder.CreateString(model_name)
     version = builder.CreateString(model_version)
@@ -504,6 +506,8 @@ def encode_register(
     wire_register.AddInputType(builder, int(input_type))
     wire_register.AddReplicaId(builder, replica_id)
     wire_register.AddProtocolVersion(builder, 1)
+    if shared_memory:
+        wire_register.AddSharedMemory(builder, True)
     return _finish_message(builder, Payload.Register, wire_register.End(builder))
 
 

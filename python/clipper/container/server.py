@@ -1,8 +1,10 @@
 """The replica's serving loop: sockets, registration, heartbeats (docs/interfaces.md, section 2).
 
-Owns the two ZeroMQ DEALER sockets and the thread of each. The caller's thread runs serve_forever(): it
-registers, then receives a PredictRequest, calls predict_batch and sends the PredictResponse, one batch
-at a time. A background thread ("clipper-heartbeat") owns the heartbeat socket, reports liveness even
+Owns the two ZeroMQ DEALER sockets and the thread of each, and the shared-memory channel when the
+frontend offers one (a replica on its host, see clipper.container.shm_client). The caller's thread runs
+serve_forever(): it registers, then receives a PredictRequest (from the channel's request ring or the
+data socket), calls predict_batch and sends the PredictResponse (into the response ring when attached),
+one batch at a time. A background thread ("clipper-heartbeat") owns the heartbeat socket, reports liveness even
 while a batch runs, and asks the main loop to register again when the frontend no longer knows us.
 Message encoding and decoding live in codec.py; this module only moves bytes and handles failures.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import flatbuffers
 import zmq
 
+from clipper.container import shm_client
 from clipper.container.codec import (
     InputType,
     Payload,
@@ -54,6 +57,8 @@ ENV_INPUT_TYPE = "CLIPPER_INPUT_TYPE"
 ENV_FRONTEND_HOST = "CLIPPER_IP"
 ENV_FRONTEND_PORT = "CLIPPER_PORT"
 ENV_REPLICA_ID = "CLIPPER_REPLICA_ID"
+ENV_TRANSPORT = "CLIPPER_TRANSPORT"
+TRANSPORTS = ("auto", "zmq")
 
 _ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 
@@ -86,6 +91,9 @@ class ContainerOptions:
     # CURVE keys for the frontend's RPC port (clipper.container.credentials); None connects without
     # authentication, which only a frontend started with allow_unauthenticated_replicas accepts.
     credentials: ReplicaCredentials | None = None
+    # "auto": ask the frontend for shared-memory rings (granted to replicas on its host, when this
+    # installation has the extension); "zmq": ZeroMQ only.
+    transport: str = "auto"
 
     def __post_init__(self) -> None:
         for field in ("model_name", "model_version"):
@@ -114,6 +122,11 @@ class ContainerOptions:
             raise ValueError(
                 f"ContainerOptions.replica_id must be -1 (frontend picks) or >= 0, got {self.replica_id}"
             )
+        if self.transport not in TRANSPORTS:
+            raise ValueError(
+                f"ContainerOptions.transport must be one of {', '.join(TRANSPORTS)}, "
+                f"got {self.transport!r}"
+            )
         for field in ("heartbeat_interval_s", "receive_timeout_s", "send_timeout_s"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -135,11 +148,12 @@ class ContainerOptions:
         heartbeat_interval_s: float = 0.25,
         environ: Any = None,
         credentials: ReplicaCredentials | None = None,
+        transport: str | None = None,
     ) -> ContainerOptions:
         """Options from the arguments given, falling back for each one left None to the environment
         (CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION, CLIPPER_INPUT_TYPE, CLIPPER_IP and CLIPPER_PORT,
-        CLIPPER_REPLICA_ID, CLIPPER_RPC_CREDENTIALS or CLIPPER_RPC_CREDENTIALS_FILE), then to the
-        defaults. Raises ValueError naming what is missing."""
+        CLIPPER_REPLICA_ID, CLIPPER_RPC_CREDENTIALS or CLIPPER_RPC_CREDENTIALS_FILE,
+        CLIPPER_TRANSPORT), then to the defaults. Raises ValueError naming what is missing."""
         env = os.environ if environ is None else environ
         if credentials is None:
             credentials = ReplicaCredentials.from_environment(env)
@@ -169,6 +183,8 @@ class ContainerOptions:
                 replica_id = int(text) if text else -1
             except ValueError:
                 raise ValueError(f"{ENV_REPLICA_ID} must be an integer, got {text!r}") from None
+        if transport is None:
+            transport = env.get(ENV_TRANSPORT, "").strip() or "auto"
         return cls(
             model_name=model_name,
             model_version=str(model_version),
@@ -177,6 +193,7 @@ class ContainerOptions:
             replica_id=replica_id,
             heartbeat_interval_s=heartbeat_interval_s,
             credentials=credentials,
+            transport=transport,
         )
 
 
@@ -220,6 +237,10 @@ class ModelServer:
         self._serving = threading.Event()
         self._started = False
         self._builder = flatbuffers.Builder(1024)  # the main thread's, for registers and errors
+        # Shared memory: asked for while the extension is there and no offer failed; the channel
+        # while attached (main thread only).
+        self._wants_shared_memory = options.transport == "auto" and shm_client.available()
+        self._channel: Any = None
         self._log_fields = (
             f"model={_quote(options.model_name)} version={_quote(options.model_version)}"
         )
@@ -251,24 +272,17 @@ class ModelServer:
             data_socket.setsockopt(zmq.SNDTIMEO, max(1, round(options.send_timeout_s * 1000)))
             _configure_security(data_socket, options)
             data_socket.connect(options.frontend_address)
-            register = bytes(
-                encode_register(
-                    self._builder,
-                    options.model_name,
-                    options.model_version,
-                    options.input_type,
-                    options.replica_id,
-                )
-            )
-            data_socket.send(register)
+            data_socket.send(self._register_message())
             logger.info(
-                "event=registering %s input_type=%s replica=%d frontend=%s replica_key=%s auth=%s",
+                "event=registering %s input_type=%s replica=%d frontend=%s replica_key=%s auth=%s "
+                "shared_memory=%s",
                 self._log_fields,
                 options.input_type.wire_name,
                 options.replica_id,
                 options.frontend_address,
                 self.replica_key,
                 "none" if options.credentials is None else "curve",
+                "asked" if self._wants_shared_memory else "no",
             )
             heartbeat_thread = threading.Thread(
                 target=self._heartbeat_loop, args=(context,), name="clipper-heartbeat", daemon=True
@@ -279,9 +293,10 @@ class ModelServer:
             gc.collect()
             gc.freeze()
             self._serving.set()
-            self._serve(data_socket, register)
+            self._serve(data_socket)
         finally:
             self._stop_requested = True
+            self._detach()
             if heartbeat_thread is not None:
                 heartbeat_thread.join(timeout=5.0)
             data_socket.close(linger=0)
@@ -295,34 +310,99 @@ class ModelServer:
                 f"({type(self._heartbeat_error).__name__}: {self._heartbeat_error})"
             ) from self._heartbeat_error
 
-    def _serve(self, data_socket: zmq.Socket, register: bytes) -> None:
+    def _register_message(self) -> bytes:
+        options = self.options
+        return bytes(
+            encode_register(
+                self._builder,
+                options.model_name,
+                options.model_version,
+                options.input_type,
+                options.replica_id,
+                shared_memory=self._wants_shared_memory,
+            )
+        )
+
+    def _serve(self, data_socket: zmq.Socket) -> None:
         receive = data_socket.recv
         send = data_socket.send
+        zmq_descriptor = data_socket.getsockopt(zmq.FD)
+        wait_millis = max(1, round(self.options.receive_timeout_s * 1000))
         while not self._stop_requested:
             if self._register_requested:
                 self._register_requested = False
-                send(register)
+                self._detach()  # a frontend that forgot us also forgot our channel
+                send(self._register_message())
                 logger.info("event=registering_again %s", self._log_fields)
-            try:
-                frame = receive(copy=False)
-            except zmq.Again:
-                continue
-            reply = self._answer(frame)
+            channel = self._channel
+            if channel is not None:
+                # Attached: requests come from the ring, and over the socket when a batch did not fit.
+                try:
+                    view = channel.receive(0)
+                    if view is None and not data_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        view = channel.receive(wait_millis, zmq_descriptor)
+                except shm_client.ShmChannelError as exc:
+                    logger.error(
+                        "event=shm_channel_failed %s error=%s", self._log_fields, _quote(str(exc))
+                    )
+                    self._detach()
+                    self._register_requested = True
+                    continue
+                if view is not None:
+                    reply = self._answer(view)
+                    channel.done()
+                    if reply is not None and not channel.reply(reply):
+                        self._send_reply(send, reply)  # larger than the ring's room: the socket
+                    continue
+                try:
+                    frame = receive(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    continue
+            else:
+                try:
+                    frame = receive(copy=False)
+                except zmq.Again:
+                    continue
+            reply = self._answer(frame.buffer)
             del frame  # a zero-copy input keeps its frame alive; let it go unless the model kept it
-            if reply is None:
-                continue
-            try:
-                send(reply, copy=False)
-            except zmq.Again:
-                logger.warning(
-                    "event=response_dropped %s reason=frontend_not_reading", self._log_fields
-                )
+            if reply is not None:
+                self._send_reply(send, reply)
 
-    def _answer(self, frame: zmq.Frame) -> bytes | None:
+    def _send_reply(self, send: Any, reply: bytes) -> None:
+        try:
+            send(reply, copy=False)
+        except zmq.Again:
+            logger.warning(
+                "event=response_dropped %s reason=frontend_not_reading", self._log_fields
+            )
+
+    def _take_offer(self, buffer: Any, table: int) -> None:
+        """Attaches to the channel a SharedMemoryOffer names; else registers again without asking."""
+        try:
+            socket_path, token = shm_client.decode_offer(buffer, table)
+            self._detach()
+            self._channel = shm_client.attach(socket_path, token)
+        except (OSError, shm_client.ShmChannelError, WireFormatError) as exc:
+            logger.warning(
+                "event=shm_unavailable %s error=%s fallback=zmq", self._log_fields, _quote(str(exc))
+            )
+            self._wants_shared_memory = False
+            self._register_requested = True
+            return
+        logger.info("event=shm_attached %s socket=%s", self._log_fields, socket_path)
+
+    def _detach(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _answer(self, buffer: Any) -> bytes | None:
         """The response to one received message, or None when it warrants none."""
-        buffer = frame.buffer
         try:
             payload_type, table = read_message(buffer)
+            if payload_type == Payload.SharedMemoryOffer:
+                self._take_offer(buffer, table)
+                return None
             if payload_type != Payload.PredictRequest:
                 logger.debug(
                     "event=message_ignored %s payload_type=%d", self._log_fields, payload_type

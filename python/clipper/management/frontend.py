@@ -120,6 +120,9 @@ class FrontendOptions:
     management_worker_threads: int = _LIMITS.worker_threads
     # A replica silent this long is dropped and its in-flight batch re-queued.
     heartbeat_timeout_millis: int = defaults.HEARTBEAT_TIMEOUT_MILLIS
+    # "auto": replicas on this host that ask get shared-memory rings, the rest ZeroMQ; "zmq": ZeroMQ
+    # for every replica.
+    replica_transport: str = defaults.REPLICA_TRANSPORT
     # "host:port" of a Redis server holding the configuration; empty = the embedded store.
     redis_address: str = ""
     log_level: str = "INFO"
@@ -144,6 +147,11 @@ class FrontendOptions:
                 raise ClipperException(f"{name}={getattr(self, name)} must be at least {minimum}")
         if self.rpc_thread not in ("shared", "dedicated"):
             raise ClipperException(f"rpc_thread={self.rpc_thread!r}: use 'shared' or 'dedicated'")
+        if self.replica_transport not in ("auto", "zmq"):
+            raise ClipperException(
+                f"replica_transport={self.replica_transport!r}: use 'auto' (shared memory for "
+                "replicas on this host) or 'zmq'"
+            )
         if self.replica_supervisor not in ("none", "local"):
             raise ClipperException(
                 f"replica_supervisor={self.replica_supervisor!r}: use 'local' or 'none'"
@@ -208,6 +216,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "(the same rule among that address's connections)",
         "management_worker_threads": "threads running management operations",
         "heartbeat_timeout_millis": "drop a replica silent for this long",
+        "replica_transport": "'auto': shared-memory rings for replicas on this host that ask, "
+        "ZeroMQ for the rest; 'zmq': ZeroMQ for every replica",
         "redis_address": "host:port of a Redis state store (empty = embedded store)",
         "log_level": "logging level",
         "replica_supervisor": "'local': restart replica processes of the state directory that exit; "
@@ -267,6 +277,7 @@ def _create_engine(options: FrontendOptions, keys: tuple[str, tuple[str, ...]] |
         setattr(engine_options, name, getattr(options, name))
     engine_options.cache_size_bytes = options.cache_size_bytes
     engine_options.heartbeat_timeout_millis = options.heartbeat_timeout_millis
+    engine_options.replica_transport = options.replica_transport
     return _core.Engine(engine_options)
 
 

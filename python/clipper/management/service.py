@@ -660,4 +660,5 @@ def _replica_info(replica: dict[str, Any]) -> dict[str, Any]:
         "model_replica_id": int(replica["replica_id"]),
         "input_type": replica.get("input_type", ""),
         "inflight_batches": replica.get("inflight_batches", 0),
+        "transport": replica.get("transport", "zmq"),
     }

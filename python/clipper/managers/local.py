@@ -76,6 +76,7 @@ class LocalContainerManager(ContainerManager):
         startup_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
         log_level: str = "INFO",
+        replica_transport: str = defaults.REPLICA_TRANSPORT,
     ) -> None:
         """Ports of 0 let the frontend pick free ones (read back after `start_clipper`).
         `prometheus_port` is where `/metrics` is served besides the query port (0 = query port only).
@@ -83,7 +84,9 @@ class LocalContainerManager(ContainerManager):
         `query_port_limits` overrides the query port's limits by name (`header_timeout_millis`,
         `body_timeout_millis`, `idle_timeout_millis`, `max_header_bytes`, `max_header_count`,
         `max_connections_per_io_thread`, `max_connections_per_client_address`; defaults in
-        `clipper_native/defaults.json`)."""
+        `clipper_native/defaults.json`).
+        `replica_transport`: "auto" serves the (local) replicas over shared-memory rings, "zmq" over
+        ZeroMQ."""
         unknown = sorted(set(query_port_limits or {}) - set(QUERY_PORT_LIMITS))
         if unknown:
             raise ClipperException(
@@ -109,6 +112,7 @@ class LocalContainerManager(ContainerManager):
         self.max_body_bytes = max_body_bytes
         self.heartbeat_timeout_millis = heartbeat_timeout_millis
         self.query_port_limits = dict(query_port_limits or {})
+        self.replica_transport = replica_transport
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.log_level = log_level
@@ -181,6 +185,7 @@ class LocalContainerManager(ContainerManager):
             "--rpc-thread", rpc_thread,
             "--max-body-bytes", str(self.max_body_bytes),
             "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
+            "--replica-transport", self.replica_transport,
             "--log-level", self.log_level,
             "--replica-supervisor", "local",
         ]  # fmt: skip

@@ -171,6 +171,7 @@ def with_supervision(
                 "model_replica_id": int(entry["replica_id"]),
                 "input_type": "",
                 "inflight_batches": 0,
+                "transport": "",
                 "state": str(entry["state"]),
                 "restarts": int(entry.get("restarts", 0)),
                 "last_exit_reason": str(entry.get("last_exit_reason", "")),

@@ -52,6 +52,9 @@ PYBIND11_MODULE(_core, module) {
                      &clipper::EngineOptions::max_connections_per_client_address)
       .def_readwrite("max_batch_size", &clipper::EngineOptions::max_batch_size)
       .def_readwrite("replica_pipeline_depth", &clipper::EngineOptions::replica_pipeline_depth)
+      .def_readwrite("replica_transport", &clipper::EngineOptions::replica_transport)
+      .def_readwrite("shm_request_ring_bytes", &clipper::EngineOptions::shm_request_ring_bytes)
+      .def_readwrite("shm_response_ring_bytes", &clipper::EngineOptions::shm_response_ring_bytes)
       .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
       .def_readwrite("heartbeat_timeout_millis", &clipper::EngineOptions::heartbeat_timeout_millis)
       .def_readwrite("batch_latency_slo_fraction", &clipper::EngineOptions::batch_latency_slo_fraction)
@@ -85,6 +88,7 @@ PYBIND11_MODULE(_core, module) {
                entry["replica_id"] = replica.replica_id;
                entry["input_type"] = replica.input_type;
                entry["inflight_batches"] = replica.inflight_batches;
+               entry["transport"] = replica.transport;
                result.append(entry);
              }
              return result;

@@ -281,7 +281,7 @@ def test_containers_come_from_the_engine(service, engine):
         {"model_name": "m", "model_version": "1", "replica_id": 0, "input_type": "doubles",
          "inflight_batches": 1},
         {"model_name": "m", "model_version": "1", "replica_id": 3, "input_type": "doubles",
-         "inflight_batches": 0},
+         "inflight_batches": 0, "transport": "shm"},
     ]  # fmt: skip
     assert service.get_all_containers({}) == ["m:1:0", "m:1:3"]
     verbose = service.get_all_containers({"verbose": True})
@@ -292,6 +292,7 @@ def test_containers_come_from_the_engine(service, engine):
         "model_replica_id": 3,
         "input_type": "doubles",
         "inflight_batches": 0,
+        "transport": "shm",
     }
     found = service.get_container({"model_name": "m", "model_version": "1", "replica_id": 3})
     assert found["model_replica_id"] == 3

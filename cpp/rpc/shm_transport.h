@@ -1,0 +1,100 @@
+// The shared-memory transport for replicas on the frontend's host, in front of the network transport
+// (ZeroMQ), which stays for everything else: registration, heartbeats, replicas on other hosts, and
+// any message too large for a ring at that moment.
+//
+// A replica that registers asking for shared memory gets an offer (a unix socket path and a one-time
+// token, sent by the caller over the network transport). It connects to that socket, which lives in
+// a private (0700) directory, sends the token, and receives three descriptors by SCM_RIGHTS: a sealed
+// memfd holding the channel (rpc/shm_ring.h) and two eventfd doorbells, one per direction. The
+// connection stays open: when the replica dies the kernel closes it and the replica is dropped at
+// once, as ZeroMQ's disconnect does for network replicas. A replica that never attaches is forgotten
+// after the offer's timeout; a dropped replica's channel is unmapped and closed (the memory is freed
+// when the replica lets go too).
+//
+// Messages a replica writes are checked against the mapping, copied out of it (the replica could
+// change them while they are read) and then verified like any other message.
+// Thread: the replica side's thread only.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "rpc/replica_transport.h"
+#include "rpc/shm_ring.h"
+
+namespace clipper {
+
+struct ShmTransportOptions {
+  std::size_t request_ring_bytes = 64 << 20;   // frontend -> replica, per replica
+  std::size_t response_ring_bytes = 8 << 20;   // replica -> frontend, per replica
+  std::chrono::milliseconds offer_timeout{5000};  // an offer not taken up by then is withdrawn
+};
+
+class ShmTransport final : public ReplicaTransport {
+ public:
+  ShmTransport(std::unique_ptr<ReplicaTransport> network, ShmTransportOptions options);
+  ~ShmTransport() override;
+  ShmTransport(const ShmTransport&) = delete;
+  ShmTransport& operator=(const ShmTransport&) = delete;
+
+  int bind(const std::string& address, int port) override;
+  bool send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) override;
+  void receive(TransportReceiver& receiver) override;
+  void receive_closes(TransportReceiver& receiver) override;
+  bool messages_waiting() const override;
+  bool closes_waiting() const override;
+  TransportWait wait(int wake_fd, long timeout_millis) override;
+  std::vector<int> loop_descriptors() const override;
+  Admission admit(const ReplicaAddress& replica, bool wants_shared_memory) override;
+  const char* medium(const ReplicaAddress& replica) const override;
+  void release(const ReplicaAddress& replica) override;
+  bool about_to_sleep() override;
+  void awake() override;
+
+  const std::string& socket_path() const { return socket_path_; }
+  std::size_t channel_count() const { return channels_.size(); }
+
+ private:
+  struct Channel;
+  struct Offer {
+    ReplicaAddress replica;
+    Clock::time_point expires;
+  };
+  struct Handshake {
+    std::string received;
+    Clock::time_point expires;
+  };
+
+  void watch(int fd, uint32_t kind, uint32_t events);
+  void handle_events(TransportReceiver& receiver);
+  void accept_connections();
+  void read_handshake(int fd, TransportReceiver& receiver);
+  bool attach(int fd, const ReplicaAddress& replica);
+  void receive_from(Channel& channel, TransportReceiver& receiver);
+  void expire(TransportReceiver& receiver);
+  void close_channel(Channel& channel, const char* reason);
+  void collect_released();
+
+  std::unique_ptr<ReplicaTransport> network_;
+  ShmTransportOptions options_;
+  std::string directory_;
+  std::string socket_path_;
+  int listener_ = -1;
+  int epoll_ = -1;
+  int wake_fd_ = -1;  // thread mode: the caller's wake descriptor, watched through our epoll
+  std::unordered_map<ReplicaAddress, std::unique_ptr<Channel>> channels_;
+  std::unordered_map<int, Channel*> by_socket_;  // attached replicas' connections
+  std::unordered_map<std::string, Offer> offers_;  // by token
+  std::unordered_map<int, Handshake> handshakes_;  // connections that have not sent a token yet
+  std::vector<ConnectionId> pending_closes_;
+  std::vector<std::max_align_t> scratch_;  // aligned private copy of the message being decoded
+  bool released_any_ = false;
+};
+
+}  // namespace clipper

@@ -1,0 +1,228 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# distutils: language = c++
+"""The replica's side of a shared-memory channel (cpp/rpc/shm_ring.h, compiled from the same header):
+receive a request as a read-only view of the mapping, answer into the response ring, sleep on the
+request doorbell only after announcing it, ring the frontend's doorbell only when it sleeps.
+
+Built with the clipper-serving wheel; the standalone container SDK may lack it, and then serves over
+ZeroMQ only (clipper.container.shm_client).
+"""
+
+from cpython.buffer cimport PyBuffer_FillInfo
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.errno cimport errno, EINTR
+from libcpp cimport bool as cbool
+from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED
+from posix.stat cimport fstat, struct_stat
+from posix.unistd cimport close, read, write
+
+cdef extern from "<poll.h>" nogil:
+    cdef struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+    short POLLIN
+
+cdef extern from "<sys/mman.h>" nogil:
+    void* MAP_FAILED
+
+cdef extern from "rpc/shm_ring.h" namespace "clipper::shm" nogil:
+    cdef enum class RingStatus "clipper::shm::RingStatus":
+        Ready
+        Empty
+        Corrupt
+    cdef cppclass RingControl:
+        pass
+    cdef cppclass ChannelHeader:
+        uint64_t magic
+        uint32_t layout_version
+        uint64_t request_capacity
+        uint64_t response_capacity
+        RingControl request
+        RingControl response
+    cdef cppclass RingWriter:
+        RingWriter()
+        RingWriter(RingControl* control, uint8_t* data, size_t capacity)
+        cbool fits(size_t size)
+        RingStatus write(const uint8_t* payload, size_t size, cbool& wake)
+    cdef cppclass RingReader:
+        RingReader()
+        RingReader(RingControl* control, const uint8_t* data, size_t capacity)
+        RingStatus peek(const uint8_t*& payload, size_t& size)
+        void release()
+        cbool prepare_to_sleep()
+        void awake()
+    size_t kHeaderBytes
+    uint64_t kMagic
+    uint32_t kLayoutVersion
+
+
+class ShmChannelError(RuntimeError):
+    """The channel is unusable (a bad mapping, or the frontend's ring is inconsistent)."""
+
+
+cdef class _Message:
+    """A read-only buffer over one request in the mapping. It holds its channel, so the mapping
+    outlives every view of it; its bytes are reused once the channel moves past it (done())."""
+    cdef ShmChannel channel
+    cdef const uint8_t* data
+    cdef Py_ssize_t size
+
+    def __getbuffer__(self, Py_buffer* buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, <void*>self.data, self.size, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer* buffer):
+        pass
+
+
+cdef class ShmChannel:
+    """One attached channel. `connection` is the handshake's socket: kept open while attached (the
+    frontend learns from its close that the replica left)."""
+    cdef object connection
+    cdef int request_doorbell
+    cdef int response_doorbell
+    cdef void* base
+    cdef size_t mapped
+    cdef RingReader requests
+    cdef RingWriter responses
+    cdef bint holding
+    cdef readonly bint closed
+
+    def __cinit__(self):
+        self.base = NULL
+        self.request_doorbell = -1
+        self.response_doorbell = -1
+        self.closed = True
+
+    def __init__(self, connection, int memfd, int request_doorbell, int response_doorbell,
+                 uint64_t request_capacity, uint64_t response_capacity):
+        """Maps the channel; takes ownership of the three descriptors (the memfd is closed at once:
+        the mapping keeps the memory)."""
+        cdef struct_stat info
+        self.request_doorbell = request_doorbell
+        self.response_doorbell = response_doorbell
+        self.connection = connection
+        try:
+            if fstat(memfd, &info) != 0:
+                raise ShmChannelError("cannot stat the shared-memory channel")
+            if <uint64_t>info.st_size != kHeaderBytes + request_capacity + response_capacity:
+                raise ShmChannelError(
+                    f"the channel holds {info.st_size} bytes, expected "
+                    f"{kHeaderBytes + request_capacity + response_capacity}")
+            self.mapped = <size_t>info.st_size
+            self.base = mmap(NULL, self.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0)
+            if self.base == MAP_FAILED:
+                self.base = NULL
+                raise ShmChannelError("cannot map the shared-memory channel")
+        finally:
+            close(memfd)
+        cdef ChannelHeader* header = <ChannelHeader*>self.base
+        if header.magic != kMagic or header.layout_version != kLayoutVersion:
+            raise ShmChannelError("the shared-memory channel has an unknown layout")
+        if header.request_capacity != request_capacity or header.response_capacity != response_capacity:
+            raise ShmChannelError("the shared-memory channel's sizes disagree with the handshake")
+        cdef uint8_t* rings = <uint8_t*>self.base + kHeaderBytes
+        self.requests = RingReader(&header.request, rings, request_capacity)
+        self.responses = RingWriter(&header.response, rings + request_capacity, response_capacity)
+        self.closed = False
+
+    def __dealloc__(self):
+        self._close_descriptors()
+        if self.base != NULL:
+            munmap(self.base, self.mapped)
+            self.base = NULL
+
+    cdef void _close_descriptors(self):
+        if self.request_doorbell >= 0:
+            close(self.request_doorbell)
+            self.request_doorbell = -1
+        if self.response_doorbell >= 0:
+            close(self.response_doorbell)
+            self.response_doorbell = -1
+
+    def close(self):
+        """Detaches: the frontend sees the connection close. Views already handed out stay readable
+        (the mapping goes with the last of them)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._close_descriptors()
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    cdef object _view(self, const uint8_t* payload, size_t size):
+        cdef _Message message = _Message.__new__(_Message)
+        message.channel = self
+        message.data = payload
+        message.size = <Py_ssize_t>size
+        self.holding = True
+        return memoryview(message)
+
+    def receive(self, int timeout_millis, int also_watch=-1):
+        """The next request as a read-only memoryview of the mapping (valid until done()), or None
+        after `timeout_millis` or once `also_watch` (another descriptor, e.g. the ZeroMQ socket's)
+        turned readable. Sleeps only after telling the frontend, which then rings the doorbell."""
+        cdef const uint8_t* payload = NULL
+        cdef size_t size = 0
+        cdef RingStatus status
+        cdef pollfd watched[2]
+        cdef int ready
+        cdef uint64_t drained
+        cdef unsigned long count = 2 if also_watch >= 0 else 1
+        if self.closed:
+            raise ShmChannelError("the channel is closed")
+        self.done()
+        while True:
+            status = self.requests.peek(payload, size)
+            if status == RingStatus.Ready:
+                return self._view(payload, size)
+            if status == RingStatus.Corrupt:
+                raise ShmChannelError("the request ring is inconsistent")
+            if timeout_millis == 0:
+                return None
+            if self.requests.prepare_to_sleep():
+                self.requests.awake()
+                continue
+            watched[0].fd = self.request_doorbell
+            watched[0].events = POLLIN
+            watched[0].revents = 0
+            watched[1].fd = also_watch
+            watched[1].events = POLLIN
+            watched[1].revents = 0
+            with nogil:
+                ready = poll(watched, count, timeout_millis)
+            self.requests.awake()
+            if watched[0].revents & POLLIN:
+                read(self.request_doorbell, &drained, sizeof(drained))
+            if ready < 0 and errno == EINTR:
+                continue
+            timeout_millis = 0  # one more look at the ring, then give up
+            if ready > 0 and not (watched[1].revents & POLLIN):
+                continue
+
+    def done(self):
+        """Gives the current request's room back to the frontend."""
+        if self.holding:
+            self.holding = False
+            self.requests.release()
+
+    def reply(self, const uint8_t[::1] message not None):
+        """Writes one message into the response ring; False when it does not fit now (send it over
+        ZeroMQ instead)."""
+        cdef cbool wake = False
+        cdef uint64_t one = 1
+        cdef RingStatus status
+        if self.closed:
+            return False
+        with nogil:
+            status = self.responses.write(&message[0] if message.shape[0] else <const uint8_t*>&one,
+                                          <size_t>message.shape[0], wake)
+        if status == RingStatus.Corrupt:
+            raise ShmChannelError("the response ring is inconsistent")
+        if status != RingStatus.Ready:
+            return False
+        if wake:
+            write(self.response_doorbell, &one, sizeof(one))
+        return True

@@ -1,0 +1,234 @@
+#include "rpc/shm_transport.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "rpc/zmq_transport.h"
+
+namespace clipper {
+namespace {
+
+class RecordingReceiver final : public TransportReceiver {
+ public:
+  void on_received(const ReplicaAddress& from, const uint8_t* data, std::size_t size, ConnectionId connection) override {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % alignof(std::max_align_t), 0u);
+    senders.push_back(from);
+    messages.emplace_back(reinterpret_cast<const char*>(data), size);
+  }
+  void on_connection_closed(ConnectionId connection) override { closed.push_back(connection); }
+  void on_admitted(const ReplicaAddress& replica, ConnectionId connection, bool attached) override {
+    admitted.push_back(replica);
+    admitted_ok.push_back(attached);
+    admitted_connection = connection;
+  }
+  std::vector<ReplicaAddress> senders;
+  std::vector<std::string> messages;
+  std::vector<ConnectionId> closed;
+  std::vector<ReplicaAddress> admitted;
+  std::vector<bool> admitted_ok;
+  ConnectionId admitted_connection = -1;
+};
+
+// The replica's side of the handshake and the rings, as the container SDK does it.
+struct FakeReplica {
+  int connection = -1;
+  int fds[3] = {-1, -1, -1};  // memfd, request doorbell, response doorbell
+  void* base = nullptr;
+  std::size_t bytes = 0;
+  shm::ChannelHeader* header = nullptr;
+  shm::RingReader requests;
+  shm::RingWriter responses;
+
+  bool attach(const std::string& path, const std::string& token) {
+    connection = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un where{};
+    where.sun_family = AF_UNIX;
+    std::memcpy(where.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(connection, reinterpret_cast<sockaddr*>(&where), sizeof(where)) != 0) return false;
+    if (::send(connection, token.data(), token.size(), 0) != static_cast<ssize_t>(token.size())) return false;
+    return true;
+  }
+  // After the transport answered (its receive() ran).
+  bool take_channel() {
+    uint64_t reply[4];
+    iovec body{reply, sizeof(reply)};
+    alignas(cmsghdr) char control[CMSG_SPACE(3 * sizeof(int))];
+    msghdr message{};
+    message.msg_iov = &body;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    if (::recvmsg(connection, &message, 0) != sizeof(reply)) return false;
+    cmsghdr* rights = CMSG_FIRSTHDR(&message);
+    if (rights == nullptr || rights->cmsg_type != SCM_RIGHTS) return false;
+    std::memcpy(fds, CMSG_DATA(rights), sizeof(fds));
+    struct stat info {};
+    ::fstat(fds[0], &info);
+    bytes = static_cast<std::size_t>(info.st_size);
+    base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+    if (base == MAP_FAILED) return false;
+    header = static_cast<shm::ChannelHeader*>(base);
+    auto* rings = static_cast<uint8_t*>(base) + shm::kHeaderBytes;
+    requests = shm::RingReader(&header->request, rings, header->request_capacity);
+    responses = shm::RingWriter(&header->response, rings + header->request_capacity, header->response_capacity);
+    return header->magic == shm::kMagic && reply[3] == header->response_capacity;
+  }
+  ~FakeReplica() {
+    if (base != nullptr) ::munmap(base, bytes);
+    for (int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
+    if (connection >= 0) ::close(connection);
+  }
+};
+
+template <typename Done>
+void receive_until(ShmTransport& transport, RecordingReceiver& receiver, Done done) {
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (!done() && Clock::now() < give_up) {
+    transport.receive(receiver);
+    transport.receive_closes(receiver);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+std::unique_ptr<ShmTransport> make_transport(std::size_t ring_bytes = 1 << 16) {
+  ShmTransportOptions options;
+  options.request_ring_bytes = ring_bytes;
+  options.response_ring_bytes = ring_bytes;
+  options.offer_timeout = std::chrono::milliseconds(300);
+  auto transport = std::make_unique<ShmTransport>(std::make_unique<ZmqTransport>(), options);
+  transport->bind("127.0.0.1", 0);
+  return transport;
+}
+
+// Admits a fake replica all the way to an attached channel.
+void attach(ShmTransport& transport, RecordingReceiver& receiver, FakeReplica& replica, const ReplicaAddress& address) {
+  const auto admission = transport.admit(address, true);
+  ASSERT_FALSE(admission.now);
+  ASSERT_EQ(admission.token.size(), 32u);
+  struct stat info {};
+  ASSERT_EQ(::stat(admission.socket_path.c_str(), &info), 0);
+  ASSERT_EQ(info.st_mode & 0777, 0600u);
+  ASSERT_TRUE(replica.attach(admission.socket_path, admission.token));
+  receive_until(transport, receiver, [&] { return !receiver.admitted.empty(); });
+  ASSERT_EQ(receiver.admitted.size(), 1u);
+  ASSERT_TRUE(receiver.admitted_ok[0]);
+  ASSERT_TRUE(replica.take_channel());
+  EXPECT_STREQ(transport.medium(address), "shm");
+}
+
+TEST(ShmTransport, NotAskingMeansZeroMQ) {
+  auto transport = make_transport();
+  EXPECT_TRUE(transport->admit("replica-a", false).now);
+  EXPECT_STREQ(transport->medium("replica-a"), "zmq");
+}
+
+TEST(ShmTransport, RequestsAndResponsesTravelThroughTheRings) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+
+  const std::string request = "a batch";
+  ASSERT_TRUE(transport->send("replica-a", reinterpret_cast<const uint8_t*>(request.data()), request.size()));
+  const uint8_t* payload;
+  std::size_t size;
+  ASSERT_EQ(replica.requests.peek(payload, size), shm::RingStatus::Ready);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(payload), size), request);
+  replica.requests.release();
+
+  const std::string response = "its answer";
+  bool wake = false;
+  ASSERT_EQ(replica.responses.write(reinterpret_cast<const uint8_t*>(response.data()), response.size(), wake),
+            shm::RingStatus::Ready);
+  EXPECT_TRUE(transport->messages_waiting());
+  receive_until(*transport, receiver, [&] { return !receiver.messages.empty(); });
+  ASSERT_EQ(receiver.messages.size(), 1u);
+  EXPECT_EQ(receiver.messages[0], response);
+  EXPECT_EQ(receiver.senders[0], "replica-a");
+}
+
+TEST(ShmTransport, TheReplicaCannotShrinkTheMapping) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  EXPECT_NE(::ftruncate(replica.fds[0], 4096), 0) << "sealed: a shrink would SIGBUS the frontend";
+}
+
+TEST(ShmTransport, ACorruptRingClosesTheReplicasConnection) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  replica.header->response.tail.store(1ull << 40);  // far beyond anything written
+  receive_until(*transport, receiver, [&] { return !receiver.closed.empty(); });
+  ASSERT_EQ(receiver.closed.size(), 1u);
+  EXPECT_EQ(receiver.closed[0], receiver.admitted_connection);
+  EXPECT_STREQ(transport->medium("replica-a"), "zmq") << "the channel is released";
+  EXPECT_TRUE(receiver.messages.empty());
+}
+
+TEST(ShmTransport, AReplicaThatDiesIsReportedAtOnce) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  auto replica = std::make_unique<FakeReplica>();
+  attach(*transport, receiver, *replica, "replica-a");
+  replica.reset();  // closes everything, as the kernel does for a dead process
+  receive_until(*transport, receiver, [&] { return !receiver.closed.empty(); });
+  ASSERT_EQ(receiver.closed.size(), 1u);
+  EXPECT_EQ(receiver.closed[0], receiver.admitted_connection);
+}
+
+TEST(ShmTransport, AWrongTokenGetsNothingAndAnUntakenOfferIsWithdrawn) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  const auto admission = transport->admit("replica-a", true);
+  FakeReplica intruder;
+  ASSERT_TRUE(intruder.attach(admission.socket_path, std::string(32, '0')));
+  receive_until(*transport, receiver, [&] { return !receiver.admitted.empty(); });
+  ASSERT_EQ(receiver.admitted.size(), 1u) << "the offer expired";
+  EXPECT_FALSE(receiver.admitted_ok[0]);
+  EXPECT_FALSE(intruder.take_channel()) << "a wrong token is answered by a close, no descriptors";
+  EXPECT_STREQ(transport->medium("replica-a"), "zmq");
+}
+
+TEST(ShmTransport, AMessageTooLargeForTheRingGoesOverTheNetwork) {
+  auto transport = make_transport(1 << 16);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  // No ZeroMQ peer named "replica-a" exists, so the network transport refuses: the send went there.
+  const std::vector<uint8_t> large(1 << 16, 7);
+  EXPECT_FALSE(transport->send("replica-a", large.data(), large.size()));
+  const uint8_t* payload;
+  std::size_t size;
+  EXPECT_EQ(replica.requests.peek(payload, size), shm::RingStatus::Empty);
+}
+
+TEST(ShmTransport, ReleaseFreesTheChannel) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  EXPECT_EQ(transport->channel_count(), 1u);
+  transport->release("replica-a");
+  transport->receive(receiver);
+  EXPECT_EQ(transport->channel_count(), 0u);
+  EXPECT_STREQ(transport->medium("replica-a"), "zmq");
+}
+
+}  // namespace
+}  // namespace clipper
