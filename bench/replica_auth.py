@@ -52,7 +52,7 @@ def summarize(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     for key in keys:
         rows: dict[str, Any] = {}
         for mode in MODES:
-            mine = [r for r in runs if r["scenario"] == key and r["mode"] == mode]
+            mine = [r for r in runs if r["scenario"] == key and r["replica_auth"] == mode]
             throughput = common.median([r["throughput_rps"] for r in mine])
             cores = common.median([r["cpu_cores"]["server"] for r in mine])
             rows[mode] = {
@@ -99,8 +99,9 @@ def main(argv: list[str]) -> int:
                     report = w1.run_scenario(
                         loadgen, targets[mode], scenario, args, sample_rss=False
                     )
+                    # After the report, whose own "mode" is the loop's (closed or open).
                     runs.append(
-                        {"scenario": scenario.key, "mode": mode, "repeat": repeat, **report}
+                        {**report, "scenario": scenario.key, "replica_auth": mode, "repeat": repeat}
                     )
     summary = summarize(runs, [s.key for s in scenario_list])
     result = {
