@@ -1,5 +1,6 @@
-"""What the framework deployers (sklearn, xgboost, pytorch, onnx) share: packaging a model saved in its
-framework's own format beside a func.pkl, and the closure that serves it.
+"""What the deployers share: their DeploymentOptions keywords (one signature, added by
+`takes_deployment_options`), packaging a model saved in its framework's own format beside a func.pkl,
+and the closure that serves it.
 
 Owns the model directory's layout (the model's files, then func.pkl holding a FrameworkClosure: how to
 load the model and the `func(model, inputs)` that predicts with it) and the hand-off to
@@ -10,12 +11,14 @@ load_closure loads the model once at start-up and FrameworkClosure.__call__ runs
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from clipper.container.closure import ModelDirectoryClosure, save_closure
 from clipper.exceptions import ClipperException
@@ -74,6 +77,99 @@ def resolve_options(options: DeploymentOptions | None, **keywords: Any) -> Deplo
     return options
 
 
+# Where Clipper's deployers list the DeploymentOptions keywords: deploy_<kind>_model puts the image
+# first, create_endpoint its labels; both end with the batching options added since.
+DEPLOY_KEYWORDS = (
+    "base_image",
+    "labels",
+    "registry",
+    "num_replicas",
+    "batch_size",
+    "pkgs_to_install",
+    "max_batch_size",
+    "batch_wait_timeout_micros",
+)
+ENDPOINT_KEYWORDS = ("labels", "registry", "base_image", *DEPLOY_KEYWORDS[3:])
+
+_OPTION_FIELDS = {option.name: option for option in fields(DeploymentOptions)}
+_Deployer = TypeVar("_Deployer", bound=Callable[..., Any])
+
+
+def takes_deployment_options(
+    keywords: Sequence[str] = DEPLOY_KEYWORDS,
+) -> Callable[[_Deployer], _Deployer]:
+    """Gives a deployer the DeploymentOptions keywords without writing them out again.
+
+    The deployer is written with its own parameters and a last keyword-only `options`; the decorated
+    function takes its own parameters, then `keywords` in that order (Clipper's positions: a name of
+    one of the deployer's own keyword parameters places that one among them), then `options=`. It
+    resolves them (resolve_options) and calls the deployer with `options` always a DeploymentOptions.
+    `inspect.signature` and help() show the whole signature.
+    """
+
+    def decorate(deployer: _Deployer) -> _Deployer:
+        own = inspect.signature(deployer)
+        if list(own.parameters)[-1:] != ["options"]:
+            raise TypeError(f"{deployer.__name__} must end with an `options` parameter")
+        placed = [own.parameters[name] for name in keywords if name in own.parameters]
+        leading = [p for p in own.parameters.values() if p.name != "options" and p not in placed]
+        shared = [name for name in keywords if name in _OPTION_FIELDS]
+        trailing = [
+            own.parameters[name]
+            if name in own.parameters
+            else inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=_OPTION_FIELDS[name].default,
+                annotation=_OPTION_FIELDS[name].type,
+            )
+            for name in keywords
+        ]
+        options = own.parameters["options"].replace(
+            kind=inspect.Parameter.KEYWORD_ONLY, default=None, annotation="DeploymentOptions | None"
+        )
+        signature = own.replace(parameters=[*leading, *trailing, options])
+
+        @functools.wraps(deployer)
+        def deploy(*args: Any, **kwargs: Any) -> Any:
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            values = dict(arguments.arguments)
+            chosen = {name: values.pop(name) for name in shared}
+            values["options"] = resolve_options(values["options"], **chosen)
+            return deployer(**values)
+
+        deploy.__signature__ = signature  # type: ignore[attr-defined]
+        return cast(_Deployer, deploy)
+
+    return decorate
+
+
+def build_and_deploy(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: str,
+    input_type: str,
+    model_dir: str | Path,
+    options: DeploymentOptions,
+) -> None:
+    """Hands a ready model directory to `ClipperConnection.build_and_deploy_model` with `options`."""
+    clipper_conn.build_and_deploy_model(
+        name,
+        str(version),
+        input_type,
+        str(model_dir),
+        base_image=options.base_image,
+        labels=options.labels,
+        container_registry=options.registry,
+        num_replicas=options.num_replicas,
+        batch_size=options.batch_size,
+        pkgs_to_install=options.pkgs_to_install,
+        max_batch_size=options.max_batch_size,
+        batch_wait_timeout_micros=options.batch_wait_timeout_micros,
+    )
+
+
 class FrameworkClosure(ModelDirectoryClosure):
     """`func(model, inputs)` over a model that lives in the model directory, not in the pickle.
 
@@ -127,47 +223,14 @@ def deploy_framework_model(
     input_type: str,
     closure: FrameworkClosure,
     save_model: ModelSaver,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    options: DeploymentOptions,
 ) -> None:
     """Saves the model (`save_model`) and `closure` into a fresh model directory and deploys it as
-    model `name` at `version` with the DeploymentOptions (`options`, or the keyword arguments);
-    returns once the replicas are connected."""
-    resolved = resolve_options(
-        options,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
-        pkgs_to_install=pkgs_to_install,
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-    )
+    model `name` at `version` with `options`; returns once the replicas are connected."""
     with tempfile.TemporaryDirectory(prefix=f"clipper-{name}-") as model_dir:
         save_model(Path(model_dir))
         save_closure(closure, model_dir)
-        clipper_conn.build_and_deploy_model(
-            name,
-            str(version),
-            input_type,
-            model_dir,
-            base_image=resolved.base_image,
-            labels=resolved.labels,
-            container_registry=resolved.registry,
-            num_replicas=resolved.num_replicas,
-            batch_size=resolved.batch_size,
-            pkgs_to_install=resolved.pkgs_to_install,
-            max_batch_size=resolved.max_batch_size,
-            batch_wait_timeout_micros=resolved.batch_wait_timeout_micros,
-        )
+        build_and_deploy(clipper_conn, name, version, input_type, model_dir, options)
     logger.info(
         "event=framework_model_deployed framework=%s model=%s version=%s",
         closure.framework,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
+    DEPLOY_KEYWORDS,
+    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
@@ -23,6 +24,7 @@ from clipper.deployers._framework import (
     deploy_framework_model,
     register_deploy_and_link,
     require_model,
+    takes_deployment_options,
 )
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ def _load_model(directory: Path) -> Any:
     )
 
 
+@takes_deployment_options(DEPLOY_KEYWORDS)
 def deploy_onnx_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -102,15 +105,8 @@ def deploy_onnx_model(
     input_type: str,
     func: ModelFunction | None = None,
     onnx_model: Any = None,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Serve `onnx_model` (an `onnx.ModelProto`, its serialized bytes, or the path of a self-contained
     .onnx file) with onnxruntime as model `name` at `version`.
@@ -129,18 +125,11 @@ def deploy_onnx_model(
         input_type,
         FrameworkClosure("onnx", _load_model, func if func is not None else _predict),
         lambda directory: _save_model(onnx_model, directory),
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )
 
 
+@takes_deployment_options(ENDPOINT_KEYWORDS)
 def create_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -150,15 +139,8 @@ def create_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, deploy `onnx_model` as model `name` and link the two."""
     require_model(onnx_model, "onnx_model", "create_endpoint")
@@ -176,14 +158,6 @@ def create_endpoint(
             input_type,
             func,
             onnx_model,
-            base_image=base_image,
-            labels=labels,
-            registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_micros=batch_wait_timeout_micros,
             options=options,
         ),
     )
@@ -231,6 +205,12 @@ def _check_backend(onnx_backend: str) -> None:
         )
 
 
+# Clipper's positions: onnx_backend sits between num_replicas and batch_size.
+_PYTORCH_DEPLOY_KEYWORDS = (*DEPLOY_KEYWORDS[:4], "onnx_backend", *DEPLOY_KEYWORDS[4:])
+_PYTORCH_ENDPOINT_KEYWORDS = (*ENDPOINT_KEYWORDS[:4], "onnx_backend", *ENDPOINT_KEYWORDS[4:])
+
+
+@takes_deployment_options(_PYTORCH_DEPLOY_KEYWORDS)
 def deploy_pytorch_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -239,16 +219,9 @@ def deploy_pytorch_model(
     inputs: Any,
     func: ModelFunction | None,
     pytorch_model: Any,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
     onnx_backend: str = ONNX_BACKEND,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Clipper's ONNX deployer: exports `pytorch_model` to ONNX with the example `inputs`
     (export_pytorch_model) and serves it with onnxruntime as deploy_onnx_model does; `func(session,
@@ -263,18 +236,11 @@ def deploy_pytorch_model(
         input_type,
         func,
         export_pytorch_model(pytorch_model, inputs),
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )
 
 
+@takes_deployment_options(_PYTORCH_ENDPOINT_KEYWORDS)
 def create_pytorch_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -285,16 +251,9 @@ def create_pytorch_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
     onnx_backend: str = ONNX_BACKEND,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, export `pytorch_model` to ONNX and serve it as model `name`
     (deploy_pytorch_model), and link the two."""
@@ -310,13 +269,5 @@ def create_pytorch_endpoint(
         default_output=default_output,
         version=version,
         slo_micros=slo_micros,
-        labels=labels,
-        registry=registry,
-        base_image=base_image,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
+    DEPLOY_KEYWORDS,
+    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
     deploy_framework_model,
     register_deploy_and_link,
     require_model,
+    takes_deployment_options,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +100,7 @@ def _load_model(directory: Path) -> _LoadedSparkModel:
     return _LoadedSparkModel(spark, model)
 
 
+@takes_deployment_options(DEPLOY_KEYWORDS)
 def deploy_pyspark_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -105,15 +109,8 @@ def deploy_pyspark_model(
     func: SparkFunction | None = None,
     pyspark_model: Any = None,
     sc: Any = None,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Serve `pyspark_model` (a fitted pyspark.ml model, or a pyspark.mllib model with its `sc`) as
     model `name` at `version`: each batch is answered by `func(spark, model, inputs)`, one output per
@@ -134,18 +131,11 @@ def deploy_pyspark_model(
         input_type,
         closure,
         lambda directory: _save_model(pyspark_model, sc, directory),
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )
 
 
+@takes_deployment_options(ENDPOINT_KEYWORDS)
 def create_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -156,15 +146,8 @@ def create_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, deploy `pyspark_model` as model `name` and link the two."""
     require_model(pyspark_model, "pyspark_model", "create_endpoint")
@@ -182,14 +165,6 @@ def create_endpoint(
             func,
             pyspark_model,
             sc,
-            base_image=base_image,
-            labels=labels,
-            registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_micros=batch_wait_timeout_micros,
             options=options,
         ),
     )

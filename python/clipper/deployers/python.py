@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from clipper.admin.connection import ClipperConnection
-from clipper.deployers._framework import DeploymentOptions, resolve_options
+from clipper.deployers._framework import (
+    DEPLOY_KEYWORDS,
+    ENDPOINT_KEYWORDS,
+    DeploymentOptions,
+    build_and_deploy,
+    register_deploy_and_link,
+    takes_deployment_options,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,21 +28,15 @@ logger = logging.getLogger(__name__)
 PredictFunction = Callable[[Any], Sequence[Any]]
 
 
+@takes_deployment_options(DEPLOY_KEYWORDS)
 def deploy_python_closure(
     clipper_conn: ClipperConnection,
     name: str,
     version: str,
     input_type: str,
     func: PredictFunction,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Serve `func` as model `name` at `version`: `func(inputs)` gets a batch of inputs (numeric types
     as numpy arrays, `bytes`, `str`) and returns one output per input. Returns once the replicas are
@@ -43,36 +44,13 @@ def deploy_python_closure(
     `ClipperConnection.deploy_model`'s."""
     from clipper.container.closure import save_closure
 
-    resolved = resolve_options(
-        options,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
-        pkgs_to_install=pkgs_to_install,
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-    )
     with tempfile.TemporaryDirectory(prefix=f"clipper-{name}-") as model_dir:
         save_closure(func, model_dir)
-        clipper_conn.build_and_deploy_model(
-            name,
-            str(version),
-            input_type,
-            model_dir,
-            base_image=resolved.base_image,
-            labels=resolved.labels,
-            container_registry=resolved.registry,
-            num_replicas=resolved.num_replicas,
-            batch_size=resolved.batch_size,
-            pkgs_to_install=resolved.pkgs_to_install,
-            max_batch_size=resolved.max_batch_size,
-            batch_wait_timeout_micros=resolved.batch_wait_timeout_micros,
-        )
+        build_and_deploy(clipper_conn, name, version, input_type, model_dir, options)
     logger.info("event=python_closure_deployed model=%s version=%s", name, version)
 
 
+@takes_deployment_options(ENDPOINT_KEYWORDS)
 def create_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -81,33 +59,18 @@ def create_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, deploy `func` as model `name` and link the two: one call from a
     function to `POST /<name>/predict`."""
-    clipper_conn.register_application(name, input_type, default_output, slo_micros)
-    deploy_python_closure(
+    register_deploy_and_link(
         clipper_conn,
         name,
-        version,
         input_type,
-        func,
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
-        options=options,
+        default_output,
+        slo_micros,
+        lambda: deploy_python_closure(
+            clipper_conn, name, version, input_type, func, options=options
+        ),
     )
-    clipper_conn.link_model_to_app(name, name)

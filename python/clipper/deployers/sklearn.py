@@ -7,17 +7,19 @@ unpickles it once at start-up. scikit-learn is imported only when a model is sav
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
+    DEPLOY_KEYWORDS,
+    ENDPOINT_KEYWORDS,
     DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
     register_deploy_and_link,
     require_model,
+    takes_deployment_options,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def _load_model(directory: Path) -> Any:
         return cloudpickle.load(file)
 
 
+@takes_deployment_options(DEPLOY_KEYWORDS)
 def deploy_sklearn_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -53,15 +56,8 @@ def deploy_sklearn_model(
     input_type: str,
     func: ModelFunction | None = None,
     sklearn_model: Any = None,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Serve the fitted `sklearn_model` as model `name` at `version`.
 
@@ -78,18 +74,11 @@ def deploy_sklearn_model(
         input_type,
         closure,
         lambda directory: _save_model(sklearn_model, directory),
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )
 
 
+@takes_deployment_options(ENDPOINT_KEYWORDS)
 def create_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -99,15 +88,8 @@ def create_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, deploy `sklearn_model` as model `name` and link the two."""
     require_model(sklearn_model, "sklearn_model", "create_endpoint")
@@ -124,14 +106,6 @@ def create_endpoint(
             input_type,
             func,
             sklearn_model,
-            base_image=base_image,
-            labels=labels,
-            registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_micros=batch_wait_timeout_micros,
             options=options,
         ),
     )

@@ -8,11 +8,12 @@ with `keras.models.load_model`. TensorFlow is imported only when a model is save
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
+    DEPLOY_KEYWORDS,
+    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
@@ -20,6 +21,7 @@ from clipper.deployers._framework import (
     deploy_framework_model,
     register_deploy_and_link,
     require_model,
+    takes_deployment_options,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ def _load_model(directory: Path) -> Any:
     return keras.models.load_model(str(directory / MODEL_FILE_NAME))
 
 
+@takes_deployment_options(DEPLOY_KEYWORDS)
 def deploy_tensorflow_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -65,15 +68,8 @@ def deploy_tensorflow_model(
     input_type: str,
     func: ModelFunction | None = None,
     tensorflow_model: Any = None,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Serve the Keras `tensorflow_model` (a `keras.Model` or a `.keras` file) as model `name` at
     `version`.
@@ -91,18 +87,11 @@ def deploy_tensorflow_model(
         input_type,
         closure,
         lambda directory: _save_model(tensorflow_model, directory),
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )
 
 
+@takes_deployment_options(ENDPOINT_KEYWORDS)
 def create_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -112,15 +101,8 @@ def create_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, deploy `tensorflow_model` as model `name` and link the two."""
     require_model(tensorflow_model, "tensorflow_model", "create_endpoint")
@@ -137,14 +119,6 @@ def create_endpoint(
             input_type,
             func,
             tensorflow_model,
-            base_image=base_image,
-            labels=labels,
-            registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_micros=batch_wait_timeout_micros,
             options=options,
         ),
     )

@@ -10,11 +10,12 @@ only when a model is saved or loaded.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
+    DEPLOY_KEYWORDS,
+    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
@@ -22,6 +23,7 @@ from clipper.deployers._framework import (
     deploy_framework_model,
     register_deploy_and_link,
     require_model,
+    takes_deployment_options,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ def _load_model(model_class: type, directory: Path) -> Any:
     return model
 
 
+@takes_deployment_options(DEPLOY_KEYWORDS)
 def deploy_xgboost_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -69,15 +72,8 @@ def deploy_xgboost_model(
     input_type: str,
     func: ModelFunction | None = None,
     xgboost_model: Any = None,
-    base_image: str = "default",
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Serve the trained `xgboost_model` as model `name` at `version`.
 
@@ -95,18 +91,11 @@ def deploy_xgboost_model(
         input_type,
         FrameworkClosure("xgboost", load_model, func if func is not None else _predict),
         lambda directory: _save_model(xgboost_model, directory),
-        base_image=base_image,
-        labels=labels,
-        registry=registry,
-        num_replicas=num_replicas,
-        batch_size=batch_size,
-        pkgs_to_install=pkgs_to_install,
-        max_batch_size=max_batch_size,
-        batch_wait_timeout_micros=batch_wait_timeout_micros,
         options=options,
     )
 
 
+@takes_deployment_options(ENDPOINT_KEYWORDS)
 def create_endpoint(
     clipper_conn: ClipperConnection,
     name: str,
@@ -116,15 +105,8 @@ def create_endpoint(
     default_output: str = "None",
     version: str = "1",
     slo_micros: int = 3000000,
-    labels: Sequence[str] | None = None,
-    registry: str | None = None,
-    base_image: str = "default",
-    num_replicas: int = 1,
-    batch_size: int = -1,
-    pkgs_to_install: Sequence[str] | None = None,
-    max_batch_size: int | None = None,
-    batch_wait_timeout_micros: int = 0,
-    options: DeploymentOptions | None = None,
+    *,
+    options: DeploymentOptions,
 ) -> None:
     """Register application `name`, deploy `xgboost_model` as model `name` and link the two."""
     require_model(xgboost_model, "xgboost_model", "create_endpoint")
@@ -142,14 +124,6 @@ def create_endpoint(
             input_type,
             func,
             xgboost_model,
-            base_image=base_image,
-            labels=labels,
-            registry=registry,
-            num_replicas=num_replicas,
-            batch_size=batch_size,
-            pkgs_to_install=pkgs_to_install,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_micros=batch_wait_timeout_micros,
             options=options,
         ),
     )

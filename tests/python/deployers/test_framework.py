@@ -2,6 +2,7 @@
 directory it hands to build_and_deploy_model, and how its closure loads the model (once, at load)."""
 
 import pickle
+import pydoc
 from pathlib import Path
 
 import cloudpickle
@@ -213,3 +214,64 @@ def test_options_and_changed_keywords_together_are_refused():
     with pytest.raises(ClipperException, match="must be a clipper.deployers.DeploymentOptions"):
         deploy_python_closure(conn, "echo", 1, "strings", lambda inputs: inputs, options={})
     assert conn.calls == []
+
+
+def test_signatures_show_every_option_at_clippers_positions():
+    import inspect
+
+    from clipper.deployers import python as python_deployer
+    from clipper.deployers._framework import DEPLOY_KEYWORDS, ENDPOINT_KEYWORDS
+
+    deploy = inspect.signature(python_deployer.deploy_python_closure)
+    assert list(deploy.parameters) == [
+        "clipper_conn", "name", "version", "input_type", "func", *DEPLOY_KEYWORDS, "options"
+    ]  # fmt: skip
+    assert deploy.parameters["num_replicas"].default == 1
+    assert deploy.parameters["options"].kind is inspect.Parameter.KEYWORD_ONLY
+    endpoint = inspect.signature(python_deployer.create_endpoint)
+    assert list(endpoint.parameters)[4:8] == ["default_output", "version", "slo_micros", "labels"]
+    assert list(endpoint.parameters)[7:-1] == list(ENDPOINT_KEYWORDS)
+    onnx = pytest.importorskip("clipper.deployers.onnx")
+    pytorch = list(inspect.signature(onnx.deploy_pytorch_model).parameters)
+    assert pytorch[7:13] == [
+        "base_image", "labels", "registry", "num_replicas", "onnx_backend", "batch_size"
+    ]  # fmt: skip
+    # help() prints the same signature.
+    assert "batch_wait_timeout_micros: 'int' = 0" in pydoc.render_doc(
+        python_deployer.create_endpoint
+    )
+
+
+def test_options_passed_at_clippers_positions_reach_build_and_deploy_model():
+    from clipper.deployers.python import create_endpoint, deploy_python_closure
+
+    conn = RecordingConnection()
+    # clipper_admin's order: base_image, labels, registry, num_replicas, batch_size, pkgs_to_install.
+    deploy_python_closure(conn, "echo", 1, "strings", lambda xs: xs, "img", ["l"], "reg", 2, 16)
+    forwarded = conn.calls[0][4]
+    assert forwarded["base_image"] == "img" and forwarded["labels"] == ["l"]
+    assert forwarded["container_registry"] == "reg"
+    assert forwarded["num_replicas"] == 2 and forwarded["batch_size"] == 16
+    conn = RecordingConnection()
+    # create_endpoint's: default_output, version, slo_micros, labels, registry, base_image, ...
+    create_endpoint(conn, "echo", "strings", lambda xs: xs, "x", "3", 1000, ["l"], "reg", "img", 2)
+    assert conn.calls[0] == ("register_application", "echo", "strings", "x", 1000)
+    forwarded = conn.calls[1][4]
+    assert (forwarded["labels"], forwarded["container_registry"], forwarded["base_image"]) == (
+        ["l"],
+        "reg",
+        "img",
+    )
+    assert conn.calls[1][2] == "3" and forwarded["num_replicas"] == 2
+    with pytest.raises(TypeError, match="unexpected keyword argument 'replicas'"):
+        deploy_python_closure(conn, "echo", 1, "strings", lambda xs: xs, replicas=2)
+
+
+def test_a_deployer_without_options_is_refused_by_the_decorator():
+    from clipper.deployers._framework import takes_deployment_options
+
+    def deploy(clipper_conn, name):
+        pass
+
+    with pytest.raises(TypeError, match="must end with an `options` parameter"):
+        takes_deployment_options()(deploy)
