@@ -191,6 +191,7 @@ std::string Engine::batching_state() const {
 
 std::string Engine::metrics_text() const {
   std::string text = metrics_.render_prometheus();
+  replica_supervision_.render(text);
   const CacheStatistics cache = cache_.statistics();
   auto counter = [&text](const char* name, const char* help, const char* type, uint64_t value) {
     text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +

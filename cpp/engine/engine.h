@@ -22,6 +22,7 @@
 #include "engine/model_registry.h"
 #include "engine/routing.h"
 #include "metrics/metrics.h"
+#include "metrics/replica_supervision.h"
 #include "selection/feedback_queue.h"
 #include "selection/selection_weights.h"
 
@@ -54,6 +55,12 @@ class Engine {
   std::string batching_state() const;
   CacheStatistics cache_statistics() const { return cache_.statistics(); }
   std::string metrics_text() const;
+  // The control plane's replica supervision (restarts, last exit, state per slot), exported with the
+  // metrics; replaces the previous snapshot. Call when it changes, not per request. Throws
+  // std::invalid_argument for a malformed slot (metrics/replica_supervision.h).
+  void set_replica_supervision(std::vector<metrics::ReplicaSupervision> slots) {
+    replica_supervision_.replace(std::move(slots));
+  }
 
   // --- the model-selection layer (docs/interfaces.md §5) ---
   // Publishes the weights a policy learned for (app, uid), by linked model name; models not named get 0.
@@ -85,6 +92,7 @@ class Engine {
  private:
   EngineOptions options_;
   metrics::MetricsRegistry metrics_;
+  metrics::ReplicaSupervisionSeries replica_supervision_;
   ModelRegistry models_;
   PredictionCache cache_;
   SelectionWeights selection_weights_;

@@ -1,17 +1,41 @@
 """Replica supervision end to end with real processes: a replica killed with SIGKILL is replaced by the
 frontend within seconds and queries get model answers again; a restarted frontend adopts the replicas
-that kept running instead of starting duplicates."""
+that kept running instead of starting duplicates. Restarts, exit reasons and states also show on the
+query port's /metrics, parsed as Prometheus parses it."""
 
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import e2e_models
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.endpoints import process_is_alive
 from e2e_support import model_answer, predict, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def supervision_samples(conn, model):
+    """The supervision series of `model` on /metrics: {family: [(labels, value)]}."""
+    url = f"http://{conn.get_query_addr()}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    wanted = {
+        "clipper_replica_restarts",
+        "clipper_replica_last_exit_info",
+        "clipper_replica_supervision_state",
+    }
+    return {
+        family.name: [
+            (sample.labels, sample.value)
+            for sample in family.samples
+            if sample.labels.get("model") == model and not sample.name.endswith("_created")
+        ]
+        for family in text_string_to_metric_families(text)
+        if family.name in wanted
+    }
 
 
 def _deploy_sum(conn, num_replicas=1):
@@ -27,6 +51,14 @@ def test_a_killed_replica_is_replaced_and_answers_again(clusters):
     conn = clusters.start("supervised", heartbeat_timeout_millis=500)
     _deploy_sum(conn)
     (victim,) = conn.cm.list_replicas()
+    before = wait_for(
+        lambda: supervision_samples(conn, "sum-model")["clipper_replica_restarts"],
+        timeout_s=5,
+        what="the replica's restarts on /metrics",
+    )
+    assert before == [
+        ({"model": "sum-model", "version": "1", "replica": str(victim.replica_id)}, 0)
+    ]
 
     os.kill(victim.pid, signal.SIGKILL)
 
@@ -49,6 +81,15 @@ def test_a_killed_replica_is_replaced_and_answers_again(clusters):
     assert info["restarts"] == 1
     assert info["last_exit_reason"] == "killed by signal 9 (SIGKILL)"
     assert conn.get_num_replicas("sum-model", "1") == 1
+
+    # /metrics shows the same: the counter rose, on the series of the replica serving now.
+    labels = {"model": "sum-model", "version": "1", "replica": str(replacement.replica_id)}
+    samples = supervision_samples(conn, "sum-model")
+    assert samples["clipper_replica_restarts"] == [(labels, 1)]
+    assert samples["clipper_replica_last_exit_info"] == [
+        ({**labels, "reason": "killed by signal 9 (SIGKILL)"}, 1)
+    ]
+    assert ({**labels, "state": "running"}, 1) in samples["clipper_replica_supervision_state"]
 
     # The CLI shows the same, as a user runs it.
     manager = conn.cm
@@ -138,3 +179,10 @@ def test_a_replica_that_keeps_crashing_backs_off_and_is_reported(clusters):
     assert [(r["state"], r["restarts"]) for r in listed] == [("crash-looping", 2)]
     assert 2.0 < listed[0]["next_restart_in_s"] <= 4.0
     assert conn.cm.list_replicas() == []
+    states_on_metrics = {
+        labels["state"]: value
+        for labels, value in supervision_samples(conn, "fragile-model")[
+            "clipper_replica_supervision_state"
+        ]
+    }
+    assert states_on_metrics == {"running": 0, "backing-off": 0, "crash-looping": 1}

@@ -355,7 +355,10 @@ class Frontend:
             if options.replica_supervisor == "local":
                 from clipper.managers.local_supervisor import LocalReplicaSupervisor
 
-                supervisor = LocalReplicaSupervisor.for_frontend(self._state_dir, endpoints)
+                # Restarts and exits reach /metrics through the engine (never per request).
+                supervisor = LocalReplicaSupervisor.for_frontend(
+                    self._state_dir, endpoints, publish=engine.set_replica_supervision
+                )
                 supervisor.start()
             logger.info(
                 "event=frontend_ready cluster=%s pid=%d query_port=%d management_port=%d "

@@ -7,6 +7,9 @@ directory, and is the process replicas connect to. Desired state is the replica 
 per slot, written and removed by `LocalContainerManager` under the records' lock), so a restarted
 frontend adopts running replicas instead of starting duplicates, and a slot removed by a stop is never
 restarted. Runs on its own thread ("replica-supervisor"); every change happens under the records' lock.
+
+What it knows (restarts, last exit reason, state per slot) goes to `publish` whenever it changes: the
+frontend passes the engine's `set_replica_supervision`, which exports it on /metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import logging
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clipper.exceptions import DeploymentError
 from clipper.management.endpoints import FrontendEndpoints
@@ -37,6 +42,9 @@ logger = logging.getLogger(__name__)
 # How often records are checked: a replica that exits is noticed within this.
 DEFAULT_POLL_INTERVAL_S = 0.25
 
+# Receives every slot's supervision (the entries of `supervision_entries`) when it changed.
+SupervisionPublisher = Callable[[list[dict[str, Any]]], None]
+
 
 class LocalReplicaSupervisor:
     """Watches `<state_dir>/replicas` and restarts the slots whose process exited."""
@@ -48,6 +56,7 @@ class LocalReplicaSupervisor:
         cluster_name: str,
         policy: BackoffPolicy | None = None,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        publish: SupervisionPublisher | None = None,
     ) -> None:
         self.records = ReplicaRecords(Path(state_dir))
         self.logs_dir = Path(state_dir) / "logs"
@@ -55,20 +64,31 @@ class LocalReplicaSupervisor:
         self.cluster_name = cluster_name
         self.policy = policy or BackoffPolicy()
         self.poll_interval_s = poll_interval_s
+        self.publish = publish
+        self._published: list[dict[str, Any]] | None = None
         # Replicas this supervisor started: only a parent learns how its child ended.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_frontend(cls, state_dir: Path, endpoints: FrontendEndpoints) -> LocalReplicaSupervisor:
-        """The supervisor of the frontend that wrote `endpoints`: replacements connect to its RPC port."""
+    def for_frontend(
+        cls,
+        state_dir: Path,
+        endpoints: FrontendEndpoints,
+        publish: SupervisionPublisher | None = None,
+    ) -> LocalReplicaSupervisor:
+        """The supervisor of the frontend that wrote `endpoints`: replacements connect to its RPC port,
+        and what it knows goes to `publish`."""
         host = endpoints.bind_address
         if host in ("", "0.0.0.0", "::"):
             host = "127.0.0.1"
-        return cls(state_dir, f"{host}:{endpoints.rpc_port}", endpoints.cluster_name)
+        return cls(
+            state_dir, f"{host}:{endpoints.rpc_port}", endpoints.cluster_name, publish=publish
+        )
 
     def start(self) -> None:
+        self._publish_if_changed(self.records.read())  # adopted replicas keep their history
         self._thread = threading.Thread(target=self._run, name="replica-supervisor", daemon=True)
         self._thread.start()
         logger.info(
@@ -93,7 +113,33 @@ class LocalReplicaSupervisor:
                     self._note_exit(replica, now)
                 elif replica.restart_record.restart_due(now):
                     self._restart(replica, now)
+            slots = self.records.read()
         self._reap()
+        self._publish_if_changed(slots)
+
+    @staticmethod
+    def supervision_entries(slots: list[ReplicaProcess]) -> list[dict[str, Any]]:
+        """Each slot as `set_replica_supervision` takes it (a manager's supervision_report keys)."""
+        return [
+            {
+                "model_name": slot.model_name,
+                "model_version": slot.model_version,
+                "replica_id": slot.replica_id,
+                "restarts": slot.restarts,
+                "last_exit_reason": slot.last_exit_reason,
+                "state": slot.state,
+            }
+            for slot in slots
+        ]
+
+    def _publish_if_changed(self, slots: list[ReplicaProcess]) -> None:
+        if self.publish is None:
+            return
+        entries = self.supervision_entries(slots)
+        if entries == self._published:
+            return
+        self.publish(entries)
+        self._published = entries
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_interval_s):

@@ -111,6 +111,36 @@ PYBIND11_MODULE(_core, module) {
              return result;
            })
       .def("metrics_text", &clipper::Engine::metrics_text, py::call_guard<py::gil_scoped_release>())
+      .def("set_replica_supervision",
+           [](clipper::Engine& engine, const py::list& slots) {
+             // The entries of a manager's supervision_report(): unknown keys are ignored.
+             std::vector<clipper::metrics::ReplicaSupervision> parsed;
+             parsed.reserve(slots.size());
+             for (const auto& item : slots) {
+               if (!py::isinstance<py::dict>(item)) {
+                 throw std::invalid_argument("replica supervision: each slot is a dict");
+               }
+               const auto entry = py::reinterpret_borrow<py::dict>(item);
+               for (const char* key : {"model_name", "model_version", "replica_id", "restarts", "state"}) {
+                 if (!entry.contains(key)) {
+                   throw std::invalid_argument(std::string("replica supervision: an entry lacks '") + key + "'");
+                 }
+               }
+               clipper::metrics::ReplicaSupervision slot;
+               slot.model = py::str(entry["model_name"]);
+               slot.version = py::str(entry["model_version"]);
+               slot.replica_id = entry["replica_id"].cast<int64_t>();
+               const auto restarts = entry["restarts"].cast<int64_t>();
+               if (restarts < 0) throw std::invalid_argument("replica supervision: restarts must be >= 0");
+               slot.restarts = static_cast<uint64_t>(restarts);
+               if (entry.contains("last_exit_reason")) slot.last_exit_reason = py::str(entry["last_exit_reason"]);
+               slot.state = py::str(entry["state"]);
+               parsed.push_back(std::move(slot));
+             }
+             py::gil_scoped_release release;
+             engine.set_replica_supervision(std::move(parsed));
+           },
+           py::arg("slots"))
       .def("set_selection_weights",
            [](clipper::Engine& engine, const std::string& app, int64_t uid,
               const std::map<std::string, double>& weights) {

@@ -142,7 +142,8 @@ def test_the_supervisor_restarts_a_crashing_replica_with_back_off(tmp_path, cras
     state_dir = tmp_path / "state"
     records = ReplicaRecords(state_dir)
     first, process = _start(records, state_dir, crashing_runner)
-    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
+    published = []  # what reaches the engine's set_replica_supervision
+    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test", publish=published.append)
     _wait_dead(first)
 
     now = time.time()
@@ -155,10 +156,23 @@ def test_the_supervisor_restarts_a_crashing_replica_with_back_off(tmp_path, cras
         "exited with code 3",
     )
     assert noted.next_start_unix == pytest.approx(now + 1.0)
+    assert published == [
+        [
+            {
+                "model_name": "m",
+                "model_version": "1",
+                "replica_id": 0,
+                "restarts": 0,
+                "last_exit_reason": "exited with code 3",
+                "state": BACKING_OFF,
+            }
+        ]
+    ]
     process.wait()
 
     supervisor.check_once(now + 0.5)
     assert records.read() == [noted]  # still backing off
+    assert len(published) == 1  # nothing changed, nothing sent
 
     for step, (delay_s, state) in enumerate([(2.0, BACKING_OFF), (4.0, CRASH_LOOPING)], start=1):
         supervisor.check_once(noted.next_start_unix)
@@ -171,12 +185,15 @@ def test_the_supervisor_restarts_a_crashing_replica_with_back_off(tmp_path, cras
         # Started by the supervisor: the status comes from its own child handle.
         assert (noted.state, noted.last_exit_reason) == (state, "exited with code 3")
         assert noted.next_start_unix == pytest.approx(now + delay_s)
+        last = published[-1][0]
+        assert (last["replica_id"], last["restarts"], last["state"]) == (step, step, state)
 
     # A slot removed (a stop, under the lock) is never started again.
     with records.locked():
         records.remove(noted)
     supervisor.check_once(noted.next_start_unix + 100)
     assert records.read() == []
+    assert published[-1] == []  # its series leave /metrics
 
 
 def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
@@ -193,12 +210,17 @@ def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
     replica, process = _start(records, state_dir, image)
     try:
         endpoints = FrontendEndpoints("test", os.getpid(), None, "0.0.0.0", 1, 2, 3, 0)
-        supervisor = LocalReplicaSupervisor.for_frontend(state_dir, endpoints)
+        published = []
+        supervisor = LocalReplicaSupervisor.for_frontend(
+            state_dir, endpoints, publish=published.append
+        )
         assert supervisor.rpc_addr == "127.0.0.1:3"
         supervisor.start()
         time.sleep(3 * supervisor.poll_interval_s)
         supervisor.stop()
         assert records.read() == [replica]
+        # Published once at start (an adopted replica keeps its history), not on every pass.
+        assert published == [LocalReplicaSupervisor.supervision_entries([replica])]
     finally:
         process.kill()
         process.wait()

@@ -249,3 +249,33 @@ def test_a_separate_metrics_port_serves_metrics_only():
         assert request(port, "POST", "/app/predict", b"{}")[0] == 404
     finally:
         engine.stop()
+
+
+def test_replica_supervision_reaches_metrics_and_bad_slots_are_value_errors(engine):
+    slot = {
+        "model_name": "m",
+        "model_version": "1",
+        "replica_id": 4,
+        "restarts": 2,
+        "last_exit_reason": "killed by signal 9 (SIGKILL)",
+        "state": "running",
+        "pid": 123,  # the rest of a supervision_report() entry is ignored
+    }
+    engine.set_replica_supervision([slot])
+    text = request(engine.query_port, "GET", "/metrics")[2].decode()
+    labels = 'model="m",version="1",replica="4"'
+    assert f"clipper_replica_restarts_total{{{labels}}} 2\n" in text
+    assert f'clipper_replica_last_exit_info{{{labels},reason="killed by signal 9 (SIGKILL)"}} 1' in text
+    assert f'clipper_replica_supervision_state{{{labels},state="running"}} 1' in text
+    for bad, message in [
+        ([{**slot, "state": "asleep"}], "unknown state 'asleep'"),
+        ([{**slot, "restarts": -1}], "restarts must be >= 0"),
+        ([{k: v for k, v in slot.items() if k != "replica_id"}], "lacks 'replica_id'"),
+        (["m:1"], "each slot is a dict"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            engine.set_replica_supervision(bad)
+    # A refused snapshot leaves the last one; an empty one clears the series.
+    assert f"clipper_replica_restarts_total{{{labels}}} 2\n" in engine.metrics_text()
+    engine.set_replica_supervision([])
+    assert "clipper_replica_restarts_total{" not in engine.metrics_text()
