@@ -62,3 +62,44 @@ ${body}
 ")
   file(CONFIGURE OUTPUT "${header_path}" CONTENT "${content}" @ONLY)
 endfunction()
+
+# Generates the container SDK's copy of the defaults a replica needs (the frontend's RPC address, the
+# heartbeat interval, the input-type table) as a Python module, from the same JSON. The SDK ships
+# without clipper_native, so it cannot read the JSON through clipper_native.defaults; installed with
+# the generated wire code (clipper.wire), which the SDK carries. Runs at configure time, like the header.
+function(clipper_generate_sdk_defaults json_path module_path)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${json_path}")
+  file(READ "${json_path}" json)
+  string(JSON bind_address GET "${json}" network bind_address)
+  string(JSON rpc_port GET "${json}" network rpc_port)
+  string(JSON heartbeat_interval_millis GET "${json}" replica heartbeat_interval_millis)
+  string(JSON type_count LENGTH "${json}" input_types)
+  math(EXPR last_type "${type_count} - 1")
+  set(names "")
+  set(aliases "")
+  foreach(index RANGE ${last_type})
+    string(JSON name GET "${json}" input_types ${index} name)
+    string(APPEND names "    \"${name}\",\n")
+    string(JSON names_count LENGTH "${json}" input_types ${index} aliases)
+    math(EXPR last_alias "${names_count} - 1")
+    foreach(alias_index RANGE ${last_alias})
+      string(JSON alias GET "${json}" input_types ${index} aliases ${alias_index})
+      string(APPEND aliases "    \"${alias}\": \"${name}\",\n")
+    endforeach()
+  endforeach()
+  set(content "# Generated from src/clipper_native/defaults.json by cmake/ClipperDefaults.cmake: do not edit.
+\"\"\"The defaults a model container needs, from Clipper's one source of defaults (the frontend reads
+the same file through clipper_native.defaults).\"\"\"
+
+BIND_ADDRESS = \"${bind_address}\"
+RPC_PORT = ${rpc_port}
+HEARTBEAT_INTERVAL_MILLIS = ${heartbeat_interval_millis}
+
+# Canonical input type names in wire-code order (\"bytes\" is 0), and every accepted spelling.
+INPUT_TYPE_NAMES = (
+${names})
+INPUT_TYPE_ALIASES = {
+${aliases}}
+")
+  file(CONFIGURE OUTPUT "${module_path}" CONTENT "${content}" @ONLY)
+endfunction()

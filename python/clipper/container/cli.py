@@ -22,6 +22,7 @@ from clipper.container.credentials import (
 from clipper.container.model import Model
 from clipper.container.server import (
     DEFAULT_FRONTEND_ADDRESS,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_INPUT_TYPE,
     ENV_FRONTEND_HOST,
     ENV_FRONTEND_PORT,
@@ -88,7 +89,7 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         "--heartbeat-interval",
         dest="heartbeat_interval_s",
         type=float,
-        default=0.25,
+        default=DEFAULT_HEARTBEAT_INTERVAL_S,
         metavar="SECONDS",
         help="time between two heartbeats (default: %(default)s)",
     )
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "container registers with the frontend, answers batches until SIGTERM or SIGINT, and keeps "
         "serving when predict_batch raises (that batch is answered with the error).",
         epilog="example: clipper-model --model my_models:Doubler --name doubler --version 1 "
-        "--input-type doubles --frontend tcp://127.0.0.1:7000",
+        f"--input-type doubles --frontend {DEFAULT_FRONTEND_ADDRESS}",
     )
     parser.add_argument(
         "--model",

@@ -26,6 +26,7 @@ import flatbuffers
 import numpy as np
 
 from clipper.container.model import Prediction
+from clipper.wire import container_defaults
 from clipper.wire import Heartbeat as wire_heartbeat
 from clipper.wire import Message as wire_message
 from clipper.wire import PredictResponse as wire_predict_response
@@ -75,13 +76,10 @@ class InputType(enum.IntEnum):
         return self.name.lower()
 
 
-# The same aliases the engine accepts (cpp/common/input_type.cc), so one spelling works everywhere.
+# The aliases the engine accepts, from the same source (src/clipper_native/defaults.json), so one
+# spelling works everywhere.
 _INPUT_TYPE_ALIASES: dict[str, InputType] = {
-    **dict.fromkeys(("bytes", "byte", "b"), InputType.BYTES),
-    **dict.fromkeys(("ints", "int", "integers", "integer", "i"), InputType.INTS),
-    **dict.fromkeys(("floats", "float", "f"), InputType.FLOATS),
-    **dict.fromkeys(("doubles", "double", "d"), InputType.DOUBLES),
-    **dict.fromkeys(("strings", "string", "str", "strs", "s"), InputType.STRINGS),
+    alias: InputType[name.upper()] for alias, name in container_defaults.INPUT_TYPE_ALIASES.items()
 }
 
 # Little-endian on the wire, whatever the host.

@@ -44,10 +44,13 @@ from clipper.container.codec import (
 )
 from clipper.container.credentials import ReplicaCredentials
 from clipper.container.model import Model
+from clipper.wire import container_defaults
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FRONTEND_ADDRESS = "tcp://127.0.0.1:7000"
+# From Clipper's one source of defaults (src/clipper_native/defaults.json), generated at build time.
+DEFAULT_FRONTEND_ADDRESS = f"tcp://{container_defaults.BIND_ADDRESS}:{container_defaults.RPC_PORT}"
+DEFAULT_HEARTBEAT_INTERVAL_S = container_defaults.HEARTBEAT_INTERVAL_MILLIS / 1000
 DEFAULT_INPUT_TYPE = "doubles"  # Clipper's containers default to doubles as well
 
 # Environment variables read when an option is not given (the names Clipper's containers use).
@@ -81,7 +84,7 @@ class ContainerOptions:
     replica_id: int = -1
     # Time between two heartbeats. The frontend drops a replica silent for its heartbeat timeout
     # (2 s by default), so keep this well below it.
-    heartbeat_interval_s: float = 0.25
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     # Longest time the main loop waits for a batch before it looks at stop and re-register requests:
     # bounds how long stop() and a frontend restart take to be noticed when no batch arrives.
     receive_timeout_s: float = 0.1
@@ -145,7 +148,7 @@ class ContainerOptions:
         input_type: str | InputType | None = None,
         frontend_address: str | None = None,
         replica_id: int | None = None,
-        heartbeat_interval_s: float = 0.25,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         environ: Any = None,
         credentials: ReplicaCredentials | None = None,
         transport: str | None = None,
@@ -202,10 +205,10 @@ def _address_from_environment(env: Any) -> str:
     port = env.get(ENV_FRONTEND_PORT, "").strip()
     if not host and not port:
         return DEFAULT_FRONTEND_ADDRESS
-    host = host or "127.0.0.1"
+    host = host or container_defaults.BIND_ADDRESS
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 literal
-    return f"tcp://{host}:{port or 7000}"
+    return f"tcp://{host}:{port or container_defaults.RPC_PORT}"
 
 
 def _quote(text: str) -> str:
@@ -534,14 +537,15 @@ def run(
     input_type: str | None = None,
     frontend_address: str | None = None,
     replica_id: int | None = None,
-    heartbeat_interval_s: float = 0.25,
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
 ) -> None:
     """Serves `model` until SIGTERM or SIGINT: connects to the frontend's model RPC port, registers the
     model name, version and input type, and answers batches.
 
     Each option left None falls back to the environment (CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION,
     CLIPPER_INPUT_TYPE, CLIPPER_IP and CLIPPER_PORT, CLIPPER_REPLICA_ID), then to its default:
-    input type "doubles", frontend "tcp://127.0.0.1:7000", replica id -1 (the frontend numbers it).
+    input type "doubles", frontend DEFAULT_FRONTEND_ADDRESS (the default RPC port on this machine),
+    replica id -1 (the frontend numbers it).
     Raises ValueError when an option is missing or invalid.
     """
     options = ContainerOptions.from_environment(

@@ -59,3 +59,22 @@ def test_reading_the_defaults_loads_no_native_module():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "_core" not in result.stdout and "_wire" not in result.stdout
+
+
+def test_the_container_sdk_uses_defaults_generated_from_the_same_source():
+    # The SDK ships without clipper_native: its copy is generated from defaults.json at build time.
+    from clipper.container.codec import InputType, parse_input_type
+    from clipper.container.server import DEFAULT_FRONTEND_ADDRESS, ContainerOptions
+    from clipper.wire import container_defaults
+
+    assert container_defaults.BIND_ADDRESS == defaults.BIND_ADDRESS
+    assert container_defaults.RPC_PORT == defaults.RPC_PORT
+    assert container_defaults.HEARTBEAT_INTERVAL_MILLIS == defaults.HEARTBEAT_INTERVAL_MILLIS
+    assert container_defaults.INPUT_TYPE_NAMES == defaults.INPUT_TYPE_NAMES
+    assert container_defaults.INPUT_TYPE_ALIASES == defaults.INPUT_TYPE_ALIASES
+    assert DEFAULT_FRONTEND_ADDRESS == defaults.FRONTEND_RPC_ADDRESS
+    options = ContainerOptions(model_name="m", model_version="1")
+    assert options.heartbeat_interval_s * 1000 == defaults.HEARTBEAT_INTERVAL_MILLIS
+    assert tuple(member.wire_name for member in InputType) == defaults.INPUT_TYPE_NAMES
+    for alias, name in defaults.INPUT_TYPE_ALIASES.items():
+        assert parse_input_type(alias).wire_name == name
