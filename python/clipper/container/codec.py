@@ -26,11 +26,11 @@ import flatbuffers
 import numpy as np
 
 from clipper.container.model import Prediction
-from clipper.wire import container_defaults
 from clipper.wire import Heartbeat as wire_heartbeat
 from clipper.wire import Message as wire_message
 from clipper.wire import PredictResponse as wire_predict_response
 from clipper.wire import Register as wire_register
+from clipper.wire import container_defaults
 from clipper.wire.Payload import Payload
 
 try:  # the wheel's C encoder of the same layout; absent when the SDK runs from a bare source tree

@@ -265,7 +265,8 @@ def test_replica_supervision_reaches_metrics_and_bad_slots_are_value_errors(engi
     text = request(engine.query_port, "GET", "/metrics")[2].decode()
     labels = 'model="m",version="1",replica="4"'
     assert f"clipper_replica_restarts_total{{{labels}}} 2\n" in text
-    assert f'clipper_replica_last_exit_info{{{labels},reason="killed by signal 9 (SIGKILL)"}} 1' in text
+    reason = 'reason="killed by signal 9 (SIGKILL)"'
+    assert f"clipper_replica_last_exit_info{{{labels},{reason}}} 1" in text
     assert f'clipper_replica_supervision_state{{{labels},state="running"}} 1' in text
     for bad, message in [
         ([{**slot, "state": "asleep"}], "unknown state 'asleep'"),
