@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from docker_support import cluster_containers, docker_client
+from docker_support import docker_cluster as start_docker_cluster
 from e2e_support import free_ports, model_answer, predict, wait_for
 
 from clipper import ClipperConnection, DockerContainerManager
@@ -20,40 +22,18 @@ from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import DeploymentError
 from clipper.managers.docker import CLIPPER_LABEL
 
-docker = pytest.importorskip("docker", reason="the Docker SDK for Python (pip install docker)")
-try:
-    _CLIENT = docker.from_env()
-    _CLIENT.ping()
-except docker.errors.DockerException as _error:
-    pytest.skip(
-        f"the Docker Engine does not answer at /var/run/docker.sock ({_error}); install docker.io "
-        "and start dockerd (docs/docker.md)",
-        allow_module_level=True,
-    )
+_CLIENT = docker_client()
 
 
 @pytest.fixture
 def docker_cluster(tmp_path):
     """A started cluster in containers (free loopback ports); removed with its state afterwards."""
-    query, management, rpc, metrics = free_ports(4)
-    manager = DockerContainerManager(
-        cluster_name=f"e2e-{uuid.uuid4().hex[:8]}",
-        clipper_query_port=query,
-        clipper_management_port=management,
-        clipper_rpc_port=rpc,
-        prometheus_port=metrics,
-        state_dir=tmp_path / "state",
-        heartbeat_timeout_millis=1000,
-    )
-    conn = ClipperConnection(manager, replica_start_timeout_s=90)
-    conn.start_clipper()
-    yield conn
-    conn.stop_all(graceful=False, clear_state=True)
-    assert _cluster_containers(manager.cluster_name) == []
+    with start_docker_cluster(_CLIENT, tmp_path) as conn:
+        yield conn
 
 
 def _cluster_containers(cluster_name):
-    return _CLIENT.containers.list(all=True, filters={"label": f"{CLIPPER_LABEL}={cluster_name}"})
+    return cluster_containers(_CLIENT, cluster_name)
 
 
 def _sum_closure():

@@ -73,6 +73,8 @@ FRAMEWORK_IMAGES = {
     "xgboost": "xgboost",
     "pytorch": "pytorch",
     "onnx": "onnx",
+    "tensorflow": "tensorflow",
+    "pyspark": "pyspark",
 }
 
 

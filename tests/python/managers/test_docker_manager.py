@@ -195,5 +195,7 @@ def test_exit_reasons_name_the_signal_and_the_memory_limit():
 def test_framework_models_run_in_their_framework_image(tmp_path):
     save_closure(lambda inputs: [str(x) for x in inputs], tmp_path / "plain")
     assert model_image_kind(tmp_path / "plain") == "python-closure"
-    save_closure(FrameworkClosure("sklearn", str, lambda m, x: x), tmp_path / "sk")
-    assert model_image_kind(tmp_path / "sk") == "sklearn"
+    # Every framework deployer's closure names an image of its own.
+    for framework in ("sklearn", "xgboost", "pytorch", "onnx", "tensorflow", "pyspark"):
+        save_closure(FrameworkClosure(framework, str, lambda m, x: x), tmp_path / framework)
+        assert model_image_kind(tmp_path / framework) == framework

@@ -1,0 +1,53 @@
+"""Shared by the end-to-end tests on the real Docker Engine: the Docker client (the calling module is
+skipped, saying what to install, when the Engine does not answer) and a started cluster in containers
+on free loopback ports, removed with its containers and state afterwards."""
+
+import contextlib
+import uuid
+
+import pytest
+from e2e_support import free_ports
+
+from clipper import ClipperConnection, DockerContainerManager
+from clipper.managers.docker import CLIPPER_LABEL
+
+
+def docker_client():
+    """The Docker SDK's client of the local Engine; skips the calling module when there is none."""
+    docker = pytest.importorskip("docker", reason="the Docker SDK for Python (pip install docker)")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.skip(
+            f"the Docker Engine does not answer at /var/run/docker.sock ({error}); install "
+            "docker.io and start dockerd (docs/docker.md)",
+            allow_module_level=True,
+        )
+    return client
+
+
+def cluster_containers(client, cluster_name):
+    return client.containers.list(all=True, filters={"label": f"{CLIPPER_LABEL}={cluster_name}"})
+
+
+@contextlib.contextmanager
+def docker_cluster(client, tmp_path, replica_start_timeout_s=90):
+    """A started cluster in containers; stop_all must leave no container of it behind."""
+    query, management, rpc, metrics = free_ports(4)
+    manager = DockerContainerManager(
+        cluster_name=f"e2e-{uuid.uuid4().hex[:8]}",
+        clipper_query_port=query,
+        clipper_management_port=management,
+        clipper_rpc_port=rpc,
+        prometheus_port=metrics,
+        state_dir=tmp_path / "state",
+        heartbeat_timeout_millis=1000,
+    )
+    conn = ClipperConnection(manager, replica_start_timeout_s=replica_start_timeout_s)
+    conn.start_clipper()
+    try:
+        yield conn
+    finally:
+        conn.stop_all(graceful=False, clear_state=True)
+    assert cluster_containers(client, manager.cluster_name) == []

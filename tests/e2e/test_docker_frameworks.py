@@ -1,0 +1,156 @@
+"""TensorFlow/Keras and PySpark models served from their framework images on the real Docker Engine
+(DockerContainerManager), queried over HTTP on loopback: the served predictions equal the framework's
+own, and the replica runs in the framework's image (the framework inside, no engine).
+
+The two images are big (tensorflow about 2.1 GB, pyspark about 1.7 GB): built from nothing they took
+129 s and 84 s on a loaded 2-core machine, together over the 3 minutes a default run may spend on them;
+brought up to date after a source change, under a minute for both (Docker reuses the framework layer).
+So these tests are opt-in (marker `big_images`): each runs where its image was built before (in any
+version: the manager brings it up to date), or with CLIPPER_TEST_BIG_IMAGES=1, which builds it from
+nothing; otherwise it is skipped, saying how to build it."""
+
+import os
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+from docker_support import docker_client, docker_cluster
+from e2e_support import model_answer, predict
+
+from clipper.managers import docker_images
+
+pytestmark = [pytest.mark.e2e, pytest.mark.big_images]
+
+_CLIENT = docker_client()
+
+# Replicas cannot import this module: the functions it deploys travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SLO_MICROS = 20_000_000  # a replica's first batch on a loaded machine must not be a default answer
+
+
+def image_or_skip(kind):
+    """Skips the test unless image `kind` exists (in any version) or may be built from nothing."""
+    if os.environ.get("CLIPPER_TEST_BIG_IMAGES") == "1":
+        return
+    name = docker_images.IMAGES[kind].name
+    if not _CLIENT.images.list(name=name):
+        pytest.skip(
+            f"{name} was never built here (minutes); build it with `clipper images build {kind}`, "
+            "or set CLIPPER_TEST_BIG_IMAGES=1 to let this test build it"
+        )
+
+
+def served_outputs(conn, app, inputs):
+    """The model's answers to `inputs` (one input_batch), each checked to be a real answer."""
+    status, body, _ = predict(
+        conn, app, {"input_batch": np.asarray(inputs).tolist()}, timeout_s=120
+    )
+    assert status == 200, body
+    answers = body["batch_predictions"]
+    assert [answer["default"] for answer in answers] == [False] * len(inputs), answers[:3]
+    return [answer["output"] for answer in answers]
+
+
+def replica_container(model_name):
+    (replica,) = _CLIENT.containers.list(
+        filters={"label": f"ai.clipper.model_container.label={model_name}_1"}
+    )
+    return replica
+
+
+def test_a_keras_model_answers_as_keras_does(tmp_path):
+    image_or_skip("tensorflow")
+    keras = pytest.importorskip("keras", reason="tensorflow-cpu (the frameworks extra)")
+    from clipper.deployers import tensorflow as tensorflow_deployer
+
+    # A 2-layer classifier of generated points (the label: is x0 + x1 > 0).
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(256, 2)).astype(np.float32)
+    labels = (inputs.sum(axis=1) > 0).astype(np.int32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(2,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(inputs, labels, epochs=3, batch_size=64, verbose=0)
+    queries = inputs[:40]
+    expected = model.predict(queries, verbose=0)
+
+    with docker_cluster(_CLIENT, tmp_path, replica_start_timeout_s=180) as conn:
+        tensorflow_deployer.create_endpoint(
+            conn, "points", "floats", tensorflow_model=model, slo_micros=SLO_MICROS
+        )
+        probe = replica_container("points").exec_run(
+            [
+                "python3",
+                "-c",
+                "import keras, importlib.util as u; print(u.find_spec('clipper_native'))",
+            ]
+        )
+        assert probe.exit_code == 0 and probe.output.decode().split()[-1] == "None", probe.output
+        served = np.array(served_outputs(conn, "points", queries), dtype=np.float32)
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5)
+    assert (
+        len(set(np.argmax(expected, axis=1))) == 2
+    )  # both classes appear: equality is not trivial
+
+
+def predict_labels(spark, model, inputs):
+    from pyspark.ml.linalg import Vectors
+
+    frame = spark.createDataFrame([(Vectors.dense(row.tolist()),) for row in inputs], ["features"])
+    return [float(row.prediction) for row in model.transform(frame).select("prediction").collect()]
+
+
+def test_a_pyspark_model_answers_as_spark_does(tmp_path):
+    image_or_skip("pyspark")
+    pytest.importorskip("pyspark", reason="pyspark (the frameworks extra)")
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.linalg import Vectors
+    from pyspark.sql import SparkSession
+
+    from clipper.deployers import pyspark as pyspark_deployer
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("clipper-docker-pyspark-test")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    try:
+        rng = np.random.default_rng(0)
+        points = rng.normal(size=(120, 2))
+        labels = (points[:, 0] - points[:, 1] > 0).astype(float)
+        frame = spark.createDataFrame(
+            [(float(label), Vectors.dense(point.tolist())) for label, point in zip(labels, points)],
+            ["label", "features"],
+        )
+        model = LogisticRegression(maxIter=20).fit(frame)
+        queries = points[:30]
+        expected = predict_labels(spark, model, queries)
+        assert len(set(expected)) == 2  # both classes appear: equality is not trivial
+
+        with docker_cluster(_CLIENT, tmp_path, replica_start_timeout_s=180) as conn:
+            pyspark_deployer.create_endpoint(
+                conn,
+                "spark-points",
+                "doubles",
+                predict_labels,
+                model,
+                spark.sparkContext,
+                slo_micros=SLO_MICROS,
+                max_batch_size=64,  # one Spark job per batch costs about a second in the replica
+            )
+            probe = replica_container("spark-points").exec_run(["java", "-version"])
+            assert probe.exit_code == 0, probe.output  # Spark's Java is in the image
+            # The replica's first Spark job starts the JVM's compilers: answered before the batch.
+            assert model_answer(conn, "spark-points", {"input": queries[0].tolist()}, timeout_s=120)
+            assert served_outputs(conn, "spark-points", queries) == expected
+    finally:
+        spark.stop()
