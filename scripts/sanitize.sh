@@ -15,6 +15,13 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLIPPER_SANI
 cmake --build "$build" -j"$(nproc)" >/dev/null
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$build" --output-on-failure
 
+# The shared-memory rings under ThreadSanitizer: a producer thread and a consumer thread that sleeps
+# on its doorbell (the ring is header-only, so its test builds alone).
+tsan_ring="$build/shm_ring_test_tsan"
+g++ -std=c++20 -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Icpp tests/cpp/shm_ring_test.cc \
+  -o "$tsan_ring" -lgtest -lgtest_main -pthread
+TSAN_OPTIONS=halt_on_error=1 "$tsan_ring"
+
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

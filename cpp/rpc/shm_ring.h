@@ -77,7 +77,7 @@ inline ChannelHeader* initialise(void* base, std::size_t request_capacity, std::
     ring->head.store(0, std::memory_order_relaxed);
     ring->consumer_sleeping.store(0, std::memory_order_relaxed);
   }
-  std::atomic_thread_fence(std::memory_order_release);
+  // No fence needed: the replica learns of the mapping through a socket (sendmsg), which orders it.
   return header;
 }
 

@@ -1,0 +1,409 @@
+"""The shared-memory transport against ZeroMQ and nginx, in the same run (issue 13).
+
+Three servers side by side: nginx (the W1 reference), a Clipper cluster whose local replica is served
+over shared-memory rings (replica_transport="auto", the default) and one forced to ZeroMQ
+(replica_transport="zmq"). W1 windows (a no-op model, one distinct 10-double vector per request)
+alternate between them, the order rotating every repeat; medians over the repeats are reported with
+ratios to nginx. Scenarios:
+
+  closed_64 / closed_1  closed loop, 64 connections / 1 connection
+  open_<R>              open loop, Poisson arrivals at R req/s (latency from the intended send time)
+  tensor_<C>            a 1 MiB float32 tensor per query (262,144 floats as JSON), C connections, a
+                        model that sums it: Clipper shm against ZeroMQ (nginx has no model)
+
+CPU per request is each server's CPU time (frontend and replica separately, from /proc) over the
+requests answered in the window. Unpinned by default (as users run it); --pin puts the servers on
+--server-cpus and the load generator on --loadgen-cpus like bench/w1.py. Writes
+bench/results/shm_transport.json and, with matplotlib, two plots (latency and CPU per request against
+offered load).
+
+    python bench/shm_transport.py                          # 5 s windows, 3 repeats
+    python bench/shm_transport.py --pin --output bench/results/shm_transport_pinned.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+# bench/ is a folder of scripts, not a package: its helpers are imported by path.
+import common
+import w1
+
+MODES = ("nginx", "shm", "zmq")
+TENSOR_FLOATS = 262_144  # 1 MiB of float32
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="windows per scenario and server")
+    parser.add_argument(
+        "--rates", type=int, nargs="+", default=[5000, 10000, 20000, 30000], help="open loop req/s"
+    )
+    parser.add_argument(
+        "--tensor-connections", type=int, nargs="+", default=[1, 4], help="1 MiB tensor scenario"
+    )
+    parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
+    parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
+    own, rest = parser.parse_known_args(argv)
+    defaults = ["--duration", "5", "--warmup", "1", "--hold", "0"]
+    if not own.pin:
+        defaults.append("--no-pin")
+    args = w1.parse_args([*defaults, *rest, "--rates", *map(str, own.rates)])
+    args.repeat, args.output, args.pin = own.repeat, own.output, own.pin
+    args.tensor_connections = own.tensor_connections
+    return args
+
+
+class Cluster:
+    """A local Clipper cluster with one no-op W1 replica and one 1 MiB-tensor replica."""
+
+    def __init__(self, transport: str, args: argparse.Namespace, stack: contextlib.ExitStack):
+        from clipper import ClipperConnection, LocalContainerManager
+        from clipper.deployers.python import deploy_python_closure
+
+        query, management, rpc, metrics = common.free_ports(4)
+        state_dir = tempfile.mkdtemp(prefix=f"clipper-bench-shm-{transport}-")
+        stack.callback(shutil.rmtree, state_dir, True)
+        manager = LocalContainerManager(
+            cluster_name=f"bench-shm-{transport}-{os.getpid()}",
+            clipper_query_port=query,
+            clipper_management_port=management,
+            clipper_rpc_port=rpc,
+            prometheus_port=metrics,
+            state_dir=state_dir,
+            replica_transport=transport,
+        )
+        self.connection = ClipperConnection(manager)
+        self.connection.start_clipper()
+        stack.callback(self.connection.stop_all)
+        self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
+        deploy_python_closure(
+            self.connection, w1.NO_OP_MODEL, "1", "doubles", lambda xs: ["0"] * len(xs)
+        )
+        self.connection.link_model_to_app(w1.NO_OP_APP, w1.NO_OP_MODEL)
+        self.connection.register_application("tensor", "floats", "-1.0", 10_000_000)
+        deploy_python_closure(
+            self.connection, "tensor-sum", "1", "floats", lambda xs: [float(x.sum()) for x in xs]
+        )
+        self.connection.link_model_to_app("tensor", "tensor-sum")
+        address = self.connection.get_query_addr()
+        self.url = f"http://{address}/{w1.NO_OP_APP}/predict"
+        self.tensor_address = address
+        self._wait_for_models()
+        replicas = self.connection.get_all_model_replicas(verbose=True)
+        self.transports = sorted({replica["transport"] for replica in replicas})
+        if self.transports != [transport if transport != "auto" else "shm"]:
+            raise RuntimeError(f"the {transport} cluster's replicas use {self.transports}")
+        self.frontend_pid = manager.frontend_pid()
+        self.replica_pids = [replica.pid for replica in manager.list_replicas()]
+
+    def _wait_for_models(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            w1_status, w1_body = common.post_json(self.url, {"input": [1.0] * 10})
+            t_status, t_body = common.post_json(
+                self.url.replace(w1.NO_OP_APP, "tensor"), {"input": [1.0, 2.0]}
+            )
+            if (
+                (w1_status, t_status) == (200, 200)
+                and not w1_body["default"]
+                and not t_body["default"]
+            ):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the cluster's models never answered")
+
+    def target(self) -> w1.Target:
+        return w1.Target(
+            name="clipper",
+            url=self.url,
+            pid=self.frontend_pid,
+            rss=lambda: common.rss_bytes(self.frontend_pid),
+            server_pids=lambda: [self.frontend_pid, *self.replica_pids],
+        )
+
+
+class ProcessCpu:
+    """CPU seconds of named processes over a block."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+
+    def _read(self) -> dict[str, float]:
+        return {
+            name: sum(common.process_cpu_seconds(pid) or 0.0 for pid in pids)
+            for name, pids in self.pids.items()
+        }
+
+    def __enter__(self) -> Self:
+        self._start, self._when = self._read(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end, elapsed = self._read(), time.monotonic() - self._when
+        self.cores = {name: round((end[name] - self._start[name]) / elapsed, 3) for name in end}
+
+
+def run_w1(loadgen, mode, servers, scenario, args) -> dict[str, Any]:
+    target = servers[mode]
+    if mode == "nginx":
+        pids = {"nginx": target.server_pids()}
+        target_for_run = target
+    else:
+        pids = {"frontend": [target.frontend_pid], "replicas": target.replica_pids}
+        target_for_run = target.target()
+    with ProcessCpu(pids) as cpu:
+        report = w1.run_scenario(loadgen, target_for_run, scenario, args, sample_rss=False)
+    report["cores_by_process"] = cpu.cores
+    answered = report["throughput_rps"] or 0.0
+    report["cpu_us_per_request"] = (
+        round(sum(cpu.cores.values()) / answered * 1e6, 2) if answered else None
+    )
+    return report
+
+
+def tensor_body() -> bytes:
+    values = (i % 1000 / 8 for i in range(TENSOR_FLOATS))  # exact in float32, short in JSON
+    return json.dumps({"input": list(values)}, separators=(",", ":")).encode()
+
+
+def run_tensor(cluster: Cluster, connections: int, seconds: float, body: bytes) -> dict[str, Any]:
+    """Closed loop over `connections` keep-alive connections (Python threads; the client's cost is
+    the same for both transports), each posting the same 1 MiB tensor."""
+    host, port = cluster.tensor_address.rsplit(":", 1)
+    latencies: list[float] = []
+    errors = [0]
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        mine = []
+        try:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                connection.request("POST", "/tensor/predict", body=body)
+                response = connection.getresponse()
+                answer = json.loads(response.read())
+                mine.append(time.perf_counter() - started)
+                if response.status != 200 or answer.get("default"):
+                    errors[0] += 1
+        finally:
+            connection.close()
+            with lock:
+                latencies.extend(mine)
+
+    pids = {"frontend": [cluster.frontend_pid], "replicas": cluster.replica_pids}
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    with ProcessCpu(pids) as cpu:
+        began = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - began
+    latencies.sort()
+    count = len(latencies)
+    throughput = count / elapsed if elapsed else 0.0
+    return {
+        "connections": connections,
+        "requests": count,
+        "errors_or_defaults": errors[0],
+        "throughput_rps": round(throughput, 1),
+        "latency_us": {
+            "p50": round(latencies[count // 2] * 1e6, 1) if count else None,
+            "p99": round(latencies[min(count - 1, int(count * 0.99))] * 1e6, 1) if count else None,
+        },
+        "cores_by_process": cpu.cores,
+        "cpu_us_per_request": (
+            round(sum(cpu.cores.values()) / throughput * 1e6, 1) if throughput else None
+        ),
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for key in dict.fromkeys(run["scenario"] for run in runs):
+        rows: dict[str, Any] = {}
+        for mode in MODES:
+            mine = [r for r in runs if r["scenario"] == key and r["mode"] == mode]
+            if not mine:
+                continue
+            rows[mode] = {
+                "windows": len(mine),
+                "throughput_rps": common.median([r["throughput_rps"] for r in mine]),
+                "p50_us": common.median([r["latency_us"]["p50"] for r in mine]),
+                "p99_us": common.median([r["latency_us"]["p99"] for r in mine]),
+                "cpu_us_per_request": common.median([r["cpu_us_per_request"] for r in mine]),
+                "cores_by_process": {
+                    name: common.median([r["cores_by_process"][name] for r in mine])
+                    for name in mine[0]["cores_by_process"]
+                },
+                "errors": sum(r.get("errors", {}).get("total", 0) for r in mine)
+                + sum(r.get("errors_or_defaults", 0) for r in mine),
+                "default_answers": sum(r.get("default_answers", 0) for r in mine),
+                "other_cores_max": max(
+                    (r["cpu_cores"]["other"] for r in mine if "cpu_cores" in r), default=None
+                ),
+            }
+        reference = "nginx" if "nginx" in rows else "zmq"
+        for mode in ("shm", "zmq"):
+            if mode in rows and mode != reference:
+                rows[f"ratio_{mode}_over_{reference}"] = {
+                    field: common.ratio(rows[mode][field], rows[reference][field])
+                    for field in ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request")
+                }
+        summary[key] = rows
+    return summary
+
+
+def plot(summary: dict[str, Any], rates: list[int], output: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is missing: no plots (pip install '.[bench]')", file=sys.stderr)
+        return []
+    written = []
+    for field, label, suffix in (
+        ("p99_us", "p99 latency (us, from the intended send time)", "latency"),
+        ("cpu_us_per_request", "server CPU per request (us)", "cpu"),
+    ):
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for mode in MODES:
+            points = [
+                (rate, summary[f"open_{rate}"][mode][field])
+                for rate in rates
+                if summary.get(f"open_{rate}", {}).get(mode, {}).get(field) is not None
+            ]
+            if points:
+                axes.plot(*zip(*points), marker="o", label=mode)
+        axes.set_xlabel("offered load (req/s, Poisson)")
+        axes.set_ylabel(label)
+        if field == "p99_us":
+            axes.set_yscale("log")
+        axes.set_title(f"W1 open loop: {suffix} vs load (unpinned, shared 2-vCPU VM)")
+        axes.legend()
+        axes.grid(True, alpha=0.3)
+        path = output.with_name(output.stem + f"_{suffix}.png")
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(str(path))
+    return written
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    loadgen = common.find_loadgen(args.loadgen)
+    scenario_list = w1.scenarios(args)
+    runs: list[dict[str, Any]] = []
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    body = tensor_body()
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Any] = {}
+        with common.pinned(w1.cpus_for(args, "server")):
+            servers["nginx"] = w1.start_nginx(args.nginx_workers, stack)
+            servers["shm"] = Cluster("auto", args, stack)
+            servers["zmq"] = Cluster("zmq", args, stack)
+        for repeat in range(args.repeat):
+            order = MODES[repeat % 3 :] + MODES[: repeat % 3]
+            for scenario in scenario_list:
+                for mode in order:
+                    print(f"[{repeat + 1}/{args.repeat}] {scenario.key} -> {mode}", file=sys.stderr)
+                    report = run_w1(loadgen, mode, servers, scenario, args)
+                    runs.append(
+                        {**report, "scenario": scenario.key, "mode": mode, "repeat": repeat}
+                    )
+            for connections in args.tensor_connections:
+                for mode in [m for m in order if m != "nginx"]:
+                    print(
+                        f"[{repeat + 1}/{args.repeat}] tensor_{connections} -> {mode}",
+                        file=sys.stderr,
+                    )
+                    report = run_tensor(servers[mode], connections, args.duration, body)
+                    runs.append(
+                        {
+                            **report,
+                            "scenario": f"tensor_{connections}",
+                            "mode": mode,
+                            "repeat": repeat,
+                        }
+                    )
+    summary = summarize(runs)
+    result = {
+        "study": "shm_transport",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": {
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "placement": w1.placement_text(args),
+        "window_seconds": args.duration,
+        "repeats": args.repeat,
+        "tensor_body_bytes": len(body),
+        "summary": summary,
+        "runs": runs,
+        "elapsed_seconds": round(time.monotonic() - started, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    result["plots"] = plot(summary, args.rates, args.output)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"{'scenario':<12}{'server':<7}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'cpu us/req':>11}"
+        f"  cores by process"
+    )
+    for key, rows in summary.items():
+        for mode in MODES:
+            if mode not in rows:
+                continue
+            row = rows[mode]
+            print(
+                f"{key:<12}{mode:<7}{common.format_number(row['throughput_rps'], 0):>10}"
+                f"{common.format_number(row['p50_us']):>10}{common.format_number(row['p99_us']):>10}"
+                f"{common.format_number(row['cpu_us_per_request'], 1):>11}  {row['cores_by_process']}"
+                f" errors={row['errors']} defaults={row['default_answers']}"
+            )
+        for name, ratio in rows.items():
+            if name.startswith("ratio_"):
+                print(
+                    f"{'':<12}{name}: "
+                    + ", ".join(
+                        f"{field} {'-' if value is None else f'{value:.2f}x'}"
+                        for field, value in ratio.items()
+                    )
+                )
+    print(
+        f"results: {args.output}; load average before {load_before[0]:.1f}, after "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
