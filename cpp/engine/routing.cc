@@ -99,6 +99,22 @@ SelectionPlan parse_selection(const rapidjson::Value& entry, const AppRoute& app
   return plan;
 }
 
+// A route that serves one model under its own name: single selection, the SLO its current version
+// batches for (the tightest of the apps that reach it, else the engine's default), no default output.
+std::shared_ptr<const AppRoute> model_route(const LinkedModel& model) {
+  auto route = std::make_shared<AppRoute>();
+  route->name = model.name;
+  route->direct_model = true;
+  const ModelVersion* typed = model.current != nullptr ? model.current : model.versions.begin()->second;
+  route->input_type = typed->input_type;
+  if (model.current != nullptr) route->slo_micros = model.current->slo_micros.load(std::memory_order_relaxed);
+  route->linked_models.push_back(model);
+  route->selection.default_weights = {1.0};
+  route->own_metrics = std::make_shared<metrics::AppMetrics>();
+  route->metrics = route->own_metrics.get();
+  return route;
+}
+
 }  // namespace
 
 std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_json,
@@ -227,6 +243,7 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
     }
   }
   for (const auto& [version, slo] : tightest_slo) version->slo_micros.store(slo, std::memory_order_relaxed);
+  for (const auto& [name, model] : model_table) table->model_routes.emplace(name, model_route(model));
   return table;
 }
 

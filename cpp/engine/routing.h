@@ -33,11 +33,19 @@ struct AppRoute {
   metrics::AppMetrics* metrics = nullptr;
   SelectionPlan selection;       // how a query picks among linked_models (default: the first one)
   uint32_t selection_id = 0;     // the app's key in SelectionWeights (0 when none was given)
+  // A model served under its own name (Open Inference Protocol) rather than an app: its one linked
+  // model is itself, it has no default output (a missing answer is an error), and its app-level
+  // counters are kept here, not exported (the model's own series count its work).
+  bool direct_model = false;
+  std::shared_ptr<metrics::AppMetrics> own_metrics;
 };
 
 struct RoutingTable {
   uint64_t generation = 0;
   std::unordered_map<std::string, std::shared_ptr<const AppRoute>> apps;
+  // Every model by name, as a route of its own (AppRoute::direct_model): how the Open Inference
+  // Protocol reaches a model when no app has its name.
+  std::unordered_map<std::string, std::shared_ptr<const AppRoute>> model_routes;
 
   const AppRoute* find(std::string_view app) const {
     auto found = apps.find(std::string(app));

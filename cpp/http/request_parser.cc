@@ -67,6 +67,7 @@ int RequestParser::on_message_begin(http_parser* parser) {
   request.method = HTTP_GET;
   request.keep_alive = true;
   request.target.clear();
+  request.inference_header_length.clear();
   if (request.body.capacity() > kRetainedBodyBytes) {
     std::string().swap(request.body);
   } else {
@@ -78,6 +79,7 @@ int RequestParser::on_message_begin(http_parser* parser) {
   self->in_field_ = false;
   self->expect_.clear();
   self->reading_expect_ = false;
+  self->reading_inference_length_ = false;
   self->continue_owed_ = false;
   return 0;
 }
@@ -112,8 +114,8 @@ int RequestParser::on_header_field(http_parser* parser, const char* at, std::siz
     }
   }
   if (!self->count_header_bytes(length)) return -1;
-  // Only the name Expect matters here: keep at most a few bytes of any name.
-  for (std::size_t i = 0; i < length && self->field_.size() < 16; ++i) {
+  // Only the names Expect and Inference-Header-Content-Length matter: keep at most a few bytes of any name.
+  for (std::size_t i = 0; i < length && self->field_.size() < 32; ++i) {
     self->field_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
   }
   return 0;
@@ -124,12 +126,18 @@ int RequestParser::on_header_value(http_parser* parser, const char* at, std::siz
   if (self->in_field_) {
     self->in_field_ = false;
     self->reading_expect_ = self->field_ == "expect";
+    self->reading_inference_length_ = self->field_ == "inference-header-content-length";
   }
   if (!self->count_header_bytes(length)) return -1;
   if (self->reading_expect_) {
     for (std::size_t i = 0; i < length && self->expect_.size() < 64; ++i) {
       self->expect_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
     }
+  }
+  if (self->reading_inference_length_) {
+    // A byte count: 24 characters hold any; a longer value is kept cut, and refused as a count.
+    std::string& value = self->current_.inference_header_length;
+    value.append(at, std::min<std::size_t>(length, 24 - std::min<std::size_t>(value.size(), 24)));
   }
   return 0;
 }

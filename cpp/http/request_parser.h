@@ -17,6 +17,9 @@ struct HttpRequest {
   std::string target;  // path and query as sent
   std::string body;
   bool keep_alive = true;
+  // The Open Inference Protocol's Inference-Header-Content-Length, as sent (empty when absent): where
+  // the JSON ends and binary tensor data begins in `body`.
+  std::string inference_header_length;
 };
 
 // Why parsing stopped; the connection answers with `status` and then closes.
@@ -89,6 +92,7 @@ class RequestParser {
   std::string field_;               // name of the header being read (lower case), when it matters
   std::string expect_;              // value of Expect, if sent
   bool reading_expect_ = false;
+  bool reading_inference_length_ = false;  // the value of Inference-Header-Content-Length
   bool continue_owed_ = false;
 };
 

@@ -4,9 +4,7 @@ extern "C" {
 #include <b64/cdecode.h>
 }
 #include <rapidjson/document.h>
-#include <rapidjson/encodings.h>
 #include <rapidjson/error/en.h>
-#include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -16,47 +14,10 @@ extern "C" {
 #include <limits>
 
 #include "common/bounded_json.h"
+#include "common/utf8.h"
 
 namespace clipper {
 namespace {
-
-struct CountingSink {
-  void Put(char) {}
-};
-
-// Length of the valid UTF-8 sequence at the start of `text` (0 when it is invalid).
-std::size_t valid_utf8_prefix(std::string_view text) {
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  CountingSink sink;
-  return rapidjson::UTF8<>::Validate(stream, sink) && stream.Tell() <= text.size() ? stream.Tell() : 0;
-}
-
-bool is_valid_utf8(std::string_view text) {
-  for (std::size_t at = 0; at < text.size();) {
-    const std::size_t length = valid_utf8_prefix(text.substr(at));
-    if (length == 0) return false;
-    at += length;
-  }
-  return true;
-}
-
-// `text` with every invalid byte replaced by U+FFFD, so error messages that quote client input
-// (an app name, a path) stay valid JSON.
-std::string replace_invalid_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t at = 0; at < text.size();) {
-    const std::size_t length = valid_utf8_prefix(text.substr(at));
-    if (length == 0) {
-      out += "\xEF\xBF\xBD";
-      ++at;
-    } else {
-      out.append(text.data() + at, length);
-      at += length;
-    }
-  }
-  return out;
-}
 
 // Parsing and rendering run once per request: their scratch memory lives in per-thread buffers so
 // the common case allocates nothing (rapidjson's defaults malloc a 64 KiB chunk per document).

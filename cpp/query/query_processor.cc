@@ -166,9 +166,14 @@ void QueryProcessor::on_request(http::HttpRequest&& request, http::ResponseSlot 
   std::string_view action;
   if (!split_app_path(request.target, app_name, action) ||
       (action != "predict" && action != "update")) {
+    if (oip::is_protocol_path(request.target)) {
+      handle_oip(request, slot, received);
+      return;
+    }
     reply_error(http_, slot, 404, "Not found",
                 "unknown path " + std::string(path_of(request.target)) +
-                    "; use POST /<app>/predict, POST /<app>/update, GET /metrics, /healthz or /readyz",
+                    "; use POST /<app>/predict, POST /<app>/update, GET /metrics, /healthz, /readyz or the "
+                    "Open Inference Protocol under /v2",
                 nullptr);
     return;
   }
@@ -285,27 +290,38 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
     reply_error(http_, slot, 400, decoded.failure.error, decoded.failure.cause, app.get());
     return;
   }
-  PredictBody& body = *decoded.value;
+  start_predict(app, *decoded.value, slot, received, nullptr);
+}
+
+void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, PredictBody& body,
+                                   http::ResponseSlot slot, Clock::time_point received,
+                                   std::unique_ptr<OipCall> oip) {
+  // Errors in the format the request came in.
+  auto refuse = [&](int status, std::string_view error, const std::string& cause) {
+    if (oip) {
+      reply_oip_error(slot, status, std::string(error) + ": " + cause, app.get());
+    } else {
+      reply_error(http_, slot, status, error, cause, app.get());
+    }
+  };
   app->metrics->requests.add();
 
   ModelChoice choice;
   if (body.version) {
     // A named version: of the one linked model (Clipper's rule), never chosen by the policy.
     if (app->linked_models.size() != 1) {
-      reply_error(http_, slot, 400, "Query processing error",
-                  app->linked_models.empty()
-                      ? "version " + *body.version + " was requested but no model is linked to application '" +
-                            app->name + "'"
-                      : "Too many models linked to application " + app->name + " to select a version",
-                  app.get());
+      refuse(400, "Query processing error",
+             app->linked_models.empty()
+                 ? "version " + *body.version + " was requested but no model is linked to application '" +
+                       app->name + "'"
+                 : "Too many models linked to application " + app->name + " to select a version");
       return;
     }
     const LinkedModel& linked = app->linked_models.front();
     auto version = linked.versions.find(*body.version);
     if (version == linked.versions.end()) {
-      reply_error(http_, slot, 400, "Query processing error",
-                  "Requested version: " + *body.version + " does not exist for model: " + linked.name,
-                  app.get());
+      refuse(400, "Query processing error",
+             "Requested version: " + *body.version + " does not exist for model: " + linked.name);
       return;
     }
     if (version->second->connected_replicas.load(std::memory_order_relaxed) == 0) {
@@ -317,12 +333,15 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
   } else {
     choice = choose_models(*app, body.uid);
   }
+  if (app->direct_model && choice.models.empty()) {  // a model has no default to answer with
+    refuse(503, "Model not available", choice.no_model_reason);
+    return;
+  }
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
   for (ModelVersion* model : choice.models) {
     if (model != nullptr && model->queue.approximate_size() + count > engine_.options().max_queued_tasks_per_model) {
-      reply_error(http_, slot, 503, "Overloaded", "the queue of model " + model->label + " is full; retry shortly",
-                  app.get());
+      refuse(503, "Overloaded", "the queue of model " + model->label + " is full; retry shortly");
       return;
     }
   }
@@ -335,6 +354,7 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
   query.first_query_id = first_query_id;
   query.received = received;
   query.deadline = received + microseconds(app->slo_micros);
+  query.oip = std::move(oip);
   if (count == 0 || choice.models.empty()) {
     query.results.resize(count);
     query.remaining = count;
@@ -515,10 +535,13 @@ void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
     return;
   }
   if (query.ensemble) combine_ensemble(query);
-  const AppRoute& app = *query.app;
+  record_answered(query);
+  if (query.oip) {
+    finish_oip(query);
+    return;
+  }
   std::string body;
   body.reserve(64 * query.results.size() + 32);
-  uint64_t defaults = 0;
   if (query.is_batch) body += "{\"batch_predictions\":[";
   for (std::size_t i = 0; i < query.results.size(); ++i) {
     const InputResult& result = query.results[i];
@@ -526,18 +549,23 @@ void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
     const EnsembleFields ensemble{result.confidence, result.partial};
     render_prediction(body, query.first_query_id + i, result.output, result.is_default, result.explanation,
                       query.ensemble ? &ensemble : nullptr);
-    defaults += result.is_default ? 1 : 0;
   }
   if (query.is_batch) body += "]}";
   if (!query.is_batch && query.results.empty()) body = "{\"batch_predictions\":[]}";
+  http::HttpResponse response;
+  response.body = std::move(body);
+  http_.respond(query.slot, std::move(response));
+}
+
+void QueryProcessor::record_answered(const PendingQuery& query) {
+  const AppRoute& app = *query.app;
+  uint64_t defaults = 0;
+  for (const InputResult& result : query.results) defaults += result.is_default ? 1 : 0;
   const auto elapsed = duration_cast<microseconds>(Clock::now() - query.received).count();
   app.metrics->predictions.add(query.results.size());
   if (defaults > 0) app.metrics->default_answers.add(defaults);
   if (elapsed <= app.slo_micros) app.metrics->slo_attained.add(query.results.size() - defaults);
   app.metrics->latency_micros.observe(static_cast<double>(elapsed));
-  http::HttpResponse response;
-  response.body = std::move(body);
-  http_.respond(query.slot, std::move(response));
 }
 
 void QueryProcessor::on_completions(uv_async_t* handle) {
@@ -584,6 +612,7 @@ void QueryProcessor::complete(Completion& completion) {
         query.model_labels.empty() ? query.model_label
                                    : query.model_labels[completion.input_index % query.models_per_input];
     result.is_default = true;
+    result.model_failed = completion.kind == CompletionKind::ModelError;
     result.output = query.app->default_output;
     result.explanation = completion.kind == CompletionKind::ModelError
                              ? "Model " + label + " failed: " + completion.text

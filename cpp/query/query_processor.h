@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "common/task.h"
 #include "common/task_scheduler.h"
 #include "query/deadline_queue.h"
+#include "query/oip_codec.h"
 #include "query/query_codec.h"
 #include "engine/routing.h"
 #include "http/http_server.h"
@@ -57,6 +59,14 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     std::string explanation;
     double confidence = 1.0;  // an ensemble's answer: the weight share behind it
     bool partial = false;     // an ensemble's answer: some model asked did not answer
+    bool model_failed = false;  // the default answers because the model reported an error
+  };
+  // An Open Inference Protocol infer request: what its response carries besides the outputs.
+  struct OipCall {
+    std::string model_name;     // as the path named it
+    std::string model_version;  // as the path named it, or the version a model route serves
+    std::optional<std::string> id;
+    std::vector<oip::RequestedOutput> outputs;
   };
   // The models one query asks, chosen by the app's selection plan (null: linked but unable to answer).
   struct ModelChoice {
@@ -84,6 +94,7 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     bool is_feedback = false;
     int64_t uid = 0;
     double label = 0.0;
+    std::unique_ptr<OipCall> oip;  // set: answer in the Open Inference Protocol's format
   };
   // An /update whose round the control plane is applying; answered when it reports, or at `expires`.
   struct AwaitingFeedback {
@@ -108,6 +119,15 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   const RoutingTable& current_routing();
   void handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                       http::ResponseSlot slot, Clock::time_point received);
+  // A decoded query of /predict or OIP infer (`oip` set): picks the model(s) and submits the inputs.
+  void start_predict(const std::shared_ptr<const AppRoute>& app, PredictBody& body, http::ResponseSlot slot,
+                     Clock::time_point received, std::unique_ptr<OipCall> oip);
+  // The Open Inference Protocol under /v2 (oip_handler.cc).
+  void handle_oip(http::HttpRequest& request, http::ResponseSlot slot, Clock::time_point received);
+  void handle_oip_model(const oip::Target& target, http::HttpRequest& request, http::ResponseSlot slot,
+                        Clock::time_point received);
+  void finish_oip(PendingQuery& query);
+  void reply_oip_error(http::ResponseSlot slot, int status, std::string_view message, const AppRoute* app);
   void handle_update(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                      http::ResponseSlot slot);
   bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
@@ -126,6 +146,7 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void answer_feedback(Completion& completion);
   void fill_defaults(PendingQuery& query, const std::string& explanation);
   void finish(uint64_t query_key, PendingQuery& query);
+  void record_answered(const PendingQuery& query);
   void reply_error(http::HttpServer& server, http::ResponseSlot slot, int status, std::string_view error,
                    std::string_view cause, const AppRoute* app);
 

@@ -61,6 +61,21 @@ TEST(RequestParser, ReusesItsRequestWithoutMixingBodiesOrTargets) {
   EXPECT_TRUE(seen[3].body.empty());
 }
 
+TEST(RequestParser, KeepsTheInferenceHeaderLengthPerRequestEvenWhenSplit) {
+  Collected c(1024);
+  const std::string raw =
+      "POST /v2/models/m/infer HTTP/1.1\r\ninference-HEADER-content-length: 2\r\nContent-Length: 4\r\n\r\n{}ab"
+      "POST /v2/models/m/infer HTTP/1.1\r\nInference-Header-Content-Length-X: 3\r\nContent-Length: 2\r\n\r\n{}"
+      "POST /v2/models/m/infer HTTP/1.1\r\nInference-Header-Content-Length: 123456789012345678901234567890\r\n"
+      "Content-Length: 2\r\n\r\n{}";
+  for (char byte : raw) ASSERT_TRUE(c.parser.feed(&byte, 1));
+  ASSERT_EQ(c.requests.size(), 3u);
+  EXPECT_EQ(c.requests[0].inference_header_length, "2");
+  EXPECT_EQ(c.requests[0].body, "{}ab");
+  EXPECT_EQ(c.requests[1].inference_header_length, "");  // another header's name, and not carried over
+  EXPECT_EQ(c.requests[2].inference_header_length, "123456789012345678901234");  // cut: no count fits it
+}
+
 TEST(RequestParser, RejectsBodiesOverTheLimitFromContentLength) {
   Collected c(100);
   const std::string raw = "POST /a/predict HTTP/1.1\r\nContent-Length: 101\r\n\r\n";

@@ -1,0 +1,54 @@
+// UTF-8 checks shared by the codecs: whether client text is valid UTF-8, and a copy of it that is,
+// for quoting client input (an app name, a path) in JSON error messages. Header-only, no state: any
+// thread.
+#pragma once
+
+#include <rapidjson/encodings.h>
+#include <rapidjson/memorystream.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace clipper {
+
+namespace utf8_detail {
+struct DiscardingSink {
+  void Put(char) {}
+};
+}  // namespace utf8_detail
+
+// Length of the valid UTF-8 sequence at the start of `text` (0 when it is invalid).
+inline std::size_t valid_utf8_prefix(std::string_view text) {
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  utf8_detail::DiscardingSink sink;
+  return rapidjson::UTF8<>::Validate(stream, sink) && stream.Tell() <= text.size() ? stream.Tell() : 0;
+}
+
+inline bool is_valid_utf8(std::string_view text) {
+  for (std::size_t at = 0; at < text.size();) {
+    const std::size_t length = valid_utf8_prefix(text.substr(at));
+    if (length == 0) return false;
+    at += length;
+  }
+  return true;
+}
+
+// `text` with every invalid byte replaced by U+FFFD.
+inline std::string replace_invalid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t at = 0; at < text.size();) {
+    const std::size_t length = valid_utf8_prefix(text.substr(at));
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";
+      ++at;
+    } else {
+      out.append(text.data() + at, length);
+      at += length;
+    }
+  }
+  return out;
+}
+
+}  // namespace clipper
