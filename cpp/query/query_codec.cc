@@ -19,6 +19,20 @@ extern "C" {
 namespace clipper {
 namespace {
 
+// Word at a time: most outputs are ASCII, and then need no further check.
+bool is_ascii(std::string_view text) {
+  std::size_t at = 0;
+  for (; at + 8 <= text.size(); at += 8) {
+    uint64_t word;
+    std::memcpy(&word, text.data() + at, 8);
+    if ((word & 0x8080808080808080ULL) != 0) return false;
+  }
+  for (; at < text.size(); ++at) {
+    if (static_cast<unsigned char>(text[at]) & 0x80) return false;
+  }
+  return true;
+}
+
 // Parsing and rendering run once per request: their scratch memory lives in per-thread buffers so
 // the common case allocates nothing (rapidjson's defaults malloc a 64 KiB chunk per document).
 using PoolAllocator = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
@@ -274,6 +288,13 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
   writer.Key("query_id");
   writer.Uint64(query_id);
   writer.Key("output");
+  // A model's output is text; invalid UTF-8 from a broken or hostile replica would make the whole
+  // answer invalid JSON, so its bad bytes become U+FFFD.
+  std::string repaired;
+  if (!is_ascii(output) && !is_valid_utf8(output)) {
+    repaired = replace_invalid_utf8(output);
+    output = repaired;
+  }
   if (is_valid_json(output)) {
     writer.RawValue(output.data(), output.size(), rapidjson::kObjectType);
   } else {

@@ -95,6 +95,20 @@ TEST(QueryCodec, RendersOutputsAsJsonWhenTheyAreJson) {
   EXPECT_EQ(out, R"({"query_id":9,"output":"1.5 trailing","default":false})");
 }
 
+TEST(QueryCodec, RendersOutputsThatAreNotUtf8AsValidJson) {
+  // A broken or hostile replica's bytes: the answer stays valid JSON, bad bytes become U+FFFD,
+  // valid multi-byte text passes unchanged, whether the output is a plain string or JSON.
+  std::string out;
+  render_prediction(out, 1, std::string_view("\xff\xfe" "ok caf\xc3\xa9", 10), false, "");
+  EXPECT_EQ(out, "{\"query_id\":1,\"output\":\"\xEF\xBF\xBD\xEF\xBF\xBDok caf\xc3\xa9\",\"default\":false}");
+  out.clear();
+  render_prediction(out, 2, "[\"a\xff\"]", false, "");
+  EXPECT_EQ(out, "{\"query_id\":2,\"output\":[\"a\xEF\xBF\xBD\"],\"default\":false}");
+  out.clear();
+  render_prediction(out, 3, "\"caf\xc3\xa9 \xe2\x82\xac\"", false, "");
+  EXPECT_EQ(out, "{\"query_id\":3,\"output\":\"caf\xc3\xa9 \xe2\x82\xac\",\"default\":false}");
+}
+
 TEST(QueryCodec, RefusesDeeplyNestedBodiesWithoutRecursingIntoThem) {
   // 120,000 levels would overflow the I/O thread's stack if the parser recursed into them.
   const std::string deep_input = R"({"input": )" + std::string(120000, '[') + std::string(120000, ']') + "}";
