@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,18 @@ class ModelRegistry {
  public:
   explicit ModelRegistry(metrics::MetricsRegistry& metrics) : metrics_(metrics) {}
 
+  // Versions a replica's registration may create that no configuration names: enough for replicas
+  // that connect before their model is configured, few enough that a flood of registrations for
+  // invented names cannot grow the engine (queues, metrics series) without bound.
+  static constexpr std::size_t kMaxUnconfiguredVersions = 256;
+
   // Returns the version, creating it if new. Returns nullptr if it exists with another input type.
+  // The configuration's path: a version created here, or named here later, counts as configured.
   ModelVersion* find_or_create(const std::string& name, const std::string& version, InputType type);
+  // The same for a replica's registration, except that a new version beyond
+  // kMaxUnconfiguredVersions unconfigured ones is not created: nullptr with `refused` set.
+  ModelVersion* find_or_create_for_replica(const std::string& name, const std::string& version,
+                                           InputType type, bool& refused);
   ModelVersion* find(const std::string& name, const std::string& version) const;
 
   // Bumped whenever a version is added, so the RPC thread can refresh its list cheaply.
@@ -69,6 +80,7 @@ class ModelRegistry {
   metrics::MetricsRegistry& metrics_;
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<ModelVersion>> versions_;
+  std::set<std::pair<std::string, std::string>> unconfigured_;  // created by registrations alone
   std::atomic<uint64_t> generation_{0};
   uint64_t next_id_ = 1;
 };

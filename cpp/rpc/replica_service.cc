@@ -177,7 +177,17 @@ void ReplicaService::on_register(const ReplicaAddress& from, const RegisterReque
     log_replica_event("event=replica_rejected reason=unknown_input_type model=" + name);
     return;
   }
-  ModelVersion* model = models_.find_or_create(name, version, type);
+  bool refused = false;
+  ModelVersion* model = models_.find_or_create_for_replica(name, version, type, refused);
+  if (refused) {
+    // Logged at the 1st, 2nd, 4th, 8th... refusal: a flood cannot flood the log either.
+    const uint64_t count = ++refused_registrations_;
+    if ((count & (count - 1)) == 0) {
+      log_replica_event("event=replica_rejected reason=too_many_unconfigured_models model=" + name +
+                        " version=" + version + " refused_so_far=" + std::to_string(count));
+    }
+    return;
+  }
   if (model == nullptr) {
     log_replica_event("event=replica_rejected reason=input_type_mismatch model=" + name + " version=" + version +
                       " input_type=" + std::string(input_type_name(type)));

@@ -112,6 +112,7 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
     int32_t replica_id = -1;
   };
   std::unordered_map<ReplicaAddress, PendingRegistration> pending_registrations_;
+  uint64_t refused_registrations_ = 0;  // for models past ModelRegistry::kMaxUnconfiguredVersions
 
   // On-loop mode only.
   uv_loop_t* loop_ = nullptr;

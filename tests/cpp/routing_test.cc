@@ -62,5 +62,27 @@ TEST_F(RoutingTest, AModelVersionKeepsItsInputType) {
                std::invalid_argument);
 }
 
+TEST_F(RoutingTest, RegistrationsCreateABoundedNumberOfUnconfiguredVersions) {
+  bool refused = false;
+  for (std::size_t i = 0; i < ModelRegistry::kMaxUnconfiguredVersions; ++i) {
+    ASSERT_NE(models.find_or_create_for_replica("flood-" + std::to_string(i), "1", InputType::Doubles, refused),
+              nullptr);
+    ASSERT_FALSE(refused);
+  }
+  EXPECT_EQ(models.find_or_create_for_replica("one-more", "1", InputType::Doubles, refused), nullptr);
+  EXPECT_TRUE(refused);
+  EXPECT_EQ(models.find("one-more", "1"), nullptr);
+  // Versions that exist still take registrations, and a configuration still adds versions.
+  EXPECT_NE(models.find_or_create_for_replica("flood-0", "1", InputType::Doubles, refused), nullptr);
+  EXPECT_FALSE(refused);
+  EXPECT_EQ(models.find_or_create_for_replica("flood-0", "1", InputType::Strings, refused), nullptr);
+  EXPECT_FALSE(refused);  // a type mismatch, not the bound
+  EXPECT_NE(models.find_or_create("configured", "1", InputType::Doubles), nullptr);
+  // Once a configuration names an unconfigured version, it frees a place for another.
+  EXPECT_NE(models.find_or_create("flood-1", "1", InputType::Doubles), nullptr);
+  EXPECT_NE(models.find_or_create_for_replica("one-more", "1", InputType::Doubles, refused), nullptr);
+  EXPECT_FALSE(refused);
+}
+
 }  // namespace
 }  // namespace clipper
