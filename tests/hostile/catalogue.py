@@ -1,48 +1,29 @@
-"""The control plane's hostile cases, each run against a real cluster over loopback sockets: what an
-attacker on the same host or an unlucky operator does, what must happen, and what did.
+"""The hostile catalogue: every case of issue 12, each run against one real cluster (frontend and
+replica processes over loopback) while a bystander client keeps querying, and the table that shows
+them: case, expected, observed, server alive, queries lost, RSS before and after.
 
-`test_catalogue.py` runs every case under pytest; `run_catalogue.py` runs them and prints the table
-(case, expected, observed, server alive, RSS before and after). Attack traffic comes from other loopback
-source addresses (127.0.0.2 and up) to 127.0.0.1 only; every loop is bounded in count and time.
+`run_catalogue.py` prints the table (one command); `test_catalogue.py` runs the same cases under pytest.
+A row is a `Case(name, expected, function)` in one of the sections below; the function gets the
+`HostileCluster` and returns an `Outcome(observed, passed)`.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import signal
-import socket
-import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import e2e_models
-from clipper import ClipperConnection
-from clipper.deployers.python import deploy_python_closure
-from clipper.exceptions import ClipperException, DeploymentError, ManagementAPIError
-from clipper.management.auth import read_token
-from clipper.management.endpoints import FrontendEndpoints, process_is_alive
-from e2e_support import start_cluster, wait_for
+import management_cases
+import query_port_cases
+import replica_cases
+import state_cases
+from hostile_cluster import BYSTANDER_APP, Bystander, Case, HostileCluster, Outcome
 
-SLO_MICROS = 20_000_000
-
-
-@dataclass
-class Outcome:
-    observed: str
-    passed: bool
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    expected: str
-    run: Callable[[HostileCluster], Outcome]
+CASES: list[Case] = [
+    *management_cases.CASES,
+    *query_port_cases.CASES,
+    *replica_cases.CASES,
+    *state_cases.CASES,
+]
 
 
 @dataclass
@@ -52,506 +33,71 @@ class Row:
     observed: str
     passed: bool
     server_alive: bool
+    queries_lost: str  # "lost/sent" of the bystander and the case's own load; "n/a" if none ran
     rss_before_kib: int
     rss_after_kib: int
-
-
-class HostileCluster:
-    """A running local cluster and the probes the cases use."""
-
-    def __init__(self, state_root: Path, name: str = "hostile") -> None:
-        self.conn: ClipperConnection = start_cluster(state_root, name)
-        self.state_dir = Path(self.conn.cm.state_dir)
-
-    def stop(self) -> None:
-        self.conn.stop_all(clear_state=True)
-
-    @property
-    def endpoints(self) -> FrontendEndpoints:
-        endpoints = FrontendEndpoints.read(self.state_dir)
-        assert endpoints is not None, "the frontend published no endpoints"
-        return endpoints
-
-    @property
-    def management_port(self) -> int:
-        return self.endpoints.management_port
-
-    def token_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {read_token(self.state_dir)}"}
-
-    def admin(
-        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, object]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.management_port, timeout=10)
-        try:
-            data = None if body is None else json.dumps(body)
-            connection.request(method, path, body=data, headers=headers or {})
-            response = connection.getresponse()
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-        finally:
-            connection.close()
-
-    def alive(self) -> bool:
-        endpoints = FrontendEndpoints.read(self.state_dir)
-        if endpoints is None or not process_is_alive(endpoints.pid, endpoints.process_start_ticks):
-            return False
-        try:
-            return self.admin("GET", "/healthz")[0] == 200
-        except OSError:
-            return False
-
-    def rss_kib(self) -> int:
-        return _proc_status_field(self.endpoints.pid, "VmRSS")
-
-    def threads(self) -> int:
-        return _proc_status_field(self.endpoints.pid, "Threads")
-
-
-def _proc_status_field(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def raw_exchange(port: int, data: bytes, source: str = "127.0.0.2", timeout_s: float = 10.0):
-    """Send `data` on a fresh connection from `source`; returns (status or None, body, seconds)."""
-    with socket.socket() as sock:
-        sock.bind((source, 0))
-        sock.settimeout(timeout_s)
-        sock.connect(("127.0.0.1", port))
-        started = time.monotonic()
-        if data:
-            sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except ConnectionResetError:
-            pass
-        elapsed = time.monotonic() - started
-    if not received:
-        return None, None, elapsed
-    head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body, elapsed
-
-
-# ---- authentication --------------------------------------------------------------------------------
-
-
-def no_token(cluster: HostileCluster) -> Outcome:
-    body = {"name": "evil", "input_type": "doubles", "default_output": "0", "latency_slo_micros": 1}
-    statuses = [
-        cluster.admin("POST", "/admin/add_app", body)[0],
-        cluster.admin("POST", "/admin/add_app", body, {"Authorization": "Bearer guess"})[0],
-        cluster.admin("GET", "/admin/get_all_applications")[0],
-    ]
-    apps = cluster.conn.get_all_apps()
-    return Outcome(
-        f"statuses {statuses}, apps afterwards {apps}",
-        statuses == [401, 401, 401] and "evil" not in apps,
-    )
-
-
-def token_file_permissions(cluster: HostileCluster) -> Outcome:
-    token_mode = (cluster.state_dir / "management_token").stat().st_mode & 0o777
-    dir_mode = cluster.state_dir.stat().st_mode & 0o777
-    with_token = cluster.admin("GET", "/admin/ping", None, cluster.token_headers())[0]
-    return Outcome(
-        f"token file {token_mode:o}, state dir {dir_mode:o}, call with token {with_token}",
-        token_mode == 0o600 and dir_mode == 0o700 and with_token == 200,
-    )
-
-
-def unauthenticated_public_bind(cluster: HostileCluster) -> Outcome:
-    result = subprocess.run(
-        [sys.executable, "-m", "clipper.management", "--state-dir",
-         str(cluster.state_dir.parent / "public"), "--bind-address", "0.0.0.0",
-         "--allow-unauthenticated-management", "--query-port", "0", "--management-port", "0",
-         "--rpc-port", "0", "--metrics-port", "0"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    refused = "refusing to serve the management API on 0.0.0.0 without authentication"
-    return Outcome(
-        f"exit {result.returncode}, refusal logged: {refused in result.stderr}",
-        result.returncode == 2 and refused in result.stderr,
-    )
-
-
-def unauthenticated_on_loopback(cluster: HostileCluster) -> Outcome:
-    """The original clipper_admin client's way: a cluster started without the token requirement."""
-    cluster.conn.stop_all()
-    cluster.conn.start_clipper(allow_unauthenticated_management=True)
-    try:
-        token_file = (cluster.state_dir / "management_token").exists()
-        status = cluster.admin("POST", "/admin/get_all_applications", {})[0]
-        warned = "event=management_auth_disabled" in cluster.conn.cm.frontend_log_path.read_text()
-    finally:
-        cluster.conn.stop_all()
-        cluster.conn.start_clipper()
-    again = cluster.admin("POST", "/admin/get_all_applications", {})[0]
-    return Outcome(
-        f"without token: {status}, token file: {token_file}, warning logged: {warned}; "
-        f"restarted with auth: {again}",
-        status == 200 and not token_file and warned and again == 401,
-    )
-
-
-# ---- the pickle attack -------------------------------------------------------------------------------
-
-
-class _PlantedClosure:
-    """Unpickling this creates a marker file: proof that the operator ran someone else's code."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path(self.marker).touch, ())
-
-
-def planted_pickle(cluster: HostileCluster) -> Outcome:
-    attacker_dir = cluster.state_dir.parent / "attacker-controlled"
-    attacker_dir.mkdir(exist_ok=True)
-    attacker_dir.chmod(0o777)
-    marker = cluster.state_dir.parent / "PWNED"
-    import pickle
-
-    (attacker_dir / "func.pkl").write_bytes(pickle.dumps(_PlantedClosure(str(marker))))
-    # The configuration names the attacker's directory as a model's "image" (as an unauthenticated
-    # management API allowed, or anyone who can write the Redis store can still do): whatever the way
-    # in, neither scaling nor the operator's next start_clipper() may unpickle it.
-    cluster.admin(
-        "POST",
-        "/admin/add_model",
-        {"model_name": "planted", "model_version": "1", "input_type": "doubles",
-         "container_name": str(attacker_dir), "num_replicas": 1},
-        cluster.token_headers(),
-    )  # fmt: skip
-    try:
-        cluster.conn.set_num_replicas("planted", 1, "1")
-        scaled = "started"
-    except DeploymentError as error:
-        scaled = "refused" if "refusing to load the model closure" in str(error) else str(error)
-    cluster.conn.stop_all()
-    cluster.conn.start_clipper()  # restores the configuration, and with it the planted model
-    ran = marker.exists()
-    replicas = cluster.conn.cm.get_num_replicas("planted", "1")
-    cluster.admin(
-        "POST",
-        "/admin/delete_versioned_model",
-        {"model_name": "planted", "model_version": "1"},
-        cluster.token_headers(),
-    )
-    return Outcome(
-        f"set_num_replicas {scaled}; after a restart: planted code ran {ran}, {replicas} replicas",
-        scaled == "refused" and not ran and replicas == 0,
-    )
-
-
-# ---- slow and abusive clients -----------------------------------------------------------------------
-
-
-def _median_admin_latency_ms(cluster: HostileCluster, calls: int = 20) -> tuple[float, list[int]]:
-    headers = cluster.token_headers()
-    latencies, statuses = [], []
-    for _ in range(calls):
-        started = time.monotonic()
-        statuses.append(cluster.admin("POST", "/admin/get_all_applications", {}, headers)[0])
-        latencies.append((time.monotonic() - started) * 1000)
-    return statistics.median(latencies), statuses
-
-
-def _slowloris(cluster: HostileCluster, connections: int, addresses: int = 40) -> Outcome:
-    baseline_ms, _ = _median_admin_latency_ms(cluster)
-    threads_before = cluster.threads()
-    attackers = []
-    deadline = time.monotonic() + 60
-    try:
-        for index in range(connections):
-            if time.monotonic() > deadline:
-                break
-            sock = socket.socket()
-            # From other loopback addresses, or (addresses=0) from the operator's own 127.0.0.1.
-            sock.bind((f"127.0.0.{2 + index % addresses}" if addresses else "127.0.0.1", 0))
-            sock.setblocking(False)
-            try:
-                sock.connect(("127.0.0.1", cluster.management_port))
-            except BlockingIOError:
-                pass
-            attackers.append(sock)
-        time.sleep(0.5)
-        for sock in attackers:
-            try:
-                sock.send(b"POST /admin/add_app HTTP/1.1\r\nHost: x\r\n")  # and never more
-            except OSError:
-                pass
-        time.sleep(0.5)
-        threads_during = cluster.threads()
-        during_ms, statuses = _median_admin_latency_ms(cluster)
-    finally:
-        for sock in attackers:
-            sock.close()
-    ok = statuses.count(200) == len(statuses)
-    return Outcome(
-        f"{len(attackers)} slow connections: frontend threads {threads_before} -> {threads_during}; "
-        f"admin call median {baseline_ms:.1f} ms -> {during_ms:.1f} ms, {statuses.count(200)}/"
-        f"{len(statuses)} answered 200",
-        ok and threads_during - threads_before <= 4 and during_ms < baseline_ms + 50,
-    )
-
-
-def slowloris_600(cluster: HostileCluster) -> Outcome:
-    return _slowloris(cluster, 600)
-
-
-def slowloris_2000(cluster: HostileCluster) -> Outcome:
-    return _slowloris(cluster, 2000)
-
-
-def slowloris_from_the_operators_address(cluster: HostileCluster) -> Outcome:
-    return _slowloris(cluster, 600, addresses=0)
-
-
-def partial_headers(cluster: HostileCluster) -> Outcome:
-    status, _, elapsed = raw_exchange(
-        cluster.management_port, b"POST /admin/add_app HTTP/1.1\r\nHost: x\r\n", timeout_s=30
-    )
-    return Outcome(f"{status} after {elapsed:.1f} s", status == 408 and elapsed < 10)
-
-
-def silent_connection(cluster: HostileCluster) -> Outcome:
-    status, _, elapsed = raw_exchange(cluster.management_port, b"", timeout_s=60)
-    return Outcome(
-        f"closed after {elapsed:.1f} s (status {status})", status is None and elapsed < 40
-    )
-
-
-def smuggling(cluster: HostileCluster) -> Outcome:
-    token = read_token(cluster.state_dir)
-    shapes = {
-        "CL+TE": b"POST /admin/add_app HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-        b"Transfer-Encoding: chunked\r\n",
-        "CL twice": b"POST /admin/add_app HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-        b"Content-Length: 2\r\n",
-        "CL conflicting": b"POST /admin/add_app HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-        b"Content-Length: 3\r\n",
-    }
-    smuggled = (
-        b"GET /admin/ping HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-        + token.encode()
-        + b"\r\n\r\n"
-    )
-    statuses = {}
-    for name, head in shapes.items():
-        request = (
-            head + b"Authorization: Bearer " + token.encode() + b"\r\n\r\n0\r\n\r\n" + smuggled
-        )
-        status, body, _ = raw_exchange(cluster.management_port, request)
-        statuses[name] = status
-        if b"PONG" in (body or b""):
-            statuses[name] = "smuggled request answered"
-    return Outcome(f"{statuses}", all(status == 400 for status in statuses.values()))
-
-
-def other_methods(cluster: HostileCluster) -> Outcome:
-    answers = {}
-    for method in ("PUT", "BREW"):
-        status, body, _ = raw_exchange(
-            cluster.management_port,
-            f"{method} /admin/add_app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
-        )
-        try:
-            json.loads(body or b"")
-            kind = "JSON"
-        except ValueError:
-            kind = "not JSON"
-        answers[method] = f"{status} {kind}"
-    return Outcome(f"{answers}", answers == {"PUT": "405 JSON", "BREW": "501 JSON"})
-
-
-def huge_headers(cluster: HostileCluster) -> Outcome:
-    request = b"GET /admin/ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
-    status, _, _ = raw_exchange(cluster.management_port, request)
-    many = b"GET /admin/ping HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 200 + b"\r\n"
-    status_many, _, _ = raw_exchange(cluster.management_port, many)
-    return Outcome(
-        f"100 KB header: {status}; 200 headers: {status_many}", status == status_many == 431
-    )
-
-
-def deep_json(cluster: HostileCluster) -> Outcome:
-    body = '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    connection = http.client.HTTPConnection("127.0.0.1", cluster.management_port, timeout=30)
-    try:
-        connection.request("POST", "/admin/add_app", body=body, headers=cluster.token_headers())
-        response = connection.getresponse()
-        status, answer = response.status, json.loads(response.read())
-    finally:
-        connection.close()
-    return Outcome(f"{status}: {answer.get('cause', '')[:60]}", status in (400, 413))
-
-
-# ---- faults -------------------------------------------------------------------------------------------
-
-
-def corrupt_state_file(cluster: HostileCluster) -> Outcome:
-    cluster.conn.stop_all()
-    state_file = cluster.state_dir / "state.json"
-    original = state_file.read_bytes()
-    state_file.write_bytes(original[: len(original) // 2])  # truncated mid-write
-    try:
-        cluster.conn.start_clipper()
-        message = "started"
-    except ClipperException as error:
-        message = str(error)
-    named = f"{state_file} is not a valid clipper state file" in message
-    backups = list(cluster.state_dir.glob("state.json.corrupt-*"))
-    state_file.write_bytes(original)
-    for backup in backups:
-        backup.unlink()
-    cluster.conn.start_clipper()
-    return Outcome(
-        f"start refused naming the file: {named}; backup kept: {len(backups) == 1}",
-        named and len(backups) == 1,
-    )
-
-
-def killed_replica_then_scale(cluster: HostileCluster) -> Outcome:
-    conn = cluster.conn
-    if "sum" not in conn.get_all_apps():
-        conn.register_application("sum", "doubles", "-1.0", SLO_MICROS)
-        deploy_python_closure(conn, "sum-model", "1", "doubles", e2e_models.sum_of_each)
-        conn.link_model_to_app("sum", "sum-model")
-    victims = [r.pid for r in conn.cm.list_replicas() if r.model_name == "sum-model"]
-    os.kill(victims[0], signal.SIGKILL)
-    wait_for(lambda: not process_is_alive(victims[0]), what="the replica's death")
-    try:
-        conn.set_num_replicas("sum-model", 2)
-        result = "returned"
-    except ClipperException as error:
-        result = f"raised {type(error).__name__}"
-    connected = [r for r in conn.get_all_model_replicas() if r.startswith("sum-model:1:")]
-    conn.set_num_replicas("sum-model", 1)
-    return Outcome(
-        f"set_num_replicas {result}; {len(connected)} replicas connected",
-        result == "returned" and len(connected) == 2,
-    )
-
-
-def rogue_replicas(cluster: HostileCluster) -> Outcome:
-    """Replicas built with the real SDK, one without keys and one with a keypair of its own, register
-    as the model and wait for queries while 100 are sent."""
-    import threading
-
-    import zmq
-    from clipper.container import ContainerOptions, Model, ModelServer, ReplicaCredentials
-    from e2e_support import predict
-
-    conn = cluster.conn
-    if "sum" not in conn.get_all_apps():
-        conn.register_application("sum", "doubles", "-1.0", SLO_MICROS)
-        deploy_python_closure(conn, "sum-model", "1", "doubles", e2e_models.sum_of_each)
-        conn.link_model_to_app("sum", "sum-model")
-    genuine = ReplicaCredentials.from_file(cluster.state_dir / "replica_credentials.json")
-
-    class Recording(Model):
-        def __init__(self) -> None:
-            self.seen = 0
-
-        def predict_batch(self, inputs):  # type: ignore[no-untyped-def]
-            self.seen += len(inputs)
-            return ["666.0"] * len(inputs)
-
-    public, secret = (key.decode() for key in zmq.curve_keypair())
-    servers = []
-    for credentials in (None, ReplicaCredentials(genuine.server_public_key, public, secret)):
-        options = ContainerOptions(
-            "sum-model", "1", "doubles", f"tcp://{conn.cm.get_rpc_addr()}", credentials=credentials
-        )
-        server = ModelServer(Recording(), options)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    try:
-        time.sleep(1.0)
-        answers = [predict(conn, "sum", {"input": [float(i), 1.0]}) for i in range(100)]
-        right = sum(status == 200 and body["output"] == i + 1.0 for i, (status, body, _) in
-                    enumerate(answers))  # fmt: skip
-        connected = [r for r in conn.get_all_model_replicas() if r.startswith("sum-model:1:")]
-    finally:
-        for server in servers:
-            server.stop()
-    seen = [server.model.seen for server in servers]
-    return Outcome(
-        f"{right}/100 answered by the genuine replica; inputs seen by the rogues: {seen}; "
-        f"{len(connected)} replica registered",
-        right == 100 and seen == [0, 0] and len(connected) == 1,
-    )
-
-
-def wrong_explicit_token(cluster: HostileCluster) -> Outcome:
-    other = ClipperConnection(cluster.conn.cm, management_token="not-the-token")
-    try:
-        other.connect()
-        return Outcome("connected", False)
-    except ManagementAPIError as error:
-        return Outcome(f"{error.status_code} at connect()", error.status_code == 401)
-
-
-CASES = [
-    Case("admin call without or with a guessed token", "401, nothing changed", no_token),
-    Case("token file and state directory", "0600 / 0700; the token works", token_file_permissions),
-    Case("ClipperConnection with a wrong token", "401 at connect()", wrong_explicit_token),
-    Case(
-        "unauthenticated management on 0.0.0.0",
-        "refused at start (exit 2, message)",
-        unauthenticated_public_bind,
-    ),
-    Case(
-        "start_clipper(allow_unauthenticated_management=True)",
-        "no token needed on loopback, warning logged",
-        unauthenticated_on_loopback,
-    ),
-    Case(
-        "pickle planted via container_name",
-        "refused; never unpickled at restart",
-        planted_pickle,
-    ),
-    Case("600 slowloris connections", "no thread each; admin call not delayed", slowloris_600),
-    Case("2000 slowloris connections", "no thread each; admin call not delayed", slowloris_2000),
-    Case(
-        "600 slowloris connections from 127.0.0.1 itself",
-        "admin call from 127.0.0.1 not delayed",
-        slowloris_from_the_operators_address,
-    ),
-    Case("headers never finished", "408 within the header timeout", partial_headers),
-    Case("connection that sends nothing", "closed at the idle timeout", silent_connection),
-    Case("request smuggling shapes", "400, smuggled request never runs", smuggling),
-    Case("PUT and an unknown method", "JSON 405 and 501", other_methods),
-    Case("100 KB header, 200 headers", "431", huge_headers),
-    Case("JSON nested 100,000 deep", "400 or 413, no crash", deep_json),
-    Case("truncated state.json", "start refused naming it; backup kept", corrupt_state_file),
-    Case(
-        "replica SIGKILLed, then set_num_replicas",
-        "returns; 2 connected",
-        killed_replica_then_scale,
-    ),
-    Case(
-        "rogue replicas on the RPC port: no keys, its own keys",
-        "never register; no query reaches them",
-        rogue_replicas,
-    ),
-]
+    seconds: float
 
 
 def run_case(cluster: HostileCluster, case: Case) -> Row:
-    rss_before = cluster.rss_kib() if cluster.alive() else 0
+    started = time.monotonic()
+    alive_before = cluster.alive()
+    rss_before = cluster.rss_kib() if alive_before else 0
+    bystander = None
+    if case.restarts_frontend or not alive_before:
+        outcome = _run(cluster, case)
+    else:
+        with Bystander(cluster) as bystander:
+            outcome = _run(cluster, case)
+    alive = cluster.alive()
+    rss_after = cluster.rss_kib() if alive else 0
+    lost, sent = 0, 0
+    if bystander is not None:
+        lost, sent = bystander.report.lost, bystander.report.sent
+    if outcome.load is not None:
+        lost, sent = lost + outcome.load.lost, sent + outcome.load.sent
+    queries = f"{lost}/{sent}" if sent else "n/a (restarts the frontend)"
+    return Row(
+        case.name, case.expected, outcome.observed, outcome.passed and alive and lost == 0, alive,
+        queries, rss_before, rss_after, time.monotonic() - started,
+    )  # fmt: skip
+
+
+def _run(cluster: HostileCluster, case: Case) -> Outcome:
     try:
         outcome = case.run(cluster)
     except Exception as error:  # noqa: BLE001 - a case that blows up is a failed row, not a crash
-        outcome = Outcome(f"raised {type(error).__name__}: {error}"[:200], False)
-    alive = cluster.alive()
-    rss_after = cluster.rss_kib() if alive else 0
-    return Row(case.name, case.expected, outcome.observed, outcome.passed and alive, alive,
-               rss_before, rss_after)  # fmt: skip
+        outcome = Outcome(f"raised {type(error).__name__}: {error}"[:300], False)
+    if case.restarts_frontend and cluster.alive():
+        cluster.wait_until_answering(
+            BYSTANDER_APP
+        )  # the next case's bystander starts on a served app
+    return outcome
+
+
+HEADER = (
+    "case",
+    "expected",
+    "observed",
+    "alive",
+    "queries lost",
+    "RSS before/after (MiB)",
+    "result",
+)
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows:
+        cells = (
+            row.case,
+            row.expected,
+            row.observed,
+            "yes" if row.server_alive else "NO",
+            row.queries_lost,
+            f"{row.rss_before_kib / 1024:.1f} / {row.rss_after_kib / 1024:.1f}",
+            "pass" if row.passed else "FAIL",
+        )
+        lines.append("| " + " | ".join(str(cell).replace("|", "/") for cell in cells) + " |")
+    return "\n".join(lines)

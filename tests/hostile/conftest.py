@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
 import cloudpickle
 import e2e_models
+import hostile_models
 
 # Replicas load the test models from their pickles alone.
 cloudpickle.register_pickle_by_value(e2e_models)
+cloudpickle.register_pickle_by_value(hostile_models)
 
 # 2,000 slow connections need as many descriptors here (the frontend's own are capped well below).
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

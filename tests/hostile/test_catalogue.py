@@ -20,4 +20,7 @@ def cluster(tmp_path_factory):
 def test_case(cluster, case):
     row = run_case(cluster, case)
     assert row.server_alive, f"{case.name}: the frontend died ({row.observed})"
-    assert row.passed, f"{case.name}: expected {case.expected}, observed {row.observed}"
+    assert row.passed, (
+        f"{case.name}: expected {case.expected}, observed {row.observed}, "
+        f"queries lost {row.queries_lost}"
+    )
