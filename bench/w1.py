@@ -130,9 +130,15 @@ def start_clipper(args: argparse.Namespace, stack: contextlib.ExitStack) -> Targ
         "clipper_management_port": management_port,
         "clipper_rpc_port": rpc_port,
     }
+    # The hold scenario opens its connections from one address: the per-address cap (4,096 by
+    # default, a defence against one client taking every connection) is raised above it so the
+    # scenario measures memory per held connection, as it does for nginx.
     manager_kwargs.update(
         supported_kwargs(
-            LocalContainerManager.__init__, prometheus_port=metrics_port, state_dir=state_dir
+            LocalContainerManager.__init__,
+            prometheus_port=metrics_port,
+            state_dir=state_dir,
+            query_port_limits={"max_connections_per_client_address": max(4096, args.hold + 1024)},
         )
     )
     manager = LocalContainerManager(**manager_kwargs)
