@@ -317,7 +317,7 @@ class QueryLoad:
         app: str,
         slo_s: float,
         clients: int = 4,
-        slack_s: float = 0.5,
+        slack_s: float = 1.0,
         body: object = None,
     ) -> None:
         self.cluster = cluster
