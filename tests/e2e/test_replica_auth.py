@@ -112,7 +112,7 @@ def conn(tmp_path):
         conn.stop_all()
 
 
-def test_processes_without_the_clusters_keys_never_register_nor_receive_a_query(conn, tmp_path):
+def test_processes_without_the_clusters_keys_never_register_nor_receive_a_query(conn, caplog):
     conn.register_application("sum", "doubles", "-1.0", SLO_MICROS)
     deploy_python_closure(conn, "sum-model", "1", "doubles", e2e_models.sum_of_each)
     conn.link_model_to_app("sum", "sum-model")
@@ -149,6 +149,12 @@ def test_processes_without_the_clusters_keys_never_register_nor_receive_a_query(
     assert len([r for r in replicas if r["model_name"] == "sum-model"]) == 1  # only the genuine one
     log = conn.cm.frontend_log_path.read_text()
     assert "event=replica_refused" in log
+    # Each rogue SDK replica says why it is not serving, and what to do.
+    refusals = [
+        r.getMessage() for r in caplog.records if "event=frontend_refused_replica" in r.getMessage()
+    ]
+    assert any("requires replica credentials" in message for message in refusals)
+    assert any("did not admit this replica's key" in message for message in refusals)
 
 
 def test_a_replica_added_by_hand_registers_with_the_credentials_file(conn, tmp_path):

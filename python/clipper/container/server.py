@@ -26,6 +26,7 @@ from typing import Any
 
 import flatbuffers
 import zmq
+import zmq.utils.monitor
 
 from clipper.container import shm_client
 from clipper.container.codec import (
@@ -447,13 +448,16 @@ class ModelServer:
         """The heartbeat thread's body; it owns `socket` from creation to close."""
         options = self.options
         socket = context.socket(zmq.DEALER)
+        refusals: zmq.Socket | None = None
         try:
             socket.setsockopt(zmq.LINGER, 0)
             # Queue nothing while disconnected: stale heartbeats are worthless to a restarted frontend.
             socket.setsockopt(zmq.IMMEDIATE, 1)
             _configure_security(socket, options)
+            refusals = socket.get_monitor_socket(_REFUSED_HANDSHAKES)
             socket.connect(options.frontend_address)
             heartbeat = bytes(encode_heartbeat(flatbuffers.Builder(128), self.replica_key))
+            next_refusal_log = 0.0
             poll_cap_s = min(options.receive_timeout_s, options.heartbeat_interval_s)
             # The first beat waits one interval, so the registration (other socket) usually lands first.
             next_beat = time.monotonic() + options.heartbeat_interval_s
@@ -463,6 +467,9 @@ class ModelServer:
                     with contextlib.suppress(zmq.Again):  # not connected: nobody to tell
                         socket.send(heartbeat, zmq.NOBLOCK)
                     next_beat = now + options.heartbeat_interval_s
+                    if refusals.poll(0) and now >= next_refusal_log:
+                        self._log_refusal(refusals)
+                        next_refusal_log = now + _REFUSAL_LOG_INTERVAL_S
                 wait_s = min(max(next_beat - now, 0.0), poll_cap_s)
                 if socket.poll(round(wait_s * 1000), zmq.POLLIN):
                     self._read_acknowledgements(socket)
@@ -473,7 +480,34 @@ class ModelServer:
                 self._heartbeat_error = exc
                 self._stop_requested = True
         finally:
+            if refusals is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    socket.disable_monitor()
+                refusals.close(linger=0)
             socket.close(linger=0)
+
+    def _log_refusal(self, refusals: zmq.Socket) -> None:
+        """The frontend refused the handshake (it never sees this replica): say why, once in a while."""
+        refused = 0
+        while refusals.poll(0):
+            zmq.utils.monitor.recv_monitor_message(refusals)
+            refused += 1
+        if self.options.credentials is None:
+            advice = (
+                "the frontend requires replica credentials: pass --rpc-credentials-file "
+                "<state_dir>/replica_credentials.json or set CLIPPER_RPC_CREDENTIALS"
+            )
+        else:
+            advice = (
+                "the frontend did not admit this replica's key (use the cluster's "
+                "replica_credentials.json), or it admits replicas without keys only"
+            )
+        logger.error(
+            "event=frontend_refused_replica %s handshakes_refused=%d advice=%s",
+            self._log_fields,
+            refused,
+            _quote(advice),
+        )
 
     def _read_acknowledgements(self, socket: zmq.Socket) -> None:
         while True:
@@ -494,6 +528,15 @@ class ModelServer:
             if not registered and not self._register_requested:
                 logger.info("event=frontend_forgot_replica %s", self._log_fields)
                 self._register_requested = True
+
+
+# The heartbeat socket's handshake failures: the frontend refused our keys (or our lack of them).
+_REFUSED_HANDSHAKES = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+_REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 def _configure_security(socket: zmq.Socket, options: ContainerOptions) -> None:
