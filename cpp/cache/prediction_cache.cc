@@ -10,7 +10,7 @@ PredictionCache::PredictionCache(std::size_t capacity_bytes)
       shards_(std::make_unique<Shard[]>(kShards)) {}
 
 PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const CacheWaiter& waiter,
-                                                std::string& output) {
+                                                std::string& output, ModelConfidence* confidence) {
   if (!enabled()) return Lookup::Miss;
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
@@ -28,11 +28,13 @@ PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const Cache
   }
   slot.referenced = true;
   output = slot.output;
+  if (confidence != nullptr) *confidence = slot.confidence;
   hits_.fetch_add(1, std::memory_order_relaxed);
   return Lookup::Hit;
 }
 
-std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::string_view output) {
+std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::string_view output,
+                                                  ModelConfidence confidence) {
   if (!enabled()) return {};
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
@@ -59,6 +61,7 @@ std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::stri
   slot.state = Slot::State::Ready;
   slot.referenced = false;
   slot.output.assign(output.data(), output.size());
+  slot.confidence = confidence;
   shard.bytes += cost;
   evict_until_fits(shard, index);
   return waiters;
@@ -118,6 +121,7 @@ uint32_t PredictionCache::claim_slot(Shard& shard, const CacheKey& key) {
   slot.key = key;
   slot.state = Slot::State::Pending;
   slot.referenced = false;
+  slot.confidence.reset();
   return index;
 }
 

@@ -1,4 +1,5 @@
-// The prediction cache: model version x input bytes -> output, bounded in bytes, evicted by CLOCK
+// The prediction cache: model version x input bytes -> output (and the confidence the model reported
+// with it, so a cached answer escalates a cascade exactly as a fresh one would), bounded in bytes, evicted by CLOCK
 // (second chance), with request coalescing: while one query evaluates an input, identical queries
 // wait on that evaluation instead of sending their own.
 // Keys hold the model version's identity and a 128-bit XXH3 hash of the input, so a new version
@@ -25,6 +26,7 @@
 
 #include "common/cache_key.h"
 #include "common/clock.h"
+#include "common/task.h"
 
 namespace clipper {
 
@@ -53,12 +55,15 @@ class PredictionCache {
   bool enabled() const { return capacity_bytes_ > 0; }
 
   enum class Lookup { Hit, Joined, Miss };
-  // Hit: `output` holds the answer. Joined: an evaluation is under way; the waiter will be handed
-  // back by resolve/fail. Miss: the caller must evaluate; the entry is now pending.
-  Lookup lookup(const CacheKey& key, const CacheWaiter& waiter, std::string& output);
+  // Hit: `output` (and `confidence`, when given) hold the answer. Joined: an evaluation is under way;
+  // the waiter will be handed back by resolve/fail. Miss: the caller must evaluate; the entry is now
+  // pending.
+  Lookup lookup(const CacheKey& key, const CacheWaiter& waiter, std::string& output,
+                ModelConfidence* confidence = nullptr);
 
-  // The evaluation finished: stores the output and returns the waiters to answer with it.
-  std::vector<CacheWaiter> resolve(const CacheKey& key, std::string_view output);
+  // The evaluation finished: stores the output with its confidence and returns the waiters to answer.
+  std::vector<CacheWaiter> resolve(const CacheKey& key, std::string_view output,
+                                   ModelConfidence confidence = std::nullopt);
   // The evaluation failed: forgets the pending entry and returns its waiters.
   std::vector<CacheWaiter> fail(const CacheKey& key);
   // The evaluating query gave up (its deadline passed before a replica took it). Returns the waiter
@@ -75,6 +80,7 @@ class PredictionCache {
     CacheKey key;
     State state = State::Free;
     bool referenced = false;  // CLOCK: hit since the hand last passed
+    ModelConfidence confidence;
     std::string output;
     std::vector<CacheWaiter> waiters;  // queries joined to a pending evaluation
   };
@@ -107,7 +113,7 @@ class PredictionCache {
     std::size_t bytes = 0;  // resolved entries' cost
   };
   static constexpr std::size_t kShards = 16;
-  // Cost of an entry beyond its output's bytes, an upper bound: its slot (88 B) with the slot
+  // Cost of an entry beyond its output's bytes, an upper bound: its slot (96 B) with the slot
   // array's growth slack (up to 2x), its index slot and control byte at abseil's load factor
   // (~6 B), its free-list entry (4 B).
   static constexpr std::size_t kEntryOverheadBytes = 192;

@@ -3,7 +3,9 @@
 // Plain values: a Task belongs to whichever thread holds it (queue, dispatcher), never two at once.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/cache_key.h"
@@ -34,11 +36,26 @@ enum class CompletionKind : uint8_t {
   FeedbackRefused,  // the control plane refused it; `text` says why
 };
 
+// A model's confidence in one output (0..1), as it reported it; empty when it reported none.
+using ModelConfidence = std::optional<float>;
+
+// The confidence as the decimal the model meant (a float's shortest text read back: 0.7f reads 0.7,
+// not 0.699999988), so a threshold of 0.7 counts a reported 0.7 as reaching it. None counts as 1 (sure).
+inline double confidence_value(ModelConfidence confidence) {
+  if (!confidence) return 1.0;
+  char text[32];
+  const auto written = std::to_chars(text, text + sizeof(text), *confidence);
+  double value = *confidence;
+  std::from_chars(text, written.ptr, value);
+  return value;
+}
+
 struct Completion {
   uint64_t query_key = 0;
   uint32_t input_index = 0;
   CompletionKind kind = CompletionKind::Output;
   std::string text;
+  ModelConfidence confidence;  // Output: what the model reported with `text`
 };
 
 }  // namespace clipper

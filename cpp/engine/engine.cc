@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -143,6 +144,25 @@ void Engine::set_selection_weights(std::string_view app, int64_t uid,
     }
   }
   selection_weights_.set(route->selection_id, uid, by_link);
+}
+
+void Engine::record_feedback_losses(std::string_view app, std::optional<double> answer_loss,
+                                    const std::vector<std::pair<std::string, double>>& model_losses) {
+  const std::shared_ptr<const RoutingTable> table = routing_table();
+  const AppRoute* route = table->find(app);
+  if (route == nullptr) return;
+  if (answer_loss && std::isfinite(*answer_loss)) {
+    route->metrics->online_loss.add(*answer_loss);
+    route->metrics->online_loss_rounds.add();
+  }
+  for (const auto& [model, loss] : model_losses) {
+    if (!std::isfinite(loss)) continue;
+    for (const LinkedModel& linked : route->linked_models) {
+      if (linked.name != model) continue;
+      linked.metrics->feedback_loss.add(loss);
+      linked.metrics->feedback_observations.add();
+    }
+  }
 }
 
 void Engine::clear_selection_weights(std::string_view app, std::optional<int64_t> uid) {

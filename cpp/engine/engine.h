@@ -72,6 +72,11 @@ class Engine {
   std::vector<FeedbackRound> next_feedback(std::size_t max_rounds, std::chrono::microseconds timeout);
   // Answers the /update behind `ticket`: 200 when applied, else 400 with `message`.
   void finish_feedback(uint64_t ticket, bool applied, const std::string& message);
+  // The feedback worker scored one applied round: the loss of the policy's own answer (none when it
+  // had none) and of each linked model's output, added to the app's Prometheus series. Once per round,
+  // never per query. An app or model no longer routed (a configuration changed meanwhile) is skipped.
+  void record_feedback_losses(std::string_view app, std::optional<double> answer_loss,
+                              const std::vector<std::pair<std::string, double>>& model_losses);
 
   int query_port() const { return query_port_; }
   int rpc_port() const { return rpc_port_; }

@@ -84,17 +84,26 @@ SelectionPlan parse_selection(const rapidjson::Value& entry, const AppRoute& app
     plan.confidence_threshold = threshold->value.GetDouble();
   }
   auto order = selection.FindMember("order");
-  if (order != selection.MemberEnd() && order->value.IsArray()) {
+  if (order != selection.MemberEnd() && !order->value.IsNull()) {
+    if (!order->value.IsArray()) throw std::invalid_argument(where + ": selection.order must be an array");
     for (const auto& name : order->value.GetArray()) {
       if (!name.IsString()) throw std::invalid_argument(where + ": selection.order holds model names");
-      if (auto index = index_of(name.GetString())) plan.cascade_order.push_back(static_cast<uint32_t>(*index));
+      auto index = index_of(std::string_view(name.GetString(), name.GetStringLength()));
+      if (!index) continue;  // a model no longer linked
+      if (std::find(plan.cascade_order.begin(), plan.cascade_order.end(), *index) != plan.cascade_order.end()) {
+        throw std::invalid_argument(where + ": selection.order names model \"" + std::string(name.GetString()) +
+                                    "\" twice");
+      }
+      plan.cascade_order.push_back(static_cast<uint32_t>(*index));
     }
   }
   if (plan.mode == SelectionMode::Cascade) {
-    // The engine does not yet read model-reported confidences, which a cascade escalates on: refuse
-    // the plan rather than serve something else under its name.
-    throw std::invalid_argument(where + ": selection.mode cascade is not served by this engine yet; use "
-                                "single, sample or ensemble");
+    // Linked models the order does not name follow it, in link order: every linked model is a stage.
+    for (uint32_t index = 0; index < linked; ++index) {
+      if (std::find(plan.cascade_order.begin(), plan.cascade_order.end(), index) == plan.cascade_order.end()) {
+        plan.cascade_order.push_back(index);
+      }
+    }
   }
   return plan;
 }
@@ -227,6 +236,7 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
       app->selection = parse_selection(entry, *app, where);
       if (weights != nullptr) app->selection_id = weights->register_app(app->name);
       app->metrics = metrics.app(app->name);
+      for (LinkedModel& linked : app->linked_models) linked.metrics = app->metrics->model(linked.name);
       if (!table->apps.emplace(app->name, app).second) {
         throw std::invalid_argument(where + " is defined twice");
       }

@@ -22,6 +22,7 @@ struct LinkedModel {
   std::string name;
   ModelVersion* current = nullptr;                          // null: the model has no version yet
   std::unordered_map<std::string, ModelVersion*> versions;  // every registered version, by name
+  metrics::SelectionMetrics* metrics = nullptr;             // this model as its app's policy sees it
 };
 
 struct AppRoute {

@@ -64,6 +64,14 @@ void Histogram<N>::render(std::string& out, const std::string& name, const std::
 
 template class Histogram<kLatencyBoundsMicros.size()>;
 template class Histogram<kBatchSizeBounds.size()>;
+template class Histogram<kConfidenceBoundsMillionths.size()>;
+
+SelectionMetrics* AppMetrics::model(const std::string& model_name) {
+  std::lock_guard lock(models_mutex);
+  auto& slot = models[model_name];
+  if (!slot) slot = std::make_unique<SelectionMetrics>();
+  return slot.get();
+}
 
 ReplicaMetrics* ModelMetrics::replica(int32_t replica_id) {
   std::lock_guard lock(replicas_mutex);
@@ -77,6 +85,12 @@ AppMetrics* MetricsRegistry::app(const std::string& name) {
   auto& slot = apps_[name];
   if (!slot) slot = std::make_unique<AppMetrics>();
   return slot.get();
+}
+
+AppMetrics* MetricsRegistry::find_app(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  auto found = apps_.find(name);
+  return found == apps_.end() ? nullptr : found->second.get();
 }
 
 ModelMetrics* MetricsRegistry::model(const std::string& name, const std::string& version) {
@@ -122,6 +136,72 @@ void MetricsRegistry::render_replicas(std::string& out) const {
   each_replica([&](const std::string& labels, const ReplicaMetrics& r) {
     r.batch_latency_micros.render(out, "clipper_replica_batch_latency_seconds", labels);
   });
+}
+
+// The selection layer's families; the caller holds mutex_, each app's models_mutex is taken inside it.
+void MetricsRegistry::render_selection(std::string& out) const {
+  auto header = [&out](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto app_labels = [](const std::string& name) { return "app=\"" + escape_label(name) + "\""; };
+  auto each_model = [this, &app_labels](auto&& visit) {
+    for (const auto& [app_name, app] : apps_) {
+      std::lock_guard lock(app->models_mutex);
+      for (const auto& [model_name, model] : app->models) {
+        visit(app_labels(app_name) + ",model=\"" + escape_label(model_name) + "\"", *model);
+      }
+    }
+  };
+  auto model_counter = [&](const char* name, const char* help, const Counter SelectionMetrics::*field) {
+    header(name, "counter", help);
+    each_model([&](const std::string& labels, const SelectionMetrics& m) { line(out, name, labels, (m.*field).value()); });
+  };
+  model_counter("clipper_app_selections_total",
+                "Inputs the app's selection policy asked the model to answer (a draw, an ensemble member, a "
+                "cascade stage).",
+                &SelectionMetrics::selections);
+  model_counter("clipper_app_cascade_escalations_total",
+                "Inputs a cascade handed on from the model to the next one (unsure, failed or unavailable).",
+                &SelectionMetrics::cascade_escalations);
+  header("clipper_app_model_loss_total", "counter",
+         "Summed loss of the model's outputs in applied feedback rounds (0 right, 1 wrong).");
+  each_model([&](const std::string& labels, const SelectionMetrics& m) {
+    line(out, "clipper_app_model_loss_total", labels, format_double(m.feedback_loss.value()));
+  });
+  model_counter("clipper_app_model_loss_rounds_total",
+                "Applied feedback rounds in which the model's output was known.",
+                &SelectionMetrics::feedback_observations);
+
+  auto app_counter = [&](const char* name, const char* help, const Counter AppMetrics::*field) {
+    header(name, "counter", help);
+    for (const auto& [app_name, app] : apps_) line(out, name, app_labels(app_name), ((*app).*field).value());
+  };
+  app_counter("clipper_app_partial_answers_total",
+              "Ensemble or cascade answers for which a model asked did not answer in time.",
+              &AppMetrics::partial_answers);
+  header("clipper_app_feedback_rounds_total", "counter",
+         "Feedback rounds by outcome: applied by the policy, refused (400), or not confirmed in time (503).");
+  for (const auto& [app_name, app] : apps_) {
+    line(out, "clipper_app_feedback_rounds_total", app_labels(app_name) + ",outcome=\"applied\"",
+         app->feedback_applied.value());
+    line(out, "clipper_app_feedback_rounds_total", app_labels(app_name) + ",outcome=\"refused\"",
+         app->feedback_refused.value());
+    line(out, "clipper_app_feedback_rounds_total", app_labels(app_name) + ",outcome=\"unconfirmed\"",
+         app->feedback_unconfirmed.value());
+  }
+  header("clipper_app_online_loss_total", "counter",
+         "Summed loss of the answers the app's policy gave (before learning) in applied feedback rounds.");
+  for (const auto& [app_name, app] : apps_) {
+    line(out, "clipper_app_online_loss_total", app_labels(app_name), format_double(app->online_loss.value()));
+  }
+  app_counter("clipper_app_online_loss_rounds_total",
+              "Applied feedback rounds in which the app's policy had an answer to score.",
+              &AppMetrics::online_loss_rounds);
+  header("clipper_app_answer_confidence", "histogram",
+         "Confidence of ensemble and cascade answers (0 to 1).");
+  for (const auto& [app_name, app] : apps_) {
+    app->answer_confidence.render(out, "clipper_app_answer_confidence", app_labels(app_name));
+  }
 }
 
 std::string MetricsRegistry::render_prometheus() const {
@@ -191,6 +271,7 @@ std::string MetricsRegistry::render_prometheus() const {
   }
   header("clipper_model_batch_size", "histogram", "Inputs per batch sent to a replica.");
   for (const auto& [key, model] : models_) model->batch_size.render(out, "clipper_model_batch_size", model_labels(key));
+  render_selection(out);
   render_replicas(out);
   return out;
 }

@@ -23,6 +23,16 @@ class Counter {
   std::atomic<uint64_t> value_{0};
 };
 
+// A counter of a quantity that need not be whole (e.g. summed losses).
+class DoubleCounter {
+ public:
+  void add(double amount) { value_.fetch_add(amount, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0.0};
+};
+
 class Gauge {
  public:
   void add(int64_t amount) { value_.fetch_add(amount, std::memory_order_relaxed); }
@@ -63,9 +73,23 @@ inline constexpr std::array<double, 16> kLatencyBoundsMicros{
     2500000, 10000000};
 inline constexpr double kMicrosToSeconds = 1e-6;
 inline constexpr std::array<double, 11> kBatchSizeBounds{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+// Confidence buckets in millionths (the histogram sums whole numbers), rendered as 0.1 ... 1.
+inline constexpr std::array<double, 12> kConfidenceBoundsMillionths{
+    100000, 200000, 300000, 400000, 500000, 600000, 700000, 800000, 900000, 950000, 990000, 1000000};
+inline constexpr double kMillionthsToUnit = 1e-6;
 
 using LatencyHistogram = Histogram<kLatencyBoundsMicros.size()>;
 using BatchSizeHistogram = Histogram<kBatchSizeBounds.size()>;
+using ConfidenceHistogram = Histogram<kConfidenceBoundsMillionths.size()>;
+
+// One linked model as one app's selection policy sees it (labelled app and model). The I/O threads
+// count selections and escalations; the control plane's feedback worker adds losses once per round.
+struct SelectionMetrics {
+  Counter selections;             // inputs the app's policy asked this model to answer
+  Counter cascade_escalations;    // cascade: inputs handed on to the next model from this one
+  DoubleCounter feedback_loss;    // summed loss of its outputs in applied feedback rounds
+  Counter feedback_observations;  // applied feedback rounds in which its output was known
+};
 
 struct AppMetrics {
   Counter requests;          // HTTP /predict requests accepted
@@ -75,6 +99,21 @@ struct AppMetrics {
   Counter feedback;          // /update requests accepted
   Counter slo_attained;      // inputs answered by a model (not the default) within the app's SLO
   LatencyHistogram latency_micros{kLatencyBoundsMicros, kMicrosToSeconds};  // observe microseconds
+  // The selection layer (docs/selection.md).
+  Counter partial_answers;       // ensemble or cascade answers for which a model asked did not answer
+  Counter feedback_applied;      // feedback rounds the policy applied
+  Counter feedback_refused;      // ... refused (answered 400)
+  Counter feedback_unconfirmed;  // ... not confirmed in time (answered 503)
+  DoubleCounter online_loss;     // summed loss of the policy's own answers in applied feedback rounds
+  Counter online_loss_rounds;    // applied rounds in which the policy had an answer to score
+  ConfidenceHistogram answer_confidence{kConfidenceBoundsMillionths, kMillionthsToUnit};
+  void observe_confidence(double confidence) { answer_confidence.observe(confidence * 1e6); }
+
+  // The model's series, created on first use and kept (labelled by model name).
+  SelectionMetrics* model(const std::string& model_name);
+  // Guards `models` (the map, not the atomics). Taken after MetricsRegistry's mutex when rendering.
+  mutable std::mutex models_mutex;
+  std::map<std::string, std::unique_ptr<SelectionMetrics>> models;
 };
 
 // One replica of a model version, labelled model, version and replica. The replica side's thread
@@ -112,11 +151,13 @@ struct ModelMetrics {
 class MetricsRegistry {
  public:
   AppMetrics* app(const std::string& name);
+  AppMetrics* find_app(const std::string& name) const;  // null when no series exist for it
   ModelMetrics* model(const std::string& name, const std::string& version);
   std::string render_prometheus() const;
 
  private:
   void render_replicas(std::string& out) const;
+  void render_selection(std::string& out) const;
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<AppMetrics>> apps_;

@@ -305,6 +305,10 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
   if (ensemble != nullptr) {
     writer.Key("confidence");
     writer.Double(ensemble->confidence);
+    if (!ensemble->model.empty()) {
+      writer.Key("model");
+      writer.String(ensemble->model.data(), static_cast<rapidjson::SizeType>(ensemble->model.size()));
+    }
     if (ensemble->partial) {
       writer.Key("partial");
       writer.Bool(true);

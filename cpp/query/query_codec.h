@@ -52,10 +52,13 @@ DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType typ
 // Appends one prediction object ({"query_id", "output", "default", "default_explanation"?}) to `out`.
 // `output` is embedded as JSON when it is valid JSON, else as a JSON string.
 // An ensemble's answer also carries "confidence" (the weight share behind it) and "partial": true when
-// some model asked did not answer in time; pass them through `ensemble`.
+// some model asked did not answer in time; a cascade's carries "confidence" (the answering model's),
+// "model" ("name:version" of the model that answered) and "partial" (it stopped unsure because a model
+// did not answer). Pass them through `ensemble`.
 struct EnsembleFields {
   double confidence = 0.0;
   bool partial = false;
+  std::string_view model;  // empty: not rendered
 };
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
                        std::string_view default_explanation, const EnsembleFields* ensemble = nullptr);

@@ -7,6 +7,7 @@
 
 #include "engine/engine.h"
 #include "query/query_codec.h"
+#include "selection/cascade.h"
 #include "selection/ensemble_combiner.h"
 #include "selection/feedback_queue.h"
 #include "selection/weighted_draw.h"
@@ -244,12 +245,32 @@ QueryProcessor::ModelChoice QueryProcessor::every_linked_model(const AppRoute& a
     choice.no_model_reason = "No model is linked to application '" + app.name + "'; link one with link_model_to_app";
     return choice;
   }
-  for (const LinkedModel& linked : app.linked_models) {
-    ModelVersion* model = linked.current;
+  for (uint32_t index = 0; index < app.linked_models.size(); ++index) {
+    ModelVersion* model = app.linked_models[index].current;
     if (model != nullptr && model->connected_replicas.load(std::memory_order_relaxed) == 0) model = nullptr;
     choice.models.push_back(model);
+    choice.linked.push_back(index);
   }
   choice.weights = app.selection.default_weights;
+  return choice;
+}
+
+QueryProcessor::ModelChoice QueryProcessor::cascade_stages(const AppRoute& app) {
+  ModelChoice choice;
+  choice.cascade = true;
+  bool any = false;
+  for (uint32_t index : app.selection.cascade_order) {
+    ModelVersion* model = app.linked_models[index].current;
+    if (model != nullptr && model->connected_replicas.load(std::memory_order_relaxed) == 0) model = nullptr;
+    any = any || model != nullptr;
+    choice.models.push_back(model);
+    choice.linked.push_back(index);
+  }
+  if (!any) {
+    choice.models.clear();
+    choice.linked.clear();
+    choice.no_model_reason = "No model of application '" + app.name + "' has a deployed version with a connected replica";
+  }
   return choice;
 }
 
@@ -261,6 +282,7 @@ QueryProcessor::ModelChoice QueryProcessor::choose_models(const AppRoute& app, i
   }
   const SelectionPlan& plan = app.selection;
   if (plan.mode == SelectionMode::Ensemble) return every_linked_model(app);
+  if (plan.mode == SelectionMode::Cascade) return cascade_stages(app);
   // The user's published weights, else the app's defaults (also when the links changed since).
   const std::vector<double>* weights = &plan.default_weights;
   if (plan.mode == SelectionMode::Sample && app.linked_models.size() > 1 &&
@@ -279,8 +301,16 @@ QueryProcessor::ModelChoice QueryProcessor::choose_models(const AppRoute& app, i
         "No connected models found for query: model " + linked.current->label + " has no connected replica";
   } else {
     choice.models.push_back(linked.current);
+    choice.linked.push_back(static_cast<uint32_t>(&linked - app.linked_models.data()));
   }
   return choice;
+}
+
+void QueryProcessor::count_selections(const AppRoute& app, const ModelChoice& choice, uint32_t inputs) {
+  if (choice.cascade) return;  // a cascade counts each stage when it asks it
+  for (std::size_t m = 0; m < choice.models.size() && m < choice.linked.size(); ++m) {
+    if (choice.models[m] != nullptr) app.linked_models[choice.linked[m]].metrics->selections.add(inputs);
+  }
 }
 
 void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
@@ -339,6 +369,7 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
   }
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
+  count_selections(*app, choice, count);
   for (ModelVersion* model : choice.models) {
     if (model != nullptr && model->queue.approximate_size() + count > engine_.options().max_queued_tasks_per_model) {
       refuse(503, "Overloaded", "the queue of model " + model->label + " is full; retry shortly");
@@ -367,6 +398,7 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
 
 bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
                                    std::vector<DecodedInput>& inputs) {
+  if (choice.cascade) return submit_cascade(query_key, query, choice, inputs);
   const uint32_t count = static_cast<uint32_t>(inputs.size());
   const uint32_t asked = static_cast<uint32_t>(choice.models.size());
   query.models_per_input = asked;
@@ -405,7 +437,7 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
       if (cache.enabled()) {
         const CacheKey key = make_cache_key(model->id, inputs[index].payload);
         const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
-        switch (cache.lookup(key, waiter, result.output)) {
+        switch (cache.lookup(key, waiter, result.output, &result.reported)) {
           case PredictionCache::Lookup::Hit:
             result.done = true;
             --query.remaining;
@@ -438,6 +470,131 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
   arm_deadline_timer(deadline);
   for (ModelVersion* model : notify) scheduler_.notify_work(*model);
   return true;
+}
+
+bool QueryProcessor::submit_cascade(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
+                                    std::vector<DecodedInput>& inputs) {
+  const uint32_t count = static_cast<uint32_t>(inputs.size());
+  const uint32_t stages = static_cast<uint32_t>(choice.models.size());
+  query.cascade = true;
+  query.models_per_input = stages;
+  query.results.resize(static_cast<std::size_t>(count) * stages);
+  query.remaining = count;
+  query.stages = choice.models;
+  query.linked = choice.linked;
+  query.stage.assign(count, 0);
+  for (uint32_t m = 0; m < stages; ++m) {
+    const ModelVersion* model = choice.models[m];
+    query.model_labels.push_back(model != nullptr ? model->label : query.app->linked_models[choice.linked[m]].name);
+  }
+  query.model_label = query.model_labels.front();
+  query.inputs = std::move(inputs);
+  ModelsToNotify notify;
+  for (uint32_t index = 0; index < count; ++index) advance_cascade(query_key, query, index, notify);
+  if (query.remaining == 0) return false;  // every input settled from the cache
+  const Clock::time_point deadline = query.deadline;
+  pending_.emplace(query_key, std::move(query));
+  deadlines_.add(deadline, query_key);
+  arm_deadline_timer(deadline);
+  for (ModelVersion* model : notify) scheduler_.notify_work(*model);
+  return true;
+}
+
+void QueryProcessor::advance_cascade(uint64_t query_key, PendingQuery& query, uint32_t index,
+                                     ModelsToNotify& notify) {
+  const uint32_t stages = query.models_per_input;
+  const double threshold = query.app->selection.confidence_threshold;
+  PredictionCache& cache = engine_.cache();
+  while (true) {
+    uint32_t& stage = query.stage[index];
+    const uint32_t slot = index * stages + stage;
+    InputResult& result = query.results[slot];
+    const LinkedModel& linked = query.app->linked_models[query.linked[stage]];
+    if (result.done) {
+      const CascadeStage finished{
+          result.is_default ? CascadeStage::State::Failed : CascadeStage::State::Answered, result.reported};
+      if (!should_escalate(finished, threshold, stage + 1 < stages)) break;
+      linked.metrics->cascade_escalations.add();
+      ++stage;
+      continue;
+    }
+    ModelVersion* model = query.stages[stage];
+    if (model == nullptr) {
+      result.done = true;
+      result.is_default = true;
+      result.explanation = "Model " + query.model_labels[stage] + " has no deployed version with a connected replica";
+      continue;
+    }
+    linked.metrics->selections.add();
+    Task task;
+    if (cache.enabled()) {
+      const CacheKey key = make_cache_key(model->id, query.inputs[index].payload);
+      const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
+      switch (cache.lookup(key, waiter, result.output, &result.reported)) {
+        case PredictionCache::Lookup::Hit:
+          result.done = true;
+          continue;  // judged like a fresh answer: an unsure cached answer escalates too
+        case PredictionCache::Lookup::Joined:
+          return;
+        case PredictionCache::Lookup::Miss:
+          task.cached = true;
+          task.cache_key = key;
+          break;
+      }
+    }
+    task.io_thread = io_thread_;
+    task.query_key = query_key;
+    task.input_index = slot;
+    task.deadline = query.deadline;
+    task.enqueued = Clock::now();
+    task.element_count = query.inputs[index].element_count;
+    // The last stage takes the input; earlier ones get copies (the next stage may need it).
+    task.payload = stage + 1 == stages ? std::move(query.inputs[index].payload) : query.inputs[index].payload;
+    scheduler_.submit(*model, std::move(task));
+    if (std::find(notify.begin(), notify.end(), model) == notify.end()) notify.push_back(model);
+    return;
+  }
+  --query.remaining;  // settled: combine_cascade picks its answer
+}
+
+void QueryProcessor::combine_cascade(PendingQuery& query) {
+  const uint32_t stages = query.models_per_input;
+  const std::size_t count = query.results.size() / stages;
+  const double threshold = query.app->selection.confidence_threshold;
+  absl::InlinedVector<InputResult, 1> combined(count);
+  absl::InlinedVector<CascadeStage, 4> outcomes(stages);
+  for (std::size_t index = 0; index < count; ++index) {
+    const InputResult* first_failure = nullptr;
+    for (uint32_t stage = 0; stage < stages; ++stage) {
+      const InputResult& slot = query.results[index * stages + stage];
+      CascadeStage& outcome = outcomes[stage];
+      outcome.confidence = slot.reported;
+      if (!slot.done) {
+        outcome.state = stage == query.stage[index] ? CascadeStage::State::Waiting : CascadeStage::State::NotAsked;
+      } else if (slot.is_default) {
+        outcome.state = CascadeStage::State::Failed;
+        if (first_failure == nullptr) first_failure = &slot;
+      } else {
+        outcome.state = CascadeStage::State::Answered;
+      }
+    }
+    const CascadeAnswer answer = pick_cascade_answer(outcomes, threshold);
+    InputResult& result = combined[index];
+    result.done = true;
+    result.partial = answer.partial;
+    result.confidence = answer.confidence;
+    if (answer.stage < 0) {
+      result.is_default = true;
+      result.output = query.app->default_output;
+      result.explanation = "No model of the cascade answered: " +
+                           (first_failure != nullptr ? first_failure->explanation : std::string("no model asked"));
+      continue;
+    }
+    result.output = std::move(query.results[index * stages + answer.stage].output);
+    result.answered_by = answer.stage;
+  }
+  query.results = std::move(combined);
+  query.models_per_input = 1;
 }
 
 void QueryProcessor::combine_ensemble(PendingQuery& query) {
@@ -489,7 +646,10 @@ void QueryProcessor::send_feedback_round(uint64_t query_key, PendingQuery& query
     FeedbackOutcome outcome;
     outcome.model_name = query.app->linked_models[m].name;
     outcome.answered = slot.done && !slot.is_default;
-    if (outcome.answered) outcome.output = slot.output;
+    if (outcome.answered) {
+      outcome.output = slot.output;
+      outcome.confidence = slot.reported;
+    }
     round.outcomes.push_back(std::move(outcome));
   }
   if (!engine_.feedback_queue().push(std::move(round))) {
@@ -509,10 +669,12 @@ void QueryProcessor::answer_feedback(Completion& completion) {
   AwaitingFeedback& waiting = found->second;
   if (completion.kind == CompletionKind::FeedbackApplied) {
     waiting.app->metrics->feedback.add();
+    waiting.app->metrics->feedback_applied.add();
     http::HttpResponse response;
     response.body = "{\"query_id\":" + std::to_string(waiting.query_id) + ",\"feedback_applied\":true}";
     http_.respond(waiting.slot, std::move(response));
   } else {
+    waiting.app->metrics->feedback_refused.add();
     reply_error(http_, waiting.slot, 400, "Feedback refused", completion.text, waiting.app.get());
   }
   awaiting_feedback_.erase(found);
@@ -535,20 +697,24 @@ void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
     return;
   }
   if (query.ensemble) combine_ensemble(query);
+  if (query.cascade) combine_cascade(query);
   record_answered(query);
   if (query.oip) {
     finish_oip(query);
     return;
   }
+  const bool selected = query.ensemble || query.cascade;
   std::string body;
   body.reserve(64 * query.results.size() + 32);
   if (query.is_batch) body += "{\"batch_predictions\":[";
   for (std::size_t i = 0; i < query.results.size(); ++i) {
     const InputResult& result = query.results[i];
     if (i > 0) body += ',';
-    const EnsembleFields ensemble{result.confidence, result.partial};
+    const std::string_view answered_by =
+        result.answered_by >= 0 ? std::string_view(query.model_labels[result.answered_by]) : std::string_view();
+    const EnsembleFields ensemble{result.confidence, result.partial, answered_by};
     render_prediction(body, query.first_query_id + i, result.output, result.is_default, result.explanation,
-                      query.ensemble ? &ensemble : nullptr);
+                      selected ? &ensemble : nullptr);
   }
   if (query.is_batch) body += "]}";
   if (!query.is_batch && query.results.empty()) body = "{\"batch_predictions\":[]}";
@@ -566,6 +732,12 @@ void QueryProcessor::record_answered(const PendingQuery& query) {
   if (defaults > 0) app.metrics->default_answers.add(defaults);
   if (elapsed <= app.slo_micros) app.metrics->slo_attained.add(query.results.size() - defaults);
   app.metrics->latency_micros.observe(static_cast<double>(elapsed));
+  if (!query.ensemble && !query.cascade) return;
+  for (const InputResult& result : query.results) {
+    if (result.partial) app.metrics->partial_answers.add();
+    // An answer some model gave has a confidence (an ensemble's below its threshold too).
+    if (!result.is_default || result.confidence > 0.0) app.metrics->observe_confidence(result.confidence);
+  }
 }
 
 void QueryProcessor::on_completions(uv_async_t* handle) {
@@ -607,6 +779,7 @@ void QueryProcessor::complete(Completion& completion) {
   result.done = true;
   if (completion.kind == CompletionKind::Output) {
     result.output = std::move(completion.text);
+    result.reported = completion.confidence;
   } else {
     const std::string& label =
         query.model_labels.empty() ? query.model_label
@@ -620,6 +793,21 @@ void QueryProcessor::complete(Completion& completion) {
                                    " within the latency SLO of " + std::to_string(query.app->slo_micros) +
                                    " microseconds: " + completion.text;
   }
+  if (query.cascade) {
+    const uint32_t index = completion.input_index / query.models_per_input;
+    if (completion.kind == CompletionKind::Shed) {
+      --query.remaining;  // the deadline is out of reach: a later stage could not meet it either
+    } else {
+      ModelsToNotify notify;
+      advance_cascade(found->first, query, index, notify);
+      for (ModelVersion* model : notify) scheduler_.notify_work(*model);
+    }
+    if (query.remaining == 0) {
+      finish(found->first, query);
+      pending_.erase(found);
+    }
+    return;
+  }
   if (--query.remaining == 0) {
     finish(found->first, query);
     pending_.erase(found);
@@ -627,6 +815,22 @@ void QueryProcessor::complete(Completion& completion) {
 }
 
 void QueryProcessor::answer_overdue(uint64_t query_key, PendingQuery& query) {
+  if (query.cascade) {
+    // Only the stage each unsettled input is waiting on missed the deadline; later ones were never asked.
+    const uint32_t stages = query.models_per_input;
+    for (uint32_t index = 0; index < query.stage.size(); ++index) {
+      InputResult& result = query.results[index * stages + query.stage[index]];
+      if (result.done) continue;
+      result.done = true;
+      result.is_default = true;
+      result.explanation = "Failed to retrieve a prediction response from model " +
+                           query.model_labels[query.stage[index]] + " within the latency SLO of " +
+                           std::to_string(query.app->slo_micros) + " microseconds";
+    }
+    query.remaining = 0;
+    finish(query_key, query);
+    return;
+  }
   fill_defaults(query, "Failed to retrieve a prediction response from model " + query.model_label +
                            " within the latency SLO of " + std::to_string(query.app->slo_micros) +
                            " microseconds");
@@ -660,6 +864,7 @@ void QueryProcessor::expire_deadlines() {
     }
     auto waiting = awaiting_feedback_.find(key);
     if (waiting == awaiting_feedback_.end() || waiting->second.expires > now) return;
+    waiting->second.app->metrics->feedback_unconfirmed.add();
     reply_error(http_, waiting->second.slot, 503, "Feedback not confirmed",
                 "the selection worker did not confirm applying this feedback within " +
                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kFeedbackConfirmationTime).count()) +

@@ -57,8 +57,12 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     bool is_default = false;
     std::string output;
     std::string explanation;
-    double confidence = 1.0;  // an ensemble's answer: the weight share behind it
-    bool partial = false;     // an ensemble's answer: some model asked did not answer
+    ModelConfidence reported;  // what the model reported with `output` (one model's slot)
+    double confidence = 1.0;   // an ensemble's answer: the weight share behind it; a cascade's: the
+                               // answering model's confidence
+    bool partial = false;      // some model asked did not answer (ensemble); the cascade stopped
+                               // unsure because a model did not answer (cascade)
+    int32_t answered_by = -1;  // a cascade's answer: the stage (index into model_labels) that gave it
     bool model_failed = false;  // the default answers because the model reported an error
   };
   // An Open Inference Protocol infer request: what its response carries besides the outputs.
@@ -71,7 +75,9 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   // The models one query asks, chosen by the app's selection plan (null: linked but unable to answer).
   struct ModelChoice {
     absl::InlinedVector<ModelVersion*, 2> models;
+    absl::InlinedVector<uint32_t, 2> linked;  // each model's index in the app's linked_models
     std::vector<double> weights;  // ensemble: one per model asked
+    bool cascade = false;         // `models` are stages, asked in order while the answers are unsure
     std::string no_model_reason;  // why nothing can be asked, when `models` is empty
   };
   struct PendingQuery {
@@ -88,6 +94,13 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     std::vector<std::string> model_labels;  // several models asked: "name:version" of each
     std::vector<double> weights;             // ensemble: one per model asked
     bool ensemble = false;
+    // Cascade: slot = input * stages + stage; `remaining` counts inputs not settled yet. Each input
+    // asks one stage at a time (`stage`), so the inputs are kept for the stages still to ask.
+    bool cascade = false;
+    absl::InlinedVector<ModelVersion*, 2> stages;   // null: linked but unable to answer
+    absl::InlinedVector<uint32_t, 2> linked;        // each model asked: its index in linked_models
+    absl::InlinedVector<uint32_t, 1> stage;         // per input: the stage asked now
+    std::vector<DecodedInput> inputs;
     Clock::time_point received;
     Clock::time_point deadline;
     // /update: the outputs become a feedback round for the app's policy instead of an answer.
@@ -138,10 +151,20 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void arm_deadline_timer(Clock::time_point deadline);
   ModelChoice choose_models(const AppRoute& app, int64_t uid);
   ModelChoice every_linked_model(const AppRoute& app);
+  ModelChoice cascade_stages(const AppRoute& app);
   // Looks each input up in the cache and submits the rest; returns false when the query is complete.
   bool submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
                      std::vector<DecodedInput>& inputs);
+  using ModelsToNotify = absl::InlinedVector<ModelVersion*, 2>;
+  // Cascade: asks each input's first stage; false when every input settled at once (from the cache).
+  bool submit_cascade(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
+                      std::vector<DecodedInput>& inputs);
+  // Cascade: moves input `index` on from its current stage: asks it, or takes its cached answer,
+  // escalates past an unsure or failed answer, or settles the input (--remaining).
+  void advance_cascade(uint64_t query_key, PendingQuery& query, uint32_t index, ModelsToNotify& notify);
+  void combine_cascade(PendingQuery& query);
   void combine_ensemble(PendingQuery& query);
+  void count_selections(const AppRoute& app, const ModelChoice& choice, uint32_t inputs);
   void send_feedback_round(uint64_t query_key, PendingQuery& query);
   void answer_feedback(Completion& completion);
   void fill_defaults(PendingQuery& query, const std::string& explanation);

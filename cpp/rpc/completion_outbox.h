@@ -22,9 +22,12 @@ class CompletionOutbox {
   // 0's own loop (a single I/O thread), so completions are applied there without a hand-off.
   void connect(std::vector<CompletionSink*> sinks, bool in_place);
 
-  void push(uint32_t io_thread, uint64_t query_key, uint32_t input_index, CompletionKind kind, std::string text);
-  // A batch answered: output i answers task i (and the cache's waiters on it). Moves from `outputs`.
-  void complete_outputs(std::vector<Task>& tasks, std::vector<std::string>& outputs);
+  void push(uint32_t io_thread, uint64_t query_key, uint32_t input_index, CompletionKind kind, std::string text,
+            ModelConfidence confidence = std::nullopt);
+  // A batch answered: output i answers task i (and the cache's waiters on it), with confidence i when
+  // `confidences` is not empty (the model reported them). Moves from `outputs`.
+  void complete_outputs(std::vector<Task>& tasks, std::vector<std::string>& outputs,
+                        const std::vector<ModelConfidence>& confidences = {});
   // A batch failed: every task (and the cache's waiters on it) gets the model error.
   void complete_error(std::vector<Task>& tasks, const std::string& error);
   void flush();

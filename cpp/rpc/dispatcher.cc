@@ -153,8 +153,13 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   std::vector<std::string> texts;
   texts.reserve(count);
   for (std::size_t i = 0; i < count; ++i) texts.emplace_back(response.output(i));
+  std::vector<ModelConfidence> confidences;  // stays empty (no allocation) when the model reported none
+  if (response.reports_confidences()) {
+    confidences.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) confidences.push_back(response.confidence(i));
+  }
   model.metrics->predictions.add(count);
-  outbox_.complete_outputs(batch.tasks, texts);
+  outbox_.complete_outputs(batch.tasks, texts, confidences);
 }
 
 void Dispatcher::requeue_batches(const Replica& dropped) {

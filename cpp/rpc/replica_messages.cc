@@ -1,6 +1,7 @@
 #include "rpc/replica_messages.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -11,6 +12,7 @@ namespace clipper {
 namespace {
 
 using OutputVector = flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>;
+using ConfidenceVector = flatbuffers::Vector<float>;
 
 wire::InputType to_wire(InputType type) { return static_cast<wire::InputType>(type); }
 
@@ -85,6 +87,19 @@ std::string_view PredictResponse::output(std::size_t index) const {
   return std::string_view(text->data(), text->size());
 }
 
+bool PredictResponse::reports_confidences() const {
+  return confidences_ != nullptr && output_count() > 0 &&
+         static_cast<const ConfidenceVector*>(confidences_)->size() == output_count();
+}
+
+ModelConfidence PredictResponse::confidence(std::size_t index) const {
+  if (!reports_confidences() || index >= output_count()) return std::nullopt;
+  const auto* confidences = static_cast<const ConfidenceVector*>(confidences_);
+  const float value = confidences->Get(static_cast<flatbuffers::uoffset_t>(index));
+  if (std::isnan(value)) return std::nullopt;
+  return std::clamp(value, 0.0f, 1.0f);
+}
+
 void ReplicaMessages::decode(const ReplicaAddress& from, const uint8_t* data, std::size_t size,
                              ConnectionId connection, ReplicaMessageHandler& handler) const {
   flatbuffers::Verifier verifier(data, size);
@@ -112,8 +127,9 @@ void ReplicaMessages::decode(const ReplicaAddress& from, const uint8_t* data, st
     case wire::Payload::PredictResponse: {
       const auto* response = message->payload_as_PredictResponse();
       const bool has_error = response->error() != nullptr && response->error()->size() > 0;
-      handler.on_predict_response(
-          from, PredictResponse(response->batch_id(), response->outputs(), view_of(response->error()), has_error));
+      handler.on_predict_response(from, PredictResponse(response->batch_id(), response->outputs(),
+                                                        view_of(response->error()), has_error,
+                                                        response->confidences()));
       break;
     }
     default:

@@ -30,8 +30,9 @@ struct RegisterRequest {
 // One answered batch; views into the received message, valid during the handler call only.
 class PredictResponse {
  public:
-  PredictResponse(uint64_t batch_id, const void* outputs, std::string_view error, bool has_error)
-      : batch_id_(batch_id), outputs_(outputs), error_(error), has_error_(has_error) {}
+  PredictResponse(uint64_t batch_id, const void* outputs, std::string_view error, bool has_error,
+                  const void* confidences = nullptr)
+      : batch_id_(batch_id), outputs_(outputs), error_(error), has_error_(has_error), confidences_(confidences) {}
   uint64_t batch_id() const { return batch_id_; }
   bool has_error() const { return has_error_; }  // the model raised: `error()` says what
   // The model's own text: it may hold paths, data or secrets, so it goes to ModelErrorLog, never to
@@ -39,12 +40,17 @@ class PredictResponse {
   std::string_view error() const { return error_; }
   std::size_t output_count() const;
   std::string_view output(std::size_t index) const;
+  // The confidence the model reported with output `index`, in [0, 1] (out-of-range values are
+  // clamped); empty when it reported none, or not one per output, or not a number.
+  ModelConfidence confidence(std::size_t index) const;
+  bool reports_confidences() const;  // one confidence per output came with the answer
 
  private:
   uint64_t batch_id_;
   const void* outputs_;  // the flatbuffers vector of strings, or null
   std::string_view error_;
   bool has_error_;
+  const void* confidences_;  // the flatbuffers vector of floats, or null
 };
 
 class ReplicaMessageHandler {

@@ -16,13 +16,15 @@
 #include <string>
 #include <vector>
 
+#include "common/task.h"
+
 namespace clipper {
 
 struct FeedbackOutcome {
   std::string model_name;
   bool answered = false;       // false: the model failed or missed the deadline (no loss is known)
   std::string output;
-  double confidence = 1.0;
+  ModelConfidence confidence;  // what the model reported with `output` (empty: none)
 };
 
 struct FeedbackRound {

@@ -61,6 +61,40 @@ TEST(CompletionOutbox, AnswersTheTaskAndTheQueriesCoalescedOntoIt) {
   EXPECT_EQ(output, "42");
 }
 
+TEST(CompletionOutbox, TheModelsConfidenceReachesTheTaskItsWaitersAndTheCacheEntry) {
+  PredictionCache cache(1 << 20);
+  RecordingSink sink;
+  CompletionOutbox outbox(cache);
+  outbox.connect({&sink}, false);
+  const CacheKey sure = make_cache_key(1, "sure");
+  const CacheKey silent = make_cache_key(1, "silent");
+  std::string unused;
+  cache.lookup(sure, CacheWaiter{0, 10, 0, Clock::now() + std::chrono::seconds(5)}, unused);
+  cache.lookup(sure, CacheWaiter{0, 11, 2, Clock::now() + std::chrono::seconds(5)}, unused);
+  cache.lookup(silent, CacheWaiter{0, 12, 0, Clock::now() + std::chrono::seconds(5)}, unused);
+  std::vector<Task> tasks{task_for(0, 10, sure, true), task_for(0, 12, silent, true)};
+  std::vector<std::string> outputs{"cat", "dog"};
+  outbox.complete_outputs(tasks, outputs, {0.25f, std::nullopt});
+  outbox.flush();
+  ASSERT_EQ(sink.delivered.size(), 3u);
+  for (const auto& completion : sink.delivered) {
+    if (completion.query_key == 12) {
+      EXPECT_FALSE(completion.confidence.has_value());
+    } else {
+      EXPECT_EQ(completion.confidence, 0.25f) << completion.query_key;  // the task and its waiter
+    }
+  }
+  std::string output;
+  ModelConfidence confidence;
+  ASSERT_EQ(cache.lookup(sure, CacheWaiter{0, 13, 0, Clock::now()}, output, &confidence),
+            PredictionCache::Lookup::Hit);
+  EXPECT_EQ(output, "cat");
+  EXPECT_EQ(confidence, 0.25f);
+  ASSERT_EQ(cache.lookup(silent, CacheWaiter{0, 14, 0, Clock::now()}, output, &confidence),
+            PredictionCache::Lookup::Hit);
+  EXPECT_FALSE(confidence.has_value());
+}
+
 TEST(CompletionOutbox, AFailedBatchFailsItsWaitersAndForgetsTheEntry) {
   PredictionCache cache(1 << 20);
   RecordingSink sink;

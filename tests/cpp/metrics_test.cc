@@ -59,6 +59,43 @@ TEST(MetricsRegistryTest, ReplicaSeriesCarryModelVersionAndReplica) {
   EXPECT_TRUE(contains(text, "clipper_replica_batch_latency_seconds_sum" + labels + " 0.004\n"));
 }
 
+TEST(MetricsRegistryTest, SelectionSeriesArePerAppAndModel) {
+  MetricsRegistry registry;
+  AppMetrics* app = registry.app("pets");
+  SelectionMetrics* cat = app->model("cat");
+  EXPECT_EQ(cat, app->model("cat"));  // one entry per model, kept
+  cat->selections.add(3);
+  cat->cascade_escalations.add();
+  cat->feedback_loss.add(0.5);
+  cat->feedback_loss.add(1.0);
+  cat->feedback_observations.add(2);
+  app->partial_answers.add();
+  app->feedback_applied.add(4);
+  app->feedback_refused.add();
+  app->online_loss.add(0.25);
+  app->online_loss_rounds.add();
+  app->observe_confidence(0.85);
+  app->observe_confidence(1.0);
+  const std::string text = registry.render_prometheus();
+  const std::string labels = "{app=\"pets\",model=\"cat\"}";
+  EXPECT_TRUE(contains(text, "clipper_app_selections_total" + labels + " 3\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_cascade_escalations_total" + labels + " 1\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_model_loss_total" + labels + " 1.5\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_model_loss_rounds_total" + labels + " 2\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_partial_answers_total{app=\"pets\"} 1\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_feedback_rounds_total{app=\"pets\",outcome=\"applied\"} 4\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_feedback_rounds_total{app=\"pets\",outcome=\"refused\"} 1\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_feedback_rounds_total{app=\"pets\",outcome=\"unconfirmed\"} 0\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_online_loss_total{app=\"pets\"} 0.25\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_online_loss_rounds_total{app=\"pets\"} 1\n"));
+  // Confidence is observed in millionths and exported from 0 to 1.
+  EXPECT_TRUE(contains(text, "clipper_app_answer_confidence_bucket{app=\"pets\",le=\"0.8\"} 0\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_answer_confidence_bucket{app=\"pets\",le=\"0.9\"} 1\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_answer_confidence_bucket{app=\"pets\",le=\"1\"} 2\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_answer_confidence_sum{app=\"pets\"} 1.85\n"));
+  EXPECT_TRUE(contains(text, "clipper_app_answer_confidence_count{app=\"pets\"} 2\n"));
+}
+
 TEST(MetricsRegistryTest, EveryFamilyHasHelpThenTypeAndCountersEndInTotal) {
   MetricsRegistry registry;
   registry.app("a");
@@ -73,7 +110,8 @@ TEST(MetricsRegistryTest, EveryFamilyHasHelpThenTypeAndCountersEndInTotal) {
     const std::string type = type_line.substr(type_line.find(' ') + 1);
     EXPECT_TRUE(contains(text, "# HELP " + name + " ")) << name;
     if (type == "counter") EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
-    if (type == "histogram" && name != "clipper_model_batch_size") {
+    // Latencies are in seconds; the other histograms count things without a unit.
+    if (type == "histogram" && name != "clipper_model_batch_size" && name != "clipper_app_answer_confidence") {
       EXPECT_EQ(name.substr(name.size() - 8), "_seconds") << name;
     }
     ++families;

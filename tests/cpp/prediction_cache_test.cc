@@ -11,6 +11,24 @@ CacheWaiter waiter(uint64_t query, Clock::time_point deadline = Clock::now() + s
   return CacheWaiter{0, query, 0, deadline};
 }
 
+TEST(PredictionCache, AnAnswerKeepsTheConfidenceItCameWith) {
+  PredictionCache cache(1 << 20);
+  const CacheKey key = make_cache_key(3, "input");
+  std::string output;
+  ModelConfidence confidence;
+  ASSERT_EQ(cache.lookup(key, waiter(1), output, &confidence), PredictionCache::Lookup::Miss);
+  cache.resolve(key, "unsure", 0.4f);
+  ASSERT_EQ(cache.lookup(key, waiter(2), output, &confidence), PredictionCache::Lookup::Hit);
+  EXPECT_EQ(output, "unsure");
+  EXPECT_EQ(confidence, 0.4f);
+  // An answer stored without one reads back without one.
+  const CacheKey other = make_cache_key(3, "other");
+  ASSERT_EQ(cache.lookup(other, waiter(3), output), PredictionCache::Lookup::Miss);
+  cache.resolve(other, "bare");
+  ASSERT_EQ(cache.lookup(other, waiter(4), output, &confidence), PredictionCache::Lookup::Hit);
+  EXPECT_FALSE(confidence.has_value());
+}
+
 TEST(PredictionCache, MissThenHitAfterResolve) {
   PredictionCache cache(1 << 20);
   const CacheKey key = make_cache_key(1, "input");

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -28,7 +29,10 @@ class RecordingHandler final : public ReplicaMessageHandler {
   void on_predict_response(const ReplicaAddress&, const PredictResponse& response) override {
     response_batch = response.batch_id();
     response_error = response.has_error() ? std::string(response.error()) : "";
-    for (std::size_t i = 0; i < response.output_count(); ++i) outputs.emplace_back(response.output(i));
+    for (std::size_t i = 0; i < response.output_count(); ++i) {
+      outputs.emplace_back(response.output(i));
+      confidences.push_back(response.confidence(i));
+    }
   }
   std::vector<ReplicaAddress> alive;
   std::string registered_name, registered_version, heartbeat_key, response_error;
@@ -37,6 +41,7 @@ class RecordingHandler final : public ReplicaMessageHandler {
   ConnectionId registered_connection = -1;
   uint64_t response_batch = 0;
   std::vector<std::string> outputs;
+  std::vector<ModelConfidence> confidences;
 };
 
 // flatbuffers reads in place and wants the buffer aligned, as the transport guarantees.
@@ -82,6 +87,26 @@ TEST(ReplicaMessages, DecodesAHeartbeatAndAResponse) {
   EXPECT_EQ(handler.response_batch, 77u);
   EXPECT_EQ(handler.response_error, "");
   EXPECT_EQ(handler.outputs, (std::vector<std::string>{"a", "bc"}));
+}
+
+TEST(ReplicaMessages, ReadsTheConfidencesAModelReported) {
+  auto decode_with = [](const std::vector<float>* confidences) {
+    flatbuffers::FlatBufferBuilder response;
+    std::vector<flatbuffers::Offset<flatbuffers::String>> texts{response.CreateString("a"),
+                                                                response.CreateString("b")};
+    auto answer = wire::CreatePredictResponseDirect(response, 5, &texts, nullptr, confidences);
+    response.Finish(wire::CreateMessage(response, wire::Payload::PredictResponse, answer.Union()));
+    RecordingHandler handler;
+    decode(response, handler);
+    return handler.confidences;
+  };
+  const std::vector<float> reported{0.25f, 1.5f};  // out of range: clamped
+  EXPECT_EQ(decode_with(&reported), (std::vector<ModelConfidence>{0.25f, 1.0f}));
+  EXPECT_EQ(decode_with(nullptr), (std::vector<ModelConfidence>{std::nullopt, std::nullopt}));
+  const std::vector<float> too_few{0.5f};  // not one per output: none is trusted
+  EXPECT_EQ(decode_with(&too_few), (std::vector<ModelConfidence>{std::nullopt, std::nullopt}));
+  const std::vector<float> not_numbers{std::nanf(""), 0.5f};
+  EXPECT_EQ(decode_with(&not_numbers), (std::vector<ModelConfidence>{std::nullopt, 0.5f}));
 }
 
 TEST(ReplicaMessages, DropsWhatIsNotAMessage) {

@@ -55,6 +55,28 @@ TEST_F(RoutingTest, RejectsInvalidConfigurationsNamingTheField) {
                   "takes ints");
 }
 
+TEST_F(RoutingTest, ACascadeTriesItsOrderThenTheOtherLinkedModelsInLinkOrder) {
+  auto table = build_routing_table(R"({
+    "apps": [{"name": "a", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000,
+              "linked_models": ["fast", "medium", "slow"],
+              "selection": {"mode": "cascade", "order": ["slow", "gone", "fast"], "confidence_threshold": 0.7}}],
+    "models": [{"name": "fast", "version": "1", "input_type": "doubles", "current": true},
+               {"name": "medium", "version": "1", "input_type": "doubles", "current": true},
+               {"name": "slow", "version": "1", "input_type": "doubles", "current": true}]
+  })", models, metrics, 1);
+  const AppRoute* app = table->find("a");
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->selection.mode, SelectionMode::Cascade);
+  EXPECT_EQ(app->selection.cascade_order, (std::vector<uint32_t>{2, 0, 1}));  // "gone" is not linked
+  EXPECT_DOUBLE_EQ(app->selection.confidence_threshold, 0.7);
+  for (const LinkedModel& linked : app->linked_models) EXPECT_NE(linked.metrics, nullptr) << linked.name;
+  EXPECT_THROW(build_routing_table(R"({
+    "apps": [{"name": "a", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000,
+              "linked_models": ["fast"], "selection": {"mode": "cascade", "order": ["fast", "fast"]}}],
+    "models": [{"name": "fast", "version": "1", "input_type": "doubles", "current": true}]
+  })", models, metrics, 2), std::invalid_argument);
+}
+
 TEST_F(RoutingTest, AModelVersionKeepsItsInputType) {
   build_routing_table(R"({"models": [{"name": "m", "version": "1", "input_type": "doubles"}]})", models, metrics, 1);
   EXPECT_THROW(build_routing_table(R"({"models": [{"name": "m", "version": "1", "input_type": "ints"}]})",

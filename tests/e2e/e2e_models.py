@@ -92,3 +92,22 @@ def label_of_first(inputs):
 def label_plus_one(inputs):
     """Always wrong by one (for the selection tests)."""
     return [str(int(row[0]) + 1) for row in inputs]
+
+
+def unsure_when_told(inputs):
+    """A fast model that reports how sure it is: input [x, c] answers the label int(x) with confidence c
+    (so a test decides which inputs it is unsure of)."""
+    from clipper.container import Prediction
+
+    return [Prediction(str(int(row[0])), float(row[1])) for row in inputs]
+
+
+def make_slow_and_sure(delay_s):
+    """A slow model that reports no confidence (it counts as sure): sleeps `delay_s` per batch and
+    answers int(x) + 100 for input [x, ...], so its answers are told apart from the fast model's."""
+
+    def predict(inputs):
+        time.sleep(delay_s)
+        return [str(int(row[0]) + 100) for row in inputs]
+
+    return predict

@@ -28,6 +28,7 @@ from clipper.exceptions import (
     UnknownObjectError,
 )
 from clipper.selection import SelectionPolicy, make_policy
+from clipper.selection.policy import as_model_output, loss
 from clipper.state.cluster_state import ClusterState
 from clipper.state.selection_state import (
     DEFAULT_CACHE_CAPACITY_USERS,
@@ -69,6 +70,12 @@ class SelectionBinding(Protocol):
     def clear_selection_weights(self, app: str, uid: int | None) -> None:
         """Serve (app, uid), or every user of app when uid is None, from the app's default plan."""
 
+    def record_feedback_losses(
+        self, app: str, answer_loss: float | None, model_losses: dict[str, float]
+    ) -> None:
+        """Add one applied round's losses to the app's Prometheus series: the policy's own answer
+        (None when it had none) and each model's output (once per round, never per query)."""
+
 
 def selection_binding(engine: Any) -> SelectionBinding | None:
     """`engine` when it implements SelectionBinding, else None (an engine built before the native
@@ -78,6 +85,7 @@ def selection_binding(engine: Any) -> SelectionBinding | None:
         "finish_feedback",
         "set_selection_weights",
         "clear_selection_weights",
+        "record_feedback_losses",
     )
     return engine if all(callable(getattr(engine, name, None)) for name in needed) else None
 
@@ -156,6 +164,7 @@ class SelectionFeedbackWorker:
                     weights = selection.policy.engine_plan(new_state)["weights"]
                     if weights != selection.policy.engine_plan(state)["weights"]:
                         self._publish(app, uid, weights)
+                    self._record_losses(app, selection.policy, state, outputs, label)
                     return {"feedback": new_state["feedback"], "weights": weights}
                 # Another frontend wrote this user meanwhile: learn on top of what it stored.
                 self.cache.drop(app, uid)
@@ -352,6 +361,26 @@ class SelectionFeedbackWorker:
                 "it with reset_selection_state"
             ) from error
         return selection.policy.align(state, linked)
+
+    def _record_losses(
+        self,
+        app: str,
+        policy: SelectionPolicy,
+        state: State,
+        outputs: Mapping[str, Any],
+        label: Any,
+    ) -> None:
+        """The round's online loss (what the policy served, scored before it learned) and each
+        model's loss, into the engine's per-app series."""
+        if self.binding is None:
+            return
+        model_losses = {
+            name: loss(as_model_output(value).output, label)
+            for name, value in outputs.items()
+            if name in state["models"]
+        }
+        answer_loss = policy.online_loss(state, outputs, label)
+        self.binding.record_feedback_losses(app, answer_loss, model_losses)
 
     def _publish(self, app: str, uid: int, weights: dict[str, float]) -> None:
         if self.binding is not None:

@@ -241,6 +241,29 @@ class SelectionPolicy(abc.ABC):
         self.refresh_weights(new_state)
         return new_state
 
+    def online_loss(self, state: State, outputs: Mapping[str, Any], label: Any) -> float | None:
+        """The loss of what this policy served (before learning from `label`) for an input the models
+        in `outputs` answered: for a policy that draws one model per query ("sample"), the expected
+        loss of the draw over the models that answered; otherwise the loss of `combine`'s answer.
+        None when no model answered. The frontend exports it per app (`clipper_app_online_loss_total`)."""
+        if self.native_mode == "sample":
+            weights = self.weights(state)
+            answered = {name: weights.get(name, 0.0) for name in outputs if name in weights}
+            total = sum(answered.values())
+            if not answered:
+                return None
+            if total <= 0:
+                answered, total = {name: 1.0 for name in answered}, float(len(answered))
+            return (
+                sum(
+                    share * loss(as_model_output(outputs[name]).output, label)
+                    for name, share in answered.items()
+                )
+                / total
+            )
+        answer, _ = self.combine(state, outputs)
+        return None if answer is None else loss(answer, label)
+
     # ---- hooks for subclasses -------------------------------------------------------------------------
 
     def initial_weights(self, state: State) -> list[float]:

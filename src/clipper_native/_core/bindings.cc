@@ -174,7 +174,8 @@ PYBIND11_MODULE(_core, module) {
                  if (!outcome.answered) continue;  // no output, so no loss is known for that model
                  py::dict answer;
                  answer["output"] = outcome.output;
-                 answer["confidence"] = outcome.confidence;
+                 answer["confidence"] =
+                     outcome.confidence ? py::cast(clipper::confidence_value(outcome.confidence)) : py::none();
                  outputs[py::str(outcome.model_name)] = answer;
                }
                record["outputs"] = outputs;
@@ -183,6 +184,14 @@ PYBIND11_MODULE(_core, module) {
              return result;
            },
            py::arg("timeout_ms"))
+      .def("record_feedback_losses",
+           [](clipper::Engine& engine, const std::string& app, std::optional<double> answer_loss,
+              const std::map<std::string, double>& model_losses) {
+             std::vector<std::pair<std::string, double>> pairs(model_losses.begin(), model_losses.end());
+             py::gil_scoped_release release;
+             engine.record_feedback_losses(app, answer_loss, pairs);
+           },
+           py::arg("app"), py::arg("answer_loss"), py::arg("model_losses"))
       .def("finish_feedback", &clipper::Engine::finish_feedback, py::arg("ticket"), py::arg("applied"),
            py::arg("message") = "", py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("query_port", &clipper::Engine::query_port)

@@ -24,6 +24,7 @@ class PublishedWeights:
     def __init__(self):
         self.weights = {}
         self.cleared = []
+        self.losses = []
 
     def next_feedback(self, timeout_ms):
         return []
@@ -33,6 +34,9 @@ class PublishedWeights:
 
     def set_selection_weights(self, app, uid, weights):
         self.weights[(app, uid)] = dict(weights)
+
+    def record_feedback_losses(self, app, answer_loss, model_losses):
+        self.losses.append((app, answer_loss, dict(model_losses)))
 
     def clear_selection_weights(self, app, uid):
         self.cleared.append((app, uid))
@@ -145,6 +149,31 @@ def test_reset_forgets_and_tells_the_engine(service):
     worker.reset("app", 1)
     assert binding.cleared == [("app", 1)]
     assert worker.describe("app", 1)["feedback"] == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "answer_loss"),
+    [
+        ("exp4", 0.0),  # equal weights, a tie: the first linked model's answer ("1") is served
+        ("exp3", 0.5),  # one model drawn per query: the expected loss of the draw
+        ("single", 0.0),  # the first linked model answers
+    ],
+)
+def test_each_round_reports_what_the_policy_served_and_each_models_loss(
+    service, policy, answer_loss
+):
+    models = ("right",) if policy == "single" else ("right", "wrong")
+    configure(service, policy=policy, models=models)
+    binding = PublishedWeights()
+    worker = worker_for(service, binding)
+    outputs = {name: RIGHT[name] for name in models}
+    worker.apply_feedback("app", 3, outputs, 1)
+    app, served_loss, model_losses = binding.losses[-1]
+    assert app == "app" and served_loss == answer_loss
+    assert model_losses == {name: float(name == "wrong") for name in models}
+    with pytest.raises(ConfigurationError):
+        worker.apply_feedback("app", 3, outputs, "x")
+    assert len(binding.losses) == 1  # a refused round reports nothing
 
 
 def test_an_engine_without_the_binding_is_detected(engine):

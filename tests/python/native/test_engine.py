@@ -200,9 +200,28 @@ def test_selection_weights_are_published_per_user_and_checked_against_the_links(
         engine.set_selection_weights("nope", 7, {"a": 1.0})
     engine.clear_selection_weights("app", 7)
     engine.clear_selection_weights("app")
-    with pytest.raises(ValueError, match="cascade is not served"):
+    # A round's losses land in the app's series; models and apps no longer routed are skipped.
+    engine.record_feedback_losses("app", 1.0, {"a": 0.0, "b": 1.0, "gone": 1.0})
+    engine.record_feedback_losses("app", None, {"b": 1.0})
+    engine.record_feedback_losses("nope", 1.0, {"a": 1.0})
+    metrics = engine.metrics_text()
+    assert 'clipper_app_online_loss_total{app="app"} 1\n' in metrics
+    assert 'clipper_app_online_loss_rounds_total{app="app"} 1\n' in metrics
+    assert 'clipper_app_model_loss_total{app="app",model="b"} 2\n' in metrics
+    assert 'clipper_app_model_loss_rounds_total{app="app",model="a"} 1\n' in metrics
+    assert 'model="gone"' not in metrics and 'app="nope"' not in metrics
+
+
+def test_a_cascade_plan_is_served_and_a_repeated_stage_refused(engine):
+    engine.apply_config(json.dumps({
+        "apps": [app_config(linked_models=["a", "b"])
+                 | {"selection": {"mode": "cascade", "order": ["b"], "confidence_threshold": 0.5}}],
+        "models": [{"name": n, "version": "1", "input_type": "doubles", "current": True} for n in "ab"],
+    }))
+    with pytest.raises(ValueError, match="twice"):
         engine.apply_config(json.dumps({
-            "apps": [app_config(linked_models=["a"]) | {"selection": {"mode": "cascade"}}],
+            "apps": [app_config(linked_models=["a"])
+                     | {"selection": {"mode": "cascade", "order": ["a", "a"]}}],
             "models": [{"name": "a", "version": "1", "input_type": "doubles", "current": True}],
         }))
 
