@@ -281,14 +281,18 @@ QueryProcessor::ModelChoice QueryProcessor::choose_models(const AppRoute& app, i
     return choice;
   }
   const SelectionPlan& plan = app.selection;
-  if (plan.mode == SelectionMode::Ensemble) return every_linked_model(app);
   if (plan.mode == SelectionMode::Cascade) return cascade_stages(app);
   // The user's published weights, else the app's defaults (also when the links changed since).
   const std::vector<double>* weights = &plan.default_weights;
-  if (plan.mode == SelectionMode::Sample && app.linked_models.size() > 1 &&
-      engine_.selection_weights().get(app.selection_id, uid, weights_scratch_) &&
+  if ((plan.mode == SelectionMode::Sample || plan.mode == SelectionMode::Ensemble) &&
+      app.linked_models.size() > 1 && engine_.selection_weights().get(app.selection_id, uid, weights_scratch_) &&
       weights_scratch_.size() == app.linked_models.size()) {
     weights = &weights_scratch_;
+  }
+  if (plan.mode == SelectionMode::Ensemble) {
+    ModelChoice choice = every_linked_model(app);
+    choice.weights = *weights;  // combined by what this user's policy learned
+    return choice;
   }
   const std::size_t index =
       plan.mode == SelectionMode::Sample ? draw_weighted(*weights, thread_uniform()) : std::size_t{0};

@@ -91,3 +91,22 @@ def test_bad_feedback_is_a_400_that_names_the_problem(conn):
     status, error, _ = post(conn.get_query_addr(), "/nobody/update", {"uid": 0, "input": [1.0], "label": 1})
     assert status == 404
     assert conn.get_selection_state("strict", uid=0)["feedback"] == 0
+
+
+def test_an_ensemble_answers_from_what_its_user_learned(conn):
+    """The wrong model is linked first, so a tie (equal weights) goes to it: only the weights this user
+    learned from feedback make the right model's answer win, and only for this user."""
+    conn.register_application("learned-vote", "doubles", default_output="-1", slo_micros=SLO_MICROS)
+    conn.set_selection_policy("learned-vote", "exp4")
+    conn.link_model_to_app("learned-vote", "wrong")
+    conn.link_model_to_app("learned-vote", "right")
+    wait_for(lambda: not query(conn, "learned-vote", 1.0)["default"], what="replicas serving")
+    assert query(conn, "learned-vote", 3.0, uid=5)["output"] == 4  # untrained: the tie's winner
+    for round_number in range(60):
+        value = float(round_number % 30)
+        assert feedback(conn, "learned-vote", value, uid=5)[0] == 200
+    right_weight = conn.get_selection_state("learned-vote", uid=5)["models"]["right"]["weight"]
+    answers = [query(conn, "learned-vote", float(v) + 0.5, uid=5) for v in range(20)]
+    assert all(a["output"] == v for v, a in zip(range(20), answers)), answers
+    assert answers[0]["confidence"] == pytest.approx(right_weight, abs=0.01)
+    assert query(conn, "learned-vote", 3.0, uid=6)["output"] == 4  # another user learned nothing
