@@ -121,6 +121,7 @@ std::shared_ptr<const AppRoute> model_route(const LinkedModel& model) {
   route->selection.default_weights = {1.0};
   route->own_metrics = std::make_shared<metrics::AppMetrics>();
   route->metrics = route->own_metrics.get();
+  route->linked_models.back().metrics = route->metrics->model(model.name);  // never exported either
   return route;
 }
 

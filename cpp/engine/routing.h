@@ -23,6 +23,7 @@ struct LinkedModel {
   ModelVersion* current = nullptr;                          // null: the model has no version yet
   std::unordered_map<std::string, ModelVersion*> versions;  // every registered version, by name
   metrics::SelectionMetrics* metrics = nullptr;             // this model as its app's policy sees it
+                                                            // (set on every route's links)
 };
 
 struct AppRoute {

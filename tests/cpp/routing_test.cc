@@ -70,6 +70,11 @@ TEST_F(RoutingTest, ACascadeTriesItsOrderThenTheOtherLinkedModelsInLinkOrder) {
   EXPECT_EQ(app->selection.cascade_order, (std::vector<uint32_t>{2, 0, 1}));  // "gone" is not linked
   EXPECT_DOUBLE_EQ(app->selection.confidence_threshold, 0.7);
   for (const LinkedModel& linked : app->linked_models) EXPECT_NE(linked.metrics, nullptr) << linked.name;
+  // A model served under its own name (Open Inference Protocol) counts its selections too.
+  for (const auto& [name, route] : table->model_routes) {
+    EXPECT_NE(route->linked_models.front().metrics, nullptr) << name;
+  }
+  EXPECT_EQ(table->model_routes.size(), 3u);
   EXPECT_THROW(build_routing_table(R"({
     "apps": [{"name": "a", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000,
               "linked_models": ["fast"], "selection": {"mode": "cascade", "order": ["fast", "fast"]}}],
