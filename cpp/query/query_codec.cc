@@ -52,6 +52,17 @@ struct StringAppender {
   void Flush() {}
 };
 
+// Writes `text` as a JSON string, with U+FFFD in place of any invalid UTF-8 so the answer stays JSON.
+template <typename Writer>
+void write_utf8_string(Writer& writer, std::string_view text) {
+  if (is_valid_utf8(text)) {
+    writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  } else {
+    const std::string safe = replace_invalid_utf8(text);
+    writer.String(safe.data(), static_cast<rapidjson::SizeType>(safe.size()));
+  }
+}
+
 std::string schema_cause(std::string_view detail, InputType type) {
   std::string cause(detail);
   cause += ". Expected JSON schema: ";
@@ -316,8 +327,7 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
   }
   if (is_default && !default_explanation.empty()) {
     writer.Key("default_explanation");
-    writer.String(default_explanation.data(),
-                  static_cast<rapidjson::SizeType>(default_explanation.size()));
+    write_utf8_string(writer, default_explanation);
   }
   writer.EndObject();
 }

@@ -108,10 +108,22 @@ void ReplicaMessages::decode(const ReplicaAddress& from, const uint8_t* data, st
     return;
   }
   const wire::Message* message = wire::GetMessage(data);
+  // The Verifier accepts a union whose type is set and whose table is absent: reading it would follow
+  // a null pointer (found by cpp/fuzz/replica_messages_fuzzer).
+  if (message->payload() == nullptr) {
+    log_replica_event("event=rpc_message_rejected reason=missing_payload bytes=" + std::to_string(size));
+    return;
+  }
   handler.on_sender_alive(from);
   switch (message->payload_type()) {
     case wire::Payload::Register: {
       const auto* request = message->payload_as_Register();
+      // The wire enum is a signed byte: a code below 0 must not pass for a type (it would become 255).
+      if (request->input_type() < wire::InputType::MIN || request->input_type() > wire::InputType::MAX) {
+        log_replica_event("event=rpc_message_rejected reason=unknown_input_type code=" +
+                          std::to_string(static_cast<int>(request->input_type())));
+        break;
+      }
       RegisterRequest decoded;
       decoded.model_name = view_of(request->model_name());
       decoded.model_version = view_of(request->model_version());

@@ -22,7 +22,8 @@ namespace clipper {
 struct RegisterRequest {
   std::string_view model_name;     // empty when missing
   std::string_view model_version;  // empty when missing
-  int input_type_code = 0;         // the wire value; not yet checked against InputType
+  int input_type_code = 0;         // the wire value, one of the schema's (0..4); the service checks it
+                                   // against the model's
   int32_t replica_id = -1;         // -1: the frontend picks one
   bool shared_memory = false;      // the replica can serve over shared-memory rings
 };

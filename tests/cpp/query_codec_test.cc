@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace clipper {
@@ -107,6 +108,58 @@ TEST(QueryCodec, RendersOutputsThatAreNotUtf8AsValidJson) {
   out.clear();
   render_prediction(out, 3, "\"caf\xc3\xa9 \xe2\x82\xac\"", false, "");
   EXPECT_EQ(out, "{\"query_id\":3,\"output\":\"caf\xc3\xa9 \xe2\x82\xac\",\"default\":false}");
+}
+
+TEST(QueryCodec, DefaultExplanationsStayValidUtf8) {
+  // The explanation can quote a replica's error text, arbitrary bytes (cpp/fuzz/query_codec_fuzzer
+  // found answers that were not UTF-8, hence not JSON): invalid bytes become U+FFFD.
+  std::string out;
+  render_prediction(out, 3, "0", true, "model failed: \xed\xa0\x80");  // a lone surrogate
+  EXPECT_EQ(out, "{\"query_id\":3,\"output\":0,\"default\":true,\"default_explanation\":"
+                 "\"model failed: \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"}");
+}
+
+TEST(QueryCodec, NumbersArriveAsTheNearestDoubleToWhatTheClientWrote) {
+  // What Python's json.dumps writes for these doubles; rapidjson's fast path was off in the last places.
+  const double expected[] = {123456789012345.67, -2147483648483647.0, 0.5488135039273248, 5e-324};
+  const auto body = decode_predict_body(
+      R"({"input": [123456789012345.67, -2147483648483647.0, 0.5488135039273248, 5e-324]})", InputType::Doubles);
+  ASSERT_TRUE(body.ok());
+  ASSERT_EQ(body.value->inputs[0].payload.size(), sizeof(expected));
+  EXPECT_EQ(std::memcmp(body.value->inputs[0].payload.data(), expected, sizeof(expected)), 0);
+  // Zero, whatever its exponent (rapidjson's full-precision path read 0e-45 as -3e-170), numbers
+  // below the smallest double, and integers beyond 64 bits.
+  const auto edges = decode_predict_body(
+      R"({"input": [0e-45, -0.0e-45, 1e-400, -2.5e-400, 18446744073709551616, -9223372036854775809, 1E+2]})",
+      InputType::Doubles);
+  ASSERT_TRUE(edges.ok());
+  const auto values = as_doubles(edges.value->inputs[0]);
+  EXPECT_EQ(values, (std::vector<double>{0.0, -0.0, 0.0, -0.0, 18446744073709551616.0, -9223372036854775809.0, 100.0}));
+  EXPECT_TRUE(std::signbit(values[1]) && std::signbit(values[3]) && !std::signbit(values[0]));
+  const auto huge = decode_predict_body(R"({"input": [1.8e308]})", InputType::Doubles);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.failure.cause.find("Number too big to be stored in double"), std::string::npos) << huge.failure.cause;
+  EXPECT_FALSE(decode_predict_body(R"({"input": [0.001e312]})", InputType::Doubles).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": [-1e99999999999999999999]})", InputType::Doubles).ok());
+  EXPECT_TRUE(decode_predict_body(R"({"input": [0.001e311, 1e-99999999999999999999]})", InputType::Doubles).ok());
+  // Integers keep their type: int32 inputs are still checked as such.
+  EXPECT_TRUE(decode_predict_body(R"({"input": [-2147483648, 2147483647]})", InputType::Ints).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": [2147483648]})", InputType::Ints).ok());
+  EXPECT_FALSE(decode_predict_body(R"({"input": [1.0]})", InputType::Ints).ok());
+}
+
+TEST(QueryCodec, ANulByteDoesNotEndTheJson) {
+  // rapidjson stops reading at a NUL: "valid JSON, then a NUL, then anything" once passed for JSON,
+  // so a body's tail was ignored and a model's output was embedded raw (cpp/fuzz/query_codec_fuzzer).
+  using namespace std::string_literals;
+  EXPECT_FALSE(is_valid_json("\"x\"\0{"s));
+  EXPECT_FALSE(is_valid_json("1\0"s));
+  std::string out;
+  render_prediction(out, 5, "[1]\0]"s, false, "");
+  EXPECT_EQ(out, "{\"query_id\":5,\"output\":\"[1]\\u0000]\",\"default\":false}");
+  const auto body = decode_predict_body("{\"input\": [1]}\0garbage"s, InputType::Doubles);
+  ASSERT_FALSE(body.ok());
+  EXPECT_NE(body.failure.cause.find("at offset 14"), std::string::npos) << body.failure.cause;
 }
 
 TEST(QueryCodec, RefusesDeeplyNestedBodiesWithoutRecursingIntoThem) {

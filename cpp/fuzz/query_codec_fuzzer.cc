@@ -1,0 +1,121 @@
+// libFuzzer target: the query codec (query/query_codec.*), which decodes every /predict and /update
+// body. Each input is one body, decoded as a predict and as an update body for every input type (the
+// types share the parser but not the checks). Beyond the sanitizers it checks that:
+// - a decoded input is what its type promises: packed numbers of the right size, valid UTF-8 strings,
+//   and numbers that survive being written back as JSON and decoded again, bit for bit;
+// - a refusal names an error and a cause, and its rendered answer is valid JSON (UTF-8 included);
+// - the answer rendered around the body taken as a model's output is valid JSON too (render_prediction
+//   embeds valid JSON as is and quotes anything else).
+// Seeds: cpp/fuzz/corpus/query_codec/ (made by cpp/fuzz/make_seeds.py); dictionary: json.dict.
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "common/input_type.h"
+#include "query/query_codec.h"
+
+namespace {
+
+using clipper::DecodedInput;
+using clipper::InputType;
+
+// A broken promise: say which, then abort so that libFuzzer saves the input that got here.
+#define FUZZ_CHECK(condition) \
+  ((condition) ? void(0) : (std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition), std::abort()))
+
+// One JSON value, UTF-8 validated, any depth (the iterative reader does not recurse).
+bool is_strict_json(std::string_view text) {
+  rapidjson::BaseReaderHandler<> sink;
+  rapidjson::Reader reader;
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  return !reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(stream, sink)
+              .IsError();
+}
+
+bool is_utf8(std::string_view text) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::CrtAllocator,
+                    rapidjson::kWriteValidateEncodingFlag>
+      writer(buffer);
+  return writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+}
+
+template <typename Element>
+Element element_at(const DecodedInput& input, std::size_t index) {
+  Element element;
+  std::memcpy(&element, input.payload.data() + index * sizeof(Element), sizeof(Element));
+  return element;
+}
+
+// `input` written back as the JSON a client would send, e.g. {"input": [1.5, 2]}.
+std::string as_predict_body(const DecodedInput& input, InputType type) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartObject();
+  writer.Key("input");
+  writer.StartArray();
+  for (std::size_t i = 0; i < input.element_count; ++i) {
+    if (type == InputType::Ints) writer.Int(element_at<int32_t>(input, i));
+    if (type == InputType::Floats) writer.Double(element_at<float>(input, i));
+    if (type == InputType::Doubles) writer.Double(element_at<double>(input, i));
+  }
+  writer.EndArray();
+  writer.EndObject();
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+void check_input(const DecodedInput& input, InputType type, std::size_t body_size) {
+  if (clipper::is_numeric(type)) {
+    FUZZ_CHECK(input.payload.size() == input.element_count * clipper::element_size(type));
+    const auto again = clipper::decode_predict_body(as_predict_body(input, type), type);
+    FUZZ_CHECK(again.ok() && again.value->inputs.size() == 1);
+    FUZZ_CHECK(again.value->inputs[0].payload == input.payload);
+  } else {
+    FUZZ_CHECK(input.element_count == input.payload.size());
+    FUZZ_CHECK(input.payload.size() <= body_size);
+    if (type == InputType::Strings) FUZZ_CHECK(is_utf8(input.payload));
+  }
+}
+
+void check_refusal(const clipper::DecodeError& failure) {
+  FUZZ_CHECK(!failure.error.empty() && !failure.cause.empty());
+  FUZZ_CHECK(is_strict_json(clipper::render_error(failure.error, failure.cause)));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
+  const std::string_view body(reinterpret_cast<const char*>(data), size);
+  for (const InputType type :
+       {InputType::Bytes, InputType::Ints, InputType::Floats, InputType::Doubles, InputType::Strings}) {
+    const auto predict = clipper::decode_predict_body(body, type);
+    if (predict.ok()) {
+      FUZZ_CHECK(predict.value->is_batch || predict.value->inputs.size() == 1);
+      for (const auto& input : predict.value->inputs) check_input(input, type, size);
+    } else {
+      check_refusal(predict.failure);
+    }
+    const auto update = clipper::decode_update_body(body, type);
+    if (update.ok()) {
+      check_input(update.value->input, type, size);
+    } else {
+      check_refusal(update.failure);
+    }
+  }
+  // The body as a model's output (replicas send arbitrary bytes), and as a default's explanation.
+  std::string answer;
+  clipper::render_prediction(answer, 7, body, false, {});
+  FUZZ_CHECK(is_strict_json(answer));
+  answer.clear();
+  clipper::render_prediction(answer, 7, "0", true, body);
+  FUZZ_CHECK(is_strict_json(answer));
+  return 0;
+}
