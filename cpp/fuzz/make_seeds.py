@@ -116,10 +116,18 @@ def http_seeds() -> None:
 
 def rpc_seeds() -> None:
     builder = flatbuffers.Builder(256)
-    write("replica_messages", bytes(codec.encode_register(builder, "m", "1", codec.InputType.DOUBLES, 2)))
-    write("replica_messages", bytes(codec.encode_register(builder, "sum", "v2", codec.InputType.STRINGS)))
+    write(
+        "replica_messages",
+        bytes(codec.encode_register(builder, "m", "1", codec.InputType.DOUBLES, 2)),
+    )
+    write(
+        "replica_messages",
+        bytes(codec.encode_register(builder, "sum", "v2", codec.InputType.STRINGS)),
+    )
     write("replica_messages", bytes(codec.encode_heartbeat(builder, "replica-key-0001")))
-    write("replica_messages", bytes(codec.encode_predict_error(builder, 9, "ValueError: bad input")))
+    write(
+        "replica_messages", bytes(codec.encode_predict_error(builder, 9, "ValueError: bad input"))
+    )
     write("replica_messages", codec.encode_predict_response(5, ["0.5", '{"label": 1}', "text", ""]))
     write("replica_messages", codec.encode_predict_response(6, ["1", "2"], [0.25, 1.0]))
     # What only the frontend sends: a replica sending it is dropped.

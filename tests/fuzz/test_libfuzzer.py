@@ -19,10 +19,13 @@ TARGETS = ("request_parser", "query_codec", "replica_messages")
 @pytest.fixture(scope="module")
 def fuzz_run():
     if shutil.which("clang++") is None:
-        pytest.skip("needs clang with libFuzzer (Debian: clang libclang-rt-14-dev; scripts/setup.sh)")
+        pytest.skip(
+            "needs clang with libFuzzer (Debian: clang libclang-rt-14-dev; scripts/setup.sh)"
+        )
     seconds = os.environ.get("CLIPPER_FUZZ_SECONDS", "20")
     completed = subprocess.run(
         ["bash", "scripts/fuzz.sh", seconds],
+        check=False,
         cwd=ROOT,
         env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
@@ -38,7 +41,9 @@ def fuzz_run():
 def test_every_target_runs_clean_from_its_corpus(fuzz_run):
     assert fuzz_run.returncode == 0, fuzz_run.stderr[-4000:]
     for target in TARGETS:
-        row = re.search(rf"^{target}\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+ok$", fuzz_run.stdout, re.M)
+        row = re.search(
+            rf"^{target}\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+ok$", fuzz_run.stdout, re.MULTILINE
+        )
         assert row, f"no result row for {target}:\n{fuzz_run.stdout}"
         executions, coverage, _features, corpus = map(int, row.groups())
         seeds = len(list((ROOT / "cpp/fuzz/corpus" / target).iterdir()))
@@ -50,7 +55,8 @@ def test_every_target_runs_clean_from_its_corpus(fuzz_run):
 def test_the_targets_are_built_with_the_sanitizers(fuzz_run):
     for target in TARGETS:
         binary = ROOT / "build/fuzz/cpp/fuzz" / f"{target}_fuzzer"
-        symbols = subprocess.run(["nm", str(binary)], capture_output=True, text=True).stdout
+        nm = subprocess.run(["nm", str(binary)], check=True, capture_output=True, text=True)
+        symbols = nm.stdout
         assert "__asan_init" in symbols, target
         assert "__ubsan_handle_" in symbols, target
         assert "LLVMFuzzerTestOneInput" in symbols, target

@@ -55,9 +55,12 @@ def served_paths(service: ManagementService) -> list[str]:
     return sorted([*(ADMIN_PREFIX + name for name in service.operations), *EXTRA_PATHS])
 
 
-# Operations that change nothing may also be called with GET (no body), which is handy from a browser or
-# curl; Clipper's client always POSTs.
-_READ_ONLY_PREFIXES = ("get_", "ping")
+def documented_methods(path: str) -> tuple[str, ...]:
+    """The methods the OpenAPI document declares for `path`, which are the ones it is served with
+    (upper case, sorted); GET and POST for a path it does not know. Listing operations and ping may
+    also be called with GET (no body), handy from a browser or curl; Clipper's client always POSTs."""
+    item = openapi_document()["paths"].get(path)
+    return ("GET", "POST") if item is None else tuple(sorted(method.upper() for method in item))
 
 
 class ManagementHTTPServer:
@@ -114,7 +117,7 @@ class ManagementAPI(HTTPApplication):
                     HTTPStatus.METHOD_NOT_ALLOWED,
                     "Method not allowed",
                     f"{head.method} is not used by the management API: use GET or POST",
-                    {"Allow": "GET, POST"},
+                    {"Allow": ", ".join(documented_methods(path))},
                 )
             return error_response(
                 HTTPStatus.NOT_IMPLEMENTED,
@@ -122,6 +125,13 @@ class ManagementAPI(HTTPApplication):
                 f"unknown method {head.method!r}: the management API answers GET and POST",
             )
         if path in HEALTH_PATHS:
+            if head.method != "GET":
+                return error_response(
+                    HTTPStatus.METHOD_NOT_ALLOWED,
+                    "Method not allowed",
+                    f"{path} is read with GET",
+                    {"Allow": "GET"},
+                )
             return json_response(HTTPStatus.OK, {"status": "ok"})
         if not (path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")):
             return error_response(
@@ -164,12 +174,13 @@ class ManagementAPI(HTTPApplication):
                 f"no management operation at {path}; use {ADMIN_PREFIX}<operation> with one of: "
                 f"{known}",
             )
-        if head.method == "GET" and not operation.startswith(_READ_ONLY_PREFIXES):
+        allowed = documented_methods(path.rstrip("/"))
+        if head.method not in allowed:
             return error_response(
                 HTTPStatus.METHOD_NOT_ALLOWED,
                 "Method not allowed",
-                f"{operation} changes the configuration: send it as POST with a JSON body",
-                {"Allow": "POST"},
+                f"{operation} takes its arguments: send it as POST with a JSON body",
+                {"Allow": ", ".join(allowed)},
             )
         return None
 

@@ -391,7 +391,7 @@ class ManagementService:
 
     def get_all_applications(self, body: Body) -> Any:
         state = self.state
-        if body.get("verbose", False):
+        if _verbose(body, "get_all_applications"):
             return [_app_info(app) for app in state.applications.values()]
         return list(state.applications)
 
@@ -411,7 +411,7 @@ class ManagementService:
             for model in state.models.values()
             for version in model.versions.values()
         ]
-        if body.get("verbose", False):
+        if _verbose(body, "get_all_models"):
             return [_model_info(model, version) for model, version in versions]
         return [f"{version.name}:{version.version}" for _, version in versions]
 
@@ -425,7 +425,7 @@ class ManagementService:
 
     def get_all_containers(self, body: Body) -> Any:
         replicas = [_replica_info(replica) for replica in self._engine.replicas()]
-        if body.get("verbose", False):
+        if _verbose(body, "get_all_containers"):
             return replicas
         return [f"{r['model_id']}:{r['model_replica_id']}" for r in replicas]
 
@@ -534,6 +534,15 @@ def _field(body: Body, operation: str, key: str, expected: type | tuple[type, ..
             else expected.__name__
         )
         raise ConfigurationError(f"{operation} needs '{key}' ({names}), got {value!r}")
+    return value
+
+
+def _verbose(body: Body, operation: str) -> bool:
+    """`verbose` is a boolean (absent: false); anything else is refused rather than taken for its
+    truth value (schemathesis found {"verbose": {}} accepted)."""
+    value = body.get("verbose", False)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{operation}: 'verbose' must be true or false, got {value!r}")
     return value
 
 

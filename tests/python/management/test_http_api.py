@@ -192,3 +192,40 @@ def test_other_methods_get_json_errors(admin_server, method, status):
     assert (answered, content_type) == (status, "application/json")
     assert "GET" in answer["cause"] and "POST" in answer["cause"]
     assert call(admin_server, "GET", "/admin/ping")[0] == 200
+
+
+def allow_header(server, method, path):
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        connection.request(method, path, body=b"{}", headers=server.headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("Allow")
+    finally:
+        connection.close()
+
+
+def test_allow_names_the_methods_the_document_declares_for_the_path(admin_server):
+    # Schemathesis found Allow: GET, POST on paths documented (and served) with POST only.
+    assert allow_header(admin_server, "OPTIONS", "/admin/add_app") == (405, "POST")
+    assert allow_header(admin_server, "PUT", "/admin/get_all_models") == (405, "GET, POST")
+    assert allow_header(admin_server, "GET", "/admin/get_application") == (405, "POST")
+    assert allow_header(admin_server, "DELETE", "/admin/openapi.json") == (405, "GET")
+
+
+def test_health_probes_answer_get_only(admin_server):
+    # Schemathesis found POST /healthz answered 200 though the document declares GET alone.
+    for path in ("/healthz", "/readyz"):
+        assert allow_header(admin_server, "POST", path) == (405, "GET")
+        assert call(admin_server, "GET", path)[0] == 200
+
+
+@pytest.mark.parametrize("verbose", [{}, "yes", 1, None, []])
+def test_verbose_must_be_a_boolean(admin_server, verbose):
+    # Schemathesis found {"verbose": {}} accepted and read for its truth value.
+    for operation in ("get_all_applications", "get_all_models", "get_all_containers"):
+        status, _, answer = call(admin_server, "POST", f"/admin/{operation}", {"verbose": verbose})
+        assert status == 400, (operation, answer)
+        assert "'verbose' must be true or false" in answer["cause"]
+    assert call(admin_server, "POST", "/admin/get_all_models", {"verbose": True})[0] == 200
+    assert call(admin_server, "POST", "/admin/get_all_models", {})[0] == 200
