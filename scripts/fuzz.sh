@@ -5,14 +5,15 @@
 # build/fuzz/artifacts/. New inputs found go to build/fuzz/found/<target>/, never into the repository.
 # Longer runs, and adding what they find to the corpus: docs/fuzzing.md.
 #
-# Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (targets: request_parser query_codec replica_messages)
+# Usage: scripts/fuzz.sh [SECONDS [TARGET...]]
+#        (targets: request_parser query_codec replica_messages oip_codec)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 seconds="${1:-25}"
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(request_parser query_codec replica_messages); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(request_parser query_codec replica_messages oip_codec); fi
 
 command -v clang++ >/dev/null || { echo "fuzz: clang++ is missing (Debian: clang libclang-rt-14-dev)" >&2; exit 1; }
 build=build/fuzz
@@ -35,7 +36,7 @@ for target in "${targets[@]}"; do
   dict=()
   case "$target" in
     request_parser) dict=(-dict=cpp/fuzz/http.dict) ;;
-    query_codec) dict=(-dict=cpp/fuzz/json.dict) ;;
+    query_codec | oip_codec) dict=(-dict=cpp/fuzz/json.dict) ;;
   esac
   log="$build/$target.log"
   # The first corpus folder receives new inputs; the repository's seeds and regression inputs are read.

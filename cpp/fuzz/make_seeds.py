@@ -1,6 +1,7 @@
 """Writes the fuzzers' seed corpora (cpp/fuzz/corpus/<target>/) from real traffic: HTTP requests as
 Python's http.client sends them (recorded off a loopback socket) with bodies from Clipper's own query
-client, and RPC messages from the container SDK's encoders. Run from the repository root with the
+client, RPC messages from the container SDK's encoders, and Open Inference Protocol requests laid out
+as KServe v2 clients write them. Run from the repository root with the
 package installed: `python cpp/fuzz/make_seeds.py`. The seeds are small and checked in; rerun this only
 when the formats change (the fuzzers' regression inputs live beside them and are not touched).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import socket
 import struct
 import threading
@@ -148,11 +150,68 @@ def rpc_seeds() -> None:
         builder, codec.Payload.PredictRequest, wire_predict_request.End(builder))))  # fmt: skip
 
 
+def oip_seeds() -> None:
+    """Infer requests as KServe v2 clients (tritonclient's HTTP client) write them, JSON and binary."""
+    types = {"bytes": 0, "ints": 1, "floats": 2, "doubles": 3, "strings": 4}
+    absent = b"\xff\xff"
+
+    def request(inputs, outputs=None, **extra):
+        body = {"inputs": inputs, **extra}
+        if outputs is not None:
+            body["outputs"] = outputs
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def tensor(datatype, shape, data):
+        return {"name": "input", "datatype": datatype, "shape": shape, "data": data}
+
+    json_seeds = [
+        ("doubles", request([tensor("FP64", [2, 3], [1.5, 2, 3, 4, 5, 6e-3])], id="r-1")),
+        ("floats", request([tensor("FP32", [1, 2], [[0.25, 1e30]])])),
+        ("ints", request([tensor("INT32", [3, 1], [1, -2, 2147483647])], parameters={"uid": 4})),
+        (
+            "strings",
+            request(
+                [tensor("BYTES", [2], ["caf\u00e9", ""])], [{"name": "output"}, {"name": "default"}]
+            ),
+        ),  # fmt: skip
+        (
+            "bytes",
+            request(
+                [tensor("BYTES", [1], ["\u0000\u00ff"])], parameters={"binary_data_output": True}
+            ),
+        ),  # fmt: skip
+    ]
+    for name, body in json_seeds:
+        write("oip_codec", bytes([types[name]]) + absent + body)
+    # The binary-data extension: the JSON header, then each input's bytes.
+    rows = struct.pack("<4d", 1.0, 2.0, 3.0, 4.0)
+    header = request(
+        [{"name": "input", "datatype": "FP64", "shape": [2, 2],
+          "parameters": {"binary_data_size": len(rows)}}],
+        [{"name": "output", "parameters": {"binary_data": True}}],
+    )  # fmt: skip
+    write("oip_codec", bytes([types["doubles"]]) + struct.pack(">H", len(header)) + header + rows)
+    text = b"\x03\x00\x00\x00abc\x00\x00\x00\x00"
+    header = request(
+        [{"name": "input", "datatype": "BYTES", "shape": [2],
+          "parameters": {"binary_data_size": len(text)}}],
+    )  # fmt: skip
+    write("oip_codec", bytes([types["strings"]]) + struct.pack(">H", len(header)) + header + text)
+    for path in (
+        b"/v2",
+        b"/v2/health/ready",
+        b"/v2/models/sum/versions/2/infer",
+        b"/v2/models/a%2Fb/ready",
+    ):
+        write("oip_codec", bytes([types["doubles"]]) + absent + path)
+
+
 def main() -> None:
     for body in query_bodies():
         write("query_codec", body)
     http_seeds()
     rpc_seeds()
+    oip_seeds()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGETS = ("request_parser", "query_codec", "replica_messages")
+TARGETS = ("request_parser", "query_codec", "replica_messages", "oip_codec")
 
 
 @pytest.fixture(scope="module")
