@@ -147,13 +147,16 @@ def test_after_a_frontend_restart_replicas_attach_to_new_rings(clusters):
 # ---- the standalone binary: a small ring, and a hostile replica --------------------------------------
 
 
-@pytest.fixture
-def binary_frontend(tmp_path):
+@pytest.fixture(params=["loop", "rpc-thread"])
+def binary_frontend(tmp_path, request):
+    """The standalone frontend with 64 KiB rings; the replica side on the I/O loop, or (two I/O
+    threads) on a thread of its own, where the transport's wait replaces the loop's poll."""
+    extra = ["--io-threads", "2"] if request.param == "rpc-thread" else []
     with open(tmp_path / "frontend.log", "w+") as log:  # the frontend's and its replicas' logs
-        yield from _binary_frontend(tmp_path, log)
+        yield from _binary_frontend(tmp_path, log, extra)
 
 
-def _binary_frontend(tmp_path, log):
+def _binary_frontend(tmp_path, log, extra):
     query_port, rpc_port = free_ports(2)
     config = {
         "apps": [
@@ -189,6 +192,7 @@ def _binary_frontend(tmp_path, log):
             "65536",
             "--shm-response-ring-bytes",
             "65536",
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
