@@ -277,7 +277,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def plot(summary: dict[str, Any], rates: list[int], output: Path) -> list[str]:
+def plot(summary: dict[str, Any], rates: list[int], output: Path, placement: str) -> list[str]:
     try:
         import matplotlib
 
@@ -304,7 +304,7 @@ def plot(summary: dict[str, Any], rates: list[int], output: Path) -> list[str]:
         axes.set_ylabel(label)
         if field == "p99_us":
             axes.set_yscale("log")
-        axes.set_title(f"W1 open loop: {suffix} vs load (unpinned, shared 2-vCPU VM)")
+        axes.set_title(f"W1 open loop: {suffix} vs load ({placement}, shared VM)", fontsize=9)
         axes.legend()
         axes.grid(True, alpha=0.3)
         path = output.with_name(output.stem + f"_{suffix}.png")
@@ -372,10 +372,10 @@ def main(argv: list[str]) -> int:
         "elapsed_seconds": round(time.monotonic() - started, 1),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    result["plots"] = plot(summary, args.rates, args.output)
+    result["plots"] = plot(summary, args.rates, args.output, "pinned" if args.pin else "unpinned")
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(
-        f"{'scenario':<12}{'server':<7}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'cpu us/req':>11}"
+        f"{'scenario':<12}{'server':<7}{'req/s':>10}{'p50 us':>12}{'p99 us':>12}{'cpu us/req':>11}"
         f"  cores by process"
     )
     for key, rows in summary.items():
