@@ -239,15 +239,53 @@ def deploy_framework_model(
     )
 
 
-def register_deploy_and_link(
-    clipper_conn: ClipperConnection,
-    name: str,
-    input_type: str,
-    default_output: str,
-    slo_micros: int,
-    deploy: Callable[[], None],
-) -> None:
-    """Clipper's create_endpoint: application `name`, model `name` (deployed by `deploy`), linked."""
-    clipper_conn.register_application(name, input_type, default_output, slo_micros)
-    deploy()
-    clipper_conn.link_model_to_app(name, name)
+def endpoint_for(
+    deploy: Callable[..., None],
+    model_parameter: str | None = None,
+    check_model: Callable[[Any], Any] | None = None,
+) -> Callable[..., None]:
+    """Clipper's `create_endpoint` for a deploy_<kind>_model made by takes_deployment_options:
+    create_endpoint(clipper_conn, name, input_type, <the deployer's own model parameters>,
+    default_output="None", version="1", slo_micros=3000000, <ENDPOINT_KEYWORDS>, options=None)
+    registers application `name`, deploys the model as model `name` and links the two.
+
+    The model (`model_parameter`) is required and passed to `check_model` before anything is
+    registered, so a missing or wrong model leaves no application behind.
+    """
+    own = inspect.signature(deploy.__wrapped__)  # type: ignore[attr-defined]
+    model_parameters = [p for p in list(own.parameters.values())[4:] if p.name != "options"]
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [
+        *(own.parameters[name] for name in ("clipper_conn", "name", "input_type")),
+        *model_parameters,
+        inspect.Parameter("default_output", positional, default="None", annotation="str"),
+        inspect.Parameter("version", positional, default="1", annotation="str"),
+        inspect.Parameter("slo_micros", positional, default=3000000, annotation="int"),
+        own.parameters["options"],
+    ]
+
+    def create_endpoint(**arguments: Any) -> None:
+        if model_parameter is not None:
+            require_model(arguments[model_parameter], model_parameter, "create_endpoint")
+            if check_model is not None:
+                check_model(arguments[model_parameter])
+        conn, name, input_type = (
+            arguments["clipper_conn"],
+            arguments["name"],
+            arguments["input_type"],
+        )
+        conn.register_application(
+            name, input_type, arguments["default_output"], arguments["slo_micros"]
+        )
+        model = {parameter.name: arguments[parameter.name] for parameter in model_parameters}
+        deploy(conn, name, arguments["version"], input_type, **model, options=arguments["options"])
+        conn.link_model_to_app(name, name)
+
+    create_endpoint.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    create_endpoint.__module__ = deploy.__module__
+    create_endpoint.__qualname__ = "create_endpoint"
+    create_endpoint.__doc__ = (
+        f"Register application `name`, deploy `{model_parameter or 'func'}` as model `name` at "
+        f"`version` ({deploy.__name__}) and link the two."
+    )
+    return takes_deployment_options(ENDPOINT_KEYWORDS)(create_endpoint)

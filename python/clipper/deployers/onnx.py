@@ -22,7 +22,7 @@ from clipper.deployers._framework import (
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
-    register_deploy_and_link,
+    endpoint_for,
     require_model,
     takes_deployment_options,
 )
@@ -129,38 +129,7 @@ def deploy_onnx_model(
     )
 
 
-@takes_deployment_options(ENDPOINT_KEYWORDS)
-def create_endpoint(
-    clipper_conn: ClipperConnection,
-    name: str,
-    input_type: str,
-    func: ModelFunction | None = None,
-    onnx_model: Any = None,
-    default_output: str = "None",
-    version: str = "1",
-    slo_micros: int = 3000000,
-    *,
-    options: DeploymentOptions,
-) -> None:
-    """Register application `name`, deploy `onnx_model` as model `name` and link the two."""
-    require_model(onnx_model, "onnx_model", "create_endpoint")
-    _check_model(onnx_model)
-    register_deploy_and_link(
-        clipper_conn,
-        name,
-        input_type,
-        default_output,
-        slo_micros,
-        lambda: deploy_onnx_model(
-            clipper_conn,
-            name,
-            version,
-            input_type,
-            func,
-            onnx_model,
-            options=options,
-        ),
-    )
+create_endpoint = endpoint_for(deploy_onnx_model, "onnx_model", _check_model)
 
 
 # ---- Clipper's names: a PyTorch module exported to ONNX ------------------------------------------------

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
     DEPLOY_KEYWORDS,
-    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
     deploy_framework_model,
-    register_deploy_and_link,
+    endpoint_for,
     require_model,
     takes_deployment_options,
 )
@@ -135,36 +134,4 @@ def deploy_pyspark_model(
     )
 
 
-@takes_deployment_options(ENDPOINT_KEYWORDS)
-def create_endpoint(
-    clipper_conn: ClipperConnection,
-    name: str,
-    input_type: str,
-    func: SparkFunction | None = None,
-    pyspark_model: Any = None,
-    sc: Any = None,
-    default_output: str = "None",
-    version: str = "1",
-    slo_micros: int = 3000000,
-    *,
-    options: DeploymentOptions,
-) -> None:
-    """Register application `name`, deploy `pyspark_model` as model `name` and link the two."""
-    require_model(pyspark_model, "pyspark_model", "create_endpoint")
-    register_deploy_and_link(
-        clipper_conn,
-        name,
-        input_type,
-        default_output,
-        slo_micros,
-        lambda: deploy_pyspark_model(
-            clipper_conn,
-            name,
-            version,
-            input_type,
-            func,
-            pyspark_model,
-            sc,
-            options=options,
-        ),
-    )
+create_endpoint = endpoint_for(deploy_pyspark_model, "pyspark_model")

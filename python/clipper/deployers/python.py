@@ -15,10 +15,9 @@ from typing import Any
 from clipper.admin.connection import ClipperConnection
 from clipper.deployers._framework import (
     DEPLOY_KEYWORDS,
-    ENDPOINT_KEYWORDS,
     DeploymentOptions,
     build_and_deploy,
-    register_deploy_and_link,
+    endpoint_for,
     takes_deployment_options,
 )
 
@@ -50,27 +49,4 @@ def deploy_python_closure(
     logger.info("event=python_closure_deployed model=%s version=%s", name, version)
 
 
-@takes_deployment_options(ENDPOINT_KEYWORDS)
-def create_endpoint(
-    clipper_conn: ClipperConnection,
-    name: str,
-    input_type: str,
-    func: PredictFunction,
-    default_output: str = "None",
-    version: str = "1",
-    slo_micros: int = 3000000,
-    *,
-    options: DeploymentOptions,
-) -> None:
-    """Register application `name`, deploy `func` as model `name` and link the two: one call from a
-    function to `POST /<name>/predict`."""
-    register_deploy_and_link(
-        clipper_conn,
-        name,
-        input_type,
-        default_output,
-        slo_micros,
-        lambda: deploy_python_closure(
-            clipper_conn, name, version, input_type, func, options=options
-        ),
-    )
+create_endpoint = endpoint_for(deploy_python_closure)

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
     DEPLOY_KEYWORDS,
-    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
-    register_deploy_and_link,
+    endpoint_for,
     require_model,
     takes_deployment_options,
 )
@@ -91,34 +90,4 @@ def deploy_tensorflow_model(
     )
 
 
-@takes_deployment_options(ENDPOINT_KEYWORDS)
-def create_endpoint(
-    clipper_conn: ClipperConnection,
-    name: str,
-    input_type: str,
-    func: ModelFunction | None = None,
-    tensorflow_model: Any = None,
-    default_output: str = "None",
-    version: str = "1",
-    slo_micros: int = 3000000,
-    *,
-    options: DeploymentOptions,
-) -> None:
-    """Register application `name`, deploy `tensorflow_model` as model `name` and link the two."""
-    require_model(tensorflow_model, "tensorflow_model", "create_endpoint")
-    register_deploy_and_link(
-        clipper_conn,
-        name,
-        input_type,
-        default_output,
-        slo_micros,
-        lambda: deploy_tensorflow_model(
-            clipper_conn,
-            name,
-            version,
-            input_type,
-            func,
-            tensorflow_model,
-            options=options,
-        ),
-    )
+create_endpoint = endpoint_for(deploy_tensorflow_model, "tensorflow_model")

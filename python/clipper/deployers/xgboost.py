@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from clipper.deployers._framework import (
     DEPLOY_KEYWORDS,
-    ENDPOINT_KEYWORDS,
     DeployerArgumentError,
     DeploymentOptions,
     FrameworkClosure,
     ModelFunction,
     deploy_framework_model,
-    register_deploy_and_link,
+    endpoint_for,
     require_model,
     takes_deployment_options,
 )
@@ -95,35 +94,4 @@ def deploy_xgboost_model(
     )
 
 
-@takes_deployment_options(ENDPOINT_KEYWORDS)
-def create_endpoint(
-    clipper_conn: ClipperConnection,
-    name: str,
-    input_type: str,
-    func: ModelFunction | None = None,
-    xgboost_model: Any = None,
-    default_output: str = "None",
-    version: str = "1",
-    slo_micros: int = 3000000,
-    *,
-    options: DeploymentOptions,
-) -> None:
-    """Register application `name`, deploy `xgboost_model` as model `name` and link the two."""
-    require_model(xgboost_model, "xgboost_model", "create_endpoint")
-    _model_class(xgboost_model)  # refuse a wrong model before registering the application
-    register_deploy_and_link(
-        clipper_conn,
-        name,
-        input_type,
-        default_output,
-        slo_micros,
-        lambda: deploy_xgboost_model(
-            clipper_conn,
-            name,
-            version,
-            input_type,
-            func,
-            xgboost_model,
-            options=options,
-        ),
-    )
+create_endpoint = endpoint_for(deploy_xgboost_model, "xgboost_model", _model_class)
