@@ -10,22 +10,23 @@ version: the manager brings it up to date), or with CLIPPER_TEST_BIG_IMAGES=1, w
 nothing; otherwise it is skipped, saying how to build it."""
 
 import os
-import sys
 
-import cloudpickle
 import numpy as np
 import pytest
 from docker_support import docker_client, docker_cluster
 from e2e_support import model_answer, predict
+from framework_models import (
+    keras_points_classifier,
+    local_spark_session,
+    spark_points_classifier,
+    spark_predict_labels,
+)
 
 from clipper.managers import docker_images
 
 pytestmark = [pytest.mark.e2e, pytest.mark.big_images]
 
 _CLIENT = docker_client()
-
-# Replicas cannot import this module: the functions it deploys travel by value.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 SLO_MICROS = 20_000_000  # a replica's first batch on a loaded machine must not be a default answer
 
@@ -62,25 +63,12 @@ def replica_container(model_name):
 
 def test_a_keras_model_answers_as_keras_does(tmp_path):
     image_or_skip("tensorflow")
-    keras = pytest.importorskip("keras", reason="tensorflow-cpu (the frameworks extra)")
+    pytest.importorskip("keras", reason="tensorflow-cpu (the frameworks extra)")
     from clipper.deployers import tensorflow as tensorflow_deployer
 
-    # A 2-layer classifier of generated points (the label: is x0 + x1 > 0).
-    rng = np.random.default_rng(0)
-    inputs = rng.normal(size=(256, 2)).astype(np.float32)
-    labels = (inputs.sum(axis=1) > 0).astype(np.int32)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(2,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(2, activation="softmax"),
-        ]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(inputs, labels, epochs=3, batch_size=64, verbose=0)
-    queries = inputs[:40]
-    expected = model.predict(queries, verbose=0)
+    model, queries, expected = keras_points_classifier()
+    # Both classes appear, so equal answers are not trivial.
+    assert len(set(np.argmax(expected, axis=1))) == 2
 
     with docker_cluster(_CLIENT, tmp_path, replica_start_timeout_s=180) as conn:
         tensorflow_deployer.create_endpoint(
@@ -96,44 +84,16 @@ def test_a_keras_model_answers_as_keras_does(tmp_path):
         assert probe.exit_code == 0 and probe.output.decode().split()[-1] == "None", probe.output
         served = np.array(served_outputs(conn, "points", queries), dtype=np.float32)
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5)
-    assert (
-        len(set(np.argmax(expected, axis=1))) == 2
-    )  # both classes appear: equality is not trivial
-
-
-def predict_labels(spark, model, inputs):
-    from pyspark.ml.linalg import Vectors
-
-    frame = spark.createDataFrame([(Vectors.dense(row.tolist()),) for row in inputs], ["features"])
-    return [float(row.prediction) for row in model.transform(frame).select("prediction").collect()]
 
 
 def test_a_pyspark_model_answers_as_spark_does(tmp_path):
     image_or_skip("pyspark")
     pytest.importorskip("pyspark", reason="pyspark (the frameworks extra)")
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.linalg import Vectors
-    from pyspark.sql import SparkSession
-
     from clipper.deployers import pyspark as pyspark_deployer
 
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("clipper-docker-pyspark-test")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    spark = local_spark_session("clipper-docker-pyspark-test")
     try:
-        rng = np.random.default_rng(0)
-        points = rng.normal(size=(120, 2))
-        labels = (points[:, 0] - points[:, 1] > 0).astype(float)
-        frame = spark.createDataFrame(
-            [(float(label), Vectors.dense(point.tolist())) for label, point in zip(labels, points)],
-            ["label", "features"],
-        )
-        model = LogisticRegression(maxIter=20).fit(frame)
-        queries = points[:30]
-        expected = predict_labels(spark, model, queries)
+        model, queries, expected = spark_points_classifier(spark)
         assert len(set(expected)) == 2  # both classes appear: equality is not trivial
 
         with docker_cluster(_CLIENT, tmp_path, replica_start_timeout_s=180) as conn:
@@ -141,11 +101,13 @@ def test_a_pyspark_model_answers_as_spark_does(tmp_path):
                 conn,
                 "spark-points",
                 "doubles",
-                predict_labels,
+                spark_predict_labels,
                 model,
                 spark.sparkContext,
                 slo_micros=SLO_MICROS,
-                max_batch_size=64,  # one Spark job per batch costs about a second in the replica
+                # Each batch is a Spark job (a second or more in the replica): one batch, not the
+                # adaptive controller's small first ones.
+                batch_size=64,
             )
             probe = replica_container("spark-points").exec_run(["java", "-version"])
             assert probe.exit_code == 0, probe.output  # Spark's Java is in the image

@@ -7,13 +7,12 @@ import cloudpickle
 import numpy as np
 import pytest
 from deployer_support import SLO_MICROS, served_outputs
+from framework_models import keras_points_classifier
 
 from clipper import ClipperException
 from clipper.deployers import DeploymentOptions
 
-keras = pytest.importorskip(
-    "keras", reason="tensorflow-cpu (the frameworks extra) is not installed"
-)
+pytest.importorskip("keras", reason="tensorflow-cpu (the frameworks extra) is not installed")
 pytest.importorskip("tensorflow", reason="tensorflow-cpu (the frameworks extra) is not installed")
 from clipper.deployers import tensorflow as tensorflow_deployer
 
@@ -25,22 +24,8 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 @pytest.fixture(scope="module")
 def trained():
-    """A 2-layer classifier of generated points (the label: is x0 + x1 > 0), its queries and outputs."""
-    rng = np.random.default_rng(0)
-    inputs = rng.normal(size=(256, 2)).astype(np.float32)
-    labels = (inputs.sum(axis=1) > 0).astype(np.int32)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(2,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(2, activation="softmax"),
-        ]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(inputs, labels, epochs=3, batch_size=64, verbose=0)
-    queries = inputs[:40]
-    return model, queries, model.predict(queries, verbose=0)
+    """A small Keras classifier, its queries and its own outputs (tests/e2e/framework_models.py)."""
+    return keras_points_classifier()
 
 
 def test_create_endpoint_serves_model_predict_by_default(cluster, trained):
