@@ -1,6 +1,9 @@
 #include "query/oip_codec.h"
 
+#include <absl/container/inlined_vector.h>
 #include <rapidjson/document.h>
+
+#include <array>
 
 #include <bit>
 #include <charconv>
@@ -32,6 +35,7 @@ thread_local ParseScratch parse_scratch;
 // Paths
 
 std::string percent_decode(std::string_view text) {
+  if (text.find('%') == std::string_view::npos) return std::string(text);
   auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -60,13 +64,20 @@ std::string_view without_query(std::string_view target) {
   return query == std::string_view::npos ? target : target.substr(0, query);
 }
 
-// Splits "a/b/c" into segments; false when a segment is empty ("a//b").
-bool split_segments(std::string_view path, std::vector<std::string_view>& segments) {
+// The segments of a path: no endpoint has more than six ("models/m/versions/v/infer").
+struct Segments {
+  std::array<std::string_view, 6> items;
+  std::size_t size = 0;
+  std::string_view operator[](std::size_t i) const { return items[i]; }
+};
+
+// Splits "a/b/c" into segments; false when a segment is empty ("a//b") or there are too many.
+bool split_segments(std::string_view path, Segments& segments) {
   while (!path.empty()) {
     const auto slash = path.find('/');
     const std::string_view segment = path.substr(0, slash);
-    if (segment.empty()) return false;
-    segments.push_back(segment);
+    if (segment.empty() || segments.size == segments.items.size()) return false;
+    segments.items[segments.size++] = segment;
     if (slash == std::string_view::npos) break;
     path.remove_prefix(slash + 1);
   }
@@ -122,7 +133,9 @@ std::string_view expected_tensor_text(InputType type) {
   return "";
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
+using Shape = absl::InlinedVector<int64_t, 4>;
+
+std::string shape_text(const Shape& shape) {
   std::string text = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i > 0) text += ", ";
@@ -131,29 +144,32 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
-// The input tensor being decoded: its name and where its rows go.
+// The input tensor being decoded: its name (for errors) and where its rows go.
 struct TensorLayout {
-  std::string name;
+  std::string_view name;
   Datatype datatype = Datatype::Other;
   uint64_t rows = 0;   // the batch dimension
   uint64_t width = 1;  // elements per row (1 for BYTES: an element is one input)
   uint64_t elements() const { return rows * width; }
 };
 
-std::string where(const TensorLayout& tensor) { return "input tensor '" + tensor.name + "'"; }
+// Error texts are built only when a request fails.
+std::string where(const TensorLayout& tensor) { return "input tensor '" + replace_invalid_utf8(tensor.name) + "'"; }
 
 // Checks datatype and shape against the input type; on success fills rows and width.
-std::optional<std::string> check_shape(InputType type, const std::vector<int64_t>& shape, TensorLayout& tensor,
+std::optional<std::string> check_shape(InputType type, const Shape& shape, TensorLayout& tensor,
                                        std::size_t body_bytes) {
-  const std::string expected = std::string(expected_tensor_text(type)) + " (its Clipper input type is " +
-                               std::string(input_type_name(type)) + ")";
+  auto expected = [type] {
+    return std::string(expected_tensor_text(type)) + " (its Clipper input type is " +
+           std::string(input_type_name(type)) + ")";
+  };
   if (!accepts(type, tensor.datatype)) {
-    return where(tensor) + " has a datatype this model does not take; it takes " + expected;
+    return where(tensor) + " has a datatype this model does not take; it takes " + expected();
   }
   const bool one_input_per_element = tensor.datatype == Datatype::Bytes;
   const bool shape_fits = one_input_per_element ? (shape.size() == 1 || (shape.size() == 2 && shape[1] == 1))
                                                 : shape.size() == 2;
-  if (!shape_fits) return where(tensor) + " has shape " + shape_text(shape) + "; this model takes " + expected;
+  if (!shape_fits) return where(tensor) + " has shape " + shape_text(shape) + "; this model takes " + expected();
   for (const int64_t dimension : shape) {
     if (dimension <= 0) {
       return where(tensor) + " has shape " + shape_text(shape) +
@@ -323,22 +339,25 @@ std::optional<std::string> decode_binary_data(std::string_view binary, const Ten
 }
 
 // Reads "parameters" of a request, an input or an output: an object, or absent.
-std::optional<std::string> parameters_of(const rapidjson::Value& owner, const std::string& what,
+// `what` names the owner in an error: a callable returning its text, called only on failure.
+template <typename Describe>
+std::optional<std::string> parameters_of(const rapidjson::Value& owner, const Describe& what,
                                          const rapidjson::Value*& parameters) {
   parameters = nullptr;
   const auto member = owner.FindMember("parameters");
   if (member == owner.MemberEnd() || member->value.IsNull()) return std::nullopt;
-  if (!member->value.IsObject()) return what + ": \"parameters\" must be a JSON object";
+  if (!member->value.IsObject()) return what() + ": \"parameters\" must be a JSON object";
   parameters = &member->value;
   return std::nullopt;
 }
 
+template <typename Describe>
 std::optional<std::string> bool_parameter(const rapidjson::Value* parameters, const char* name,
-                                          const std::string& what, bool& out) {
+                                          const Describe& what, bool& out) {
   if (parameters == nullptr) return std::nullopt;
   const auto member = parameters->FindMember(name);
   if (member == parameters->MemberEnd()) return std::nullopt;
-  if (!member->value.IsBool()) return what + ": parameter \"" + name + "\" must be true or false";
+  if (!member->value.IsBool()) return what() + ": parameter \"" + name + "\" must be true or false";
   out = member->value.GetBool();
   return std::nullopt;
 }
@@ -367,7 +386,7 @@ std::optional<std::string> decode_outputs(const rapidjson::Value& doc, bool bina
     } else {
       return "unknown output '" + replace_invalid_utf8(text) + "': the outputs are 'output' and 'default'";
     }
-    const std::string what = "output '" + std::string(text) + "'";
+    auto what = [text] { return "output '" + replace_invalid_utf8(text) + "'"; };
     const rapidjson::Value* parameters = nullptr;
     if (auto failure = parameters_of(output, what, parameters)) return failure;
     requested.binary = binary_by_default;
@@ -376,11 +395,11 @@ std::optional<std::string> decode_outputs(const rapidjson::Value& doc, bool bina
       const auto classification = parameters->FindMember("classification");
       if (classification != parameters->MemberEnd() &&
           !(classification->value.IsInt64() && classification->value.GetInt64() == 0)) {
-        return what + ": the classification extension is not supported";
+        return what() + ": the classification extension is not supported";
       }
     }
     for (const RequestedOutput& earlier : outputs) {
-      if (earlier.tensor == requested.tensor) return what + " is requested twice";
+      if (earlier.tensor == requested.tensor) return what() + " is requested twice";
     }
     outputs.push_back(requested);
   }
@@ -400,31 +419,31 @@ std::optional<Target> parse_target(std::string_view target) {
   path.remove_prefix(3);  // "/v2"
   if (!path.empty()) path.remove_prefix(1);
   if (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  std::vector<std::string_view> segments;
+  Segments segments;
   if (!split_segments(path, segments)) return std::nullopt;
   Target parsed;
-  if (segments.empty()) {
+  if (segments.size == 0) {
     parsed.endpoint = Endpoint::ServerMetadata;
     return parsed;
   }
-  if (segments.size() == 2 && segments[0] == "health") {
+  if (segments.size == 2 && segments[0] == "health") {
     if (segments[1] == "live") parsed.endpoint = Endpoint::ServerLive;
     else if (segments[1] == "ready") parsed.endpoint = Endpoint::ServerReady;
     else return std::nullopt;
     return parsed;
   }
-  if (segments[0] != "models" || segments.size() < 2) return std::nullopt;
+  if (segments[0] != "models" || segments.size < 2) return std::nullopt;
   parsed.model = percent_decode(segments[1]);
   std::size_t next = 2;
-  if (segments.size() >= 4 && segments[2] == "versions") {
+  if (segments.size >= 4 && segments[2] == "versions") {
     parsed.version = percent_decode(segments[3]);
     next = 4;
   }
-  if (segments.size() == next) {
+  if (segments.size == next) {
     parsed.endpoint = Endpoint::ModelMetadata;
-  } else if (segments.size() == next + 1 && segments[next] == "ready") {
+  } else if (segments.size == next + 1 && segments[next] == "ready") {
     parsed.endpoint = Endpoint::ModelReady;
-  } else if (segments.size() == next + 1 && segments[next] == "infer") {
+  } else if (segments.size == next + 1 && segments[next] == "infer") {
     parsed.endpoint = Endpoint::ModelInfer;
   } else {
     return std::nullopt;
@@ -469,12 +488,14 @@ InferDecode decode_infer_request(std::string_view body, std::string_view json_he
   const auto id = doc.FindMember("id");
   if (id != doc.MemberEnd()) {
     if (!id->value.IsString()) return fail("\"id\" must be a string");
-    request.id = replace_invalid_utf8(std::string_view(id->value.GetString(), id->value.GetStringLength()));
+    const std::string_view text(id->value.GetString(), id->value.GetStringLength());
+    request.id = is_valid_utf8(text) ? std::string(text) : replace_invalid_utf8(text);
   }
+  auto the_request = [] { return std::string("the request"); };
   const rapidjson::Value* parameters = nullptr;
-  if (auto failure = parameters_of(doc, "the request", parameters)) return fail(*failure);
+  if (auto failure = parameters_of(doc, the_request, parameters)) return fail(*failure);
   bool binary_outputs = false;
-  if (auto failure = bool_parameter(parameters, "binary_data_output", "the request", binary_outputs)) {
+  if (auto failure = bool_parameter(parameters, "binary_data_output", the_request, binary_outputs)) {
     return fail(*failure);
   }
   if (parameters != nullptr) {
@@ -497,7 +518,7 @@ InferDecode decode_infer_request(std::string_view body, std::string_view json_he
   TensorLayout tensor;
   const auto name = input.FindMember("name");
   if (name == input.MemberEnd() || !name->value.IsString()) return fail("each input needs a \"name\" string");
-  tensor.name = replace_invalid_utf8(std::string_view(name->value.GetString(), name->value.GetStringLength()));
+  tensor.name = std::string_view(name->value.GetString(), name->value.GetStringLength());
   const auto datatype = input.FindMember("datatype");
   if (datatype == input.MemberEnd() || !datatype->value.IsString()) {
     return fail(where(tensor) + " needs a \"datatype\" string");
@@ -507,7 +528,7 @@ InferDecode decode_infer_request(std::string_view body, std::string_view json_he
   if (shape_member == input.MemberEnd() || !shape_member->value.IsArray()) {
     return fail(where(tensor) + " needs a \"shape\" array");
   }
-  std::vector<int64_t> shape;
+  Shape shape;
   for (const auto& dimension : shape_member->value.GetArray()) {
     if (!dimension.IsInt64()) return fail(where(tensor) + ": \"shape\" must hold integers");
     if (shape.size() == 8) return fail(where(tensor) + " has more dimensions than any model here takes");
@@ -520,23 +541,23 @@ InferDecode decode_infer_request(std::string_view body, std::string_view json_he
                 " rows; this frontend queues at most " + std::to_string(max_rows) + " per model");
   }
 
-  const std::string what = where(tensor);
+  auto what = [&tensor] { return where(tensor); };
   const rapidjson::Value* input_parameters = nullptr;
   if (auto failure = parameters_of(input, what, input_parameters)) return fail(*failure);
   std::optional<uint64_t> binary_size;
   if (input_parameters != nullptr) {
     const auto size = input_parameters->FindMember("binary_data_size");
     if (size != input_parameters->MemberEnd()) {
-      if (!size->value.IsUint64()) return fail(what + ": binary_data_size must be a byte count");
+      if (!size->value.IsUint64()) return fail(what() + ": binary_data_size must be a byte count");
       binary_size = size->value.GetUint64();
     }
   }
   const auto data = input.FindMember("data");
   const bool has_data = data != input.MemberEnd();
   if (binary_size) {
-    if (has_data) return fail(what + " has both \"data\" and binary_data_size; send one");
+    if (has_data) return fail(what() + " has both \"data\" and binary_data_size; send one");
     if (*binary_size > binary.size()) {
-      return fail(what + " declares binary_data_size " + std::to_string(*binary_size) + " but only " +
+      return fail(what() + " declares binary_data_size " + std::to_string(*binary_size) + " but only " +
                   std::to_string(binary.size()) + " bytes follow the JSON header");
     }
     if (*binary_size != binary.size()) {
@@ -547,7 +568,7 @@ InferDecode decode_infer_request(std::string_view body, std::string_view json_he
       return fail(*failure);
     }
   } else {
-    if (!has_data) return fail(what + " has neither \"data\" nor a binary_data_size parameter");
+    if (!has_data) return fail(what() + " has neither \"data\" nor a binary_data_size parameter");
     if (!binary.empty()) {
       return fail(std::to_string(binary.size()) +
                   " bytes follow the JSON header but no input declares binary_data_size");

@@ -200,7 +200,7 @@ void QueryProcessor::finish_oip(PendingQuery& query) {
   if (query.model_labels.empty()) answer.model_label = query.model_label;  // one model was asked
   if (first_default != nullptr) answer.default_explanation = first_default->explanation;
   http::HttpResponse response;
-  response.body.reserve(160 + 24 * rows.size());
+  response.body.reserve(256 + 32 * rows.size());
   const std::size_t json_length = oip::render_infer_response(answer, rows, call.outputs, response.body);
   if (json_length < response.body.size()) {
     response.content_type = "application/octet-stream";

@@ -1,9 +1,11 @@
 // The Open Inference Protocol's answers: infer responses (JSON and binary outputs), metadata and
 // errors (declared in oip_codec.h; requests are decoded in oip_codec.cc). Pure functions: any thread.
+#include <absl/container/inlined_vector.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/writer.h>
 
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 
@@ -25,15 +27,23 @@ struct StringAppender {
   void Put(char c) { out.push_back(c); }
   void Flush() {}
 };
-using Writer = rapidjson::Writer<StringAppender>;
+// The writer's level stack comes from a buffer on the caller's stack (rapidjson mallocs it otherwise).
+using Writer = rapidjson::Writer<StringAppender, rapidjson::UTF8<>, rapidjson::UTF8<>, PoolAllocator>;
+constexpr std::size_t kWriterLevels = 16;
+struct WriterScratch {
+  alignas(16) char buffer[512];
+  PoolAllocator allocator{buffer, sizeof(buffer)};
+};
 
 // ---------------------------------------------------------------------------------------------
 // Answers
 
+using Numbers = absl::InlinedVector<double, 8>;
+
 // Reads one output text as a JSON number or a flat JSON array of numbers (SAX, nothing allocated).
 class NumericOutput : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, NumericOutput> {
  public:
-  explicit NumericOutput(std::vector<double>& values) : values_(values) {}
+  explicit NumericOutput(Numbers& values) : values_(values) {}
   bool Default() { return false; }  // anything but numbers and one level of array
   bool Int(int i) { return number(i); }
   bool Uint(unsigned u) { return number(u); }
@@ -57,7 +67,7 @@ class NumericOutput : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Num
     ++seen_;
     return true;
   }
-  std::vector<double>& values_;
+  Numbers& values_;
   int depth_ = 0;
   bool is_array_ = false;
   std::size_t seen_ = 0;
@@ -68,7 +78,7 @@ struct OutputValues {
   bool numeric = true;
   bool arrays = false;     // rows are arrays of `width` numbers
   std::size_t width = 0;
-  std::vector<double> numbers;  // row-major
+  Numbers numbers;  // row-major
 };
 
 OutputValues classify_outputs(const std::vector<RowAnswer>& rows) {
@@ -104,59 +114,80 @@ void write_string(Writer& writer, std::string_view text) {
   }
 }
 
-void write_shape(Writer& writer, std::size_t rows, std::optional<std::size_t> width) {
-  writer.Key("shape");
-  writer.StartArray();
-  writer.Uint64(rows);
-  if (width) writer.Uint64(*width);
-  writer.EndArray();
+// The infer response is written with plain appends (it runs once per request): only text that came
+// from a client or a model goes through rapidjson's escaping.
+void append_string(std::string& out, std::string_view text) {
+  StringAppender stream{out};
+  rapidjson::Writer<StringAppender> escaper(stream);  // one value: its level stack is never used
+  if (is_valid_utf8(text)) {
+    escaper.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  } else {
+    const std::string safe = replace_invalid_utf8(text);
+    escaper.String(safe.data(), static_cast<rapidjson::SizeType>(safe.size()));
+  }
 }
 
-// Appends one output tensor's header to the JSON, and its bytes to `binary` when asked in binary.
-void write_output(Writer& writer, const RequestedOutput& requested, const std::vector<RowAnswer>& rows,
-                  const OutputValues& values, std::string& binary) {
-  writer.StartObject();
-  writer.Key("name");
+void append_number(std::string& out, uint64_t value) {
+  char text[24];
+  const auto end = std::to_chars(text, text + sizeof(text), value).ptr;
+  out.append(text, end);
+}
+
+void append_number(std::string& out, double value) {
+  if (!std::isfinite(value)) {  // JSON has no infinity; parsed numbers are finite unless they overflowed
+    out += "null";
+    return;
+  }
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof(text), value).ptr;  // shortest round-trip form
+  out.append(text, end);
+}
+
+void append_shape(std::string& out, std::size_t rows, std::optional<std::size_t> width) {
+  out += ",\"shape\":[";
+  append_number(out, static_cast<uint64_t>(rows));
+  if (width) {
+    out += ',';
+    append_number(out, static_cast<uint64_t>(*width));
+  }
+  out += ']';
+}
+
+// Appends one output tensor to the JSON, and its bytes to `binary` when asked in binary.
+void append_output(std::string& out, const RequestedOutput& requested, const std::vector<RowAnswer>& rows,
+                   const OutputValues& values, std::string& binary) {
   const std::size_t binary_start = binary.size();
   if (requested.tensor == OutputTensor::Default) {
-    writer.String(kDefaultName.data(), static_cast<rapidjson::SizeType>(kDefaultName.size()));
-    writer.Key("datatype");
-    writer.String("BOOL");
-    write_shape(writer, rows.size(), std::nullopt);
+    out += "{\"name\":\"default\",\"datatype\":\"BOOL\"";
+    append_shape(out, rows.size(), std::nullopt);
     if (requested.binary) {
       for (const RowAnswer& row : rows) binary.push_back(row.is_default ? 1 : 0);
     } else {
-      writer.Key("data");
-      writer.StartArray();
-      for (const RowAnswer& row : rows) writer.Bool(row.is_default);
-      writer.EndArray();
+      out += ",\"data\":[";
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (i > 0) out += ',';
+        out += rows[i].is_default ? "true" : "false";
+      }
+      out += ']';
     }
   } else if (values.numeric) {
-    writer.String(kOutputName.data(), static_cast<rapidjson::SizeType>(kOutputName.size()));
-    writer.Key("datatype");
-    writer.String("FP64");
-    write_shape(writer, rows.size(), values.arrays ? std::optional<std::size_t>(values.width) : std::nullopt);
+    out += "{\"name\":\"output\",\"datatype\":\"FP64\"";
+    append_shape(out, rows.size(), values.arrays ? std::optional<std::size_t>(values.width) : std::nullopt);
     if (requested.binary) {
       const std::size_t bytes = values.numbers.size() * sizeof(double);
       binary.resize(binary_start + bytes);
       std::memcpy(binary.data() + binary_start, values.numbers.data(), bytes);
     } else {
-      writer.Key("data");
-      writer.StartArray();
-      for (const double number : values.numbers) {
-        if (std::isfinite(number)) {
-          writer.Double(number);
-        } else {
-          writer.Null();  // JSON has no infinity; parsed numbers are finite unless they overflowed
-        }
+      out += ",\"data\":[";
+      for (std::size_t i = 0; i < values.numbers.size(); ++i) {
+        if (i > 0) out += ',';
+        append_number(out, values.numbers[i]);
       }
-      writer.EndArray();
+      out += ']';
     }
   } else {
-    writer.String(kOutputName.data(), static_cast<rapidjson::SizeType>(kOutputName.size()));
-    writer.Key("datatype");
-    writer.String("BYTES");
-    write_shape(writer, rows.size(), std::nullopt);
+    out += "{\"name\":\"output\",\"datatype\":\"BYTES\"";
+    append_shape(out, rows.size(), std::nullopt);
     if (requested.binary) {
       for (const RowAnswer& row : rows) {
         const auto length = static_cast<uint32_t>(row.output.size());
@@ -166,20 +197,20 @@ void write_output(Writer& writer, const RequestedOutput& requested, const std::v
         binary.append(row.output.data(), row.output.size());
       }
     } else {
-      writer.Key("data");
-      writer.StartArray();
-      for (const RowAnswer& row : rows) write_string(writer, row.output);
-      writer.EndArray();
+      out += ",\"data\":[";
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (i > 0) out += ',';
+        append_string(out, rows[i].output);
+      }
+      out += ']';
     }
   }
   if (requested.binary) {
-    writer.Key("parameters");
-    writer.StartObject();
-    writer.Key("binary_data_size");
-    writer.Uint64(binary.size() - binary_start);
-    writer.EndObject();
+    out += ",\"parameters\":{\"binary_data_size\":";
+    append_number(out, static_cast<uint64_t>(binary.size() - binary_start));
+    out += '}';
   }
-  writer.EndObject();
+  out += '}';
 }
 
 void write_tensor_metadata(Writer& writer, std::string_view name, std::string_view datatype,
@@ -213,37 +244,35 @@ std::size_t render_infer_response(const InferAnswer& answer, const std::vector<R
                                   const std::vector<RequestedOutput>& outputs, std::string& out) {
   const OutputValues values = classify_outputs(rows);
   std::string binary;
-  StringAppender stream{out};
-  Writer writer(stream);
-  writer.StartObject();
-  writer.Key("model_name");
-  write_string(writer, answer.model_name);
+  out += "{\"model_name\":";
+  append_string(out, answer.model_name);
   if (!answer.model_version.empty()) {
-    writer.Key("model_version");
-    write_string(writer, answer.model_version);
+    out += ",\"model_version\":";
+    append_string(out, answer.model_version);
   }
   if (answer.id != nullptr && answer.id->has_value()) {
-    writer.Key("id");
-    write_string(writer, **answer.id);
+    out += ",\"id\":";
+    append_string(out, **answer.id);
   }
   if (!answer.model_label.empty() || !answer.default_explanation.empty()) {
-    writer.Key("parameters");
-    writer.StartObject();
+    out += ",\"parameters\":{";
     if (!answer.model_label.empty()) {
-      writer.Key("clipper_model");
-      write_string(writer, answer.model_label);
+      out += "\"clipper_model\":";
+      append_string(out, answer.model_label);
     }
     if (!answer.default_explanation.empty()) {
-      writer.Key("default_explanation");
-      write_string(writer, answer.default_explanation);
+      if (!answer.model_label.empty()) out += ',';
+      out += "\"default_explanation\":";
+      append_string(out, answer.default_explanation);
     }
-    writer.EndObject();
+    out += '}';
   }
-  writer.Key("outputs");
-  writer.StartArray();
-  for (const RequestedOutput& requested : outputs) write_output(writer, requested, rows, values, binary);
-  writer.EndArray();
-  writer.EndObject();
+  out += ",\"outputs\":[";
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    if (i > 0) out += ',';
+    append_output(out, outputs[i], rows, values, binary);
+  }
+  out += "]}";
   const std::size_t json_length = out.size();
   out += binary;
   return json_length;
@@ -252,7 +281,8 @@ std::size_t render_infer_response(const InferAnswer& answer, const std::vector<R
 std::string render_server_metadata(std::string_view server_version) {
   std::string out;
   StringAppender stream{out};
-  Writer writer(stream);
+  WriterScratch scratch;
+  Writer writer(stream, &scratch.allocator, kWriterLevels);
   writer.StartObject();
   writer.Key("name");
   writer.String(kServerName.data(), static_cast<rapidjson::SizeType>(kServerName.size()));
@@ -270,7 +300,8 @@ std::string render_model_metadata(std::string_view name, const std::vector<std::
                                   InputType type) {
   std::string out;
   StringAppender stream{out};
-  Writer writer(stream);
+  WriterScratch scratch;
+  Writer writer(stream, &scratch.allocator, kWriterLevels);
   writer.StartObject();
   writer.Key("name");
   write_string(writer, name);
@@ -298,7 +329,8 @@ std::string render_model_metadata(std::string_view name, const std::vector<std::
 std::string render_error(std::string_view message) {
   std::string out;
   StringAppender stream{out};
-  Writer writer(stream);
+  WriterScratch scratch;
+  Writer writer(stream, &scratch.allocator, kWriterLevels);
   writer.StartObject();
   writer.Key("error");
   write_string(writer, message);

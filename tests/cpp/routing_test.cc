@@ -31,6 +31,33 @@ TEST_F(RoutingTest, BuildsAppsWithTheirCurrentModelVersion) {
   EXPECT_EQ(table->find("b"), nullptr);
 }
 
+TEST_F(RoutingTest, ServesEveryModelUnderItsOwnNameWithTheSloItBatchesFor) {
+  auto table = build_routing_table(R"({
+    "apps": [{"name": "a", "input_type": "floats", "default_output": "-1", "slo_micros": 20000,
+              "linked_models": ["m"]},
+             {"name": "b", "input_type": "floats", "default_output": "-1", "slo_micros": 50000,
+              "linked_models": ["m"]}],
+    "models": [{"name": "m", "version": "1", "input_type": "floats", "current": true},
+               {"name": "m", "version": "2", "input_type": "floats"},
+               {"name": "alone", "version": "7", "input_type": "strings"}]
+  })", models, metrics, 1);
+  ASSERT_EQ(table->model_routes.size(), 2u);
+  const AppRoute& linked = *table->model_routes.at("m");
+  EXPECT_TRUE(linked.direct_model);
+  EXPECT_EQ(linked.input_type, InputType::Floats);
+  EXPECT_EQ(linked.slo_micros, 20000);  // the tightest app that reaches it
+  ASSERT_EQ(linked.linked_models.size(), 1u);
+  EXPECT_EQ(linked.linked_models[0].versions.size(), 2u);
+  EXPECT_EQ(linked.selection.default_weights, std::vector<double>{1.0});
+  ASSERT_NE(linked.metrics, nullptr);
+  const AppRoute& alone = *table->model_routes.at("alone");
+  EXPECT_EQ(alone.input_type, InputType::Strings);
+  EXPECT_EQ(alone.linked_models[0].current, nullptr);  // no current version: answers name none
+  EXPECT_FALSE(table->find("a")->direct_model);
+  // Model routes are not apps: their counters stay out of the exported metrics.
+  EXPECT_EQ(metrics.render_prometheus().find("app=\"alone\""), std::string::npos);
+}
+
 TEST_F(RoutingTest, RejectsInvalidConfigurationsNamingTheField) {
   auto expect_rejected = [this](const char* json, const char* fragment) {
     try {
