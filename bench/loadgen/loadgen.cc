@@ -85,6 +85,9 @@ double unit_interval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0
 
 enum class Mode { kClosed, kOpen, kHold };
 enum class Workload { kNone, kFixed, kW1, kZipf };
+// How a vector workload's input is written: Clipper's {"input": [...]}, or an Open Inference Protocol
+// infer request with one FP64 [1, 10] tensor, in JSON or binary (tritonclient's default form).
+enum class BodyFormat { kClipper, kOipJson, kOipBinary };
 enum class Arrivals { kPoisson, kUniform };
 
 const char* mode_name(Mode mode) {
@@ -112,6 +115,7 @@ struct Options {
   std::vector<std::string> extra_headers;     // "Name: value", sent with every request
   Workload workload = Workload::kNone;
   std::string fixed_body;                     // --body
+  BodyFormat body_format = BodyFormat::kClipper;  // --body-format, for --w1 and --zipf-keys
   uint64_t connections = 1;                   // closed/open loop connections
   double rate_per_second = 0.0;               // > 0 selects the open loop
   Arrivals arrivals = Arrivals::kPoisson;
@@ -162,6 +166,8 @@ void print_help() {
       "  --w1                   workload W1: {\"input\":[10 doubles]}, every request's vector distinct\n"
       "  --zipf-keys K          K distinct 10-double vectors, drawn with Zipf popularity...\n"
       "  --zipf-s S             ...of exponent S (default 1.0)\n"
+      "  --body-format F        how --w1/--zipf vectors are sent: clipper (default), oip-json or\n"
+      "                         oip-binary (an Open Inference Protocol FP64 [1, 10] tensor)\n"
       "  --seed N               random seed (default: from the clock)\n"
       "  --spin-us U            busy-poll when the next arrival is within U us, instead of sleeping\n"
       "                         (sharper send times, at the cost of a busy core; default 0)\n"
@@ -215,6 +221,12 @@ Options parse_options(int argc, char** argv) {
     } else if (flag == "--zipf-keys") {
       options.workload = Workload::kZipf;
       options.zipf_keys = parse_count(flag, value());
+    } else if (flag == "--body-format") {
+      const std::string format = value();
+      if (format == "clipper") options.body_format = BodyFormat::kClipper;
+      else if (format == "oip-json") options.body_format = BodyFormat::kOipJson;
+      else if (format == "oip-binary") options.body_format = BodyFormat::kOipBinary;
+      else usage_error("--body-format is clipper, oip-json or oip-binary, got '" + format + "'");
     } else if (flag == "--zipf-s") {
       options.zipf_exponent = parse_double(flag, value());
     } else if (flag == "--connections") {
@@ -317,6 +329,9 @@ class RequestFactory {
     for (const auto& header : options.extra_headers) head_ += header + "\r\n";
     has_body_ = options.workload != Workload::kNone;
     if (has_body_) head_ += "Content-Type: application/json\r\n";
+    if (options.body_format == BodyFormat::kOipBinary) {
+      head_ += "Inference-Header-Content-Length: " + std::to_string(kOipBinaryHeader.size()) + "\r\n";
+    }
     // W1 counters start at a seed-dependent offset below 2^50, leaving room for 2^50 requests.
     w1_counter_ = (splitmix64(options.seed) >> 14) & ((1ULL << 50) - 1);
     rng_.seed(options.seed);
@@ -358,14 +373,28 @@ class RequestFactory {
     body_.append(buffer, result.ptr);
   }
 
+  // The JSON part of an oip-binary request; the vector's 80 bytes follow it.
+  static constexpr std::string_view kOipBinaryHeader =
+      "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,10],\"datatype\":\"FP64\","
+      "\"parameters\":{\"binary_data_size\":80}}],\"parameters\":{\"binary_data_output\":true}}";
+
   void append_vector(double first, uint64_t stream) {
-    body_ += "{\"input\":[";
-    append_number(first);
-    for (uint64_t i = 1; i < 10; ++i) {
-      body_ += ',';
-      append_number(unit_interval(splitmix64(stream * 16 + i)));
+    double vector[10];
+    vector[0] = first;
+    for (uint64_t i = 1; i < 10; ++i) vector[i] = unit_interval(splitmix64(stream * 16 + i));
+    if (options_.body_format == BodyFormat::kOipBinary) {
+      body_ += kOipBinaryHeader;
+      body_.append(reinterpret_cast<const char*>(vector), sizeof(vector));
+      return;
     }
-    body_ += "]}";
+    body_ += options_.body_format == BodyFormat::kOipJson
+                 ? "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,10],\"datatype\":\"FP64\",\"data\":["
+                 : "{\"input\":[";
+    for (uint64_t i = 0; i < 10; ++i) {
+      if (i > 0) body_ += ',';
+      append_number(vector[i]);
+    }
+    body_ += options_.body_format == BodyFormat::kOipJson ? "]}]}" : "]}";
   }
 
   void build_zipf_table() {
@@ -393,8 +422,10 @@ class RequestFactory {
   std::vector<double> zipf_cdf_;
 };
 
-// Whether a JSON body carries "default": true (any whitespace around the colon).
+// Whether a JSON body carries "default": true (any whitespace around the colon), or a
+// "default_explanation" (the Open Inference Protocol's answers carry defaults in a tensor).
 bool says_default_true(std::string_view body) {
+  if (body.find("\"default_explanation\"") != std::string_view::npos) return true;
   constexpr std::string_view kKey = "\"default\"";
   for (size_t at = body.find(kKey); at != std::string_view::npos; at = body.find(kKey, at + 1)) {
     size_t i = at + kKey.size();
@@ -1052,6 +1083,9 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
   field("url", text(options_.url));
   field("method", text(options_.method));
   field("workload", text(workload_name(options_.workload)));
+  field("body_format", text(options_.body_format == BodyFormat::kClipper     ? "clipper"
+                            : options_.body_format == BodyFormat::kOipJson ? "oip-json"
+                                                                           : "oip-binary"));
   field("rate", mode_ == Mode::kOpen ? number(options_.rate_per_second) : "null");
   field("arrivals", mode_ == Mode::kOpen ? text(options_.arrivals == Arrivals::kPoisson ? "poisson" : "uniform")
                                          : "null");
