@@ -46,6 +46,10 @@ options:
   --max-batch-size N             largest batch sent to a replica (default )" + number(max_batch_size) + R"()
   --max-queued-tasks-per-model N queue bound per model version; beyond it /predict answers 503 (default )" +
          number(max_queued_tasks_per_model) + R"()
+  --max-queued-bytes-per-model N input bytes queued per model version; beyond them 503 (default )" +
+         number(max_queued_bytes_per_model) + R"()
+  --max-pending-queries-per-io-thread N  queries waiting for answers; beyond them 503 (default )" +
+         number(max_pending_queries_per_io_thread) + R"()
   --heartbeat-timeout-millis N   drop a replica silent this long (default )" + number(heartbeat_timeout_millis) + R"()
   --replica-pipeline-depth N     batches in flight per replica (default )" + number(replica_pipeline_depth) + R"()
   --rpc-keys-file FILE           replica authentication (ZeroMQ CURVE): a JSON file, owner-only, with
@@ -129,6 +133,8 @@ int main(int argc, char** argv) {
       {"max-connections-per-client-address", required_argument, nullptr, 'A'},
       {"max-batch-size", required_argument, nullptr, 's'},
       {"max-queued-tasks-per-model", required_argument, nullptr, 'Q'},
+      {"max-queued-bytes-per-model", required_argument, nullptr, 'U'},
+      {"max-pending-queries-per-io-thread", required_argument, nullptr, 'W'},
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
       {"replica-pipeline-depth", required_argument, nullptr, 'P'},
       {"rpc-keys-file", required_argument, nullptr, 'K'},
@@ -163,6 +169,8 @@ int main(int argc, char** argv) {
         case 'c': options.cache_size_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 's': options.max_batch_size = static_cast<int>(parse_number(name, optarg)); break;
         case 'Q': options.max_queued_tasks_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'U': options.max_queued_bytes_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'W': options.max_pending_queries_per_io_thread = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
         case 'D': options.dedicated_rpc_thread = true; break;

@@ -131,6 +131,7 @@ struct Options {
   uint64_t seed = 0;                          // 0 = from the clock (W1 vectors differ from run to run)
   double spin_micros = 0.0;                   // poll instead of sleeping when the next event is this close
   bool busy_poll = false;                     // never sleep: poll epoll in a loop (one busy core)
+  double slo_micros = 0.0;                    // --slo-us: count 2xx model answers within it (goodput)
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -172,10 +173,12 @@ void print_help() {
       "  --spin-us U            busy-poll when the next arrival is within U us, instead of sleeping\n"
       "                         (sharper send times, at the cost of a busy core; default 0)\n"
       "  --busy-poll            never sleep in epoll_wait: no wake-up delay on this side, one busy core\n"
+      "  --slo-us U             also count answers_within_slo: 2xx, not a default, latency <= U us\n"
       "\n"
       "output fields: mode, rate, connections, duration_s, requests (answered in the window),\n"
       "throughput_rps, latency_us {p50,p90,p99,p999,max,mean}, status {code: count}, default_answers\n"
-      "(bodies containing \"default\":true), errors {connect,io,parse}, unfinished, timed_out, ...");
+      "(bodies containing \"default\":true), latency_by_outcome_us {outcome: {count,p50,p99,max}} (outcome:\n"
+      "the status code, \"200-default\" for a 2xx default answer), errors {connect,io,parse}, unfinished, ...");
 }
 
 double parse_double(const std::string& flag, const char* text) {
@@ -258,6 +261,8 @@ Options parse_options(int argc, char** argv) {
       options.hold_request = false;
     } else if (flag == "--busy-poll") {
       options.busy_poll = true;
+    } else if (flag == "--slo-us") {
+      options.slo_micros = parse_double(flag, value());
     } else if (flag == "--spin-us") {
       options.spin_micros = parse_double(flag, value());
     } else if (flag == "--seed") {
@@ -465,7 +470,9 @@ struct Report {
   std::vector<uint64_t> latencies_nanos;
   std::vector<uint64_t> send_lags_nanos;  // open loop: actual send time minus intended send time
   std::map<int, uint64_t> status_counts;
+  std::map<std::string, std::vector<uint64_t>> latencies_by_outcome;  // "200", "200-default", "429", ...
   uint64_t default_answers = 0;
+  uint64_t answers_within_slo = 0;
   uint64_t connect_errors = 0;
   uint64_t io_errors = 0;
   uint64_t parse_errors = 0;
@@ -814,9 +821,16 @@ void LoadGenerator::finish_response(Connection& connection) {
   ++connection.requests_answered;
   connection.response_complete = false;
   if (connection.measured) {
-    report_.latencies_nanos.push_back(now - connection.intended_nanos);
-    ++report_.status_counts[static_cast<int>(connection.parser.status_code)];
-    if (says_default_true(connection.body)) ++report_.default_answers;
+    const uint64_t latency = now - connection.intended_nanos;
+    const int status = static_cast<int>(connection.parser.status_code);
+    report_.latencies_nanos.push_back(latency);
+    ++report_.status_counts[status];
+    const bool is_default = says_default_true(connection.body);
+    if (is_default) ++report_.default_answers;
+    report_.latencies_by_outcome[std::to_string(status) + (is_default ? "-default" : "")].push_back(latency);
+    if (status >= 200 && status < 300 && !is_default && static_cast<double>(latency) <= options_.slo_micros * 1e3) {
+      ++report_.answers_within_slo;
+    }
   } else {
     ++report_.warmup_requests;
   }
@@ -1124,6 +1138,20 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
   field("status", status);
   field("non_2xx", integer(non_2xx));
   field("default_answers", integer(report_.default_answers));
+  std::string outcomes = "{";
+  for (auto& [outcome, samples_of] : report_.latencies_by_outcome) {
+    std::sort(samples_of.begin(), samples_of.end());
+    if (outcomes.size() > 1) outcomes += ",";
+    outcomes += "\"" + outcome + "\":{\"count\":" + integer(samples_of.size()) +
+                ",\"p50\":" + number(percentile_micros(samples_of, 0.50)) +
+                ",\"p99\":" + number(percentile_micros(samples_of, 0.99)) +
+                ",\"max\":" + number(samples_of.empty() ? 0.0 : static_cast<double>(samples_of.back()) / 1e3) + "}";
+  }
+  field("latency_by_outcome_us", outcomes + "}");
+  if (options_.slo_micros > 0) {
+    field("slo_us", number(options_.slo_micros));
+    field("answers_within_slo", integer(report_.answers_within_slo));
+  }
   const uint64_t total_errors = report_.connect_errors + report_.io_errors + report_.parse_errors;
   field("errors", "{\"connect\":" + integer(report_.connect_errors) + ",\"io\":" + integer(report_.io_errors) +
                       ",\"parse\":" + integer(report_.parse_errors) + ",\"total\":" + integer(total_errors) + "}");

@@ -21,6 +21,7 @@ Task BatchQueue::pop_heap() {
   Task task = std::move(heap_.back());
   heap_.pop_back();
   heap_size_.store(heap_.size(), std::memory_order_relaxed);
+  queued_bytes_.fetch_sub(task.payload.size(), std::memory_order_relaxed);
   return task;
 }
 
@@ -40,11 +41,14 @@ void BatchQueue::drain_inbox(Clock::time_point now) {
 }
 
 void BatchQueue::requeue(std::vector<Task>&& tasks) {
-  for (auto& task : tasks) push_heap(std::move(task));
+  for (auto& task : tasks) requeue(std::move(task));
   tasks.clear();
 }
 
-void BatchQueue::requeue(Task&& task) { push_heap(std::move(task)); }
+void BatchQueue::requeue(Task&& task) {
+  queued_bytes_.fetch_add(task.payload.size(), std::memory_order_relaxed);
+  push_heap(std::move(task));
+}
 
 std::optional<Clock::time_point> BatchQueue::earliest_deadline() const {
   if (heap_.empty()) return std::nullopt;

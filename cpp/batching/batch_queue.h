@@ -20,12 +20,15 @@ class BatchQueue {
  public:
   // Any thread.
   void push(Task&& task) {
+    queued_bytes_.fetch_add(task.payload.size(), std::memory_order_relaxed);
     inbox_.enqueue(std::move(task));
     inbox_size_.fetch_add(1, std::memory_order_relaxed);
   }
   std::size_t approximate_size() const {
     return inbox_size_.load(std::memory_order_relaxed) + heap_size_.load(std::memory_order_relaxed);
   }
+  // Input bytes held by queued tasks (inbox and heap): the queue's memory, for admission control.
+  std::size_t approximate_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
 
   std::size_t inbox_size() const { return inbox_size_.load(std::memory_order_relaxed); }
 
@@ -54,6 +57,7 @@ class BatchQueue {
   moodycamel::ConcurrentQueue<Task> inbox_;
   std::atomic<std::size_t> inbox_size_{0};
   std::atomic<std::size_t> heap_size_{0};
+  std::atomic<std::size_t> queued_bytes_{0};
   std::vector<Task> heap_;   // RPC thread only; min-heap on deadline
   static constexpr std::size_t kDrainChunk = 64;  // tasks taken from the inbox per dequeue
   std::vector<Task> scratch_;

@@ -90,6 +90,12 @@ void EngineOptions::validate() const {
   if (max_queued_tasks_per_model < 1) {
     throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
   }
+  if (max_queued_bytes_per_model < max_body_bytes) {
+    throw std::invalid_argument("max_queued_bytes_per_model must be at least max_body_bytes");
+  }
+  if (max_pending_queries_per_io_thread < 1) {
+    throw std::invalid_argument("max_pending_queries_per_io_thread must be at least 1");
+  }
   if (!(batch_latency_slo_fraction > 0.0 && batch_latency_slo_fraction <= 1.0)) {
     throw std::invalid_argument("batch_latency_slo_fraction must be in (0, 1]");
   }

@@ -51,8 +51,12 @@ struct EngineOptions {
   std::string replica_transport{defaults::replica_transport};
   std::size_t shm_request_ring_bytes = defaults::shm_request_ring_bytes;
   std::size_t shm_response_ring_bytes = defaults::shm_response_ring_bytes;
-  // Beyond this, /predict answers 503.
+  // Memory bounds under any offered load (admission control, docs/operations.md): a query that would
+  // take a model version's queue past either bound, or an I/O thread past its pending queries, is
+  // refused at arrival (503 with Retry-After, or the app's default when its overload option says so).
   std::size_t max_queued_tasks_per_model = defaults::max_queued_tasks_per_model;
+  std::size_t max_queued_bytes_per_model = defaults::max_queued_bytes_per_model;  // input bytes queued
+  std::size_t max_pending_queries_per_io_thread = defaults::max_pending_queries_per_io_thread;
   int64_t heartbeat_timeout_millis = defaults::heartbeat_timeout_millis;  // a replica silent this long is dropped
   // Adaptive batching: a batch may take this share of the tightest SLO of the apps a model serves
   // (the rest is headroom for waiting behind the batch in flight, the RPC and HTTP).

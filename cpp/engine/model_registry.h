@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "batching/admission.h"
 #include "batching/batch_queue.h"
 #include "common/clock.h"
 #include "common/input_type.h"
@@ -48,6 +49,7 @@ struct ModelVersion {
   // only by rpc/ReplicaSet on the replica side's thread (its header states when).
   std::atomic<int32_t> idle_replicas{0};
   BatchQueue queue;
+  AdmissionGauge admission;  // the service rate the RPC thread measured, for the I/O threads
 
   // RPC thread only.
   LatencyModel latency;

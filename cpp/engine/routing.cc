@@ -214,6 +214,16 @@ std::shared_ptr<const RoutingTable> build_routing_table(std::string_view config_
         throw std::invalid_argument(where + ": slo_micros must be a positive integer");
       }
       app->slo_micros = slo->value.GetInt64();
+      auto overload = entry.FindMember("overload");
+      if (overload != entry.MemberEnd() && !overload->value.IsNull()) {
+        const std::string_view answer = overload->value.IsString()
+                                            ? std::string_view(overload->value.GetString(), overload->value.GetStringLength())
+                                            : std::string_view();
+        if (answer != "reject" && answer != "default") {
+          throw std::invalid_argument(where + ": overload must be \"reject\" or \"default\"");
+        }
+        app->overload = answer == "default" ? OverloadAnswer::Default : OverloadAnswer::Reject;
+      }
       auto links = entry.FindMember("linked_models");
       if (links != entry.MemberEnd()) {
         if (!links->value.IsArray()) throw std::invalid_argument(where + ": linked_models must be an array");

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "clipper_defaults.h"
 #include "common/input_type.h"
 #include "engine/model_registry.h"
 #include "metrics/metrics.h"
@@ -26,11 +27,18 @@ struct LinkedModel {
                                                             // (set on every route's links)
 };
 
+// How a query refused at arrival under overload is answered (the app's "overload" option).
+enum class OverloadAnswer : uint8_t {
+  Reject,   // 429 (deadline) or 503 (a memory bound) with Retry-After and a JSON error
+  Default,  // 200 with the app's default output and an explanation
+};
+
 struct AppRoute {
   std::string name;
   InputType input_type = InputType::Doubles;
   std::string default_output;
   int64_t slo_micros = 100000;
+  OverloadAnswer overload = defaults::overload == "default" ? OverloadAnswer::Default : OverloadAnswer::Reject;
   std::vector<LinkedModel> linked_models;
   metrics::AppMetrics* metrics = nullptr;
   SelectionPlan selection;       // how a query picks among linked_models (default: the first one)

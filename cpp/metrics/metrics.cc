@@ -238,6 +238,15 @@ std::string MetricsRegistry::render_prometheus() const {
   app_family("clipper_app_feedback_total", "Feedback (/update) requests accepted.", &AppMetrics::feedback);
   app_family("clipper_app_slo_attained_total", "Inputs answered by a model within the app's SLO.",
              &AppMetrics::slo_attained);
+  header("clipper_app_rejected_total", "counter",
+         "Queries refused at arrival by admission control, by reason (answered 429 or 503, or the app's default "
+         "when its overload option is default).");
+  for (const auto& [app_name, app] : apps_) {
+    for (std::size_t i = 0; i < kRejectReasonNames.size(); ++i) {
+      line(out, "clipper_app_rejected_total", app_labels(app_name) + ",reason=\"" + kRejectReasonNames[i] + "\"",
+           app->rejected[i].value());
+    }
+  }
   header("clipper_app_latency_seconds", "histogram", "Time from receiving a request to answering it, in seconds.");
   for (const auto& [name, app] : apps_) app->latency_micros.render(out, "clipper_app_latency_seconds", app_labels(name));
 

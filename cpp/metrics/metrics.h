@@ -91,6 +91,10 @@ struct SelectionMetrics {
   Counter feedback_observations;  // applied feedback rounds in which its output was known
 };
 
+// Why admission control refused a query at arrival (the `reason` label of clipper_app_rejected_total).
+enum class RejectReason : uint8_t { Deadline = 0, QueueFull = 1, PendingLimit = 2 };
+inline constexpr std::array<const char*, 3> kRejectReasonNames{"deadline", "queue_full", "pending_limit"};
+
 struct AppMetrics {
   Counter requests;          // HTTP /predict requests accepted
   Counter predictions;       // inputs answered (a batch request counts each input)
@@ -98,6 +102,7 @@ struct AppMetrics {
   Counter client_errors;     // 4xx answers
   Counter feedback;          // /update requests accepted
   Counter slo_attained;      // inputs answered by a model (not the default) within the app's SLO
+  std::array<Counter, kRejectReasonNames.size()> rejected;  // queries refused at arrival, by RejectReason
   LatencyHistogram latency_micros{kLatencyBoundsMicros, kMicrosToSeconds};  // observe microseconds
   // The selection layer (docs/selection.md).
   Counter partial_answers;       // ensemble or cascade answers for which a model asked did not answer

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "batching/admission.h"
 #include "engine/engine.h"
 #include "query/query_codec.h"
 #include "selection/cascade.h"
@@ -374,11 +375,15 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
   count_selections(*app, choice, count);
-  for (ModelVersion* model : choice.models) {
-    if (model != nullptr && model->queue.approximate_size() + count > engine_.options().max_queued_tasks_per_model) {
-      refuse(503, "Overloaded", "the queue of model " + model->label + " is full; retry shortly");
+  if (auto refusal = admission_refusal(*app, choice, body.inputs, received)) {
+    app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
+    // Open Inference Protocol answers carry no default output: those are always refused.
+    if (app->overload == OverloadAnswer::Reject || oip || app->direct_model) {
+      reply_overloaded(*app, *refusal, slot, oip != nullptr);
       return;
     }
+    choice.models.clear();  // answered below with the default, saying why
+    choice.no_model_reason = std::move(refusal->cause);
   }
 
   const uint64_t first_query_id = engine_.next_query_ids(std::max<uint32_t>(count, 1));
@@ -398,6 +403,49 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
     return;
   }
   if (!submit_inputs(first_query_id, query, choice, body.inputs)) finish(first_query_id, query);
+}
+
+std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const AppRoute& app,
+                                                                         const ModelChoice& choice,
+                                                                         const std::vector<DecodedInput>& inputs,
+                                                                         Clock::time_point received) const {
+  const EngineOptions& options = engine_.options();
+  if (pending_.size() >= options.max_pending_queries_per_io_thread) {
+    return Refusal{metrics::RejectReason::PendingLimit, 1,
+                   "Overloaded: " + std::to_string(pending_.size()) +
+                       " queries are waiting for answers on this I/O thread (max_pending_queries_per_io_thread)"};
+  }
+  std::size_t bytes = 0;
+  for (const DecodedInput& input : inputs) bytes += input.payload.size();
+  const double left = static_cast<double>(app.slo_micros - duration_cast<microseconds>(Clock::now() - received).count());
+  for (ModelVersion* model : choice.models) {
+    if (model == nullptr || inputs.empty()) continue;
+    if (model->queue.approximate_size() + inputs.size() > options.max_queued_tasks_per_model ||
+        model->queue.approximate_bytes() + bytes > options.max_queued_bytes_per_model) {
+      return Refusal{metrics::RejectReason::QueueFull, 1,
+                     "Overloaded: the queue of model " + model->label +
+                         " is full (max_queued_tasks_per_model or max_queued_bytes_per_model)"};
+    }
+    const AdmissionEstimate estimate = scheduler_.admission_estimate(*model, inputs.size());
+    if (estimate.known && estimate.wait_micros > left) {
+      return Refusal{metrics::RejectReason::Deadline, retry_after_seconds(estimate.wait_micros, left),
+                     "Overloaded: model " + model->label + " would answer in about " +
+                         std::to_string(static_cast<int64_t>(estimate.wait_micros)) + " us given its queue and " +
+                         "measured service rate, beyond the " + std::to_string(static_cast<int64_t>(left)) +
+                         " us the latency SLO of " + std::to_string(app.slo_micros) + " microseconds leaves"};
+    }
+  }
+  return std::nullopt;
+}
+
+void QueryProcessor::reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot,
+                                      bool oip_format) {
+  http::HttpResponse response;
+  response.status = refusal.reason == metrics::RejectReason::Deadline ? 429 : 503;
+  if (response.status < 500) app.metrics->client_errors.add();
+  response.body = oip_format ? oip::render_error(refusal.cause) : render_error("Overloaded", refusal.cause);
+  response.extra_headers = "Retry-After: " + std::to_string(refusal.retry_after_seconds) + "\r\n";
+  http_.respond(slot, std::move(response));
 }
 
 bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,

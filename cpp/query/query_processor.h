@@ -152,6 +152,17 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   ModelChoice choose_models(const AppRoute& app, int64_t uid);
   ModelChoice every_linked_model(const AppRoute& app);
   ModelChoice cascade_stages(const AppRoute& app);
+  // Admission control: why a query must be refused at arrival (a memory bound, or a model that could
+  // not answer within the SLO given its queue and measured service rate), or nothing to admit it.
+  struct Refusal {
+    metrics::RejectReason reason;
+    int64_t retry_after_seconds = 1;
+    std::string cause;
+  };
+  std::optional<Refusal> admission_refusal(const AppRoute& app, const ModelChoice& choice,
+                                           const std::vector<DecodedInput>& inputs, Clock::time_point received) const;
+  // 429 or 503 with Retry-After, in Clipper's error format or the Open Inference Protocol's.
+  void reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot, bool oip_format);
   // Looks each input up in the cache and submits the rest; returns false when the query is complete.
   bool submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
                      std::vector<DecodedInput>& inputs);

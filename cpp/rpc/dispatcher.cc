@@ -39,6 +39,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
       drained_scratch_.push_back(&model);
       model.queue.drain_inbox(now);
       model.queue.take_expired(now, expired_scratch_);
+      model.admission.observe_outcomes(0, expired_scratch_.size());
       handle_expired(model, expired_scratch_, now);
       shed_doomed(model, now);
     }
@@ -74,6 +75,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
     std::vector<Task> tasks;
     tasks.reserve(plan.size);
     model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
+    model.admission.observe_outcomes(0, expired_scratch_.size());
     handle_expired(model, expired_scratch_, now);
     if (tasks.empty()) continue;
     model.metrics->batch_cut_reasons[static_cast<std::size_t>(plan.reason)].add();
@@ -127,7 +129,10 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
       model.metrics->learned_batch_size.set(owner->controller->batch_size());
     }
   }
-  if (owner == nullptr || !owner->slow) model.latency.observe(sent, latency);
+  if (owner == nullptr || !owner->slow) {
+    model.latency.observe(sent, latency);
+    publish_admission(model);
+  }
   model.metrics->batch_latency_micros.observe(static_cast<double>(latency));
   model.metrics->batches.add();
   if (owner != nullptr) {
@@ -150,6 +155,10 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
                                             " outputs for a batch of " + std::to_string(sent) + " inputs");
     return;
   }
+  std::size_t late = 0;
+  for (const Task& task : batch.tasks) late += task.deadline < now ? 1 : 0;
+  model.admission.observe_outcomes(sent - late, late);
+  model.admission.answered_at(now);
   std::vector<std::string> texts;
   texts.reserve(count);
   for (std::size_t i = 0; i < count; ++i) texts.emplace_back(response.output(i));
@@ -160,6 +169,17 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   }
   model.metrics->predictions.add(count);
   outbox_.complete_outputs(batch.tasks, texts, confidences);
+}
+
+void Dispatcher::publish_admission(ModelVersion& model) const {
+  int32_t serving = 0;
+  int32_t batch_size = 1;
+  for (const auto& [address, replica] : replicas_.all()) {
+    if (replica.model != &model || replica.slow) continue;
+    ++serving;
+    batch_size = std::max(batch_size, replica.controller->batch_size());
+  }
+  model.admission.publish(model.latency, std::min(batch_size, batch_cap(model)), serving);
 }
 
 void Dispatcher::requeue_batches(const Replica& dropped) {
@@ -232,6 +252,7 @@ void Dispatcher::shed_doomed(ModelVersion& model, Clock::time_point now) {
     if (static_cast<double>(left) >= kDoomedShare * one_input_micros) break;
     model.queue.take_batch(doomed, 1, now, expired_scratch_);
   }
+  model.admission.observe_outcomes(0, expired_scratch_.size() + doomed.size());
   handle_expired(model, expired_scratch_, now);
   for (Task& task : doomed) {
     model.metrics->shed_tasks.add();

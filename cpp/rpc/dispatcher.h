@@ -48,6 +48,9 @@ class Dispatcher {
   void hedge_stalled(Clock::time_point now);
   // Expires tasks of versions that no replica serves (and their pending cache entries).
   void sweep_expired(Clock::time_point now);
+  // Publishes what admission control reads for `model`: its batch latencies, the batch size its
+  // replicas are sent when backlogged and how many serve at full speed.
+  void publish_admission(ModelVersion& model) const;
 
  private:
   struct InflightBatch {

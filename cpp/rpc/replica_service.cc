@@ -38,12 +38,27 @@ void ReplicaService::wake() {
   [[maybe_unused]] auto written = ::write(wake_fd_, &one, sizeof(one));
 }
 
+AdmissionEstimate ReplicaService::admission_estimate(const ModelVersion& model, std::size_t count) const {
+  AdmissionEstimate estimate;
+  const auto service = model.admission.snapshot();
+  if (!service) return estimate;
+  const bool busy = model.idle_replicas.load(std::memory_order_relaxed) <= 0;
+  const std::size_t queued = model.queue.approximate_size();
+  if (queued == 0 && !busy && model.admission.stale(Clock::now())) return estimate;  // a probe: admit
+  estimate.known = true;
+  estimate.wait_micros = estimate_wait_micros(*service, queued, count, busy);
+  return estimate;
+}
+
 void ReplicaService::request_stop() {
   stop_.store(true);
   wake();
 }
 
-void ReplicaService::publish_state() { report_.publish(replicas_, models_.all(), dispatcher_, options_); }
+void ReplicaService::publish_state() {
+  report_.publish(replicas_, models_.all(), dispatcher_, options_);
+  for (ModelVersion* model : models_.all()) dispatcher_.publish_admission(*model);
+}
 
 Clock::time_point ReplicaService::process(bool closes_waiting) {
   transport_->receive(*this);

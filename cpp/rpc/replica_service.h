@@ -68,6 +68,8 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
     }
   }
 
+  AdmissionEstimate admission_estimate(const ModelVersion& model, std::size_t count) const override;
+
   std::vector<ReplicaInfo> replicas() const { return report_.replicas(); }
   std::string batching_state_json() const { return report_.batching_state_json(); }
 

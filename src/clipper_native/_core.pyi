@@ -22,6 +22,8 @@ class EngineOptions:
     shm_request_ring_bytes: int
     shm_response_ring_bytes: int
     max_queued_tasks_per_model: int
+    max_queued_bytes_per_model: int
+    max_pending_queries_per_io_thread: int
     heartbeat_timeout_millis: int
     batch_latency_slo_fraction: float
     aimd_additive_step: int

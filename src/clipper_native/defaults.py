@@ -27,6 +27,7 @@ _DEFAULTS = _load()
 _NETWORK: dict[str, Any] = _DEFAULTS["network"]
 _ENGINE: dict[str, Any] = _DEFAULTS["engine"]
 _REPLICA: dict[str, Any] = _DEFAULTS["replica"]
+_APPLICATION: dict[str, Any] = _DEFAULTS["application"]
 
 BIND_ADDRESS: str = _NETWORK["bind_address"]
 QUERY_PORT: int = _NETWORK["query_port"]
@@ -51,12 +52,19 @@ REPLICA_TRANSPORT: str = _ENGINE["replica_transport"]
 SHM_REQUEST_RING_BYTES: int = _ENGINE["shm_request_ring_bytes"]
 SHM_RESPONSE_RING_BYTES: int = _ENGINE["shm_response_ring_bytes"]
 MAX_QUEUED_TASKS_PER_MODEL: int = _ENGINE["max_queued_tasks_per_model"]
+MAX_QUEUED_BYTES_PER_MODEL: int = _ENGINE["max_queued_bytes_per_model"]
+MAX_PENDING_QUERIES_PER_IO_THREAD: int = _ENGINE["max_pending_queries_per_io_thread"]
 HEARTBEAT_TIMEOUT_MILLIS: int = _ENGINE["heartbeat_timeout_millis"]
 BATCH_LATENCY_SLO_FRACTION: float = _ENGINE["batch_latency_slo_fraction"]
 AIMD_ADDITIVE_STEP: int = _ENGINE["aimd_additive_step"]
 AIMD_BACKOFF_FACTOR: float = _ENGINE["aimd_backoff_factor"]
 
 HEARTBEAT_INTERVAL_MILLIS: int = _REPLICA["heartbeat_interval_millis"]
+
+# How an application answers a query refused at arrival under overload: "reject" (429/503 with
+# Retry-After) or "default" (its default output).
+APP_OVERLOAD: str = _APPLICATION["overload"]
+OVERLOAD_ANSWERS: tuple[str, ...] = ("reject", "default")
 
 # Canonical input type names in wire-code order ("bytes" is 0), and every accepted spelling.
 INPUT_TYPE_NAMES: tuple[str, ...] = tuple(entry["name"] for entry in _DEFAULTS["input_types"])

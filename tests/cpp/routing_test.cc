@@ -58,6 +58,28 @@ TEST_F(RoutingTest, ServesEveryModelUnderItsOwnNameWithTheSloItBatchesFor) {
   EXPECT_EQ(metrics.render_prometheus().find("app=\"alone\""), std::string::npos);
 }
 
+TEST_F(RoutingTest, AnAppRejectsUnderOverloadUnlessItAsksForItsDefault) {
+  auto table = build_routing_table(R"({"apps": [
+    {"name": "plain", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000},
+    {"name": "strict", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000, "overload": "reject"},
+    {"name": "lenient", "input_type": "doubles", "default_output": "-1", "slo_micros": 1000, "overload": "default"}
+  ]})", models, metrics, 1);
+  EXPECT_EQ(table->find("plain")->overload, OverloadAnswer::Reject);
+  EXPECT_EQ(table->find("strict")->overload, OverloadAnswer::Reject);
+  EXPECT_EQ(table->find("lenient")->overload, OverloadAnswer::Default);
+  for (const char* bad : {R"("shed")", "1", "true"}) {
+    const std::string json = std::string(R"({"apps": [{"name": "a", "input_type": "doubles", "default_output": "-1",
+                                          "slo_micros": 1000, "overload": )") + bad + "}]}";
+    try {
+      build_routing_table(json, models, metrics, 1);
+      FAIL() << "accepted overload " << bad;
+    } catch (const std::invalid_argument& error) {
+      EXPECT_NE(std::string(error.what()).find(R"(overload must be "reject" or "default")"), std::string::npos)
+          << error.what();
+    }
+  }
+}
+
 TEST_F(RoutingTest, RejectsInvalidConfigurationsNamingTheField) {
   auto expect_rejected = [this](const char* json, const char* fragment) {
     try {

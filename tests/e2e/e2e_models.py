@@ -111,3 +111,9 @@ def make_slow_and_sure(delay_s):
         return [str(int(row[0]) + 100) for row in inputs]
 
     return predict
+
+
+def sleep_20_ms_per_batch(inputs):
+    """A fixed service time per batch (sleeping, so it costs the shared machine no CPU)."""
+    time.sleep(0.02)
+    return ["1.0" for _ in inputs]

@@ -99,22 +99,31 @@ def test_a_straggling_replica_never_pushes_an_answer_past_the_slo(clusters, tmp_
     assert state is None or any(replica["slow"] for model in state for replica in model["replicas"])
 
 
-def test_queries_a_busy_model_cannot_answer_in_time_are_shed_at_once(clusters):
+def test_queries_a_model_cannot_answer_in_time_are_refused_at_once_and_it_is_probed_again(clusters):
     conn = clusters.start("shedding")
     conn.register_application("slow", "doubles", "-1.0", 150_000)
+    conn.register_application("lenient", "doubles", "-1.0", 150_000, overload="default")
     deploy_python_closure(conn, "sleeper", "1", "doubles", e2e_models.sleep_300_ms)
     conn.link_model_to_app("slow", "sleeper")
+    conn.link_model_to_app("lenient", "sleeper")
 
     # The first query teaches the engine that a batch takes ~300 ms, longer than the 150 ms SLO.
     first = predict(conn, "slow", {"input": [1.0]})[1]
     assert first["default"] is True
-    time.sleep(0.4)  # the first batch finishes and is measured
-    shed = []
-    for index in range(5):
-        status, answer, elapsed = predict(conn, "slow", {"input": [float(index), 2.0]})
-        assert status == 200 and answer["default"] is True
-        shed.append((answer["default_explanation"], elapsed))
-    # At least one query is answered well before its deadline, saying why.
-    early = [explanation for explanation, elapsed in shed if elapsed < 0.1]
-    assert early and all("shed before evaluation" in explanation for explanation in early)
-    assert "clipper_model_shed_tasks_total" in metrics_text(conn)
+    time.sleep(0.35)  # the first batch finishes and is measured
+    # Admission control refuses what cannot be answered in time, at once: 429, or the default.
+    status, answer, elapsed = predict(conn, "slow", {"input": [2.0, 2.0]})
+    assert status == 429 and elapsed < 0.1, (status, answer)
+    assert "sleeper:1 would answer in about" in answer["cause"]
+    status, answer, elapsed = predict(conn, "lenient", {"input": [3.0, 2.0]})
+    assert status == 200 and answer["default"] is True and elapsed < 0.1, answer
+    assert answer["default_explanation"].startswith("Overloaded: model sleeper:1 would answer")
+    # With no batch answered for a while, one query is admitted again to measure the model anew:
+    # it is evaluated and answered by its deadline, with the default since the model is too slow.
+    time.sleep(0.6)
+    status, answer, elapsed = predict(conn, "slow", {"input": [4.0, 2.0]})
+    assert status == 200 and answer["default"] is True, answer
+    assert "within the latency SLO" in answer["default_explanation"]
+    text = metrics_text(conn)
+    assert 'clipper_app_rejected_total{app="slow",reason="deadline"} 1' in text
+    assert 'clipper_app_rejected_total{app="lenient",reason="deadline"} 1' in text

@@ -163,7 +163,7 @@ def _replica_id(text: str) -> int:
 
 def register_app_command(args: argparse.Namespace) -> int:
     connect_cluster(args).register_application(
-        args.name, args.input_type, args.default_output, args.slo_micros
+        args.name, args.input_type, args.default_output, args.slo_micros, overload=args.overload
     )
     print(f"registered application '{args.name}'")
     return 0

@@ -199,6 +199,13 @@ def add_application_commands(add: AddCommand) -> None:
     register_app.add_argument(
         "--slo-micros", type=int, default=100000, help="latency objective in microseconds"
     )
+    register_app.add_argument(
+        "--overload",
+        choices=("reject", "default"),
+        default=None,
+        help="answer to a query refused under overload: 429/503 with Retry-After (reject, the "
+        "default) or the default output (default)",
+    )
 
     unregister_app = add(
         "unregister-app", "unregister an application", commands.unregister_app_command

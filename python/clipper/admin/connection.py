@@ -157,21 +157,28 @@ class ClipperConnection(SelectionAdminMethods):
     # ---- applications ---------------------------------------------------------------------------------
 
     def register_application(
-        self, name: str, input_type: str, default_output: str, slo_micros: int
+        self,
+        name: str,
+        input_type: str,
+        default_output: str,
+        slo_micros: int,
+        overload: str | None = None,
     ) -> None:
         """Create an application answering at `/<name>/predict`; `default_output` is returned when no
-        model answers within `slo_micros` (start around 100000 = 100 ms)."""
+        model answers within `slo_micros` (start around 100000 = 100 ms). `overload` says how a query
+        refused at arrival (it could not be answered within the SLO, or a queue bound was reached) is
+        answered: "reject" (the default: 429 or 503 with Retry-After) or "default" (the default output)."""
         if not isinstance(default_output, str):
             default_output = str(default_output)
-        self._call(
-            "add_app",
-            {
-                "name": name,
-                "input_type": input_type,
-                "default_output": default_output,
-                "latency_slo_micros": slo_micros,
-            },
-        )
+        body: dict[str, Any] = {
+            "name": name,
+            "input_type": input_type,
+            "default_output": default_output,
+            "latency_slo_micros": slo_micros,
+        }
+        if overload is not None:
+            body["overload"] = overload
+        self._call("add_app", body)
         logger.info("event=application_registered app=%s input_type=%s", name, input_type)
 
     def unregister_application(self, name: str) -> None:
@@ -197,7 +204,7 @@ class ClipperConnection(SelectionAdminMethods):
 
     def get_all_apps(self, verbose: bool = False) -> list[Any]:
         """Application names, or with `verbose` one dict per app (name, input_type, default_output,
-        latency_slo_micros, linked_models)."""
+        latency_slo_micros, linked_models, overload)."""
         return list(self._call("get_all_applications", {"verbose": bool(verbose)}))
 
     def get_app_info(self, name: str) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ def engine_config(state: ClusterState) -> dict[str, Any]:
             "default_output": app.default_output,
             "slo_micros": app.slo_micros,
             "linked_models": linked,
+            "overload": app.overload,
         }
         selection = snapshot_selection(app.name, app.selection_policy, app.selection_params, linked)
         if selection is not None:  # absent: the default policy, one linked model

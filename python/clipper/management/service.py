@@ -27,6 +27,7 @@ from clipper.management.engine_link import EngineControl, engine_config_json
 from clipper.management.selection_feedback import SelectionFeedbackWorker, selection_binding
 from clipper.management.selection_operations import SelectionOperations, check_link_allowed
 from clipper.state.cluster_state import (
+    APP_OVERLOAD,
     Application,
     ClusterState,
     Model,
@@ -36,6 +37,7 @@ from clipper.state.cluster_state import (
     check_labels,
     check_name,
     check_num_replicas,
+    check_overload,
     check_slo_micros,
 )
 from clipper.state.selection_state import open_selection_store
@@ -159,13 +161,16 @@ class ManagementService:
         if slo_value is None:
             raise ConfigurationError("add_app needs 'latency_slo_micros' (an integer)")
         slo_micros = check_slo_micros(slo_value)
+        overload = check_overload(body.get("overload", APP_OVERLOAD))
 
         def change(state: ClusterState) -> str:
             if name in state.applications:
                 raise DuplicateObjectError(
                     f"application '{name}' already exists; unregister it first or choose another name"
                 )
-            state.applications[name] = Application(name, input_type, default_output, slo_micros)
+            state.applications[name] = Application(
+                name, input_type, default_output, slo_micros, overload=overload
+            )
             return f"Successfully added application with name '{name}'"
 
         result = self._commit("add_app", change)
@@ -640,6 +645,7 @@ def _app_info(app: Application) -> dict[str, Any]:
         "default_output": app.default_output,
         "latency_slo_micros": app.slo_micros,
         "linked_models": list(app.linked_models),
+        "overload": app.overload,
     }
 
 

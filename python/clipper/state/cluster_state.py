@@ -31,6 +31,8 @@ _LABEL_PATTERN = re.compile(r"^[^,:]{1,128}$")
 
 MAX_SLO_MICROS = 2**31 - 1
 
+APP_OVERLOAD = defaults.APP_OVERLOAD
+
 
 def canonical_input_type(value: object) -> str:
     """Return the canonical input type name for `value` or raise ConfigurationError."""
@@ -75,6 +77,25 @@ def check_slo_micros(value: object) -> int:
             f"{MAX_SLO_MICROS} (100000 = 100 ms is a good start)"
         )
     return value
+
+
+def check_overload(value: object) -> str:
+    """How an app answers a query refused under overload: "reject" (429/503) or "default"."""
+    if value not in defaults.OVERLOAD_ANSWERS:
+        raise ConfigurationError(
+            f"overload {value!r} is not valid: use 'reject' (refused queries get 429 or 503 with "
+            "Retry-After) or 'default' (they get the application's default output)"
+        )
+    return str(value)
+
+
+def _stored_overload(data: dict[str, Any]) -> str:
+    value = data.get("overload", APP_OVERLOAD)
+    if value not in defaults.OVERLOAD_ANSWERS:  # a ValueError: the loader reports the file
+        raise ValueError(
+            f"application {data.get('name')!r}: overload {value!r} is not 'reject' or 'default'"
+        )
+    return str(value)
 
 
 def check_batch_size(value: object) -> int:
@@ -139,6 +160,8 @@ class Application:
     # The selection policy (clipper.selection) and the parameters set away from their defaults.
     selection_policy: str = "single"
     selection_params: dict[str, Any] = field(default_factory=dict)
+    # How a query refused at arrival under overload is answered: "reject" (429/503) or "default".
+    overload: str = APP_OVERLOAD
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -151,6 +174,8 @@ class Application:
         if self.selection_policy != "single" or self.selection_params:  # absent = Clipper's default
             data["selection_policy"] = self.selection_policy
             data["selection_params"] = copy.deepcopy(self.selection_params)
+        if self.overload != APP_OVERLOAD:  # absent = the default
+            data["overload"] = self.overload
         return data
 
     @classmethod
@@ -163,6 +188,7 @@ class Application:
             linked_models=list(data.get("linked_models", [])),
             selection_policy=data.get("selection_policy", "single"),
             selection_params=dict(data.get("selection_params", {})),
+            overload=_stored_overload(data),
         )
 
 

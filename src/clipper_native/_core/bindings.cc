@@ -56,6 +56,9 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("shm_request_ring_bytes", &clipper::EngineOptions::shm_request_ring_bytes)
       .def_readwrite("shm_response_ring_bytes", &clipper::EngineOptions::shm_response_ring_bytes)
       .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
+      .def_readwrite("max_queued_bytes_per_model", &clipper::EngineOptions::max_queued_bytes_per_model)
+      .def_readwrite("max_pending_queries_per_io_thread",
+                     &clipper::EngineOptions::max_pending_queries_per_io_thread)
       .def_readwrite("heartbeat_timeout_millis", &clipper::EngineOptions::heartbeat_timeout_millis)
       .def_readwrite("batch_latency_slo_fraction", &clipper::EngineOptions::batch_latency_slo_fraction)
       .def_readwrite("aimd_additive_step", &clipper::EngineOptions::aimd_additive_step)

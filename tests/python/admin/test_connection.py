@@ -70,9 +70,15 @@ def test_applications(conn):
         "default_output": "0",
         "latency_slo_micros": 5000,
         "linked_models": [],
+        "overload": "reject",
     }
     assert conn.get_app_info("missing") is None
     assert [app["name"] for app in conn.get_all_apps(verbose=True)] == ["app", "numbers"]
+    conn.register_application("lenient", "doubles", "-1.0", 100000, overload="default")
+    assert conn.get_app_info("lenient")["overload"] == "default"
+    with pytest.raises(ClipperException, match="overload 'drop' is not valid"):
+        conn.register_application("bad", "doubles", "-1.0", 100000, overload="drop")
+    conn.unregister_application("lenient")
     conn.unregister_application("numbers")
     with pytest.warns(DeprecationWarning):
         conn.delete_application("app")

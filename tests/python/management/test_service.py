@@ -48,6 +48,7 @@ def test_every_change_is_stored_and_pushed_as_a_full_snapshot(service, engine, s
                 "default_output": "-1.0",
                 "slo_micros": 100000,
                 "linked_models": ["m"],
+                "overload": "reject",
             }
         ],
         "models": [
@@ -106,6 +107,25 @@ def test_add_app_names_the_bad_field(service, body, fragment):
 def test_slo_micros_is_accepted_as_a_synonym(service):
     service.add_app({"name": "a", "input_type": "d", "default_output": "0", "slo_micros": 20000})
     assert service.get_application({"name": "a"})["latency_slo_micros"] == 20000
+
+
+def test_overload_answer_is_reject_unless_the_app_asks_for_its_default(service, engine, store):
+    add_app(service, name="strict")
+    service.add_app(
+        {"name": "lenient", "input_type": "doubles", "default_output": "0", "latency_slo_micros": 1000,
+         "overload": "default"}
+    )  # fmt: skip
+    assert service.get_application({"name": "strict"})["overload"] == "reject"
+    assert service.get_application({"name": "lenient"})["overload"] == "default"
+    assert {app["name"]: app["overload"] for app in engine.config["apps"]} == {
+        "strict": "reject",
+        "lenient": "default",
+    }
+    with pytest.raises(ConfigurationError, match="overload 'drop' is not valid: use 'reject'"):
+        service.add_app(
+            {"name": "bad", "input_type": "doubles", "default_output": "0", "latency_slo_micros": 1,
+             "overload": "drop"}
+        )  # fmt: skip
 
 
 def test_linking_needs_an_existing_app_and_model(service):
@@ -254,6 +274,7 @@ def test_reads(service, engine):
             "default_output": "-1.0",
             "latency_slo_micros": 100000,
             "linked_models": ["m"],
+            "overload": "reject",
         }
     ]
     assert service.get_application({"name": "nope"}) == {}

@@ -3,7 +3,13 @@
 import pytest
 from clipper.exceptions import ConfigurationError
 from clipper.state import Application, ClusterState, Model, ModelVersion, canonical_input_type
-from clipper.state.cluster_state import check_batch_size, check_labels, check_name, check_slo_micros
+from clipper.state.cluster_state import (
+    StateFormatError,
+    check_batch_size,
+    check_labels,
+    check_name,
+    check_slo_micros,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +59,10 @@ def test_numbers_and_labels_are_checked_with_the_field_name():
 def test_the_json_form_round_trips():
     state = ClusterState(
         revision=4,
-        applications={"app": Application("app", "strings", "none", 5000, ["m"])},
+        applications={
+            "app": Application("app", "strings", "none", 5000, ["m"]),
+            "lenient": Application("lenient", "strings", "none", 5000, overload="default"),
+        },
         models={
             "m": Model(
                 "m",
@@ -66,6 +75,15 @@ def test_the_json_form_round_trips():
         },
     )
     assert ClusterState.from_dict(state.to_dict()) == state
+
+
+def test_overload_is_stored_only_when_not_the_default_and_checked_when_read():
+    assert "overload" not in Application("a", "ints", "0", 1).to_dict()
+    assert Application("a", "ints", "0", 1, overload="default").to_dict()["overload"] == "default"
+    stored = ClusterState(applications={"a": Application("a", "ints", "0", 1)}).to_dict()
+    stored["applications"][0]["overload"] = "shed"
+    with pytest.raises(StateFormatError, match="application 'a': overload 'shed' is not 'reject'"):
+        ClusterState.from_dict(stored)
 
 
 def test_clone_is_deep():

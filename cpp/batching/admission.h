@@ -1,0 +1,84 @@
+// Admission control's view of one model version: how long a task queued now would take to be
+// answered, from what the replica side measured. The RPC thread publishes, after each answered batch,
+// the latency of a batch of one and of a full batch (the version's LatencyModel), the batch size its
+// controllers use and how many replicas serve at full speed; an I/O thread reads that at a query's
+// arrival, with the version's queue length, and refuses the query at once when the estimate does not
+// fit in the time its SLO leaves. The estimate is a mean; what it leaves out (variance, a loaded
+// machine, gaps between batches) shows as admitted tasks that still miss their deadline, so the RPC
+// thread also keeps a correction factor (>= 1) that rises with every late task and decays with every
+// punctual one, settling where about 1% of admitted tasks are late. A version that answered no batch
+// for kProbeAfter (everything refused, say) is probed: with its queue empty and a replica idle, a query
+// is admitted so the version is measured again, as it may have become faster. Relaxed atomics: a set of fields
+// read while one is being replaced is still a usable estimate, and nothing here orders other memory.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "common/clock.h"
+#include "common/latency_model.h"
+
+namespace clipper {
+
+// What the replica side measured, as one value (the estimator's input; tests build it directly).
+struct ServiceSnapshot {
+  double one_input_micros = 0;   // a batch of one: send, evaluate, answer
+  double full_batch_micros = 0;  // a batch of `batch_size`
+  int32_t batch_size = 1;        // what a backlogged replica is sent at a time
+  int32_t serving_replicas = 1;  // replicas taking full batches (not slow)
+  double correction = 1.0;       // multiplies the estimate: learned from late admitted tasks
+};
+
+// Microseconds until the last of `count` tasks queued now, behind `queued` others, is answered:
+// batches drained in rounds of `batch_size` per replica, plus the batch each replica is busy with
+// when none is idle. Deliberately simple; the dispatcher's measurements keep it honest.
+double estimate_wait_micros(const ServiceSnapshot& service, std::size_t queued, std::size_t count,
+                            bool replicas_busy);
+
+// Seconds a refused client should wait before trying again (the Retry-After header): the time the
+// estimate overshoots by, rounded up, at least 1.
+int64_t retry_after_seconds(double wait_micros, double left_micros);
+
+class AdmissionGauge {
+ public:
+  // --- RPC thread ---
+  // Refreshes the published snapshot from the version's latency model (no-op while it has no samples).
+  void publish(const LatencyModel& latency, int32_t batch_size, int32_t serving_replicas);
+  // Tasks answered by their deadline and tasks that missed it (late answer, expired in the queue,
+  // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep.
+  void observe_outcomes(std::size_t punctual, std::size_t late);
+  // A batch of the version was answered at `now` (its estimate is fresh).
+  void answered_at(Clock::time_point now) {
+    answered_at_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  double correction() const { return correction_; }
+
+  static constexpr double kLateStep = 1.02;
+  static constexpr double kPunctualStep = 0.9998;  // ln ratio ~ 1/100: settles near 1% late
+  static constexpr double kMaxCorrection = 8.0;
+
+  // --- any thread ---
+  // The last published snapshot; empty until a batch of the version was measured.
+  std::optional<ServiceSnapshot> snapshot() const;
+  // No batch of the version was answered for kProbeAfter.
+  bool stale(Clock::time_point now) const {
+    return now.time_since_epoch().count() - answered_at_.load(std::memory_order_relaxed) >
+           std::chrono::duration_cast<Clock::duration>(kProbeAfter).count();
+  }
+
+  static constexpr auto kProbeAfter = std::chrono::milliseconds(500);
+
+ private:
+  std::atomic<bool> measured_{false};
+  std::atomic<double> one_input_micros_{0};
+  std::atomic<double> full_batch_micros_{0};
+  std::atomic<int32_t> batch_size_{1};
+  std::atomic<int32_t> serving_replicas_{1};
+  std::atomic<double> correction_published_{1.0};
+  std::atomic<Clock::rep> answered_at_{0};
+  double correction_ = 1.0;  // RPC thread only
+};
+
+}  // namespace clipper

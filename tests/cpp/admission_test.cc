@@ -1,0 +1,143 @@
+#include "batching/admission.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace clipper {
+namespace {
+
+// W3's model, as the overload figures use it: 1 ms + 20 us per input, batches of 100.
+ServiceSnapshot w3_service(int32_t replicas = 1) {
+  ServiceSnapshot service;
+  service.one_input_micros = 1020;
+  service.full_batch_micros = 3000;
+  service.batch_size = 100;
+  service.serving_replicas = replicas;
+  return service;
+}
+
+TEST(AdmissionEstimate, AnEmptyQueueWaitsForItsOwnBatchOnly) {
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(), 0, 1, false), 1020);
+  // Every replica busy: the batch in flight finishes first.
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(), 0, 1, true), 1020 + 3000);
+}
+
+TEST(AdmissionEstimate, ABatchOfInputsCostsItsBatchSize) {
+  // 50 inputs on an empty queue: one batch of 50, on the line between 1 and 100.
+  EXPECT_NEAR(estimate_wait_micros(w3_service(), 0, 50, false), 1020 + (3000 - 1020) * 49.0 / 99.0, 1e-6);
+}
+
+TEST(AdmissionEstimate, QueuedTasksDrainInFullRounds) {
+  // 99 queued + this one: one full batch. 100 queued: a full batch first, then this one alone.
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(), 99, 1, false), 3000);
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(), 100, 1, false), 3000 + 1020);
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(), 1000, 1, false), 10 * 3000 + 1020);
+}
+
+TEST(AdmissionEstimate, ReplicasShareTheQueue) {
+  // Two replicas drain 200 per round; the last round splits its tasks over both.
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(2), 1000, 1, false), 5 * 3000 + 1020);
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(w3_service(2), 199, 1, false), 3000);
+  EXPECT_LT(estimate_wait_micros(w3_service(2), 5000, 1, true), estimate_wait_micros(w3_service(1), 5000, 1, true));
+}
+
+TEST(AdmissionEstimate, RisesWithTheQueueSoABurstIsSeenAtOnce) {
+  double previous = 0;
+  for (std::size_t queued = 0; queued <= 10000; queued += 250) {
+    const double wait = estimate_wait_micros(w3_service(), queued, 1, true);
+    EXPECT_GE(wait, previous) << queued;
+    previous = wait;
+  }
+  // Capacity is 100 / 3 ms = 33,333/s: a 100 ms SLO holds about 3,300 queued tasks, not 4,000.
+  EXPECT_LT(estimate_wait_micros(w3_service(), 3000, 1, true), 100000);
+  EXPECT_GT(estimate_wait_micros(w3_service(), 4000, 1, true), 100000);
+}
+
+TEST(AdmissionEstimate, LightLoadIsAdmittedEvenWithTheLargestBatchTheControllerAllows) {
+  // The AIMD objective lets a batch take 0.4 of the SLO: behind one such batch, a query arriving
+  // at an empty queue still fits in the SLO.
+  ServiceSnapshot service;
+  service.one_input_micros = 20000;
+  service.full_batch_micros = 40000;
+  service.batch_size = 64;
+  EXPECT_LT(estimate_wait_micros(service, 0, 1, true), 100000);
+  EXPECT_LT(estimate_wait_micros(service, 10, 1, true), 100000);
+}
+
+TEST(AdmissionEstimate, NeverDividesByZero) {
+  ServiceSnapshot service;  // batch size and replicas may be published as 0 while none serves
+  service.batch_size = 0;
+  service.serving_replicas = 0;
+  service.one_input_micros = 500;
+  service.full_batch_micros = 500;
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(service, 3, 0, false), 4 * 500);
+}
+
+TEST(RetryAfter, RoundsTheOvershootUpToWholeSecondsAtLeastOne) {
+  EXPECT_EQ(retry_after_seconds(120000, 100000), 1);
+  EXPECT_EQ(retry_after_seconds(2500000, 100000), 3);
+  EXPECT_EQ(retry_after_seconds(100, -5000), 1);
+}
+
+TEST(AdmissionGauge, PublishesNothingUntilABatchWasMeasured) {
+  AdmissionGauge gauge;
+  LatencyModel latency;
+  gauge.publish(latency, 32, 1);
+  EXPECT_FALSE(gauge.snapshot().has_value());
+
+  for (int size : {1, 8, 16, 32}) latency.observe(size, 1000 + 20 * size);
+  gauge.publish(latency, 32, 2);
+  const auto service = gauge.snapshot();
+  ASSERT_TRUE(service.has_value());
+  EXPECT_NEAR(service->one_input_micros, 1020, 1);
+  EXPECT_NEAR(service->full_batch_micros, 1640, 1);
+  EXPECT_EQ(service->batch_size, 32);
+  EXPECT_EQ(service->serving_replicas, 2);
+
+  gauge.publish(latency, 0, 0);  // nobody serving at full speed: still one replica and batches of one
+  EXPECT_EQ(gauge.snapshot()->batch_size, 1);
+  EXPECT_EQ(gauge.snapshot()->serving_replicas, 1);
+}
+
+TEST(AdmissionGauge, LateTasksRaiseTheCorrectionAndPunctualOnesBringItBackToOne) {
+  AdmissionGauge gauge;
+  LatencyModel latency;
+  latency.observe(4, 20000);
+  gauge.publish(latency, 4, 1);
+  const double plain = estimate_wait_micros(*gauge.snapshot(), 30, 1, true);
+  EXPECT_DOUBLE_EQ(gauge.snapshot()->correction, 1.0);
+
+  gauge.observe_outcomes(0, 10);  // ten admitted tasks missed their deadline
+  EXPECT_NEAR(gauge.correction(), std::pow(AdmissionGauge::kLateStep, 10), 1e-9);
+  EXPECT_GT(estimate_wait_micros(*gauge.snapshot(), 30, 1, true), 1.2 * plain);
+
+  gauge.observe_outcomes(1000000, 0);  // then a long run on time: back to the plain estimate, never below
+  EXPECT_DOUBLE_EQ(gauge.correction(), 1.0);
+  EXPECT_DOUBLE_EQ(estimate_wait_micros(*gauge.snapshot(), 30, 1, true), plain);
+
+  gauge.observe_outcomes(0, 100000);  // bounded however many are late
+  EXPECT_DOUBLE_EQ(gauge.correction(), AdmissionGauge::kMaxCorrection);
+}
+
+TEST(AdmissionGauge, SettlesWhereAboutOneTaskInAHundredIsLate) {
+  AdmissionGauge gauge;
+  for (int round = 0; round < 1000; ++round) gauge.observe_outcomes(99, 1);
+  const double at_one_percent = gauge.correction();
+  for (int round = 0; round < 1000; ++round) gauge.observe_outcomes(95, 5);
+  EXPECT_GT(gauge.correction(), at_one_percent * 2) << "5% late keeps raising it";
+  for (int round = 0; round < 1000; ++round) gauge.observe_outcomes(100, 0);
+  EXPECT_LT(gauge.correction(), at_one_percent * 2);
+}
+
+TEST(AdmissionGauge, IsStaleOnceNoBatchWasAnsweredForTheProbeInterval) {
+  AdmissionGauge gauge;
+  const Clock::time_point now = Clock::now();
+  EXPECT_TRUE(gauge.stale(now)) << "never answered";
+  gauge.answered_at(now);
+  EXPECT_FALSE(gauge.stale(now + AdmissionGauge::kProbeAfter / 2));
+  EXPECT_TRUE(gauge.stale(now + AdmissionGauge::kProbeAfter + std::chrono::milliseconds(1)));
+}
+
+}  // namespace
+}  // namespace clipper
