@@ -105,5 +105,25 @@ TEST(BatchQueue, ManyProducersOneConsumerLoseNothing) {
   EXPECT_EQ(queue.approximate_size(), 0u);
 }
 
+TEST(BatchQueue, CountsTheInputBytesItHoldsUntilTasksLeaveIt) {
+  BatchQueue queue;
+  const auto now = Clock::now();
+  Task big = make_task(1, now + std::chrono::seconds(1));
+  big.payload.assign(1000, 'x');
+  queue.push(std::move(big));
+  queue.push(make_task(22, now + std::chrono::seconds(2)));  // payload "22"
+  queue.push(make_task(3, now - std::chrono::seconds(1)));   // already expired, payload "3"
+  EXPECT_EQ(queue.approximate_bytes(), 1003u);
+  queue.drain_inbox(now);
+  EXPECT_EQ(queue.approximate_bytes(), 1003u) << "moving from the inbox to the heap changes nothing";
+  std::vector<Task> batch, expired;
+  queue.take_batch(batch, 1, now, expired);
+  EXPECT_EQ(queue.approximate_bytes(), 2u) << "the batch and the expired task left";
+  queue.requeue(std::move(batch));
+  EXPECT_EQ(queue.approximate_bytes(), 1002u);
+  queue.take_expired(now + std::chrono::seconds(5), expired);
+  EXPECT_EQ(queue.approximate_bytes(), 0u);
+}
+
 }  // namespace
 }  // namespace clipper

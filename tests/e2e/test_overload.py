@@ -14,11 +14,12 @@ import re
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import clipper_native
 import e2e_models
 from clipper.deployers.python import deploy_python_closure
-from e2e_support import model_answer
+from e2e_support import model_answer, post
 
 SLO_MICROS = 250_000
 CAPACITY_PER_S = 200  # 4 inputs per 20 ms batch
@@ -154,3 +155,36 @@ def test_far_above_capacity_queries_are_refused_at_arrival_and_every_admitted_on
     assert report["default_answers"] > 0.4 * report["requests"], report
     assert report["latency_us"]["max"] <= SLO_WITH_CLIENT_SLACK_US, report["latency_us"]
     assert rejected(conn, "busy-default", "deadline") >= report["default_answers"] * 0.9
+
+
+def test_memory_bounds_refuse_queries_beyond_them_with_503(clusters):
+    conn = clusters.start(
+        "bounds",
+        query_port_limits={"max_pending_queries_per_io_thread": 2, "max_queued_tasks_per_model": 4},
+    )
+    conn.register_application("slow", "doubles", "-1", 10_000_000)
+    conn.register_application("lenient", "doubles", "-1", 10_000_000, overload="default")
+    deploy_python_closure(conn, "sleeper", "1", "doubles", e2e_models.sleep_300_ms)
+    conn.link_model_to_app("slow", "sleeper")
+    conn.link_model_to_app("lenient", "sleeper")
+    model_answer(conn, "slow", {"input": [0.5]})
+    query_addr = conn.get_query_addr()
+
+    # Five inputs would take the model's queue past its bound of four.
+    status, body, _ = post(query_addr, "/slow/predict", {"input_batch": [[1.0]] * 5})
+    assert status == 503 and "queue of model sleeper:1 is full" in body["cause"], body
+    status, body, _ = post(query_addr, "/lenient/predict", {"input_batch": [[1.0]] * 5})
+    assert status == 200 and all(answer["default"] for answer in body["batch_predictions"])
+
+    # Two queries wait on the 300 ms model; a third finds the I/O thread at its bound.
+    with ThreadPoolExecutor(2) as pool:
+        waiting = [
+            pool.submit(post, query_addr, "/slow/predict", {"input": [float(i)]}) for i in (2, 3)
+        ]
+        time.sleep(0.1)
+        status, body, elapsed = post(query_addr, "/slow/predict", {"input": [4.0]})
+        assert [future.result()[0] for future in waiting] == [200, 200]
+    assert status == 503 and "queries are waiting for answers" in body["cause"], body
+    assert rejected(conn, "slow", "queue_full") == 1
+    assert rejected(conn, "lenient", "queue_full") == 1
+    assert rejected(conn, "slow", "pending_limit") == 1

@@ -1,7 +1,8 @@
 """Units of clipper.client: input encoding, argument checks, and the mapping of overload answers
-(503/429 with Retry-After). The frontend sheds load only when a model's queue is full, which a test
-cannot bring about reliably, so a small stdlib HTTP server on loopback gives those answers here; every
-other answer is checked against a real cluster in tests/e2e/test_client.py."""
+(503/429 with Retry-After). The frontend's refusals under overload are brought about with real
+replicas in tests/e2e/test_overload.py; here a small stdlib HTTP server on loopback gives every variant
+of those answers (with and without Retry-After); every other answer is checked against a real cluster
+in tests/e2e/test_client.py."""
 
 import asyncio
 import base64

@@ -51,6 +51,9 @@ QUERY_PORT_LIMITS = (
     "idle_timeout_millis",
     "max_connections_per_io_thread",
     "max_connections_per_client_address",
+    "max_queued_tasks_per_model",
+    "max_queued_bytes_per_model",
+    "max_pending_queries_per_io_thread",
 )
 
 
@@ -93,6 +96,11 @@ class FrontendOptions:
     # Open query connections per I/O thread, and per client address; beyond either, 503 + Retry-After.
     max_connections_per_io_thread: int = defaults.MAX_CONNECTIONS_PER_IO_THREAD
     max_connections_per_client_address: int = defaults.MAX_CONNECTIONS_PER_CLIENT_ADDRESS
+    # Memory bounds under overload (admission control): inputs and input bytes queued per model
+    # version, queries waiting for answers per I/O thread; a query beyond one answers 503.
+    max_queued_tasks_per_model: int = defaults.MAX_QUEUED_TASKS_PER_MODEL
+    max_queued_bytes_per_model: int = defaults.MAX_QUEUED_BYTES_PER_MODEL
+    max_pending_queries_per_io_thread: int = defaults.MAX_PENDING_QUERIES_PER_IO_THREAD
     # Off (the default), every /admin/ call needs the token written to <state_dir>/management_token
     # at start; on, none does (only with a loopback bind_address), for the original clipper_admin client.
     allow_unauthenticated_management: bool = False
@@ -199,6 +207,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "idle_timeout_millis": "close a query connection idle this long (0 = never)",
         "max_connections_per_io_thread": "open query connections per I/O thread (beyond: 503)",
         "max_connections_per_client_address": "open query connections per client address "
+        "(beyond: 503)",
+        "max_queued_tasks_per_model": "inputs queued per model version (beyond: 503)",
+        "max_queued_bytes_per_model": "input bytes queued per model version (beyond: 503)",
+        "max_pending_queries_per_io_thread": "queries waiting for answers per I/O thread "
         "(beyond: 503)",
         "allow_unauthenticated_management": "serve the management API without a token "
         "(loopback only; for the original clipper_admin client)",

@@ -83,8 +83,9 @@ class LocalContainerManager(ContainerManager):
         `redis_ip`/`redis_port` select a Redis state store instead of the embedded one.
         `query_port_limits` overrides the query port's limits by name (`header_timeout_millis`,
         `body_timeout_millis`, `idle_timeout_millis`, `max_header_bytes`, `max_header_count`,
-        `max_connections_per_io_thread`, `max_connections_per_client_address`; defaults in
-        `clipper_native/defaults.json`).
+        `max_connections_per_io_thread`, `max_connections_per_client_address`, and the memory
+        bounds of admission control `max_queued_tasks_per_model`, `max_queued_bytes_per_model`,
+        `max_pending_queries_per_io_thread`; defaults in `clipper_native/defaults.json`).
         `replica_transport`: "auto" serves the (local) replicas over shared-memory rings, "zmq" over
         ZeroMQ."""
         unknown = sorted(set(query_port_limits or {}) - set(QUERY_PORT_LIMITS))
