@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       {"max-connections-per-client-address", required_argument, nullptr, 'A'},
       {"max-batch-size", required_argument, nullptr, 's'},
       {"max-queued-tasks-per-model", required_argument, nullptr, 'Q'},
-      {"max-queued-bytes-per-model", required_argument, nullptr, 'U'},
+      {"max-queued-bytes-per-model", required_argument, nullptr, 'Y'},
       {"max-pending-queries-per-io-thread", required_argument, nullptr, 'W'},
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
       {"replica-pipeline-depth", required_argument, nullptr, 'P'},
@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
         case 'c': options.cache_size_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 's': options.max_batch_size = static_cast<int>(parse_number(name, optarg)); break;
         case 'Q': options.max_queued_tasks_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
-        case 'U': options.max_queued_bytes_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'Y': options.max_queued_bytes_per_model = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'W': options.max_pending_queries_per_io_thread = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
