@@ -55,6 +55,15 @@ void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
   correction_published_.store(correction_, std::memory_order_relaxed);
 }
 
+void AdmissionGauge::relax(Clock::time_point now) {
+  if (relaxed_at_ != Clock::time_point{} && now > relaxed_at_) {
+    const double seconds = std::chrono::duration<double>(now - relaxed_at_).count();
+    correction_ = 1.0 + (correction_ - 1.0) * std::exp2(-seconds / kRelaxHalfLifeSeconds);
+    correction_published_.store(correction_, std::memory_order_relaxed);
+  }
+  relaxed_at_ = now;
+}
+
 std::optional<ServiceSnapshot> AdmissionGauge::snapshot() const {
   if (!measured_.load(std::memory_order_relaxed)) return std::nullopt;
   ServiceSnapshot service;

@@ -49,6 +49,9 @@ class AdmissionGauge {
   // Tasks answered by their deadline and tasks that missed it (late answer, expired in the queue,
   // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep.
   void observe_outcomes(std::size_t punctual, std::size_t late);
+  // The correction's excess over 1 also halves every kRelaxHalfLife: when everything is refused, no
+  // task is punctual, and without this the correction would never come down.
+  void relax(Clock::time_point now);
   // A batch of the version was answered at `now` (its estimate is fresh).
   void answered_at(Clock::time_point now) {
     answered_at_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
@@ -58,6 +61,7 @@ class AdmissionGauge {
   static constexpr double kLateStep = 1.02;
   static constexpr double kPunctualStep = 0.9998;  // ln ratio ~ 1/100: settles near 1% late
   static constexpr double kMaxCorrection = 8.0;
+  static constexpr double kRelaxHalfLifeSeconds = 1.0;
 
   // --- any thread ---
   // The last published snapshot; empty until a batch of the version was measured.
@@ -79,6 +83,7 @@ class AdmissionGauge {
   std::atomic<double> correction_published_{1.0};
   std::atomic<Clock::rep> answered_at_{0};
   double correction_ = 1.0;  // RPC thread only
+  Clock::time_point relaxed_at_{};  // RPC thread only
 };
 
 }  // namespace clipper

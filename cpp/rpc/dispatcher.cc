@@ -179,6 +179,7 @@ void Dispatcher::publish_admission(ModelVersion& model) const {
     ++serving;
     batch_size = std::max(batch_size, replica.controller->batch_size());
   }
+  model.admission.relax(Clock::now());
   model.admission.publish(model.latency, std::min(batch_size, batch_cap(model)), serving);
 }
 

@@ -130,6 +130,18 @@ TEST(AdmissionGauge, SettlesWhereAboutOneTaskInAHundredIsLate) {
   EXPECT_LT(gauge.correction(), at_one_percent * 2);
 }
 
+TEST(AdmissionGauge, TheCorrectionComesDownWithTimeEvenWhenNothingIsAdmitted) {
+  AdmissionGauge gauge;
+  const Clock::time_point start = Clock::now();
+  gauge.relax(start);
+  gauge.observe_outcomes(0, 1000);  // at its bound
+  EXPECT_DOUBLE_EQ(gauge.correction(), AdmissionGauge::kMaxCorrection);
+  gauge.relax(start + std::chrono::seconds(1));  // one half-life: the excess over 1 halves
+  EXPECT_NEAR(gauge.correction(), 1.0 + (AdmissionGauge::kMaxCorrection - 1.0) / 2, 1e-9);
+  gauge.relax(start + std::chrono::seconds(30));
+  EXPECT_NEAR(gauge.correction(), 1.0, 1e-6);
+}
+
 TEST(AdmissionGauge, IsStaleOnceNoBatchWasAnsweredForTheProbeInterval) {
   AdmissionGauge gauge;
   const Clock::time_point now = Clock::now();
