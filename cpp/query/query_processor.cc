@@ -418,7 +418,10 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const A
   std::size_t bytes = 0;
   for (const DecodedInput& input : inputs) bytes += input.payload.size();
   const double left = static_cast<double>(app.slo_micros - duration_cast<microseconds>(Clock::now() - received).count());
-  for (ModelVersion* model : choice.models) {
+  for (std::size_t m = 0; m < choice.models.size(); ++m) {
+    ModelVersion* model = choice.models[m];
+    // A cascade asks only its first model at arrival; each escalation keeps the deadline by itself.
+    if (choice.cascade && m > 0) break;
     if (model == nullptr || inputs.empty()) continue;
     if (model->queue.approximate_size() + inputs.size() > options.max_queued_tasks_per_model ||
         model->queue.approximate_bytes() + bytes > options.max_queued_bytes_per_model) {

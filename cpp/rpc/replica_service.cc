@@ -44,7 +44,9 @@ AdmissionEstimate ReplicaService::admission_estimate(const ModelVersion& model, 
   if (!service) return estimate;
   const bool busy = model.idle_replicas.load(std::memory_order_relaxed) <= 0;
   const std::size_t queued = model.queue.approximate_size();
-  if (queued == 0 && !busy && model.admission.stale(Clock::now())) return estimate;  // a probe: admit
+  // Nothing queued and a replica idle: nothing is waiting to be shed, so admit; the batch size the
+  // estimate would use is still AIMD's, which a large first query would misjudge (slow models start small).
+  if (queued == 0 && !busy) return estimate;
   estimate.known = true;
   estimate.wait_micros = estimate_wait_micros(*service, queued, count, busy);
   return estimate;
