@@ -44,11 +44,13 @@ AdmissionEstimate ReplicaService::admission_estimate(const ModelVersion& model, 
   if (!service) return estimate;
   const bool busy = model.idle_replicas.load(std::memory_order_relaxed) <= 0;
   const std::size_t queued = model.queue.approximate_size();
-  // Nothing queued and a replica idle: nothing is waiting to be shed, so admit; the batch size the
-  // estimate would use is still AIMD's, which a large first query would misjudge (slow models start small).
-  if (queued == 0 && !busy) return estimate;
+  if (queued == 0 && !busy && model.admission.stale(Clock::now())) return estimate;  // a probe: admit
   estimate.known = true;
-  estimate.wait_micros = estimate_wait_micros(*service, queued, count, busy);
+  // Nothing queued and a replica idle: the query's first batch leaves at once, so judge that batch
+  // alone. Its later inputs ride batches that AIMD grows as it goes: judged by today's (small) batch
+  // size, a large first query to a slow model would look hopeless and be refused.
+  const std::size_t judged = queued == 0 && !busy ? 1 : count;
+  estimate.wait_micros = estimate_wait_micros(*service, queued, judged, busy);
   return estimate;
 }
 
