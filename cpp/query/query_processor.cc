@@ -5,10 +5,8 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "batching/admission.h"
 #include "engine/engine.h"
 #include "query/query_codec.h"
-#include "selection/cascade.h"
 #include "selection/ensemble_combiner.h"
 #include "selection/feedback_queue.h"
 #include "selection/weighted_draw.h"
@@ -256,25 +254,6 @@ QueryProcessor::ModelChoice QueryProcessor::every_linked_model(const AppRoute& a
   return choice;
 }
 
-QueryProcessor::ModelChoice QueryProcessor::cascade_stages(const AppRoute& app) {
-  ModelChoice choice;
-  choice.cascade = true;
-  bool any = false;
-  for (uint32_t index : app.selection.cascade_order) {
-    ModelVersion* model = app.linked_models[index].current;
-    if (model != nullptr && model->connected_replicas.load(std::memory_order_relaxed) == 0) model = nullptr;
-    any = any || model != nullptr;
-    choice.models.push_back(model);
-    choice.linked.push_back(index);
-  }
-  if (!any) {
-    choice.models.clear();
-    choice.linked.clear();
-    choice.no_model_reason = "No model of application '" + app.name + "' has a deployed version with a connected replica";
-  }
-  return choice;
-}
-
 QueryProcessor::ModelChoice QueryProcessor::choose_models(const AppRoute& app, int64_t uid) {
   ModelChoice choice;
   if (app.linked_models.empty()) {
@@ -405,52 +384,6 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
   if (!submit_inputs(first_query_id, query, choice, body.inputs)) finish(first_query_id, query);
 }
 
-std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const AppRoute& app,
-                                                                         const ModelChoice& choice,
-                                                                         const std::vector<DecodedInput>& inputs,
-                                                                         Clock::time_point received) const {
-  const EngineOptions& options = engine_.options();
-  if (pending_.size() >= options.max_pending_queries_per_io_thread) {
-    return Refusal{metrics::RejectReason::PendingLimit, 1,
-                   "Overloaded: " + std::to_string(pending_.size()) +
-                       " queries are waiting for answers on this I/O thread (max_pending_queries_per_io_thread)"};
-  }
-  std::size_t bytes = 0;
-  for (const DecodedInput& input : inputs) bytes += input.payload.size();
-  const double left = static_cast<double>(app.slo_micros - duration_cast<microseconds>(Clock::now() - received).count());
-  for (std::size_t m = 0; m < choice.models.size(); ++m) {
-    ModelVersion* model = choice.models[m];
-    // A cascade asks only its first model at arrival; each escalation keeps the deadline by itself.
-    if (choice.cascade && m > 0) break;
-    if (model == nullptr || inputs.empty()) continue;
-    if (model->queue.approximate_size() + inputs.size() > options.max_queued_tasks_per_model ||
-        model->queue.approximate_bytes() + bytes > options.max_queued_bytes_per_model) {
-      return Refusal{metrics::RejectReason::QueueFull, 1,
-                     "Overloaded: the queue of model " + model->label +
-                         " is full (max_queued_tasks_per_model or max_queued_bytes_per_model)"};
-    }
-    const AdmissionEstimate estimate = scheduler_.admission_estimate(*model, inputs.size());
-    if (estimate.known && estimate.wait_micros > left) {
-      return Refusal{metrics::RejectReason::Deadline, retry_after_seconds(estimate.wait_micros, left),
-                     "Overloaded: model " + model->label + " would answer in about " +
-                         std::to_string(static_cast<int64_t>(estimate.wait_micros)) + " us given its queue and " +
-                         "measured service rate, beyond the " + std::to_string(static_cast<int64_t>(left)) +
-                         " us the latency SLO of " + std::to_string(app.slo_micros) + " microseconds leaves"};
-    }
-  }
-  return std::nullopt;
-}
-
-void QueryProcessor::reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot,
-                                      bool oip_format) {
-  http::HttpResponse response;
-  response.status = refusal.reason == metrics::RejectReason::Deadline ? 429 : 503;
-  if (response.status < 500) app.metrics->client_errors.add();
-  response.body = oip_format ? oip::render_error(refusal.cause) : render_error("Overloaded", refusal.cause);
-  response.extra_headers = "Retry-After: " + std::to_string(refusal.retry_after_seconds) + "\r\n";
-  http_.respond(slot, std::move(response));
-}
-
 bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
                                    std::vector<DecodedInput>& inputs) {
   if (choice.cascade) return submit_cascade(query_key, query, choice, inputs);
@@ -472,15 +405,14 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
     query.model_label = choice.models.front()->label;
   }
 
-  PredictionCache& cache = engine_.cache();
-  absl::InlinedVector<ModelVersion*, 2> notify;
+  ModelsToNotify notify;
   for (uint32_t m = 0; m < asked; ++m) {
     ModelVersion* model = choice.models[m];
     bool queued = false;
     for (uint32_t index = 0; index < count; ++index) {
       const uint32_t slot = index * asked + m;
-      InputResult& result = query.results[slot];
       if (model == nullptr) {  // linked, but it cannot answer: it counts as missing from the ensemble
+        InputResult& result = query.results[slot];
         result.done = true;
         result.is_default = true;
         result.output = query.app->default_output;
@@ -488,168 +420,63 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
         --query.remaining;
         continue;
       }
-      Task task;
-      if (cache.enabled()) {
-        const CacheKey key = make_cache_key(model->id, inputs[index].payload);
-        const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
-        switch (cache.lookup(key, waiter, result.output, &result.reported)) {
-          case PredictionCache::Lookup::Hit:
-            result.done = true;
-            --query.remaining;
-            continue;
-          case PredictionCache::Lookup::Joined:
-            continue;  // the identical evaluation in flight answers this slot too
-          case PredictionCache::Lookup::Miss:
-            task.cached = true;
-            task.cache_key = key;
-            break;
-        }
-      }
-      task.io_thread = io_thread_;
-      task.query_key = query_key;
-      task.input_index = slot;
-      task.deadline = query.deadline;
-      task.enqueued = query.received;
-      task.element_count = inputs[index].element_count;
       // The last model to ask takes the input; the others get copies.
-      task.payload = m + 1 == asked ? std::move(inputs[index].payload) : inputs[index].payload;
-      scheduler_.submit(*model, std::move(task));
-      queued = true;
+      switch (ask_model(query_key, query, slot, *model, inputs[index], m + 1 == asked, query.received)) {
+        case Asked::FromCache:
+          --query.remaining;
+          break;
+        case Asked::Joined:
+          break;  // the identical evaluation in flight answers this slot too
+        case Asked::Queued:
+          queued = true;
+          break;
+      }
     }
     if (queued) notify.push_back(model);
   }
   if (query.remaining == 0) return false;  // every slot came from the cache (or cannot be asked)
-  const Clock::time_point deadline = query.deadline;
-  pending_.emplace(query_key, std::move(query));
-  deadlines_.add(deadline, query_key);
-  arm_deadline_timer(deadline);
-  for (ModelVersion* model : notify) scheduler_.notify_work(*model);
+  await_answers(query_key, std::move(query), notify);
   return true;
 }
 
-bool QueryProcessor::submit_cascade(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
-                                    std::vector<DecodedInput>& inputs) {
-  const uint32_t count = static_cast<uint32_t>(inputs.size());
-  const uint32_t stages = static_cast<uint32_t>(choice.models.size());
-  query.cascade = true;
-  query.models_per_input = stages;
-  query.results.resize(static_cast<std::size_t>(count) * stages);
-  query.remaining = count;
-  query.stages = choice.models;
-  query.linked = choice.linked;
-  query.stage.assign(count, 0);
-  for (uint32_t m = 0; m < stages; ++m) {
-    const ModelVersion* model = choice.models[m];
-    query.model_labels.push_back(model != nullptr ? model->label : query.app->linked_models[choice.linked[m]].name);
-  }
-  query.model_label = query.model_labels.front();
-  query.inputs = std::move(inputs);
-  ModelsToNotify notify;
-  for (uint32_t index = 0; index < count; ++index) advance_cascade(query_key, query, index, notify);
-  if (query.remaining == 0) return false;  // every input settled from the cache
-  const Clock::time_point deadline = query.deadline;
-  pending_.emplace(query_key, std::move(query));
-  deadlines_.add(deadline, query_key);
-  arm_deadline_timer(deadline);
-  for (ModelVersion* model : notify) scheduler_.notify_work(*model);
-  return true;
-}
-
-void QueryProcessor::advance_cascade(uint64_t query_key, PendingQuery& query, uint32_t index,
-                                     ModelsToNotify& notify) {
-  const uint32_t stages = query.models_per_input;
-  const double threshold = query.app->selection.confidence_threshold;
+QueryProcessor::Asked QueryProcessor::ask_model(uint64_t query_key, PendingQuery& query, uint32_t slot,
+                                                ModelVersion& model, DecodedInput& input, bool take_payload,
+                                                Clock::time_point enqueued) {
+  InputResult& result = query.results[slot];
+  Task task;
   PredictionCache& cache = engine_.cache();
-  while (true) {
-    uint32_t& stage = query.stage[index];
-    const uint32_t slot = index * stages + stage;
-    InputResult& result = query.results[slot];
-    const LinkedModel& linked = query.app->linked_models[query.linked[stage]];
-    if (result.done) {
-      const CascadeStage finished{
-          result.is_default ? CascadeStage::State::Failed : CascadeStage::State::Answered, result.reported};
-      if (!should_escalate(finished, threshold, stage + 1 < stages)) break;
-      linked.metrics->cascade_escalations.add();
-      ++stage;
-      continue;
+  if (cache.enabled()) {
+    const CacheKey key = make_cache_key(model.id, input.payload);
+    const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
+    switch (cache.lookup(key, waiter, result.output, &result.reported)) {
+      case PredictionCache::Lookup::Hit:
+        result.done = true;
+        return Asked::FromCache;
+      case PredictionCache::Lookup::Joined:
+        return Asked::Joined;
+      case PredictionCache::Lookup::Miss:
+        task.cached = true;
+        task.cache_key = key;
+        break;
     }
-    ModelVersion* model = query.stages[stage];
-    if (model == nullptr) {
-      result.done = true;
-      result.is_default = true;
-      result.explanation = "Model " + query.model_labels[stage] + " has no deployed version with a connected replica";
-      continue;
-    }
-    linked.metrics->selections.add();
-    Task task;
-    if (cache.enabled()) {
-      const CacheKey key = make_cache_key(model->id, query.inputs[index].payload);
-      const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
-      switch (cache.lookup(key, waiter, result.output, &result.reported)) {
-        case PredictionCache::Lookup::Hit:
-          result.done = true;
-          continue;  // judged like a fresh answer: an unsure cached answer escalates too
-        case PredictionCache::Lookup::Joined:
-          return;
-        case PredictionCache::Lookup::Miss:
-          task.cached = true;
-          task.cache_key = key;
-          break;
-      }
-    }
-    task.io_thread = io_thread_;
-    task.query_key = query_key;
-    task.input_index = slot;
-    task.deadline = query.deadline;
-    task.enqueued = Clock::now();
-    task.element_count = query.inputs[index].element_count;
-    // The last stage takes the input; earlier ones get copies (the next stage may need it).
-    task.payload = stage + 1 == stages ? std::move(query.inputs[index].payload) : query.inputs[index].payload;
-    scheduler_.submit(*model, std::move(task));
-    if (std::find(notify.begin(), notify.end(), model) == notify.end()) notify.push_back(model);
-    return;
   }
-  --query.remaining;  // settled: combine_cascade picks its answer
+  task.io_thread = io_thread_;
+  task.query_key = query_key;
+  task.input_index = slot;
+  task.deadline = query.deadline;
+  task.enqueued = enqueued;
+  task.element_count = input.element_count;
+  task.payload = take_payload ? std::move(input.payload) : input.payload;
+  scheduler_.submit(model, std::move(task));
+  return Asked::Queued;
 }
 
-void QueryProcessor::combine_cascade(PendingQuery& query) {
-  const uint32_t stages = query.models_per_input;
-  const std::size_t count = query.results.size() / stages;
-  const double threshold = query.app->selection.confidence_threshold;
-  absl::InlinedVector<InputResult, 1> combined(count);
-  absl::InlinedVector<CascadeStage, 4> outcomes(stages);
-  for (std::size_t index = 0; index < count; ++index) {
-    const InputResult* first_failure = nullptr;
-    for (uint32_t stage = 0; stage < stages; ++stage) {
-      const InputResult& slot = query.results[index * stages + stage];
-      CascadeStage& outcome = outcomes[stage];
-      outcome.confidence = slot.reported;
-      if (!slot.done) {
-        outcome.state = stage == query.stage[index] ? CascadeStage::State::Waiting : CascadeStage::State::NotAsked;
-      } else if (slot.is_default) {
-        outcome.state = CascadeStage::State::Failed;
-        if (first_failure == nullptr) first_failure = &slot;
-      } else {
-        outcome.state = CascadeStage::State::Answered;
-      }
-    }
-    const CascadeAnswer answer = pick_cascade_answer(outcomes, threshold);
-    InputResult& result = combined[index];
-    result.done = true;
-    result.partial = answer.partial;
-    result.confidence = answer.confidence;
-    if (answer.stage < 0) {
-      result.is_default = true;
-      result.output = query.app->default_output;
-      result.explanation = "No model of the cascade answered: " +
-                           (first_failure != nullptr ? first_failure->explanation : std::string("no model asked"));
-      continue;
-    }
-    result.output = std::move(query.results[index * stages + answer.stage].output);
-    result.answered_by = answer.stage;
-  }
-  query.results = std::move(combined);
-  query.models_per_input = 1;
+void QueryProcessor::await_answers(uint64_t query_key, PendingQuery&& query, const ModelsToNotify& notify) {
+  const Clock::time_point deadline = query.deadline;
+  pending_.emplace(query_key, std::move(query));
+  deadlines_.add(deadline, query_key);
+  arm_deadline_timer(deadline);
+  for (ModelVersion* model : notify) scheduler_.notify_work(*model);
 }
 
 void QueryProcessor::combine_ensemble(PendingQuery& query) {
@@ -849,21 +676,12 @@ void QueryProcessor::complete(Completion& completion) {
                                    " microseconds: " + completion.text;
   }
   if (query.cascade) {
-    const uint32_t index = completion.input_index / query.models_per_input;
-    if (completion.kind == CompletionKind::Shed) {
-      --query.remaining;  // the deadline is out of reach: a later stage could not meet it either
-    } else {
-      ModelsToNotify notify;
-      advance_cascade(found->first, query, index, notify);
-      for (ModelVersion* model : notify) scheduler_.notify_work(*model);
-    }
-    if (query.remaining == 0) {
-      finish(found->first, query);
-      pending_.erase(found);
-    }
-    return;
+    cascade_stage_answered(found->first, query, completion.input_index / query.models_per_input,
+                           completion.kind);
+  } else {
+    --query.remaining;
   }
-  if (--query.remaining == 0) {
+  if (query.remaining == 0) {
     finish(found->first, query);
     pending_.erase(found);
   }
@@ -871,18 +689,7 @@ void QueryProcessor::complete(Completion& completion) {
 
 void QueryProcessor::answer_overdue(uint64_t query_key, PendingQuery& query) {
   if (query.cascade) {
-    // Only the stage each unsettled input is waiting on missed the deadline; later ones were never asked.
-    const uint32_t stages = query.models_per_input;
-    for (uint32_t index = 0; index < query.stage.size(); ++index) {
-      InputResult& result = query.results[index * stages + query.stage[index]];
-      if (result.done) continue;
-      result.done = true;
-      result.is_default = true;
-      result.explanation = "Failed to retrieve a prediction response from model " +
-                           query.model_labels[query.stage[index]] + " within the latency SLO of " +
-                           std::to_string(query.app->slo_micros) + " microseconds";
-    }
-    query.remaining = 0;
+    cascade_overdue(query);
     finish(query_key, query);
     return;
   }

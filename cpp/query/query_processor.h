@@ -3,6 +3,8 @@
 // input has an output or the app's deadline passes, whichever is first (a query is never answered
 // twice). It is its thread's CompletionSink: answers come back through deliver() / deliver_here().
 // Everything here runs on that one thread, except deliver() and request_stop(), which any thread calls.
+// The class's parts live in units of their own: admission control (admission_gate.cc), the cascade
+// path (cascade_query.cc) and the Open Inference Protocol (oip_handler.cc).
 // Invariant: a query key is in `pending_` exactly until its query was answered; a completion or a
 // deadline for a key no longer there is ignored.
 #pragma once
@@ -151,9 +153,9 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void arm_deadline_timer(Clock::time_point deadline);
   ModelChoice choose_models(const AppRoute& app, int64_t uid);
   ModelChoice every_linked_model(const AppRoute& app);
-  ModelChoice cascade_stages(const AppRoute& app);
-  // Admission control: why a query must be refused at arrival (a memory bound, or a model that could
-  // not answer within the SLO given its queue and measured service rate), or nothing to admit it.
+  // Admission control (admission_gate.cc): why a query must be refused at arrival (a memory bound, or
+  // a model that could not answer within the SLO given its queue and measured service rate), or
+  // nothing to admit it.
   struct Refusal {
     metrics::RejectReason reason;
     int64_t retry_after_seconds = 1;
@@ -163,16 +165,30 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
                                            const std::vector<DecodedInput>& inputs, Clock::time_point received) const;
   // 429 or 503 with Retry-After, in Clipper's error format or the Open Inference Protocol's.
   void reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot, bool oip_format);
+  using ModelsToNotify = absl::InlinedVector<ModelVersion*, 2>;
   // Looks each input up in the cache and submits the rest; returns false when the query is complete.
   bool submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
                      std::vector<DecodedInput>& inputs);
-  using ModelsToNotify = absl::InlinedVector<ModelVersion*, 2>;
+  // Asks `model` for the input of result `slot`: from the cache (the slot is done), joined to the
+  // identical evaluation in flight, or queued as a task (the caller notifies the model). `take_payload`:
+  // the input is not needed after this (moved into the task instead of copied).
+  enum class Asked { FromCache, Joined, Queued };
+  Asked ask_model(uint64_t query_key, PendingQuery& query, uint32_t slot, ModelVersion& model, DecodedInput& input,
+                  bool take_payload, Clock::time_point enqueued);
+  // Keeps a query that waits for answers until they come or its deadline passes, and wakes the models.
+  void await_answers(uint64_t query_key, PendingQuery&& query, const ModelsToNotify& notify);
+  // The cascade path (cascade_query.cc): the app's models in its cascade order.
+  ModelChoice cascade_stages(const AppRoute& app);
   // Cascade: asks each input's first stage; false when every input settled at once (from the cache).
   bool submit_cascade(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
                       std::vector<DecodedInput>& inputs);
   // Cascade: moves input `index` on from its current stage: asks it, or takes its cached answer,
   // escalates past an unsure or failed answer, or settles the input (--remaining).
   void advance_cascade(uint64_t query_key, PendingQuery& query, uint32_t index, ModelsToNotify& notify);
+  // Cascade: an answer (or a failure) of the stage input `index` was waiting on arrived.
+  void cascade_stage_answered(uint64_t query_key, PendingQuery& query, uint32_t index, CompletionKind kind);
+  // Cascade: the deadline passed; the stage each unsettled input waits on answers with the default.
+  void cascade_overdue(PendingQuery& query);
   void combine_cascade(PendingQuery& query);
   void combine_ensemble(PendingQuery& query);
   void count_selections(const AppRoute& app, const ModelChoice& choice, uint32_t inputs);
