@@ -27,35 +27,7 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "<sys/mman.h>" nogil:
     void* MAP_FAILED
 
-cdef extern from "rpc/shm_ring.h" namespace "clipper::shm" nogil:
-    cdef enum class RingStatus "clipper::shm::RingStatus":
-        Ready
-        Empty
-        Corrupt
-    cdef cppclass RingControl:
-        pass
-    cdef cppclass ChannelHeader:
-        uint64_t magic
-        uint32_t layout_version
-        uint64_t request_capacity
-        uint64_t response_capacity
-        RingControl request
-        RingControl response
-    cdef cppclass RingWriter:
-        RingWriter()
-        RingWriter(RingControl* control, uint8_t* data, size_t capacity)
-        cbool fits(size_t size)
-        RingStatus write(const uint8_t* payload, size_t size, cbool& wake)
-    cdef cppclass RingReader:
-        RingReader()
-        RingReader(RingControl* control, const uint8_t* data, size_t capacity)
-        RingStatus peek(const uint8_t*& payload, size_t& size)
-        void release()
-        cbool prepare_to_sleep()
-        void awake()
-    size_t kHeaderBytes
-    uint64_t kMagic
-    uint32_t kLayoutVersion
+# The ring's declarations and ShmChannel's fields are in _shm_ring.pxd.
 
 
 class ShmChannelError(RuntimeError):
@@ -79,15 +51,6 @@ cdef class _Message:
 cdef class ShmChannel:
     """One attached channel. `connection` is the handshake's socket: kept open while attached (the
     frontend learns from its close that the replica left)."""
-    cdef object connection
-    cdef int request_doorbell
-    cdef int response_doorbell
-    cdef void* base
-    cdef size_t mapped
-    cdef RingReader requests
-    cdef RingWriter responses
-    cdef bint holding
-    cdef readonly bint closed
 
     def __cinit__(self):
         self.base = NULL
@@ -226,3 +189,18 @@ cdef class ShmChannel:
         if wake:
             write(self.response_doorbell, &one, sizeof(one))
         return True
+
+    cdef uint8_t* reserve_reply(self, size_t size) except? NULL:
+        cdef RingStatus status = RingStatus.Empty
+        cdef uint8_t* at
+        if self.closed:
+            return NULL
+        at = self.responses.reserve(size, status)
+        if status == RingStatus.Corrupt:
+            raise ShmChannelError("the response ring is inconsistent")
+        return at
+
+    cdef void commit_reply(self) noexcept:
+        cdef uint64_t one = 1
+        if self.responses.commit():
+            write(self.response_doorbell, &one, sizeof(one))

@@ -38,8 +38,14 @@ try:  # the wheel's C encoder of the same layout; absent when the SDK runs from 
 except ImportError:  # pragma: no cover - exercised where the native build is missing
     _native_encode = None
 
+try:  # the SDK's native receive/reply path (Cython); bound to this module's types at the end
+    from clipper.container import _native_codec as native
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    native = None  # type: ignore[assignment]
+
 __all__ = [
     "MAX_ERROR_CHARS",
+    "NATIVE_AVAILABLE",
     "InputType",
     "OutputConversionError",
     "Payload",
@@ -57,7 +63,8 @@ __all__ = [
     "read_message",
 ]
 
-# Errors longer than this are cut: they travel in every default answer's explanation.
+# Errors longer than this are cut before they are sent: the frontend writes a model's error text to its
+# log under an error_id and answers queries with that id only, so this bounds one log line.
 MAX_ERROR_CHARS = 4096
 
 
@@ -583,6 +590,17 @@ def encode_predict_response(
     return _encode_in_python(header, outputs)
 
 
+def encode_predict_response_in_python(
+    batch_id: int, outputs: list[str], confidences: Sequence[float] | None = None
+) -> bytes:
+    """encode_predict_response without any native encoder: the reference the native ones are held to."""
+    if confidences:
+        header = _confident_response_header(batch_id, len(outputs), confidences)
+    else:
+        header = _RESPONSE_PREFIX + _RESPONSE_TAIL.pack(12, batch_id, len(outputs))
+    return _encode_in_python(header, outputs)
+
+
 def _confident_response_header(batch_id: int, count: int, confidences: Sequence[float]) -> bytes:
     if len(confidences) != count:
         raise ValueError(f"{len(confidences)} confidences for {count} outputs; give one per output")
@@ -628,3 +646,20 @@ def _string_vector_body_by_numpy(encoded: list[bytes]) -> list[bytes]:
         region[shift + np.arange(total)] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     elements = (starts + 4 * (count - np.arange(count, dtype=np.int64))).astype("<u4")
     return [elements.tobytes(), region.tobytes()]
+
+
+# The native receive/reply path (clipper.container._native_codec) takes this module's types and layout,
+# so the two cannot drift apart: same PredictBatch, same errors, same response prefixes.
+if native is not None:
+    native.bind(
+        PredictBatch,
+        WireFormatError,
+        convert_outputs,
+        Prediction,
+        _RESPONSE_PREFIX,
+        _CONFIDENT_RESPONSE_PREFIX,
+        int(Payload.PredictRequest),
+        {int(kind): dtype for kind, dtype in _NUMPY_DTYPES.items()},
+        {int(kind): kind.wire_name for kind in InputType},
+    )
+NATIVE_AVAILABLE = native is not None

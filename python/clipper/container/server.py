@@ -40,6 +40,7 @@ from clipper.container.codec import (
     encode_predict_error,
     encode_predict_response,
     encode_register,
+    native,
     parse_input_type,
     read_message,
 )
@@ -353,7 +354,7 @@ class ModelServer:
                     self._register_requested = True
                     continue
                 if view is not None:
-                    reply = self._answer(view)
+                    reply = self._answer(view, channel)
                     channel.done()
                     if reply is not None and not channel.reply(reply):
                         self._send_reply(send, reply)  # larger than the ring's room: the socket
@@ -400,8 +401,37 @@ class ModelServer:
             self._channel.close()
             self._channel = None
 
-    def _answer(self, buffer: Any) -> bytes | None:
-        """The response to one received message, or None when it warrants none."""
+    def _answer(self, buffer: Any, channel: Any = None) -> bytes | None:
+        """The response to one received message, or None when it warrants none or was written into
+        `channel`'s response ring. A well-formed PredictRequest takes the native path when the
+        extension is built (decode, predict_batch, encode in one call: predict_batch is the only
+        Python it runs); everything else, and every batch without the extension, the Python one."""
+        if native is not None:
+            try:
+                reply = native.answer(
+                    buffer, self.model.predict_batch, self.options.input_type, channel
+                )
+            except native.PredictFailed as failed:
+                return self._predict_failed(failed.batch_id, failed.num_inputs, failed.__cause__)
+            if reply is not NotImplemented:
+                return reply
+        return self._answer_in_python(buffer)
+
+    def _predict_failed(self, batch_id: int, num_inputs: int, exc: BaseException | None) -> bytes:
+        """The error response for a batch whose predict_batch raised (or answered unsendably)."""
+        error = f"{type(exc).__name__}: {exc}"
+        logger.error(
+            "event=predict_failed %s batch=%d inputs=%d error=%s",
+            self._log_fields,
+            batch_id,
+            num_inputs,
+            _quote(error),
+            exc_info=exc,
+        )
+        return bytes(encode_predict_error(self._builder, batch_id, error))
+
+    def _answer_in_python(self, buffer: Any) -> bytes | None:
+        """_answer with the pure-Python codec (clipper.container.codec)."""
         try:
             payload_type, table = read_message(buffer)
             if payload_type == Payload.SharedMemoryOffer:
@@ -431,17 +461,8 @@ class ModelServer:
                 if batch.num_inputs
                 else ([], None)
             )
-        except Exception as exc:  # the model's failure fails this batch only
-            error = f"{type(exc).__name__}: {exc}"
-            logger.error(
-                "event=predict_failed %s batch=%d inputs=%d error=%s",
-                self._log_fields,
-                batch.batch_id,
-                batch.num_inputs,
-                _quote(error),
-                exc_info=exc,
-            )
-            return bytes(encode_predict_error(self._builder, batch.batch_id, error))
+        except Exception as exc:  # noqa: BLE001 - the model's failure fails this batch only
+            return self._predict_failed(batch.batch_id, batch.num_inputs, exc)
         return encode_predict_response(batch.batch_id, outputs, confidences)
 
     def _heartbeat_loop(self, context: zmq.Context) -> None:

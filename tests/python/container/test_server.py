@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from clipper.container import ContainerOptions, Model, ModelServer, Prediction
+from clipper.container import server as server_module
 from clipper.container.codec import InputType
 
 from .wire_frontend import RouterFrontend
@@ -61,6 +62,17 @@ class Running:
         self.thread.join(timeout=5)
         assert not self.thread.is_alive(), "serve_forever did not return within 5 s of stop()"
         assert not self.errors, self.errors
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def codec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the native receive/reply path and with the pure-Python codec."""
+    if request.param == "native":
+        if server_module.native is None:
+            pytest.skip("the SDK's Cython extension is not built")
+    else:
+        monkeypatch.setattr(server_module, "native", None)
+    return request.param
 
 
 @pytest.fixture

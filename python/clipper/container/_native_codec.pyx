@@ -1,0 +1,546 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# distutils: language = c++
+"""The replica's receive and reply path in C: decode a PredictRequest, call predict_batch, convert its
+outputs and encode the PredictResponse, in one call per batch (`answer`), so that predict_batch is the
+only Python a batch runs. The response goes straight into the shared-memory response ring when the
+replica is attached and it fits (no intermediate bytes), else into one `bytes` for ZeroMQ.
+
+Same results as the pure-Python codec (clipper.container.codec), which stays the reference and the
+fallback where this extension is not built; tests/python/container/test_native_codec.py holds them
+against each other. What this module does not handle itself it hands back to the Python code:
+messages other than a PredictRequest and malformed requests (`answer` returns NotImplemented; the
+server's Python path logs and answers them), and outputs other than str, int, finite float and
+Prediction of those (converted by codec.convert_outputs, then encoded here).
+
+Every position read from a message is checked against the message's length first: a request is
+never read outside its buffer, whatever its bytes say.
+"""
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from libc.math cimport isfinite
+from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.string cimport memcpy, memset
+from libcpp.vector cimport vector
+
+from clipper.container._shm_ring cimport ShmChannel
+
+import numpy as np
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    object PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
+
+__all__ = ["PredictFailed", "answer", "decode_predict_request", "encode_predict_response",
+           "read_message"]
+
+
+class PredictFailed(Exception):
+    """predict_batch raised, or its outputs cannot be sent (the cause is `__cause__`): the batch is
+    answered with an error by the caller, which also logs it."""
+
+    def __init__(self, batch_id, num_inputs):
+        super().__init__(f"batch {batch_id} of {num_inputs} inputs failed")
+        self.batch_id = batch_id
+        self.num_inputs = num_inputs
+
+
+# Bound once by codec.py (bind()), which owns the message layout and the Python-side types.
+cdef object _PredictBatch = None
+cdef object _WireFormatError = None
+cdef object _convert_outputs = None
+cdef object _Prediction = None
+cdef bytes _prefix = None             # Message + PredictResponse up to the outputs offset
+cdef bytes _confident_prefix = None   # the same with the confidences field
+cdef int _predict_request_type = -1
+cdef dict _dtypes = {}                # wire input type -> numpy dtype (numeric types only)
+cdef dict _type_names = {}            # wire input type -> canonical name
+
+
+def bind(predict_batch, wire_format_error, convert_outputs, prediction, bytes prefix,
+         bytes confident_prefix, int predict_request_type, dict dtypes, dict type_names):
+    """Called once by clipper.container.codec with its types and layout constants."""
+    global _PredictBatch, _WireFormatError, _convert_outputs, _Prediction, _prefix
+    global _confident_prefix, _predict_request_type, _dtypes, _type_names
+    _PredictBatch = predict_batch
+    _WireFormatError = wire_format_error
+    _convert_outputs = convert_outputs
+    _Prediction = prediction
+    _prefix = prefix
+    _confident_prefix = confident_prefix
+    _predict_request_type = predict_request_type
+    _dtypes = dtypes
+    _type_names = type_names
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading (flatbuffers' binary layout, as codec.py describes it), every read bounds-checked
+# ---------------------------------------------------------------------------------------------------
+
+cdef struct Message:
+    const uint8_t* data
+    Py_ssize_t size
+
+
+cdef inline bint _has(const Message* m, Py_ssize_t at, Py_ssize_t count) noexcept nogil:
+    return at >= 0 and count >= 0 and at <= m.size - count
+
+
+cdef inline uint32_t _u32(const uint8_t* at) noexcept nogil:
+    cdef uint32_t value
+    memcpy(&value, at, 4)
+    return value
+
+
+cdef inline uint64_t _u64(const uint8_t* at) noexcept nogil:
+    cdef uint64_t value
+    memcpy(&value, at, 8)
+    return value
+
+
+cdef bint _fields(const Message* m, Py_ssize_t table, int count, Py_ssize_t* out) noexcept nogil:
+    """Absolute position of each of a table's first `count` fields (0 when absent); False when the
+    table or its vtable lies outside the message."""
+    cdef int32_t back
+    cdef Py_ssize_t vtable
+    cdef uint16_t vtable_size, relative
+    cdef int present, i
+    if not _has(m, table, 4):
+        return False
+    memcpy(&back, m.data + table, 4)
+    vtable = table - <Py_ssize_t>back
+    if not _has(m, vtable, 4):
+        return False
+    memcpy(&vtable_size, m.data + vtable, 2)
+    present = (vtable_size - 4) // 2 if vtable_size >= 4 else 0
+    if present > count:
+        present = count
+    if not _has(m, vtable + 4, 2 * present):
+        return False
+    for i in range(count):
+        out[i] = 0
+        if i < present:
+            memcpy(&relative, m.data + vtable + 4 + 2 * i, 2)
+            if relative:
+                out[i] = table + relative
+    return True
+
+
+cdef bint _vector(const Message* m, Py_ssize_t field, Py_ssize_t element_size,
+                  Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
+    """Position of a vector's first element and its element count; False when it overruns."""
+    cdef Py_ssize_t at
+    if not _has(m, field, 4):
+        return False
+    at = field + <Py_ssize_t>_u32(m.data + field)
+    if not _has(m, at, 4):
+        return False
+    length[0] = <Py_ssize_t>_u32(m.data + at)
+    start[0] = at + 4
+    return _has(m, start[0], length[0] * element_size)
+
+
+cdef int _read_message(const Message* m, Py_ssize_t* table) noexcept nogil:
+    """The payload type (0 when absent) and its table position; -1 when unreadable."""
+    cdef Py_ssize_t fields[2]
+    cdef Py_ssize_t root
+    if not _has(m, 0, 4):
+        return -1
+    root = <Py_ssize_t>_u32(m.data)
+    if not _fields(m, root, 2, fields):
+        return -1
+    if not fields[0] or not fields[1]:
+        table[0] = 0
+        return 0
+    if not _has(m, fields[0], 1) or not _has(m, fields[1], 4):
+        return -1
+    table[0] = fields[1] + <Py_ssize_t>_u32(m.data + fields[1])
+    return m.data[fields[0]]
+
+
+def read_message(buffer):
+    """Same as codec.read_message: (payload type, payload table position) of one Message."""
+    cdef Py_buffer view
+    cdef Message m
+    cdef Py_ssize_t table = 0
+    cdef int payload_type
+    PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+    m.data = <const uint8_t*>view.buf
+    m.size = view.len
+    payload_type = _read_message(&m, &table)
+    PyBuffer_Release(&view)
+    if payload_type < 0:
+        raise _WireFormatError("not a clipper.wire.Message (its offsets run past its end)")
+    return payload_type, table
+
+
+def decode_predict_request(buffer, Py_ssize_t table, int expected_input_type):
+    """Same as codec.decode_predict_request: the PredictBatch predict_batch receives."""
+    cdef Py_buffer view
+    cdef Message m
+    PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+    m.data = <const uint8_t*>view.buf
+    m.size = view.len
+    try:
+        return _decode(buffer, &m, table, expected_input_type)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _decode(object buffer, const Message* m, Py_ssize_t table, int expected):
+    cdef Py_ssize_t f[6]
+    cdef uint64_t batch_id = 0
+    cdef int wire_type = 0
+    cdef uint32_t num_inputs = 0, row_length = 0
+    cdef Py_ssize_t data_start = 0, data_length = 0, offsets_start = 0, offsets_count = 0
+    cdef bint has_offsets = False
+    if not _fields(m, table, 6, f) or (f[0] and not _has(m, f[0], 8)):
+        raise _WireFormatError("unreadable PredictRequest (its table lies outside the message)")
+    if f[0]:
+        batch_id = _u64(m.data + f[0])
+    if f[1]:
+        if not _has(m, f[1], 1):
+            raise _unreadable(batch_id)
+        wire_type = <int8_t>m.data[f[1]]
+    if wire_type != expected:
+        raise _WireFormatError(
+            f"the batch holds input type {_type_name(wire_type)} but this replica serves "
+            f"{_type_names[expected]}", batch_id)
+    if f[2]:
+        if not _has(m, f[2], 4):
+            raise _unreadable(batch_id)
+        num_inputs = _u32(m.data + f[2])
+    if f[5] and not _vector(m, f[5], 1, &data_start, &data_length):
+        raise _unreadable(batch_id)
+    if f[4]:
+        if not _vector(m, f[4], 8, &offsets_start, &offsets_count):
+            raise _unreadable(batch_id)
+        has_offsets = offsets_count > 0
+    dtype = _dtypes.get(expected)
+    if dtype is not None:
+        if not has_offsets:
+            if f[3]:
+                if not _has(m, f[3], 4):
+                    raise _unreadable(batch_id)
+                row_length = _u32(m.data + f[3])
+            inputs = _uniform(buffer, m, dtype, num_inputs, row_length, data_start, data_length,
+                              batch_id)
+        else:
+            inputs = _ragged(buffer, m, dtype, num_inputs, data_start, data_length,
+                             offsets_start, offsets_count, batch_id)
+    else:
+        inputs = _blobs(m, expected, num_inputs, data_start, data_length, has_offsets,
+                        offsets_start, offsets_count, batch_id)
+    return _PredictBatch(batch_id, num_inputs, inputs)
+
+
+cdef object _unreadable(uint64_t batch_id):
+    return _WireFormatError("unreadable PredictRequest (a field or vector runs past the message)",
+                            batch_id)
+
+
+cdef str _type_name(int wire_type):
+    name = _type_names.get(wire_type)
+    return name if name is not None else f"<unknown {wire_type}>"
+
+
+cdef object _numeric_view(object buffer, const Message* m, object dtype, Py_ssize_t itemsize,
+                          Py_ssize_t start, Py_ssize_t count):
+    """A read-only ndarray over `count` elements at `start`; a copy when the address is unaligned
+    (see codec.py's module docstring)."""
+    array = np.frombuffer(buffer, dtype, count, start)
+    if count and (<uintptr_t>(m.data + start)) % itemsize:  # numpy calls an empty array aligned
+        return array.copy()
+    return array
+
+
+cdef object _uniform(object buffer, const Message* m, object dtype, uint32_t num_inputs,
+                     uint32_t row_length, Py_ssize_t start, Py_ssize_t length, uint64_t batch_id):
+    cdef Py_ssize_t itemsize = dtype.itemsize
+    cdef uint64_t elements = <uint64_t>num_inputs * row_length
+    if length % itemsize or <uint64_t>(length // itemsize) != elements:
+        raise _WireFormatError(
+            f"uniform batch of {num_inputs} x {row_length} {dtype.name} needs "
+            f"{int(num_inputs) * int(row_length) * itemsize} data bytes, got {length}", batch_id)
+    return _numeric_view(buffer, m, dtype, itemsize, start, <Py_ssize_t>elements).reshape(
+        num_inputs, row_length)
+
+
+cdef int _check_bounds(const Message* m, uint32_t num_inputs, Py_ssize_t length, bint has_offsets,
+                       Py_ssize_t offsets_start, Py_ssize_t offsets_count,
+                       uint64_t batch_id) except -1:
+    """codec._byte_bounds' checks: num_inputs + 1 offsets rising from 0 to the data length."""
+    cdef Py_ssize_t i
+    cdef uint64_t previous = 0, bound
+    if not has_offsets:
+        if num_inputs == 0 and length == 0:
+            return 0
+        raise _WireFormatError(
+            f"a batch of {num_inputs} variable-length inputs carries no offsets", batch_id)
+    if <uint64_t>offsets_count != <uint64_t>num_inputs + 1:
+        raise _WireFormatError(
+            f"a batch of {num_inputs} inputs needs {int(num_inputs) + 1} offsets, got "
+            f"{offsets_count}", batch_id)
+    for i in range(offsets_count):
+        bound = _u64(m.data + offsets_start + 8 * i)
+        if bound < previous or (i == 0 and bound != 0) or (
+                i == offsets_count - 1 and bound != <uint64_t>length):
+            raise _WireFormatError(
+                f"offsets must rise from 0 to the data length {length}; got "
+                f"{_u64(m.data + offsets_start)}.."
+                f"{_u64(m.data + offsets_start + 8 * (offsets_count - 1))}", batch_id)
+        previous = bound
+    return 0
+
+
+cdef object _ragged(object buffer, const Message* m, object dtype, uint32_t num_inputs,
+                    Py_ssize_t start, Py_ssize_t length, Py_ssize_t offsets_start,
+                    Py_ssize_t offsets_count, uint64_t batch_id):
+    cdef Py_ssize_t itemsize = dtype.itemsize
+    cdef Py_ssize_t i
+    cdef uint64_t low, high
+    _check_bounds(m, num_inputs, length, True, offsets_start, offsets_count, batch_id)
+    for i in range(offsets_count):
+        if _u64(m.data + offsets_start + 8 * i) % itemsize:
+            raise _WireFormatError(
+                f"ragged batch offsets must be multiples of the {itemsize}-byte {dtype.name} "
+                "element", batch_id)
+    values = _numeric_view(buffer, m, dtype, itemsize, start, length // itemsize)
+    inputs = []
+    for i in range(num_inputs):
+        low = _u64(m.data + offsets_start + 8 * i) // itemsize
+        high = _u64(m.data + offsets_start + 8 * (i + 1)) // itemsize
+        inputs.append(values[low:high])
+    return inputs
+
+
+cdef object _blobs(const Message* m, int expected, uint32_t num_inputs, Py_ssize_t start,
+                   Py_ssize_t length, bint has_offsets, Py_ssize_t offsets_start,
+                   Py_ssize_t offsets_count, uint64_t batch_id):
+    cdef Py_ssize_t i
+    cdef uint64_t low, high
+    cdef const char* data = <const char*>(m.data + start)
+    cdef bint as_bytes = _type_names.get(expected) == "bytes"
+    _check_bounds(m, num_inputs, length, has_offsets, offsets_start, offsets_count, batch_id)
+    inputs = []
+    for i in range(num_inputs):
+        low = _u64(m.data + offsets_start + 8 * i)
+        high = _u64(m.data + offsets_start + 8 * (i + 1))
+        if as_bytes:
+            inputs.append(PyBytes_FromStringAndSize(data + low, <Py_ssize_t>(high - low)))
+        else:
+            try:
+                inputs.append(PyUnicode_DecodeUTF8(data + low, <Py_ssize_t>(high - low), NULL))
+            except UnicodeDecodeError as exc:
+                raise _WireFormatError(f"a strings input is not valid UTF-8 ({exc})",
+                                       batch_id) from exc
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs -> strings -> PredictResponse (the layout in codec.py)
+# ---------------------------------------------------------------------------------------------------
+
+cdef struct Outputs:
+    vector[const char*] data
+    vector[Py_ssize_t] sizes
+    vector[float] confidences   # empty: the model reported none
+
+
+cdef object _as_text(object value):
+    """The string codec._value_to_string gives for str, int and finite float; None for others."""
+    cdef type kind = type(value)
+    if kind is str:
+        return value
+    if kind is float:
+        return repr(value) if isfinite(<double>value) else None
+    if kind is int:
+        return str(value)
+    return None
+
+
+cdef bint _collect(object outputs, Py_ssize_t expected, list keep, Outputs* out) except -1:
+    """Fills `out` (UTF-8 views of strings held by `keep`) from predict_batch's return value; False
+    when it needs codec.convert_outputs (other types, a wrong count: that raises the right error)."""
+    cdef Py_ssize_t i, size, count
+    cdef const char* utf8
+    cdef bint confident = False
+    cdef double confidence
+    if type(outputs) is list or type(outputs) is tuple:
+        values = outputs
+    elif type(outputs) is np.ndarray and outputs.ndim == 1 and outputs.dtype.kind in "iuf":
+        values = outputs.tolist()
+    else:
+        return False
+    count = len(values)
+    if count != expected:
+        return False
+    out.data.resize(count)
+    out.sizes.resize(count)
+    for i in range(count):
+        value = values[i]
+        if type(value) is _Prediction:
+            output, reported = value
+            if type(reported) is not float:
+                return False
+            confidence = reported
+            if not 0.0 <= confidence <= 1.0:
+                return False
+            if not confident:
+                confident = True
+                out.confidences.assign(count, 1.0)
+            out.confidences[i] = <float>confidence
+            text = _as_text(output)
+        else:
+            text = _as_text(value)
+        if text is None:
+            return False
+        try:
+            utf8 = PyUnicode_AsUTF8AndSize(text, &size)
+        except UnicodeEncodeError:  # a lone surrogate: codec's path reports it
+            return False
+        keep.append(text)
+        out.data[i] = utf8
+        out.sizes[i] = size
+    return True
+
+
+cdef int _collect_strings(list strings, object confidences, list keep, Outputs* out) except -1:
+    """Fills `out` from a list of str and optional confidences (convert_outputs' result)."""
+    cdef Py_ssize_t i, size, count = len(strings)
+    out.data.resize(count)
+    out.sizes.resize(count)
+    out.confidences.clear()
+    for i in range(count):
+        text = strings[i]
+        if type(text) is not str:
+            raise TypeError(f"output {i} is a {type(text).__name__}, not str")
+        out.data[i] = PyUnicode_AsUTF8AndSize(text, &size)
+        out.sizes[i] = size
+    keep.append(strings)
+    if confidences:
+        if len(confidences) != count:
+            raise ValueError(
+                f"{len(confidences)} confidences for {count} outputs; give one per output")
+        out.confidences.resize(count)
+        for i in range(count):
+            out.confidences[i] = <float>(<double>confidences[i])
+    return 0
+
+
+cdef Py_ssize_t _encoded_size(const Outputs* out) noexcept:
+    cdef Py_ssize_t count = out.data.size()
+    cdef Py_ssize_t total = (len(_confident_prefix) + 24 + 4 * count if out.confidences.size()
+                             else len(_prefix) + 16) + 4 * count
+    cdef Py_ssize_t i
+    for i in range(count):
+        total += (out.sizes[i] + 8) & ~(<Py_ssize_t>3)
+    return total
+
+
+cdef inline void _put_u32(uint8_t* at, uint32_t value) noexcept nogil:
+    memcpy(at, &value, 4)
+
+
+cdef void _encode(uint8_t* at, uint64_t batch_id, const Outputs* out) noexcept:
+    """Writes the response (exactly _encoded_size bytes) at `at`: codec.py's layout."""
+    cdef uint32_t count = <uint32_t>out.data.size()
+    cdef Py_ssize_t prefix_size, i, length, slot
+    cdef uint32_t start
+    cdef uint8_t* elements
+    cdef uint8_t* strings
+    if out.confidences.size():
+        prefix_size = len(_confident_prefix)
+        memcpy(at, PyBytes_AS_STRING(_confident_prefix), prefix_size)
+        at += prefix_size
+        _put_u32(at, 20 + 4 * count)   # outputs offset
+        _put_u32(at + 4, 12)           # confidences offset
+        memcpy(at + 8, &batch_id, 8)
+        _put_u32(at + 16, count)       # confidences count, then the floats
+        at += 20
+        memcpy(at, out.confidences.data(), 4 * count)
+        at += 4 * count
+    else:
+        prefix_size = len(_prefix)
+        memcpy(at, PyBytes_AS_STRING(_prefix), prefix_size)
+        at += prefix_size
+        _put_u32(at, 12)               # outputs offset
+        memcpy(at + 4, &batch_id, 8)
+        at += 12
+    _put_u32(at, count)                # the [string] vector: count, offsets, strings
+    elements = at + 4
+    strings = elements + 4 * count
+    start = 4 * count                  # element j holds start_j + 4 (count - j)
+    for i in range(count):
+        length = out.sizes[i]
+        slot = (length + 8) & ~(<Py_ssize_t>3)
+        _put_u32(elements + 4 * i, start)
+        _put_u32(strings, <uint32_t>length)
+        memcpy(strings + 4, out.data[i], length)
+        memset(strings + 4 + length, 0, slot - 4 - length)  # NUL terminator and padding
+        strings += slot
+        start += <uint32_t>(slot - 4)
+
+
+cdef object _emit(uint64_t batch_id, const Outputs* out, ShmChannel channel):
+    """Into the response ring when `channel` has room (returns None), else a new bytes."""
+    cdef Py_ssize_t size = _encoded_size(out)
+    cdef uint8_t* at
+    if size > 0xFFFFFFFF:
+        raise ValueError("the response would be larger than 4 GiB")
+    if channel is not None:
+        at = channel.reserve_reply(<size_t>size)
+        if at != NULL:
+            _encode(at, batch_id, out)
+            channel.commit_reply()
+            return None
+    result = PyBytes_FromStringAndSize(NULL, size)
+    _encode(<uint8_t*>PyBytes_AS_STRING(result), batch_id, out)
+    return result
+
+
+def encode_predict_response(uint64_t batch_id, list outputs, confidences=None):
+    """Same bytes as codec.encode_predict_response."""
+    cdef Outputs out
+    keep = []
+    _collect_strings(outputs, confidences, keep, &out)
+    return _emit(batch_id, &out, None)
+
+
+def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=None):
+    """Answers one received message: decodes the PredictRequest, calls predict_batch, encodes the
+    response into `channel`'s response ring (returns None) or into a new bytes (returned; also when
+    the ring has no room now). Returns NotImplemented for anything but a well-formed PredictRequest
+    (the caller's Python path handles it). Raises PredictFailed when predict_batch raised or its
+    outputs cannot be sent."""
+    cdef Py_buffer view
+    cdef Message m
+    cdef Py_ssize_t table = 0
+    cdef int payload_type
+    cdef Outputs out
+    PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+    try:
+        m.data = <const uint8_t*>view.buf
+        m.size = view.len
+        payload_type = _read_message(&m, &table)
+        if payload_type != _predict_request_type:
+            return NotImplemented
+        try:
+            batch = _decode(buffer, &m, table, expected_input_type)
+        except _WireFormatError:
+            return NotImplemented
+    finally:
+        PyBuffer_Release(&view)
+    batch_id, num_inputs, inputs = batch
+    keep = []
+    try:
+        outputs = predict_batch(inputs) if num_inputs else []
+        del inputs, batch  # zero-copy inputs reference the received buffer; let them go
+        if not _collect(outputs, num_inputs, keep, &out):
+            strings, confidences = _convert_outputs(outputs, num_inputs)
+            _collect_strings(strings, confidences, keep, &out)
+        if _encoded_size(&out) > 0xFFFFFFFF:
+            raise ValueError("the response would be larger than 4 GiB")
+    except Exception as exc:
+        raise PredictFailed(batch_id, num_inputs) from exc
+    return _emit(batch_id, &out, channel)

@@ -1,0 +1,60 @@
+# cython: language_level=3
+# distutils: language = c++
+# The shared-memory channel's C-level interface, so that clipper.container._native_codec can encode a
+# response directly into the response ring (reserve, write in place, commit) without a copy.
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libcpp cimport bool as cbool
+
+cdef extern from "rpc/shm_ring.h" namespace "clipper::shm" nogil:
+    cdef enum class RingStatus "clipper::shm::RingStatus":
+        Ready
+        Empty
+        Corrupt
+    cdef cppclass RingControl:
+        pass
+    cdef cppclass ChannelHeader:
+        uint64_t magic
+        uint32_t layout_version
+        uint64_t request_capacity
+        uint64_t response_capacity
+        RingControl request
+        RingControl response
+    cdef cppclass RingWriter:
+        RingWriter()
+        RingWriter(RingControl* control, uint8_t* data, size_t capacity)
+        cbool fits(size_t size)
+        uint8_t* reserve(size_t size, RingStatus& status)
+        cbool commit()
+        RingStatus write(const uint8_t* payload, size_t size, cbool& wake)
+    cdef cppclass RingReader:
+        RingReader()
+        RingReader(RingControl* control, const uint8_t* data, size_t capacity)
+        RingStatus peek(const uint8_t*& payload, size_t& size)
+        void release()
+        cbool prepare_to_sleep()
+        void awake()
+    size_t kHeaderBytes
+    uint64_t kMagic
+    uint32_t kLayoutVersion
+
+
+cdef class ShmChannel:
+    cdef object connection
+    cdef int request_doorbell
+    cdef int response_doorbell
+    cdef void* base
+    cdef size_t mapped
+    cdef RingReader requests
+    cdef RingWriter responses
+    cdef bint holding
+    cdef readonly bint closed
+
+    cdef void _close_descriptors(self)
+    cdef object _view(self, const uint8_t* payload, size_t size)
+
+    # Room for a response of `size` bytes in the response ring, or NULL when there is none now (the
+    # caller then sends it over ZeroMQ). Raises ShmChannelError when the frontend corrupted the ring.
+    cdef uint8_t* reserve_reply(self, size_t size) except? NULL
+    # Publishes the reserved response and rings the frontend's doorbell when it sleeps.
+    cdef void commit_reply(self) noexcept
