@@ -88,8 +88,10 @@ bool Dispatcher::send_batch(Replica& replica, std::vector<Task>&& tasks) {
   ModelVersion& model = *replica.model;
   const std::size_t count = tasks.size();
   const uint64_t batch_id = next_batch_id_++;
-  const ReplicaMessages::Encoded message = messages_.encode_batch(batch_id, model.input_type, tasks);
-  if (!transport_.send(replica.address, message.data, message.size)) {
+  // The inputs' bytes are copied once, from the tasks to where the transport sends from.
+  const FramedMessage message = messages_.frame_batch(batch_id, model.input_type, tasks);
+  if (!transport_.send_framed(replica.address, message,
+                              [&tasks](uint8_t* at) { ReplicaMessages::write_inputs(tasks, at); })) {
     model.queue.requeue(std::move(tasks));
     return false;
   }

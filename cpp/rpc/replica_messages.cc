@@ -152,6 +152,12 @@ void ReplicaMessages::decode(const ReplicaAddress& from, const uint8_t* data, st
 
 ReplicaMessages::Encoded ReplicaMessages::encode_batch(uint64_t batch_id, InputType type,
                                                        const std::vector<Task>& tasks) {
+  const FramedMessage framed = frame_batch(batch_id, type, tasks);
+  write_inputs(tasks, framed.frame + framed.payload_offset);
+  return Encoded{framed.frame, framed.size};
+}
+
+FramedMessage ReplicaMessages::frame_batch(uint64_t batch_id, InputType type, const std::vector<Task>& tasks) {
   const std::size_t count = tasks.size();
   bool uniform = is_numeric(type);
   for (std::size_t i = 1; uniform && i < count; ++i) uniform = tasks[i].element_count == tasks[0].element_count;
@@ -170,12 +176,12 @@ ReplicaMessages::Encoded ReplicaMessages::encode_batch(uint64_t batch_id, InputT
     }
     offset_data[count] = position;
   }
+  // The tensor's room, left unwritten. The builder grows downwards, so its distance from the end of
+  // the buffer stays the same whatever is added in front of it.
   uint8_t* data = nullptr;
   const auto data_offset = builder_.CreateUninitializedVector(total_bytes, 1, 16, &data);
-  for (const auto& task : tasks) {
-    if (!task.payload.empty()) std::memcpy(data, task.payload.data(), task.payload.size());
-    data += task.payload.size();
-  }
+  const std::size_t data_from_end =
+      static_cast<std::size_t>(builder_.GetCurrentBufferPointer() + builder_.GetSize() - data);
   wire::PredictRequestBuilder request(builder_);
   request.add_batch_id(batch_id);
   request.add_input_type(to_wire(type));
@@ -185,7 +191,15 @@ ReplicaMessages::Encoded ReplicaMessages::encode_batch(uint64_t batch_id, InputT
   request.add_data(flatbuffers::Offset<flatbuffers::Vector<uint8_t>>(data_offset));
   const auto request_offset = request.Finish();
   builder_.Finish(wire::CreateMessage(builder_, wire::Payload::PredictRequest, request_offset.Union()));
-  return Encoded{builder_.GetBufferPointer(), builder_.GetSize()};
+  const std::size_t size = builder_.GetSize();
+  return FramedMessage{builder_.GetBufferPointer(), size, size - data_from_end, total_bytes};
+}
+
+void ReplicaMessages::write_inputs(const std::vector<Task>& tasks, uint8_t* at) {
+  for (const auto& task : tasks) {
+    if (!task.payload.empty()) std::memcpy(at, task.payload.data(), task.payload.size());
+    at += task.payload.size();
+  }
 }
 
 ReplicaMessages::Encoded ReplicaMessages::encode_heartbeat_ack(bool registered) {

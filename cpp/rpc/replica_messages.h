@@ -79,6 +79,11 @@ class ReplicaMessages {
   };
   // One batch: a uniform numeric batch as one row-major tensor, anything else with offsets.
   Encoded encode_batch(uint64_t batch_id, InputType type, const std::vector<Task>& tasks);
+  // The same message with the inputs' bytes left out (see FramedMessage), valid until the next encode
+  // call; write_inputs() writes them where the transport wants them. Together they give exactly
+  // encode_batch()'s bytes.
+  FramedMessage frame_batch(uint64_t batch_id, InputType type, const std::vector<Task>& tasks);
+  static void write_inputs(const std::vector<Task>& tasks, uint8_t* at);
   Encoded encode_heartbeat_ack(bool registered);
   Encoded encode_shared_memory_offer(std::string_view socket_path, std::string_view token);
 

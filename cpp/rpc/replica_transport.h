@@ -5,6 +5,8 @@
 // Thread: every method runs on the replica side's thread (the RPC thread, or the I/O loop hosting it).
 #pragma once
 
+#include <absl/functional/function_ref.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -34,6 +36,18 @@ struct TransportWait {
   bool failed = false;          // the wait itself failed (not interrupted): the thread should end
 };
 
+// A message with its bulk (a batch's input bytes) left out, so that a transport can have it written
+// straight into where the message leaves from (a shared-memory ring) instead of copying it twice:
+// `frame` is complete except for `payload_size` bytes at `payload_offset`, which a PayloadWriter
+// writes at the address it is given.
+struct FramedMessage {
+  uint8_t* frame = nullptr;
+  std::size_t size = 0;
+  std::size_t payload_offset = 0;
+  std::size_t payload_size = 0;
+};
+using PayloadWriter = absl::FunctionRef<void(uint8_t* at)>;
+
 class ReplicaTransport {
  public:
   virtual ~ReplicaTransport() = default;
@@ -41,6 +55,11 @@ class ReplicaTransport {
   virtual int bind(const std::string& address, int port) = 0;
   // Sends one message without blocking; false when the replica cannot be reached now.
   virtual bool send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) = 0;
+  // Sends a framed message; by default its payload is written into the frame, which is then sent.
+  virtual bool send_framed(const ReplicaAddress& to, const FramedMessage& message, PayloadWriter write_payload) {
+    write_payload(message.frame + message.payload_offset);
+    return send(to, message.frame, message.size);
+  }
   // Hands a bounded number of waiting messages to `receiver`.
   virtual void receive(TransportReceiver& receiver) = 0;
   // Hands every waiting connection close to `receiver`.

@@ -13,6 +13,13 @@
 //
 // Messages a replica writes are checked against the mapping, copied out of it (the replica could
 // change them while they are read) and then verified like any other message.
+//
+// Copies on the way to a replica: a batch arrives framed (send_framed): its small frame (tables,
+// offsets) is copied from the encoder into a record reserved in the request ring and its inputs'
+// bytes are written once, by the caller's writer, straight from the queries' payloads into that
+// record; the replica views them in place. Nothing is copied between a query's payload and the ring
+// otherwise. A batch that does not fit goes over the network transport (written into the frame, then
+// ZeroMQ's own copies). copy_counts() keeps count, for tests and benchmarks.
 // Thread: the replica side's thread only.
 #pragma once
 
@@ -36,6 +43,15 @@ struct ShmTransportOptions {
   std::chrono::milliseconds offer_timeout{5000};  // an offer not taken up by then is withdrawn
 };
 
+// What was written into request rings since the transport started.
+struct ShmCopyCounts {
+  uint64_t framed_messages = 0;  // batches whose inputs were written straight into a ring
+  uint64_t frame_bytes = 0;      // their frames' bytes (everything but the inputs), copied in
+  uint64_t payload_bytes = 0;    // their inputs' bytes, written once by the caller's writer
+  uint64_t copied_messages = 0;  // whole messages copied in from a buffer (send())
+  uint64_t copied_bytes = 0;
+};
+
 class ShmTransport final : public ReplicaTransport {
  public:
   ShmTransport(std::unique_ptr<ReplicaTransport> network, ShmTransportOptions options);
@@ -45,6 +61,7 @@ class ShmTransport final : public ReplicaTransport {
 
   int bind(const std::string& address, int port) override;
   bool send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) override;
+  bool send_framed(const ReplicaAddress& to, const FramedMessage& message, PayloadWriter write_payload) override;
   void receive(TransportReceiver& receiver) override;
   void receive_closes(TransportReceiver& receiver) override;
   bool messages_waiting() const override;
@@ -59,6 +76,7 @@ class ShmTransport final : public ReplicaTransport {
 
   const std::string& socket_path() const { return socket_path_; }
   std::size_t channel_count() const { return channels_.size(); }
+  const ShmCopyCounts& copy_counts() const { return copies_; }
 
  private:
   struct Channel;
@@ -80,6 +98,8 @@ class ShmTransport final : public ReplicaTransport {
   void expire(TransportReceiver& receiver);
   void close_channel(Channel& channel, const char* reason);
   void collect_released();
+  Channel* attached(const ReplicaAddress& replica);
+  void log_corrupt_requests();
 
   std::unique_ptr<ReplicaTransport> network_;
   ShmTransportOptions options_;
@@ -95,6 +115,7 @@ class ShmTransport final : public ReplicaTransport {
   std::vector<ConnectionId> pending_closes_;
   std::vector<std::max_align_t> scratch_;  // aligned private copy of the message being decoded
   bool released_any_ = false;
+  ShmCopyCounts copies_;
 };
 
 }  // namespace clipper

@@ -163,6 +163,28 @@ TEST(ReplicaMessages, EncodesAUniformNumericBatchAsOneTensor) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(request->data()->data()) % 16, 0u);
 }
 
+TEST(ReplicaMessages, AFramedBatchLeavesExactlyTheInputsBytesToTheWriter) {
+  for (const InputType type : {InputType::Doubles, InputType::Strings}) {
+    std::vector<Task> tasks(3);
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      const double values[3] = {1.0 + static_cast<double>(i), 2.0, -3.5};
+      tasks[i].payload.assign(reinterpret_cast<const char*>(values), sizeof(values) - (i == 1 ? 8 : 0));
+      tasks[i].element_count = i == 1 ? 2 : 3;
+    }
+    ReplicaMessages reference_encoder;
+    const auto reference = reference_encoder.encode_batch(7, type, tasks);
+    ReplicaMessages messages;
+    const FramedMessage framed = messages.frame_batch(7, type, tasks);
+    EXPECT_EQ(framed.size, reference.size);
+    EXPECT_EQ(framed.payload_size, 3 * 24u - 8u);
+    EXPECT_EQ(framed.payload_offset % 16, 0u);
+    std::memset(framed.frame + framed.payload_offset, 0, framed.payload_size);
+    EXPECT_NE(std::memcmp(framed.frame, reference.data, reference.size), 0);
+    ReplicaMessages::write_inputs(tasks, framed.frame + framed.payload_offset);
+    EXPECT_EQ(std::memcmp(framed.frame, reference.data, reference.size), 0) << "the hole is the inputs' bytes";
+  }
+}
+
 TEST(ReplicaMessages, EncodesStringsWithOffsetsAndAHeartbeatAck) {
   std::vector<Task> tasks(2);
   tasks[0].payload = "ab";

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "rpc/replica_messages.h"
 #include "rpc/zmq_transport.h"
 
 namespace clipper {
@@ -213,6 +214,86 @@ TEST(ShmTransport, AMessageTooLargeForTheRingGoesOverTheNetwork) {
   // No ZeroMQ peer named "replica-a" exists, so the network transport refuses: the send went there.
   const std::vector<uint8_t> large(1 << 16, 7);
   EXPECT_FALSE(transport->send("replica-a", large.data(), large.size()));
+  const uint8_t* payload;
+  std::size_t size;
+  EXPECT_EQ(replica.requests.peek(payload, size), shm::RingStatus::Empty);
+}
+
+// A batch of `count` float32 inputs of `floats` elements each, every byte distinct enough to spot a
+// misplaced copy.
+std::vector<Task> float_batch(std::size_t count, std::size_t floats) {
+  std::vector<Task> tasks(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::vector<float> values(floats);
+    for (std::size_t j = 0; j < floats; ++j) values[j] = static_cast<float>(i * floats + j) + 0.5f;
+    tasks[i].payload.assign(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+    tasks[i].element_count = static_cast<uint32_t>(floats);
+  }
+  return tasks;
+}
+
+TEST(ShmTransport, ABatchsInputsAreWrittenOnceStraightIntoTheRing) {
+  auto transport = make_transport(1 << 20);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  for (const bool ragged : {false, true}) {
+    std::vector<Task> tasks = float_batch(3, 1000);
+    if (ragged) tasks[1].payload.resize(12), tasks[1].element_count = 3;
+    std::size_t input_bytes = 0;
+    for (const Task& task : tasks) input_bytes += task.payload.size();
+    ReplicaMessages reference_encoder;
+    const auto reference = reference_encoder.encode_batch(9, InputType::Floats, tasks);
+    const std::string expected(reinterpret_cast<const char*>(reference.data), reference.size);
+
+    const ShmCopyCounts before = transport->copy_counts();
+    ReplicaMessages messages;
+    const FramedMessage framed = messages.frame_batch(9, InputType::Floats, tasks);
+    std::memset(framed.frame + framed.payload_offset, 0xee, framed.payload_size);  // the frame's hole
+    int writes = 0;
+    ASSERT_TRUE(transport->send_framed("replica-a", framed, [&](uint8_t* at) {
+      ++writes;
+      EXPECT_TRUE(at < framed.frame || at >= framed.frame + framed.size) << "written into the frame, not the ring";
+      ReplicaMessages::write_inputs(tasks, at);
+    }));
+    EXPECT_EQ(writes, 1);
+    for (std::size_t i = 0; i < framed.payload_size; ++i) {
+      ASSERT_EQ(framed.frame[framed.payload_offset + i], 0xee) << "the frame's copy of the inputs stays unwritten";
+    }
+
+    const ShmCopyCounts& after = transport->copy_counts();
+    EXPECT_EQ(after.framed_messages - before.framed_messages, 1u);
+    EXPECT_EQ(after.payload_bytes - before.payload_bytes, input_bytes) << "each input byte written once";
+    EXPECT_EQ(after.frame_bytes - before.frame_bytes, expected.size() - input_bytes);
+    EXPECT_LT(after.frame_bytes - before.frame_bytes, ragged ? 200u : 160u) << "only the small frame is copied";
+    EXPECT_EQ(after.copied_messages, 0u) << "no whole-message copy";
+
+    const uint8_t* payload;
+    std::size_t size;
+    ASSERT_EQ(replica.requests.peek(payload, size), shm::RingStatus::Ready);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(payload) % 16, 0u);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(payload), size), expected) << "ragged=" << ragged;
+    replica.requests.release();
+  }
+}
+
+TEST(ShmTransport, AFramedBatchTooLargeForTheRingIsWrittenIntoItsFrameForTheNetwork) {
+  auto transport = make_transport(1 << 16);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const std::vector<Task> tasks = float_batch(2, 1 << 14);  // 128 KiB: more than half the ring
+  ReplicaMessages messages;
+  const FramedMessage framed = messages.frame_batch(4, InputType::Floats, tasks);
+  uint8_t* written_at = nullptr;
+  // No ZeroMQ peer named "replica-a" exists, so the network transport refuses: the send went there.
+  EXPECT_FALSE(transport->send_framed("replica-a", framed, [&](uint8_t* at) {
+    written_at = at;
+    ReplicaMessages::write_inputs(tasks, at);
+  }));
+  EXPECT_EQ(written_at, framed.frame + framed.payload_offset);
+  EXPECT_EQ(std::memcmp(written_at, tasks[0].payload.data(), tasks[0].payload.size()), 0);
+  EXPECT_EQ(transport->copy_counts().framed_messages, 0u);
   const uint8_t* payload;
   std::size_t size;
   EXPECT_EQ(replica.requests.peek(payload, size), shm::RingStatus::Empty);
