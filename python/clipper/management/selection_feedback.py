@@ -151,6 +151,9 @@ class SelectionFeedbackWorker:
         with self._lock:
             selection = self.app_selection(app)
             expected = self.cache.get(app, uid)
+            # The cache holds only this frontend's own writes, whose weights it published; a state
+            # another frontend wrote may not have reached this engine yet (the follower lags).
+            served_here = expected is not None
             if expected is None:
                 expected = self.store.load(app, uid)
             for attempt in range(_MAX_SAVE_ATTEMPTS):
@@ -162,13 +165,17 @@ class SelectionFeedbackWorker:
                 if self.store.save(app, uid, text, expected):
                     self.cache.put(app, uid, text)
                     weights = selection.policy.engine_plan(new_state)["weights"]
-                    if weights != selection.policy.engine_plan(state)["weights"]:
+                    # Unchanged weights need no publishing only when this engine serves them already:
+                    # the state was ours, or there was none (the app's default plan is served).
+                    stale = not served_here and expected is not None
+                    if stale or weights != selection.policy.engine_plan(state)["weights"]:
                         self._publish(app, uid, weights)
                     self._record_losses(app, selection.policy, state, outputs, label)
                     return {"feedback": new_state["feedback"], "weights": weights}
                 # Another frontend wrote this user meanwhile: learn on top of what it stored.
                 self.cache.drop(app, uid)
                 expected = self.store.load(app, uid)
+                served_here = False
         raise StateStoreError(
             f"the selection state of application '{app}' user {uid} in {self.store.description} kept "
             "changing underneath; send the feedback again"

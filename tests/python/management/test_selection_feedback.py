@@ -88,6 +88,22 @@ def test_learned_state_outlives_the_worker_and_is_published_again_at_start(servi
     assert set(binding.weights) == {("app", 3)}
 
 
+def test_a_round_on_a_state_another_frontend_wrote_publishes_even_unchanged_weights(service):
+    """Two workers on one store, no follower: the second one's engine never saw the first one's
+    weights, so its first round publishes them although learning no longer moves them."""
+    configure(service)
+    first, second = PublishedWeights(), PublishedWeights()
+    for _ in range(200):  # to the fixed point: a round changes no weight
+        worker_for(service, first).apply_feedback("app", 4, RIGHT, 1)
+    settled = first.weights[("app", 4)]
+    worker = worker_for(service, second)
+    assert worker.apply_feedback("app", 4, RIGHT, 1)["weights"] == settled
+    assert second.weights[("app", 4)] == settled
+    second.weights.clear()
+    worker.apply_feedback("app", 4, RIGHT, 1)  # its own write now: nothing new to publish
+    assert second.weights == {}
+
+
 def test_users_learn_apart(service):
     configure(service)
     worker = worker_for(service)
