@@ -16,6 +16,7 @@ classifier ("xgb"). Three parts, every query and feedback round over real HTTP o
 
     python bench/selection_digits.py                               # default, a few minutes
     python bench/selection_digits.py --degraded-rounds 1000 --feedback-rounds 600
+    for s in 1 2 3 4 5; do python bench/selection_digits.py --seed $s --no-plot; done   # the spread
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ def personalization_study(conn, client, models, split, options) -> dict:
     }
 
 
-def plot(results: dict) -> list[Path]:
+def plot(results: dict, name: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,7 +320,7 @@ def plot(results: dict) -> list[Path]:
     right.legend()
     right.set_title("confident answers vs error rate")
     fig.tight_layout()
-    paths.append(common.RESULTS_DIR / "selection_digits_ensemble.png")
+    paths.append(common.RESULTS_DIR / f"{name}_ensemble.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
@@ -336,7 +337,7 @@ def plot(results: dict) -> list[Path]:
     ax.set_title("degradation and recovery of the best model")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    paths.append(common.RESULTS_DIR / "selection_digits_degradation.png")
+    paths.append(common.RESULTS_DIR / f"{name}_degradation.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
@@ -349,7 +350,7 @@ def plot(results: dict) -> list[Path]:
     ax.set_ylabel("accuracy against each user's labels")
     ax.set_title("personalization: groups follow logreg or gnb")
     fig.tight_layout()
-    paths.append(common.RESULTS_DIR / "selection_digits_personalization.png")
+    paths.append(common.RESULTS_DIR / f"{name}_personalization.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
@@ -357,7 +358,14 @@ def plot(results: dict) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the data split (and the decision tree's seed)"
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="results name (default selection_digits, or selection_digits_seed<N> for seed N != 0)",
+    )
     parser.add_argument("--feedback-rounds", type=int, default=400, help="exp4 training stream")
     parser.add_argument(
         "--held-out", type=int, default=500, help="held-out queries for the ensemble"
@@ -371,6 +379,9 @@ def main(argv: list[str]) -> int:
         type=int,
         default=300,
         help="rounds (ending 1,000 after the degradation) compared with the best remaining model",
+    )
+    parser.add_argument(
+        "--no-plot", action="store_true", help="JSON only (further seeds of a spread)"
     )
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--personal-rounds", type=int, default=200)
@@ -436,8 +447,11 @@ def main(argv: list[str]) -> int:
         },
         "http_requests": client.requests,
     }
-    path = common.write_results("selection_digits", results)
-    plots = plot(results)
+    name = options.name or (
+        "selection_digits" if options.seed == 0 else f"selection_digits_seed{options.seed}"
+    )
+    path = common.write_results(name, results)
+    plots = [] if options.no_plot else plot(results, name)
     fmt = lambda v: f"{100 * v:5.1f}%"
     print(
         f"Ensemble ({ensemble['feedback_rounds']} feedback rounds, {ensemble['held_out']} held-out digits):"

@@ -56,10 +56,40 @@ def test_exp3_draws_as_its_published_weights_say():
     assert counts["right"] / 20000 == pytest.approx(plan["weights"]["right"], abs=0.02)
 
 
+def train_with(policy, rounds, params, *, full_information):
+    state = policy.init_state(MODELS, **params)
+    for _ in range(rounds):
+        chosen = policy.select(state, MODELS)
+        shown = OUTPUTS if full_information else {name: OUTPUTS[name] for name in chosen}
+        state = policy.observe(state, shown, "1")
+    return state
+
+
 def test_exp3_keeps_exploring_with_gamma():
     policy = make_policy("exp3", seed=5)
-    state = train(policy, 2000, full_information=True)
+    state = train_with(policy, 2000, {"gamma": 0.02}, full_information=False)
     assert policy.weights(state)["wrong"] >= 0.02 / 2
+    assert policy.engine_plan(state)["weights"]["wrong"] >= 0.02 / 2  # what the engine draws from
+
+
+def test_exp3_by_default_does_not_explore_since_feedback_is_full_information():
+    # /update evaluates every linked model, so exploration would only serve the worse model: the
+    # wrong model keeps just what the fixed share gives back each round, (share / K) / (1 - e^-eta)
+    # = 0.0019, against the 0.01 that gamma=0.02 would add.
+    policy = make_policy("exp3", seed=5)
+    assert policy.param(policy.init_state(MODELS), "gamma") == 0.0
+    state = train(policy, 200, full_information=True)
+    assert policy.engine_plan(state)["weights"]["wrong"] == pytest.approx(0.0005 / (1 - 0.7408), rel=0.01)
+
+
+@pytest.mark.parametrize(("eta", "rounds"), [(0.3, 8), (0.1, 23)])
+def test_exp3_learning_rate_sets_how_fast_a_wrong_model_loses_its_draws(eta, rounds):
+    # Two models, one always wrong: 90% of the draws go to the right one after about ln(9) / eta rounds.
+    policy = make_policy("exp3", seed=5)
+    state = train_with(policy, rounds - 1, {"eta": eta}, full_information=True)
+    assert policy.weights(state)["right"] < 0.9
+    state = train_with(policy, rounds, {"eta": eta}, full_information=True)
+    assert policy.weights(state)["right"] >= 0.9
 
 
 def test_exp3_recovers_when_the_models_swap():
@@ -135,7 +165,7 @@ def test_bad_parameters_raise_naming_what_is_valid(name, params):
 
 def test_only_parameters_away_from_their_default_are_stored():
     policy = make_policy("exp3")
-    assert policy.init_state(MODELS, eta=0.1, gamma=0.2)["params"] == {"gamma": 0.2}
+    assert policy.init_state(MODELS, eta=0.3, gamma=0.2)["params"] == {"gamma": 0.2}
 
 
 @pytest.mark.parametrize("name", ["exp3", "exp4", "epsilon_greedy", "ucb1"])
