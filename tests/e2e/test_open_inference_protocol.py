@@ -50,11 +50,19 @@ def conn(tmp_path_factory):
         conn.register_application("strict", "doubles", "-1.0", SLO_MICROS)
         deploy_python_closure(conn, "strict-model", "1", "doubles", e2e_models.fail_on_negative)
         conn.link_model_to_app("strict", "strict-model")
+        # The same failure behind an ensemble and a cascade: two models that both refuse negatives.
+        deploy_python_closure(conn, "strict-model-b", "1", "doubles", e2e_models.fail_on_negative)
+        for app, policy in (("strict-ensemble", "exp4"), ("strict-cascade", "cascade")):
+            conn.register_application(app, "doubles", "-1.0", SLO_MICROS)
+            conn.set_selection_policy(app, policy)
+            conn.link_model_to_app(app, "strict-model")
+            conn.link_model_to_app(app, "strict-model-b")
         conn.register_application("late", "doubles", "-1.0", LATE_SLO_MICROS)
         deploy_python_closure(conn, "sleepy", "1", "doubles", e2e_models.sleep_300_ms)
         conn.link_model_to_app("late", "sleepy")
         for app, body in (("sum", {"input": [0.0]}), ("shout", {"input": "a"}), ("pick", {"input": [0.0]}),
-                          ("wrong", {"input": [0.0]}), ("strict", {"input": [0.0]})):  # fmt: skip
+                          ("wrong", {"input": [0.0]}), ("strict", {"input": [0.0]}),
+                          ("strict-ensemble", {"input": [0.0]}), ("strict-cascade", {"input": [0.0]})):  # fmt: skip
             model_answer(conn, app, body, timeout_s=60)
         yield conn
     finally:
@@ -226,6 +234,30 @@ def test_a_failing_or_late_model_answers_the_apps_default_and_fails_a_model_requ
     result = client.infer("late", [late])
     assert result.as_numpy("default").tolist() == [True]
     assert "100000 microseconds" in result.get_response()["parameters"]["default_explanation"]
+
+
+@pytest.mark.parametrize(
+    ("app", "explanation"),
+    [("strict", "Model strict-model:1 failed"),
+     ("strict-ensemble", "No model of the ensemble answered: Model strict-model:1 failed"),
+     ("strict-cascade", "No model of the cascade answered: Model strict-model:1 failed")],
+)  # fmt: skip
+def test_an_app_answers_its_default_where_its_models_failed_whatever_its_policy(client, app, explanation):
+    # One rule for every application, one model or several: a row no model answered gets the app's
+    # default (marked in the `default` output, explained in `default_explanation`); only a model
+    # served under its own name, which has no default, fails the request. (The models fail a whole
+    # batch with a negative input in it, so both rows fail.)
+    rows = doubles_input(np.array([[-1.0], [2.0]]), binary=True)
+    result = client.infer(app, [rows])
+    np.testing.assert_array_equal(result.as_numpy("default"), [True, True])
+    np.testing.assert_array_equal(result.as_numpy("output"), [-1.0, -1.0])
+    healthy = client.infer(app, [doubles_input(np.array([[4.0]]), binary=False)])
+    assert healthy.as_numpy("default").tolist() == [False]
+    assert healthy.as_numpy("output").tolist() == [4.0]
+    text = result.get_response()["parameters"]["default_explanation"]
+    assert text.startswith(explanation), text
+    assert "error_id=" in text  # the model's own message stays in the frontend's log
+    assert_refused(lambda: client.infer("strict-model-b", [rows]), 500, "strict-model-b:1")
 
 
 def test_errors_use_the_protocols_format_and_status_codes(conn, client):
