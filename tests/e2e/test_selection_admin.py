@@ -1,11 +1,13 @@
 """The selection layer's admin API and management REST API against a real frontend process: policies
 are validated and stored, links follow the policy, what users learned is read and reset, and policy,
 parameters and learned state survive a killed frontend (embedded store and Redis). A policy written in
-Python (examples/custom_policy.py) is imported by the frontend and set on an app.
+Python (examples/custom_policy.py) is imported by the frontend, set on an app and run end to end:
+/update feeds its `observe`, the engine draws natively from the weights it publishes.
 
-Learned state is written as the feedback worker writes it (the same store, the policy's `observe`):
-until the engine forwards `/update` to the worker, that is the one writer the frontend has."""
+Where a test needs a user's learned state without replicas, it writes it as the feedback worker does
+(the same store, the policy's `observe`)."""
 
+import collections
 import http.client
 import json
 import os
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import e2e_models
 import pytest
-from e2e_support import free_ports, predict, wait_for
+from e2e_support import free_ports, post, predict, wait_for
 
 from clipper import ClipperConnection, ClipperException, LocalContainerManager
 from clipper.deployers.python import deploy_python_closure
@@ -206,8 +208,9 @@ def test_the_python_policy_example_runs_and_is_set_on_an_app(tmp_path, monkeypat
     conn.start_clipper()
     try:
         conn.register_application("custom-app", "doubles", "-1.0", SLO_MICROS)
-        for name in ("x", "y"):
-            conn.register_model(name, "1", "doubles")
+        # Real replicas: "x" always answers the label, "y" never does.
+        deploy_python_closure(conn, "x", "1", "doubles", e2e_models.label_of_first)
+        deploy_python_closure(conn, "y", "1", "doubles", e2e_models.label_plus_one)
         conn.set_selection_policy("custom-app", "custom_policy:AccuracyPowerPolicy", sharpness=8)
         for name in ("x", "y"):
             conn.link_model_to_app("custom-app", name)
@@ -216,6 +219,31 @@ def test_the_python_policy_example_runs_and_is_set_on_an_app(tmp_path, monkeypat
         }  # fmt: skip
         state = conn.get_selection_state("custom-app", uid=1)
         assert {name: m["weight"] for name, m in state["models"].items()} == {"x": 0.5, "y": 0.5}
+
+        # End to end: /update feeds the policy's Python observe in the frontend, the weights it
+        # publishes are what the engine draws from natively for that user, and no one else's.
+        wait_for(
+            lambda: not predict(conn, "custom-app", {"input": [0.0], "uid": 1})[1]["default"],
+            timeout_s=60, what="both replicas serving",
+        )  # fmt: skip
+        for round_number in range(40):
+            body = {"uid": 1, "input": [float(round_number)], "label": round_number}
+            status, ack, _ = post(conn.get_query_addr(), "/custom-app/update", body)
+            assert status == 200 and ack["feedback_applied"] is True, ack
+        learned = conn.get_selection_state("custom-app", uid=1)
+        assert learned["feedback"] == 40
+        # ((40 + 1) / 42) ** 8 against (1 / 42) ** 8: x takes all but ~1e-13 of the draws.
+        assert learned["models"]["x"]["weight"] > 0.999
+        answers = [
+            predict(conn, "custom-app", {"input": [100.0 + v], "uid": 1})[1]["output"]
+            for v in range(60)
+        ]
+        assert answers == [100 + v for v in range(60)]  # every one drawn from "x"
+        others = collections.Counter(
+            predict(conn, "custom-app", {"input": [200.0 + v], "uid": 2})[1]["output"] == 200 + v
+            for v in range(100)
+        )
+        assert 20 <= others[True] <= 80, others  # user 2 sent no feedback: still an even draw
         with pytest.raises(SelectionPolicyError, match="sharpness must be positive"):
             conn.set_selection_policy(
                 "custom-app", "custom_policy:AccuracyPowerPolicy", sharpness=0

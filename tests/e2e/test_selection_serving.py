@@ -83,13 +83,18 @@ def test_bad_feedback_is_a_400_that_names_the_problem(conn):
     register(conn, "strict", "exp3")
     for body, fragment in (
         ({"uid": 0, "input": [1.0], "label": "cat"}, "label"),
+        ({"uid": 0, "input": [1.0], "label": True}, "label"),
+        ({"uid": 0, "input": [1.0]}, "label"),
         ({"uid": 0, "input": "x", "label": 1}, "Expected JSON schema"),
+        ({"uid": 0, "input": ["a", "b"], "label": 1}, "Expected JSON schema"),
         ({"uid": "me", "input": [1.0], "label": 1}, "uid"),
+        ({"input": [1.0], "label": 1}, "uid"),
     ):
         status, error, _ = post(conn.get_query_addr(), "/strict/update", body)
         assert status == 400 and fragment in error["cause"], (body, error)
+    # An unknown application is the contract's 404 (as for /predict), naming it.
     status, error, _ = post(conn.get_query_addr(), "/nobody/update", {"uid": 0, "input": [1.0], "label": 1})
-    assert status == 404
+    assert status == 404 and "nobody" in error["cause"], error
     assert conn.get_selection_state("strict", uid=0)["feedback"] == 0
 
 
