@@ -33,6 +33,14 @@ PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const Cache
   return Lookup::Hit;
 }
 
+bool PredictionCache::holds(const CacheKey& key) {
+  if (!enabled()) return false;
+  Shard& shard = shard_for(key);
+  std::lock_guard lock(shard.mutex);
+  auto found = shard.index.find(key);
+  return found != shard.index.end() && shard.slots[*found].state == Slot::State::Ready;
+}
+
 std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::string_view output,
                                                   ModelConfidence confidence) {
   if (!enabled()) return {};

@@ -61,6 +61,10 @@ class PredictionCache {
   Lookup lookup(const CacheKey& key, const CacheWaiter& waiter, std::string& output,
                 ModelConfidence* confidence = nullptr);
 
+  // An answer for `key` is stored (not merely being evaluated). A look without side effects: nothing
+  // joins, nothing becomes pending, no statistic counts (admission control asks before refusing).
+  bool holds(const CacheKey& key);
+
   // The evaluation finished: stores the output with its confidence and returns the waiters to answer.
   std::vector<CacheWaiter> resolve(const CacheKey& key, std::string_view output,
                                    ModelConfidence confidence = std::nullopt);

@@ -3,9 +3,12 @@
 // within its SLO given the model's queue and measured service rate (batching/admission.h estimates),
 // so an overloaded model sheds at the door instead of answering everyone late. On the I/O thread like
 // the rest of QueryProcessor.
+#include <algorithm>
 #include <chrono>
 
 #include "batching/admission.h"
+#include "cache/prediction_cache.h"
+#include "common/cache_key.h"
 #include "engine/engine.h"
 #include "query/oip_codec.h"
 #include "query/query_codec.h"
@@ -19,37 +22,111 @@ using std::chrono::microseconds;
 std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const AppRoute& app,
                                                                          const ModelChoice& choice,
                                                                          const std::vector<DecodedInput>& inputs,
-                                                                         Clock::time_point received) const {
+                                                                         Clock::time_point received,
+                                                                         int64_t budget_micros) {
+  std::optional<Refusal> refusal = judge_admission(app, choice, inputs, nullptr, received, budget_micros);
+  if (!refusal || !engine_.cache().enabled()) return refusal;
+  // Before refusing: an answer the cache holds needs no model, so only the inputs it cannot answer
+  // count (a query it answers entirely is admitted whatever the load). Looked at only on this path, so
+  // an admitted query hashes its inputs once.
+  UncachedInputs uncached;
+  PredictionCache& cache = engine_.cache();
+  for (std::size_t m = 0; m < choice.models.size() && !(choice.cascade && m > 0); ++m) {
+    uncached.push_back({0, 0});
+    if (choice.models[m] == nullptr) continue;
+    for (const DecodedInput& input : inputs) {
+      if (cache.holds(make_cache_key(choice.models[m]->id, input.payload))) continue;
+      ++uncached.back().count;
+      uncached.back().bytes += input.payload.size();
+    }
+  }
+  return judge_admission(app, choice, inputs, &uncached, received, budget_micros);
+}
+
+std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const AppRoute& app,
+                                                                       const ModelChoice& choice,
+                                                                       const std::vector<DecodedInput>& inputs,
+                                                                       const UncachedInputs* uncached,
+                                                                       Clock::time_point received,
+                                                                       int64_t budget_micros) const {
   const EngineOptions& options = engine_.options();
-  if (pending_.size() >= options.max_pending_queries_per_io_thread) {
+  std::size_t waiting = inputs.size();  // inputs that would wait for a model
+  if (uncached != nullptr) {
+    waiting = 0;
+    for (const UncachedCount& model : *uncached) waiting += model.count;
+  }
+  // A query the cache answers entirely is answered at once: it never waits among the pending ones.
+  if (waiting > 0 && pending_.size() >= options.max_pending_queries_per_io_thread) {
     return Refusal{metrics::RejectReason::PendingLimit, 1,
                    "Overloaded: " + std::to_string(pending_.size()) +
                        " queries are waiting for answers on this I/O thread (max_pending_queries_per_io_thread)"};
   }
-  std::size_t bytes = 0;
-  for (const DecodedInput& input : inputs) bytes += input.payload.size();
-  const double left = static_cast<double>(app.slo_micros - duration_cast<microseconds>(Clock::now() - received).count());
+  std::size_t all_bytes = 0;
+  if (uncached == nullptr) {
+    for (const DecodedInput& input : inputs) all_bytes += input.payload.size();
+  }
+  const double left = static_cast<double>(budget_micros - duration_cast<microseconds>(Clock::now() - received).count());
   for (std::size_t m = 0; m < choice.models.size(); ++m) {
     ModelVersion* model = choice.models[m];
     // A cascade asks only its first model at arrival; each escalation keeps the deadline by itself.
     if (choice.cascade && m > 0) break;
-    if (model == nullptr || inputs.empty()) continue;
-    if (model->queue.approximate_size() + inputs.size() > options.max_queued_tasks_per_model ||
-        model->queue.approximate_bytes() + bytes > options.max_queued_bytes_per_model) {
-      return Refusal{metrics::RejectReason::QueueFull, 1,
-                     "Overloaded: the queue of model " + model->label +
-                         " is full (max_queued_tasks_per_model or max_queued_bytes_per_model)"};
-    }
-    const AdmissionEstimate estimate = scheduler_.admission_estimate(*model, inputs.size());
-    if (estimate.known && estimate.wait_micros > left) {
-      return Refusal{metrics::RejectReason::Deadline, retry_after_seconds(estimate.wait_micros, left),
-                     "Overloaded: model " + model->label + " would answer in about " +
-                         std::to_string(static_cast<int64_t>(estimate.wait_micros)) + " us given its queue and " +
-                         "measured service rate, beyond the " + std::to_string(static_cast<int64_t>(left)) +
-                         " us the latency SLO of " + std::to_string(app.slo_micros) + " microseconds leaves"};
-    }
+    const std::size_t count = uncached != nullptr ? (*uncached)[m].count : inputs.size();
+    const std::size_t bytes = uncached != nullptr ? (*uncached)[m].bytes : all_bytes;
+    if (model == nullptr || count == 0) continue;
+    if (auto refusal = model_refusal(*model, count, bytes, left, budget_micros)) return refusal;
   }
   return std::nullopt;
+}
+
+std::optional<QueryProcessor::Refusal> QueryProcessor::model_refusal(ModelVersion& model, std::size_t count,
+                                                                     std::size_t bytes, double left_micros,
+                                                                     int64_t budget_micros) const {
+  const EngineOptions& options = engine_.options();
+  if (model.queue.approximate_size() + count > options.max_queued_tasks_per_model ||
+      model.queue.approximate_bytes() + bytes > options.max_queued_bytes_per_model) {
+    return Refusal{metrics::RejectReason::QueueFull, 1,
+                   "Overloaded: the queue of model " + model.label +
+                       " is full (max_queued_tasks_per_model or max_queued_bytes_per_model)"};
+  }
+  const AdmissionEstimate estimate = scheduler_.admission_estimate(model, count);
+  if (estimate.known && estimate.wait_micros > left_micros) {
+    return Refusal{metrics::RejectReason::Deadline, retry_after_seconds(estimate.wait_micros, left_micros),
+                   "Overloaded: model " + model.label + " would answer in about " +
+                       std::to_string(static_cast<int64_t>(estimate.wait_micros)) + " us given its queue and " +
+                       "measured service rate, beyond the " + std::to_string(static_cast<int64_t>(left_micros)) +
+                       " us the time limit of " + std::to_string(budget_micros) + " microseconds leaves"};
+  }
+  return std::nullopt;
+}
+
+std::optional<QueryProcessor::Refusal> QueryProcessor::refusal_before_decoding(const AppRoute& app,
+                                                                               std::string_view body,
+                                                                               Clock::time_point received) const {
+  // Only where nothing in the body could change the answer: a 429/503 (not the app's default, which
+  // needs the input count), no cache that might hold the answers, the models to ask known without
+  // the body (no draw by the user's weights, no "version" named; a body merely mentioning the word is
+  // decoded, which is only slower).
+  if (app.overload != OverloadAnswer::Reject || engine_.cache().enabled() || app.linked_models.empty()) {
+    return std::nullopt;
+  }
+  const SelectionPlan& plan = app.selection;
+  if (plan.mode == SelectionMode::Sample && app.linked_models.size() > 1) return std::nullopt;
+  if (body.find("\"version\"") != std::string_view::npos) return std::nullopt;
+  const double left = static_cast<double>(app.slo_micros - duration_cast<microseconds>(Clock::now() - received).count());
+  auto judge = [&](const LinkedModel& linked) -> std::optional<Refusal> {
+    ModelVersion* model = linked.current;
+    if (model == nullptr || model->connected_replicas.load(std::memory_order_relaxed) == 0) return std::nullopt;
+    return model_refusal(*model, 1, 0, left, app.slo_micros);  // even one input (of any size) is too many
+  };
+  if (plan.mode == SelectionMode::Ensemble) {
+    for (const LinkedModel& linked : app.linked_models) {
+      if (auto refusal = judge(linked)) return refusal;
+    }
+    return std::nullopt;
+  }
+  // A cascade is judged by its first model, as after decoding.
+  const std::size_t first = plan.mode == SelectionMode::Cascade && !plan.cascade_order.empty() ? plan.cascade_order.front() : 0;
+  return judge(app.linked_models[std::min(first, app.linked_models.size() - 1)]);
 }
 
 void QueryProcessor::reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot,

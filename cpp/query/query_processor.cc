@@ -222,19 +222,29 @@ void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route,
     return;
   }
   const Clock::time_point received = Clock::now();
+  // Feedback is not latency-bound like a query, but a model that never answers must not hold it.
+  const microseconds evaluation_time =
+      std::max(microseconds(app.slo_micros), duration_cast<microseconds>(kFeedbackEvaluationTime));
+  std::vector<DecodedInput> inputs;
+  inputs.push_back(std::move(body.input));
+  // The outputs the models must still give are evaluated like a query's: an overloaded model refuses
+  // the update at arrival (429/503 whatever the app's overload option: feedback that was not applied is
+  // never acknowledged).
+  if (auto refusal = admission_refusal(app, choice, inputs, received, evaluation_time.count())) {
+    app.metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
+    reply_overloaded(app, *refusal, slot, false);
+    return;
+  }
   const uint64_t query_key = engine_.next_query_ids(1);
   PendingQuery query;
   query.slot = slot;
   query.app = route;
   query.first_query_id = query_key;
   query.received = received;
-  // Feedback is not latency-bound like a query, but a model that never answers must not hold it.
-  query.deadline = received + std::max(microseconds(app.slo_micros), duration_cast<microseconds>(kFeedbackEvaluationTime));
+  query.deadline = received + evaluation_time;
   query.is_feedback = true;
   query.uid = body.uid;
   query.label = body.label;
-  std::vector<DecodedInput> inputs;
-  inputs.push_back(std::move(body.input));
   if (!submit_inputs(query_key, query, choice, inputs)) send_feedback_round(query_key, query);
 }
 
@@ -299,6 +309,12 @@ void QueryProcessor::count_selections(const AppRoute& app, const ModelChoice& ch
 
 void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                                     http::ResponseSlot slot, Clock::time_point received) {
+  if (auto refusal = refusal_before_decoding(*app, request.body, received)) {
+    app->metrics->requests.add();
+    app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
+    reply_overloaded(*app, *refusal, slot, false);
+    return;
+  }
   auto decoded = decode_predict_body(request.body, app->input_type);
   if (!decoded.ok()) {
     reply_error(http_, slot, 400, decoded.failure.error, decoded.failure.cause, app.get());
@@ -354,7 +370,7 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
   count_selections(*app, choice, count);
-  if (auto refusal = admission_refusal(*app, choice, body.inputs, received)) {
+  if (auto refusal = admission_refusal(*app, choice, body.inputs, received, app->slo_micros)) {
     app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     // Open Inference Protocol answers carry no default output: those are always refused.
     if (app->overload == OverloadAnswer::Reject || oip || app->direct_model) {

@@ -154,15 +154,35 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   ModelChoice choose_models(const AppRoute& app, int64_t uid);
   ModelChoice every_linked_model(const AppRoute& app);
   // Admission control (admission_gate.cc): why a query must be refused at arrival (a memory bound, or
-  // a model that could not answer within the SLO given its queue and measured service rate), or
-  // nothing to admit it.
+  // a model that could not answer within `budget_micros` of `received` given its queue and measured
+  // service rate, counting only the inputs the cache cannot answer), or nothing to admit it.
   struct Refusal {
     metrics::RejectReason reason;
     int64_t retry_after_seconds = 1;
     std::string cause;
   };
   std::optional<Refusal> admission_refusal(const AppRoute& app, const ModelChoice& choice,
-                                           const std::vector<DecodedInput>& inputs, Clock::time_point received) const;
+                                           const std::vector<DecodedInput>& inputs, Clock::time_point received,
+                                           int64_t budget_micros);
+  // Per model judged (a cascade: its first): the inputs the cache does not hold, and their bytes.
+  struct UncachedCount {
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+  };
+  using UncachedInputs = absl::InlinedVector<UncachedCount, 2>;
+  // The checks themselves; `uncached` null: every input counts as needing its model.
+  std::optional<Refusal> judge_admission(const AppRoute& app, const ModelChoice& choice,
+                                         const std::vector<DecodedInput>& inputs, const UncachedInputs* uncached,
+                                         Clock::time_point received, int64_t budget_micros) const;
+  // `model`'s bounds and deadline for `count` more inputs of `bytes` with `left_micros` of the query's
+  // time limit (`budget_micros`: the SLO, or an /update's evaluation time) left.
+  std::optional<Refusal> model_refusal(ModelVersion& model, std::size_t count, std::size_t bytes,
+                                       double left_micros, int64_t budget_micros) const;
+  // The same judgement from the route alone, before the body is decoded (decoding is most of what a
+  // refusal costs): a refusal when even one input could not be answered in time, for an app answering
+  // overload with 429 and with the cache off; nothing when the body is needed to decide.
+  std::optional<Refusal> refusal_before_decoding(const AppRoute& app, std::string_view body,
+                                                 Clock::time_point received) const;
   // 429 or 503 with Retry-After, in Clipper's error format or the Open Inference Protocol's.
   void reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot, bool oip_format);
   using ModelsToNotify = absl::InlinedVector<ModelVersion*, 2>;

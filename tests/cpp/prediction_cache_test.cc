@@ -42,6 +42,23 @@ TEST(PredictionCache, MissThenHitAfterResolve) {
   EXPECT_EQ(statistics.misses, 1u);
 }
 
+TEST(PredictionCache, HoldsSaysWhetherAnAnswerIsStoredWithoutTouchingAnything) {
+  PredictionCache cache(1 << 20);
+  const CacheKey key = make_cache_key(1, "input");
+  EXPECT_FALSE(cache.holds(key));
+  std::string output;
+  ASSERT_EQ(cache.lookup(key, waiter(1), output), PredictionCache::Lookup::Miss);
+  EXPECT_FALSE(cache.holds(key));  // being evaluated is not stored
+  cache.resolve(key, "answer");
+  EXPECT_TRUE(cache.holds(key));
+  EXPECT_FALSE(cache.holds(make_cache_key(2, "input")));  // another version
+  const CacheStatistics statistics = cache.statistics();
+  EXPECT_EQ(statistics.hits, 0u);
+  EXPECT_EQ(statistics.misses, 1u);
+  EXPECT_EQ(statistics.coalesced, 0u);
+  EXPECT_FALSE(PredictionCache(0).holds(key));
+}
+
 TEST(PredictionCache, IdenticalConcurrentQueriesWaitOnOneEvaluation) {
   PredictionCache cache(1 << 20);
   const CacheKey key = make_cache_key(1, "same");

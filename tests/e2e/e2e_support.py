@@ -2,9 +2,12 @@
 
 import http.client
 import json
+import os
 import socket
+import subprocess
 import time
 
+import clipper_native
 from clipper import ClipperConnection, LocalContainerManager
 
 
@@ -22,7 +25,8 @@ def free_ports(count):
             probe.close()
 
 
-def start_cluster(state_root, name, **manager_options):
+def start_cluster(state_root, name, start_options=None, **manager_options):
+    """A local cluster on free ports; `start_options` go to start_clipper (e.g. cache_size)."""
     query, management, rpc, metrics = free_ports(4)
     options = {
         "cluster_name": name,
@@ -36,7 +40,7 @@ def start_cluster(state_root, name, **manager_options):
         **manager_options,
     }
     conn = ClipperConnection(LocalContainerManager(**options), replica_start_timeout_s=60)
-    conn.start_clipper()
+    conn.start_clipper(**(start_options or {}))
     return conn
 
 
@@ -83,3 +87,52 @@ def model_answer(conn, app, body, timeout_s=15.0):
         return answer if status == 200 and not answer["default"] else None
 
     return wait_for(answered, timeout_s, what=f"a model answer from '{app}'")
+
+
+def loadgen():
+    """The clipper-loadgen binary installed with the package."""
+    for base in clipper_native.__path__:
+        candidate = os.path.join(base, "bin", "clipper-loadgen")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise AssertionError(
+        "clipper-loadgen is not installed with clipper_native (pip install builds it)"
+    )
+
+
+def open_loop(url, rate, seconds, connections=512, slo_us=None):
+    """clipper-loadgen in open loop (Poisson arrivals of W1 queries, each input new) at `rate` per
+    second for `seconds` after a 0.5 s warmup; returns the process (its report: `report_of`, with
+    answers_within_slo when `slo_us` is given)."""
+    command = [
+        loadgen(),
+        "--url",
+        url,
+        "--w1",
+        "--rate",
+        str(rate),
+        "--arrivals",
+        "poisson",
+        "--connections",
+        str(connections),
+        "--warmup",
+        "0.5",
+        "--duration",
+        str(seconds),
+        "--drain",
+        "3",
+    ]
+    if slo_us is not None:
+        command += ["--slo-us", str(slo_us)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def report_of(process):
+    """The load generator's JSON report, once it exits (printed in short for the test's log)."""
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    report = json.loads(out)
+    print(
+        json.dumps({k: report[k] for k in ("requests", "status", "default_answers", "latency_us")})
+    )
+    return report

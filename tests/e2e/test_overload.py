@@ -8,66 +8,23 @@ so the offered rate does not bend to the server's answers.
 """
 
 import http.client
+import itertools
 import json
-import os
 import re
-import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import clipper_native
 import e2e_models
+from e2e_support import model_answer, open_loop, post, report_of
+
 from clipper.deployers.python import deploy_python_closure
-from e2e_support import model_answer, post
 
 SLO_MICROS = 250_000
 CAPACITY_PER_S = 200  # 4 inputs per 20 ms batch
 # The answer to a query is due by its SLO; the load generator's own scheduling and the loaded machine
 # may add a little on top of the server's time.
 SLO_WITH_CLIENT_SLACK_US = SLO_MICROS + 60_000
-
-
-def loadgen():
-    for base in clipper_native.__path__:
-        candidate = os.path.join(base, "bin", "clipper-loadgen")
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise AssertionError(
-        "clipper-loadgen is not installed with clipper_native (pip install builds it)"
-    )
-
-
-def open_loop(url, rate, seconds):
-    command = [
-        loadgen(),
-        "--url",
-        url,
-        "--w1",
-        "--rate",
-        str(rate),
-        "--arrivals",
-        "poisson",
-        "--connections",
-        "512",
-        "--warmup",
-        "0.5",
-        "--duration",
-        str(seconds),
-        "--drain",
-        "3",
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def report_of(process):
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    report = json.loads(out)
-    print(
-        json.dumps({k: report[k] for k in ("requests", "status", "default_answers", "latency_us")})
-    )
-    return report
 
 
 def assert_nothing_lost(report):
@@ -86,14 +43,20 @@ def rejected(conn, app, reason):
     return int(found.group(1))
 
 
-def first_refusal(query_addr, app, within_s=5.0):
-    """Queries `app` until one is refused; returns its status, Retry-After and JSON body."""
+_fresh_values = itertools.count(1_000_000)
+
+
+def first_refusal(query_addr, app, within_s=5.0, action="predict", extra=""):
+    """Queries `app` until one is refused; returns its status, Retry-After and JSON body. Each query's
+    input is new (a cached one would be answered whatever the load)."""
     host, port = query_addr.rsplit(":", 1)
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         connection = http.client.HTTPConnection(host, int(port), timeout=10)
         try:
-            connection.request("POST", f"/{app}/predict", body=b'{"input": [1.5, 2.5]}')
+            value = next(_fresh_values)
+            body = f'{{"input": [1.5, {value}]{extra}}}'.encode()
+            connection.request("POST", f"/{app}/{action}", body=body)
             response = connection.getresponse()
             body = response.read()
             if response.status != 200:
@@ -182,9 +145,94 @@ def test_memory_bounds_refuse_queries_beyond_them_with_503(clusters):
             pool.submit(post, query_addr, "/slow/predict", {"input": [float(i)]}) for i in (2, 3)
         ]
         time.sleep(0.1)
-        status, body, elapsed = post(query_addr, "/slow/predict", {"input": [4.0]})
+        status, body, _ = post(query_addr, "/slow/predict", {"input": [4.0]})
         assert [future.result()[0] for future in waiting] == [200, 200]
     assert status == 503 and "queries are waiting for answers" in body["cause"], body
     assert rejected(conn, "slow", "queue_full") == 1
     assert rejected(conn, "lenient", "queue_full") == 1
     assert rejected(conn, "slow", "pending_limit") == 1
+
+
+def test_under_overload_cached_answers_are_served_and_unevaluable_feedback_is_refused(clusters):
+    conn = clusters.start("cached")
+    # An SLO of 1 s: an /update may take that long to collect its outputs, so under overload an update
+    # needing the model is refused like a query.
+    conn.register_application("busy", "doubles", "-1", 1_000_000)
+    deploy_python_closure(
+        conn, "sleeper", "1", "doubles", e2e_models.sleep_20_ms_per_batch, batch_size=4
+    )
+    conn.link_model_to_app("busy", "sleeper")
+    query_addr = conn.get_query_addr()
+    cached = [7.0, 7.0]
+    model_answer(conn, "busy", {"input": cached})  # answered once: now in the cache
+
+    overload = open_loop(f"http://{query_addr}/busy/predict", 4 * CAPACITY_PER_S, 5)
+    time.sleep(2.0)
+    status, retry_after, body = first_refusal(query_addr, "busy")
+    assert status == 429 and int(retry_after) >= 1, body
+    # The cache answers a query it holds entirely, whatever the model's queue (queued, it would be
+    # refused: the queue is past what the SLO allows).
+    answers = [post(query_addr, "/busy/predict", {"input": cached}) for _ in range(20)]
+    # Feedback whose output the model must still give is refused, never acknowledged unapplied...
+    status, retry_after, body = first_refusal(
+        query_addr, "busy", action="update", extra=', "uid": 1, "label": 1.0'
+    )
+    # ...and feedback on a cached input needs no model: it is applied.
+    feedback = post(query_addr, "/busy/update", {"uid": 1, "label": 1.0, "input": cached})
+    report = report_of(overload)
+
+    assert_nothing_lost(report)
+    assert report["status"].get("429", 0) > 0.4 * report["requests"], report["status"]
+    for answer_status, answer, _ in answers:
+        assert answer_status == 200 and not answer["default"], answer
+    assert status == 429 and int(retry_after) >= 1, body
+    assert body["error"] == "Overloaded" and "sleeper:1" in body["cause"], body
+    assert feedback[0] == 200 and feedback[1]["feedback_applied"] is True, feedback
+
+
+def test_without_a_cache_an_overloaded_app_refuses_before_decoding_the_body(clusters):
+    # With no cache to answer from, the body cannot change the verdict once even one input is too
+    # many: the refusal comes before the JSON decode, so a malformed body gets the 429 too (with the
+    # cache on, it is decoded and gets its 400: a cached answer might have served it).
+    conn = clusters.start("early", start_options={"cache_size": 0})
+    conn.register_application("busy", "doubles", "-1", SLO_MICROS)
+    conn.register_application("busy-default", "doubles", "-1", SLO_MICROS, overload="default")
+    deploy_python_closure(
+        conn, "sleeper", "1", "doubles", e2e_models.sleep_20_ms_per_batch, batch_size=4
+    )
+    conn.link_model_to_app("busy", "sleeper")
+    conn.link_model_to_app("busy-default", "sleeper")
+    model_answer(conn, "busy", {"input": [0.5]})
+    query_addr = conn.get_query_addr()
+    malformed = b'{"input": [1.0, '
+
+    assert post_raw(query_addr, "/busy/predict", malformed)[0] == 400  # idle: decoded, refused 400
+    overload = open_loop(f"http://{query_addr}/busy/predict", 4 * CAPACITY_PER_S, 4)
+    time.sleep(1.0)
+    status, _, body = first_refusal(query_addr, "busy")
+    early = post_raw(query_addr, "/busy/predict", malformed)
+    # The app answering overload with its default needs the input count: decoded, so 400.
+    lenient = post_raw(query_addr, "/busy-default/predict", malformed)
+    # A body naming a version is decoded (the version decides which model is asked).
+    named = post_raw(query_addr, "/busy/predict", b'{"input": [1.0], "version": "1"}')
+    report = report_of(overload)
+
+    assert_nothing_lost(report)
+    assert status == 429, body
+    assert early[0] == 429 and int(early[1]) >= 1, early
+    assert early[2]["error"] == "Overloaded" and "sleeper:1" in early[2]["cause"], early
+    assert lenient[0] == 400, lenient
+    assert named[0] == 429 and named[2]["error"] == "Overloaded", named
+    assert rejected(conn, "busy", "deadline") >= report["status"]["429"] + 2
+
+
+def post_raw(query_addr, path, data):
+    """POST raw bytes; (status, Retry-After, decoded JSON body)."""
+    host, port = query_addr.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=data)
+        response = connection.getresponse()
+        return response.status, response.getheader("Retry-After"), json.loads(response.read())
+    finally:
+        connection.close()

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import management_cases
+import overload_cases
 import query_port_cases
 import replica_cases
 import state_cases
@@ -22,6 +23,7 @@ CASES: list[Case] = [
     *management_cases.CASES,
     *query_port_cases.CASES,
     *replica_cases.CASES,
+    *overload_cases.CASES,
     *state_cases.CASES,
 ]
 
