@@ -5,7 +5,7 @@ throw-away state dir, stopped by the caller's ExitStack even when the study fail
 model answers, and reading the engine's counters, gauges and histograms between two instants. It
 does not deploy anything (each study does). `MetricsSampler` polls /metrics on one background
 thread; everything else runs on the caller's thread. Used by w3.py, w4.py, goodput.py and
-cache_bench.py (w1.py has its own, older copy of the start-up).
+cache_bench.py and shm_transport.py (w1.py has its own, older copy of the start-up).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class LocalCluster:
     metric_addr: str
     frontend_pid: int | None
     start_kwargs: dict[str, Any] = field(default_factory=dict)
+    manager: Any = None  # clipper.LocalContainerManager
 
     def url(self, app: str) -> str:
         return f"http://{self.query_addr}/{app}/predict"
@@ -55,14 +56,21 @@ class LocalCluster:
         ]
         return sorted(set(pids + replicas))
 
+    def replica_pids(self) -> list[int]:
+        """This cluster's model replicas only (several clusters may run side by side)."""
+        return [replica.pid for replica in self.manager.list_replicas()]
+
 
 def start_local_cluster(
     stack: contextlib.ExitStack,
     label: str,
-    cache_size_bytes: int,
+    cache_size_bytes: int | None,
     io_threads: int = 1,
+    replica_transport: str | None = None,
 ) -> LocalCluster:
-    """Starts a cluster on free ports with its own state dir; `stack` stops it and removes the dir."""
+    """Starts a cluster on free ports with its own state dir; `stack` stops it and removes the dir.
+    `cache_size_bytes` None keeps the default cache; `replica_transport` ("auto" or "zmq") None
+    keeps the default transport."""
     from clipper import ClipperConnection, LocalContainerManager
 
     query_port, management_port, rpc_port, metrics_port = common.free_ports(4)
@@ -76,9 +84,12 @@ def start_local_cluster(
         prometheus_port=metrics_port,
         state_dir=state_dir,
         log_level="WARNING",
+        **({} if replica_transport is None else {"replica_transport": replica_transport}),
     )
     connection = ClipperConnection(manager)
-    start_kwargs = {"cache_size": cache_size_bytes, "qf_http_thread_pool_size": io_threads}
+    start_kwargs: dict[str, Any] = {"qf_http_thread_pool_size": io_threads}
+    if cache_size_bytes is not None:
+        start_kwargs["cache_size"] = cache_size_bytes
     # Registered before the start, so a start that fails half-way is cleaned up too.
     stack.callback(_stop_quietly, connection)
     connection.start_clipper(**start_kwargs)
@@ -89,6 +100,7 @@ def start_local_cluster(
         metric_addr=connection.get_metric_addr(),
         frontend_pid=pid,
         start_kwargs=start_kwargs,
+        manager=manager,
     )
 
 
