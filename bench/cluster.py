@@ -4,7 +4,7 @@ Owns starting a cluster through the public admin API (`LocalContainerManager` on
 throw-away state dir, stopped by the caller's ExitStack even when the study fails), waiting until a
 model answers, and reading the engine's counters, gauges and histograms between two instants. It
 does not deploy anything (each study does). `MetricsSampler` polls /metrics on one background
-thread; everything else runs on the caller's thread. Used by w3.py, w4.py, goodput.py and
+thread; everything else runs on the caller's thread. Used by w3.py, w4.py, goodput.py, overload.py,
 cache_bench.py and shm_transport.py (w1.py has its own, older copy of the start-up).
 """
 
@@ -238,6 +238,10 @@ class MetricsSampler:
 
     def delta(self, key: str, start: float, end: float) -> float:
         return self.value(key, end) - self.value(key, start)
+
+    def rate(self, key: str, start: float, end: float) -> float:
+        """A counter's increase per second between two instants (one decimal)."""
+        return round(self.delta(key, start, end) / (end - start), 1)
 
     def series(self, key: str, start: float | None = None) -> tuple[list[float], list[float]]:
         """(seconds since `start` (default: the first sample), values) of one key, over the

@@ -664,6 +664,36 @@ def post_json(url: str, payload: Any, timeout_seconds: float = 5.0) -> tuple[int
         return status, text
 
 
+# Cores used outside a study while it ran (the CpuMeter's `other`) above which its figures are marked
+# disturbed.
+NOISY_OTHER_CORES = 0.2
+
+
+def disturbed_warning(other_cores: dict[str, float]) -> str | None:
+    """The warning for the runs (name -> other cores) that other work disturbed, or None."""
+    noisy = [name for name, cores in other_cores.items() if cores > NOISY_OTHER_CORES]
+    if not noisy:
+        return None
+    return (
+        f"WARNING: other work used > {NOISY_OTHER_CORES} cores during {', '.join(noisy)}; "
+        "those figures are disturbed: rerun on a quiet machine."
+    )
+
+
+def loadgen_summary(report: dict[str, Any], command: list[str], keys: tuple[str, ...]) -> dict:
+    """What a study keeps of a clipper-loadgen report: `keys`, the errors and the command line."""
+    return {
+        **{key: report.get(key) for key in keys},
+        "unfinished": report.get("unfinished"),
+        "errors": report.get("errors"),
+        "command": " ".join(command),
+    }
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def median(values: list[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return statistics.median(present) if present else None

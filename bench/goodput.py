@@ -47,7 +47,6 @@ MODEL = "w3-burner"
 FIRST_WINDOW_S = 8.0
 STEADY_FROM_S = 12.0
 BIN_S = 0.5
-NOISY_OTHER_CORES = 0.2  # cores used outside the study during a scenario that mark it as disturbed
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -152,23 +151,18 @@ def scenario(
     model = cluster_lib.model_labels(MODEL, version)
 
     def window(start: float, stop: float) -> dict[str, Any]:
-        seconds = stop - start
+        p99_seconds = sampler.histogram_quantile(
+            "clipper_app_latency_seconds", app, 0.99, start, stop
+        )
         return {
-            "seconds": round(seconds, 2),
-            "goodput_rps": round(
-                sampler.delta(f"clipper_app_slo_attained_total{{{app}}}", start, stop) / seconds, 1
+            "seconds": round(stop - start, 2),
+            "goodput_rps": sampler.rate(f"clipper_app_slo_attained_total{{{app}}}", start, stop),
+            "requests_rps": sampler.rate(f"clipper_app_requests_total{{{app}}}", start, stop),
+            "default_answers_rps": sampler.rate(
+                f"clipper_app_default_answers_total{{{app}}}", start, stop
             ),
-            "requests_rps": round(
-                sampler.delta(f"clipper_app_requests_total{{{app}}}", start, stop) / seconds, 1
-            ),
-            "default_answers_rps": round(
-                sampler.delta(f"clipper_app_default_answers_total{{{app}}}", start, stop) / seconds,
-                1,
-            ),
-            "p99_bucket_ms": _seconds_to_ms(
-                sampler.histogram_quantile("clipper_app_latency_seconds", app, 0.99, start, stop)
-            ),
-            "mean_batch_size": _round(
+            "p99_bucket_ms": common.rounded(p99_seconds and p99_seconds * 1000, 1),
+            "mean_batch_size": common.rounded(
                 sampler.histogram_mean("clipper_model_batch_size", model, start, stop)
             ),
         }
@@ -176,15 +170,12 @@ def scenario(
     bins = []
     moment = run.started
     while moment + BIN_S <= end:
-        attained = sampler.delta(f"clipper_app_slo_attained_total{{{app}}}", moment, moment + BIN_S)
-        defaults = sampler.delta(
-            f"clipper_app_default_answers_total{{{app}}}", moment, moment + BIN_S
-        )
+        span = (moment, moment + BIN_S)
         bins.append(
             {
                 "t": round(moment + BIN_S / 2 - t0, 2),
-                "goodput_rps": round(attained / BIN_S, 1),
-                "default_rps": round(defaults / BIN_S, 1),
+                "goodput_rps": sampler.rate(f"clipper_app_slo_attained_total{{{app}}}", *span),
+                "default_rps": sampler.rate(f"clipper_app_default_answers_total{{{app}}}", *span),
             }
         )
         moment += BIN_S
@@ -202,22 +193,10 @@ def scenario(
         "cpu_cores": cpu.summary(),
         "bins": bins,
         "learned_batch_size": [[round(t, 2), v] for t, v in zip(times, learned) if t > -5],
-        "loadgen": {
-            **{k: report.get(k) for k in ("requests", "throughput_rps", "default_answers")},
-            "latency_us": report.get("latency_us"),
-            "unfinished": report.get("unfinished"),
-            "errors": report.get("errors"),
-            "command": " ".join(command),
-        },
+        "loadgen": common.loadgen_summary(
+            report, command, ("requests", "throughput_rps", "default_answers", "latency_us")
+        ),
     }
-
-
-def _seconds_to_ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 def plot(results: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> Path:
@@ -385,12 +364,9 @@ def main(argv: list[str]) -> int:
         "goodput/s: the engine's answers from the model within the SLO; p99<=: the upper bound of "
         "the engine's latency bucket holding the 99th percentile."
     )
-    noisy = [r["scenario"] for r in results if r["cpu_cores"]["other"] > NOISY_OTHER_CORES]
-    if noisy:
-        print(
-            f"WARNING: other work used > {NOISY_OTHER_CORES} cores during {', '.join(noisy)}; "
-            "those figures are disturbed: rerun on a quiet machine."
-        )
+    warning = common.disturbed_warning({r["scenario"]: r["cpu_cores"]["other"] for r in results})
+    if warning:
+        print(warning)
     print()
     print("issue 3 target: goodput in the first 8 s after a deployment >= 0.5 x steady state")
     checks = []

@@ -104,6 +104,20 @@ class CalibratedBurner:
         return [str(checksum)] * count
 
 
+class FixedBatchTime:
+    """An accelerator-like model: each call (a batch of any size up to the deployment's batch size)
+    takes `micros_per_batch`, sleeping, so it costs the machine no CPU and its capacity is set by the
+    model (batch size / batch time per replica), not by the cores the frontend and the load generator
+    share with it."""
+
+    def __init__(self, micros_per_batch: float = 20_000.0) -> None:
+        self.micros_per_batch = micros_per_batch
+
+    def __call__(self, inputs: Sequence[Any]) -> list[str]:
+        time.sleep(self.micros_per_batch / 1e6)
+        return ["1"] * len(inputs)
+
+
 def _time_burn(units: int) -> float:
     start = time.perf_counter()
     burn(units)
