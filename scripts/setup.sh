@@ -46,7 +46,7 @@ echo "setup: building and installing the clipper-serving package (native engine 
 # (each reused when present and up to date). CLIPPER_SKIP_DOCKER=1 skips all of it.
 if [ "${CLIPPER_SKIP_DOCKER:-0}" != 1 ]; then
   docker_missing=()
-  for package in docker.io mmdebstrap; do
+  for package in docker.io mmdebstrap docker-registry; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || docker_missing+=("$package")
   done
   if [ ${#docker_missing[@]} -gt 0 ]; then
@@ -62,6 +62,6 @@ if [ "${CLIPPER_SKIP_DOCKER:-0}" != 1 ]; then
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /tmp/dockerd.log" >&2; exit 1; }
   fi
   bash scripts/build_base_image.sh
-  "$PYTHON" -m clipper.managers.docker_images frontend python-closure sklearn xgboost tensorflow pyspark
+  "$PYTHON" -m clipper.managers.docker_images frontend supervision-reporter python-closure sklearn xgboost tensorflow pyspark
 fi
 # ---- END docker -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from clipper.management.replica_keys import (
     server_keys_from_environment,
 )
 from clipper.management.service import ManagementService
+from clipper.management.supervision_reports import ENV_SUPERVISION_TOKEN, token_from_environment
 from clipper.state import default_state_dir, open_state_store
 from clipper_native import defaults
 
@@ -306,6 +307,13 @@ class Frontend:
             else default_state_dir(options.cluster_name)
         )
 
+        self._supervision_token = token_from_environment()
+        if self._supervision_token is not None and options.replica_supervisor == "local":
+            raise ClipperException(
+                f"{ENV_SUPERVISION_TOKEN} is set but replica_supervisor='local': supervision "
+                "reports come from a reporter only where this frontend supervises nothing; unset one"
+            )
+
     def request_stop(self) -> None:
         self._stop_requested.set()
 
@@ -342,6 +350,9 @@ class Frontend:
                 service,
                 management_token=token,
                 limits=options.management_limits(),
+                # Docker and Kubernetes replicas: their reporter pushes restarts to /metrics.
+                supervision_token=self._supervision_token,
+                supervision_sink=engine.set_replica_supervision,
             )
             http_server.start()
             if store.shared:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from functools import cache
 from http import HTTPStatus
 from importlib import resources
@@ -26,8 +27,12 @@ from clipper.management.http_server import (
     json_response,
 )
 from clipper.management.service import ManagementService
+from clipper.management.supervision_reports import REPORT_PATH, parse_report
 
 logger = logging.getLogger(__name__)
+
+# Receives a validated supervision report's slots (the engine's `set_replica_supervision`).
+SupervisionSink = Callable[[list[dict[str, Any]]], None]
 
 ADMIN_PREFIX = "/admin/"
 DEFAULT_MAX_BODY_BYTES = HTTPServerLimits.max_body_bytes
@@ -36,8 +41,9 @@ OPENAPI_PATH = "/admin/openapi.json"
 OPENAPI_RESOURCE = "openapi.json"
 # Unauthenticated liveness and readiness probes: they reveal nothing and change nothing.
 HEALTH_PATHS = ("/healthz", "/readyz")
-# Paths outside /admin/<operation>; together with the operations, everything this server answers.
-EXTRA_PATHS = (*HEALTH_PATHS, OPENAPI_PATH)
+# Paths outside the service's operations; together with them, everything this server answers.
+# REPORT_PATH takes the supervision reporter's token only (clipper.management.supervision_reports).
+EXTRA_PATHS = (*HEALTH_PATHS, OPENAPI_PATH, REPORT_PATH)
 # Methods HTTP defines that this API does not use: 405 with Allow; any other method is 501.
 _KNOWN_METHODS = ("HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
 
@@ -67,7 +73,9 @@ class ManagementHTTPServer:
     """The management API on `address`: `start()` binds and serves from a background thread, `stop()`.
 
     `management_token` is required on every /admin/ path as `Authorization: Bearer <token>`; None turns
-    authentication off (the frontend allows that only on loopback, see `clipper.management.auth`)."""
+    authentication off (the frontend allows that only on loopback, see `clipper.management.auth`).
+    `supervision_token` (None: the path answers 404) is the one token `REPORT_PATH` takes; its
+    validated slots go to `supervision_sink` (the engine's `set_replica_supervision`)."""
 
     def __init__(
         self,
@@ -76,11 +84,13 @@ class ManagementHTTPServer:
         *,
         management_token: str | None,
         limits: HTTPServerLimits | None = None,
+        supervision_token: str | None = None,
+        supervision_sink: SupervisionSink | None = None,
     ) -> None:
         self.service = service
         self._server = HTTPServer(
             address,
-            ManagementAPI(service, management_token),
+            ManagementAPI(service, management_token, supervision_token, supervision_sink),
             limits,
             thread_name="management-http",
         )
@@ -105,9 +115,17 @@ class ManagementHTTPServer:
 
 
 class ManagementAPI(HTTPApplication):
-    def __init__(self, service: ManagementService, management_token: str | None) -> None:
+    def __init__(
+        self,
+        service: ManagementService,
+        management_token: str | None,
+        supervision_token: str | None = None,
+        supervision_sink: SupervisionSink | None = None,
+    ) -> None:
         self.service = service
         self._token = management_token
+        self._supervision_token = supervision_token if supervision_sink is not None else None
+        self._supervision_sink = supervision_sink
 
     def check_head(self, head: HTTPRequestHead) -> HTTPResponse | None:
         path = head.path
@@ -133,6 +151,8 @@ class ManagementAPI(HTTPApplication):
                     {"Allow": "GET"},
                 )
             return json_response(HTTPStatus.OK, {"status": "ok"})
+        if path.rstrip("/") == REPORT_PATH:
+            return self._check_report_head(head)
         if not (path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")):
             return error_response(
                 HTTPStatus.NOT_FOUND,
@@ -184,7 +204,61 @@ class ManagementAPI(HTTPApplication):
             )
         return None
 
+    def _check_report_head(self, head: HTTPRequestHead) -> HTTPResponse | None:
+        """Supervision reports: only with the reporter's token (never the management token, which
+        the reporter does not hold), only POST, and only where the frontend takes them."""
+        if self._supervision_token is None:
+            return error_response(
+                HTTPStatus.NOT_FOUND,
+                "Not found",
+                f"this frontend takes no supervision reports at {REPORT_PATH}: start it with "
+                "CLIPPER_SUPERVISION_TOKEN in its environment (Docker and Kubernetes clusters do)",
+            )
+        if not is_authorized(head.headers.get("authorization"), self._supervision_token):
+            logger.warning(
+                "event=supervision_report_unauthorized client=%s with_header=%s",
+                head.client_address,
+                "authorization" in head.headers,
+            )
+            return error_response(
+                HTTPStatus.UNAUTHORIZED,
+                "Unauthorized",
+                f"{REPORT_PATH} needs the supervision reporter's token (CLIPPER_SUPERVISION_TOKEN) "
+                "as 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="clipper-supervision"'},
+            )
+        if head.method != "POST":
+            return error_response(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                f"{REPORT_PATH} takes a JSON body: send it as POST",
+                {"Allow": "POST"},
+            )
+        return None
+
+    def _report(self, body: bytes) -> HTTPResponse:
+        try:
+            slots = parse_report(json.loads(body))
+        except RecursionError:
+            return error_response(
+                HTTPStatus.BAD_REQUEST, "Json error", "arrays and objects nest too deeply"
+            )
+        except (ValueError, UnicodeDecodeError) as error:
+            return error_response(
+                HTTPStatus.BAD_REQUEST, "Json error", f"Error parsing the report's JSON: {error}"
+            )
+        except ConfigurationError as error:  # names the field that is wrong
+            return error_response(HTTPStatus.BAD_REQUEST, "Invalid supervision report", str(error))
+        assert self._supervision_sink is not None  # _check_report_head refused the request else
+        try:
+            self._supervision_sink(slots)
+        except ValueError as error:  # the engine's own checks (std::invalid_argument)
+            return error_response(HTTPStatus.BAD_REQUEST, "Invalid supervision report", str(error))
+        return json_response(HTTPStatus.OK, {"slots": len(slots)})
+
     def handle(self, head: HTTPRequestHead, body: bytes) -> HTTPResponse:
+        if head.path.rstrip("/") == REPORT_PATH:
+            return self._report(body)
         operation = head.path[len(ADMIN_PREFIX) :].rstrip("/")
         if head.method == "GET" or not body.strip():
             return self._run(operation, {})

@@ -4,7 +4,9 @@ Owns the cluster's containers: the frontend (image built from containers/fronten
 the embedded store and the management token, bind-mounted from the host, or the store in Redis) and one container per model replica, all labelled with Clipper's labels so
 `connect()`, `stop_all()` and another Python process find them; per-model resources and GPU requests;
 model images built from containers/. Docker's restart policy replaces a replica that crashes (with its
-own exponential back-off); restarts and the last exit show in `supervision_report()`. Methods block.
+own exponential back-off); restarts and the last exit show in `supervision_report()` and, pushed by the
+cluster's supervision reporter container (the only one with the Docker socket), on the frontend's
+/metrics. Methods block.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import stat
 import time
 import urllib.error
 from collections.abc import Mapping, Sequence
@@ -29,6 +33,7 @@ from clipper.management.replica_keys import (
     read_replica_credentials,
     replica_credentials_path,
 )
+from clipper.management.supervision_reports import ENV_SUPERVISION_TOKEN
 from clipper.managers import docker_images
 from clipper.managers.container_manager import ContainerManager
 from clipper.managers.docker_replicas import (
@@ -58,6 +63,9 @@ _CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POLL_INTERVAL_S = 0.1
 # The unprivileged user of Clipper's images (containers/*/Dockerfile: USER 10001:10001).
 _IMAGE_UID = 10001
+# The role of the container that pushes replica restarts to the frontend's /metrics.
+REPORTER_ROLE = "supervision-reporter"
+_DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 class DockerContainerManager(ContainerManager):
@@ -82,6 +90,7 @@ class DockerContainerManager(ContainerManager):
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 10.0,
         docker_client: Any = None,
+        supervision_reporter: bool = True,
     ) -> None:
         """`docker_network`: "host" (the default; containers share the host's network and bind
         127.0.0.1) or a user-defined network (the frontend's ports are then published on the host's
@@ -91,7 +100,9 @@ class DockerContainerManager(ContainerManager):
         {model name: ModelResources}, also settable with `set_model_resources`.
         `restart_max_retries`: crashes of one replica container Docker restarts (with back-off).
         `state_dir` (default ~/.clipper/<cluster_name>) is mounted into the frontend container: its
-        configuration and management token outlive the container."""
+        configuration and management token outlive the container. `supervision_reporter`: start
+        the container that reads the replicas' restarts from Docker (it alone gets the Docker socket)
+        and pushes them to the frontend's /metrics."""
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
             raise ClipperException(
                 f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
@@ -127,6 +138,7 @@ class DockerContainerManager(ContainerManager):
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._client = docker_client
+        self.supervision_reporter = supervision_reporter
         # Clipper images this manager made sure of (kind -> name): staged and checked once per manager.
         self._images: dict[str, str] = {}
 
@@ -203,6 +215,10 @@ class DockerContainerManager(ContainerManager):
                     f"{container.name}); connect() to it, or stop it first with stop_all()"
                 )
             container.remove(force=True)
+        # A reporter left from the last start holds that start's token: replaced below.
+        self._remove(self._containers(role=REPORTER_ROLE), graceful=False)
+        # One per start, shared by the frontend and its reporter only.
+        supervision_token = secrets.token_urlsafe(32) if self.supervision_reporter else None
         if not allow_unauthenticated_replicas:
             # Here, before the directory is handed to the container's user: the frontend then
             # finds them, and they outlive its container.
@@ -210,6 +226,8 @@ class DockerContainerManager(ContainerManager):
             ensure_cluster_keys(self.state_dir)
         user = self._prepare_state_dir()
         image = self._clipper_image("frontend")
+        # Built (or found) before anything starts, so a build failure leaves no frontend running.
+        reporter_image = self._clipper_image("supervision-reporter") if supervision_token else None
         command = [
             "--cluster-name", self.cluster_name,
             "--state-dir", STATE_DIR_IN_CONTAINER,
@@ -247,7 +265,10 @@ class DockerContainerManager(ContainerManager):
                     ROLE_LABEL: "frontend",
                     PORTS_LABEL: json.dumps(ports),
                 },
-                environment={"CLIPPER_QUERY_PORT": str(self.clipper_query_port)},
+                environment={
+                    "CLIPPER_QUERY_PORT": str(self.clipper_query_port),
+                    **({ENV_SUPERVISION_TOKEN: supervision_token} if supervision_token else {}),
+                },
                 volumes={str(self.state_dir): {"bind": STATE_DIR_IN_CONTAINER, "mode": "rw"}},
                 user=user,
                 ports=published or None,
@@ -264,6 +285,8 @@ class DockerContainerManager(ContainerManager):
             image,
         )
         self._wait_for_frontend(container)
+        if supervision_token and reporter_image:
+            self._start_supervision_reporter(reporter_image, supervision_token)
         logger.info(
             "event=frontend_started cluster=%s container=%s query_addr=%s admin_addr=%s",
             self.cluster_name,
@@ -271,6 +294,42 @@ class DockerContainerManager(ContainerManager):
             self.get_query_addr(),
             self.get_admin_addr(),
         )
+
+    def _start_supervision_reporter(self, image: str, token: str) -> None:
+        """The container that reads the replica containers' restarts from the Docker socket and
+        pushes them to the frontend (clipper.managers.supervision_reporter); the frontend itself
+        never gets the socket. It runs as the image's unprivileged user with the socket's group."""
+        import docker.errors
+
+        socket_path = _docker_socket_path()
+        try:
+            socket_group = os.stat(socket_path).st_gid
+        except OSError as error:
+            raise ClusterStartError(
+                f"the Docker socket {socket_path} is not on this host ({error}); the supervision "
+                "reporter needs it (or pass supervision_reporter=False: no restarts on /metrics)"
+            ) from error
+        try:
+            container = self._run(
+                image=image,
+                command=["--log-level", self.log_level, "docker",
+                         "--cluster-name", self.cluster_name,
+                         "--frontend", f"{self._frontend_host()}:{self.clipper_management_port}"],
+                name=self._container_name(REPORTER_ROLE),
+                labels={CLIPPER_LABEL: self.cluster_name, ROLE_LABEL: REPORTER_ROLE},
+                environment={ENV_SUPERVISION_TOKEN: token},
+                volumes={socket_path: {"bind": _DOCKER_SOCKET, "mode": "rw"}},
+                user=f"{_IMAGE_UID}:{_IMAGE_UID}",
+                group_add=[str(socket_group)],
+                restart_policy={"Name": "unless-stopped"},
+            )  # fmt: skip
+        except docker.errors.APIError as error:
+            raise ClusterStartError(
+                f"Docker could not start the supervision reporter of cluster "
+                f"'{self.cluster_name}': {error}"
+            ) from error
+        logger.info("event=supervision_reporter_started cluster=%s container=%s",
+                    self.cluster_name, container.name)  # fmt: skip
 
     def _prepare_state_dir(self) -> str:
         """Creates the state directory and returns the user the frontend container runs as: this
@@ -359,7 +418,7 @@ class DockerContainerManager(ContainerManager):
                 "first (clipper.container.closure.save_closure does this for a Python function)"
             )
         kind = model_image_kind(source) if base_image == "default" else base_image
-        if kind in docker_images.IMAGES and kind != "frontend":
+        if kind in docker_images.IMAGES and kind not in docker_images.CONTROL_PLANE_IMAGES:
             parent = self._clipper_image(kind)
         else:
             parent = base_image
@@ -467,10 +526,21 @@ class DockerContainerManager(ContainerManager):
         try:
             container = self.create_replica_container(name, version, input_type, image)
         except docker.errors.ImageNotFound as error:
-            raise DeploymentError(
-                f"image {image!r} of model '{name}' version '{version}' is not on this Docker "
-                "host; build it with build_model (or build_and_deploy_model)"
-            ) from error
+            if not _names_a_registry(image):
+                raise DeploymentError(
+                    f"image {image!r} of model '{name}' version '{version}' is not on this Docker "
+                    "host; build it with build_model (or build_and_deploy_model)"
+                ) from error
+            # An image pushed by build_model(container_registry=...) from another host.
+            try:
+                self.client.images.pull(image)
+            except docker.errors.APIError as pull_error:
+                raise DeploymentError(
+                    f"image {image!r} of model '{name}' version '{version}' is not on this Docker "
+                    f"host and could not be pulled from its registry: {pull_error}"
+                ) from pull_error
+            logger.info("event=image_pulled cluster=%s image=%s", self.cluster_name, image)
+            container = self.create_replica_container(name, version, input_type, image)
         try:
             container.start()
         except docker.errors.APIError as error:
@@ -620,6 +690,22 @@ class DockerContainerManager(ContainerManager):
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _names_a_registry(image: str) -> bool:
+    """Whether `image` starts with a registry host ("registry.example.com/...", "127.0.0.1:5000/...",
+    "localhost/..."), as Docker tells a registry from a Docker Hub namespace."""
+    first, slash, _ = image.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _docker_socket_path() -> str:
+    """The Engine's unix socket on this host ($DOCKER_HOST when it names one)."""
+    configured = os.environ.get("DOCKER_HOST", "")
+    path = configured[len("unix://") :] if configured.startswith("unix://") else _DOCKER_SOCKET
+    if os.path.exists(path) and not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise ClusterStartError(f"{path} is not a socket; set DOCKER_HOST=unix://<the socket>")
+    return path
 
 
 def _http_ok(url: str) -> bool:

@@ -37,6 +37,8 @@ SDK_REQUIREMENTS = ("numpy", "pyzmq", "flatbuffers", "cloudpickle", "dumb-init")
 # Besides clipper-serving's own dependencies, the frontend image installs its init and async-timeout
 # (redis needs it on Python < 3.11.3, Debian bookworm's 3.11.2, which a newer host would not resolve).
 FRONTEND_EXTRA_REQUIREMENTS = ("dumb-init", "async-timeout")
+# The supervision reporter's image is the frontend's plus the platform clients it reads restarts with.
+REPORTER_REQUIREMENTS = ("docker>=7", "kubernetes>=30")
 
 
 class ImageBuildError(ClipperException):
@@ -59,6 +61,10 @@ class ImageSpec:
 
 IMAGES: dict[str, ImageSpec] = {
     "frontend": ImageSpec("frontend", "clipper/frontend"),
+    # Built FROM the frontend image (clipper.managers.supervision_reporter), not a model image.
+    "supervision-reporter": ImageSpec(
+        "supervision-reporter", "clipper/supervision-reporter", REPORTER_REQUIREMENTS
+    ),
     "python-closure": ImageSpec("python-closure", "clipper/python-closure-container"),
     "sklearn": ImageSpec("sklearn", "clipper/sklearn-container", ("scikit-learn",)),
     "xgboost": ImageSpec("xgboost", "clipper/xgboost-container", ("xgboost-cpu", "scikit-learn")),
@@ -67,6 +73,8 @@ IMAGES: dict[str, ImageSpec] = {
     "tensorflow": ImageSpec("tensorflow", "clipper/tensorflow-container", ("tensorflow-cpu",)),
     "pyspark": ImageSpec("pyspark", "clipper/pyspark-container", ("pyspark",)),
 }
+# Images that are not model images (build_model never builds FROM them).
+CONTROL_PLANE_IMAGES = ("frontend", "supervision-reporter")
 # The model image each framework deployer's models run in (FrameworkClosure.framework -> IMAGES key).
 FRAMEWORK_IMAGES = {
     "sklearn": "sklearn",
@@ -228,7 +236,9 @@ def input_digest(kind: str) -> str:
         hashlib.sha256((source / "healthcheck.py").read_bytes()).hexdigest(),
         source_digest(_package_dir("clipper.wire")),
     ]
-    if kind == "frontend":
+    if kind == "supervision-reporter":
+        parts += [input_digest("frontend"), *REPORTER_REQUIREMENTS]
+    elif kind == "frontend":
         parts.append(source_digest(package))
         native = importlib.import_module("clipper_native")
         parts += [source_digest(Path(d)) for d in dict.fromkeys(native.__path__)]
@@ -265,6 +275,10 @@ def stage_context(kind: str, context: Path, wheelhouse: Path | None = None) -> P
     source = containers_dir()
     shutil.copyfile(source / spec.directory / "Dockerfile", context / "Dockerfile")
     shutil.copyfile(source / "healthcheck.py", context / "healthcheck.py")
+    if kind == "supervision-reporter":
+        resolve_wheels(spec.packages, context / "wheels", wheelhouse)
+        (context / "wheels" / "requirements.txt").write_text("\n".join(spec.packages) + "\n")
+        return context
     if kind == "frontend":
         requirements = frontend_requirements()
         resolve_wheels(requirements, context / "wheels", wheelhouse)
@@ -357,6 +371,9 @@ def ensure_image(
         raise ImageBuildError(f"no Clipper image {kind!r}; choose one of {', '.join(IMAGES)}")
     spec = IMAGES[kind]
     base = pick_base_image(client, base_image)
+    build_arguments = {"BASE_IMAGE": base}
+    if kind == "supervision-reporter":  # FROM the frontend image, itself built FROM `base`
+        build_arguments["FRONTEND_IMAGE"] = ensure_image(client, "frontend", base_image, wheelhouse)
     # Digest of the inputs, not of the staged context: an up-to-date image costs no staging.
     digest = input_digest(kind) + "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
     previous = None
@@ -369,7 +386,7 @@ def ensure_image(
         pass
     with tempfile.TemporaryDirectory(prefix=f"clipper-image-{kind}-") as staging:
         context = stage_context(kind, Path(staging), wheelhouse)
-        build_image(client, context, spec.name, {"BASE_IMAGE": base}, {DIGEST_LABEL: digest})
+        build_image(client, context, spec.name, build_arguments, {DIGEST_LABEL: digest})
     if previous is not None and client.images.get(spec.name).id != previous.id:
         try:  # the stale build, now untagged; kept while a container or image still uses it
             client.images.remove(previous.id)
@@ -403,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m clipper.managers.docker_images",
         description="Build Clipper's Docker images from containers/ (reused when up to date).",
     )
-    parser.add_argument("images", nargs="*", help=f"images to build (default: frontend python-closure "
+    parser.add_argument("images", nargs="*", help=f"images to build (default: frontend supervision-reporter python-closure "
                         f"sklearn xgboost; any of {', '.join(IMAGES)})")  # fmt: skip
     parser.add_argument("--base-image", help="image to build FROM (default: the local Debian-built "
                         f"{LOCAL_BASE_IMAGE} when present, else {PUBLIC_BASE_IMAGE})")  # fmt: skip
@@ -415,7 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import docker
 
     client = docker.from_env()
-    for kind in arguments.images or ["frontend", "python-closure", "sklearn", "xgboost"]:
+    for kind in arguments.images or [
+        "frontend",
+        "supervision-reporter",
+        "python-closure",
+        "sklearn",
+        "xgboost",
+    ]:
         if kind not in IMAGES:
             parser.error(f"no image {kind!r}; choose from {', '.join(IMAGES)}")
         name = ensure_image(

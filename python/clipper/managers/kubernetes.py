@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -39,8 +40,10 @@ from clipper.managers.kubernetes_manifests import (
     redis_objects,
     render_yaml,
     rpc_keys_secret,
+    supervision_reporter_objects,
+    supervision_token_secret,
 )
-from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING
+from clipper.managers.supervision_reporter import container_exit_reason, container_state
 from clipper_native import defaults
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class KubernetesContainerManager(ContainerManager):
         service_type: str = "ClusterIP",
         num_frontends: int = 1,
         frontend_image: str | None = None,
+        supervision_reporter_image: str | None = None,
         frontend_resources: PodResources | None = None,
         model_resources: Mapping[str, PodResources] | None = None,
         query_addr: str | None = None,
@@ -94,6 +98,9 @@ class KubernetesContainerManager(ContainerManager):
             service_type=service_type,
             num_frontends=num_frontends,
             frontend_image=frontend_image or defaults.frontend_image,
+            supervision_reporter_image=(
+                supervision_reporter_image or defaults.supervision_reporter_image
+            ),
             frontend_resources=frontend_resources or defaults.frontend_resources,
             model_resources=dict(model_resources or {}),
         )
@@ -130,6 +137,10 @@ class KubernetesContainerManager(ContainerManager):
     def _core(self) -> Any:
         return kube.CoreV1Api(self._client())
 
+    @property
+    def _rbac(self) -> Any:
+        return kube.RbacAuthorizationV1Api(self._client())
+
     def _create(self, obj: Any) -> None:
         """Create `obj`; one that exists already is updated (Deployments, Services) or kept."""
         kind, name, namespace = obj.kind, obj.metadata.name, self.spec.namespace
@@ -138,6 +149,9 @@ class KubernetesContainerManager(ContainerManager):
             "Service": self._core.create_namespaced_service,
             "PersistentVolumeClaim": self._core.create_namespaced_persistent_volume_claim,
             "Secret": self._core.create_namespaced_secret,
+            "ServiceAccount": self._core.create_namespaced_service_account,
+            "Role": self._rbac.create_namespaced_role,
+            "RoleBinding": self._rbac.create_namespaced_role_binding,
         }[kind]
         try:
             create(namespace, obj)
@@ -150,6 +164,7 @@ class KubernetesContainerManager(ContainerManager):
             patch = {
                 "Deployment": self._apps.patch_namespaced_deployment,
                 "Service": self._core.patch_namespaced_service,
+                "Role": self._rbac.patch_namespaced_role,
             }.get(kind)
             if patch is not None:
                 patch(name, namespace, obj)
@@ -171,7 +186,15 @@ class KubernetesContainerManager(ContainerManager):
         )
         # Keys made here are used only when the cluster has none yet (the Secret outlives stop_all).
         secret = rpc_keys_secret(self.spec, new_cluster_keys())
-        for obj in [secret, *redis_objects(self.spec), *frontend_objects(self.spec)]:
+        # Likewise the supervision token: kept when the cluster has one (its frontends read it).
+        token = supervision_token_secret(self.spec, secrets.token_urlsafe(32))
+        for obj in [
+            secret,
+            token,
+            *redis_objects(self.spec),
+            *frontend_objects(self.spec),
+            *supervision_reporter_objects(self.spec),
+        ]:
             self._create(obj)
         deadline = time.monotonic() + self.startup_timeout_s
         names = [self.spec.frontend_name(i) for i in range(self.spec.num_frontends)]
@@ -300,9 +323,9 @@ class KubernetesContainerManager(ContainerManager):
                         "model_version": model.get("version", ""),
                         "replica_id": -1,  # the frontend numbers replicas of a Deployment
                         "pod": pod.metadata.name,
-                        "state": pod_state(status),
+                        "state": container_state(status),
                         "restarts": int(status.restart_count or 0),
-                        "last_exit_reason": last_exit_reason(status),
+                        "last_exit_reason": container_exit_reason(status),
                         "next_restart_in_s": 0.0,
                     }
                 )
@@ -334,6 +357,17 @@ class KubernetesContainerManager(ContainerManager):
                 self.spec.namespace, label_selector=selector
             ).items:
                 self._core.delete_namespaced_secret(secret.metadata.name, self.spec.namespace)
+            # The supervision reporter's account and its permission to read pods.
+            for kind, listing, delete in (
+                ("RoleBinding", self._rbac.list_namespaced_role_binding,
+                 self._rbac.delete_namespaced_role_binding),
+                ("Role", self._rbac.list_namespaced_role, self._rbac.delete_namespaced_role),
+                ("ServiceAccount", self._core.list_namespaced_service_account,
+                 self._core.delete_namespaced_service_account),
+            ):  # fmt: skip
+                for obj in listing(self.spec.namespace, label_selector=selector).items:
+                    delete(obj.metadata.name, self.spec.namespace)
+                    logger.info("event=k8s_deleted kind=%s name=%s", kind, obj.metadata.name)
             for claim in self._core.list_namespaced_persistent_volume_claim(
                 self.spec.namespace, label_selector=selector
             ).items:
@@ -419,27 +453,6 @@ _FAILED_WAITING_REASONS = frozenset(
 )  # fmt: skip
 
 
-def pod_state(status: Any) -> str:
-    """A container status in Clipper's supervision vocabulary."""
-    waiting = status.state.waiting if status.state else None
-    if waiting is not None and waiting.reason == "CrashLoopBackOff":
-        return CRASH_LOOPING
-    if waiting is not None and (status.restart_count or 0) > 0:
-        return BACKING_OFF
-    return RUNNING
-
-
-def last_exit_reason(status: Any) -> str:
-    """How the container's previous run ended ("" when it never ended)."""
-    terminated = status.last_state.terminated if status.last_state else None
-    if terminated is None:
-        return ""
-    if terminated.signal:
-        return f"killed by signal {terminated.signal}"
-    reason = f" ({terminated.reason})" if terminated.reason else ""
-    return f"exited with code {terminated.exit_code}{reason}"
-
-
 def _api_error(action: str, error: Any) -> ClipperException:
     return ClipperException(
         f"Kubernetes refused to {action}: {error.status} {error.reason}: {str(error.body)[:500]}"
@@ -452,6 +465,13 @@ def render_manifests(
 ) -> str:
     """Everything `manager.start_clipper()` and `deploy_model` of each (name, version, input_type,
     image, num_replicas) would apply, as one YAML stream (`kubectl apply -f -`). The RPC keys Secret
-    holds keys made for this rendering: apply it once (applying another rendering's Secret replaces
+    (and the supervision token Secret) hold keys made for this rendering: apply them once (applying another rendering's Secret replaces
     the keys, and replicas started before then can no longer register)."""
-    return render_yaml(cluster_objects(manager.spec, models, keys=new_cluster_keys()))
+    return render_yaml(
+        cluster_objects(
+            manager.spec,
+            models,
+            keys=new_cluster_keys(),
+            supervision_token=secrets.token_urlsafe(32),
+        )
+    )

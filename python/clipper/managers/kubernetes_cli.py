@@ -59,6 +59,11 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--frontend-image", default=None, help="image of the frontends")
     group.add_argument(
+        "--supervision-reporter-image",
+        default=None,
+        help="image of the supervision reporter (the frontend image plus the Kubernetes client)",
+    )
+    group.add_argument(
         "--cache-size-bytes",
         type=int,
         default=defaults.CACHE_SIZE_BYTES,
@@ -110,6 +115,7 @@ def render_from_arguments(args: argparse.Namespace) -> str:
         "service_type": args.service_type,
         "num_frontends": args.num_frontends,
         "frontend_image": args.frontend_image,
+        "supervision_reporter_image": args.supervision_reporter_image,
     }
     manager = KubernetesContainerManager(**options)
     manager.spec = replace(manager.spec, cache_size_bytes=args.cache_size_bytes)

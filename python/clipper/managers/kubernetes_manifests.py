@@ -9,6 +9,10 @@ frontends, one management Service `mgmt-frontend-at-<cluster>`, and per model ve
 Deployment whose replicas connect to that frontend (each frontend runs its own batching queues). The
 RPC port's CURVE keys live in a Secret `rpc-keys-at-<cluster>`: the frontends read the server half
 (CLIPPER_RPC_SERVER_KEYS), the replicas their credentials (CLIPPER_RPC_CREDENTIALS), both by reference.
+Replica restarts reach the frontends' /metrics from the supervision reporter (`supervision-reporter-at-
+<cluster>`: a Deployment whose ServiceAccount may only get/list/watch pods in the namespace), which
+sends them with the token of the Secret `supervision-token-at-<cluster>`; the frontends read that token
+too (clipper.managers.supervision_reporter).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from clipper.container.credentials import ENV_RPC_CREDENTIALS
 from clipper.exceptions import ConfigurationError
 from clipper.management.replica_keys import ENV_RPC_SERVER_KEYS, ClusterKeys
+from clipper.management.supervision_reports import ENV_SUPERVISION_TOKEN
 from clipper.managers.docker_images import IMAGES
 from clipper_native import defaults
 
@@ -43,7 +48,10 @@ MODEL_ANNOTATION = "ai.clipper.model"
 # The keys of the RPC keys Secret's data.
 SERVER_KEYS_SECRET_KEY = "server-keys"
 REPLICA_CREDENTIALS_SECRET_KEY = "replica-credentials"
+# The key of the supervision token Secret's data.
+SUPERVISION_TOKEN_SECRET_KEY = "token"
 DEFAULT_FRONTEND_IMAGE = IMAGES["frontend"].name
+DEFAULT_REPORTER_IMAGE = IMAGES["supervision-reporter"].name
 DEFAULT_REDIS_IMAGE = "redis:7-alpine"
 # The frontend's emptyDir is mounted here, root-owned and writable by all (kubelet makes it so); the
 # state directory is a directory of the frontend's own user below it, which it keeps owner-only.
@@ -118,6 +126,8 @@ class ClusterSpec:
     service_type: str = "ClusterIP"
     num_frontends: int = 1
     frontend_image: str = DEFAULT_FRONTEND_IMAGE
+    # The supervision reporter's (the frontend image plus the Kubernetes client).
+    supervision_reporter_image: str = DEFAULT_REPORTER_IMAGE
     redis_image: str = DEFAULT_REDIS_IMAGE
     frontend_resources: PodResources = field(
         default_factory=lambda: PodResources(cpus=1.0, memory="1Gi")
@@ -170,6 +180,15 @@ class ClusterSpec:
     @property
     def rpc_keys_secret_name(self) -> str:
         return f"rpc-keys-at-{self.cluster_name}"
+
+    @property
+    def supervision_token_secret_name(self) -> str:
+        return f"supervision-token-at-{self.cluster_name}"
+
+    @property
+    def supervision_reporter_name(self) -> str:
+        """The reporter's Deployment, ServiceAccount, Role and RoleBinding."""
+        return f"supervision-reporter-at-{self.cluster_name}"
 
     @property
     def query_service_name(self) -> str:
@@ -297,8 +316,8 @@ def _restricted_security() -> client.V1SecurityContext:
     )
 
 
-def _secret_env(name: str, secret: str, key: str) -> client.V1EnvVar:
-    selector = client.V1SecretKeySelector(name=secret, key=key)
+def _secret_env(name: str, secret: str, key: str, optional: bool | None = None) -> client.V1EnvVar:
+    selector = client.V1SecretKeySelector(name=secret, key=key, optional=optional)
     return client.V1EnvVar(name=name, value_from=client.V1EnvVarSource(secret_key_ref=selector))
 
 
@@ -314,6 +333,73 @@ def rpc_keys_secret(spec: ClusterSpec, keys: ClusterKeys) -> client.V1Secret:
             REPLICA_CREDENTIALS_SECRET_KEY: keys.replica.to_json(),
         },
     )
+
+
+def supervision_token_secret(spec: ClusterSpec, token: str) -> client.V1Secret:
+    """The Secret holding the token the supervision reporter sends and the frontends accept."""
+    return client.V1Secret(
+        api_version="v1",
+        kind="Secret",
+        metadata=_meta(spec, spec.supervision_token_secret_name, spec.labels("supervision-token")),
+        type="Opaque",
+        string_data={SUPERVISION_TOKEN_SECRET_KEY: token},
+    )
+
+
+def supervision_reporter_objects(spec: ClusterSpec) -> list[Any]:
+    """The supervision reporter: a ServiceAccount, a Role that allows reading pods of the namespace
+    and nothing else, their RoleBinding, and a one-replica Deployment running
+    `python -m clipper.managers.supervision_reporter kubernetes` (the supervision-reporter image)."""
+    name = spec.supervision_reporter_name
+    labels = spec.labels("supervision-reporter")
+    account = client.V1ServiceAccount(
+        api_version="v1", kind="ServiceAccount", metadata=_meta(spec, name, labels)
+    )
+    role = client.V1Role(
+        api_version="rbac.authorization.k8s.io/v1",
+        kind="Role",
+        metadata=_meta(spec, name, labels),
+        rules=[
+            client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch"])
+        ],
+    )
+    binding = client.V1RoleBinding(
+        api_version="rbac.authorization.k8s.io/v1",
+        kind="RoleBinding",
+        metadata=_meta(spec, name, labels),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+        subjects=[client.RbacV1Subject(kind="ServiceAccount", name=name, namespace=spec.namespace)],
+    )
+    container = client.V1Container(
+        name="reporter",
+        image=spec.image(spec.supervision_reporter_image),
+        image_pull_policy=spec.image_pull_policy,
+        args=[
+            "kubernetes",
+            f"--cluster-name={spec.cluster_name}",
+            f"--namespace={spec.namespace}",
+            f"--management-port={spec.management_port}",
+        ],
+        env=[
+            _secret_env(
+                ENV_SUPERVISION_TOKEN,
+                spec.supervision_token_secret_name,
+                SUPERVISION_TOKEN_SECRET_KEY,
+            )
+        ],
+        resources=PodResources(cpus=0.05, memory="128Mi").requirements(),
+        security_context=_restricted_security(),
+    )
+    pod = client.V1PodSpec(
+        containers=[container],
+        service_account_name=name,
+        automount_service_account_token=True,  # its only credential: read pods
+        security_context=client.V1PodSecurityContext(run_as_user=IMAGE_USER_ID),
+        termination_grace_period_seconds=5,
+    )
+    recreate = client.V1DeploymentStrategy(type="Recreate")  # one reporter at a time
+    deployment = _deployment(spec, name, labels, 1, pod, strategy=recreate)
+    return [account, role, binding, deployment]
 
 
 def redis_objects(spec: ClusterSpec) -> list[Any]:
@@ -432,6 +518,13 @@ def _frontend_pod(spec: ClusterSpec) -> client.V1PodSpec:
         env=[
             client.V1EnvVar(name="CLIPPER_QUERY_PORT", value=str(spec.query_port)),
             _secret_env(ENV_RPC_SERVER_KEYS, spec.rpc_keys_secret_name, SERVER_KEYS_SECRET_KEY),
+            # Optional: a frontend without it takes no supervision reports (the path answers 404).
+            _secret_env(
+                ENV_SUPERVISION_TOKEN,
+                spec.supervision_token_secret_name,
+                SUPERVISION_TOKEN_SECRET_KEY,
+                optional=True,
+            ),
         ],
         readiness_probe=client.V1Probe(
             http_get=client.V1HTTPGetAction(path="/readyz", port=spec.query_port),
@@ -530,11 +623,15 @@ def cluster_objects(
     spec: ClusterSpec,
     models: Iterable[tuple[str, str, str, str, int]] = (),
     keys: ClusterKeys | None = None,
+    supervision_token: str | None = None,
 ) -> list[Any]:
-    """Every object of the cluster: the RPC keys Secret (when `keys` are given), Redis, frontends,
-    and each (name, version, input_type, image, num_replicas) of `models`."""
+    """Every object of the cluster: the RPC keys Secret (when `keys` are given), the supervision token
+    Secret (when `supervision_token` is), Redis, frontends, the supervision reporter, and each
+    (name, version, input_type, image, num_replicas) of `models`."""
     objects = [rpc_keys_secret(spec, keys)] if keys is not None else []
-    objects += [*redis_objects(spec), *frontend_objects(spec)]
+    if supervision_token is not None:
+        objects.append(supervision_token_secret(spec, supervision_token))
+    objects += [*redis_objects(spec), *frontend_objects(spec), *supervision_reporter_objects(spec)]
     for name, version, input_type, image, num_replicas in models:
         objects += model_objects(spec, name, version, input_type, image, num_replicas)
     return objects

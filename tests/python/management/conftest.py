@@ -17,6 +17,10 @@ class RecordingEngine:
         self.applied = []
         self.connected_replicas = []
         self.refuse_with = None
+        self.supervision = []  # every report set_replica_supervision received
+
+    def set_replica_supervision(self, slots):
+        self.supervision.append(slots)
 
     @property
     def config(self):
@@ -60,10 +64,12 @@ class AdminServer(tuple):
 
 
 ADMIN_TOKEN = "management-test-token"
+# The supervision reporter's token (the path it opens takes no other).
+SUPERVISION_TOKEN = "supervision-test-token-" + "s" * 16
 
 
 @pytest.fixture
-def admin_server(service):
+def admin_server(service, engine):
     """(host, port) of a management REST API served on loopback from a background thread; every
     /admin/ path needs `admin_server.token` (see `admin_server.headers`)."""
     server = ManagementHTTPServer(
@@ -71,6 +77,8 @@ def admin_server(service):
         service,
         management_token=ADMIN_TOKEN,
         limits=HTTPServerLimits(max_body_bytes=64 * 1024),
+        supervision_token=SUPERVISION_TOKEN,
+        supervision_sink=engine.set_replica_supervision,
     )
     server.start()
     address = AdminServer(("127.0.0.1", server.port))

@@ -16,7 +16,8 @@ from clipper.managers.kubernetes import KubernetesContainerManager
 from kubernetes import client
 
 _KINDS = {"deployments": "Deployment", "services": "Service", "persistentvolumeclaims": "PersistentVolumeClaim",
-          "secrets": "Secret"}  # fmt: skip
+          "secrets": "Secret", "serviceaccounts": "ServiceAccount", "roles": "Role",
+          "rolebindings": "RoleBinding"}  # fmt: skip
 
 
 class FakeApiServer:
@@ -110,8 +111,10 @@ class FakeApiServer:
                          "spec": {"replicas": obj["spec"]["replicas"]}}  # fmt: skip
         if sub == "status":
             return 200, {**obj, "status": {"readyReplicas": obj["spec"].get("replicas", 0)}}
-        if method == "PATCH":
+        if method == "PATCH" and "spec" in obj:
             obj["spec"].update(body.get("spec", {}))
+        elif method == "PATCH":  # a Role: its rules
+            obj.update(body)
         return 200, obj
 
     @staticmethod
@@ -150,8 +153,13 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
         "deployments:query-frontend-0-at-demo",
         "deployments:query-frontend-1-at-demo",
         "deployments:redis-at-demo",
+        "deployments:supervision-reporter-at-demo",
         "persistentvolumeclaims:redis-at-demo",
+        "rolebindings:supervision-reporter-at-demo",
+        "roles:supervision-reporter-at-demo",
         "secrets:rpc-keys-at-demo",
+        "secrets:supervision-token-at-demo",
+        "serviceaccounts:supervision-reporter-at-demo",
         "services:mgmt-frontend-at-demo",
         "services:query-frontend-0-at-demo",
         "services:query-frontend-1-at-demo",
@@ -168,6 +176,15 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
     env = {e["name"]: e for e in frontend["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["CLIPPER_RPC_SERVER_KEYS"]["valueFrom"]["secretKeyRef"] == {
         "name": "rpc-keys-at-demo", "key": "server-keys"}
+    # The supervision reporter's token: one Secret, read by the frontends and the reporter.
+    token = api.objects[("secrets", "supervision-token-at-demo")]["stringData"]["token"]
+    assert len(token) >= 32
+    assert env["CLIPPER_SUPERVISION_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "supervision-token-at-demo", "key": "token", "optional": True}
+    reporter = api.objects[("deployments", "supervision-reporter-at-demo")]["spec"]["template"]["spec"]
+    assert reporter["serviceAccountName"] == "supervision-reporter-at-demo"
+    assert reporter["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "supervision-token-at-demo", "key": "token"}
     assert ("GET", "/apis/apps/v1/namespaces/ml/deployments/query-frontend-1-at-demo/status") in (
         api.calls("GET")
     )
@@ -179,6 +196,7 @@ def test_start_clipper_creates_redis_and_frontends_and_waits_until_ready(api):
 def test_starting_again_updates_the_objects_in_place(api):
     _manager(api).start_clipper()
     keys = api.objects[("secrets", "rpc-keys-at-demo")]["stringData"]
+    token = api.objects[("secrets", "supervision-token-at-demo")]["stringData"]
     before = len(api.requests)
     _manager(api, service_type="NodePort", num_frontends=1).start_clipper()
     patched = sorted(path for method, path, _, _ in api.requests[before:] if method == "PATCH")
@@ -189,10 +207,14 @@ def test_starting_again_updates_the_objects_in_place(api):
         "/api/v1/namespaces/ml/services/redis-at-demo",
         "/apis/apps/v1/namespaces/ml/deployments/query-frontend-0-at-demo",
         "/apis/apps/v1/namespaces/ml/deployments/redis-at-demo",
+        "/apis/apps/v1/namespaces/ml/deployments/supervision-reporter-at-demo",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/ml/roles/supervision-reporter-at-demo",
     ]
     assert api.objects[("services", "query-frontend-at-demo")]["spec"]["type"] == "NodePort"
     # The RPC keys are kept: replicas started earlier hold them.
     assert api.objects[("secrets", "rpc-keys-at-demo")]["stringData"] == keys
+    # So is the supervision token: running frontends and the reporter hold it.
+    assert api.objects[("secrets", "supervision-token-at-demo")]["stringData"] == token
 
 
 def test_connect_without_a_cluster_says_how_to_start_one(api):
@@ -249,7 +271,15 @@ def test_stop_all_removes_every_object_of_the_cluster_and_keeps_the_state_claim(
     manager.start_clipper()
     manager.deploy_model("sum", "1", "doubles", "registry.example.com/sum:1")
     manager.stop_all()
-    assert sorted(api.objects) == [("persistentvolumeclaims", "redis-at-demo"), ("secrets", "rpc-keys-at-demo")]
+    # Kept: the state, the keys and token, and the reporter's account (removed with the state).
+    assert sorted(api.objects) == [
+        ("persistentvolumeclaims", "redis-at-demo"),
+        ("rolebindings", "supervision-reporter-at-demo"),
+        ("roles", "supervision-reporter-at-demo"),
+        ("secrets", "rpc-keys-at-demo"),
+        ("secrets", "supervision-token-at-demo"),
+        ("serviceaccounts", "supervision-reporter-at-demo"),
+    ]
     manager.start_clipper()
     manager.stop_all(clear_state=True)
     assert api.objects == {}
@@ -283,7 +313,8 @@ def test_pod_statuses_read_in_clippers_supervision_vocabulary(api, tmp_path):
     ]  # fmt: skip
     report = manager.supervision_report()
     assert [(r["pod"], r["state"], r["restarts"], r["last_exit_reason"]) for r in report] == [
-        ("sum-a", "crash-looping", 4, "exited with code 137 (OOMKilled)"),
+        ("sum-a", "crash-looping", 4,
+         "killed by signal 9 (SIGKILL) (out of memory: over its memory limit)"),
         ("sum-b", "running", 0, ""),
     ]
     (failure,) = manager.find_failed_replicas("sum", "1")

@@ -54,6 +54,10 @@ def test_render_prints_valid_manifests_of_the_cluster_and_its_models():
     query = next(d for d in documents if d["metadata"]["name"] == "query-frontend-at-prod")
     assert query["spec"]["type"] == "LoadBalancer" and query["spec"]["ports"][0]["port"] == 8080
     assert {d["metadata"]["namespace"] for d in documents} == {"serving"}
+    # The supervision reporter, its read-only account and its token come with the cluster.
+    for kind in ("ServiceAccount", "Role", "RoleBinding", "Deployment"):
+        assert (kind, "supervision-reporter-at-prod") in names
+    assert ("Secret", "supervision-token-at-prod") in names
 
 
 def test_model_specs_take_images_with_tags_and_ports():

@@ -36,7 +36,9 @@ MODELS = [
 
 
 def _all_objects(**spec_options):
-    return cluster_objects(ClusterSpec(**spec_options), MODELS, keys=new_cluster_keys())
+    return cluster_objects(
+        ClusterSpec(**spec_options), MODELS, keys=new_cluster_keys(), supervision_token="t" * 43
+    )
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -197,3 +199,48 @@ def test_invalid_options_name_the_option(options, message):
 def test_invalid_resources_name_the_field(options, message):
     with pytest.raises(ConfigurationError, match=message):
         PodResources(**options)
+
+
+def test_the_supervision_reporter_may_only_read_pods_of_its_namespace():
+    spec = ClusterSpec(cluster_name="c", namespace="serving", num_frontends=2)
+    objects = {(o.kind, o.metadata.name): o for o in cluster_objects(spec, supervision_token="t" * 43)}
+    name = "supervision-reporter-at-c"
+    role = objects[("Role", name)]
+    assert [(r.api_groups, r.resources, r.verbs) for r in role.rules] == [
+        ([""], ["pods"], ["get", "list", "watch"])
+    ]
+    binding = objects[("RoleBinding", name)]
+    assert (binding.role_ref.kind, binding.role_ref.name) == ("Role", name)
+    assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [
+        ("ServiceAccount", name, "serving")
+    ]
+    assert ("ServiceAccount", name) in objects
+    # No ClusterRole: nothing outside the namespace.
+    assert not any(kind.startswith("Cluster") for kind, _ in objects)
+    deployment = objects[("Deployment", name)]
+    assert deployment.spec.replicas == 1 and deployment.spec.strategy.type == "Recreate"
+    pod = deployment.spec.template.spec
+    assert pod.service_account_name == name
+    (container,) = pod.containers
+    assert container.image == "clipper/supervision-reporter:0.1.0"  # the image's entrypoint runs it
+    assert container.args == [
+        "kubernetes", "--cluster-name=c", "--namespace=serving", "--management-port=1338"
+    ]
+    assert container.security_context.run_as_non_root
+    assert container.security_context.allow_privilege_escalation is False
+    token_ref = container.env[0].value_from.secret_key_ref
+    assert (container.env[0].name, token_ref.name, token_ref.key) == (
+        "CLIPPER_SUPERVISION_TOKEN", "supervision-token-at-c", "token"
+    )
+    secret = objects[("Secret", "supervision-token-at-c")]
+    assert secret.string_data == {"token": "t" * 43}
+    # Every frontend reads the same token (optional: a frontend without it takes no reports).
+    for index in range(2):
+        frontend = objects[("Deployment", f"query-frontend-{index}-at-c")]
+        env = {e.name: e for e in frontend.spec.template.spec.containers[0].env}
+        ref = env["CLIPPER_SUPERVISION_TOKEN"].value_from.secret_key_ref
+        assert (ref.name, ref.key, ref.optional) == ("supervision-token-at-c", "token", True)
+    # Only when a token is given is its Secret rendered.
+    assert ("Secret", "supervision-token-at-c") not in {
+        (o.kind, o.metadata.name) for o in cluster_objects(spec)
+    }
