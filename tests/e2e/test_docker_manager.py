@@ -63,7 +63,9 @@ def test_a_closure_is_served_from_its_own_container(docker_cluster):
     # The logs of every container of the cluster come back as files.
     logs = conn.get_clipper_logs(str(conn.cm.state_dir.parent / "logs"))
     texts = [Path(path).read_text() for path in logs]
-    assert len(logs) == 2 and any("event=registering" in text for text in texts)
+    # Frontend, replica and supervision reporter.
+    assert len(logs) == 3 and any("event=registering" in text for text in texts)
+    assert any("event=supervision_reporter_started" in text for text in texts)
 
 
 def test_a_scikit_learn_model_answers_as_scikit_learn_does(docker_cluster):

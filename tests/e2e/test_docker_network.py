@@ -67,8 +67,16 @@ def test_a_cluster_on_a_bridge_network_serves_and_leaves_nothing(bridge_network,
             assert list(container.attrs["NetworkSettings"]["Networks"]) == [bridge_network.name]
         # The frontend's ports are published on the host's loopback only.
         frontend = next(c for c in containers if c.labels["ai.clipper.role"] == "frontend")
-        for bindings in frontend.attrs["NetworkSettings"]["Ports"].values():
-            assert bindings and {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+        published = {
+            port: bindings
+            for port, bindings in frontend.attrs["NetworkSettings"]["Ports"].items()
+            if bindings  # the image's EXPOSEd ports that are not published read None
+        }
+        assert set(published) == {f"{port}/tcp" for port in (query, management, rpc, metrics)}
+        for port, bindings in published.items():
+            assert {(b["HostIp"], b["HostPort"]) for b in bindings} == {
+                ("127.0.0.1", port.split("/")[0])
+            }
         # The reporter reaches the frontend by its name on the network.
         slots = wait_for(
             lambda: supervision_samples(conn, "product")["clipper_replica_restarts"],

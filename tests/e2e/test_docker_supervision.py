@@ -5,6 +5,7 @@ container killed with SIGKILL shows as restarts 0 -> 1 with the reason within se
 
 import os
 import signal
+import time
 
 import pytest
 from docker_support import docker_client
@@ -54,6 +55,17 @@ def test_a_killed_replica_containers_restart_reaches_metrics_with_its_reason(doc
     assert reporter.attrs["Config"]["User"] == "10001:10001"
     frontend = _CLIENT.containers.get(conn.cm._container_name("frontend"))
     assert not any(source.endswith("docker.sock") for source in _mounts(frontend))
+    # Its health check passes once it has read Docker (the image's HEALTHCHECK runs the same).
+    wait_for(
+        lambda: (
+            reporter.exec_run(
+                ["python3", "-m", "clipper.managers.supervision_reporter", "healthcheck"]
+            ).exit_code
+            == 0
+        ),
+        timeout_s=15,
+        what="the reporter's health check passing",
+    )
 
     labels = {"model": "summer", "version": "1", "replica": "0"}
     before = wait_for(
@@ -116,3 +128,26 @@ def test_a_cluster_started_without_the_reporter_has_no_socket_anywhere(tmp_path,
     finally:
         conn.stop_all(graceful=False, clear_state=True)
     assert cluster_containers(_CLIENT, manager.cluster_name) == []
+
+
+def test_the_reporter_stops_within_a_second_on_sigterm(docker_cluster):
+    (reporter,) = _CLIENT.containers.list(
+        filters={
+            "label": [
+                f"ai.clipper.container.label={docker_cluster.cm.cluster_name}",
+                f"{ROLE_LABEL}={REPORTER_ROLE}",
+            ]
+        }
+    )
+    # Running its loop (a SIGTERM during its imports ends it by the default action, code 143).
+    wait_for(
+        lambda: b"event=supervision_reporter_started" in reporter.logs(),
+        timeout_s=30,
+        what="the reporter's loop running",
+    )
+    started = time.monotonic()
+    reporter.stop(timeout=10)  # SIGTERM, SIGKILL only after 10 s
+    elapsed = time.monotonic() - started
+    reporter.reload()
+    assert reporter.attrs["State"]["ExitCode"] == 0  # its own clean exit, not the SIGKILL
+    assert elapsed < 3.0, elapsed  # generous: docker stop's own round trips on a loaded machine

@@ -326,9 +326,11 @@ def build_image(
     tag: str,
     buildargs: dict[str, str],
     labels: dict[str, str] | None = None,
+    nocache: bool = False,
 ) -> None:
     """`docker build` of a staged context with the legacy builder and host networking (no registry
-    needed when the base image is local); every step is logged as an event; raises ImageBuildError."""
+    needed when the base image is local); every step is logged as an event; raises ImageBuildError.
+    `nocache` runs every step again (bench/docker_figures.py times a cold build with it)."""
     started = time.monotonic()
     logger.info("event=image_build_started image=%s context=%s", tag, context)
     error = None
@@ -339,6 +341,7 @@ def build_image(
         buildargs=buildargs,
         labels=labels or {},
         network_mode="host",
+        nocache=nocache,
         rm=True,
         forcerm=True,
         decode=True,

@@ -389,6 +389,15 @@ def supervision_reporter_objects(spec: ClusterSpec) -> list[Any]:
         ],
         resources=PodResources(cpus=0.05, memory="128Mi").requirements(),
         security_context=_restricted_security(),
+        # Restarted when it has not read the pods for 30 s (API server unreachable, RBAC changed).
+        liveness_probe=client.V1Probe(
+            _exec=client.V1ExecAction(
+                command=["python3", "-m", "clipper.managers.supervision_reporter", "healthcheck"]
+            ),
+            initial_delay_seconds=20,
+            period_seconds=10,
+            failure_threshold=3,
+        ),
     )
     pod = client.V1PodSpec(
         containers=[container],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -38,6 +39,10 @@ from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING, de
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL_S = 1.0
+# Touched after every pass that read the platform: the images' health check and the Kubernetes
+# liveness probe call the reporter unhealthy when it is older than STALE_AFTER_S.
+ALIVE_FILE = "/tmp/clipper-supervision-reporter.alive"
+STALE_AFTER_S = 30.0
 DEFAULT_RESEND_INTERVAL_S = 15.0
 _PUSH_TIMEOUT_S = 5.0
 # The keys of a slot, as Engine.set_replica_supervision takes them.
@@ -233,8 +238,10 @@ class SupervisionReporter:
         token: str,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
         resend_interval_s: float = DEFAULT_RESEND_INTERVAL_S,
+        alive_file: str | None = None,
     ) -> None:
         self.collect = collect
+        self.alive_file = alive_file
         self.token = token
         self.poll_interval_s = poll_interval_s
         self.resend_interval_s = resend_interval_s
@@ -253,6 +260,9 @@ class SupervisionReporter:
     def report_once(self) -> None:
         now = time.monotonic()
         reports = self.collect()
+        if self.alive_file:
+            with open(self.alive_file, "a"):
+                os.utime(self.alive_file)
         for address in set(self._sent) - set(reports):
             del self._sent[address]
         for address, slots in reports.items():
@@ -298,6 +308,14 @@ def _slot_order(slot: Mapping[str, Any]) -> tuple[str, str, int]:
     return (str(slot["model_name"]), str(slot["model_version"]), int(slot["replica_id"]))
 
 
+def is_alive(alive_file: str = ALIVE_FILE, stale_after_s: float = STALE_AFTER_S) -> bool:
+    """Whether the reporter read the platform within `stale_after_s` (its health check)."""
+    try:
+        return time.time() - os.path.getmtime(alive_file) < stale_after_s
+    except OSError:
+        return False
+
+
 # ---- command line -----------------------------------------------------------------------------------
 
 
@@ -311,6 +329,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resend-interval-s", type=float, default=DEFAULT_RESEND_INTERVAL_S)
     parser.add_argument("--log-level", default="INFO")
     platforms = parser.add_subparsers(dest="platform", required=True)
+    platforms.add_parser("healthcheck", help="exit 0 when the running reporter read the platform "
+                         f"within {STALE_AFTER_S:.0f} s (the images' health check)")  # fmt: skip
     docker = platforms.add_parser("docker", help="replica containers on this Docker Engine")
     docker.add_argument("--cluster-name", required=True)
     docker.add_argument("--frontend", required=True, help="host:port of the management API")
@@ -337,6 +357,8 @@ def collector(arguments: argparse.Namespace) -> Callable[[], Reports]:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_argument_parser().parse_args(argv)
+    if arguments.platform == "healthcheck":
+        return 0 if is_alive() else 1
     logging.basicConfig(
         level=arguments.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -352,7 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     reporter = SupervisionReporter(
-        collector(arguments), token, arguments.poll_interval_s, arguments.resend_interval_s
+        collector(arguments),
+        token,
+        arguments.poll_interval_s,
+        arguments.resend_interval_s,
+        alive_file=ALIVE_FILE,
     )
     logger.info("event=supervision_reporter_started platform=%s", arguments.platform)
     reporter.run(stop)

@@ -24,6 +24,7 @@ from clipper.management import ManagementService
 from clipper.management.http_api import ManagementHTTPServer
 from clipper.managers.supervision_reporter import (
     SupervisionReporter,
+    is_alive,
     kubernetes_reports,
     kubernetes_slots,
 )
@@ -219,3 +220,24 @@ def test_the_loop_survives_a_failing_collection_and_stops_on_request(frontend):
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert engine.supervision[0] == [SLOT] and len(calls) >= 2
+
+
+def test_each_pass_that_read_the_platform_marks_the_reporter_alive(frontend, tmp_path):
+    address, _engine = frontend
+    alive = tmp_path / "alive"
+    assert not is_alive(str(alive))
+
+    def failing():
+        raise RuntimeError("the Docker socket is gone")
+
+    SupervisionReporter(failing, TOKEN, alive_file=str(alive)).run(_stopped())
+    assert not is_alive(str(alive))  # a pass that could not read the platform proves nothing
+    SupervisionReporter(lambda: {address: [SLOT]}, TOKEN, alive_file=str(alive)).report_once()
+    assert is_alive(str(alive))
+    assert not is_alive(str(alive), stale_after_s=-1)  # stale once older than the bound
+
+
+def _stopped():
+    event = threading.Event()
+    event.set()
+    return event
