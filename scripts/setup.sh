@@ -42,7 +42,7 @@ echo "setup: building and installing the clipper-serving package (native engine 
 
 # ---- BEGIN docker (DockerContainerManager and its tests) ------------------------------------------
 # The Docker Engine from Debian, started here when it does not answer (--bridge=none: containers use
-# the host's network), the Docker SDK for Python, then Clipper's base image, wheelhouse and images
+# the host's network), Debian's Docker registry (for the registry test), the Docker SDK for Python, then Clipper's base image, wheelhouse and images
 # (each reused when present and up to date). CLIPPER_SKIP_DOCKER=1 skips all of it.
 if [ "${CLIPPER_SKIP_DOCKER:-0}" != 1 ]; then
   docker_missing=()
@@ -53,6 +53,11 @@ if [ "${CLIPPER_SKIP_DOCKER:-0}" != 1 ]; then
     echo "setup: installing Debian packages: ${docker_missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${docker_missing[@]}" >/dev/null
+  fi
+  # docker-registry: tests/e2e/test_docker_registry.py runs its own on loopback; the package's service
+  # (where systemd started it) would listen on every interface, so it is stopped.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
   "$PYTHON" -m pip install -q --disable-pip-version-check "docker>=7"
   if ! docker info >/dev/null 2>&1; then
