@@ -77,13 +77,18 @@ def test_a_cluster_on_a_bridge_network_serves_and_leaves_nothing(bridge_network,
             assert {(b["HostIp"], b["HostPort"]) for b in bindings} == {
                 ("127.0.0.1", port.split("/")[0])
             }
+
         # The reporter reaches the frontend by its name on the network.
-        slots = wait_for(
-            lambda: supervision_samples(conn, "product")["clipper_replica_restarts"],
-            timeout_s=20,
-            what="the replicas' restarts on /metrics",
-        )
-        assert sorted(labels["replica"] for labels, value in slots if value == 0) == ["0", "1"]
+        # (It reads Docker every second: a report from before the second replica started may
+        # still be the one on /metrics for a moment.)
+        def both_replicas():
+            slots = supervision_samples(conn, "product")["clipper_replica_restarts"]
+            return sorted((labels["replica"], value) for labels, value in slots) == [
+                ("0", 0),
+                ("1", 0),
+            ]
+
+        wait_for(both_replicas, timeout_s=20, what="both replicas' restarts (0) on /metrics")
     finally:
         conn.stop_all(graceful=False, clear_state=True)
     assert cluster_containers(_CLIENT, manager.cluster_name) == []
