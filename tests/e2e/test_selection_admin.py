@@ -1,10 +1,11 @@
 """The selection layer's admin API and management REST API against a real frontend process: policies
 are validated and stored, links follow the policy, what users learned is read and reset, and policy,
-parameters and learned state survive a killed frontend (embedded store and Redis). A policy written in
-Python (examples/custom_policy.py) is imported by the frontend, set on an app and run end to end:
-/update feeds its `observe`, the engine draws natively from the weights it publishes.
+parameters and learned state survive a killed frontend (embedded store and Redis), and the restarted
+engine serves each user's learned weights. A policy written in Python (examples/custom_policy.py) is
+imported by the frontend, set on an app and run end to end: /update feeds its `observe`, the engine
+draws natively from the weights it publishes.
 
-Where a test needs a user's learned state without replicas, it writes it as the feedback worker does
+Where a test needs a user's learned state at once, it writes it as the feedback worker does
 (the same store, the policy's `observe`)."""
 
 import collections
@@ -160,8 +161,10 @@ def test_policy_and_learned_state_survive_a_killed_frontend(tmp_path, request, s
         store = SqliteSelectionStore(options["state_dir"])
     try:
         conn.register_application("bandit", "doubles", "-1.0", SLO_MICROS)
-        for name in ("a", "b"):
-            conn.register_model(name, "1", "doubles")
+        # Real replicas, so the restarted frontend's answers show which model it draws: "a" answers
+        # the input's first element, "b" that plus one.
+        deploy_python_closure(conn, "a", "1", "doubles", e2e_models.label_of_first)
+        deploy_python_closure(conn, "b", "1", "doubles", e2e_models.label_plus_one)
         conn.set_selection_policy("bandit", "exp3", gamma=0.05)
         for name in ("a", "b"):
             conn.link_model_to_app("bandit", name)
@@ -181,6 +184,24 @@ def test_policy_and_learned_state_survive_a_killed_frontend(tmp_path, request, s
         assert conn.get_selection_state("bandit", uid=0) == learned[0]
         assert conn.get_selection_state("bandit", uid=42) == learned[42]
         assert learned[42]["models"]["b"]["weight"] >= 0.9
+        # The restarted engine serves what each user learned (published from the store at start).
+        # Both replicas reconnected: 20 even draws (uid 7 learned nothing) without a default.
+        wait_for(
+            lambda: not any(
+                predict(conn, "bandit", {"input": [0.5 + i], "uid": 7})[1]["default"]
+                for i in range(20)
+            ),
+            timeout_s=60, what="both replicas serving the restarted frontend",
+        )  # fmt: skip
+        for uid, right, offset in ((0, "a", 0), (42, "b", 1)):
+            answers = [
+                predict(conn, "bandit", {"input": [1000.0 * (uid + 1) + v], "uid": uid})[1]
+                for v in range(100)
+            ]
+            from_right = sum(
+                a["output"] == 1000 * (uid + 1) + v + offset for v, a in enumerate(answers)
+            )
+            assert from_right >= 85, (uid, right, from_right)  # weight >= 0.9 (gamma 0.05)
 
         conn.reset_selection_state("bandit", uid=42)
         assert conn.get_selection_state("bandit", uid=42)["feedback"] == 0
