@@ -66,16 +66,29 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const App
     for (const DecodedInput& input : inputs) all_bytes += input.payload.size();
   }
   const double left = static_cast<double>(budget_micros - duration_cast<microseconds>(Clock::now() - received).count());
+  // An ensemble answers at its deadline with what arrived (partial): a member that would be late only
+  // misses the combination, so lateness refuses it only when no member would answer in time.
+  const bool ensemble = !choice.cascade && choice.models.size() > 1;
+  std::optional<Refusal> late;
+  bool some_in_time = false;
   for (std::size_t m = 0; m < choice.models.size(); ++m) {
     ModelVersion* model = choice.models[m];
     // A cascade asks only its first model at arrival; each escalation keeps the deadline by itself.
     if (choice.cascade && m > 0) break;
     const std::size_t count = uncached != nullptr ? (*uncached)[m].count : inputs.size();
     const std::size_t bytes = uncached != nullptr ? (*uncached)[m].bytes : all_bytes;
-    if (model == nullptr || count == 0) continue;
-    if (auto refusal = model_refusal(*model, count, bytes, left, budget_micros)) return refusal;
+    if (model == nullptr) continue;
+    std::optional<Refusal> refusal;
+    if (count > 0) refusal = model_refusal(*model, count, bytes, left, budget_micros);
+    if (!refusal) {
+      some_in_time = true;
+    } else if (ensemble && refusal->reason == metrics::RejectReason::Deadline) {
+      if (!late) late = std::move(refusal);
+    } else {
+      return refusal;
+    }
   }
-  return std::nullopt;
+  return some_in_time ? std::nullopt : late;
 }
 
 std::optional<QueryProcessor::Refusal> QueryProcessor::model_refusal(ModelVersion& model, std::size_t count,
@@ -119,10 +132,15 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::refusal_before_decoding(c
     return model_refusal(*model, 1, 0, left, app.slo_micros);  // even one input (of any size) is too many
   };
   if (plan.mode == SelectionMode::Ensemble) {
+    // Refused for lateness only when every member would be late, as after decoding.
+    std::optional<Refusal> late;
     for (const LinkedModel& linked : app.linked_models) {
-      if (auto refusal = judge(linked)) return refusal;
+      std::optional<Refusal> refusal = judge(linked);
+      if (!refusal) return std::nullopt;  // this member may answer in time: decode and judge fully
+      if (refusal->reason != metrics::RejectReason::Deadline) return refusal;
+      if (!late) late = std::move(refusal);
     }
-    return std::nullopt;
+    return late;
   }
   // A cascade is judged by its first model, as after decoding.
   const std::size_t first = plan.mode == SelectionMode::Cascade && !plan.cascade_order.empty() ? plan.cascade_order.front() : 0;

@@ -4,6 +4,7 @@ is right, per user; feedback is answered only once the policy applied it; bad fe
 Everything runs as a user runs it: a local cluster, real replica processes, real HTTP."""
 
 import collections
+import time
 
 import e2e_models
 import pytest
@@ -17,7 +18,11 @@ SLO_MICROS = 5_000_000
 @pytest.fixture(scope="module")
 def conn(tmp_path_factory):
     conn = start_cluster(tmp_path_factory.mktemp("selection"), "selection-serving")
-    for name, func in (("right", e2e_models.label_of_first), ("wrong", e2e_models.label_plus_one)):
+    for name, func in (
+        ("right", e2e_models.label_of_first),
+        ("wrong", e2e_models.label_plus_one),
+        ("sleepy", e2e_models.sleep_one_second),
+    ):
         deploy_python_closure(conn, name=name, version="1", input_type="doubles", func=func)
     yield conn
     conn.stop_all()
@@ -47,6 +52,32 @@ def test_an_ensemble_asks_both_models_and_reports_its_confidence(conn):
     assert answer["output"] in (7, 8)
     assert answer["confidence"] == pytest.approx(0.5, abs=0.01)  # equal weights, one vote each
     assert "partial" not in answer
+
+
+def test_an_ensemble_answers_partial_at_its_deadline_without_the_late_model(conn):
+    """One member answers at once, the other takes 1 s against a 150 ms SLO: at the deadline the
+    ensemble combines what arrived, marked partial, its confidence the answering model's share; and
+    it goes on doing so once admission control knows the slow member would be late (only an ensemble
+    none of whose members could answer in time is refused)."""
+    conn.register_application("late-vote", "doubles", default_output="-1", slo_micros=150_000)
+    conn.set_selection_policy("late-vote", "exp4")
+    conn.link_model_to_app("late-vote", "right")
+    conn.link_model_to_app("late-vote", "sleepy")
+    answer = wait_for(
+        lambda: (a := query(conn, "late-vote", 9.0)) and not a["default"] and a, what="an answer"
+    )
+    assert answer["output"] == 9 and answer["partial"] is True, answer
+    assert answer["confidence"] == pytest.approx(0.5, abs=0.01)
+    status, late, seconds = post(conn.get_query_addr(), "/late-vote/predict", {"input": [11.0]})
+    assert status == 200 and late["output"] == 11 and late["partial"] is True, late
+    assert seconds < 0.9  # at the 150 ms deadline, not after the late model's second
+    # Once the slow model's service time is measured (after its first batches), admission control
+    # knows it would be late; the ensemble is still answered, partial, since the other member is not.
+    time.sleep(2.5)
+    for value in range(30, 36):
+        status, answer, _ = post(conn.get_query_addr(), "/late-vote/predict", {"input": [float(value)]})
+        assert status == 200 and answer["output"] == value and answer["partial"] is True, answer
+        time.sleep(0.2)
 
 
 def test_feedback_teaches_exp4_and_exp3_which_model_is_right(conn):
