@@ -203,8 +203,13 @@ bool ShmTransport::send(const ReplicaAddress& to, const uint8_t* data, std::size
 }
 
 bool ShmTransport::send_framed(const ReplicaAddress& to, const FramedMessage& message, PayloadWriter write_payload) {
+  // Over the network: the inputs go into the frame, which ZeroMQ copies.
+  const auto over_network = [&] {
+    write_payload(message.frame + message.payload_offset);
+    return network_->send(to, message.frame, message.size);
+  };
   Channel* channel = attached(to);
-  if (channel == nullptr) return ReplicaTransport::send_framed(to, message, write_payload);
+  if (channel == nullptr) return over_network();
   shm::RingStatus status;
   uint8_t* record = channel->requests.reserve(message.size, status);
   if (record == nullptr) {
@@ -212,7 +217,7 @@ bool ShmTransport::send_framed(const ReplicaAddress& to, const FramedMessage& me
       log_corrupt_requests();
       return false;
     }
-    return ReplicaTransport::send_framed(to, message, write_payload);  // over the network
+    return over_network();  // no room now, or larger than the ring holds
   }
   // The frame around the inputs, then the inputs themselves straight from where they are kept. The
   // replica sees none of it before commit() publishes the record.
