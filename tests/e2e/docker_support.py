@@ -32,8 +32,9 @@ def cluster_containers(client, cluster_name):
 
 
 @contextlib.contextmanager
-def docker_cluster(client, tmp_path, replica_start_timeout_s=90):
-    """A started cluster in containers; stop_all must leave no container of it behind."""
+def docker_cluster(client, tmp_path, replica_start_timeout_s=90, **manager_options):
+    """A started cluster in containers; stop_all must leave no container of it behind.
+    `manager_options` go to DockerContainerManager (e.g. shm_transport=True)."""
     query, management, rpc, metrics = free_ports(4)
     manager = DockerContainerManager(
         cluster_name=f"e2e-{uuid.uuid4().hex[:8]}",
@@ -43,6 +44,7 @@ def docker_cluster(client, tmp_path, replica_start_timeout_s=90):
         prometheus_port=metrics,
         state_dir=tmp_path / "state",
         heartbeat_timeout_millis=1000,
+        **manager_options,
     )
     conn = ClipperConnection(manager, replica_start_timeout_s=replica_start_timeout_s)
     conn.start_clipper()

@@ -26,6 +26,7 @@ from typing import Any
 
 from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.container.credentials import ENV_RPC_CREDENTIALS
+from clipper.container.server import ENV_TRANSPORT
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
 from clipper.management.endpoints import FrontendEndpoints
 from clipper.management.replica_keys import (
@@ -59,6 +60,9 @@ ROLE_LABEL = "ai.clipper.role"
 PORTS_LABEL = "ai.clipper.ports"
 STATE_DIR_IN_CONTAINER = "/var/lib/clipper"
 MODEL_DIR_IN_CONTAINER = "/model"
+# With shm_transport: where the frontend makes its shared-memory socket directory (XDG_RUNTIME_DIR)
+# and where replicas see the same host directory (<state_dir>/shm), so the offered path resolves.
+SHM_DIR_IN_CONTAINER = "/run/clipper-shm"
 _CLUSTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POLL_INTERVAL_S = 0.1
 # The unprivileged user of Clipper's images (containers/*/Dockerfile: USER 10001:10001).
@@ -91,6 +95,7 @@ class DockerContainerManager(ContainerManager):
         stop_timeout_s: float = 10.0,
         docker_client: Any = None,
         supervision_reporter: bool = True,
+        shm_transport: bool = False,
     ) -> None:
         """`docker_network`: "host" (the default; containers share the host's network and bind
         127.0.0.1) or a user-defined network (the frontend's ports are then published on the host's
@@ -102,7 +107,11 @@ class DockerContainerManager(ContainerManager):
         `state_dir` (default ~/.clipper/<cluster_name>) is mounted into the frontend container: its
         configuration and management token outlive the container. `supervision_reporter`: start
         the container that reads the replicas' restarts from Docker (it alone gets the Docker socket)
-        and pushes them to the frontend's /metrics."""
+        and pushes them to the frontend's /metrics.
+        `shm_transport`: replicas exchange batches with the frontend over shared-memory rings instead
+        of ZeroMQ when their image has the SDK's compiled extensions (docs/docker.md: the frontend's
+        socket directory <state_dir>/shm is mounted into every replica, which then runs as the
+        frontend's user). Off by default: replicas serve over ZeroMQ and share nothing with it."""
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
             raise ClipperException(
                 f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
@@ -139,6 +148,7 @@ class DockerContainerManager(ContainerManager):
         self.stop_timeout_s = stop_timeout_s
         self._client = docker_client
         self.supervision_reporter = supervision_reporter
+        self.shm_transport = bool(shm_transport)
         # Clipper images this manager made sure of (kind -> name): staged and checked once per manager.
         self._images: dict[str, str] = {}
 
@@ -224,6 +234,8 @@ class DockerContainerManager(ContainerManager):
             # finds them, and they outlive its container.
             self.state_dir.mkdir(parents=True, exist_ok=True)
             ensure_cluster_keys(self.state_dir)
+        if self.shm_transport:
+            self._shm_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         user = self._prepare_state_dir()
         image = self._clipper_image("frontend")
         # Built (or found) before anything starts, so a build failure leaves no frontend running.
@@ -268,8 +280,12 @@ class DockerContainerManager(ContainerManager):
                 environment={
                     "CLIPPER_QUERY_PORT": str(self.clipper_query_port),
                     **({ENV_SUPERVISION_TOKEN: supervision_token} if supervision_token else {}),
+                    **({"XDG_RUNTIME_DIR": SHM_DIR_IN_CONTAINER} if self.shm_transport else {}),
                 },
-                volumes={str(self.state_dir): {"bind": STATE_DIR_IN_CONTAINER, "mode": "rw"}},
+                volumes={
+                    str(self.state_dir): {"bind": STATE_DIR_IN_CONTAINER, "mode": "rw"},
+                    **self._shm_volume(),
+                },
                 user=user,
                 ports=published or None,
                 restart_policy={"Name": "unless-stopped"},
@@ -337,10 +353,36 @@ class DockerContainerManager(ContainerManager):
         directory. Either way the container's files are readable here."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if os.getuid() != 0:
-            return f"{os.getuid()}:{os.getgid()}"
+            return self._frontend_user()
         for path in [self.state_dir, *self.state_dir.rglob("*")]:
             os.chown(path, _IMAGE_UID, _IMAGE_UID, follow_symlinks=False)
-        return f"{_IMAGE_UID}:{_IMAGE_UID}"
+        return self._frontend_user()
+
+    @staticmethod
+    def _frontend_user() -> str:
+        return f"{_IMAGE_UID}:{_IMAGE_UID}" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+
+    @property
+    def _shm_dir(self) -> Path:
+        return self.state_dir / "shm"
+
+    def _shm_volume(self) -> dict[str, dict[str, str]]:
+        """The shared-memory socket directory's mount (same path in the frontend and replicas)."""
+        if not self.shm_transport:
+            return {}
+        return {str(self._shm_dir): {"bind": SHM_DIR_IN_CONTAINER, "mode": "rw"}}
+
+    def _replica_transport_options(self) -> dict[str, Any]:
+        """What a replica container needs for shared memory: the socket directory and the frontend's
+        user (the directory is 0700, the socket 0600). Without shm_transport the replica is told to
+        use ZeroMQ, so it does not ask for an offer it could not take up."""
+        if not self.shm_transport:
+            return {"environment": {ENV_TRANSPORT: "zmq"}}
+        return {
+            "environment": {ENV_TRANSPORT: "auto"},
+            "volumes": self._shm_volume(),
+            "user": self._frontend_user(),
+        }
 
     def _wait_for_frontend(self, container: Any) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -518,6 +560,9 @@ class DockerContainerManager(ContainerManager):
             "network": self.docker_network,
             **resources.container_kwargs(),
         }
+        transport = self._replica_transport_options()
+        options["environment"].update(transport.pop("environment"))
+        options.update(transport)
         return self.client.containers.create(**self._with_extras(options))
 
     def _start_replica(self, name: str, version: str, input_type: str, image: str) -> Any:

@@ -28,7 +28,9 @@ from clipper.exceptions import ClipperException
 
 logger = logging.getLogger(__name__)
 
-IMAGE_VERSION = "0.1.0"
+# The tag of every Clipper image; CLIPPER_IMAGE_VERSION builds and uses others (e.g. to try an SDK
+# change under new tags before the usual ones are replaced).
+IMAGE_VERSION = os.environ.get("CLIPPER_IMAGE_VERSION", "0.1.0")
 LOCAL_BASE_IMAGE = "clipper-base:bookworm"
 PUBLIC_BASE_IMAGE = "python:3.11-slim"
 DIGEST_LABEL = "ai.clipper.source.digest"
@@ -142,11 +144,12 @@ def _copy_python_package(source: Path, destination: Path, keep_binaries: bool = 
 
 
 def stage_sdk_sources(destination: Path) -> Path:
-    """Lays out clipper-container-sdk's sources (containers/sdk/pyproject.toml, the lazy
+    """Lays out clipper-container-sdk's sources (containers/sdk/pyproject.toml and setup.py, the lazy
     `clipper/__init__.py`, clipper.container, clipper.wire, and what a framework closure unpickles:
     clipper.deployers and clipper.exceptions) under `destination`; returns it."""
     package = _package_dir("clipper")
-    shutil.copyfile(containers_dir() / "sdk" / "pyproject.toml", destination / "pyproject.toml")
+    for sdk_file in ("pyproject.toml", "setup.py"):
+        shutil.copyfile(containers_dir() / "sdk" / sdk_file, destination / sdk_file)
     target = destination / "clipper"
     target.mkdir(parents=True, exist_ok=True)
     for module in ("__init__.py", "exceptions.py"):
@@ -157,21 +160,58 @@ def stage_sdk_sources(destination: Path) -> Path:
     return destination
 
 
+def sdk_native_sources() -> list[Path]:
+    """What the SDK's Cython extensions are built from (the checkout's .pyx/.pxd files and the ring's
+    C++ header); empty when this installation has no checkout beside it."""
+    checkout = containers_dir().parent
+    container = checkout / "python" / "clipper" / "container"
+    sources = sorted([*container.glob("*.pyx"), *container.glob("*.pxd")])
+    header = checkout / "cpp" / "rpc" / "shm_ring.h"
+    return [*sources, header] if sources and header.is_file() else []
+
+
 def build_sdk_wheel(wheel_dir: Path) -> Path:
-    """Builds the clipper-container-sdk wheel (pure Python) into `wheel_dir`; returns its path."""
+    """Builds the clipper-container-sdk wheels into `wheel_dir`: the pure-Python one (returned), and
+    beside it, when the checkout's Cython sources, Cython and a compiler are here, one with the
+    compiled extensions for this interpreter (shared-memory rings, the native receive/reply path).
+    pip in an image picks the compiled one when its Python matches this one (same minor version,
+    glibc at least as new), else the pure one, which serves over ZeroMQ with the Python codec."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
+    # A fixed timestamp makes the wheel's bytes depend on its sources only (see source_digest).
+    reproducible = {"SOURCE_DATE_EPOCH": "315532800"}
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    command += ["--wheel-dir", str(wheel_dir)]
     with tempfile.TemporaryDirectory(prefix="clipper-sdk-") as staging:
         stage_sdk_sources(Path(staging))
-        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
-        command += ["--no-build-isolation", "--wheel-dir", str(wheel_dir), staging]
-        # A fixed timestamp makes the wheel's bytes depend on its sources only (see source_digest).
-        _run(
-            command, "building the clipper-container-sdk wheel", {"SOURCE_DATE_EPOCH": "315532800"}
-        )
-    wheels = sorted(wheel_dir.glob("clipper_container_sdk-*.whl"))
-    if not wheels:
+        _run([*command, staging], "building the clipper-container-sdk wheel", reproducible)
+    native_sources = sdk_native_sources()
+    if native_sources:
+        with tempfile.TemporaryDirectory(prefix="clipper-sdk-native-") as staging:
+            stage_sdk_sources(Path(staging))
+            for source in native_sources:
+                where = (
+                    Path(staging, "include", "rpc")
+                    if source.suffix == ".h"
+                    else Path(staging, "clipper", "container")
+                )
+                where.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, where / source.name)
+            try:
+                _run(
+                    [*command, staging],
+                    "building the clipper-container-sdk wheel with its extensions",
+                    {**reproducible, "CLIPPER_SDK_NATIVE": "1"},
+                )
+            except ImageBuildError as error:
+                logger.warning(
+                    "event=sdk_native_wheel_failed fallback=pure_python error=%s", str(error)[-500:]
+                )
+    else:
+        logger.warning("event=sdk_native_sources_missing fallback=pure_python")
+    pure = sorted(wheel_dir.glob("clipper_container_sdk-*-py3-none-any.whl"))
+    if not pure:
         raise ImageBuildError(f"pip wrote no clipper-container-sdk wheel into {wheel_dir}")
-    return wheels[-1]
+    return pure[-1]
 
 
 def stage_frontend_app(destination: Path) -> Path:
@@ -244,7 +284,9 @@ def input_digest(kind: str) -> str:
         parts += [source_digest(Path(d)) for d in dict.fromkeys(native.__path__)]
         parts += frontend_requirements()
     else:
-        parts.append(hashlib.sha256((source / "sdk" / "pyproject.toml").read_bytes()).hexdigest())
+        for sdk_file in ("pyproject.toml", "setup.py"):
+            parts.append(hashlib.sha256((source / "sdk" / sdk_file).read_bytes()).hexdigest())
+        parts += [hashlib.sha256(path.read_bytes()).hexdigest() for path in sdk_native_sources()]
         for module in ("__init__.py", "exceptions.py"):
             parts.append(hashlib.sha256((package / module).read_bytes()).hexdigest())
         parts += [source_digest(package / sub) for sub in ("container", "deployers")]

@@ -91,3 +91,32 @@ def test_a_regular_install_finds_the_checkout_it_runs_from(monkeypatch, tmp_path
     monkeypatch.setattr(docker_images, "__file__", str(tmp_path / "site" / "a" / "b" / "c.py"))
     monkeypatch.chdir(tmp_path / "repo" / "tests")
     assert docker_images.containers_dir() == tmp_path / "repo" / "containers"
+
+
+def test_the_compiled_sdk_wheel_sits_beside_the_pure_one_and_serves_natively(sdk_wheel, tmp_path):
+    """The wheel model images install for shared memory: the Cython extensions for this Python
+    (pip prefers it over the pure wheel in the same folder), loading with the SDK alone."""
+    compiled = sorted(sdk_wheel.parent.glob("clipper_container_sdk-*-cp3*-linux_*.whl"))
+    assert len(compiled) == 1, sorted(p.name for p in sdk_wheel.parent.iterdir())
+    names = set(zipfile.ZipFile(compiled[0]).namelist())
+    for module in ("_shm_ring", "_native_codec"):
+        assert [
+            n for n in names if n.startswith(f"clipper/container/{module}.") and n.endswith(".so")
+        ]
+    assert not [n for n in names if n.endswith((".pyx", ".pxd", ".cpp", ".h"))]
+    wheels = tmp_path / "wheels"
+    docker_images.resolve_wheels(docker_images.SDK_REQUIREMENTS, wheels)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    install = [python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels)]
+    install += ["--find-links", str(sdk_wheel.parent), "clipper-container-sdk"]
+    subprocess.run(install, check=True, capture_output=True)
+    script = (
+        "from clipper.container import codec, shm_client\n"
+        "print(codec.NATIVE_AVAILABLE, shm_client.available())\n"
+    )
+    result = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert result.stdout.split() == ["True", "True"]
