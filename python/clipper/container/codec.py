@@ -167,6 +167,8 @@ _EMPTY_BYTES = np.zeros(0, dtype=np.uint8)
 def _field_positions(buffer: Any, table: int, field_count: int) -> tuple[int, ...]:
     """Absolute position of each of a table's first `field_count` fields; 0 for an absent field."""
     vtable = table - _read_i32(buffer, table)[0]
+    if vtable < 0:  # struct would read it from the buffer's end
+        raise ValueError(f"a vtable at {vtable}, before the message's start")
     present = min(field_count, (_read_u16(buffer, vtable)[0] - 4) // 2)
     relative = _VTABLE_READERS[present](buffer, vtable + 4) if present > 0 else ()
     return tuple(table + at if at else 0 for at in relative) + (0,) * (field_count - present)
