@@ -17,7 +17,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +47,9 @@ _MAX_SAVE_ATTEMPTS = 32
 _RETRY_PAUSE_S = 0.001
 # How long `run` waits for the engine's next feedback records before checking for a stop.
 FEEDBACK_WAIT_MILLIS = 200
+# At start, stored users' weights are published this many at a time, with the feedback that arrived
+# meanwhile applied between steps (a million users take about 25 s; an update must not wait that long).
+STARTUP_PUBLISH_STEP_USERS = 1000
 
 
 class SelectionBinding(Protocol):
@@ -126,6 +129,9 @@ class SelectionFeedbackWorker:
         self._apps_revision = -1
         self._apps: dict[str, AppSelection] = {}
         self._threads: list[threading.Thread] = []
+        # While the stored weights are published at start: the users this frontend wrote, adopted or
+        # reset since (uid None: all of the app's), whose newer weights the engine has already.
+        self._touched: set[tuple[str, int | None]] | None = None
 
     # ---- the learning step -----------------------------------------------------------------------
 
@@ -170,6 +176,7 @@ class SelectionFeedbackWorker:
                     stale = not served_here and expected is not None
                     if stale or weights != selection.policy.engine_plan(state)["weights"]:
                         self._publish(app, uid, weights)
+                    self._touch(app, uid)
                     self._record_losses(app, selection.policy, state, outputs, label)
                     return {"feedback": new_state["feedback"], "weights": weights}
                 # Another frontend wrote this user meanwhile: learn on top of what it stored.
@@ -198,6 +205,7 @@ class SelectionFeedbackWorker:
             self.cache.drop(app, uid)
             if self.binding is not None:
                 self.binding.clear_selection_weights(app, uid)
+            self._touch(app, uid)
         logger.info("event=selection_state_reset app=%s uid=%s", app, "*" if uid is None else uid)
 
     def app_selection(self, app: str) -> AppSelection:
@@ -246,45 +254,78 @@ class SelectionFeedbackWorker:
         return True, f"feedback applied ({result['feedback']} rounds for this user)"
 
     def run(self, stop: threading.Event) -> None:
-        """Drain the engine's feedback until `stop` is set, answering every record's update."""
+        """Publish the stored users' weights, then drain the engine's feedback until `stop` is set,
+        answering every record's update. Feedback that arrives while publishing is applied between
+        its steps."""
         if self.binding is None:
             return
-        self.publish_stored_weights()
+        for _ in self.publish_stored_weights_in_steps():
+            if stop.is_set():
+                return
+            self._drain_feedback(stop, 0)
         while not stop.is_set():
+            self._drain_feedback(stop, FEEDBACK_WAIT_MILLIS)
+
+    def _drain_feedback(self, stop: threading.Event, wait_ms: int) -> None:
+        assert self.binding is not None
+        try:
+            records = self.binding.next_feedback(wait_ms)
+        except (RuntimeError, OSError) as error:  # the engine stopping: retry shortly
+            logger.warning("event=feedback_wait_failed cause=%r", str(error))
+            stop.wait(0.5)
+            return
+        for record in records:
             try:
-                records = self.binding.next_feedback(FEEDBACK_WAIT_MILLIS)
-            except (RuntimeError, OSError) as error:  # the engine stopping: retry shortly
-                logger.warning("event=feedback_wait_failed cause=%r", str(error))
-                stop.wait(0.5)
-                continue
-            for record in records:
-                try:
-                    applied, message = self.handle_record(record)
-                except Exception as error:
-                    logger.exception("event=feedback_failed app=%s", record.get("app"))
-                    applied, message = False, f"feedback failed unexpectedly: {error!r}"
-                self.binding.finish_feedback(int(record["ticket"]), applied, message)
+                applied, message = self.handle_record(record)
+            except Exception as error:
+                logger.exception("event=feedback_failed app=%s", record.get("app"))
+                applied, message = False, f"feedback failed unexpectedly: {error!r}"
+            self.binding.finish_feedback(int(record["ticket"]), applied, message)
 
     def publish_stored_weights(self) -> int:
         """Publish every stored user's weights to the engine (at start); returns how many."""
+        return sum(self.publish_stored_weights_in_steps())
+
+    def publish_stored_weights_in_steps(
+        self, step_users: int = STARTUP_PUBLISH_STEP_USERS
+    ) -> Iterator[int]:
+        """`publish_stored_weights` in steps of at most `step_users` users, yielding how many each
+        step published, so the caller can apply feedback between steps. A user this frontend wrote,
+        adopted or reset since the first step is skipped: the engine has its newer weights, and the
+        stored text read at the start may be older."""
         if self.binding is None:
-            return 0
+            return
+        with self._lock:
+            self._touched = set()
         published = 0
-        for app in list(self._cluster.state.applications):
-            try:
-                selection = self.app_selection(app)
-            except UnknownObjectError:
-                continue
-            if selection.policy.native_mode not in ("sample", "ensemble"):
-                continue
-            for uid, text in self.store.users(app):
-                state = self._decode(selection, text)
-                self.binding.set_selection_weights(
-                    app, uid, selection.policy.engine_plan(state)["weights"]
-                )
-                published += 1
+        try:
+            for app in list(self._cluster.state.applications):
+                try:
+                    selection = self.app_selection(app)
+                except UnknownObjectError:
+                    continue
+                if selection.policy.native_mode not in ("sample", "ensemble"):
+                    continue
+                step = 0
+                for uid, text in self.store.users(app):
+                    with self._lock:
+                        if (app, uid) in self._touched or (app, None) in self._touched:
+                            continue
+                        state = self._decode(selection, text)
+                        self.binding.set_selection_weights(
+                            app, uid, selection.policy.engine_plan(state)["weights"]
+                        )
+                    published += 1
+                    step += 1
+                    if step == step_users:
+                        yield step
+                        step = 0
+                if step:
+                    yield step
+        finally:
+            with self._lock:
+                self._touched = None
         logger.info("event=selection_weights_published users=%d", published)
-        return published
 
     def follow(self, stop: threading.Event, wait_s: float = 0.5) -> None:
         """With a shared store: adopt what other frontends learn, until `stop` is set. A change is
@@ -306,11 +347,13 @@ class SelectionFeedbackWorker:
                 self.cache.drop(app, None)
                 if self.binding is not None:
                     self.binding.clear_selection_weights(app, None)
+                self._touch(app, None)
                 return
             stored = self.store.load(app, uid)
             if stored is not None and stored == self.cache.get(app, uid):
                 return  # our own write
             self.cache.drop(app, uid)
+            self._touch(app, uid)
             if self.binding is None:
                 return
             if stored is None:
@@ -388,6 +431,11 @@ class SelectionFeedbackWorker:
         }
         answer_loss = policy.online_loss(state, outputs, label)
         self.binding.record_feedback_losses(app, answer_loss, model_losses)
+
+    def _touch(self, app: str, uid: int | None) -> None:
+        """(app, uid)'s weights were just set here (call with the lock held)."""
+        if self._touched is not None:
+            self._touched.add((app, uid))
 
     def _publish(self, app: str, uid: int, weights: dict[str, float]) -> None:
         if self.binding is not None:

@@ -104,6 +104,29 @@ def test_a_round_on_a_state_another_frontend_wrote_publishes_even_unchanged_weig
     assert second.weights == {}
 
 
+def test_stored_weights_are_published_in_steps_without_overwriting_newer_feedback(service):
+    """At start the worker publishes stored users a step at a time and applies feedback between
+    steps; a user taught meanwhile keeps the weights of that feedback, not the older stored ones."""
+    configure(service)
+    for uid in range(6):
+        worker_for(service).apply_feedback("app", uid, RIGHT, 1)
+    binding = PublishedWeights()
+    worker = worker_for(service, binding)
+    steps = worker.publish_stored_weights_in_steps(step_users=2)
+    assert next(steps) == 2
+    waiting = [uid for uid in range(6) if ("app", uid) not in binding.weights]
+    assert len(waiting) == 4
+    taught = waiting[0]
+    for _ in range(30):  # now "wrong" is right for this user
+        worker.apply_feedback("app", taught, {"right": "0", "wrong": "1"}, 1)
+    newer = dict(binding.weights[("app", taught)])
+    assert newer["wrong"] > 0.9
+    assert sum(steps) == 3  # the other three waiting users; the taught one is skipped
+    assert binding.weights[("app", taught)] == newer
+    assert set(binding.weights) == {("app", uid) for uid in range(6)}
+    assert worker.publish_stored_weights() == 6  # later calls publish everyone again
+
+
 def test_users_learn_apart(service):
     configure(service)
     worker = worker_for(service)
