@@ -599,6 +599,8 @@ def model_deployment(
         ],
         env=[
             client.V1EnvVar(name="CLIPPER_RPC_PORT", value=str(spec.rpc_port)),
+            # Another pod cannot reach the frontend's shared-memory socket: do not ask for rings.
+            client.V1EnvVar(name="CLIPPER_TRANSPORT", value="zmq"),
             _secret_env(
                 ENV_RPC_CREDENTIALS, spec.rpc_keys_secret_name, REPLICA_CREDENTIALS_SECRET_KEY
             ),

@@ -146,6 +146,8 @@ def test_model_deployments_connect_each_to_its_frontend_with_the_wanted_replicas
         assert credentials.value is None
         reference = credentials.value_from.secret_key_ref
         assert (reference.name, reference.key) == ("rpc-keys-at-c", "replica-credentials")
+        # A pod cannot reach the frontend's shared-memory socket: the replica does not ask for it.
+        assert {e.name: e.value for e in container.env}["CLIPPER_TRANSPORT"] == "zmq"
     # An image naming its registry keeps it; odd names become valid names and label values.
     odd = [d for d in deployments if d not in sums][0]
     assert odd.spec.template.spec.containers[0].image == "registry.example.com/m:2"
