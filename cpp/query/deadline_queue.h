@@ -33,7 +33,8 @@ class DeadlineQueue {
     for (auto& lane : lanes_) {
       if (lane.empty()) {
         if (empty == nullptr) empty = &lane;
-      } else if (lane.back().deadline <= deadline && (best == nullptr || lane.back().deadline > best->back().deadline)) {
+      } else if (lane.back().deadline <= deadline &&
+                 (best == nullptr || lane.back().deadline > best->back().deadline)) {
         best = &lane;
       }
     }
