@@ -4,7 +4,9 @@ is right, per user; feedback is answered only once the policy applied it; bad fe
 Everything runs as a user runs it: a local cluster, real replica processes, real HTTP."""
 
 import collections
+import re
 import time
+import urllib.request
 
 import e2e_models
 import pytest
@@ -75,9 +77,18 @@ def test_an_ensemble_answers_partial_at_its_deadline_without_the_late_model(conn
     # knows it would be late; the ensemble is still answered, partial, since the other member is not.
     time.sleep(2.5)
     for value in range(30, 36):
-        status, answer, _ = post(conn.get_query_addr(), "/late-vote/predict", {"input": [float(value)]})
+        status, answer, _ = post(
+            conn.get_query_addr(), "/late-vote/predict", {"input": [float(value)]}
+        )
         assert status == 200 and answer["output"] == value and answer["partial"] is True, answer
         time.sleep(0.2)
+    # Each of them counted as a partial answer of the app (the first wait may have asked more).
+    with urllib.request.urlopen(f"http://{conn.get_metric_addr()}/metrics", timeout=10) as page:
+        metrics = page.read().decode()
+    counted = re.search(
+        r'^clipper_app_partial_answers_total\{app="late-vote"\} (\d+)$', metrics, re.MULTILINE
+    )
+    assert counted is not None and int(counted.group(1)) >= 2 + 6, counted
 
 
 def test_feedback_teaches_exp4_and_exp3_which_model_is_right(conn):

@@ -16,8 +16,9 @@ every round and uniform exploration (`gamma`) would only serve worse models. Its
 0, and its learning rate is higher than Exp4's (0.3 against 0.1): on the digits study
 (bench/selection_digits.py) the served accuracy while the best model is degraded, replayed offline
 through this policy over six data splits, rose from 0.9-1.6 points below the best remaining model
-(gamma 0.02, eta 0.1) to about 0.3 below. `gamma` stays for bandit feedback (a user policy or offline replay that observes only the
-served model), where Exp3 needs it to keep estimating the models it rarely draws.
+(gamma 0.02, eta 0.1) to about 0.3 below. `gamma` stays for bandit feedback (a user policy or an
+offline replay that observes only the served model), where Exp3 needs it to keep estimating the
+models it rarely draws.
 """
 
 from __future__ import annotations
