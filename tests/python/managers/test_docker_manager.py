@@ -170,6 +170,25 @@ def test_images_run_unprivileged_with_a_healthcheck_and_an_init(closure_image):
         assert config["Entrypoint"][:2] == ["dumb-init", "--"]
 
 
+def test_the_supervision_reporter_image_is_unprivileged_with_its_own_health_check():
+    reporter = docker_images.ensure_image(_CLIENT, "supervision-reporter")
+    config = _CLIENT.images.get(reporter).attrs["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Healthcheck"]["Test"][-2:] == ["clipper.managers.supervision_reporter",
+                                                  "healthcheck"]  # fmt: skip
+    assert config["Entrypoint"] == [
+        "dumb-init", "--", "python3", "-m", "clipper.managers.supervision_reporter"
+    ]  # fmt: skip
+    # It holds the platform clients; the frontend image, which parses queries, holds neither.
+    frontend = docker_images.ensure_image(_CLIENT, "frontend")
+    probe = "import importlib.util as u; print(u.find_spec('docker'), u.find_spec('kubernetes'))"
+    for image, expected_none in ((reporter, False), (frontend, True)):
+        output = _CLIENT.containers.run(
+            image, ["-c", probe], entrypoint=["python3"], remove=True, network_mode="none"
+        ).decode()
+        assert ("None None" in output) is expected_none, (image, output)
+
+
 def test_the_model_image_holds_the_sdk_and_no_control_plane(closure_image):
     script = (
         "import sys, importlib.util, clipper.container\n"
