@@ -295,3 +295,22 @@ def test_with_redis_the_configuration_outlives_the_frontend_and_its_state_direct
         assert conn.get_all_apps() == ["kept"]
     finally:
         conn.stop_all(graceful=False, clear_state=True)
+
+
+def test_the_frontend_container_stops_on_sigterm_with_its_own_clean_exit(docker_cluster):
+    conn = docker_cluster
+    conn.register_application("sum", "doubles", "-1.0", 2_000_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", _sum_closure())
+    conn.link_model_to_app("sum", "summer")
+    assert model_answer(conn, "sum", {"input": [1.0, 2.0]})["output"] == 3.0
+    frontend = _CLIENT.containers.get(conn.cm._container_name("frontend"))
+    started = time.monotonic()
+    frontend.stop(timeout=10)  # SIGTERM; SIGKILL only after 10 s
+    elapsed = time.monotonic() - started
+    frontend.reload()
+    assert frontend.attrs["State"]["ExitCode"] == 0, log_tail_of(frontend)
+    assert elapsed < 2.0, elapsed  # docker stop's own round trips included, on a shared machine
+
+
+def log_tail_of(container):
+    return container.logs(tail=20).decode("utf-8", "replace")
