@@ -327,3 +327,44 @@ def test_pod_statuses_read_in_clippers_supervision_vocabulary(api, tmp_path):
 def test_building_without_a_registry_says_how_nodes_get_the_image(api):
     with pytest.raises(DeploymentError, match="registry="):
         _manager(api).build_model("sum", "1", "/nonexistent")
+
+
+def test_the_supervision_reporter_lists_the_clusters_pods_by_label_and_reports_per_frontend(api):
+    from clipper.managers.supervision_reporter import KubernetesReports
+
+    def pod(name, role, frontend, ip=None, restarts=0):
+        labels = {"ai.clipper.container.label": "demo", "ai.clipper.role": role,
+                  "ai.clipper.frontend": str(frontend)}  # fmt: skip
+        status = {"podIP": ip} if ip else {}
+        if role == "model":
+            last = {"terminated": {"exitCode": 137, "reason": "Error"}} if restarts else {}
+            status["containerStatuses"] = [
+                {"name": "model", "image": "i", "imageID": "", "ready": True,
+                 "restartCount": restarts, "state": {"running": {}}, "lastState": last}
+            ]  # fmt: skip
+        annotations = {"ai.clipper.model": json.dumps({"name": "sum", "version": "1"})}
+        return {"metadata": {"name": name, "labels": labels, "annotations": annotations},
+                "status": status}  # fmt: skip
+
+    other_cluster = pod("elsewhere", "model", 0, restarts=9)
+    other_cluster["metadata"]["labels"]["ai.clipper.container.label"] = "other"
+    api.pods = [
+        pod("f0", "frontend", 0, ip="10.0.0.4"),
+        pod("f1", "frontend", 1, ip="10.0.0.5"),
+        pod("m0", "model", 0, restarts=2),
+        pod("m1", "model", 1),
+        other_cluster,
+    ]
+    core = client.CoreV1Api(client.ApiClient(client.Configuration(host=api.host)))
+    reports = KubernetesReports(core, "ml", "demo", 1338)()
+    assert {address: [(s["model_name"], s["restarts"], s["last_exit_reason"]) for s in slots]
+            for address, slots in reports.items()} == {
+        "10.0.0.4:1338": [("sum", 2, "killed by signal 9 (SIGKILL)")],
+        "10.0.0.5:1338": [("sum", 0, "")],
+    }  # fmt: skip
+    # Pods only, in the cluster's namespace, selected by the cluster's and the role's labels.
+    listed = [(path, query["labelSelector"][0]) for method, path, query, _ in api.requests]
+    assert listed == [
+        ("/api/v1/namespaces/ml/pods", "ai.clipper.container.label=demo,ai.clipper.role=frontend"),
+        ("/api/v1/namespaces/ml/pods", "ai.clipper.container.label=demo,ai.clipper.role=model"),
+    ]
