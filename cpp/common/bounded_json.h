@@ -10,47 +10,21 @@
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 
-#include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <system_error>
+
+#include "common/json_number.h"
 
 namespace clipper {
 
 // Deeper than any input, output or configuration the engine reads; far below what the stack holds.
 inline constexpr unsigned kMaxJsonDepth = 128;
 
-// Decimal exponent of the first non-zero digit of a valid JSON number ("0.05e3" -> 1, "120" -> 2):
-// tells a number too big for a double from one too small for it.
-inline long long leading_decimal_exponent(std::string_view number) {
-  if (!number.empty() && number.front() == '-') number.remove_prefix(1);
-  const std::size_t mark = number.find_first_of("eE");
-  const std::string_view digits = number.substr(0, mark);
-  long long exponent = 0;
-  if (mark != std::string_view::npos) {
-    std::string_view text = number.substr(mark + 1);
-    const bool negative = !text.empty() && text.front() == '-';
-    if (!text.empty() && (text.front() == '-' || text.front() == '+')) text.remove_prefix(1);
-    if (std::from_chars(text.data(), text.data() + text.size(), exponent).ec != std::errc()) {
-      exponent = 1LL << 40;  // more digits than any long long: far out of range either way
-    }
-    if (negative) exponent = -exponent;
-  }
-  const std::size_t point = std::min(digits.find('.'), digits.size());
-  const std::size_t first = digits.find_first_of("123456789");
-  if (first == std::string_view::npos) return 0;
-  const auto place = static_cast<long long>(point) - static_cast<long long>(first);
-  return exponent + (first < point ? place - 1 : place);
-}
-
 // Forwards every SAX event to `Inner`, refusing arrays and objects nested deeper than the limit.
-// Numbers arrive as text (kParseNumbersAsStringsFlag) and are converted here with std::from_chars,
-// which gives the double nearest to the text: rapidjson 1.1.0's fast path is off by a few units in
-// the last place for long numbers, and its full-precision path returns garbage for a zero with a
-// large negative exponent ("0e-45" read as -3e-170). Both found by cpp/fuzz/query_codec_fuzzer.
+// Numbers arrive as text (kParseNumbersAsStringsFlag) and are converted exactly by
+// parse_json_number (common/json_number.h), not by rapidjson, whose conversion is off by ULPs.
 template <typename Inner>
 class DepthLimitedHandler {
  public:
@@ -68,29 +42,15 @@ class DepthLimitedHandler {
   bool Uint64(uint64_t u) { return inner_.Uint64(u); }
   bool Double(double d) { return inner_.Double(d); }
   bool RawNumber(const Ch* text, rapidjson::SizeType length, bool) {
-    const char* end = text + length;
-    if (std::find_if(text, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end) {
-      if (text[0] == '-') {
-        int64_t value = 0;
-        if (std::from_chars(text, end, value).ec == std::errc()) return inner_.Int64(value);
-      } else {
-        uint64_t value = 0;
-        if (std::from_chars(text, end, value).ec == std::errc()) return inner_.Uint64(value);
-      }
-      // Beyond 64 bits: a double, as rapidjson reads it.
+    const JsonNumber number = parse_json_number(std::string_view(text, length));
+    switch (number.kind) {
+      case JsonNumber::Kind::Int64: return inner_.Int64(number.int64);
+      case JsonNumber::Kind::Uint64: return inner_.Uint64(number.uint64);
+      case JsonNumber::Kind::Double: return inner_.Double(number.real);
+      case JsonNumber::Kind::TooBig: number_too_big_ = true; return false;
+      case JsonNumber::Kind::Invalid: break;
     }
-    double value = 0.0;
-    const std::errc result = std::from_chars(text, end, value).ec;
-    if (result == std::errc::result_out_of_range) {
-      if (leading_decimal_exponent(std::string_view(text, length)) >= 0) {
-        number_too_big_ = true;
-        return false;
-      }
-      value = text[0] == '-' ? -0.0 : 0.0;  // below the smallest double: zero, as rapidjson reads it
-    } else if (result != std::errc()) {
-      return false;  // not reached: the reader checked the grammar
-    }
-    return inner_.Double(value);
+    return false;
   }
   bool String(const Ch* text, rapidjson::SizeType length, bool copy) { return inner_.String(text, length, copy); }
   bool Key(const Ch* text, rapidjson::SizeType length, bool copy) { return inner_.Key(text, length, copy); }

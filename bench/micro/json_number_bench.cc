@@ -1,0 +1,156 @@
+// Micro-benchmark of number parsing on the query path: decoding /predict bodies (query/query_codec.*,
+// whose numbers go through common/json_number.h), and the text -> double conversion alone with
+// fast_float (what the engine uses) against std::from_chars (what it used before) and std::strtod,
+// on the same texts in the same run, taking turns within each round. Medians of rounds; a round times
+// enough repetitions of each to last about 2 ms of the thread's CPU time. Built with the C++ tests
+// (CLIPPER_BUILD_TESTS); run: build/ctest/bench/micro/json_number_bench [rounds] (default 41).
+// Timings on a shared machine are noisy: compare the ratios within one run.
+#include <time.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/json_number.h"
+#include "query/query_codec.h"
+
+namespace {
+
+// The thread's CPU time, not wall time: on a shared machine the time this thread waited for a core
+// does not count (cache and frequency effects of neighbours still do).
+struct Clock {
+  using duration = std::chrono::nanoseconds;
+  using time_point = std::chrono::time_point<Clock, duration>;
+  static time_point now() {
+    timespec spec{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec);
+    return time_point(duration(spec.tv_sec * 1'000'000'000LL + spec.tv_nsec));
+  }
+};
+
+// Repetitions of `work` that take about 2 ms.
+int calibrate(const std::function<void()>& work) {
+  int repetitions = 1;
+  for (;;) {
+    const auto started = Clock::now();
+    for (int i = 0; i < repetitions; ++i) work();
+    if (Clock::now() - started > std::chrono::milliseconds(2) || repetitions > (1 << 24)) return repetitions;
+    repetitions *= 2;
+  }
+}
+
+double median(std::vector<double> values) {
+  std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
+  return values[values.size() / 2];
+}
+
+// Nanoseconds per call of each of `variants`, one sample of each per round, the variants taking turns
+// within a round so that a disturbance of the machine hits them alike: medians, and the median of the
+// per-round ratios of each variant to the first.
+struct Timings {
+  std::vector<double> nanos;
+  std::vector<double> ratios;
+};
+Timings time_variants(int rounds, const std::vector<std::function<void()>>& variants) {
+  std::vector<int> repetitions;
+  for (const auto& work : variants) repetitions.push_back(calibrate(work));
+  std::vector<std::vector<double>> samples(variants.size()), ratios(variants.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (std::size_t v = 0; v < variants.size(); ++v) {
+      const auto started = Clock::now();
+      for (int i = 0; i < repetitions[v]; ++i) variants[v]();
+      samples[v].push_back(std::chrono::duration<double, std::nano>(Clock::now() - started).count() /
+                           repetitions[v]);
+      ratios[v].push_back(samples[v].back() / samples[0].back());
+    }
+  }
+  Timings timings;
+  for (std::size_t v = 0; v < variants.size(); ++v) {
+    timings.nanos.push_back(median(samples[v]));
+    timings.ratios.push_back(median(ratios[v]));
+  }
+  return timings;
+}
+
+// Random doubles as Python's json.dumps writes them (up to 17 significant digits).
+std::vector<std::string> random_double_texts(std::size_t count, std::mt19937_64& random) {
+  std::normal_distribution<double> normal(0.0, 1000.0);
+  std::vector<std::string> texts;
+  char buffer[64];
+  for (std::size_t i = 0; i < count; ++i) {
+    std::snprintf(buffer, sizeof(buffer), "%.17g", normal(random));
+    texts.emplace_back(buffer);
+  }
+  return texts;
+}
+
+std::string predict_body(const std::vector<std::string>& numbers) {
+  std::string body = "{\"input\": [";
+  for (std::size_t i = 0; i < numbers.size(); ++i) body += (i ? ", " : "") + numbers[i];
+  return body + "]}";
+}
+
+volatile double sink = 0.0;  // keeps the conversions from being optimized away
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = argc > 1 ? std::max(3, std::atoi(argv[1])) : 41;
+  std::mt19937_64 random(7);
+  const std::vector<std::string> ones(10, "1.0");
+  const std::vector<std::string> ten = random_double_texts(10, random);
+  const std::vector<std::string> thousand = random_double_texts(1000, random);
+
+  std::printf("# json_number_bench: medians of %d rounds, CPU nanoseconds per call\n", rounds);
+  std::printf("%-44s %12s\n", "decode_predict_body (doubles)", "ns/body");
+  struct Body {
+    const char* name;
+    std::string text;
+  };
+  const Body bodies[] = {{"10 doubles 1.0", predict_body(ones)},
+                         {"10 random doubles (17 digits)", predict_body(ten)},
+                         {"1000 random doubles (17 digits)", predict_body(thousand)}};
+  for (const Body& body : bodies) {
+    const Timings timings = time_variants(rounds, {[&] {
+      const auto decoded = clipper::decode_predict_body(body.text, clipper::InputType::Doubles);
+      if (!decoded.ok()) std::abort();
+      sink = sink + static_cast<double>(decoded.value->inputs[0].element_count);
+    }});
+    std::printf("%-44s %12.0f\n", body.name, timings.nanos[0]);
+  }
+
+  std::printf("\n%-44s %12s %12s %12s %10s\n", "conversion of 1000 texts", "fast_float", "from_chars",
+              "strtod", "from_chars/fast_float (median of rounds)");
+  struct Texts {
+    const char* name;
+    const std::vector<std::string>* texts;
+  };
+  const std::vector<std::string> thousand_ones(1000, "1.0");
+  const Texts sets[] = {{"\"1.0\"", &thousand_ones}, {"random doubles (17 digits)", &thousand}};
+  for (const Texts& set : sets) {
+    const auto& texts = *set.texts;
+    const Timings timings = time_variants(rounds, {
+        [&] {
+          for (const std::string& text : texts) sink = sink + clipper::parse_json_number(text).real;
+        },
+        [&] {
+          for (const std::string& text : texts) {
+            double value = 0.0;
+            std::from_chars(text.data(), text.data() + text.size(), value);
+            sink = sink + value;
+          }
+        },
+        [&] {
+          for (const std::string& text : texts) sink = sink + std::strtod(text.c_str(), nullptr);
+        }});
+    std::printf("%-44s %12.0f %12.0f %12.0f %10.2fx\n", set.name, timings.nanos[0], timings.nanos[1],
+                timings.nanos[2], timings.ratios[1]);
+  }
+  return 0;
+}
