@@ -73,11 +73,18 @@ SelectionMetrics* AppMetrics::model(const std::string& model_name) {
   return slot.get();
 }
 
-ReplicaMetrics* ModelMetrics::replica(int32_t replica_id) {
+ReplicaMetrics* ModelMetrics::attach_replica(int32_t replica_id) {
   std::lock_guard lock(replicas_mutex);
-  auto& slot = replicas[replica_id];
-  if (!slot) slot = std::make_unique<ReplicaMetrics>();
-  return slot.get();
+  AttachedReplica& slot = replicas[replica_id];
+  if (!slot.series) slot.series = std::make_unique<ReplicaMetrics>();
+  ++slot.connections;
+  return slot.series.get();
+}
+
+void ModelMetrics::detach_replica(int32_t replica_id) {
+  std::lock_guard lock(replicas_mutex);
+  auto found = replicas.find(replica_id);
+  if (found != replicas.end() && --found->second.connections <= 0) replicas.erase(found);
 }
 
 AppMetrics* MetricsRegistry::app(const std::string& name) {
@@ -111,7 +118,7 @@ void MetricsRegistry::render_replicas(std::string& out) const {
       for (const auto& [id, replica] : model->replicas) {
         visit("model=\"" + escape_label(key.first) + "\",version=\"" + escape_label(key.second) +
                   "\",replica=\"" + std::to_string(id) + "\"",
-              *replica);
+              *replica.series);
       }
     }
   };
@@ -128,7 +135,7 @@ void MetricsRegistry::render_replicas(std::string& out) const {
           &ReplicaMetrics::failed_batches);
   gauge("clipper_replica_inflight_batches", "Batches sent to the replica and not answered yet.",
         &ReplicaMetrics::inflight_batches);
-  gauge("clipper_replica_connected", "1 while the replica is registered and alive, 0 once it is gone.",
+  gauge("clipper_replica_connected", "1 while the replica is registered and alive (a departed replica's series are removed).",
         &ReplicaMetrics::connected);
   gauge("clipper_replica_slow", "1 while the replica is marked slow or stalled (it gets only probe batches).",
         &ReplicaMetrics::slow);

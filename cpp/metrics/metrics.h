@@ -127,14 +127,17 @@ struct ReplicaMetrics {
   Counter batches;             // batches this replica answered
   Counter failed_batches;      // ... with an error or a bad output
   Gauge inflight_batches;      // batches sent to it and not answered yet
-  Gauge connected;             // 1 while registered, 0 once gone
+  Gauge connected;             // 1 while registered (the series is removed once it is gone)
   Gauge slow;                  // 1 while marked slow or stalled (only probe batches reach it)
   LatencyHistogram batch_latency_micros{kLatencyBoundsMicros, kMicrosToSeconds};  // observe microseconds
 };
 
 struct ModelMetrics {
-  // The replica's series, created on first use and kept (a departed replica shows connected 0).
-  ReplicaMetrics* replica(int32_t replica_id);
+  // A connected replica's series: created when a replica registers with this id, shared by every
+  // connection that claims the same id, and removed when the last of them leaves, so /metrics stays
+  // bounded however many replicas come and go. Detach once per attach; the series is gone after it.
+  ReplicaMetrics* attach_replica(int32_t replica_id);
+  void detach_replica(int32_t replica_id);
 
   Counter batches;
   Counter predictions;
@@ -148,9 +151,13 @@ struct ModelMetrics {
   LatencyHistogram batch_latency_micros{kLatencyBoundsMicros, kMicrosToSeconds};  // observe microseconds
   BatchSizeHistogram batch_size{kBatchSizeBounds};
 
+  struct AttachedReplica {
+    std::unique_ptr<ReplicaMetrics> series;
+    int connections = 0;  // attached and not detached yet
+  };
   // Guards `replicas` (the map, not the atomics). Taken after MetricsRegistry's mutex when rendering.
   mutable std::mutex replicas_mutex;
-  std::map<int32_t, std::unique_ptr<ReplicaMetrics>> replicas;
+  std::map<int32_t, AttachedReplica> replicas;
 };
 
 class MetricsRegistry {

@@ -21,7 +21,7 @@ Replica& ReplicaSet::add(Replica&& replica) {
   model->connected_replicas.fetch_add(1);
   model->idle_replicas.fetch_add(1);
   model->metrics->connected_replicas.add(1);
-  added.metrics = model->metrics->replica(added.replica_id);
+  added.metrics = model->metrics->attach_replica(added.replica_id);
   added.metrics->connected.set(1);
   added.metrics->inflight_batches.set(0);
   added.metrics->slow.set(0);
@@ -36,8 +36,8 @@ Replica ReplicaSet::remove(const ReplicaAddress& address) {
   replicas_.erase(found);
   model->connected_replicas.fetch_sub(1);
   model->metrics->connected_replicas.add(-1);
-  removed.metrics->connected.set(0);
-  removed.metrics->inflight_batches.set(0);
+  model->metrics->detach_replica(removed.replica_id);  // its series leave /metrics with it
+  removed.metrics = nullptr;
   return removed;
 }
 

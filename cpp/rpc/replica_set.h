@@ -43,7 +43,7 @@ struct Replica {
   Clock::time_point last_answer_at{};  // to measure service time, not time spent queued
   ConnectionId connection = -1;        // the connection its data socket uses (for closes)
   std::string transport = "zmq";       // the medium its batches travel over (ReplicaTransport::medium)
-  metrics::ReplicaMetrics* metrics = nullptr;  // its series (set by ReplicaSet::add, kept by the registry)
+  metrics::ReplicaMetrics* metrics = nullptr;  // its series (ReplicaSet::add attaches, remove detaches)
   std::unique_ptr<AimdController> controller;
   double slowness = 1.0;  // EWMA of observed / expected batch latency
   bool slow = false;      // far slower than its peers: only probe batches until it recovers

@@ -41,8 +41,7 @@ TEST(MetricsRegistryTest, BatchSizeKeepsItsOwnUnit) {
 TEST(MetricsRegistryTest, ReplicaSeriesCarryModelVersionAndReplica) {
   MetricsRegistry registry;
   ModelMetrics* model = registry.model("m", "2");
-  ReplicaMetrics* replica = model->replica(7);
-  EXPECT_EQ(replica, model->replica(7));  // one entry per replica id, kept
+  ReplicaMetrics* replica = model->attach_replica(7);
   replica->batches.add(3);
   replica->failed_batches.add();
   replica->inflight_batches.set(2);
@@ -57,6 +56,35 @@ TEST(MetricsRegistryTest, ReplicaSeriesCarryModelVersionAndReplica) {
   EXPECT_TRUE(contains(text, "clipper_replica_slow" + labels + " 0\n"));
   EXPECT_TRUE(contains(text, "clipper_replica_batch_latency_seconds_bucket{model=\"m\",version=\"2\",replica=\"7\",le=\"0.005\"} 1\n"));
   EXPECT_TRUE(contains(text, "clipper_replica_batch_latency_seconds_sum" + labels + " 0.004\n"));
+}
+
+TEST(MetricsRegistryTest, ADepartedReplicasSeriesLeaveWithTheLastConnectionThatClaimedItsId) {
+  MetricsRegistry registry;
+  ModelMetrics* model = registry.model("m", "1");
+  const std::string labels = "{model=\"m\",version=\"1\",replica=\"3\"}";
+  ReplicaMetrics* first = model->attach_replica(3);
+  EXPECT_EQ(model->attach_replica(3), first);  // a second connection with the same id shares the series
+  first->batches.add(5);
+  model->detach_replica(3);
+  EXPECT_TRUE(contains(registry.render_prometheus(), "clipper_replica_batches_total" + labels + " 5\n"));
+  model->detach_replica(3);
+  const std::string text = registry.render_prometheus();
+  EXPECT_FALSE(contains(text, "replica=\"3\"")) << text;
+  EXPECT_TRUE(contains(text, "clipper_model_batches_total{model=\"m\",version=\"1\"}"));  // the model's stay
+  model->detach_replica(3);  // an unmatched detach is harmless
+  EXPECT_EQ(model->attach_replica(3)->batches.value(), 0u);  // back with the same id: a fresh series
+}
+
+TEST(MetricsRegistryTest, ReplicaChurnLeavesMetricsBounded) {
+  MetricsRegistry registry;
+  ModelMetrics* model = registry.model("m", "1");
+  model->attach_replica(0);
+  const std::size_t steady = registry.render_prometheus().size();
+  for (int32_t id = 1; id <= 10'000; ++id) {
+    model->attach_replica(id)->batches.add();
+    model->detach_replica(id);
+  }
+  EXPECT_EQ(registry.render_prometheus().size(), steady);
 }
 
 TEST(MetricsRegistryTest, SelectionSeriesArePerAppAndModel) {
@@ -99,7 +127,7 @@ TEST(MetricsRegistryTest, SelectionSeriesArePerAppAndModel) {
 TEST(MetricsRegistryTest, EveryFamilyHasHelpThenTypeAndCountersEndInTotal) {
   MetricsRegistry registry;
   registry.app("a");
-  registry.model("m", "1")->replica(0);
+  registry.model("m", "1")->attach_replica(0);
   const std::string text = registry.render_prometheus();
   std::size_t position = 0;
   int families = 0;

@@ -46,6 +46,22 @@ TEST_F(ReplicaSetTest, IdleCountFollowsThePipelineDepth) {
   EXPECT_EQ(model->connected_replicas.load(), 0);
 }
 
+TEST_F(ReplicaSetTest, ARemovedReplicasSeriesLeaveMetrics) {
+  ReplicaSet replicas(1);
+  Replica first = make_replica("r1", model);
+  first.replica_id = 4;
+  replicas.add(std::move(first));
+  Replica second = make_replica("r2", model);
+  second.replica_id = 5;
+  replicas.add(std::move(second));
+  EXPECT_NE(metrics.render_prometheus().find("replica=\"4\""), std::string::npos);
+  const Replica removed = replicas.remove("r1");
+  EXPECT_EQ(removed.metrics, nullptr);
+  const std::string text = metrics.render_prometheus();
+  EXPECT_EQ(text.find("replica=\"4\""), std::string::npos) << text;
+  EXPECT_NE(text.find("clipper_replica_connected{model=\"m\",version=\"1\",replica=\"5\"} 1"), std::string::npos);
+}
+
 TEST_F(ReplicaSetTest, RemovingAFullReplicaLeavesTheIdleCountAlone) {
   ReplicaSet replicas(1);
   Replica& replica = replicas.add(make_replica("r1", model));

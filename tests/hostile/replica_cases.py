@@ -259,6 +259,49 @@ def registration_flood(cluster: HostileCluster) -> Outcome:
     )
 
 
+def _replica_series(cluster: HostileCluster, model: str) -> int:
+    """Replicas of `model` that /metrics shows (one clipper_replica_connected line each)."""
+    url = f"http://127.0.0.1:{cluster.query_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    prefix = f'clipper_replica_connected{{model="{model}",'
+    return sum(line.startswith(prefix) for line in text.splitlines())
+
+
+def replica_churn(cluster: HostileCluster) -> Outcome:
+    """500 replicas of one model, 100 at a time, each with its own connection and replica id:
+    they register, show on /metrics, and disconnect without a word (the frontend drops them)."""
+    model = _rogue_app(cluster, "churn-app")
+    metrics_before = _metrics_bytes(cluster)
+    builder = flatbuffers.Builder(256)
+    shown = []
+    context = zmq.Context()
+    try:
+        for first_id in range(0, 500, 100):
+            sockets = [_admitted_socket(cluster, context) for _ in range(100)]
+            for offset, sock in enumerate(sockets):
+                register = encode_register(
+                    builder, model, "1", InputType.DOUBLES, replica_id=first_id + offset
+                )
+                sock.send(bytes(register))
+            wait_for(
+                lambda: _replica_series(cluster, model) >= 100, timeout_s=30, what="100 replicas"
+            )
+            shown.append(_replica_series(cluster, model))
+            for sock in sockets:
+                sock.close()
+            wait_for(lambda: _replica_series(cluster, model) == 0, timeout_s=30, what="the drops")
+    finally:
+        context.term()
+    metrics_after = _metrics_bytes(cluster)
+    return Outcome(
+        f"replica series while connected: {shown}; after they left: "
+        f"{_replica_series(cluster, model)}; /metrics {metrics_before / 1024:.0f} -> "
+        f"{metrics_after / 1024:.0f} KiB",
+        shown == [100] * 5 and metrics_after < metrics_before + 16 * 1024,
+    )
+
+
 def heartbeat_flood(cluster: HostileCluster) -> Outcome:
     """50,000 heartbeats naming keys no replica has."""
     builder = flatbuffers.Builder(256)
@@ -362,6 +405,8 @@ CASES = [
     Case("rogue replica: outputs not UTF-8", "valid JSON answers by the deadline", wrong_types),
     Case("RPC port: 20,000 registrations for new models", "query port serves; memory bounded",
          registration_flood),
+    Case("RPC port: 500 replicas of one model come and go",
+         "each shows on /metrics while connected; its series leave with it", replica_churn),
     Case("RPC port: 50,000 heartbeats for unknown replicas", "query port serves; memory bounded", heartbeat_flood),
     Case("replica: SIGKILLed, then set_num_replicas", "returns; 2 connected",
          killed_replica_then_scale),
