@@ -16,6 +16,7 @@ import management_cases
 import overload_cases
 import query_port_cases
 import replica_cases
+import standalone_cases
 import state_cases
 from hostile_cluster import BYSTANDER_APP, Bystander, Case, HostileCluster, Outcome
 
@@ -25,6 +26,7 @@ CASES: list[Case] = [
     *replica_cases.CASES,
     *overload_cases.CASES,
     *state_cases.CASES,
+    *standalone_cases.CASES,
 ]
 
 

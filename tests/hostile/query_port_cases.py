@@ -12,7 +12,6 @@ import statistics
 import time
 
 import hostile_models
-from clipper.deployers.python import deploy_python_closure
 from hostile_cluster import (
     BYSTANDER_APP,
     QUERY_PORT_LIMITS,
@@ -26,10 +25,12 @@ from hostile_cluster import (
     raw_read_all,
 )
 
+from clipper.deployers.python import deploy_python_closure
+
 PREDICT = f"/{BYSTANDER_APP}/predict"
 
 
-def _request(
+def post_request(
     path: str | bytes, body: bytes, extra_headers: bytes = b"", close: bool = True
 ) -> bytes:
     target = path if isinstance(path, bytes) else path.encode()
@@ -58,7 +59,7 @@ def nesting_bombs(cluster: HostileCluster) -> Outcome:
     bomb = b'{"input": ' + b"[" * 120_000 + b"]" * 120_000 + b"}"
     seen = {}
     for path in (PREDICT, f"/{BYSTANDER_APP}/update"):
-        status, body, _ = raw_exchange(cluster.query_port, _request(path, bomb))
+        status, body, _ = raw_exchange(cluster.query_port, post_request(path, bomb))
         seen[path] = f"{status} ({_cause(body)[:70]})"
     return Outcome(
         "; ".join(f"{path}: {seen[path]}" for path in seen),
@@ -75,19 +76,19 @@ def malformed_bodies(cluster: HostileCluster) -> Outcome:
     }
     statuses: dict[str, object] = {}
     for name, body in bodies.items():
-        status, answer, _ = raw_exchange(cluster.query_port, _request(PREDICT, body))
+        status, answer, _ = raw_exchange(cluster.query_port, post_request(PREDICT, body))
         schema_named = "doubles" in _cause(answer) or "input" in _cause(answer)
         statuses[name] = status if schema_named else f"{status} naming no schema"
     # Over the body limit: 413 as soon as the headers say so, or once a chunked body passes it.
     head = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n".encode()
     statuses["10 MB"], _, _ = raw_exchange(cluster.query_port, head, timeout_s=5)
-    statuses["100 MB chunked"] = _chunked_flood(cluster.query_port, 100 * 1024 * 1024)
+    statuses["100 MB chunked"] = chunked_flood(cluster.query_port, 100 * 1024 * 1024)
     expected = {"malformed": 400, "wrong type": 400, "NaN": 400, "1e400": 400}
     expected |= {"10 MB": 413, "100 MB chunked": 413}
     return Outcome(f"{statuses}", statuses == expected)
 
 
-def _chunked_flood(port: int, total: int) -> int | None:
+def chunked_flood(port: int, total: int) -> int | None:
     """Sends up to `total` bytes of chunked body, 1 MiB a chunk, until the server answers."""
     chunk = b"%x\r\n" % (1 << 20) + b"1" * (1 << 20) + b"\r\n"
     with socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0)) as sock:
@@ -110,14 +111,14 @@ def invalid_utf8(cluster: HostileCluster) -> Outcome:
     if "strings-app" not in cluster.conn.get_all_apps():
         cluster.conn.register_application("strings-app", "strings", "none", SLO_MICROS)
     status_name, body_name, _ = raw_exchange(
-        cluster.query_port, _request(b"/bad\xff\xfename/predict", b'{"input":[1]}')
+        cluster.query_port, post_request(b"/bad\xff\xfename/predict", b'{"input":[1]}')
     )
     try:
         valid_json = "bad\ufffd\ufffdname" in json.loads(body_name.decode("utf-8"))["cause"]
     except (ValueError, KeyError, AttributeError):
         valid_json = False
     status_input, body_input, _ = raw_exchange(
-        cluster.query_port, _request("/strings-app/predict", b'{"input": "caf\xe9 \xff"}')
+        cluster.query_port, post_request("/strings-app/predict", b'{"input": "caf\xe9 \xff"}')
     )
     return Outcome(
         f"app name: {status_name}, valid JSON naming it with U+FFFD: {valid_json}; "
@@ -344,7 +345,7 @@ def large_answer_on_closing_connection(cluster: HostileCluster) -> Outcome:
         cluster.conn.link_model_to_app("big-answer", "big-model")
         cluster.wait_until_answering("big-answer")
     received, _ = raw_read_all(
-        cluster.query_port, _request("/big-answer/predict", b'{"input": [3.0]}'), timeout_s=30
+        cluster.query_port, post_request("/big-answer/predict", b'{"input": [3.0]}'), timeout_s=30
     )
     head, _, body = received.partition(b"\r\n\r\n")
     declared = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
