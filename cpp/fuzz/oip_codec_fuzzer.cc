@@ -9,9 +9,6 @@
 // - the body taken as a path parses or not without harm, and metadata and infer answers rendered
 //   around it (as a model name, as model outputs) have a valid JSON header.
 // Seeds: cpp/fuzz/corpus/oip_codec/ (made by cpp/fuzz/make_seeds.py); dictionary: json.dict.
-#include <rapidjson/reader.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -22,33 +19,16 @@
 #include <vector>
 
 #include "common/input_type.h"
+#include "fuzz/fuzz_support.h"
 #include "query/oip_codec.h"
 
 namespace {
 
 using clipper::InputType;
-
-// A broken promise: say which, then abort so that libFuzzer saves the input that got here.
-#define FUZZ_CHECK(condition) \
-  ((condition) ? void(0) : (std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition), std::abort()))
+using clipper::fuzz::is_strict_json;
+using clipper::fuzz::is_utf8;
 
 constexpr std::size_t kMaxRows = 64;
-
-bool is_strict_json(std::string_view text) {
-  rapidjson::BaseReaderHandler<> sink;
-  rapidjson::Reader reader;
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  return !reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(stream, sink)
-              .IsError();
-}
-
-bool is_utf8(std::string_view text) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::CrtAllocator,
-                    rapidjson::kWriteValidateEncodingFlag>
-      writer(buffer);
-  return writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
-}
 
 }  // namespace
 

@@ -7,7 +7,7 @@
 // - the answer rendered around the body taken as a model's output is valid JSON too (render_prediction
 //   embeds valid JSON as is and quotes anything else).
 // Seeds: cpp/fuzz/corpus/query_codec/ (made by cpp/fuzz/make_seeds.py); dictionary: json.dict.
-#include <rapidjson/reader.h>
+
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -20,33 +20,15 @@
 #include <string_view>
 
 #include "common/input_type.h"
+#include "fuzz/fuzz_support.h"
 #include "query/query_codec.h"
 
 namespace {
 
 using clipper::DecodedInput;
 using clipper::InputType;
-
-// A broken promise: say which, then abort so that libFuzzer saves the input that got here.
-#define FUZZ_CHECK(condition) \
-  ((condition) ? void(0) : (std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition), std::abort()))
-
-// One JSON value, UTF-8 validated, any depth (the iterative reader does not recurse).
-bool is_strict_json(std::string_view text) {
-  rapidjson::BaseReaderHandler<> sink;
-  rapidjson::Reader reader;
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  return !reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(stream, sink)
-              .IsError();
-}
-
-bool is_utf8(std::string_view text) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::CrtAllocator,
-                    rapidjson::kWriteValidateEncodingFlag>
-      writer(buffer);
-  return writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
-}
+using clipper::fuzz::is_strict_json;
+using clipper::fuzz::is_utf8;
 
 template <typename Element>
 Element element_at(const DecodedInput& input, std::size_t index) {

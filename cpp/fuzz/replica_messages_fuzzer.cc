@@ -9,7 +9,6 @@
 //   renders them (query/query_codec.h), is valid JSON.
 // Seeds: cpp/fuzz/corpus/replica_messages/ (real messages from the container SDK's encoders, made by
 // cpp/fuzz/make_seeds.py).
-#include <rapidjson/reader.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -20,24 +19,14 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz/fuzz_support.h"
 #include "query/query_codec.h"
 #include "rpc/replica_messages.h"
 
 namespace {
 
 using namespace clipper;
-
-// A broken promise: say which, then abort so that libFuzzer saves the input that got here.
-#define FUZZ_CHECK(condition) \
-  ((condition) ? void(0) : (std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition), std::abort()))
-
-bool is_strict_json(std::string_view text) {
-  rapidjson::BaseReaderHandler<> sink;
-  rapidjson::Reader reader;
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  return !reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(stream, sink)
-              .IsError();
-}
+using clipper::fuzz::is_strict_json;
 
 class CheckingHandler final : public ReplicaMessageHandler {
  public:

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/fuzz_support.h"
 #include "http/request_parser.h"
 
 namespace {
@@ -37,10 +38,6 @@ struct Outcome {
   bool ok = true;
   int status = 0;
 };
-
-// A broken promise: say which, then abort so that libFuzzer saves the input that got here.
-#define FUZZ_CHECK(condition) \
-  ((condition) ? void(0) : (std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition), std::abort()))
 
 Outcome parse(const ParserLimits& limits, const char* stream, std::size_t size, std::minstd_rand* cuts) {
   Outcome outcome;

@@ -10,11 +10,22 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 
 import e2e_models
 import flatbuffers
 import hostile_models
 import zmq
+from e2e_support import wait_for
+from hostile_cluster import (
+    SLO_MICROS,
+    Case,
+    HostileCluster,
+    Outcome,
+    QueryLoad,
+)
+from rogue_replica import RogueReplica, response_with_outputs
+
 from clipper.container import ContainerOptions, Model, ModelServer, ReplicaCredentials
 from clipper.container.codec import (
     InputType,
@@ -25,15 +36,6 @@ from clipper.container.codec import (
 from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import ClipperException
 from clipper.management.endpoints import process_is_alive
-from e2e_support import wait_for
-from hostile_cluster import (
-    SLO_MICROS,
-    Case,
-    HostileCluster,
-    Outcome,
-    QueryLoad,
-)
-from rogue_replica import RogueReplica, response_with_outputs
 
 FAULT_SLO_S = 0.3
 
@@ -67,17 +69,28 @@ def _passed(load: QueryLoad) -> bool:
     return report.sent > 0 and report.lost == 0 and report.late == 0
 
 
-def replica_killed(cluster: HostileCluster) -> Outcome:
-    model = _deployed_app(cluster, "kill-app", e2e_models.sum_of_each)
-    cluster.wait_until_answering("kill-app")
+def _replica_disturbed_under_load(
+    cluster: HostileCluster, app: str, disturb: Callable[[int], None]
+) -> tuple[QueryLoad, float]:
+    """Queries `app` (its own model, one replica) while `disturb(replica pid)` runs; returns the load
+    and the seconds, after it, until the model answered again."""
+    model = _deployed_app(cluster, app, e2e_models.sum_of_each)
+    cluster.wait_until_answering(app)
     [victim] = _replica_pids(cluster, model)
-    with QueryLoad(cluster, "kill-app", FAULT_SLO_S) as load:
+    with QueryLoad(cluster, app, FAULT_SLO_S) as load:
         time.sleep(0.5)
+        disturb(victim)
+    started = time.monotonic()
+    cluster.wait_until_answering(app)
+    return load, time.monotonic() - started
+
+
+def replica_killed(cluster: HostileCluster) -> Outcome:
+    def kill(victim: int) -> None:
         os.kill(victim, signal.SIGKILL)
         time.sleep(2.5)
-    started = time.monotonic()
-    cluster.wait_until_answering("kill-app")
-    back_s = time.monotonic() - started
+
+    load, back_s = _replica_disturbed_under_load(cluster, "kill-app", kill)
     return Outcome(
         f"{load.report.describe()}; the model answered again {back_s:.1f} s after the load stopped",
         _passed(load),
@@ -86,18 +99,13 @@ def replica_killed(cluster: HostileCluster) -> Outcome:
 
 
 def replica_stopped(cluster: HostileCluster) -> Outcome:
-    model = _deployed_app(cluster, "stop-app", e2e_models.sum_of_each)
-    cluster.wait_until_answering("stop-app")
-    [victim] = _replica_pids(cluster, model)
-    with QueryLoad(cluster, "stop-app", FAULT_SLO_S) as load:
-        time.sleep(0.5)
+    def stop_for_three_seconds(victim: int) -> None:
         os.kill(victim, signal.SIGSTOP)
         time.sleep(3.0)
         os.kill(victim, signal.SIGCONT)
         time.sleep(0.5)
-    started = time.monotonic()
-    cluster.wait_until_answering("stop-app")
-    back_s = time.monotonic() - started
+
+    load, back_s = _replica_disturbed_under_load(cluster, "stop-app", stop_for_three_seconds)
     return Outcome(
         f"SIGSTOP for 3 s: {load.report.describe()}; answering again {back_s:.1f} s after",
         _passed(load),

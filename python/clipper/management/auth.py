@@ -7,6 +7,7 @@ management port reachable from other machines needs the token. Pure functions; a
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -54,18 +55,32 @@ def write_new_token(state_dir: str | os.PathLike[str]) -> str:
     per start: one read from an old run's file no longer works."""
     restrict_state_dir(state_dir)
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    path = token_path(state_dir)
-    temp_path = path.with_name(f".{TOKEN_FILE_NAME}.tmp-{os.getpid()}")
+    write_owner_only(token_path(state_dir), token, replace=True)
+    return token
+
+
+def write_owner_only(path: Path, text: str, *, replace: bool) -> None:
+    """Write `text` (ASCII) to `path`, mode 0600 from creation (O_EXCL on a temporary file, then a
+    rename), so that the secret is never readable by others, even briefly. `replace`: an existing file
+    is replaced; otherwise it is kept (the first of several concurrent writers wins)."""
+    temp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temp_path.unlink(missing_ok=True)
-    # Created 0600 from the start (O_EXCL), so the token is never readable by others, even briefly.
     descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(descriptor, token.encode("ascii"))
+        os.write(descriptor, text.encode("ascii"))
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-    os.replace(temp_path, path)
-    return token
+    if replace:
+        os.replace(temp_path, path)
+        return
+    try:
+        os.link(temp_path, path)  # fails if it exists
+    except FileExistsError:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp_path.unlink()
 
 
 def remove_token(state_dir: str | os.PathLike[str]) -> None:

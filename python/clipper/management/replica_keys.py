@@ -14,7 +14,6 @@ Pure functions; any thread.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import zmq
 
 from clipper.container.credentials import ReplicaCredentials
 from clipper.exceptions import ClipperException
-from clipper.management.auth import is_loopback
+from clipper.management.auth import is_loopback, write_owner_only
 
 logger = logging.getLogger(__name__)
 
@@ -154,33 +153,14 @@ def check_unauthenticated_replicas(bind_address: str) -> None:
 def _generate(state_dir: Path) -> None:
     keys = new_cluster_keys()
     # The replicas' file first: a server file never exists without it.
-    _write_new(replica_credentials_path(state_dir), keys.replica.to_json())
-    _write_new(server_keys_path(state_dir), keys.server_keys_json())
+    # Another process generating keys at the same time: the first file written wins.
+    write_owner_only(replica_credentials_path(state_dir), keys.replica.to_json(), replace=False)
+    write_owner_only(server_keys_path(state_dir), keys.server_keys_json(), replace=False)
     logger.info(
         "event=replica_keys_created state_dir=%s server_public_key=%s",
         state_dir,
         keys.replica.server_public_key,
     )
-
-
-def _write_new(path: Path, text: str) -> None:
-    """Write `path` owner-only (0600 from creation, never readable by others even briefly); a file
-    that already exists (another process generated keys at the same time) is kept."""
-    temp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp_path.unlink(missing_ok=True)
-    descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(descriptor, text.encode("ascii"))
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    try:
-        os.link(temp_path, path)  # fails if it exists: the first writer wins
-    except FileExistsError:
-        pass
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp_path.unlink()
 
 
 def _check_owner_only(path: Path) -> None:

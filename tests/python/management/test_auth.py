@@ -4,6 +4,7 @@ constant time, and required wherever the management port is reachable from other
 import stat
 
 import pytest
+
 from clipper.exceptions import ClipperException
 from clipper.management.auth import (
     TOKEN_FILE_NAME,
@@ -12,6 +13,7 @@ from clipper.management.auth import (
     read_token,
     remove_token,
     write_new_token,
+    write_owner_only,
 )
 
 
@@ -26,6 +28,17 @@ def test_a_new_token_per_call_written_owner_only_in_an_owner_only_directory(tmp_
     assert [path.name for path in state_dir.iterdir()] == [TOKEN_FILE_NAME]  # no temporary left
     remove_token(state_dir)
     assert read_token(state_dir) is None
+
+
+def test_owner_only_files_replace_or_keep_what_is_there(tmp_path):
+    path = tmp_path / "secret"
+    write_owner_only(path, "first", replace=False)
+    write_owner_only(path, "second", replace=False)  # a concurrent writer came first: kept
+    assert path.read_text() == "first"
+    write_owner_only(path, "third", replace=True)
+    assert path.read_text() == "third"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [entry.name for entry in tmp_path.iterdir()] == ["secret"]  # no temporary left
 
 
 def test_no_state_directory_or_no_file_means_no_token(tmp_path):
