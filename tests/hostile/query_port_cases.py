@@ -110,15 +110,20 @@ def chunked_flood(port: int, total: int) -> int | None:
 def invalid_utf8(cluster: HostileCluster) -> Outcome:
     if "strings-app" not in cluster.conn.get_all_apps():
         cluster.conn.register_application("strings-app", "strings", "none", SLO_MICROS)
+    return invalid_utf8_answers(cluster.query_port, "strings-app")
+
+
+def invalid_utf8_answers(port: int, strings_app: str) -> Outcome:
+    """An app name and a `strings` input that are not UTF-8, sent to the query port at `port`."""
     status_name, body_name, _ = raw_exchange(
-        cluster.query_port, post_request(b"/bad\xff\xfename/predict", b'{"input":[1]}')
+        port, post_request(b"/bad\xff\xfename/predict", b'{"input":[1]}')
     )
     try:
         valid_json = "bad\ufffd\ufffdname" in json.loads(body_name.decode("utf-8"))["cause"]
     except (ValueError, KeyError, AttributeError):
         valid_json = False
     status_input, body_input, _ = raw_exchange(
-        cluster.query_port, post_request("/strings-app/predict", b'{"input": "caf\xe9 \xff"}')
+        port, post_request(f"/{strings_app}/predict", b'{"input": "caf\xe9 \xff"}')
     )
     return Outcome(
         f"app name: {status_name}, valid JSON naming it with U+FFFD: {valid_json}; "

@@ -25,7 +25,13 @@ from hostile_cluster import (
     proc_status_field,
     raw_exchange,
 )
-from query_port_cases import chunked_flood, headers_never_finished, nesting_bombs, post_request
+from query_port_cases import (
+    chunked_flood,
+    headers_never_finished,
+    invalid_utf8_answers,
+    nesting_bombs,
+    post_request,
+)
 
 from clipper_native import frontend_binary
 
@@ -147,24 +153,6 @@ def huge_bodies(frontend: StandaloneFrontend) -> Outcome:
     )
 
 
-def invalid_utf8(frontend: StandaloneFrontend) -> Outcome:
-    status_name, body_name, _ = raw_exchange(
-        frontend.query_port, post_request(b"/bad\xff\xfename/predict", b'{"input":[1]}')
-    )
-    try:
-        valid_json = "bad\ufffd\ufffdname" in json.loads(body_name.decode("utf-8"))["cause"]
-    except (ValueError, KeyError, AttributeError):
-        valid_json = False
-    status_input, _, _ = raw_exchange(
-        frontend.query_port, post_request(f"/{STRINGS_APP}/predict", b'{"input": "caf\xe9 \xff"}')
-    )
-    return Outcome(
-        f"app name: {status_name}, valid JSON naming it with U+FFFD: {valid_json}; "
-        f"strings input: {status_input}",
-        status_name == 404 and valid_json and status_input == 400,
-    )
-
-
 CASES = [
     Case(
         "standalone binary: nesting bombs",
@@ -184,6 +172,8 @@ CASES = [
     Case(
         "standalone binary: invalid UTF-8",
         "404 naming the app as valid JSON (U+FFFD); 400 for a strings input; binary up, 0 lost",
-        lambda _cluster: _against_standalone(invalid_utf8),
+        lambda _cluster: _against_standalone(
+            lambda frontend: invalid_utf8_answers(frontend.query_port, STRINGS_APP)
+        ),
     ),
 ]
