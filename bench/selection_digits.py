@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -401,6 +402,7 @@ def main(argv: list[str]) -> int:
     flag_dir = tempfile.mkdtemp(prefix="selection-digits-")
     flag_path = os.path.join(flag_dir, "degraded")
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, flag_dir, True)
         running = cluster.start_local_cluster(stack, "digits", cache_size_bytes=8 * 1024 * 1024)
         conn = running.connection
         for name in MODELS:
