@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cluster
 import common
 
-
 APPS = ("single", "exp3", "cascade")
 
 
@@ -47,6 +46,7 @@ def main(argv: list[str]) -> int:
     options = parser.parse_args(argv)
 
     import cloudpickle
+
     from clipper.deployers.python import deploy_python_closure
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

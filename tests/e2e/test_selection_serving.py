@@ -94,7 +94,7 @@ def test_an_ensemble_answers_partial_at_its_deadline_without_the_late_model(conn
 def test_feedback_teaches_exp4_and_exp3_which_model_is_right(conn):
     for app, policy in (("learn-exp4", "exp4"), ("learn-exp3", "exp3")):
         register(conn, app, policy)
-        wait_for(lambda: not query(conn, app, 1.0)["default"], what="replicas serving " + app)
+        wait_for(lambda app=app: not query(conn, app, 1.0)["default"], what=f"replicas serving {app}")
         for round_number in range(200):
             status, ack, _ = feedback(conn, app, float(round_number % 50))
             assert status == 200, ack
