@@ -64,6 +64,7 @@ void Engine::start() {
     ShmTransportOptions shm;
     shm.request_ring_bytes = options_.shm_request_ring_bytes;
     shm.response_ring_bytes = options_.shm_response_ring_bytes;
+    shm.copies = shm_copies_;
     transport = std::make_unique<ShmTransport>(std::move(transport), shm);
   }
   replica_service_ = std::make_unique<ReplicaService>(options_, models_, cache_, std::move(transport));
@@ -226,6 +227,17 @@ std::string Engine::metrics_text() const {
           cache.evictions);
   counter("clipper_cache_entries", "Entries held.", "gauge", cache.entries);
   counter("clipper_cache_bytes", "Bytes held (outputs plus per-entry overhead).", "gauge", cache.bytes);
+  const ShmCopyCounts copies = shm_copies_->snapshot();
+  counter("clipper_shm_request_batches_total", "Batches whose inputs were written straight into a replica's request ring.",
+          "counter", copies.framed_messages);
+  counter("clipper_shm_request_input_bytes_total",
+          "Input bytes written into request rings (each copied once, from its query).", "counter",
+          copies.payload_bytes);
+  counter("clipper_shm_request_frame_bytes_total",
+          "Bytes of those batches' messages around the inputs, copied in from the encoder.", "counter",
+          copies.frame_bytes);
+  counter("clipper_shm_request_copied_bytes_total", "Bytes of whole messages copied into request rings.",
+          "counter", copies.copied_bytes);
 #ifndef CLIPPER_VERSION
 #define CLIPPER_VERSION "unknown"
 #define CLIPPER_COMMIT "unknown"

@@ -23,6 +23,7 @@
 #include "engine/routing.h"
 #include "metrics/metrics.h"
 #include "metrics/replica_supervision.h"
+#include "rpc/shm_transport.h"
 #include "selection/feedback_queue.h"
 #include "selection/selection_weights.h"
 
@@ -97,6 +98,8 @@ class Engine {
  private:
   EngineOptions options_;
   metrics::MetricsRegistry metrics_;
+  // Outlives each start's transport, so /metrics reads it whatever the replica side is doing.
+  std::shared_ptr<ShmCopyCounters> shm_copies_ = std::make_shared<ShmCopyCounters>();
   metrics::ReplicaSupervisionSeries replica_supervision_;
   ModelRegistry models_;
   PredictionCache cache_;

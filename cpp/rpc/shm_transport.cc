@@ -84,7 +84,8 @@ struct ShmTransport::Channel {
 };
 
 ShmTransport::ShmTransport(std::unique_ptr<ReplicaTransport> network, ShmTransportOptions options)
-    : network_(std::move(network)), options_(options) {
+    : network_(std::move(network)), options_(options),
+      copies_(options.copies ? options.copies : std::make_shared<ShmCopyCounters>()) {
   options_.request_ring_bytes = shm::round_up(std::max(options_.request_ring_bytes, shm::kMinCapacity), 4096);
   options_.response_ring_bytes = shm::round_up(std::max(options_.response_ring_bytes, shm::kMinCapacity), 4096);
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
@@ -188,8 +189,8 @@ bool ShmTransport::send(const ReplicaAddress& to, const uint8_t* data, std::size
   bool wake = false;
   switch (channel->requests.write(data, size, wake)) {
     case shm::RingStatus::Ready:
-      ++copies_.copied_messages;
-      copies_.copied_bytes += size;
+      copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
+      copies_->copied_bytes.fetch_add(size, std::memory_order_relaxed);
       if (wake) ring(channel->request_doorbell);
       return true;
     case shm::RingStatus::Corrupt:
@@ -225,9 +226,9 @@ bool ShmTransport::send_framed(const ReplicaAddress& to, const FramedMessage& me
   std::memcpy(record, message.frame, message.payload_offset);
   std::memcpy(record + payload_end, message.frame + payload_end, message.size - payload_end);
   write_payload(record + message.payload_offset);
-  ++copies_.framed_messages;
-  copies_.frame_bytes += message.size - message.payload_size;
-  copies_.payload_bytes += message.payload_size;
+  copies_->framed_messages.fetch_add(1, std::memory_order_relaxed);
+  copies_->frame_bytes.fetch_add(message.size - message.payload_size, std::memory_order_relaxed);
+  copies_->payload_bytes.fetch_add(message.payload_size, std::memory_order_relaxed);
   if (channel->requests.commit()) ring(channel->request_doorbell);
   return true;
 }

@@ -19,10 +19,11 @@
 // bytes are written once, by the caller's writer, straight from the queries' payloads into that
 // record; the replica views them in place. Nothing is copied between a query's payload and the ring
 // otherwise. A batch that does not fit goes over the network transport (written into the frame, then
-// ZeroMQ's own copies). copy_counts() keeps count, for tests and benchmarks.
+// ZeroMQ's own copies). copy_counts() keeps count (the engine exports it on /metrics).
 // Thread: the replica side's thread only.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -37,19 +38,36 @@
 
 namespace clipper {
 
-struct ShmTransportOptions {
-  std::size_t request_ring_bytes = 64 << 20;   // frontend -> replica, per replica
-  std::size_t response_ring_bytes = 8 << 20;   // replica -> frontend, per replica
-  std::chrono::milliseconds offer_timeout{5000};  // an offer not taken up by then is withdrawn
-};
-
-// What was written into request rings since the transport started.
+// What was written into request rings (by one transport, or by every transport given the same counters).
 struct ShmCopyCounts {
   uint64_t framed_messages = 0;  // batches whose inputs were written straight into a ring
   uint64_t frame_bytes = 0;      // their frames' bytes (everything but the inputs), copied in
   uint64_t payload_bytes = 0;    // their inputs' bytes, written once by the caller's writer
   uint64_t copied_messages = 0;  // whole messages copied in from a buffer (send())
   uint64_t copied_bytes = 0;
+};
+
+// The same counts, kept where another thread reads them (the engine's /metrics). One writer: the
+// transport's thread.
+struct ShmCopyCounters {
+  std::atomic<uint64_t> framed_messages{0};
+  std::atomic<uint64_t> frame_bytes{0};
+  std::atomic<uint64_t> payload_bytes{0};
+  std::atomic<uint64_t> copied_messages{0};
+  std::atomic<uint64_t> copied_bytes{0};
+
+  ShmCopyCounts snapshot() const {
+    return {framed_messages.load(std::memory_order_relaxed), frame_bytes.load(std::memory_order_relaxed),
+            payload_bytes.load(std::memory_order_relaxed), copied_messages.load(std::memory_order_relaxed),
+            copied_bytes.load(std::memory_order_relaxed)};
+  }
+};
+
+struct ShmTransportOptions {
+  std::size_t request_ring_bytes = 64 << 20;   // frontend -> replica, per replica
+  std::size_t response_ring_bytes = 8 << 20;   // replica -> frontend, per replica
+  std::chrono::milliseconds offer_timeout{5000};  // an offer not taken up by then is withdrawn
+  std::shared_ptr<ShmCopyCounters> copies;        // where to count copies; null: a counter of its own
 };
 
 class ShmTransport final : public ReplicaTransport {
@@ -76,7 +94,7 @@ class ShmTransport final : public ReplicaTransport {
 
   const std::string& socket_path() const { return socket_path_; }
   std::size_t channel_count() const { return channels_.size(); }
-  const ShmCopyCounts& copy_counts() const { return copies_; }
+  ShmCopyCounts copy_counts() const { return copies_->snapshot(); }
 
  private:
   struct Channel;
@@ -115,7 +133,7 @@ class ShmTransport final : public ReplicaTransport {
   std::vector<ConnectionId> pending_closes_;
   std::vector<std::max_align_t> scratch_;  // aligned private copy of the message being decoded
   bool released_any_ = false;
-  ShmCopyCounts copies_;
+  std::shared_ptr<ShmCopyCounters> copies_;
 };
 
 }  // namespace clipper

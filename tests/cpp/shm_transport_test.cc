@@ -261,7 +261,7 @@ TEST(ShmTransport, ABatchsInputsAreWrittenOnceStraightIntoTheRing) {
       ASSERT_EQ(framed.frame[framed.payload_offset + i], 0xee) << "the frame's copy of the inputs stays unwritten";
     }
 
-    const ShmCopyCounts& after = transport->copy_counts();
+    const ShmCopyCounts after = transport->copy_counts();
     EXPECT_EQ(after.framed_messages - before.framed_messages, 1u);
     EXPECT_EQ(after.payload_bytes - before.payload_bytes, input_bytes) << "each input byte written once";
     EXPECT_EQ(after.frame_bytes - before.frame_bytes, expected.size() - input_bytes);

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 import e2e_models
 import flatbuffers
@@ -32,6 +33,20 @@ def transports(conn):
         for replica in conn.get_all_model_replicas(verbose=True)
         if replica.get("state", "running") == "running"
     ]
+
+
+def shm_copy_counters(conn):
+    """The engine's counts of what it wrote into shared-memory request rings (/metrics)."""
+    with urllib.request.urlopen(f"http://{conn.get_metric_addr()}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    names = ("batches", "input_bytes", "frame_bytes", "copied_bytes")
+    values = {}
+    for line in text.splitlines():
+        for name in names:
+            if line.startswith(f"clipper_shm_request_{name}_total "):
+                values[name] = float(line.split()[1])
+    assert set(values) == set(names), text
+    return values
 
 
 def deploy_sum(conn, num_replicas=1, slo_micros=5_000_000):
@@ -55,11 +70,19 @@ def test_a_local_replica_is_served_over_shared_memory_and_says_so(clusters):
     status, answer, _ = predict(conn, "sum", {"input_batch": [[1.0], [2.0, 3.0], [4.0, 5.0, 6.0]]})
     assert status == 200
     assert [entry["output"] for entry in answer["batch_predictions"]] == [1.0, 5.0, 15.0]
-    # A 1 MiB float tensor per query (131,072 doubles) arrives whole.
+    # A 1 MiB float tensor per query (131,072 doubles) arrives whole, its bytes written into the
+    # ring once (the engine's counters), and nothing else copied but its ~100-byte frame.
+    before = shm_copy_counters(conn)
     tensor = np.random.default_rng(1).random(131_072)
     status, answer, _ = predict(conn, "sum", {"input": tensor.tolist()})
     assert status == 200 and answer["default"] is False
     assert answer["output"] == pytest.approx(float(tensor.sum()), rel=1e-12)
+    after = shm_copy_counters(conn)
+    copied = {name: after[name] - before[name] for name in after}
+    assert copied["batches"] == 1
+    assert copied["input_bytes"] == tensor.nbytes
+    assert 0 < copied["frame_bytes"] < 200
+    assert copied["copied_bytes"] == 0
 
     result = subprocess.run(
         [
