@@ -67,6 +67,6 @@ if [ "${CLIPPER_SKIP_DOCKER:-0}" != 1 ]; then
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /tmp/dockerd.log" >&2; exit 1; }
   fi
   bash scripts/build_base_image.sh
-  "$PYTHON" -m clipper.managers.docker_images frontend supervision-reporter python-closure sklearn xgboost tensorflow pyspark
+  "$PYTHON" -m clipper.managers.docker_images frontend supervision-reporter python-closure sklearn xgboost pytorch onnx tensorflow pyspark
 fi
 # ---- END docker -----------------------------------------------------------------------------------

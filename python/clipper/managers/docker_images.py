@@ -61,6 +61,21 @@ class ImageSpec:
         return f"{self.repository}:{IMAGE_VERSION}"
 
 
+def matching_host(distribution: str) -> str:
+    """A requirement for the version of `distribution` installed here (its local label, e.g. torch's
+    `+cpu`, dropped: `==` matches it), else the bare name. The PyTorch and ONNX images pin the
+    versions that save their models (a module pickled by one torch, an opset exported by one onnx),
+    and resolving a pinned version takes the host's own wheel (torch's: a file on disk) instead of
+    a newer one from an index."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return distribution
+    return f"{distribution}=={version.split('+')[0]}"
+
+
 IMAGES: dict[str, ImageSpec] = {
     "frontend": ImageSpec("frontend", "clipper/frontend"),
     # Built FROM the frontend image (clipper.managers.supervision_reporter), not a model image.
@@ -70,8 +85,10 @@ IMAGES: dict[str, ImageSpec] = {
     "python-closure": ImageSpec("python-closure", "clipper/python-closure-container"),
     "sklearn": ImageSpec("sklearn", "clipper/sklearn-container", ("scikit-learn",)),
     "xgboost": ImageSpec("xgboost", "clipper/xgboost-container", ("xgboost-cpu", "scikit-learn")),
-    "pytorch": ImageSpec("pytorch", "clipper/pytorch-container", ("torch",)),
-    "onnx": ImageSpec("onnx", "clipper/onnx-container", ("onnx", "onnxruntime")),
+    "pytorch": ImageSpec("pytorch", "clipper/pytorch-container", (matching_host("torch"),)),
+    "onnx": ImageSpec(
+        "onnx", "clipper/onnx-container", (matching_host("onnx"), matching_host("onnxruntime"))
+    ),
     "tensorflow": ImageSpec("tensorflow", "clipper/tensorflow-container", ("tensorflow-cpu",)),
     "pyspark": ImageSpec("pyspark", "clipper/pyspark-container", ("pyspark",)),
 }
