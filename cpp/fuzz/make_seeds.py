@@ -17,10 +17,11 @@ import threading
 from pathlib import Path
 
 import flatbuffers
-from clipper import client
-from clipper.container import codec
 from clipper.wire import HeartbeatAck as wire_heartbeat_ack
 from clipper.wire import PredictRequest as wire_predict_request
+
+from clipper import client
+from clipper.container import codec
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -173,13 +174,13 @@ def oip_seeds() -> None:
             request(
                 [tensor("BYTES", [2], ["caf\u00e9", ""])], [{"name": "output"}, {"name": "default"}]
             ),
-        ),  # fmt: skip
+        ),
         (
             "bytes",
             request(
                 [tensor("BYTES", [1], ["\u0000\u00ff"])], parameters={"binary_data_output": True}
             ),
-        ),  # fmt: skip
+        ),
     ]
     for name, body in json_seeds:
         write("oip_codec", bytes([types[name]]) + absent + body)

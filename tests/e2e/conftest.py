@@ -8,7 +8,6 @@ import cloudpickle
 import e2e_models
 import pytest
 
-
 # Replicas load the test models from their pickles alone.
 cloudpickle.register_pickle_by_value(e2e_models)
 

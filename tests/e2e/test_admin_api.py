@@ -7,6 +7,8 @@ import sys
 
 import e2e_models
 import pytest
+from e2e_support import model_answer, predict, start_cluster, wait_for
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.container.closure import save_closure
 from clipper.deployers.python import deploy_python_closure
@@ -19,7 +21,6 @@ from clipper.exceptions import (
     UnknownObjectError,
 )
 from clipper.management.endpoints import process_is_alive
-from e2e_support import model_answer, predict, start_cluster, wait_for
 
 SLO_MICROS = 20_000_000  # a default answer in these tests is a failure, not a timeout
 

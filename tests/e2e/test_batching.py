@@ -7,8 +7,9 @@ import time
 import urllib.request
 
 import e2e_models
-from clipper.deployers.python import deploy_python_closure
 from e2e_support import predict
+
+from clipper.deployers.python import deploy_python_closure
 
 
 def metrics_text(conn):

@@ -5,9 +5,10 @@ import itertools
 
 import e2e_models
 import pytest
+from e2e_support import predict, wait_for
+
 from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import ConfigurationError, UnknownObjectError
-from e2e_support import predict, wait_for
 
 SLO_MICROS = 20_000_000
 _fresh_inputs = itertools.count()  # never the same input twice: the cache would answer it

@@ -6,8 +6,9 @@ import threading
 import urllib.request
 
 import e2e_models
-from clipper.deployers.python import deploy_python_closure
 from e2e_support import predict
+
+from clipper.deployers.python import deploy_python_closure
 
 
 def cache_counter(conn, name):

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import e2e_models
 import pytest
+from e2e_support import free_ports
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.container.closure import save_closure
 from clipper.deployers.python import create_endpoint
-from e2e_support import free_ports
 
 # The installed console script, as a user runs it (the module where the script is not installed).
 _SCRIPT = Path(sys.executable).with_name("clipper")

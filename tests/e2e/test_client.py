@@ -8,6 +8,8 @@ import re
 import e2e_models
 import numpy as np
 import pytest
+from e2e_support import free_ports, model_answer, start_cluster
+
 from clipper.client import (
     AsyncClipperClient,
     BadInputError,
@@ -18,7 +20,6 @@ from clipper.client import (
     UnknownApplicationError,
 )
 from clipper.deployers.python import deploy_python_closure
-from e2e_support import free_ports, model_answer, start_cluster
 
 BIG_SLO_MICROS = 20_000_000
 MAX_BODY_BYTES = 64 * 1024

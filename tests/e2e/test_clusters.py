@@ -6,10 +6,11 @@ import signal
 import time
 
 import e2e_models
+from e2e_support import predict
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.deployers.python import create_endpoint, deploy_python_closure
 from clipper.management.endpoints import process_is_alive
-from e2e_support import predict
 
 
 def test_two_clusters_side_by_side(clusters):

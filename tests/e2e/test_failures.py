@@ -8,8 +8,9 @@ import threading
 import time
 
 import e2e_models
-from clipper.deployers.python import deploy_python_closure
 from e2e_support import predict, wait_for
+
+from clipper.deployers.python import deploy_python_closure
 
 
 def test_a_model_that_raises_gives_the_default_and_an_error_id_then_answers_again(clusters):

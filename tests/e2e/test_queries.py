@@ -6,8 +6,9 @@ import json
 
 import e2e_models
 import pytest
-from clipper.deployers.python import deploy_python_closure
 from e2e_support import free_ports, post, predict, start_cluster
+
+from clipper.deployers.python import deploy_python_closure
 
 BIG_SLO_MICROS = 20_000_000  # correctness tests: a default answer here would be a failure
 

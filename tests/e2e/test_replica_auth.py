@@ -13,6 +13,8 @@ import e2e_models
 import flatbuffers
 import pytest
 import zmq
+from e2e_support import free_ports, model_answer, predict, start_cluster, wait_for
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.container import ContainerOptions, Model, ModelServer, ReplicaCredentials
 from clipper.container.closure import save_closure
@@ -20,7 +22,6 @@ from clipper.container.codec import InputType, encode_predict_response, encode_r
 from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import ClipperException
 from clipper.management.frontend import FrontendOptions
-from e2e_support import free_ports, model_answer, predict, start_cluster, wait_for
 
 pytest.importorskip("clipper_native._core")
 

@@ -19,12 +19,13 @@ import flatbuffers
 import numpy as np
 import pytest
 import zmq
+from e2e_support import free_ports, model_answer, post, predict, wait_for
+
 from clipper.container import shm_client
 from clipper.container.codec import InputType, Payload, encode_register, read_message
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.endpoints import process_is_alive
 from clipper_native import frontend_binary
-from e2e_support import free_ports, model_answer, post, predict, wait_for
 
 
 def transports(conn):

@@ -7,10 +7,11 @@ import signal
 
 import e2e_models
 import pytest
+from e2e_support import free_ports, model_answer, predict, wait_for
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.endpoints import process_is_alive
-from e2e_support import free_ports, model_answer, predict, wait_for
 
 SLO_MICROS = 20_000_000
 

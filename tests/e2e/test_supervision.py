@@ -10,11 +10,12 @@ import sys
 import urllib.request
 
 import e2e_models
+from e2e_support import model_answer, predict, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.endpoints import process_is_alive
-from e2e_support import model_answer, predict, wait_for
-from prometheus_client.parser import text_string_to_metric_families
 
 
 def supervision_samples(conn, model):

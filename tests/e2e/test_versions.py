@@ -9,8 +9,9 @@ import threading
 import time
 
 import e2e_models
-from clipper.deployers.python import deploy_python_closure
 from e2e_support import model_answer
+
+from clipper.deployers.python import deploy_python_closure
 
 CLIENTS = 4
 SLO_MICROS = 2_000_000  # bounded: a query the switch lost would come back as a default, not hang

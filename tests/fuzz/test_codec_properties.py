@@ -18,13 +18,14 @@ import struct
 import flatbuffers
 import numpy as np
 import pytest
-from clipper import client
-from clipper.container import codec
 from clipper.wire import Message as wire_message
 from clipper.wire import PredictRequest as wire_predict_request
 from clipper.wire import PredictResponse as wire_predict_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from clipper import client
+from clipper.container import codec
 
 # CLIPPER_FUZZ_EXAMPLES: examples per property (300 in CI; more for a longer run, docs/fuzzing.md).
 SETTINGS = settings(

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import e2e_models
+from e2e_support import start_cluster, wait_for
+
 from clipper import ClipperConnection
 from clipper.container import ReplicaCredentials
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.auth import read_token
 from clipper.management.endpoints import FrontendEndpoints, process_is_alive
-from e2e_support import start_cluster, wait_for
 
 SLO_MICROS = 20_000_000
 BYSTANDER_APP = "bystander"

@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from hostile_cluster import Case, HostileCluster, Outcome, attacker_address, raw_exchange
+
 from clipper import ClipperConnection
 from clipper.exceptions import DeploymentError, ManagementAPIError
 from clipper.management.auth import read_token
-from hostile_cluster import Case, HostileCluster, Outcome, attacker_address, raw_exchange
 
 # ---- authentication --------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ from collections.abc import Callable
 
 import flatbuffers
 import zmq
+from clipper.wire import Message as wire_message
+from clipper.wire import PredictResponse as wire_predict_response
+
 from clipper.container import ReplicaCredentials
 from clipper.container.codec import (
     InputType,
@@ -21,8 +24,6 @@ from clipper.container.codec import (
     encode_register,
     read_message,
 )
-from clipper.wire import Message as wire_message
-from clipper.wire import PredictResponse as wire_predict_response
 
 # (batch_id, num_inputs) -> the bytes to send back, or None to stay silent.
 Answer = Callable[[int, int], "bytes | None"]

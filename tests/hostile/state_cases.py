@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import e2e_models
+from e2e_support import free_ports, model_answer, wait_for
+from hostile_cluster import SLO_MICROS, Case, HostileCluster, Outcome
+
 from clipper import ClipperConnection, LocalContainerManager
 from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import ClipperException
-from e2e_support import free_ports, model_answer, wait_for
-from hostile_cluster import SLO_MICROS, Case, HostileCluster, Outcome
 
 
 def corrupt_state_file(cluster: HostileCluster) -> Outcome:

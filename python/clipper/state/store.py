@@ -73,7 +73,7 @@ class StateStore(abc.ABC):
     def close(self) -> None:
         """Release the store's resources (files, locks, connections). Idempotent."""
 
-    def __enter__(self) -> StateStore:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> StateStore:
         return self
 
     def __exit__(

@@ -4,6 +4,7 @@ engine double) and a scripted container manager, so the admin workflow is tested
 import json
 
 import pytest
+
 from clipper import ClipperConnection
 from clipper.management import ManagementService
 from clipper.management.auth import write_new_token

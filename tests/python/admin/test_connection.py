@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from clipper import ClipperConnection, ClipperException, UnconnectedException
 from clipper.exceptions import ConfigurationError, DeploymentError, ManagementAPIError
 from clipper.management.auth import TOKEN_FILE_NAME, read_token

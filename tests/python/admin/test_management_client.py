@@ -4,6 +4,7 @@ after a 401 (a restarted cluster has a new one), and errors that say what to do.
 import socket
 
 import pytest
+
 from clipper.admin.management_client import ManagementClient
 from clipper.exceptions import ClipperException, ManagementAPIError
 from clipper.management import ManagementService

@@ -4,6 +4,7 @@ on loopback built on it."""
 import json
 
 import pytest
+
 from clipper.management import ManagementService
 from clipper.management.http_api import ManagementHTTPServer
 from clipper.management.http_server import HTTPServerLimits

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+
 from clipper import ClipperException, LocalContainerManager
 from clipper.management.auth import TOKEN_FILE_NAME, read_token
 from clipper.management.endpoints import FrontendEndpoints

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from clipper.management.http_server import (
     HTTPApplication,
     HTTPServer,
@@ -118,8 +119,10 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(server):
     "request_bytes, status, fragment",
     [
         (
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"0\r\n\r\n",
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"0\r\n\r\n"
+            ),
             400,
             "both Content-Length and Transfer-Encoding",
         ),
@@ -256,7 +259,7 @@ def test_at_the_overall_cap_the_oldest_waiting_connection_makes_room():
             sock.bind((f"127.0.0.{index + 2}", 0))
             sock.connect(("127.0.0.1", server.port))
             held.append(sock)
-            wait_until(lambda: server.open_connections == index + 1)
+            wait_until(lambda index=index: server.open_connections == index + 1)
         # A sixth client is served: the connection idle the longest is closed with a 503.
         assert get(server.port, source="127.0.0.1")[0] == 200
         held[0].settimeout(5)

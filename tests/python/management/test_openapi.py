@@ -6,6 +6,7 @@ import http.client
 import json
 
 import pytest
+
 from clipper.management.http_api import openapi_document, served_paths
 from conftest import SUPERVISION_TOKEN
 

@@ -4,6 +4,7 @@ refused with a message naming the object and what to do."""
 import json
 
 import pytest
+
 from clipper.exceptions import (
     ConfigurationError,
     DuplicateObjectError,

@@ -7,13 +7,15 @@ manager has with one, not a cluster's behaviour."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from kubernetes import client
+
 from clipper import ClipperException
 from clipper.exceptions import DeploymentError
 from clipper.managers.kubernetes import KubernetesContainerManager
-from kubernetes import client
 
 _KINDS = {"deployments": "Deployment", "services": "Service", "persistentvolumeclaims": "PersistentVolumeClaim",
           "secrets": "Secret", "serviceaccounts": "ServiceAccount", "roles": "Role",
@@ -320,7 +322,7 @@ def test_pod_statuses_read_in_clippers_supervision_vocabulary(api, tmp_path):
     (failure,) = manager.find_failed_replicas("sum", "1")
     assert "sum-a: CrashLoopBackOff" in failure and "restarted 4 times" in failure
     logs = manager.get_logs(str(tmp_path))
-    assert [open(path).read() for path in logs] == ["log of sum-a", "log of sum-b"]
+    assert [Path(path).read_text() for path in logs] == ["log of sum-a", "log of sum-b"]
     assert [path.rsplit("/", 1)[1] for path in logs] == ["sum-a.log", "sum-b.log"]
 
 

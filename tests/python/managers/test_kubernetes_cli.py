@@ -7,6 +7,7 @@ from contextlib import redirect_stdout
 
 import pytest
 import yaml
+
 from clipper._cli.parser import add_cluster_options
 from clipper.exceptions import ClipperException
 from clipper.managers.kubernetes_cli import add_kubernetes_commands, parse_model_spec

@@ -7,8 +7,11 @@ import json
 
 import pytest
 import yaml
+from kubernetes import client
+
 from clipper.container.credentials import ReplicaCredentials
 from clipper.exceptions import ConfigurationError
+from clipper.management.replica_keys import new_cluster_keys
 from clipper.managers.kubernetes import KubernetesContainerManager, render_manifests
 from clipper.managers.kubernetes_manifests import (
     CLIPPER_LABEL,
@@ -20,8 +23,6 @@ from clipper.managers.kubernetes_manifests import (
     label_value,
     to_dict,
 )
-from clipper.management.replica_keys import new_cluster_keys
-from kubernetes import client
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (pip) holds the Kubernetes JSON schemas"
@@ -63,7 +64,7 @@ def test_objects_round_trip_through_the_clients_models():
         data = to_dict(obj)
         model_name = type(obj).__name__
         # Deserialising is what the client does with the API server's answers.
-        restored = api._ApiClient__deserialize(data, model_name)  # noqa: SLF001
+        restored = api._ApiClient__deserialize(data, model_name)
         assert type(restored) is type(obj)
         assert api.sanitize_for_serialization(restored) == data
 
@@ -149,7 +150,7 @@ def test_model_deployments_connect_each_to_its_frontend_with_the_wanted_replicas
         # A pod cannot reach the frontend's shared-memory socket: the replica does not ask for it.
         assert {e.name: e.value for e in container.env}["CLIPPER_TRANSPORT"] == "zmq"
     # An image naming its registry keeps it; odd names become valid names and label values.
-    odd = [d for d in deployments if d not in sums][0]
+    odd = next(d for d in deployments if d not in sums)
     assert odd.spec.template.spec.containers[0].image == "registry.example.com/m:2"
     assert len(odd.metadata.name) <= 63
     assert '"version": "2024-01-01T10:00"' in odd.metadata.annotations["ai.clipper.model"]

@@ -6,6 +6,7 @@ import pickle
 import socket
 
 import pytest
+
 from clipper import ClipperConnection, ClipperException, LocalContainerManager
 from clipper.exceptions import ClusterStartError, DeploymentError
 from clipper.management.endpoints import process_is_alive

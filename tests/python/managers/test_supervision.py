@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+
 from clipper.exceptions import ConfigurationError
 from clipper.management.endpoints import FrontendEndpoints, process_is_alive
 from clipper.managers import local_replicas

@@ -3,8 +3,8 @@ no model (health, routing errors, body limits). Real HTTP over loopback."""
 
 import http.client
 import json
-import threading
 import socket
+import threading
 
 import pytest
 

@@ -2,6 +2,7 @@
 store in a temporary directory and the Redis store on the session's real redis-server."""
 
 import pytest
+
 from clipper.state import EmbeddedStateStore
 
 

@@ -1,6 +1,7 @@
 """The configuration's data model: names, input types and the JSON round trip."""
 
 import pytest
+
 from clipper.exceptions import ConfigurationError
 from clipper.state import Application, ClusterState, Model, ModelVersion, canonical_input_type
 from clipper.state.cluster_state import (

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+
 from clipper.exceptions import StateStoreError
 from clipper.state import ClusterState, EmbeddedStateStore, open_state_store
 from clipper.state.cluster_state import Application

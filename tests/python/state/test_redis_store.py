@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+
 from clipper.exceptions import StaleStateError, StateStoreError
 from clipper.state import Application, ClusterState, RedisStateStore, open_state_store
 from clipper.state.redis_store import parse_redis_address

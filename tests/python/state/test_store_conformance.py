@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+
 from clipper.exceptions import StaleStateError
 from clipper.state import Application, ClusterState, Model, ModelVersion
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+
 from clipper.exceptions import DeploymentError
 from clipper.state.trusted_files import check_trusted_file, make_owner_only
 
