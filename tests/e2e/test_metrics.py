@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import e2e_models
-from e2e_support import predict
+from e2e_support import predict, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from clipper.deployers.python import deploy_python_closure
@@ -159,10 +159,15 @@ def test_the_exposition_parses_and_follows_prometheus_conventions(clusters):
 
 def test_every_dashboard_query_reads_metrics_the_frontend_exports(clusters):
     conn = serve_a_few_queries(clusters)
+    # The replica supervisor publishes its slots on its next pass after the replica started, which
+    # can come after the queries were answered.
+    def supervised_scrape():
+        text = scrape(conn)
+        return text if 'clipper_replica_restarts_total{model="summer"' in text else None
+
+    text = wait_for(supervised_scrape, what="the supervisor's first report on /metrics")
     exported = {
-        sample.name
-        for family in text_string_to_metric_families(scrape(conn))
-        for sample in family.samples
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
     }
     expressions = dashboard_expressions()
     assert len(expressions) >= 20

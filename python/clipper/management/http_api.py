@@ -74,7 +74,7 @@ class ManagementHTTPServer:
 
     `management_token` is required on every /admin/ path as `Authorization: Bearer <token>`; None turns
     authentication off (the frontend allows that only on loopback, see `clipper.management.auth`).
-    `supervision_token` (None: the path answers 404) is the one token `REPORT_PATH` takes; its
+    `supervision_token` (None: no token opens the path, 401) is the one token `REPORT_PATH` takes; its
     validated slots go to `supervision_sink` (the engine's `set_replica_supervision`)."""
 
     def __init__(
@@ -208,11 +208,14 @@ class ManagementAPI(HTTPApplication):
         """Supervision reports: only with the reporter's token (never the management token, which
         the reporter does not hold), only POST, and only where the frontend takes them."""
         if self._supervision_token is None:
+            # 401 like any request without the right token (the OpenAPI document's contract for
+            # a secured operation); the cause says why no token can open it here.
             return error_response(
-                HTTPStatus.NOT_FOUND,
-                "Not found",
+                HTTPStatus.UNAUTHORIZED,
+                "Unauthorized",
                 f"this frontend takes no supervision reports at {REPORT_PATH}: start it with "
                 "CLIPPER_SUPERVISION_TOKEN in its environment (Docker and Kubernetes clusters do)",
+                {"WWW-Authenticate": 'Bearer realm="clipper-supervision"'},
             )
         if not is_authorized(head.headers.get("authorization"), self._supervision_token):
             logger.warning(

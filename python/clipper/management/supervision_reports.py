@@ -30,7 +30,7 @@ MIN_TOKEN_CHARS = 32
 
 
 def token_from_environment() -> str | None:
-    """The reporter's token the frontend accepts, or None (no reporter: the path answers 404)."""
+    """The reporter's token the frontend accepts, or None (no reporter: the path answers 401 to every request)."""
     token = os.environ.get(ENV_SUPERVISION_TOKEN, "").strip()
     if not token:
         return None

@@ -1,6 +1,6 @@
 """POST /admin/set_replica_supervision over real HTTP on loopback: only the supervision reporter's token
 opens it (never the management token, and that token opens nothing else), every field of a report is
-checked before the engine sees it, and a frontend without a reporter answers 404."""
+checked before the engine sees it, and a frontend without a reporter answers 401 whatever the token."""
 
 import http.client
 import json
@@ -88,7 +88,7 @@ def test_a_frontend_without_a_reporter_token_takes_no_reports(service, engine):
     try:
         for token in (SUPERVISION_TOKEN, ADMIN_TOKEN):
             status, answer = post(("127.0.0.1", server.port), PATH, {"slots": []}, token)
-            assert status == 404 and ENV_SUPERVISION_TOKEN in answer["cause"]
+            assert status == 401 and ENV_SUPERVISION_TOKEN in answer["cause"]
     finally:
         server.stop()
 
