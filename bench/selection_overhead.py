@@ -43,6 +43,15 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each window")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--replica-transport",
+        choices=("auto", "zmq"),
+        default=None,
+        help="replicas over shared memory where they can (auto, the default) or ZeroMQ only",
+    )
+    parser.add_argument(
+        "--name", default="selection_overhead", help="results file name in bench/results/"
+    )
     options = parser.parse_args(argv)
 
     import cloudpickle
@@ -52,7 +61,12 @@ def main(argv: list[str]) -> int:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     loadgen = common.find_loadgen()
     with contextlib.ExitStack() as stack:
-        running = cluster.start_local_cluster(stack, "selection", cache_size_bytes=32 * 1024 * 1024)
+        running = cluster.start_local_cluster(
+            stack,
+            "selection",
+            cache_size_bytes=32 * 1024 * 1024,
+            replica_transport=options.replica_transport,
+        )
         conn = running.connection
         for name in ("noop_a", "noop_b"):
             deploy_python_closure(conn, name=name, version="1", input_type="doubles", func=noop)
@@ -99,6 +113,7 @@ def main(argv: list[str]) -> int:
     results = {
         "machine": common.machine_info(),
         "source": cluster.source_revision(),
+        "replica_transport": options.replica_transport or "auto",
         "windows": windows,
         "single_median_rps": single,
         "exp3_median_rps": exp3,
@@ -109,7 +124,7 @@ def main(argv: list[str]) -> int:
         "update_median_rps": throughput(update.to_json()),
         "feedback_rounds_stored": state["feedback"],
     }
-    path = common.write_results("selection_overhead", results)
+    path = common.write_results(options.name, results)
     print(f"W1 closed loop, {options.connections} connections, median of {options.pairs} windows each:")
     print(f"  single (1 model)       {common.format_number(single)} req/s")
     print(f"  exp3 (2 models, draw)  {common.format_number(exp3)} req/s   ratio {common.format_number(common.ratio(exp3, single), 3)}")
