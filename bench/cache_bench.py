@@ -27,7 +27,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -396,11 +395,7 @@ def plot(
             axis.legend(fontsize=7)
             axis.grid(alpha=0.3, axis="y", which="both")
         figure.suptitle("Prediction cache hit path against nginx (same body every request)")
-        figure.tight_layout()
-        path = args.output.with_name(f"{stem}_hit_path.png")
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
+        paths.append(common.save_figure(figure, args.output.with_name(f"{stem}_hit_path.png")))
     if zipf:
         figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
         labels = [f"{row['cache_kib']}" if row["cache_kib"] else "0 (off)" for row in zipf]
@@ -432,19 +427,13 @@ def plot(
             f"Zipf inputs: {args.zipf_keys:,} keys, s={args.zipf_s:g}, {args.connections} "
             "connections, W3 model behind the cache"
         )
-        figure.tight_layout()
-        path = args.output.with_name(f"{stem}_zipf.png")
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
+        paths.append(common.save_figure(figure, args.output.with_name(f"{stem}_zipf.png")))
     return paths
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.monotonic()
-    loadgen = common.find_loadgen(args.loadgen)
+    started, loadgen = common.begin_loadgen_study(args.loadgen)
     models.register_by_value()
     with tempfile.TemporaryDirectory(prefix="clipper-bench-cache-") as scratch:
         calibration_path = os.path.join(scratch, "calibration")

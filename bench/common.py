@@ -690,6 +690,23 @@ def loadgen_summary(report: dict[str, Any], command: list[str], keys: tuple[str,
     }
 
 
+def begin_loadgen_study(explicit_loadgen: str | None) -> tuple[float, str]:
+    """A loadgen study's opening: SIGTERM exits through the `with` blocks (so clusters stop), the
+    start time for `elapsed_s`, and the clipper-loadgen binary (built if missing)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return time.monotonic(), find_loadgen(explicit_loadgen)
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Lays out, writes (110 dpi) and closes a matplotlib figure; returns `path`."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -277,17 +276,12 @@ def plot(results: list[dict[str, Any]], args: argparse.Namespace, path: Path) ->
         f"SLO {args.slo_micros / 1000:g} ms",
         fontsize=11,
     )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return common.save_figure(figure, path)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.monotonic()
-    loadgen = common.find_loadgen(args.loadgen)
+    started, loadgen = common.begin_loadgen_study(args.loadgen)
     models.register_by_value()
     from clipper.deployers.python import deploy_python_closure
 

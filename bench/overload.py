@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -333,17 +332,12 @@ def plot(results: list[dict[str, Any]], slo_ms: float, path: Path) -> Path:
     figure.suptitle(
         f"Overload with admission control: SLO {slo_ms:g} ms, Poisson arrivals", fontsize=11
     )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return common.save_figure(figure, path)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.monotonic()
-    loadgen = common.find_loadgen(args.loadgen)
+    started, loadgen = common.begin_loadgen_study(args.loadgen)
     models.register_by_value()
     slo_ms = args.slo_micros / 1000
     results = [
