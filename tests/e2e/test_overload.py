@@ -67,19 +67,25 @@ def first_refusal(query_addr, app, within_s=5.0, action="predict", extra=""):
     raise AssertionError(f"no query to {app} was refused within {within_s} s of overload")
 
 
+def sleeper_behind_two_apps(conn, closure, strict, lenient, slo_micros, **deploy_options):
+    """Deploys `closure` as model sleeper:1 behind app `strict` (the default overload option: refuse)
+    and app `lenient` (overload="default"); returns the query address once the model has answered."""
+    conn.register_application(strict, "doubles", "-1", slo_micros)
+    conn.register_application(lenient, "doubles", "-1", slo_micros, overload="default")
+    deploy_python_closure(conn, "sleeper", "1", "doubles", closure, **deploy_options)
+    conn.link_model_to_app(strict, "sleeper")
+    conn.link_model_to_app(lenient, "sleeper")
+    model_answer(conn, strict, {"input": [0.5]})
+    return conn.get_query_addr()
+
+
 def test_far_above_capacity_queries_are_refused_at_arrival_and_every_admitted_one_is_on_time(
     clusters,
 ):
     conn = clusters.start("overload")
-    conn.register_application("busy", "doubles", "-1", SLO_MICROS)
-    conn.register_application("busy-default", "doubles", "-1", SLO_MICROS, overload="default")
-    deploy_python_closure(
-        conn, "sleeper", "1", "doubles", e2e_models.sleep_20_ms_per_batch, batch_size=4
+    query_addr = sleeper_behind_two_apps(
+        conn, e2e_models.sleep_20_ms_per_batch, "busy", "busy-default", SLO_MICROS, batch_size=4
     )
-    conn.link_model_to_app("busy", "sleeper")
-    conn.link_model_to_app("busy-default", "sleeper")
-    model_answer(conn, "busy", {"input": [0.5]})
-    query_addr = conn.get_query_addr()
     assert {app["name"]: app["overload"] for app in conn.get_all_apps(verbose=True)} == {
         "busy": "reject",
         "busy-default": "default",
@@ -125,13 +131,9 @@ def test_memory_bounds_refuse_queries_beyond_them_with_503(clusters):
         "bounds",
         query_port_limits={"max_pending_queries_per_io_thread": 2, "max_queued_tasks_per_model": 4},
     )
-    conn.register_application("slow", "doubles", "-1", 10_000_000)
-    conn.register_application("lenient", "doubles", "-1", 10_000_000, overload="default")
-    deploy_python_closure(conn, "sleeper", "1", "doubles", e2e_models.sleep_300_ms)
-    conn.link_model_to_app("slow", "sleeper")
-    conn.link_model_to_app("lenient", "sleeper")
-    model_answer(conn, "slow", {"input": [0.5]})
-    query_addr = conn.get_query_addr()
+    query_addr = sleeper_behind_two_apps(
+        conn, e2e_models.sleep_300_ms, "slow", "lenient", 10_000_000
+    )
 
     # Five inputs would take the model's queue past its bound of four.
     status, body, _ = post(query_addr, "/slow/predict", {"input_batch": [[1.0]] * 5})
@@ -195,15 +197,9 @@ def test_without_a_cache_an_overloaded_app_refuses_before_decoding_the_body(clus
     # many: the refusal comes before the JSON decode, so a malformed body gets the 429 too (with the
     # cache on, it is decoded and gets its 400: a cached answer might have served it).
     conn = clusters.start("early", start_options={"cache_size": 0})
-    conn.register_application("busy", "doubles", "-1", SLO_MICROS)
-    conn.register_application("busy-default", "doubles", "-1", SLO_MICROS, overload="default")
-    deploy_python_closure(
-        conn, "sleeper", "1", "doubles", e2e_models.sleep_20_ms_per_batch, batch_size=4
+    query_addr = sleeper_behind_two_apps(
+        conn, e2e_models.sleep_20_ms_per_batch, "busy", "busy-default", SLO_MICROS, batch_size=4
     )
-    conn.link_model_to_app("busy", "sleeper")
-    conn.link_model_to_app("busy-default", "sleeper")
-    model_answer(conn, "busy", {"input": [0.5]})
-    query_addr = conn.get_query_addr()
     malformed = b'{"input": [1.0, '
 
     assert post_raw(query_addr, "/busy/predict", malformed)[0] == 400  # idle: decoded, refused 400
