@@ -136,16 +136,23 @@ def is_loopback(bind_address: str) -> bool:
         return False
 
 
+def refuse_unauthenticated_off_loopback(
+    bind_address: str, refusal: str, event: str, advice: str, log: logging.Logger = logger
+) -> None:
+    """An unauthenticated listener is allowed on loopback only: elsewhere raise `refusal`; on
+    loopback log `event` with `advice` (what any local user or process can then do)."""
+    if not is_loopback(bind_address):
+        raise ClipperException(refusal)
+    log.warning("event=%s bind_address=%s advice=%r", event, bind_address, advice)
+
+
 def check_unauthenticated_bind(bind_address: str) -> None:
     """Refuse to serve the management API without a token anywhere but loopback: it deploys code."""
-    if not is_loopback(bind_address):
-        raise ClipperException(
-            f"refusing to serve the management API on {bind_address} without authentication: "
-            "anyone who reaches it could deploy code; bind it to 127.0.0.1, or leave "
-            "allow_unauthenticated_management off so calls need the cluster's token"
-        )
-    logger.warning(
-        "event=management_auth_disabled bind_address=%s advice=%r",
+    refuse_unauthenticated_off_loopback(
         bind_address,
-        "any local user can change this cluster and deploy code as its owner",
+        f"refusing to serve the management API on {bind_address} without authentication: "
+        "anyone who reaches it could deploy code; bind it to 127.0.0.1, or leave "
+        "allow_unauthenticated_management off so calls need the cluster's token",
+        event="management_auth_disabled",
+        advice="any local user can change this cluster and deploy code as its owner",
     )

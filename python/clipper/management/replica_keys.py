@@ -26,7 +26,7 @@ import zmq
 
 from clipper.container.credentials import ReplicaCredentials
 from clipper.exceptions import ClipperException
-from clipper.management.auth import is_loopback, write_owner_only
+from clipper.management.auth import refuse_unauthenticated_off_loopback, write_owner_only
 
 logger = logging.getLogger(__name__)
 
@@ -136,17 +136,15 @@ def read_replica_credentials(state_dir: str | os.PathLike[str]) -> ReplicaCreden
 
 def check_unauthenticated_replicas(bind_address: str) -> None:
     """Refuse replicas without keys anywhere but loopback: they receive users' queries."""
-    if not is_loopback(bind_address):
-        raise ClipperException(
-            f"refusing to accept unauthenticated replicas on {bind_address}: any host that reaches "
-            "the RPC port could register as a model and receive users' queries; bind it to "
-            "127.0.0.1, or leave allow_unauthenticated_replicas off so replicas need the "
-            "cluster's keys"
-        )
-    logger.warning(
-        "event=replica_auth_disabled bind_address=%s advice=%r",
+    refuse_unauthenticated_off_loopback(
         bind_address,
-        "any local process can register as a model's replica and receive its queries",
+        f"refusing to accept unauthenticated replicas on {bind_address}: any host that reaches "
+        "the RPC port could register as a model and receive users' queries; bind it to "
+        "127.0.0.1, or leave allow_unauthenticated_replicas off so replicas need the "
+        "cluster's keys",
+        event="replica_auth_disabled",
+        advice="any local process can register as a model's replica and receive its queries",
+        log=logger,
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from clipper.exceptions import ClipperException
 from clipper.management.replica_keys import (
+    check_unauthenticated_replicas,
     ensure_cluster_keys,
     read_replica_credentials,
     replica_credentials_path,
@@ -32,3 +33,17 @@ def test_credentials_others_can_read_are_refused(tmp_path):
     replica_credentials_path(tmp_path).chmod(0o644)
     with pytest.raises(ClipperException, match="readable or writable by other users"):
         read_replica_credentials(tmp_path)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "localhost"])
+def test_unauthenticated_replicas_are_allowed_on_loopback_with_a_warning(address, caplog):
+    check_unauthenticated_replicas(address)
+    assert "event=replica_auth_disabled" in caplog.text
+    assert caplog.records[-1].name == "clipper.management.replica_keys"
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "10.1.2.3", ""])
+def test_unauthenticated_replicas_elsewhere_are_refused(address, caplog):
+    with pytest.raises(ClipperException, match=f"unauthenticated replicas on {address}:"):
+        check_unauthenticated_replicas(address)
+    assert "replica_auth_disabled" not in caplog.text
