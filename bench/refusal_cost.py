@@ -23,20 +23,14 @@ Owns bench/results/refusal_cost.json.
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench/ is a folder of scripts, not a package: its helpers are imported by path.
+import callgrind_frontend
 import common
 
 SLO_MICROS = 20_000
@@ -70,131 +64,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def binaries(specs: list[str]) -> list[tuple[str, str]]:
-    if not specs:
-        from clipper_native import frontend_binary
-
-        return [("installed", str(frontend_binary()))]
-    pairs = []
-    for spec in specs:
-        label, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_file():
-            raise SystemExit(f"--frontend wants LABEL=PATH of an existing binary, got {spec!r}")
-        pairs.append((label, path))
-    return pairs
-
-
-def _get(url: str, timeout_s: float = 2.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-
-
-def _wait(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def total_instructions(dump_prefix: Path) -> int:
-    """Sum of the `totals:` (or `summary:`) lines of every callgrind dump written under the prefix."""
-    total = 0
-    for dump in dump_prefix.parent.glob(dump_prefix.name + "*"):
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith(("totals:", "summary:")):
-                total += int(line.split()[1])
-                break
-    return total
-
-
 def one_run(label: str, binary: str, cache_on: bool, args: argparse.Namespace, loadgen: str):
-    with tempfile.TemporaryDirectory(prefix="clipper-refusal-") as scratch:
-        work = Path(scratch)
-        query_port, rpc_port, metrics_port = common.free_ports(3)
-        config = {
-            "apps": [{"name": "slow", "input_type": "doubles", "default_output": "-1",
-                      "slo_micros": SLO_MICROS, "linked_models": ["slow"]}],
-            "models": [{"name": "slow", "version": "1", "input_type": "doubles", "current": True}],
-        }  # fmt: skip
-        (work / "config.json").write_text(json.dumps(config))
-        (work / "slow_model.py").write_text(MODEL_SOURCE)
-        dump_prefix = work / "callgrind.out"
-        frontend = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={dump_prefix}.%p", binary,
-             "--query-port", str(query_port), "--rpc-port", str(rpc_port),
-             "--metrics-port", str(metrics_port), "--config", str(work / "config.json"),
-             "--cache-size-bytes", "33554432" if cache_on else "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    config = {
+        "apps": [{"name": "slow", "input_type": "doubles", "default_output": "-1",
+                  "slo_micros": SLO_MICROS, "linked_models": ["slow"]}],
+        "models": [{"name": "slow", "version": "1", "input_type": "doubles", "current": True}],
+    }  # fmt: skip
+    cache_bytes = "33554432" if cache_on else "0"
+    with callgrind_frontend.frontend_under_callgrind(
+        binary, config, ["--cache-size-bytes", cache_bytes], prefix="clipper-refusal-"
+    ) as frontend:
+        frontend.start_replica(MODEL_SOURCE, "Slow", "slow", "doubles")
+        url = frontend.base + "/slow/predict"
+        counter = iter(range(10**9))
+
+        def refused() -> bool:
+            status, _ = common.post_json(url, {"input": [0.25, float(next(counter))]}, 10.0)
+            return status == 429
+
+        callgrind_frontend.wait(
+            refused, 120, "the first refusal (the model's first batch measured)"
+        )
+        build = frontend.build_info()
+        command = common.loadgen_command(
+            loadgen, url, connections=args.connections, duration_seconds=args.seconds,
+            warmup_seconds=0.0, workload="w1", extra_args=["--drain", "2"],
         )  # fmt: skip
-        replica = None
-        try:
-            base = f"http://127.0.0.1:{query_port}"
-            _wait(lambda: _get(base + "/readyz")[0] == 200, 120, "the frontend under valgrind")
-            replica = subprocess.Popen(
-                [sys.executable, "-m", "clipper.container.cli", "--model", "slow_model:Slow",
-                 "--name", "slow", "--version", "1", "--input-type", "doubles",
-                 "--frontend", f"tcp://127.0.0.1:{rpc_port}"],
-                cwd=work, env={**__import__("os").environ, "PYTHONPATH": str(work)},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            counter = iter(range(10**9))
-
-            def refused() -> bool:
-                status, _ = common.post_json(
-                    base + "/slow/predict", {"input": [0.25, float(next(counter))]}, 10.0
-                )
-                return status == 429
-
-            _wait(refused, 120, "the first refusal (the model's first batch measured)")
-            build = re.search(r"clipper_build_info\{([^}]*)\}", _get(base + "/metrics")[1])
-            subprocess.run(["callgrind_control", "-i", "on", str(frontend.pid)],
-                           check=True, capture_output=True, timeout=60)  # fmt: skip
-            run = common.run_loadgen(
-                common.loadgen_command(
-                    loadgen,
-                    base + "/slow/predict",
-                    connections=args.connections,
-                    duration_seconds=args.seconds,
-                    warmup_seconds=0.0,
-                    workload="w1",
-                    extra_args=["--drain", "2"],
-                ),
-                timeout_seconds=args.seconds + 60,
-            )
-            subprocess.run(["callgrind_control", "-d", str(frontend.pid)],
-                           check=True, capture_output=True, timeout=60)  # fmt: skip
-            time.sleep(1.0)
-            instructions = total_instructions(dump_prefix)
-        finally:
-            if replica is not None:
-                replica.kill()
-                replica.wait(timeout=10)
-            frontend.terminate()
-            try:
-                frontend.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                frontend.kill()
-                frontend.wait(timeout=10)
+        run, totals = frontend.window(
+            lambda: common.run_loadgen(command, timeout_seconds=args.seconds + 60)
+        )
     report = run.report
     answered = sum(report["status"].values())
     return {
         "frontend": label,
         "binary": binary,
-        "build": build.group(1) if build else None,
+        "build": build,
         "cache": "on" if cache_on else "off",
         "requests": answered,
         "status": report["status"],
-        "instructions": instructions,
-        "instructions_per_request": round(instructions / answered) if answered else None,
+        "instructions": totals.instructions,
+        "instructions_per_request": round(totals.instructions / answered) if answered else None,
     }
 
 
@@ -202,7 +111,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     loadgen = common.find_loadgen(args.loadgen)
     runs = []
-    for label, binary in binaries(args.frontend):
+    for label, binary in callgrind_frontend.binaries(args.frontend):
         for cache_on in (False, True):
             print(f"{label}, cache {'on' if cache_on else 'off'} ...", file=sys.stderr)
             runs.append(one_run(label, binary, cache_on, args, loadgen))

@@ -1,0 +1,170 @@
+"""What an answered W1 request costs the frontend, in instructions (callgrind), not time: a shared
+machine's noise does not reach the figure (issue 13: the frontend's CPU per request).
+
+The standalone clipper-frontend runs under callgrind with a no-op model (answers "0" to every input)
+served by a local Python replica over the shared-memory transport. Instrumentation is switched on
+only for the measured window (callgrind_control), in which clipper-loadgen sends W1 queries (10
+doubles, each vector new) in a closed loop on --connections keep-alive connections. Figures:
+instructions of the whole frontend process in the window / requests answered (at least 99% 200,
+checked), system calls per request (callgrind's sysCount, less clock_gettime: a vDSO call
+natively), and the requests per replica batch from the engine's clipper_shm_request_batches_total
+(callgrind slows the frontend about 50-fold, so batches differ from those at full speed: per-batch
+costs weigh differently here than in a benchmark).
+
+The window's callgrind dumps are kept (bench/build/request_cost/<label>.callgrind.*) to read the
+profile by function:
+
+    callgrind_annotate --inclusive=yes bench/build/request_cost/installed.callgrind.0 | head -60
+
+Give the binary built before a change to compare (both run in the same invocation):
+
+    python bench/request_cost.py --frontend before=/path/to/old/clipper-frontend \\
+        --frontend after=/path/to/new/clipper-frontend
+    python bench/request_cost.py --seconds 5 --connections 16
+
+About 20-30 s per binary (valgrind start-up, the replica's registration, the window).
+Owns bench/results/request_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# bench/ is a folder of scripts, not a package: its helpers are imported by path.
+import callgrind_frontend
+import common
+
+APP = "w1"
+MODEL = "noop"
+# Long enough that admission control refuses nothing under callgrind's 50-fold slow-down.
+SLO_MICROS = 1_000_000
+MODEL_SOURCE = """
+from clipper.container import Model
+
+class NoOp(Model):
+    def predict_batch(self, inputs):
+        return ["0"] * len(inputs)
+"""
+BATCHES_METRIC = "clipper_shm_request_batches_total"
+PROFILE_DIR = common.BENCH_DIR / "build" / "request_cost"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--frontend",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a clipper-frontend binary to measure (repeatable; default: the installed one)",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured window per binary")
+    parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
+    parser.add_argument("--repeat", type=int, default=1, help="windows per binary (alternating)")
+    parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
+    parser.add_argument("--profile-dir", type=Path, default=PROFILE_DIR)
+    parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "request_cost.json")
+    return parser.parse_args(argv)
+
+
+def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> dict[str, Any]:
+    config = {
+        "apps": [{"name": APP, "input_type": "doubles", "default_output": "-1.0",
+                  "slo_micros": SLO_MICROS, "linked_models": [MODEL]}],
+        "models": [{"name": MODEL, "version": "1", "input_type": "doubles", "current": True}],
+    }  # fmt: skip
+    with callgrind_frontend.frontend_under_callgrind(
+        binary, config, ["--replica-transport", "auto"], collect_systime=True,
+        prefix="clipper-request-cost-",
+    ) as frontend:  # fmt: skip
+        frontend.start_replica(MODEL_SOURCE, "NoOp", MODEL, "doubles", transport="auto")
+        url = f"{frontend.base}/{APP}/predict"
+
+        def answered_by_model() -> bool:
+            status, body = common.post_json(url, {"input": [0.5] * 10}, 10.0)
+            return status == 200 and isinstance(body, dict) and body.get("default") is False
+
+        callgrind_frontend.wait(answered_by_model, 120, "the no-op replica's first answer")
+        batches_before = callgrind_frontend.metric_value(frontend.metrics(), BATCHES_METRIC)
+        if batches_before < 1:
+            raise RuntimeError("the replica is not served over shared memory (no shm batches)")
+        build = frontend.build_info()
+        command = common.loadgen_command(
+            loadgen, url, connections=args.connections, duration_seconds=args.seconds,
+            warmup_seconds=0.0, workload="w1", extra_args=["--drain", "5"],
+        )  # fmt: skip
+        run, totals = frontend.window(
+            lambda: common.run_loadgen(command, timeout_seconds=args.seconds + 60)
+        )
+        batches = callgrind_frontend.metric_value(frontend.metrics(), BATCHES_METRIC)
+        batches -= batches_before
+        profile = frontend.keep_dumps(args.profile_dir / f"{label}.callgrind")
+    report = run.report
+    answered = sum(report["status"].values())
+    ok = report["status"].get("200", 0)
+    if answered == 0 or ok < 0.99 * answered:
+        raise RuntimeError(
+            f"{label}: under 99% of the requests were answered 200: {report['status']}"
+        )
+
+    def per_request(value: float) -> float:
+        return value / answered
+
+    return {
+        "frontend": label,
+        "binary": binary,
+        "build": build,
+        "connections": args.connections,
+        "requests": answered,
+        "status": report["status"],
+        "instructions": totals.instructions,
+        "instructions_per_request": round(per_request(totals.instructions)),
+        # clock_gettime left out: a vDSO call natively, a system call only under valgrind.
+        "system_calls_per_request": round(per_request(totals.kernel_calls), 3),
+        "clock_gettime_per_request": round(per_request(totals.clock_gettime_calls), 3),
+        # The metrics scrapes around the window add one batch-free request each; negligible.
+        "requests_per_batch": round(answered / batches, 2) if batches else None,
+        "profile": profile,
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    loadgen = common.find_loadgen(args.loadgen)
+    runs = []
+    for _ in range(args.repeat):
+        for label, binary in callgrind_frontend.binaries(args.frontend):
+            print(f"{label} ...", file=sys.stderr)
+            runs.append(one_run(label, binary, args, loadgen))
+            row = runs[-1]
+            print(f"  {row['instructions_per_request']:,} instructions, "
+                  f"{row['system_calls_per_request']} system calls per request over "
+                  f"{row['requests']:,} ({row['requests_per_batch']} per batch)",
+                  file=sys.stderr)  # fmt: skip
+    payload: dict[str, Any] = {
+        "study": "request_cost",
+        "machine": common.machine_info(),
+        "slo_micros": SLO_MICROS,
+        "workload": "W1 closed loop, no-op model, shared-memory transport",
+        "runs": runs,
+    }
+    path = common.write_results(args.output.stem, payload, args.output.parent)
+    print(
+        f"{'frontend':<12} {'requests':>9} {'per batch':>9} {'syscalls/req':>12} {'instr/request':>14}"
+    )
+    for row in runs:
+        print(f"{row['frontend']:<12} {row['requests']:>9,} {row['requests_per_batch'] or 0:>9} "
+              f"{row['system_calls_per_request']:>12} {row['instructions_per_request']:>14,}")  # fmt: skip
+    print(f"results: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
