@@ -5,7 +5,8 @@ throw-away state dir, stopped by the caller's ExitStack even when the study fail
 model answers, and reading the engine's counters, gauges and histograms between two instants. It
 does not deploy anything (each study does). `MetricsSampler` polls /metrics on one background
 thread; everything else runs on the caller's thread. Used by w3.py, w4.py, goodput.py, overload.py,
-cache_bench.py and shm_transport.py (w1.py has its own, older copy of the start-up).
+cache_bench.py and shm_transport.py (w1.py has its own, older copy of the start-up); its bare
+in-process engine by selection_convergence.py and selection_users_memory.py.
 """
 
 from __future__ import annotations
@@ -102,6 +103,25 @@ def start_local_cluster(
         start_kwargs=start_kwargs,
         manager=manager,
     )
+
+
+def start_bare_engine(config: dict[str, Any] | None = None) -> Any:
+    """A native engine in this process (the binding), on ephemeral ports, with no replicas and no
+    management service: for studies of the engine's own tables. `config` is applied as the
+    management service would (apps and models). The caller stops it."""
+    import json
+
+    from clipper_native import _core
+
+    options = _core.EngineOptions()
+    options.query_port = 0
+    options.rpc_port = 0
+    options.metrics_port = 0
+    engine = _core.Engine(options)
+    engine.start()
+    if config is not None:
+        engine.apply_config(json.dumps(config))
+    return engine
 
 
 def source_revision() -> dict[str, Any]:

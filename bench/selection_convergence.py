@@ -73,18 +73,6 @@ def start_redis(directory: str) -> tuple[subprocess.Popen, int]:
             time.sleep(0.02)
 
 
-def native_engine():
-    from clipper_native import _core
-
-    options = _core.EngineOptions()
-    options.query_port = 0
-    options.rpc_port = 0
-    options.metrics_port = 0
-    engine = _core.Engine(options)
-    engine.start()
-    return engine
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000, help="feedback rounds, one user each")
@@ -98,7 +86,7 @@ def main(argv: list[str]) -> int:
 
     directory = tempfile.mkdtemp(prefix="selection-convergence-")
     redis_process, port = start_redis(directory)
-    engines = [native_engine(), native_engine()]
+    engines = [cluster.start_bare_engine(), cluster.start_bare_engine()]
     stop = threading.Event()
     workers = []
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import time
@@ -34,14 +33,6 @@ MODELS = ("a", "b")
 
 
 def start_engine():
-    from clipper_native import _core
-
-    options = _core.EngineOptions()
-    options.query_port = 0
-    options.rpc_port = 0
-    options.metrics_port = 0
-    engine = _core.Engine(options)
-    engine.start()
     app = {
         "name": "app",
         "input_type": "doubles",
@@ -51,8 +42,7 @@ def start_engine():
         "selection": {"mode": "sample"},
     }
     models = [{"name": m, "version": "1", "input_type": "doubles", "current": True} for m in MODELS]
-    engine.apply_config(json.dumps({"apps": [app], "models": models}))
-    return engine
+    return cluster.start_bare_engine({"apps": [app], "models": models})
 
 
 def main(argv: list[str]) -> int:
