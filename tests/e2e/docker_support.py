@@ -3,12 +3,15 @@ skipped, saying what to install, when the Engine does not answer) and a started 
 on free loopback ports, removed with its containers and state afterwards."""
 
 import contextlib
+import os
 import uuid
 
+import numpy as np
 import pytest
-from e2e_support import free_ports
+from e2e_support import free_ports, predict
 
 from clipper import ClipperConnection, DockerContainerManager
+from clipper.managers import docker_images
 from clipper.managers.docker import CLIPPER_LABEL
 
 
@@ -25,6 +28,37 @@ def docker_client():
             allow_module_level=True,
         )
     return client
+
+
+def image_or_skip(client, kind):
+    """Skips the test unless image `kind` exists (in any version) or may be built from nothing."""
+    if os.environ.get("CLIPPER_TEST_BIG_IMAGES") == "1":
+        return
+    name = docker_images.IMAGES[kind].name
+    if not client.images.list(name=name):
+        pytest.skip(
+            f"{name} was never built here (minutes); build it with `clipper images build {kind}`, "
+            "or set CLIPPER_TEST_BIG_IMAGES=1 to let this test build it"
+        )
+
+
+def served_outputs(conn, app, inputs):
+    """The model's answers to `inputs` (one input_batch), each checked to be a real answer."""
+    status, body, _ = predict(
+        conn, app, {"input_batch": np.asarray(inputs).tolist()}, timeout_s=120
+    )
+    assert status == 200, body
+    answers = body["batch_predictions"]
+    assert [answer["default"] for answer in answers] == [False] * len(inputs), answers[:3]
+    return [answer["output"] for answer in answers]
+
+
+def replica_container(client, model_name):
+    """The (only) replica container of `model_name` version 1."""
+    (replica,) = client.containers.list(
+        filters={"label": f"ai.clipper.model_container.label={model_name}_1"}
+    )
+    return replica
 
 
 def cluster_containers(client, cluster_name):

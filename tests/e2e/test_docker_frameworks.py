@@ -9,20 +9,22 @@ So these tests are opt-in (marker `big_images`): each runs where its image was b
 version: the manager brings it up to date), or with CLIPPER_TEST_BIG_IMAGES=1, which builds it from
 nothing; otherwise it is skipped, saying how to build it."""
 
-import os
-
 import numpy as np
 import pytest
-from docker_support import docker_client, docker_cluster
-from e2e_support import model_answer, predict
+from docker_support import (
+    docker_client,
+    docker_cluster,
+    image_or_skip,
+    replica_container,
+    served_outputs,
+)
+from e2e_support import model_answer
 from framework_models import (
     keras_points_classifier,
     local_spark_session,
     spark_points_classifier,
     spark_predict_labels,
 )
-
-from clipper.managers import docker_images
 
 pytestmark = [pytest.mark.e2e, pytest.mark.big_images]
 
@@ -31,38 +33,8 @@ _CLIENT = docker_client()
 SLO_MICROS = 20_000_000  # a replica's first batch on a loaded machine must not be a default answer
 
 
-def image_or_skip(kind):
-    """Skips the test unless image `kind` exists (in any version) or may be built from nothing."""
-    if os.environ.get("CLIPPER_TEST_BIG_IMAGES") == "1":
-        return
-    name = docker_images.IMAGES[kind].name
-    if not _CLIENT.images.list(name=name):
-        pytest.skip(
-            f"{name} was never built here (minutes); build it with `clipper images build {kind}`, "
-            "or set CLIPPER_TEST_BIG_IMAGES=1 to let this test build it"
-        )
-
-
-def served_outputs(conn, app, inputs):
-    """The model's answers to `inputs` (one input_batch), each checked to be a real answer."""
-    status, body, _ = predict(
-        conn, app, {"input_batch": np.asarray(inputs).tolist()}, timeout_s=120
-    )
-    assert status == 200, body
-    answers = body["batch_predictions"]
-    assert [answer["default"] for answer in answers] == [False] * len(inputs), answers[:3]
-    return [answer["output"] for answer in answers]
-
-
-def replica_container(model_name):
-    (replica,) = _CLIENT.containers.list(
-        filters={"label": f"ai.clipper.model_container.label={model_name}_1"}
-    )
-    return replica
-
-
 def test_a_keras_model_answers_as_keras_does(tmp_path):
-    image_or_skip("tensorflow")
+    image_or_skip(_CLIENT, "tensorflow")
     pytest.importorskip("keras", reason="tensorflow-cpu (the frameworks extra)")
     from clipper.deployers import tensorflow as tensorflow_deployer
 
@@ -74,7 +46,7 @@ def test_a_keras_model_answers_as_keras_does(tmp_path):
         tensorflow_deployer.create_endpoint(
             conn, "points", "floats", tensorflow_model=model, slo_micros=SLO_MICROS
         )
-        probe = replica_container("points").exec_run(
+        probe = replica_container(_CLIENT, "points").exec_run(
             [
                 "python3",
                 "-c",
@@ -87,7 +59,7 @@ def test_a_keras_model_answers_as_keras_does(tmp_path):
 
 
 def test_a_pyspark_model_answers_as_spark_does(tmp_path):
-    image_or_skip("pyspark")
+    image_or_skip(_CLIENT, "pyspark")
     pytest.importorskip("pyspark", reason="pyspark (the frameworks extra)")
     from clipper.deployers import pyspark as pyspark_deployer
 
@@ -109,7 +81,7 @@ def test_a_pyspark_model_answers_as_spark_does(tmp_path):
                 # adaptive controller's small first ones.
                 batch_size=64,
             )
-            probe = replica_container("spark-points").exec_run(["java", "-version"])
+            probe = replica_container(_CLIENT, "spark-points").exec_run(["java", "-version"])
             assert probe.exit_code == 0, probe.output  # Spark's Java is in the image
             # The replica's first Spark job starts the JVM's compilers: answered before the batch.
             assert model_answer(conn, "spark-points", {"input": queries[0].tolist()}, timeout_s=120)

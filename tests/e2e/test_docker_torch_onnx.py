@@ -8,16 +8,18 @@ The images install the framework versions installed here (docker_images.matching
 host's wheels, without the network. Image sizes and build times: docs/docker.md."""
 
 import importlib.metadata
-import os
 import sys
 
 import cloudpickle
 import numpy as np
 import pytest
-from docker_support import docker_client, docker_cluster
-from e2e_support import predict
-
-from clipper.managers import docker_images
+from docker_support import (
+    docker_client,
+    docker_cluster,
+    image_or_skip,
+    replica_container,
+    served_outputs,
+)
 
 torch = pytest.importorskip("torch", reason="torch (the frameworks extra)")
 
@@ -65,41 +67,15 @@ def points_model():
     return model, queries, logits
 
 
-def image_or_skip(kind):
-    """Skips the test unless image `kind` exists (in any version) or may be built from nothing."""
-    if os.environ.get("CLIPPER_TEST_BIG_IMAGES") == "1":
-        return
-    name = docker_images.IMAGES[kind].name
-    if not _CLIENT.images.list(name=name):
-        pytest.skip(
-            f"{name} was never built here (minutes); build it with `clipper images build {kind}`, "
-            "or set CLIPPER_TEST_BIG_IMAGES=1 to let this test build it"
-        )
-
-
-def served_outputs(conn, app, inputs):
-    """The model's answers to `inputs` (one input_batch), each checked to be a real answer."""
-    status, body, _ = predict(
-        conn, app, {"input_batch": np.asarray(inputs).tolist()}, timeout_s=120
-    )
-    assert status == 200, body
-    answers = body["batch_predictions"]
-    assert [answer["default"] for answer in answers] == [False] * len(inputs), answers[:3]
-    return [answer["output"] for answer in answers]
-
-
 def replica_python(model_name, code):
     """What `python3 -c code` prints in the model's (only) replica container."""
-    (replica,) = _CLIENT.containers.list(
-        filters={"label": f"ai.clipper.model_container.label={model_name}_1"}
-    )
-    probe = replica.exec_run(["python3", "-c", code])
+    probe = replica_container(_CLIENT, model_name).exec_run(["python3", "-c", code])
     assert probe.exit_code == 0, probe.output
     return probe.output.decode().split()
 
 
 def test_a_pytorch_model_answers_as_pytorch_does(tmp_path, points_model):
-    image_or_skip("pytorch")
+    image_or_skip(_CLIENT, "pytorch")
     from clipper.deployers import pytorch as pytorch_deployer
 
     model, queries, logits = points_model
@@ -119,7 +95,7 @@ def test_a_pytorch_model_answers_as_pytorch_does(tmp_path, points_model):
 
 
 def test_an_onnx_model_answers_as_onnxruntime_does(tmp_path, points_model):
-    image_or_skip("onnx")
+    image_or_skip(_CLIENT, "onnx")
     onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime (the frameworks extra)")
     from clipper.deployers import onnx as onnx_deployer
 
