@@ -73,6 +73,15 @@ QueryProcessor::QueryProcessor(Engine& engine, TaskScheduler& scheduler, uint32_
   stop_async_.data = this;
   uv_timer_init(&loop_, &deadline_timer_);
   deadline_timer_.data = this;
+  uv_check_init(&loop_, &pass_done_);
+  pass_done_.data = this;
+  uv_check_start(&pass_done_, &QueryProcessor::on_pass_done);
+  // The check handle alone must not keep the loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&pass_done_));
+}
+
+void QueryProcessor::on_pass_done(uv_check_t* handle) {
+  static_cast<QueryProcessor*>(handle->data)->draw_uniform_.next_pass();
 }
 
 QueryProcessor::~QueryProcessor() {
@@ -97,6 +106,7 @@ void QueryProcessor::on_stop(uv_async_t* handle) {
   uv_close(reinterpret_cast<uv_handle_t*>(&self->completions_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->stop_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->deadline_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->pass_done_), nullptr);
   if (self->on_stopping_) self->on_stopping_();
   self->pending_.clear();
 }
@@ -285,7 +295,7 @@ QueryProcessor::ModelChoice QueryProcessor::choose_models(const AppRoute& app, i
     return choice;
   }
   const std::size_t index =
-      plan.mode == SelectionMode::Sample ? draw_weighted(*weights, thread_uniform()) : std::size_t{0};
+      plan.mode == SelectionMode::Sample ? draw_weighted(*weights, draw_uniform_.get()) : std::size_t{0};
   const LinkedModel& linked = app.linked_models[std::min(index, app.linked_models.size() - 1)];
   if (linked.current == nullptr) {
     choice.no_model_reason =

@@ -29,6 +29,7 @@
 #include "query/query_codec.h"
 #include "engine/routing.h"
 #include "http/http_server.h"
+#include "selection/weighted_draw.h"
 
 namespace clipper {
 
@@ -130,6 +131,7 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   static void on_completions(uv_async_t* handle);
   static void on_deadline_timer(uv_timer_t* handle);
   static void on_stop(uv_async_t* handle);
+  static void on_pass_done(uv_check_t* handle);
 
   const RoutingTable& current_routing();
   void handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
@@ -231,6 +233,8 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   uv_async_t completions_async_;
   uv_async_t stop_async_;
   uv_timer_t deadline_timer_;
+  uv_check_t pass_done_;  // after each pass's I/O: a new number for the draws (draw_uniform_)
+  PassUniform draw_uniform_;
   Clock::time_point armed_deadline_ = Clock::time_point::max();
 
   moodycamel::ConcurrentQueue<Completion> completions_;
