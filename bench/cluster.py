@@ -31,14 +31,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class LocalCluster:
-    """A running local cluster: its admin connection and where it listens."""
+    """A running cluster (local processes or containers): its admin connection and where it
+    listens."""
 
     connection: Any  # clipper.ClipperConnection
     query_addr: str
     metric_addr: str
     frontend_pid: int | None
     start_kwargs: dict[str, Any] = field(default_factory=dict)
-    manager: Any = None  # clipper.LocalContainerManager
+    manager: Any = None  # clipper.LocalContainerManager or DockerContainerManager
 
     def url(self, app: str) -> str:
         return f"http://{self.query_addr}/{app}/predict"
@@ -69,32 +70,62 @@ def start_local_cluster(
     io_threads: int = 1,
     replica_transport: str | None = None,
 ) -> LocalCluster:
-    """Starts a cluster on free ports with its own state dir; `stack` stops it and removes the dir.
-    `cache_size_bytes` None keeps the default cache; `replica_transport` ("auto" or "zmq") None
-    keeps the default transport."""
-    from clipper import ClipperConnection, LocalContainerManager
+    """Starts a cluster of local processes (LocalContainerManager); see start_cluster.
+    `replica_transport` ("auto" or "zmq") None keeps the default transport."""
+    from clipper import LocalContainerManager
+
+    return start_cluster(
+        stack,
+        label,
+        LocalContainerManager,
+        cache_size_bytes,
+        io_threads,
+        **({} if replica_transport is None else {"replica_transport": replica_transport}),
+    )
+
+
+def start_cluster(
+    stack: contextlib.ExitStack,
+    label: str,
+    manager_class: Any,
+    cache_size_bytes: int | None = None,
+    io_threads: int = 1,
+    replica_start_timeout_s: float | None = None,
+    **manager_options: Any,
+) -> LocalCluster:
+    """Starts a cluster on free ports with its own state dir, managed by `manager_class`
+    (LocalContainerManager or DockerContainerManager, given `manager_options`; the frontend logs
+    warnings only unless they name a log_level); `stack` stops it and removes the dir.
+    `cache_size_bytes` None keeps the default cache."""
+    from clipper import ClipperConnection
 
     query_port, management_port, rpc_port, metrics_port = common.free_ports(4)
     state_dir = tempfile.mkdtemp(prefix=f"clipper-bench-{label}-")
     stack.callback(shutil.rmtree, state_dir, True)
-    manager = LocalContainerManager(
+    manager = manager_class(
         cluster_name=f"bench-{label}-{os.getpid()}",
         clipper_query_port=query_port,
         clipper_management_port=management_port,
         clipper_rpc_port=rpc_port,
         prometheus_port=metrics_port,
         state_dir=state_dir,
-        log_level="WARNING",
-        **({} if replica_transport is None else {"replica_transport": replica_transport}),
+        **{"log_level": "WARNING", **manager_options},
     )
-    connection = ClipperConnection(manager)
+    timeout = (
+        {}
+        if replica_start_timeout_s is None
+        else {"replica_start_timeout_s": replica_start_timeout_s}
+    )
+    connection = ClipperConnection(manager, **timeout)
     start_kwargs: dict[str, Any] = {"qf_http_thread_pool_size": io_threads}
     if cache_size_bytes is not None:
         start_kwargs["cache_size"] = cache_size_bytes
     # Registered before the start, so a start that fails half-way is cleaned up too.
     stack.callback(_stop_quietly, connection)
     connection.start_clipper(**start_kwargs)
-    pid = manager.frontend_pid() or common.pid_listening_on(query_port)
+    # A frontend in a container is no process of this machine's to measure.
+    local_pid = getattr(manager, "frontend_pid", None)
+    pid = (local_pid() or common.pid_listening_on(query_port)) if local_pid else None
     return LocalCluster(
         connection=connection,
         query_addr=connection.get_query_addr(),

@@ -707,6 +707,48 @@ def save_figure(figure: Any, path: Path) -> Path:
     return path
 
 
+def add_window_options(parser: Any, seconds: float, rounds_help: str) -> None:
+    """--rounds, --seconds and --connections of a study in alternating closed-loop windows."""
+    parser.add_argument("--rounds", type=int, default=5, help=rounds_help)
+    parser.add_argument("--seconds", type=float, default=seconds, help="length of each window")
+    parser.add_argument("--connections", type=int, default=64)
+
+
+def alternating_windows(commands: dict[str, list[str]], rounds: int) -> dict[str, list[dict]]:
+    """Runs each named clipper-loadgen command once a round, the order rotated each round (so none
+    always runs first, or right after the warm-up); returns each name's reports in round order. A
+    round's windows run back to back: ratios between them cancel most of the machine's other work."""
+    names = list(commands)
+    windows: dict[str, list[dict]] = {name: [] for name in names}
+    for round_number in range(rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            windows[name].append(run_loadgen(commands[name]).to_json())
+    return windows
+
+
+def windows_summary(windows: list[dict]) -> dict:
+    """Medians of a series of loadgen windows' throughput, p50 and p99, and the answers that were
+    not a model's 200 over all of them."""
+    return {
+        "throughput_rps": median([w.get("throughput_rps") for w in windows]),
+        "p50_us": median([(w.get("latency_us") or {}).get("p50") for w in windows]),
+        "p99_us": median([(w.get("latency_us") or {}).get("p99") for w in windows]),
+        "answers_not_200": sum(
+            count for w in windows for code, count in w.get("status", {}).items() if code != "200"
+        ),
+        "default_answers": sum(w.get("default_answers", 0) for w in windows),
+    }
+
+
+def per_round_ratios(windows: list[dict], reference: list[dict]) -> list[float | None]:
+    """Each round's throughput over the reference's in the same round."""
+    return [
+        ratio(ours.get("throughput_rps"), theirs.get("throughput_rps"))
+        for ours, theirs in zip(windows, reference)
+    ]
+
+
 def rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 

@@ -30,12 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench/ is a folder of scripts, not a package: its helpers are imported by path.
 import cluster
 import common
+import models
 
 APP = "w1"
-
-
-def noop(inputs):
-    return ["0"] * len(inputs)
 
 
 def image_sizes(client: Any) -> dict[str, float | None]:
@@ -73,7 +70,7 @@ def deploy_to_first_answer_s(conn: Any, name: str, url: str, offset: float) -> f
     from clipper.deployers.python import deploy_python_closure
 
     started = time.monotonic()
-    deploy_python_closure(conn, name=name, version="1", input_type="doubles", func=noop)
+    deploy_python_closure(conn, name=name, version="1", input_type="doubles", func=models.noop)
     conn.link_model_to_app(APP, name)
     # Inputs no earlier deploy asked for: the answer cannot come from the cache.
     payload = lambda i: {"input": [offset + i] * 10}
@@ -81,58 +78,23 @@ def deploy_to_first_answer_s(conn: Any, name: str, url: str, offset: float) -> f
     return time.monotonic() - started
 
 
-def start_docker_cluster(stack: contextlib.ExitStack) -> tuple[Any, str]:
-    from clipper import ClipperConnection, DockerContainerManager
-
-    query, management, rpc, metrics = common.free_ports(4)
-    state_dir = Path(tempfile.mkdtemp(prefix="clipper-bench-docker-"))
-    manager = DockerContainerManager(
-        cluster_name=f"bench-docker-{os.getpid()}",
-        clipper_query_port=query,
-        clipper_management_port=management,
-        clipper_rpc_port=rpc,
-        prometheus_port=metrics,
-        state_dir=state_dir / "state",
-        log_level="WARNING",
-    )
-    conn = ClipperConnection(manager, replica_start_timeout_s=300)
-    stack.callback(lambda: conn.stop_all(graceful=False, clear_state=True))
-    conn.start_clipper()
-    return conn, f"http://{conn.get_query_addr()}/{APP}/predict"
-
-
 def unlink_all(conn: Any) -> None:
     for model in conn.get_linked_models(APP):
         conn.unlink_model_from_app(APP, model)
-
-
-def summary(windows: list[dict]) -> dict:
-    return {
-        "throughput_rps": common.median([w.get("throughput_rps") for w in windows]),
-        "p50_us": common.median([(w.get("latency_us") or {}).get("p50") for w in windows]),
-        "p99_us": common.median([(w.get("latency_us") or {}).get("p99") for w in windows]),
-        "answers_not_200": sum(
-            count for w in windows for code, count in w.get("status", {}).items() if code != "200"
-        ),
-        "default_answers": sum(w.get("default_answers", 0) for w in windows),
-    }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploys", type=int, default=3, help="warm deploys timed (median)")
     parser.add_argument("--skip-cold", action="store_true", help="do not time the cold build")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating W1 windows of each")
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each W1 window")
-    parser.add_argument("--connections", type=int, default=64)
+    common.add_window_options(parser, 8.0, "alternating W1 windows of each")
     options = parser.parse_args(argv)
 
-    import cloudpickle
     import docker
 
     from clipper.deployers.python import deploy_python_closure
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    models.register_by_value()
     client = docker.from_env()
     loadgen = common.find_loadgen()
     load_before = os.getloadavg()
@@ -140,7 +102,12 @@ def main(argv: list[str]) -> int:
     cold_build_s = None if options.skip_cold else cold_closure_image_build_s(client)
 
     with contextlib.ExitStack() as stack:
-        docker_conn, docker_url = start_docker_cluster(stack)
+        from clipper import DockerContainerManager
+
+        in_containers = cluster.start_cluster(
+            stack, "docker", DockerContainerManager, replica_start_timeout_s=300
+        )
+        docker_conn, docker_url = in_containers.connection, in_containers.url(APP)
         docker_conn.register_application(APP, "doubles", default_output="-1", slo_micros=100_000)
         # Each timed deploy is a new model (its own image and container); the first also warms
         # Docker's layer cache for the model images' common steps, so it is reported apart.
@@ -156,26 +123,25 @@ def main(argv: list[str]) -> int:
         local.connection.register_application(APP, "doubles", default_output="-1",
                                               slo_micros=100_000)  # fmt: skip
         deploy_python_closure(local.connection, name="noop", version="1", input_type="doubles",
-                              func=noop)  # fmt: skip
+                              func=models.noop)  # fmt: skip
         local.connection.link_model_to_app(APP, "noop")
         cluster.wait_for_model_answer(local.url(APP), lambda i: {"input": [float(i)] * 10})
 
         targets = {"container": docker_url, "local": local.url(APP)}
-        windows: dict[str, list[dict]] = {name: [] for name in targets}
-        for round_number in range(options.rounds):
-            order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
-            for name in order:
-                command = common.loadgen_command(
-                    loadgen, targets[name], connections=options.connections,
-                    duration_seconds=options.seconds, warmup_seconds=1.0,
-                )  # fmt: skip
-                windows[name].append(common.run_loadgen(command).to_json())
+        commands = {
+            name: common.loadgen_command(
+                loadgen,
+                url,
+                connections=options.connections,
+                duration_seconds=options.seconds,
+                warmup_seconds=1.0,
+            )
+            for name, url in targets.items()
+        }
+        windows = common.alternating_windows(commands, options.rounds)
 
-    forms = {name: summary(windows[name]) for name in targets}
-    per_round = [
-        common.ratio(c.get("throughput_rps"), loc.get("throughput_rps"))
-        for c, loc in zip(windows["container"], windows["local"])
-    ]
+    forms = {name: common.windows_summary(windows[name]) for name in targets}
+    per_round = common.per_round_ratios(windows["container"], windows["local"])
     results = {
         "machine": common.machine_info(),
         "load_average_before": load_before,

@@ -24,6 +24,11 @@ def register_by_value() -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+def noop(inputs: Sequence[Any]) -> list[str]:
+    """W1's model: answers "0" to every input at no cost."""
+    return ["0"] * len(inputs)
+
+
 # --------------------------------------------------------------------------------------------------
 # W3: a fixed cost per call plus a cost per input, in real CPU work
 # --------------------------------------------------------------------------------------------------

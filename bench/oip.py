@@ -32,13 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench/ is a folder of scripts, not a package: its helpers are imported by path.
 import cluster
 import common
+import models
 
 APP = "oip-bench"
 FORMS = ("predict", "oip-json", "oip-binary")
-
-
-def noop(inputs):
-    return ["0"] * len(inputs)
 
 
 def form_command(loadgen: str, running, form: str, options) -> list[str]:
@@ -56,64 +53,34 @@ def form_command(loadgen: str, running, form: str, options) -> list[str]:
     )
 
 
-def summary(windows: list[dict]) -> dict:
-    def median_of(pick):
-        return common.median([pick(window) for window in windows])
-
-    return {
-        "throughput_rps": median_of(lambda w: w.get("throughput_rps")),
-        "p50_us": median_of(lambda w: (w.get("latency_us") or {}).get("p50")),
-        "p99_us": median_of(lambda w: (w.get("latency_us") or {}).get("p99")),
-        "answers_not_200": sum(
-            count
-            for window in windows
-            for code, count in window.get("status", {}).items()
-            if code != "200"
-        ),
-        "default_answers": sum(window.get("default_answers", 0) for window in windows),
-    }
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating windows of each form")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each window")
-    parser.add_argument("--connections", type=int, default=64)
+    common.add_window_options(parser, 5.0, "alternating windows of each form")
     options = parser.parse_args(argv)
-
-    import cloudpickle
 
     from clipper.deployers.python import deploy_python_closure
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    models.register_by_value()
     loadgen = common.find_loadgen()
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         running = cluster.start_local_cluster(stack, "oip", cache_size_bytes=32 * 1024 * 1024)
         conn = running.connection
-        deploy_python_closure(conn, name="noop", version="1", input_type="doubles", func=noop)
+        deploy_python_closure(
+            conn, name="noop", version="1", input_type="doubles", func=models.noop
+        )
         conn.register_application(APP, "doubles", default_output="-1", slo_micros=100_000)
         conn.link_model_to_app(APP, "noop")
         cluster.wait_for_model_answer(running.url(APP), lambda i: {"input": [float(i)] * 10})
 
-        windows: dict[str, list[dict]] = {form: [] for form in FORMS}
-        for round_number in range(options.rounds):
-            # Rotate the order so no form always runs first (or right after the warm-up).
-            order = FORMS[round_number % 3 :] + FORMS[: round_number % 3]
-            for form in order:
-                run = common.run_loadgen(form_command(loadgen, running, form, options))
-                windows[form].append(run.to_json())
+        commands = {form: form_command(loadgen, running, form, options) for form in FORMS}
+        windows = common.alternating_windows(commands, options.rounds)
 
-    forms = {form: summary(windows[form]) for form in FORMS}
+    forms = {form: common.windows_summary(windows[form]) for form in FORMS}
     predict = forms["predict"]["throughput_rps"]
-    # Each round's windows ran back to back: their ratio cancels most of what the machine's other
-    # work does to all three, so the median of per-round ratios is the steadier figure.
+    # The median of per-round ratios is the steadier figure (the machine's other work cancels).
     per_round = {
-        form: [
-            common.ratio(ours.get("throughput_rps"), reference.get("throughput_rps"))
-            for ours, reference in zip(windows[form], windows["predict"])
-        ]
-        for form in FORMS[1:]
+        form: common.per_round_ratios(windows[form], windows["predict"]) for form in FORMS[1:]
     }
     results = {
         "machine": common.machine_info(),
