@@ -90,6 +90,15 @@ class SelectionStateStore(abc.ABC):
         """Release connections and files. Idempotent."""
 
 
+# `SqliteSelectionStore.users` reads this many rows a query: the primary key's order, from where the
+# last page ended (uids are 64-bit integers, so no sentinel below them all: the first page has none).
+USERS_PAGE = 1000
+_FIRST_PAGE = "SELECT uid, state FROM selection_state WHERE app = ? ORDER BY uid LIMIT ?"
+_NEXT_PAGE = (
+    "SELECT uid, state FROM selection_state WHERE app = ? AND uid > ? ORDER BY uid LIMIT ?"
+)
+
+
 class SqliteSelectionStore(SelectionStateStore):
     """`<state_dir>/selection.sqlite3`, one row per user; the embedded state store's directory lock
     already guarantees a single frontend writes it. WAL with synchronous=NORMAL: a commit is durable
@@ -157,8 +166,20 @@ class SqliteSelectionStore(SelectionStateStore):
             self._run("DELETE FROM selection_state WHERE app = ? AND uid = ?", (app, uid))
 
     def users(self, app: str) -> Iterator[tuple[int, str]]:
-        rows = self._run("SELECT uid, state FROM selection_state WHERE app = ?", (app,)).fetchall()
-        return iter([(int(uid), str(text)) for uid, text in rows])
+        """In uid order, USERS_PAGE at a time (a million users held at once took 430 MB); the lock is
+        free between pages, so feedback is written meanwhile."""
+        after: int | None = None
+        while True:
+            if after is None:
+                sql, parameters = _FIRST_PAGE, (app, USERS_PAGE)
+            else:
+                sql, parameters = _NEXT_PAGE, (app, after, USERS_PAGE)
+            rows = self._run(sql, parameters).fetchall()
+            for uid, text in rows:
+                yield int(uid), str(text)
+            if len(rows) < USERS_PAGE:
+                return
+            after = int(rows[-1][0])
 
     def close(self) -> None:
         with self._mutex:
