@@ -10,9 +10,8 @@ import os
 import signal
 
 import e2e_models
-from e2e_support import free_ports, post, predict, wait_for
+from e2e_support import post, predict, start_cluster, wait_for
 
-from clipper import ClipperConnection, LocalContainerManager
 from clipper.container.closure import save_closure
 from clipper.deployers.python import deploy_python_closure
 from clipper.management.endpoints import process_is_alive
@@ -23,23 +22,6 @@ DRAWS = 60
 # 1 / (1 + e^-6), 0.9975; an even user's draws split about half and half.
 ROUNDS = 20
 SERVED_FROM_LEARNED = 0.9 * DRAWS
-
-
-def frontend(tmp_path, redis_address, state_dir_name):
-    query, management, rpc, metrics = free_ports(4)
-    host, port = redis_address.split(":")
-    manager = LocalContainerManager(
-        cluster_name="pair",
-        clipper_query_port=query,
-        clipper_management_port=management,
-        clipper_rpc_port=rpc,
-        prometheus_port=metrics,
-        state_dir=tmp_path / state_dir_name,
-        heartbeat_timeout_millis=1000,
-        redis_ip=host,
-        redis_port=int(port),
-    )
-    return ClipperConnection(manager, replica_start_timeout_s=60)
 
 
 def draws_from(conn, uid, model, base):
@@ -74,20 +56,29 @@ def start_own_replica(conn, tmp_path, name, func):
     conn.cm.deploy_model(name, "1", "doubles", conn.cm.build_model(name, "1", str(source)))
 
 
+def wait_until_served(conn, uid, model, base, what):
+    """Polls until `model` answers at least SERVED_FROM_LEARNED of `uid`'s draws on `conn`."""
+    wait_for(
+        lambda: draws_from(conn, uid, model, base) >= SERVED_FROM_LEARNED,
+        timeout_s=30,
+        interval_s=0.2,
+        what=what,
+    )
+
+
 def serves_both_models(conn):
     """True once `conn`'s replicas of both models answer (an untaught user's draws are even)."""
     answers = [predict(conn, "bandit", {"input": [0.5 + i], "uid": 999})[1] for i in range(20)]
     return not any(answer["default"] for answer in answers)
 
 
-def test_two_frontends_on_one_redis_serve_what_users_teach_through_either(
-    tmp_path, redis_address
-):
-    first = frontend(tmp_path, redis_address, "first")
-    second = frontend(tmp_path, redis_address, "second")
-    first.start_clipper()
+def test_two_frontends_on_one_redis_serve_what_users_teach_through_either(tmp_path, redis_address):
+    host, port = redis_address.split(":")
+    # One cluster name, one Redis; each frontend with its own ports and state directory.
+    first = start_cluster(tmp_path / "first", "pair", redis_ip=host, redis_port=int(port))
+    second = None
     try:
-        second.start_clipper()
+        second = start_cluster(tmp_path / "second", "pair", redis_ip=host, redis_port=int(port))
         first.register_application("bandit", "doubles", "-1.0", SLO_MICROS)
         deploy_python_closure(first, "a", "1", "doubles", e2e_models.label_of_first)
         deploy_python_closure(first, "b", "1", "doubles", e2e_models.label_plus_one)
@@ -109,24 +100,14 @@ def test_two_frontends_on_one_redis_serve_what_users_teach_through_either(
 
         # Taught through the first frontend, served by the second.
         teach(first, 5, "b", 2000)
-        wait_for(
-            lambda: draws_from(second, 5, "b", 3000) >= SERVED_FROM_LEARNED,
-            timeout_s=30,
-            interval_s=0.2,
-            what="the second frontend to serve the weights learned through the first",
-        )
+        wait_until_served(second, 5, "b", 3000, "the second frontend to serve the first's lesson")
         assert second.get_selection_state("bandit", uid=5) == first.get_selection_state(
             "bandit", uid=5
         )
 
         # And the other way: taught through the second, served by the first.
         teach(second, 6, "a", 4000)
-        wait_for(
-            lambda: draws_from(first, 6, "a", 5000) >= SERVED_FROM_LEARNED,
-            timeout_s=30,
-            interval_s=0.2,
-            what="the first frontend to serve the weights learned through the second",
-        )
+        wait_until_served(first, 6, "a", 5000, "the first frontend to serve the second's lesson")
 
         # The second frontend killed; a user taught meanwhile (no notification reaches it) and one
         # taught before are both served once it is back: published from Redis at its start.
@@ -136,13 +117,9 @@ def test_two_frontends_on_one_redis_serve_what_users_teach_through_either(
         teach(first, 7, "a", 6000)
         second.start_clipper()
         wait_for(lambda: serves_both_models(second), timeout_s=60, what="the restarted frontend")
-        wait_for(
-            lambda: draws_from(second, 7, "a", 7000) >= SERVED_FROM_LEARNED
-            and draws_from(second, 5, "b", 8000) >= SERVED_FROM_LEARNED,
-            timeout_s=30,
-            interval_s=0.2,
-            what="the restarted second frontend to serve what was learned",
-        )
+        wait_until_served(second, 7, "a", 7000, "the restarted frontend to serve what it missed")
+        wait_until_served(second, 5, "b", 8000, "the restarted frontend to serve what it knew")
     finally:
-        second.stop_all()
+        if second is not None:
+            second.stop_all()
         first.stop_all(clear_state=True)
