@@ -87,15 +87,16 @@ def dump_totals(dump_prefix: Path) -> DumpTotals:
     totals = DumpTotals()
     for dump in dump_prefix.parent.glob(dump_prefix.name + "*"):
         events: list[str] = []
+        values: dict[str, int] = {}
         for line in dump.read_text(errors="replace").splitlines():
             if line.startswith("events:"):
                 events = line.split()[1:]
             elif line.startswith(("totals:", "summary:")):
                 values = dict(zip(events or ["Ir"], map(int, line.split()[1:]), strict=False))
-                totals.instructions += values.get("Ir", 0)
-                totals.system_calls += values.get("sysCount", 0)
                 break
-        if totals.system_calls:
+        totals.instructions += values.get("Ir", 0)
+        totals.system_calls += values.get("sysCount", 0)
+        if values.get("sysCount"):
             totals.clock_gettime_calls += _self_system_calls(dump, "clock_gettime")
     return totals
 

@@ -29,11 +29,13 @@ struct JsonNumber {
 
 // `text` should be a JSON number. TooBig: beyond the largest double (a number that rounds to it fits).
 // Invalid: not a number at all (the reader's grammar check makes it unreachable from a parse).
-inline JsonNumber parse_json_number(std::string_view text) {
+// The same for a caller that already knows whether `text` has a fraction or an exponent (`integral`:
+// neither), which spares a scan of it.
+inline JsonNumber parse_json_number(std::string_view text, bool integral) {
   JsonNumber number;
   const char* first = text.data();
   const char* last = first + text.size();
-  if (std::none_of(first, last, [](char c) { return c == '.' || c == 'e' || c == 'E'; })) {
+  if (integral) {
     if (!text.empty() && text.front() == '-') {
       if (std::from_chars(first, last, number.int64).ec == std::errc()) {
         number.kind = JsonNumber::Kind::Int64;
@@ -50,6 +52,11 @@ inline JsonNumber parse_json_number(std::string_view text) {
   // fast_float rounds an overflow to infinity (it reports no range error) and an underflow to zero.
   number.kind = std::isinf(number.real) ? JsonNumber::Kind::TooBig : JsonNumber::Kind::Double;
   return number;
+}
+
+inline JsonNumber parse_json_number(std::string_view text) {
+  return parse_json_number(text, std::none_of(text.begin(), text.end(),
+                                               [](char c) { return c == '.' || c == 'e' || c == 'E'; }));
 }
 
 }  // namespace clipper

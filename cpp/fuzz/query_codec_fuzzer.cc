@@ -5,7 +5,9 @@
 //   and numbers that survive being written back as JSON and decoded again, bit for bit;
 // - a refusal names an error and a cause, and its rendered answer is valid JSON (UTF-8 included);
 // - the answer rendered around the body taken as a model's output is valid JSON too (render_prediction
-//   embeds valid JSON as is and quotes anything else).
+//   embeds valid JSON as is and quotes anything else);
+// - decode_predict_body (a one-pass reader for {"input": [numbers]}, the general decoder otherwise)
+//   gives exactly what the general decoder alone gives: the same bytes, or the same refusal.
 // Seeds: cpp/fuzz/corpus/query_codec/ (made by cpp/fuzz/make_seeds.py); dictionary: json.dict.
 
 #include <rapidjson/stringbuffer.h>
@@ -67,6 +69,23 @@ void check_input(const DecodedInput& input, InputType type, std::size_t body_siz
   }
 }
 
+void check_same_as_general(const clipper::DecodeResult<clipper::PredictBody>& decoded, std::string_view body,
+                           InputType type) {
+  const auto general = clipper::decode_predict_body_general(body, type);
+  FUZZ_CHECK(decoded.ok() == general.ok());
+  if (!decoded.ok()) {
+    FUZZ_CHECK(decoded.failure.error == general.failure.error && decoded.failure.cause == general.failure.cause);
+    return;
+  }
+  FUZZ_CHECK(decoded.value->inputs.size() == general.value->inputs.size());
+  FUZZ_CHECK(decoded.value->is_batch == general.value->is_batch && decoded.value->uid == general.value->uid &&
+             decoded.value->version == general.value->version);
+  for (std::size_t i = 0; i < decoded.value->inputs.size(); ++i) {
+    FUZZ_CHECK(decoded.value->inputs[i].payload == general.value->inputs[i].payload);
+    FUZZ_CHECK(decoded.value->inputs[i].element_count == general.value->inputs[i].element_count);
+  }
+}
+
 void check_refusal(const clipper::DecodeError& failure) {
   FUZZ_CHECK(!failure.error.empty() && !failure.cause.empty());
   FUZZ_CHECK(is_strict_json(clipper::render_error(failure.error, failure.cause)));
@@ -79,6 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   for (const InputType type :
        {InputType::Bytes, InputType::Ints, InputType::Floats, InputType::Doubles, InputType::Strings}) {
     const auto predict = clipper::decode_predict_body(body, type);
+    check_same_as_general(predict, body, type);
     if (predict.ok()) {
       FUZZ_CHECK(predict.value->is_batch || predict.value->inputs.size() == 1);
       for (const auto& input : predict.value->inputs) check_input(input, type, size);

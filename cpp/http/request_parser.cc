@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <string_view>
 #include <utility>
 
 namespace clipper::http {
@@ -114,19 +115,32 @@ int RequestParser::on_header_field(http_parser* parser, const char* at, std::siz
     }
   }
   if (!self->count_header_bytes(length)) return -1;
-  // Only the names Expect and Inference-Header-Content-Length matter: keep at most a few bytes of any name.
-  for (std::size_t i = 0; i < length && self->field_.size() < 32; ++i) {
-    self->field_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
-  }
+  // Only the names Expect and Inference-Header-Content-Length matter: keep at most a few bytes of any
+  // name, as sent (compared without case once complete, and only when the length matches).
+  const std::size_t room = 32 - std::min<std::size_t>(self->field_.size(), 32);
+  self->field_.append(at, std::min(length, room));
   return 0;
 }
+
+namespace {
+
+// `name` equals `lower` (lower case ASCII) without regard to case.
+bool equals_ignoring_case(const std::string& name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(name[i])) != lower[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 int RequestParser::on_header_value(http_parser* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
   if (self->in_field_) {
     self->in_field_ = false;
-    self->reading_expect_ = self->field_ == "expect";
-    self->reading_inference_length_ = self->field_ == "inference-header-content-length";
+    self->reading_expect_ = equals_ignoring_case(self->field_, "expect");
+    self->reading_inference_length_ = equals_ignoring_case(self->field_, "inference-header-content-length");
   }
   if (!self->count_header_bytes(length)) return -1;
   if (self->reading_expect_) {

@@ -89,7 +89,7 @@ class RequestParser {
   std::size_t header_bytes_ = 0;
   std::size_t header_count_ = 0;
   bool in_field_ = false;           // the last header callback was a name
-  std::string field_;               // name of the header being read (lower case), when it matters
+  std::string field_;               // name of the header being read (its first 32 bytes, as sent)
   std::string expect_;              // value of Expect, if sent
   bool reading_expect_ = false;
   bool reading_inference_length_ = false;  // the value of Inference-Header-Content-Length

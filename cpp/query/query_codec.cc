@@ -9,9 +9,13 @@ extern "C" {
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "common/bounded_json.h"
 #include "common/utf8.h"
@@ -179,9 +183,165 @@ bool parse_object(std::string_view body, PooledDocument& doc, PoolAllocator& sta
   return true;
 }
 
+// JSON's whitespace, as rapidjson's reader skips it.
+bool is_json_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// The end of the JSON number that starts at `at` (grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?),
+// or nullptr when no number starts there, or when rapidjson's reader might refuse it as too big (it
+// does for some finite numbers: more integer digits than a double's range, or a positive exponent
+// over 308 less the fraction's digits, as in 0e400): such numbers are left to the general path.
+// `integral` says whether it has neither a fraction nor an exponent.
+const char* json_number_end(const char* at, const char* end, bool& integral) {
+  constexpr std::ptrdiff_t kMaxIntegerDigits = 300;
+  constexpr int kMaxPositiveExponent = 290;
+  if (at != end && *at == '-') ++at;
+  if (at == end) return nullptr;
+  const char* digits = at;
+  if (*at == '0') {
+    ++at;
+  } else if (*at >= '1' && *at <= '9') {
+    while (++at != end && is_digit(*at)) {}
+  } else {
+    return nullptr;
+  }
+  if (at - digits > kMaxIntegerDigits) return nullptr;
+  integral = at == end || (*at != '.' && *at != 'e' && *at != 'E');
+  if (at != end && *at == '.') {
+    if (++at == end || !is_digit(*at)) return nullptr;
+    while (++at != end && is_digit(*at)) {}
+  }
+  if (at != end && (*at == 'e' || *at == 'E')) {
+    bool negative = false;
+    if (++at != end && (*at == '+' || *at == '-')) negative = *at++ == '-';
+    if (at == end || !is_digit(*at)) return nullptr;
+    int exponent = 0;
+    for (; at != end && is_digit(*at); ++at) {
+      exponent = std::min(exponent * 10 + (*at - '0'), 100000);  // capped: only its size matters
+    }
+    if (!negative && exponent > kMaxPositiveExponent) return nullptr;
+  }
+  return at;
+}
+
+// One number as the element of `type`, with the general decoder's rules (rapidjson's IsInt, IsNumber
+// and GetDouble on the value parse_json_number gives). False: that decoder refuses it (or words the
+// error), so the caller falls back to it.
+bool pack_number(const JsonNumber& number, InputType type, char* out) {
+  double real = number.real;
+  if (number.kind == JsonNumber::Kind::Int64) {
+    real = static_cast<double>(number.int64);
+  } else if (number.kind == JsonNumber::Kind::Uint64) {
+    real = static_cast<double>(number.uint64);
+  } else if (number.kind != JsonNumber::Kind::Double) {
+    return false;
+  }
+  switch (type) {
+    case InputType::Ints: {
+      int64_t integer;
+      if (number.kind == JsonNumber::Kind::Int64) {
+        integer = number.int64;
+      } else if (number.kind == JsonNumber::Kind::Uint64 && number.uint64 <= INT32_MAX) {
+        integer = static_cast<int64_t>(number.uint64);
+      } else {
+        return false;
+      }
+      if (integer < INT32_MIN || integer > INT32_MAX) return false;
+      const auto element = static_cast<int32_t>(integer);
+      std::memcpy(out, &element, sizeof(element));
+      return true;
+    }
+    case InputType::Floats: {
+      if (std::isfinite(real) && std::fabs(real) > std::numeric_limits<float>::max()) return false;
+      const auto element = static_cast<float>(real);
+      std::memcpy(out, &element, sizeof(element));
+      return true;
+    }
+    case InputType::Doubles:
+      std::memcpy(out, &real, sizeof(real));
+      return true;
+    default:
+      return false;
+  }
+}
+
+// {"input": [numbers]} (JSON whitespace anywhere between tokens) for a numeric type, in one pass:
+// nothing for any other body, which the general decoder then reads.
+std::optional<PredictBody> decode_simple_numeric_body(std::string_view body, InputType type) {
+  static constexpr std::string_view kInputKey = "\"input\"";
+  if (!is_numeric(type)) return std::nullopt;
+  const char* at = body.data();
+  const char* const end = at + body.size();
+  auto skip_space = [&] {
+    while (at != end && is_json_space(*at)) ++at;
+  };
+  auto take = [&](char c) {
+    skip_space();
+    if (at == end || *at != c) return false;
+    ++at;
+    return true;
+  };
+  if (!take('{')) return std::nullopt;
+  skip_space();
+  if (static_cast<std::size_t>(end - at) < kInputKey.size() ||
+      std::string_view(at, kInputKey.size()) != kInputKey) {
+    return std::nullopt;
+  }
+  at += kInputKey.size();
+  if (!take(':') || !take('[')) return std::nullopt;
+  PredictBody parsed;
+  DecodedInput& input = parsed.inputs.emplace_back();
+  const std::size_t element_size = clipper::element_size(type);
+  // Room for every number the rest of the body could hold (each takes a digit and a comma), grown
+  // only for long bodies: the payload is written once, in place.
+  input.payload.resize(std::min<std::size_t>(static_cast<std::size_t>(end - at) / 2 + 1, 64) * element_size);
+  std::size_t count = 0;
+  skip_space();
+  if (at != end && *at == ']') {
+    ++at;
+  } else {
+    while (true) {
+      skip_space();
+      bool integral = false;
+      const char* number_end = json_number_end(at, end, integral);
+      if (number_end == nullptr) return std::nullopt;
+      const JsonNumber number =
+          parse_json_number(std::string_view(at, static_cast<std::size_t>(number_end - at)), integral);
+      at = number_end;
+      if ((count + 1) * element_size > input.payload.size()) input.payload.resize(input.payload.size() * 2);
+      if (!pack_number(number, type, input.payload.data() + count * element_size)) return std::nullopt;
+      ++count;
+      skip_space();
+      if (at == end) return std::nullopt;
+      if (*at == ']') {
+        ++at;
+        break;
+      }
+      if (*at != ',') return std::nullopt;
+      ++at;
+    }
+  }
+  if (!take('}')) return std::nullopt;
+  skip_space();
+  if (at != end) return std::nullopt;
+  input.payload.resize(count * element_size);
+  input.element_count = static_cast<uint32_t>(count);
+  return parsed;
+}
+
 }  // namespace
 
 DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type) {
+  if (auto simple = decode_simple_numeric_body(body, type)) {
+    DecodeResult<PredictBody> result;
+    result.value = std::move(simple);
+    return result;
+  }
+  return decode_predict_body_general(body, type);
+}
+
+DecodeResult<PredictBody> decode_predict_body_general(std::string_view body, InputType type) {
   DecodeResult<PredictBody> result;
   PoolAllocator values(parse_scratch.values, sizeof(parse_scratch.values));
   PoolAllocator stack(parse_scratch.stack, sizeof(parse_scratch.stack));
@@ -291,8 +451,31 @@ bool is_valid_json(std::string_view text) {
   return is_bounded_json(text, &stack);
 }
 
+namespace {
+
+// The common answer, one model's output that is a JSON number and no default, written without
+// rapidjson's writer: the same bytes render_prediction's general path writes for it.
+bool render_number_prediction(std::string& out, uint64_t query_id, std::string_view output) {
+  bool integral = false;
+  const char* end = json_number_end(output.data(), output.data() + output.size(), integral);
+  if (end == nullptr || end != output.data() + output.size()) return false;
+  const JsonNumber::Kind kind = parse_json_number(output, integral).kind;
+  if (kind == JsonNumber::Kind::TooBig || kind == JsonNumber::Kind::Invalid) return false;  // quoted
+  char id[24];
+  const auto written = std::to_chars(id, id + sizeof(id), query_id);
+  out += "{\"query_id\":";
+  out.append(id, written.ptr);
+  out += ",\"output\":";
+  out += output;
+  out += ",\"default\":false}";
+  return true;
+}
+
+}  // namespace
+
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
                        std::string_view default_explanation, const EnsembleFields* ensemble) {
+  if (!is_default && ensemble == nullptr && render_number_prediction(out, query_id, output)) return;
   StringAppender stream{out};
   rapidjson::Writer<StringAppender> writer(stream);
   writer.StartObject();

@@ -46,7 +46,12 @@ struct DecodeResult {
   bool ok() const { return value.has_value(); }
 };
 
+// The common body of a numeric input type, {"input": [numbers]}, is read in one pass (each number
+// scanned once and packed straight into the payload); any other body goes through
+// decode_predict_body_general (rapidjson), which also words every error. Same results either way.
 DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type);
+// The general decoder alone: tests and the fuzzer hold decode_predict_body's one-pass reader to it.
+DecodeResult<PredictBody> decode_predict_body_general(std::string_view body, InputType type);
 DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType type);
 
 // Appends one prediction object ({"query_id", "output", "default", "default_explanation"?}) to `out`.

@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace clipper {
 namespace {
@@ -146,6 +150,84 @@ TEST(QueryCodec, NumbersArriveAsTheNearestDoubleToWhatTheClientWrote) {
   EXPECT_TRUE(decode_predict_body(R"({"input": [-2147483648, 2147483647]})", InputType::Ints).ok());
   EXPECT_FALSE(decode_predict_body(R"({"input": [2147483648]})", InputType::Ints).ok());
   EXPECT_FALSE(decode_predict_body(R"({"input": [1.0]})", InputType::Ints).ok());
+}
+
+// decode_predict_body reads {"input": [numbers]} in one pass and leaves every other body to the
+// general decoder: the two must agree on every body, accepted (same bytes) or refused (same words).
+void expect_same_as_general(const std::string& body) {
+  for (const InputType type :
+       {InputType::Ints, InputType::Floats, InputType::Doubles, InputType::Strings, InputType::Bytes}) {
+    const auto fast = decode_predict_body(body, type);
+    const auto general = decode_predict_body_general(body, type);
+    ASSERT_EQ(fast.ok(), general.ok()) << body << " as type " << static_cast<int>(type);
+    if (!fast.ok()) {
+      EXPECT_EQ(fast.failure.error, general.failure.error) << body;
+      EXPECT_EQ(fast.failure.cause, general.failure.cause) << body;
+      continue;
+    }
+    ASSERT_EQ(fast.value->inputs.size(), general.value->inputs.size()) << body;
+    EXPECT_EQ(fast.value->is_batch, general.value->is_batch) << body;
+    EXPECT_EQ(fast.value->uid, general.value->uid) << body;
+    EXPECT_EQ(fast.value->version, general.value->version) << body;
+    for (std::size_t i = 0; i < fast.value->inputs.size(); ++i) {
+      EXPECT_EQ(fast.value->inputs[i].payload, general.value->inputs[i].payload) << body;
+      EXPECT_EQ(fast.value->inputs[i].element_count, general.value->inputs[i].element_count) << body;
+    }
+  }
+}
+
+TEST(QueryCodec, TheOnePassReaderAgreesWithTheGeneralDecoder) {
+  using namespace std::string_literals;
+  const std::vector<std::string> numbers = {
+      "0", "-0", "1", "-1", "2.5", "-3e2", "1E+2", "1e-2", "0.5488135039273248", "5e-324", "1e-400",
+      "-2.5e-400", "0e-45", "2147483647", "2147483648", "-2147483648", "-2147483649", "4294967296",
+      "9223372036854775807", "9223372036854775808", "-9223372036854775809", "18446744073709551616",
+      "3.4028234663852886e38", "3.4028235677973366e38", "3.5e38", "-3.5e38", "1.8e308", "1e309",
+      "0.001e311", "0.001e312", "0e400", "0e290", "0.0e309", "1e290", "1e291", "1e0000000000000000001",
+      "-1e99999999999999999999", "1e-99999999999999999999", std::string(300, '9'), std::string(301, '9'),
+      std::string(310, '1'), "1" + std::string(308, '0'), "179769313486231570" + std::string(291, '0'),
+      // Not JSON numbers: refused by both, in the general decoder's words.
+      "01", "-", "+1", ".5", "1.", "1.e3", "1e", "1e+", "--1", "0x10", "NaN", "Infinity", "-Infinity",
+      "1 2", "\"1\"", "true", "null", "[1]", "{}"};
+  for (const auto& number : numbers) {
+    expect_same_as_general(R"({"input": [)" + number + "]}");
+    expect_same_as_general(R"({"input":[1,)" + number + ",2]}");
+  }
+  const std::vector<std::string> bodies = {
+      R"({"input": []})", R"({"input":[]})", " \t\r\n{ \"input\" : [ 1 , 2 ] } \n", R"({"input": [1,2,]})",
+      R"({"input": [,1]})", R"({"input": [1 2]})", R"({"input": [1], })", R"({"input": [1]}})",
+      R"({"input": [1]} x)", R"({"input": [1])", R"({"input": [1)", R"({"input": [1,)", R"({"input": )",
+      R"({"input" [1]})", R"({input: [1]})", R"({"input": [1], "uid": 7})", R"({"uid": 7, "input": [1]})",
+      R"({"input": [1], "version": "2"})", R"({"input": [1], "input": [2]})", R"({"input_batch": [[1]]})",
+      R"({"input": [1], "input_batch": [[1]]})", R"({"inpu\u0074": [1]})", R"({"input": 1})",
+      R"({"input": "1"})", R"({"input": [[1]]})", R"({"input": [true]})", R"([1])", "", " ", "{",
+      "{\"input\": [1]}\0"s, "{\"input\": [1\0]}"s, "{\"input\": [1]}\0garbage"s, "\xEF\xBB\xBF{\"input\": [1]}",
+      "{\"input\": [1]\v}", "{\"input\": [1]\f}", "{\"input\":\xC2\xA0[1]}", R"({"input": [1.5, -0.0, 3]})"};
+  for (const auto& body : bodies) expect_same_as_general(body);
+  std::string long_body = R"({"input": [)";
+  for (int i = 0; i < 5000; ++i) long_body += (i ? "," : "") + std::to_string(i * 7919 % 100003) + ".25";
+  expect_same_as_general(long_body + "]}");
+}
+
+TEST(QueryCodec, RendersANumberOutputAsTheGeneralWriterDoes) {
+  // The common answer is written without rapidjson's writer; what it writes must not change.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"0", R"({"query_id":18446744073709551615,"output":0,"default":false})"},
+      {"-1.5e-3", R"({"query_id":18446744073709551615,"output":-1.5e-3,"default":false})"},
+      {"1e400", R"({"query_id":18446744073709551615,"output":"1e400","default":false})"},
+      {"0e400", R"({"query_id":18446744073709551615,"output":"0e400","default":false})"},
+      {"01", R"({"query_id":18446744073709551615,"output":"01","default":false})"},
+      {" 1", R"({"query_id":18446744073709551615,"output": 1,"default":false})"},
+      {"", R"({"query_id":18446744073709551615,"output":"","default":false})"},
+      {"-", R"({"query_id":18446744073709551615,"output":"-","default":false})"}};
+  for (const auto& [output, expected] : cases) {
+    std::string out = "prefix";
+    render_prediction(out, UINT64_MAX, output, false, "");
+    EXPECT_EQ(out, "prefix" + expected) << output;
+  }
+  std::string defaulted;
+  render_prediction(defaulted, 3, "0", true, "");
+  EXPECT_EQ(defaulted, R"({"query_id":3,"output":0,"default":true})");
 }
 
 TEST(QueryCodec, ANulByteDoesNotEndTheJson) {
