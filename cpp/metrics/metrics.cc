@@ -170,6 +170,10 @@ void MetricsRegistry::render_selection(std::string& out) const {
   model_counter("clipper_app_cascade_escalations_total",
                 "Inputs a cascade handed on from the model to the next one (unsure, failed or unavailable).",
                 &SelectionMetrics::cascade_escalations);
+  model_counter("clipper_app_model_failures_total",
+                "Inputs the model failed (raised or answered badly) when the app's policy asked it: a draw, an "
+                "ensemble member, a cascade stage.",
+                &SelectionMetrics::failures);
   header("clipper_app_model_loss_total", "counter",
          "Summed loss of the model's outputs in applied feedback rounds (0 right, 1 wrong).");
   each_model([&](const std::string& labels, const SelectionMetrics& m) {

@@ -87,6 +87,8 @@ using ConfidenceHistogram = Histogram<kConfidenceBoundsMillionths.size()>;
 struct SelectionMetrics {
   Counter selections;             // inputs the app's policy asked this model to answer
   Counter cascade_escalations;    // cascade: inputs handed on to the next model from this one
+  Counter failures;               // inputs the model, asked by the app's policy, failed (it raised or
+                                  // answered badly)
   DoubleCounter feedback_loss;    // summed loss of its outputs in applied feedback rounds
   Counter feedback_observations;  // applied feedback rounds in which its output was known
 };

@@ -125,7 +125,7 @@ void QueryProcessor::combine_cascade(PendingQuery& query) {
   absl::InlinedVector<InputResult, 1> combined(count);
   absl::InlinedVector<CascadeStage, 4> outcomes(stages);
   for (std::size_t index = 0; index < count; ++index) {
-    const InputResult* first_failure = nullptr;
+    const std::span<const InputResult> members(&query.results[index * stages], stages);
     for (uint32_t stage = 0; stage < stages; ++stage) {
       const InputResult& slot = query.results[index * stages + stage];
       CascadeStage& outcome = outcomes[stage];
@@ -134,7 +134,6 @@ void QueryProcessor::combine_cascade(PendingQuery& query) {
         outcome.state = stage == query.stage[index] ? CascadeStage::State::Waiting : CascadeStage::State::NotAsked;
       } else if (slot.is_default) {
         outcome.state = CascadeStage::State::Failed;
-        if (first_failure == nullptr) first_failure = &slot;
       } else {
         outcome.state = CascadeStage::State::Answered;
       }
@@ -144,11 +143,12 @@ void QueryProcessor::combine_cascade(PendingQuery& query) {
     result.done = true;
     result.partial = answer.partial;
     result.confidence = answer.confidence;
+    result.failed_members = failed_members(members);
     if (answer.stage < 0) {
       result.is_default = true;
+      result.model_failed = result.failed_members != 0;
       result.output = query.app->default_output;
-      result.explanation = "No model of the cascade answered: " +
-                           (first_failure != nullptr ? first_failure->explanation : std::string("no model asked"));
+      result.explanation = "No model of the cascade answered: " + why_none_answered(members);
       continue;
     }
     result.output = std::move(query.results[index * stages + answer.stage].output);

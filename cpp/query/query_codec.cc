@@ -507,6 +507,12 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
       writer.Key("partial");
       writer.Bool(true);
     }
+    if (!ensemble->failed_models.empty()) {
+      writer.Key("failed_models");
+      writer.StartArray();
+      for (std::string_view label : ensemble->failed_models) write_utf8_string(writer, label);
+      writer.EndArray();
+    }
   }
   if (is_default && !default_explanation.empty()) {
     writer.Key("default_explanation");

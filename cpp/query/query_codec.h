@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,11 +60,13 @@ DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType typ
 // An ensemble's answer also carries "confidence" (the weight share behind it) and "partial": true when
 // some model asked did not answer in time; a cascade's carries "confidence" (the answering model's),
 // "model" ("name:version" of the model that answered) and "partial" (it stopped unsure because a model
-// did not answer). Pass them through `ensemble`.
+// did not answer). Both carry "failed_models" (the members, "name:version", that reported an error for
+// this input) when any did. Pass them through `ensemble`.
 struct EnsembleFields {
   double confidence = 0.0;
   bool partial = false;
   std::string_view model;  // empty: not rendered
+  std::span<const std::string_view> failed_models;  // members that reported an error; empty: not rendered
 };
 void render_prediction(std::string& out, uint64_t query_id, std::string_view output, bool is_default,
                        std::string_view default_explanation, const EnsembleFields* ensemble = nullptr);

@@ -416,6 +416,7 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
   const uint32_t count = static_cast<uint32_t>(inputs.size());
   const uint32_t asked = static_cast<uint32_t>(choice.models.size());
   query.models_per_input = asked;
+  query.linked = choice.linked;
   query.results.resize(static_cast<std::size_t>(count) * asked);
   query.remaining = count * asked;
   query.ensemble = asked > 1 || query.is_feedback;
@@ -511,22 +512,21 @@ void QueryProcessor::combine_ensemble(PendingQuery& query) {
   absl::InlinedVector<InputResult, 1> combined(count);
   std::vector<ModelAnswer> answers(asked);
   for (std::size_t index = 0; index < count; ++index) {
-    const InputResult* first_failure = nullptr;
+    const std::span<const InputResult> members(&query.results[index * asked], asked);
     for (uint32_t m = 0; m < asked; ++m) {
-      const InputResult& slot = query.results[index * asked + m];
-      answers[m] = ModelAnswer{slot.done && !slot.is_default, slot.output};
-      if (!answers[m].answered && first_failure == nullptr) first_failure = &slot;
+      answers[m] = ModelAnswer{members[m].done && !members[m].is_default, members[m].output};
     }
     const CombinedAnswer answer = combine_answers(answers, query.weights);
     InputResult& result = combined[index];
     result.done = true;
     result.confidence = answer.confidence;
     result.partial = answer.partial;
+    result.failed_members = failed_members(members);
     if (!answer.answered) {
       result.is_default = true;
+      result.model_failed = result.failed_members != 0;
       result.output = query.app->default_output;
-      result.explanation = "No model of the ensemble answered: " +
-                           (first_failure != nullptr ? first_failure->explanation : std::string("no model asked"));
+      result.explanation = "No model of the ensemble answered: " + why_none_answered(members);
     } else if (answer.confidence < query.app->selection.confidence_threshold) {
       result.is_default = true;
       result.output = query.app->default_output;
@@ -541,6 +541,25 @@ void QueryProcessor::combine_ensemble(PendingQuery& query) {
   }
   query.results = std::move(combined);
   query.models_per_input = 1;
+}
+
+uint32_t QueryProcessor::failed_members(std::span<const InputResult> members) {
+  uint32_t failed = 0;
+  for (std::size_t m = 0; m < members.size() && m < 32; ++m) {
+    if (members[m].model_failed) failed |= uint32_t{1} << m;
+  }
+  return failed;
+}
+
+std::string QueryProcessor::why_none_answered(std::span<const InputResult> members) {
+  // Every member's reason: a failed model is named as failed, not only as missing.
+  std::string why;
+  for (const InputResult& member : members) {
+    if (!member.done || member.explanation.empty()) continue;
+    if (!why.empty()) why += "; ";
+    why += member.explanation;
+  }
+  return why.empty() ? std::string("no model asked") : why;
 }
 
 void QueryProcessor::send_feedback_round(uint64_t query_key, PendingQuery& query) {
@@ -620,7 +639,11 @@ void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
     if (i > 0) body += ',';
     const std::string_view answered_by =
         result.answered_by >= 0 ? std::string_view(query.model_labels[result.answered_by]) : std::string_view();
-    const EnsembleFields ensemble{result.confidence, result.partial, answered_by};
+    absl::InlinedVector<std::string_view, 2> failed;
+    for (uint32_t m = 0; m < query.model_labels.size() && m < 32; ++m) {
+      if (result.failed_members & (uint32_t{1} << m)) failed.push_back(query.model_labels[m]);
+    }
+    const EnsembleFields ensemble{result.confidence, result.partial, answered_by, failed};
     render_prediction(body, query.first_query_id + i, result.output, result.is_default, result.explanation,
                       selected ? &ensemble : nullptr);
   }
@@ -694,6 +717,11 @@ void QueryProcessor::complete(Completion& completion) {
                                    : query.model_labels[completion.input_index % query.models_per_input];
     result.is_default = true;
     result.model_failed = completion.kind == CompletionKind::ModelError;
+    if (result.model_failed) {
+      // Counted against the linked model the policy asked (the slot's model for several per input).
+      const uint32_t m = completion.input_index % std::max<uint32_t>(query.models_per_input, 1);
+      if (m < query.linked.size()) query.app->linked_models[query.linked[m]].metrics->failures.add();
+    }
     result.output = query.app->default_output;
     result.explanation = completion.kind == CompletionKind::ModelError
                              ? "Model " + label + " failed: " + completion.text

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,7 +67,10 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     bool partial = false;      // some model asked did not answer (ensemble); the cascade stopped
                                // unsure because a model did not answer (cascade)
     int32_t answered_by = -1;  // a cascade's answer: the stage (index into model_labels) that gave it
-    bool model_failed = false;  // the default answers because the model reported an error
+    bool model_failed = false;  // the default answers because the model reported an error (an
+                                // ensemble's or cascade's: because a member did, none answering)
+    uint32_t failed_members = 0;  // an ensemble's or cascade's answer: bit m set when model m (index
+                                  // into model_labels; the first 32) reported an error
   };
   // An Open Inference Protocol infer request: what its response carries besides the outputs.
   struct OipCall {
@@ -213,6 +217,10 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void cascade_overdue(PendingQuery& query);
   void combine_cascade(PendingQuery& query);
   void combine_ensemble(PendingQuery& query);
+  // An ensemble's or cascade's members for one input: which reported an error (bits by member), and
+  // why none answered (every member's reason).
+  static uint32_t failed_members(std::span<const InputResult> members);
+  static std::string why_none_answered(std::span<const InputResult> members);
   void count_selections(const AppRoute& app, const ModelChoice& choice, uint32_t inputs);
   void send_feedback_round(uint64_t query_key, PendingQuery& query);
   void answer_feedback(Completion& completion);
