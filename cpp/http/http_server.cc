@@ -46,6 +46,8 @@ struct HttpServer::Connection {
   uint32_t address = 0;         // client IPv4 address, network order
   RequestParser::Phase phase = RequestParser::Phase::kIdle;
   uint64_t phase_since_millis = 0;  // loop time the current phase (or idleness) began
+  ArrivalClock::Stamp accepted;       // the connection's arrival
+  Clock::time_point read_arrived{};   // arrival of the bytes being parsed now
   uv_shutdown_t shutdown;
 };
 
@@ -115,6 +117,10 @@ int HttpServer::serve_socket(int listening_fd) {
     const uint64_t interval = sweep_interval_millis(options_);
     uv_timer_start(&sweep_timer_, &HttpServer::on_sweep, interval, interval);
     uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_timer_));  // keeps no loop alive on its own
+    uv_prepare_init(loop_, &before_poll_);
+    before_poll_.data = this;
+    uv_prepare_start(&before_poll_, &HttpServer::on_before_poll);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&before_poll_));
     timers_started_ = true;
   }
   const int flags = ::fcntl(listening_fd, F_GETFL);
@@ -188,6 +194,7 @@ void HttpServer::adopt(int fd, uint32_t address) {
   uv_tcp_nodelay(&connection->handle, 1);
   Connection* raw = connection.get();
   raw->phase_since_millis = uv_now(loop_);
+  raw->accepted = arrival_clock_.at_read();
   raw->parser = std::make_unique<RequestParser>(
       ParserLimits{options_.max_body_bytes, options_.max_header_bytes, options_.max_header_count},
       [this, raw](HttpRequest&& request) { handle_request(*raw, std::move(request)); });
@@ -220,6 +227,10 @@ void HttpServer::resume_accepting() {
 
 void HttpServer::on_resume_accepting(uv_timer_t* timer) {
   static_cast<HttpServer*>(timer->data)->resume_accepting();
+}
+
+void HttpServer::on_before_poll(uv_prepare_t* prepare) {
+  static_cast<HttpServer*>(prepare->data)->arrival_clock_.before_poll();
 }
 
 void HttpServer::on_sweep(uv_timer_t* timer) { static_cast<HttpServer*>(timer->data)->sweep(); }
@@ -279,6 +290,10 @@ void HttpServer::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf
     return;
   }
   if (nread == 0 || connection->closing) return;
+  // A request completed by this read arrived when these bytes did (hA: the lag gate of issue 12).
+  const bool first_read = connection->next_sequence == 0 && connection->phase == RequestParser::Phase::kIdle;
+  connection->read_arrived = first_read ? self->arrival_clock_.at_first_read(connection->accepted)
+                                        : self->arrival_clock_.at_read().time;
   if (!connection->parser->feed(buffer->base, static_cast<std::size_t>(nread))) {
     self->fail_connection(*connection, connection->parser->failure());
     return;
@@ -303,6 +318,7 @@ void HttpServer::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf
 void HttpServer::handle_request(Connection& connection, HttpRequest&& request) {
   const uint64_t sequence = connection.next_sequence++;
   connection.owed.push_back(Connection::Owed{false, request.keep_alive, {}});
+  request.arrived = connection.read_arrived;
   handler_.on_request(std::move(request), ResponseSlot{connection.id, sequence});
 }
 
@@ -505,6 +521,7 @@ void HttpServer::close_all() {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&sweep_timer_))) {
       uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&resume_timer_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&before_poll_), nullptr);
     }
   }
   std::vector<Connection*> open;

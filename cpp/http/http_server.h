@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "clipper_defaults.h"
+#include "http/arrival_clock.h"
 #include "http/request_parser.h"
 
 namespace clipper::http {
@@ -83,6 +84,7 @@ class HttpServer {
   static void on_listener_readable(uv_poll_t* poll, int status, int events);
   static void on_sweep(uv_timer_t* timer);
   static void on_resume_accepting(uv_timer_t* timer);
+  static void on_before_poll(uv_prepare_t* prepare);
   static void on_shutdown_done(uv_shutdown_t* request, int status);
   static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buffer);
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buffer);
@@ -116,6 +118,8 @@ class HttpServer {
   std::unordered_map<uint32_t, std::size_t> connections_per_address_;
   uv_timer_t sweep_timer_;        // one timer for every connection's timeouts
   uv_timer_t resume_timer_;       // restarts accepting after descriptor exhaustion
+  uv_prepare_t before_poll_;      // feeds arrival_clock_ each loop iteration
+  ArrivalClock arrival_clock_;    // stamps requests with when their bytes arrived
   bool timers_started_ = false;
   bool accept_paused_ = false;
   bool closed_ = false;

@@ -10,6 +10,8 @@
 #include <functional>
 #include <string>
 
+#include "common/clock.h"
+
 namespace clipper::http {
 
 struct HttpRequest {
@@ -20,6 +22,9 @@ struct HttpRequest {
   // The Open Inference Protocol's Inference-Header-Content-Length, as sent (empty when absent): where
   // the JSON ends and binary tensor data begins in `body`.
   std::string inference_header_length;
+  // When its last bytes reached the frontend (the server's ArrivalClock; empty if not stamped): from
+  // then on it waited for the server, not for its client.
+  Clock::time_point arrived{};
 };
 
 // Why parsing stopped; the connection answers with `status` and then closes.

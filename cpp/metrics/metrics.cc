@@ -250,8 +250,8 @@ std::string MetricsRegistry::render_prometheus() const {
   app_family("clipper_app_slo_attained_total", "Inputs answered by a model within the app's SLO.",
              &AppMetrics::slo_attained);
   header("clipper_app_rejected_total", "counter",
-         "Queries refused at arrival by admission control, by reason (answered 429 or 503, or the app's default "
-         "when its overload option is default).");
+         "Queries and /update requests refused at arrival by admission control, by reason (answered 429 or 503, "
+         "or, for a query, the app's default when its overload option is default).");
   for (const auto& [app_name, app] : apps_) {
     for (std::size_t i = 0; i < kRejectReasonNames.size(); ++i) {
       line(out, "clipper_app_rejected_total", app_labels(app_name) + ",reason=\"" + kRejectReasonNames[i] + "\"",

@@ -93,9 +93,10 @@ struct SelectionMetrics {
   Counter feedback_observations;  // applied feedback rounds in which its output was known
 };
 
-// Why admission control refused a query at arrival (the `reason` label of clipper_app_rejected_total).
-enum class RejectReason : uint8_t { Deadline = 0, QueueFull = 1, PendingLimit = 2 };
-inline constexpr std::array<const char*, 3> kRejectReasonNames{"deadline", "queue_full", "pending_limit"};
+// Why admission control refused a query or an /update at arrival (the `reason` label of clipper_app_rejected_total).
+// Lag: the request had waited out its time limit before the frontend read it (a lagging I/O loop).
+enum class RejectReason : uint8_t { Deadline = 0, QueueFull = 1, PendingLimit = 2, Lag = 3 };
+inline constexpr std::array<const char*, 4> kRejectReasonNames{"deadline", "queue_full", "pending_limit", "lag"};
 
 struct AppMetrics {
   Counter requests;          // HTTP /predict requests accepted
@@ -104,7 +105,7 @@ struct AppMetrics {
   Counter client_errors;     // 4xx answers
   Counter feedback;          // /update requests accepted
   Counter slo_attained;      // inputs answered by a model (not the default) within the app's SLO
-  std::array<Counter, kRejectReasonNames.size()> rejected;  // queries refused at arrival, by RejectReason
+  std::array<Counter, kRejectReasonNames.size()> rejected;  // queries and /update requests refused at arrival, by RejectReason
   LatencyHistogram latency_micros{kLatencyBoundsMicros, kMicrosToSeconds};  // observe microseconds
   // The selection layer (docs/selection.md).
   Counter partial_answers;       // ensemble or cascade answers for which a model asked did not answer

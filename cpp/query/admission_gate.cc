@@ -19,23 +19,38 @@ namespace clipper {
 using std::chrono::duration_cast;
 using std::chrono::microseconds;
 
+QueryProcessor::Refusal QueryProcessor::lag_refusal(int64_t waited_micros, int64_t budget_micros) {
+  return {metrics::RejectReason::Lag, 1,
+          "Overloaded: the request waited " + std::to_string(waited_micros) +
+              " us before the frontend could read it, past its time limit of " + std::to_string(budget_micros) +
+              " microseconds"};
+}
+
 std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const AppRoute& app,
                                                                          const ModelChoice& choice,
                                                                          const std::vector<DecodedInput>& inputs,
                                                                          Clock::time_point received,
-                                                                         int64_t budget_micros) {
+                                                                         int64_t budget_micros,
+                                                                         std::vector<CacheKey>& keys) {
+  keys.clear();
   std::optional<Refusal> refusal = judge_admission(app, choice, inputs, nullptr, received, budget_micros);
   if (!refusal || !engine_.cache().enabled()) return refusal;
   // Before refusing: an answer the cache holds needs no model, so only the inputs it cannot answer
-  // count (a query it answers entirely is admitted whatever the load). Looked at only on this path, so
-  // an admitted query hashes its inputs once.
+  // count (a query it answers entirely is admitted whatever the load). Looked at only on this path;
+  // the keys are kept (model-major) so an admitted query does not hash its inputs again.
   UncachedInputs uncached;
   PredictionCache& cache = engine_.cache();
+  const bool keep_keys = !choice.cascade;  // a cascade hashes per stage as it asks
   for (std::size_t m = 0; m < choice.models.size() && !(choice.cascade && m > 0); ++m) {
     uncached.push_back({0, 0});
-    if (choice.models[m] == nullptr) continue;
     for (const DecodedInput& input : inputs) {
-      if (cache.holds(make_cache_key(choice.models[m]->id, input.payload))) continue;
+      if (choice.models[m] == nullptr) {
+        if (keep_keys) keys.emplace_back();  // never asked: a placeholder keeps the layout
+        continue;
+      }
+      const CacheKey key = make_cache_key(choice.models[m]->id, input.payload);
+      if (keep_keys) keys.push_back(key);
+      if (cache.holds(key)) continue;
       ++uncached.back().count;
       uncached.back().bytes += input.payload.size();
     }
@@ -61,11 +76,13 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const App
                    "Overloaded: " + std::to_string(pending_.size()) +
                        " queries are waiting for answers on this I/O thread (max_pending_queries_per_io_thread)"};
   }
+  const int64_t waited = duration_cast<microseconds>(Clock::now() - received).count();
+  if (waiting > 0 && waited >= budget_micros) return lag_refusal(waited, budget_micros);
   std::size_t all_bytes = 0;
   if (uncached == nullptr) {
     for (const DecodedInput& input : inputs) all_bytes += input.payload.size();
   }
-  const double left = static_cast<double>(budget_micros - duration_cast<microseconds>(Clock::now() - received).count());
+  const double left = static_cast<double>(budget_micros - waited);
   // An ensemble answers at its deadline with what arrived (partial): a member that would be late only
   // misses the combination, so lateness refuses it only when no member would answer in time.
   const bool ensemble = !choice.cascade && choice.models.size() > 1;
@@ -91,7 +108,7 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const App
   return some_in_time ? std::nullopt : late;
 }
 
-std::optional<QueryProcessor::Refusal> QueryProcessor::model_refusal(ModelVersion& model, std::size_t count,
+std::optional<QueryProcessor::Refusal> QueryProcessor::model_refusal(const ModelVersion& model, std::size_t count,
                                                                      std::size_t bytes, double left_micros,
                                                                      int64_t budget_micros) const {
   const EngineOptions& options = engine_.options();
@@ -112,45 +129,53 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::model_refusal(ModelVersio
   return std::nullopt;
 }
 
-std::optional<QueryProcessor::Refusal> QueryProcessor::refusal_before_decoding(const AppRoute& app,
+std::optional<QueryProcessor::Refusal> QueryProcessor::refusal_before_decoding(const AppRoute& app, Arrival arrival,
                                                                                std::string_view body,
-                                                                               Clock::time_point received) const {
-  // Only where nothing in the body could change the answer: a 429/503 (not the app's default, which
-  // needs the input count), no cache that might hold the answers, the models to ask known without
-  // the body (no draw by the user's weights, no "version" named; a body merely mentioning the word is
-  // decoded, which is only slower).
-  if (app.overload != OverloadAnswer::Reject || engine_.cache().enabled() || app.linked_models.empty()) {
-    return std::nullopt;
-  }
-  const SelectionPlan& plan = app.selection;
-  if (plan.mode == SelectionMode::Sample && app.linked_models.size() > 1) return std::nullopt;
-  if (body.find("\"version\"") != std::string_view::npos) return std::nullopt;
-  const double left = static_cast<double>(app.slo_micros - duration_cast<microseconds>(Clock::now() - received).count());
-  auto judge = [&](const LinkedModel& linked) -> std::optional<Refusal> {
-    ModelVersion* model = linked.current;
+                                                                               const ModelVersion* named_version,
+                                                                               Clock::time_point received,
+                                                                               int64_t budget_micros) const {
+  // Only for a refusal the client gets (429/503): the app's default needs the input count.
+  if (app.linked_models.empty()) return std::nullopt;
+  if (arrival == Arrival::Predict && app.overload != OverloadAnswer::Reject && !app.direct_model) return std::nullopt;
+  // The lag gate: a request that waited out its time limit before it was read (socket buffers, a
+  // lagging I/O loop, a CPU taken by a model) cannot be answered in time by anything, the cache included.
+  const int64_t waited = duration_cast<microseconds>(Clock::now() - received).count();
+  if (waited >= budget_micros) return lag_refusal(waited, budget_micros);
+  // The model's judgement needs no body only where nothing in it could change the answer: no cache that
+  // might hold the answers, the models to ask known without it (no draw by the user's weights, no
+  // "version" named in a /predict body; a body merely mentioning the word is decoded, which is only slower).
+  if (engine_.cache().enabled()) return std::nullopt;
+  const double left = static_cast<double>(budget_micros - waited);
+  auto judge = [&](const ModelVersion* model) -> std::optional<Refusal> {
     if (model == nullptr || model->connected_replicas.load(std::memory_order_relaxed) == 0) return std::nullopt;
-    return model_refusal(*model, 1, 0, left, app.slo_micros);  // even one input (of any size) is too many
+    return model_refusal(*model, 1, 0, left, budget_micros);  // even one input (of any size) is too many
   };
-  if (plan.mode == SelectionMode::Ensemble) {
-    // Refused for lateness only when every member would be late, as after decoding.
+  if (named_version != nullptr) return judge(named_version);
+  const SelectionPlan& plan = app.selection;
+  if (arrival == Arrival::Predict && body.find("\"version\"") != std::string_view::npos) return std::nullopt;
+  // An /update asks every linked model; an ensemble every member: refused for lateness only when every
+  // one would be late, as after decoding.
+  if (arrival == Arrival::Update || plan.mode == SelectionMode::Ensemble) {
     std::optional<Refusal> late;
     for (const LinkedModel& linked : app.linked_models) {
-      std::optional<Refusal> refusal = judge(linked);
-      if (!refusal) return std::nullopt;  // this member may answer in time: decode and judge fully
+      std::optional<Refusal> refusal = judge(linked.current);
+      if (!refusal) return std::nullopt;  // this one may answer in time: decode and judge fully
       if (refusal->reason != metrics::RejectReason::Deadline) return refusal;
       if (!late) late = std::move(refusal);
     }
     return late;
   }
+  if (plan.mode == SelectionMode::Sample && app.linked_models.size() > 1) return std::nullopt;
   // A cascade is judged by its first model, as after decoding.
   const std::size_t first = plan.mode == SelectionMode::Cascade && !plan.cascade_order.empty() ? plan.cascade_order.front() : 0;
-  return judge(app.linked_models[std::min(first, app.linked_models.size() - 1)]);
+  return judge(app.linked_models[std::min(first, app.linked_models.size() - 1)].current);
 }
 
 void QueryProcessor::reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot,
                                       bool oip_format) {
   http::HttpResponse response;
-  response.status = refusal.reason == metrics::RejectReason::Deadline ? 429 : 503;
+  const bool too_late = refusal.reason == metrics::RejectReason::Deadline || refusal.reason == metrics::RejectReason::Lag;
+  response.status = too_late ? 429 : 503;
   if (response.status < 500) app.metrics->client_errors.add();
   response.body = oip_format ? oip::render_error(refusal.cause) : render_error("Overloaded", refusal.cause);
   response.extra_headers = "Retry-After: " + std::to_string(refusal.retry_after_seconds) + "\r\n";

@@ -154,6 +154,13 @@ void QueryProcessor::handle_oip_model(const oip::Target& target, http::HttpReque
       break;
   }
 
+  // OIP answers carry no default: an overloaded model refuses before the body is decoded where it can.
+  if (auto refusal = refusal_before_decoding(*route, Arrival::Infer, request.body, version, received, route->slo_micros)) {
+    route->metrics->requests.add();
+    route->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
+    reply_overloaded(*route, *refusal, slot, true);
+    return;
+  }
   oip::InferDecode decoded = oip::decode_infer_request(request.body, request.inference_header_length,
                                                        route->input_type,
                                                        engine_.options().max_queued_tasks_per_model);

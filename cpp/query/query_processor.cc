@@ -171,7 +171,8 @@ void QueryProcessor::MetricsOnlyHandler::on_request(http::HttpRequest&& request,
 
 void QueryProcessor::on_request(http::HttpRequest&& request, http::ResponseSlot slot) {
   if (answer_health(request, slot, http_)) return;
-  const Clock::time_point received = Clock::now();
+  // From when its bytes arrived (the server's arrival clock): time it spent unread counts against its SLO.
+  const Clock::time_point received = request.arrived != Clock::time_point{} ? request.arrived : Clock::now();
   std::string_view app_name;
   std::string_view action;
   if (!split_app_path(request.target, app_name, action) ||
@@ -205,13 +206,27 @@ void QueryProcessor::on_request(http::HttpRequest&& request, http::ResponseSlot 
   if (action == "predict") {
     handle_predict(app, request, slot, received);
   } else {
-    handle_update(app, request, slot);
+    handle_update(app, request, slot, received);
   }
 }
 
 void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route, http::HttpRequest& request,
-                                   http::ResponseSlot slot) {
+                                   http::ResponseSlot slot, Clock::time_point received) {
   const AppRoute& app = *route;
+  // Feedback is not latency-bound like a query, but a model that never answers must not hold it.
+  const microseconds evaluation_time =
+      std::max(microseconds(app.slo_micros), duration_cast<microseconds>(kFeedbackEvaluationTime));
+  // The outputs the models must still give are evaluated like a query's: an overloaded model refuses
+  // the update at arrival (429/503 whatever the app's overload option: feedback that was not applied is
+  // never acknowledged), before decoding where the body cannot change the answer.
+  const bool applicable = engine_.feedback_queue().consumer_attached();  // else 503 below, after decoding
+  if (auto refusal = applicable ? refusal_before_decoding(app, Arrival::Update, request.body, nullptr, received,
+                                                          evaluation_time.count())
+                                : std::nullopt) {
+    app.metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
+    reply_overloaded(app, *refusal, slot, false);
+    return;
+  }
   auto decoded = decode_update_body(request.body, app.input_type);
   if (!decoded.ok()) {
     reply_error(http_, slot, 400, decoded.failure.error, decoded.failure.cause, &app);
@@ -231,16 +246,9 @@ void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route,
     reply_error(http_, slot, 400, "Feedback not applied", choice.no_model_reason, &app);
     return;
   }
-  const Clock::time_point received = Clock::now();
-  // Feedback is not latency-bound like a query, but a model that never answers must not hold it.
-  const microseconds evaluation_time =
-      std::max(microseconds(app.slo_micros), duration_cast<microseconds>(kFeedbackEvaluationTime));
   std::vector<DecodedInput> inputs;
   inputs.push_back(std::move(body.input));
-  // The outputs the models must still give are evaluated like a query's: an overloaded model refuses
-  // the update at arrival (429/503 whatever the app's overload option: feedback that was not applied is
-  // never acknowledged).
-  if (auto refusal = admission_refusal(app, choice, inputs, received, evaluation_time.count())) {
+  if (auto refusal = admission_refusal(app, choice, inputs, received, evaluation_time.count(), admission_keys_)) {
     app.metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     reply_overloaded(app, *refusal, slot, false);
     return;
@@ -255,7 +263,7 @@ void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route,
   query.is_feedback = true;
   query.uid = body.uid;
   query.label = body.label;
-  if (!submit_inputs(query_key, query, choice, inputs)) send_feedback_round(query_key, query);
+  if (!submit_inputs(query_key, query, choice, inputs, admission_keys_)) send_feedback_round(query_key, query);
 }
 
 QueryProcessor::ModelChoice QueryProcessor::every_linked_model(const AppRoute& app) {
@@ -319,7 +327,7 @@ void QueryProcessor::count_selections(const AppRoute& app, const ModelChoice& ch
 
 void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                                     http::ResponseSlot slot, Clock::time_point received) {
-  if (auto refusal = refusal_before_decoding(*app, request.body, received)) {
+  if (auto refusal = refusal_before_decoding(*app, Arrival::Predict, request.body, nullptr, received, app->slo_micros)) {
     app->metrics->requests.add();
     app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     reply_overloaded(*app, *refusal, slot, false);
@@ -380,7 +388,7 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
   count_selections(*app, choice, count);
-  if (auto refusal = admission_refusal(*app, choice, body.inputs, received, app->slo_micros)) {
+  if (auto refusal = admission_refusal(*app, choice, body.inputs, received, app->slo_micros, admission_keys_)) {
     app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     // Open Inference Protocol answers carry no default output: those are always refused.
     if (app->overload == OverloadAnswer::Reject || oip || app->direct_model) {
@@ -388,6 +396,7 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
       return;
     }
     choice.models.clear();  // answered below with the default, saying why
+    admission_keys_.clear();
     choice.no_model_reason = std::move(refusal->cause);
   }
 
@@ -407,11 +416,11 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
     finish(first_query_id, query);
     return;
   }
-  if (!submit_inputs(first_query_id, query, choice, body.inputs)) finish(first_query_id, query);
+  if (!submit_inputs(first_query_id, query, choice, body.inputs, admission_keys_)) finish(first_query_id, query);
 }
 
 bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
-                                   std::vector<DecodedInput>& inputs) {
+                                   std::vector<DecodedInput>& inputs, const std::vector<CacheKey>& keys) {
   if (choice.cascade) return submit_cascade(query_key, query, choice, inputs);
   const uint32_t count = static_cast<uint32_t>(inputs.size());
   const uint32_t asked = static_cast<uint32_t>(choice.models.size());
@@ -448,7 +457,8 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
         continue;
       }
       // The last model to ask takes the input; the others get copies.
-      switch (ask_model(query_key, query, slot, *model, inputs[index], m + 1 == asked, query.received)) {
+      const CacheKey* key = keys.size() == static_cast<std::size_t>(count) * asked ? &keys[m * count + index] : nullptr;
+      switch (ask_model(query_key, query, slot, *model, inputs[index], m + 1 == asked, query.received, key)) {
         case Asked::FromCache:
           --query.remaining;
           break;
@@ -468,12 +478,12 @@ bool QueryProcessor::submit_inputs(uint64_t query_key, PendingQuery& query, cons
 
 QueryProcessor::Asked QueryProcessor::ask_model(uint64_t query_key, PendingQuery& query, uint32_t slot,
                                                 ModelVersion& model, DecodedInput& input, bool take_payload,
-                                                Clock::time_point enqueued) {
+                                                Clock::time_point enqueued, const CacheKey* known_key) {
   InputResult& result = query.results[slot];
   Task task;
   PredictionCache& cache = engine_.cache();
   if (cache.enabled()) {
-    const CacheKey key = make_cache_key(model.id, input.payload);
+    const CacheKey key = known_key != nullptr ? *known_key : make_cache_key(model.id, input.payload);
     const CacheWaiter waiter{io_thread_, query_key, slot, query.deadline};
     switch (cache.lookup(key, waiter, result.output, &result.reported)) {
       case PredictionCache::Lookup::Hit:

@@ -150,7 +150,7 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void finish_oip(PendingQuery& query);
   void reply_oip_error(http::ResponseSlot slot, int status, std::string_view message, const AppRoute* app);
   void handle_update(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
-                     http::ResponseSlot slot);
+                     http::ResponseSlot slot, Clock::time_point received);
   bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
   void drain_completions();
   void complete(Completion& completion);
@@ -167,9 +167,11 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
     int64_t retry_after_seconds = 1;
     std::string cause;
   };
+  // With the cache on, `keys` gets the inputs' cache keys (model-major, as submit_inputs asks) when
+  // the look-up computed them; empty otherwise.
   std::optional<Refusal> admission_refusal(const AppRoute& app, const ModelChoice& choice,
                                            const std::vector<DecodedInput>& inputs, Clock::time_point received,
-                                           int64_t budget_micros);
+                                           int64_t budget_micros, std::vector<CacheKey>& keys);
   // Per model judged (a cascade: its first): the inputs the cache does not hold, and their bytes.
   struct UncachedCount {
     std::size_t count = 0;
@@ -182,25 +184,34 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
                                          Clock::time_point received, int64_t budget_micros) const;
   // `model`'s bounds and deadline for `count` more inputs of `bytes` with `left_micros` of the query's
   // time limit (`budget_micros`: the SLO, or an /update's evaluation time) left.
-  std::optional<Refusal> model_refusal(ModelVersion& model, std::size_t count, std::size_t bytes,
+  std::optional<Refusal> model_refusal(const ModelVersion& model, std::size_t count, std::size_t bytes,
                                        double left_micros, int64_t budget_micros) const;
   // The same judgement from the route alone, before the body is decoded (decoding is most of what a
-  // refusal costs): a refusal when even one input could not be answered in time, for an app answering
-  // overload with 429 and with the cache off; nothing when the body is needed to decide.
-  std::optional<Refusal> refusal_before_decoding(const AppRoute& app, std::string_view body,
-                                                 Clock::time_point received) const;
+  // refusal costs), where the client gets the refusal (/predict of an app answering overload with 429,
+  // OIP infer, /update): the lag gate (the request waited out its time limit before it was read:
+  // refused whatever the cache holds), then, with the cache off, a refusal when even one input could
+  // not be answered in time; nothing when the body is needed to decide. `named_version`: the version
+  // an OIP path names (else null).
+  enum class Arrival { Predict, Infer, Update };
+  std::optional<Refusal> refusal_before_decoding(const AppRoute& app, Arrival arrival, std::string_view body,
+                                                 const ModelVersion* named_version, Clock::time_point received,
+                                                 int64_t budget_micros) const;
+  // The lag gate's refusal: the request waited out its whole time limit before it was read.
+  static Refusal lag_refusal(int64_t waited_micros, int64_t budget_micros);
   // 429 or 503 with Retry-After, in Clipper's error format or the Open Inference Protocol's.
   void reply_overloaded(const AppRoute& app, const Refusal& refusal, http::ResponseSlot slot, bool oip_format);
   using ModelsToNotify = absl::InlinedVector<ModelVersion*, 2>;
   // Looks each input up in the cache and submits the rest; returns false when the query is complete.
+  // `keys`: the inputs' cache keys from admission (model-major), or empty to compute them.
   bool submit_inputs(uint64_t query_key, PendingQuery& query, const ModelChoice& choice,
-                     std::vector<DecodedInput>& inputs);
+                     std::vector<DecodedInput>& inputs, const std::vector<CacheKey>& keys);
   // Asks `model` for the input of result `slot`: from the cache (the slot is done), joined to the
   // identical evaluation in flight, or queued as a task (the caller notifies the model). `take_payload`:
   // the input is not needed after this (moved into the task instead of copied).
   enum class Asked { FromCache, Joined, Queued };
+  // `key`: the input's cache key when already computed (else null).
   Asked ask_model(uint64_t query_key, PendingQuery& query, uint32_t slot, ModelVersion& model, DecodedInput& input,
-                  bool take_payload, Clock::time_point enqueued);
+                  bool take_payload, Clock::time_point enqueued, const CacheKey* key = nullptr);
   // Keeps a query that waits for answers until they come or its deadline passes, and wakes the models.
   void await_answers(uint64_t query_key, PendingQuery&& query, const ModelsToNotify& notify);
   // The cascade path (cascade_query.cc): the app's models in its cascade order.
@@ -251,6 +262,7 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   absl::flat_hash_map<uint64_t, PendingQuery> pending_;  // open addressing: no node per query
   absl::flat_hash_map<uint64_t, AwaitingFeedback> awaiting_feedback_;
   std::vector<double> weights_scratch_;
+  std::vector<CacheKey> admission_keys_;  // admission's cache keys, reused by submit_inputs
 
   std::shared_ptr<const RoutingTable> routing_;
   uint64_t routing_generation_ = 0;

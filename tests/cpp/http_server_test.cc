@@ -1,4 +1,5 @@
-// HttpServer over a real loopback socket: a large last answer on a closing connection arrives whole.
+// HttpServer over a real loopback socket: a large last answer on a closing connection arrives whole;
+// requests are stamped with when their bytes arrived, so time spent unread while the loop was busy shows.
 #include "http/http_server.h"
 
 #include <arpa/inet.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace clipper::http {
 namespace {
@@ -74,6 +76,83 @@ TEST(HttpServer, WritesALargeLastAnswerCompletelyBeforeClosing) {
   EXPECT_NE(received.find("Content-Length: " + std::to_string(kAnswerBytes)), std::string::npos);
   EXPECT_NE(received.find("Connection: close"), std::string::npos);
   EXPECT_EQ(received.size() - body_start - 4, kAnswerBytes);
+}
+
+
+// Holds the loop for kBusy on the first request (as a long decode would); notes each request's age.
+class BusyFirst : public RequestHandler {
+ public:
+  static constexpr auto kBusy = std::chrono::milliseconds(80);
+  HttpServer* server = nullptr;
+  std::vector<Clock::duration> ages;  // loop thread only until the loop stops
+  void on_request(HttpRequest&& request, ResponseSlot slot) override {
+    ages.push_back(Clock::now() - request.arrived);
+    if (ages.size() == 1) {
+      const Clock::time_point until = Clock::now() + kBusy;
+      while (Clock::now() < until) {
+      }
+    }
+    HttpResponse response;
+    response.body = "{}";
+    server->respond(slot, std::move(response));
+  }
+};
+
+int connect_to(int port) {
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;
+  return client;
+}
+
+TEST(HttpServer, StampsRequestsWithTheirArrivalNotTheirParse) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  BusyFirst handler;
+  HttpServer server(&loop, handler, HttpServerOptions{});
+  handler.server = &server;
+  const int listening = open_listening_socket("127.0.0.1", 0, 16);
+  ASSERT_GE(listening, 0);
+  const int port = bound_port(listening);
+  ASSERT_EQ(server.serve_socket(listening), 0);
+  uv_async_t stop;
+  stop.data = &server;
+  uv_async_init(&loop, &stop, [](uv_async_t* async) {
+    static_cast<HttpServer*>(async->data)->close_all();
+    uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
+  });
+  std::thread loop_thread([&loop] { uv_run(&loop, UV_RUN_DEFAULT); });
+
+  const std::string request = "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const int first = connect_to(port);
+  const int second = connect_to(port);
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // both accepted; the loop sleeps
+  ASSERT_EQ(::send(first, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  // The second request arrives while the loop is busy with the first: read only afterwards.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(::send(second, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  char buffer[4096];
+  timeval timeout{5, 0};
+  for (int client : {first, second}) {
+    ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    while (::recv(client, buffer, sizeof(buffer), 0) > 0) {
+    }
+    ::close(client);
+  }
+  uv_async_send(&stop);
+  loop_thread.join();
+  uv_loop_close(&loop);
+
+  ASSERT_EQ(handler.ages.size(), 2u);
+  // The first was read as it arrived (the loop slept); the second waited out most of the busy spell
+  // unread, and its stamp says so (it is stamped with the start of the busy iteration at the latest).
+  EXPECT_LT(handler.ages[0], std::chrono::milliseconds(20));
+  EXPECT_GE(handler.ages[1], BusyFirst::kBusy - std::chrono::milliseconds(20));
 }
 
 }  // namespace

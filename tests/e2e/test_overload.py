@@ -11,6 +11,7 @@ import http.client
 import itertools
 import json
 import re
+import socket
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -200,9 +201,18 @@ def test_without_a_cache_an_overloaded_app_refuses_before_decoding_the_body(clus
     query_addr = sleeper_behind_two_apps(
         conn, e2e_models.sleep_20_ms_per_batch, "busy", "busy-default", SLO_MICROS, batch_size=4
     )
+    # An /update here may take its app's SLO (1.5 s) to collect its outputs: a model taking a second per
+    # batch, busy with one, cannot give one in time.
+    conn.register_application("glacial", "doubles", "-1", 1_500_000)
+    deploy_python_closure(conn, "slowpoke", "1", "doubles", e2e_models.sleep_one_second)
+    conn.link_model_to_app("glacial", "slowpoke")
+    model_answer(conn, "glacial", {"input": [0.5]})
     malformed = b'{"input": [1.0, '
+    oip_malformed = b'{"inputs": [{"name": "x", "datatype": "FP64", '
 
     assert post_raw(query_addr, "/busy/predict", malformed)[0] == 400  # idle: decoded, refused 400
+    assert post_raw(query_addr, "/v2/models/busy/infer", oip_malformed)[0] == 400
+    assert post_raw(query_addr, "/busy/update", malformed)[0] == 400
     overload = open_loop(f"http://{query_addr}/busy/predict", 4 * CAPACITY_PER_S, 4)
     time.sleep(1.0)
     status, _, body = first_refusal(query_addr, "busy")
@@ -211,7 +221,14 @@ def test_without_a_cache_an_overloaded_app_refuses_before_decoding_the_body(clus
     lenient = post_raw(query_addr, "/busy-default/predict", malformed)
     # A body naming a version is decoded (the version decides which model is asked).
     named = post_raw(query_addr, "/busy/predict", b'{"input": [1.0], "version": "1"}')
+    # Open Inference Protocol infer refuses before decoding too (it has no default); so does /update.
+    oip_early = post_raw(query_addr, "/v2/models/busy/infer", oip_malformed)
     report = report_of(overload)
+    with ThreadPoolExecutor(1) as pool:
+        slow_query = pool.submit(post_raw, query_addr, "/glacial/predict", b'{"input": [2.0]}')
+        time.sleep(0.3)  # slowpoke is evaluating it
+        update_early = post_raw(query_addr, "/glacial/update", malformed)
+        slow_query.result()
 
     assert_nothing_lost(report)
     assert status == 429, body
@@ -219,7 +236,82 @@ def test_without_a_cache_an_overloaded_app_refuses_before_decoding_the_body(clus
     assert early[2]["error"] == "Overloaded" and "sleeper:1" in early[2]["cause"], early
     assert lenient[0] == 400, lenient
     assert named[0] == 429 and named[2]["error"] == "Overloaded", named
-    assert rejected(conn, "busy", "deadline") >= report["status"]["429"] + 2
+    assert oip_early[0] == 429 and int(oip_early[1]) >= 1, oip_early
+    assert "sleeper:1" in oip_early[2]["error"], oip_early  # the protocol's error format
+    assert update_early[0] == 429 and update_early[2]["error"] == "Overloaded", update_early
+    assert "slowpoke:1" in update_early[2]["cause"], update_early
+    assert rejected(conn, "busy", "deadline") >= report["status"]["429"] + 3
+    assert rejected(conn, "glacial", "deadline") == 1
+
+
+def test_a_query_that_waited_out_its_slo_unread_is_refused_before_decoding_cache_or_not(clusters):
+    # The lag gate: requests are stamped with when their bytes arrived, not when they were parsed. A
+    # burst of pipelined requests on many connections arrives at once and is read in one long loop
+    # iteration; those parsed after the app's SLO has passed since it began are refused with 429
+    # before their bodies are decoded, even with the cache on (nothing can answer them in time), and
+    # counted as reason "lag". Each answered one is answered whatever its place in the burst.
+    conn = clusters.start("lag")
+    conn.register_application("tight", "doubles", "-1", 5_000)
+    deploy_python_closure(conn, "summer", "1", "doubles", e2e_models.sum_of_each)
+    conn.link_model_to_app("tight", "summer")
+    model_answer(conn, "tight", {"input": [0.5]})
+    query_addr = conn.get_query_addr()
+    # Idle: a query is read as it arrives, and answered.
+    status, body, _ = post(query_addr, "/tight/predict", {"input": [1.0, 2.0]})
+    assert status == 200 and not body["default"], body
+    assert rejected(conn, "tight", "lag") == 0
+
+    connections, per_connection = 16, 200
+    host, port = query_addr.rsplit(":", 1)
+    sockets = [socket.create_connection((host, int(port)), timeout=30) for _ in range(connections)]
+    try:
+        bursts = []
+        for c in range(connections):
+            requests = []
+            for i in range(per_connection):
+                body = b'{"input": [%d.25]}' % (c * per_connection + i)
+                requests.append(
+                    b"POST /tight/predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+            bursts.append(b"".join(requests))
+        for sock, burst in zip(sockets, bursts):
+            sock.sendall(burst)
+        answers = [read_answers(sock, per_connection) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    statuses = [status for answered in answers for status, _ in answered]
+    late = [body for answered in answers for status, body in answered if status == 429]
+    assert len(statuses) == connections * per_connection  # every request answered
+    assert set(statuses) <= {200, 429}, set(statuses)
+    lag = [body for body in late if "before the frontend could read it" in body["cause"]]
+    assert lag, (statuses.count(200), late[:3])
+    assert all(body["error"] == "Overloaded" for body in lag), lag[:3]
+    assert rejected(conn, "tight", "lag") == len(lag)
+
+
+def read_answers(sock, count):
+    """Reads `count` HTTP answers from `sock`: [(status, decoded JSON body)]."""
+    answers, buffer = [], b""
+    while len(answers) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(answers)} answers"
+            buffer += chunk
+            continue
+        head = buffer[:head_end].decode()
+        length = int(re.search(r"Content-Length: (\d+)", head).group(1))
+        if len(buffer) < head_end + 4 + length:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(answers)} answers"
+            buffer += chunk
+            continue
+        body = buffer[head_end + 4 : head_end + 4 + length]
+        answers.append((int(head.split(" ", 2)[1]), json.loads(body)))
+        buffer = buffer[head_end + 4 + length :]
+    return answers
 
 
 def post_raw(query_addr, path, data):
