@@ -1,5 +1,7 @@
-"""Counting instructions of running processes with callgrind, for cost figures that a shared, noisy
-machine cannot disturb (instructions, not time).
+"""Counting instructions of several running processes with callgrind over several windows, for cost
+figures that a shared, noisy machine cannot disturb (instructions, not time). bench/callgrind_frontend.py
+runs one frontend for one window; this is for a frontend and its replicas measured window after window
+(bench/selection_cost.py), where instrumentation stays on and each window zeroes, then dumps.
 
 Owns: the valgrind command prefix that starts a process uninstrumented, switching instrumentation on
 and off for a measured window (callgrind_control), dumping, and summing the instructions each process
@@ -19,6 +21,7 @@ def command_prefix(dump_dir: Path, label: str) -> list[str]:
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
+        "--collect-systime=yes",  # system calls counted too (sysCount): per-batch wake-ups are there
         f"--callgrind-out-file={dump_dir / label}.%p",
     ]
 
@@ -44,14 +47,18 @@ def dump(pids: list[int]) -> None:
         _control("-d", str(pid))
 
 
-def _total_of(dump_file: Path) -> int:
+def _events_of(dump_file: Path) -> dict[str, int]:
+    events: list[str] = []
     for line in dump_file.read_text(errors="replace").splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    return 0
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            return dict(zip(events or ["Ir"], map(int, line.split()[1:]), strict=False))
+    return {}
 
 
-def instructions_of_dump(dump_dir: Path, label: str, pid: int, number: int) -> int:
-    """The instructions in `pid`'s `number`-th dump (1 = the first callgrind_control -d)."""
+def events_of_dump(dump_dir: Path, label: str, pid: int, number: int) -> dict[str, int]:
+    """The events (Ir: instructions, sysCount: system calls) in `pid`'s `number`-th dump (1 = the
+    first callgrind_control -d); empty when there is no such dump."""
     path = dump_dir / f"{label}.{pid}.{number}"
-    return _total_of(path) if path.exists() else 0
+    return _events_of(path) if path.exists() else {}

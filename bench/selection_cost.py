@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench/ is a folder of scripts, not a package: its helpers are imported by path.
 import callgrind
+import callgrind_frontend
 import common
 
 APPS = ("single", "exp3", "split")
@@ -91,30 +92,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "selection_cost.json")
     return parser.parse_args(argv)
-
-
-def binaries(specs: list[str]) -> list[tuple[str, str]]:
-    if not specs:
-        from clipper_native import frontend_binary
-
-        return [("installed", str(frontend_binary()))]
-    pairs = []
-    for spec in specs:
-        label, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_file():
-            raise SystemExit(f"--frontend wants LABEL=PATH of an existing binary, got {spec!r}")
-        pairs.append((label, path))
-    return pairs
-
-
-def _wait(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if predicate():
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def _metrics(url: str) -> str:
@@ -176,7 +153,7 @@ class Cluster:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.base = f"http://127.0.0.1:{query_port}"
-        _wait(lambda: common.post_json(self.base + "/healthz", None)[0] in (200, 405), 120, "the frontend")
+        callgrind_frontend.wait(lambda: common.post_json(self.base + "/healthz", None)[0] in (200, 405), 120, "the frontend")
         environment = {**os.environ, "PYTHONPATH": str(work)}
         for model, replicas in MODELS.items():
             for replica in range(replicas):
@@ -211,7 +188,7 @@ class Cluster:
             }  # fmt: skip
             return all(counts.get(model, 0) >= replicas for model, replicas in MODELS.items())
 
-        _wait(connected, 300, "every replica to connect")
+        callgrind_frontend.wait(connected, 300, "every replica to connect")
         counter = iter(range(10**9))
         for app in APPS:
 
@@ -219,7 +196,7 @@ class Cluster:
                 status, body = common.post_json(f"{self.base}/{app}/predict", {"input": [0.5, float(next(counter))]}, 30.0)
                 return status == 200 and isinstance(body, dict) and body.get("default") is False
 
-            _wait(answered, 120, f"a model's answer on {app}")
+            callgrind_frontend.wait(answered, 120, f"a model's answer on {app}")
 
     def build(self) -> str | None:
         build = re.search(r"clipper_build_info\{([^}]*)\}", _metrics(self.metrics_url))
@@ -271,10 +248,9 @@ def one_binary(label: str, binary: str, args: argparse.Namespace, loadgen: str) 
         callgrind.dump(list(pids.values()))
         idle_seconds = time.monotonic() - idle_started
         time.sleep(1.0)
-        idle_per_second = {
-            name: callgrind.instructions_of_dump(work, dump_label(name), pid, 1) / idle_seconds
-            for name, pid in pids.items()
-        }
+        idle = {name: callgrind.events_of_dump(work, dump_label(name), pid, 1) for name, pid in pids.items()}
+        idle_per_second = {name: events.get("Ir", 0) / idle_seconds for name, events in idle.items()}
+        idle_calls_per_second = {name: events.get("sysCount", 0) / idle_seconds for name, events in idle.items()}
         for number, app in enumerate(APPS, start=2):
             before = batches_by_model(_metrics(metrics_url))
             callgrind.zero(list(pids.values()))
@@ -284,11 +260,15 @@ def one_binary(label: str, binary: str, args: argparse.Namespace, loadgen: str) 
             elapsed = time.monotonic() - started
             after = batches_by_model(_metrics(metrics_url))
             time.sleep(1.0)
+            events = {name: callgrind.events_of_dump(work, dump_label(name), pid, number) for name, pid in pids.items()}
             by_process = {
-                name: max(0, round(callgrind.instructions_of_dump(work, dump_label(name), pid, number)
-                                   - idle_per_second[name] * elapsed))
-                for name, pid in pids.items()
-            }  # fmt: skip
+                name: max(0, round(events[name].get("Ir", 0) - idle_per_second[name] * elapsed))
+                for name in pids
+            }
+            calls = {
+                name: max(0, round(events[name].get("sysCount", 0) - idle_calls_per_second[name] * elapsed))
+                for name in pids
+            }
             row = window_row(app, run.report, {m: after.get(m, 0) - before.get(m, 0) for m in MODELS})
             answered = row["answered"]
             sent = sum(row["batches"].values())
@@ -300,10 +280,19 @@ def one_binary(label: str, binary: str, args: argparse.Namespace, loadgen: str) 
                 "replicas": round(replicas_total / answered) if answered else None,
             }
             row["per_batch_replicas"] = round(replicas_total / sent) if sent else None
+            # System calls (valgrind turns clock_gettime, a vDSO call natively, into one: the frontend's
+            # figure includes those; compare apps, not absolute counts).
+            row["system_calls"] = calls
+            replica_calls = sum(v for name, v in calls.items() if name != "frontend")
+            row["system_calls_per_query"] = {
+                "frontend": round(calls["frontend"] / answered, 3) if answered else None,
+                "replicas": round(replica_calls / answered, 3) if answered else None,
+            }
             windows.append(row)
             print(f"  {app:<7} {answered:>7,} answered, {row['queries_per_batch']} per batch, "
                   f"{row['per_query']['total']:,} instr/query (frontend {row['per_query']['frontend']:,}, "
-                  f"replicas {row['per_query']['replicas']:,})", file=sys.stderr)  # fmt: skip
+                  f"replicas {row['per_query']['replicas']:,}); system calls per query "
+                  f"{row['system_calls_per_query']}", file=sys.stderr)  # fmt: skip
     single = windows[0]["per_query"]["total"]
     return {
         "frontend": label,
@@ -367,7 +356,7 @@ def wall_runs(specs: list[tuple[str, str]], args: argparse.Namespace, loadgen: s
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     loadgen = common.find_loadgen(args.loadgen)
-    specs = binaries(args.frontend)
+    specs = callgrind_frontend.binaries(args.frontend)
     if args.wall:
         runs = wall_runs(specs, args, loadgen)
         payload: dict[str, Any] = {
@@ -400,12 +389,15 @@ def main(argv: list[str]) -> int:
         "runs": runs,
     }
     path = common.write_results(args.output.stem, payload, args.output.parent)
-    print(f"{'frontend':<10} {'app':<7} {'per batch':>9} {'instr/query':>12} {'frontend':>9} {'replicas':>9}")
+    print(f"{'frontend':<10} {'app':<7} {'per batch':>9} {'instr/query':>12} {'frontend':>9} {'replicas':>9} "
+          f"{'fe sys/q':>9} {'rep sys/q':>9}")  # fmt: skip
     for run in runs:
         for row in run["windows"]:
             q = row["per_query"]
+            c = row["system_calls_per_query"]
             print(f"{run['frontend']:<10} {row['app']:<7} {row['queries_per_batch'] or 0:>9} "
-                  f"{q['total'] or 0:>12,} {q['frontend'] or 0:>9,} {q['replicas'] or 0:>9,}")  # fmt: skip
+                  f"{q['total'] or 0:>12,} {q['frontend'] or 0:>9,} {q['replicas'] or 0:>9,} "
+                  f"{c['frontend'] or 0:>9} {c['replicas'] or 0:>9}")  # fmt: skip
     print(f"results: {path}", file=sys.stderr)
     return 0
 
