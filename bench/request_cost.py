@@ -21,6 +21,7 @@ Give the binary built before a change to compare (both run in the same invocatio
     python bench/request_cost.py --frontend before=/path/to/old/clipper-frontend \\
         --frontend after=/path/to/new/clipper-frontend
     python bench/request_cost.py --seconds 5 --connections 16
+    python bench/request_cost.py --io-threads 2       # the cost of a second HTTP I/O thread
 
 About 20-30 s per binary (valgrind start-up, the replica's registration, the window).
 Owns bench/results/request_cost.json.
@@ -68,6 +69,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per binary")
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--repeat", type=int, default=1, help="windows per binary (alternating)")
+    parser.add_argument("--io-threads", type=int, default=1, help="the frontend's HTTP I/O threads")
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--profile-dir", type=Path, default=PROFILE_DIR)
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "request_cost.json")
@@ -81,7 +83,8 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         "models": [{"name": MODEL, "version": "1", "input_type": "doubles", "current": True}],
     }  # fmt: skip
     with callgrind_frontend.frontend_under_callgrind(
-        binary, config, ["--replica-transport", "auto"], collect_systime=True,
+        binary, config, ["--replica-transport", "auto", "--io-threads", str(args.io_threads)],
+        collect_systime=True,
         prefix="clipper-request-cost-",
     ) as frontend:  # fmt: skip
         frontend.start_replica(MODEL_SOURCE, "NoOp", MODEL, "doubles", transport="auto")
@@ -122,6 +125,7 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         "binary": binary,
         "build": build,
         "connections": args.connections,
+        "io_threads": args.io_threads,
         "requests": answered,
         "status": report["status"],
         "instructions": totals.instructions,
