@@ -69,9 +69,11 @@ def start_local_cluster(
     cache_size_bytes: int | None,
     io_threads: int = 1,
     replica_transport: str | None = None,
+    **manager_options: Any,
 ) -> LocalCluster:
     """Starts a cluster of local processes (LocalContainerManager); see start_cluster.
-    `replica_transport` ("auto" or "zmq") None keeps the default transport."""
+    `replica_transport` ("auto" or "zmq") None keeps the default transport; `manager_options` go to
+    LocalContainerManager (e.g. frontend_cpus, model_cpus)."""
     from clipper import LocalContainerManager
 
     return start_cluster(
@@ -81,6 +83,7 @@ def start_local_cluster(
         cache_size_bytes,
         io_threads,
         **({} if replica_transport is None else {"replica_transport": replica_transport}),
+        **manager_options,
     )
 
 

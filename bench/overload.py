@@ -9,8 +9,18 @@ Two models, each behind two apps with a 100 ms SLO (`overload`: refused queries 
   accelerator  models.FixedBatchTime: 20 ms per batch of up to 32 inputs, sleeping (no CPU), like a
                model on an accelerator: capacity ~1,600/s per replica, set by the model.
 
-and two placements: `unpinned` (as users run it) and `pinned` (the cluster on --server-cpus, the
-load generator on --loadgen-cpus of its own, via sched_setaffinity like taskset).
+and three placements:
+
+  unpinned     as users run it: the kernel places everything.
+  pinned       the whole cluster (frontend and replica sharing) on --server-cpus, the load generator on
+               --loadgen-cpus of its own (sched_setaffinity, like taskset).
+  isolated     the deployment rule of docs/operations.md: the replica on CPUs of its own
+               (--replica-cpus, through LocalContainerManager's model_cpus), the frontend on others
+               (--frontend-cpus, its frontend_cpus). On a 2-core machine the load generator has no
+               third CPU: it shares the frontend's (--isolated-loadgen-cpus, default the frontend's),
+               which costs the frontend, never the model, so the figures understate the rule. The
+               model's capacity is what one CPU computes; the frontend must read, judge and refuse
+               the rest on its own CPU.
 
 For each scenario and placement the capacity is measured first: closed loop with enough connections
 to keep full batches queued (the queue stays inside the SLO, so nothing is refused), answers within the
@@ -24,8 +34,9 @@ load generator's side:
   rss           the frontend process's RSS before the runs, its peak and after each run
 
 and, at --default-at (2x), the same load on the overload="default" app. The issue's target: goodput at
-2x >= 0.9 x capacity. Owns bench/results/overload.json and overload.png. About 4 minutes with the
-defaults (4 studies of about a minute).
+2x >= 0.9 x capacity (also given against the best goodput any run of the study reached, where the
+closed loop understates the model). Owns bench/results/overload.json and overload.png. About 6
+minutes with the defaults (6 studies of about a minute).
 
     python bench/overload.py
     python bench/overload.py --scenarios accelerator --placements pinned --duration 10
@@ -54,7 +65,7 @@ DEFAULT_APP = "overload-default"
 MODEL = "overload-model"
 TARGET_GOODPUT_AT_2X = 0.9
 SCENARIOS = ("cpu", "accelerator")
-PLACEMENTS = ("unpinned", "pinned")
+PLACEMENTS = ("unpinned", "pinned", "isolated")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -65,6 +76,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--placements", nargs="+", choices=PLACEMENTS, default=list(PLACEMENTS))
     parser.add_argument("--server-cpus", default="0", help="pinned: the cluster's CPUs (default 0)")
     parser.add_argument("--loadgen-cpus", default="1", help="pinned: the load generator's (1)")
+    parser.add_argument("--frontend-cpus", default="0", help="isolated: the frontend's CPUs (0)")
+    parser.add_argument("--replica-cpus", default="1", help="isolated: the replica's CPUs (1)")
+    parser.add_argument(
+        "--isolated-loadgen-cpus",
+        help="isolated: the load generator's CPUs (default: the frontend's; give a third CPU set "
+        "where the machine has one)",
+    )
     parser.add_argument("--slo-micros", type=int, default=100_000, help="the apps' SLO (100 ms)")
     parser.add_argument("--multipliers", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
@@ -97,6 +115,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error("--server-cpus and --loadgen-cpus overlap; give them separate CPUs")
         if not (server | loadgen) <= os.sched_getaffinity(0):
             parser.error("--server-cpus / --loadgen-cpus name CPUs this process may not use")
+    if "isolated" in args.placements:
+        frontend, replica = common.parse_cpus(args.frontend_cpus), common.parse_cpus(args.replica_cpus)
+        if frontend & replica:
+            parser.error("--frontend-cpus and --replica-cpus overlap; isolation needs separate CPUs")
+        if not (frontend | replica) <= os.sched_getaffinity(0):
+            parser.error("--frontend-cpus / --replica-cpus name CPUs this process may not use")
     return args
 
 
@@ -207,6 +231,13 @@ def run_study(
 
     server_cpus = common.parse_cpus(args.server_cpus) if placement == "pinned" else None
     loadgen_cpus = common.parse_cpus(args.loadgen_cpus) if placement == "pinned" else None
+    placement_options: dict[str, Any] = {}
+    if placement == "isolated":
+        placement_options = {
+            "frontend_cpus": args.frontend_cpus,
+            "model_cpus": {MODEL: args.replica_cpus},
+        }
+        loadgen_cpus = common.parse_cpus(args.isolated_loadgen_cpus or args.frontend_cpus)
     if scenario == "cpu":
         model: Any = models.CalibratedBurner(args.fixed_micros, args.per_input_micros)
         batch_size = -1
@@ -215,7 +246,9 @@ def run_study(
     with contextlib.ExitStack() as stack:
         # The frontend and the replicas it starts inherit the placement.
         with common.pinned(server_cpus):
-            cluster = cluster_lib.start_local_cluster(stack, "overload", cache_size_bytes=0)
+            cluster = cluster_lib.start_local_cluster(
+                stack, "overload", cache_size_bytes=0, **placement_options
+            )
             connection = cluster.connection
             connection.register_application(APP, "doubles", "-1", args.slo_micros)
             connection.register_application(
@@ -229,6 +262,10 @@ def run_study(
         connection.link_model_to_app(DEFAULT_APP, MODEL)
         cluster_lib.wait_for_model_answer(cluster.url(APP), lambda i: {"input": [float(i)] * 10})
         rss_before = common.megabytes(common.rss_bytes(cluster.frontend_pid))
+        placed = {
+            "frontend": cpus_allowed(cluster.frontend_pid),
+            "replicas": [cpus_allowed(r.pid) for r in cluster.manager.list_replicas()],
+        }
         sampler = stack.enter_context(cluster_lib.MetricsSampler(cluster.metrics_url))
         study = Study(scenario, placement, cluster, sampler, loadgen_cpus)
         capacity = one_run("capacity", APP, args, loadgen, study, rate=None)
@@ -244,16 +281,35 @@ def run_study(
         rss_after = common.megabytes(common.rss_bytes(cluster.frontend_pid))
     at_2x = next((r for r in runs if r["run"] == "2x" and r["app"] == APP), None)
     ratio_2x = None if at_2x is None else at_2x["goodput_rps"] / capacity["goodput_rps"]
+    # The closed loop can understate what the model computes (its latency, not the model, bounds
+    # it: in the isolated placement the load generator shares the frontend's CPU); the best goodput
+    # any run reached is the other reference.
+    best = max(r["goodput_rps"] for r in [capacity, *runs])
+    ratio_2x_best = None if at_2x is None else at_2x["goodput_rps"] / best
     return {
         "scenario": scenario,
         "placement": placement,
         "server_cpus": sorted(server_cpus) if server_cpus else None,
         "loadgen_cpus": sorted(loadgen_cpus) if loadgen_cpus else None,
+        "frontend_cpus": placement_options.get("frontend_cpus"),
+        "replica_cpus": placement_options.get("model_cpus", {}).get(MODEL),
         "capacity": capacity,
         "runs": runs,
+        "cpus_allowed": placed,
         "goodput_at_2x_over_capacity": common.rounded(ratio_2x, 3),
+        "best_goodput_rps": best,
+        "goodput_at_2x_over_best": common.rounded(ratio_2x_best, 3),
         "frontend_rss_mb": {"before": rss_before, "after": rss_after},
     }
+
+
+def cpus_allowed(pid: int | None) -> str | None:
+    """The CPUs process `pid` may run on, as the kernel reports them (the placement as applied)."""
+    with contextlib.suppress(OSError, TypeError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    return None
 
 
 def print_table(result: dict[str, Any], slo_ms: float) -> None:
@@ -261,7 +317,7 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
     print(
         f"\n{result['scenario']} / {result['placement']}: capacity (closed loop) "
         f"{capacity['goodput_rps']:,.0f} answers/s within the {slo_ms:g} ms SLO "
-        f"(other cores {capacity['cpu_cores']['other']})"
+        f"(other cores {capacity['cpu_cores']['other']}; CPUs allowed: {result['cpus_allowed']})"
     )
     header = (
         f"{'run':>10} {'app':>17} {'offered/s':>10} {'goodput/s':>10} {'x cap':>6} {'429 %':>6} "
@@ -284,7 +340,9 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
     if ratio_2x is not None:
         verdict = "met" if ratio_2x >= TARGET_GOODPUT_AT_2X else "NOT met"
         print(
-            f"goodput at 2x / capacity = {ratio_2x:.2f} (target >= {TARGET_GOODPUT_AT_2X}: {verdict})"
+            f"goodput at 2x / capacity = {ratio_2x:.2f} (target >= {TARGET_GOODPUT_AT_2X}: {verdict}); "
+            f"/ the best goodput of any run ({result['best_goodput_rps']:,.0f}/s) = "
+            f"{result['goodput_at_2x_over_best']:.2f}"
         )
     rss = result["frontend_rss_mb"]
     print(f"frontend RSS: {rss['before']} MB before the runs, {rss['after']} MB after")

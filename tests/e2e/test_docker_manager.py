@@ -314,3 +314,30 @@ def test_the_frontend_container_stops_on_sigterm_with_its_own_clean_exit(docker_
 
 def log_tail_of(container):
     return container.logs(tail=20).decode("utf-8", "replace")
+
+
+def test_the_frontend_and_a_models_replicas_run_on_the_cpus_given(tmp_path):
+    # CPU isolation (docs/operations.md): Docker's --cpuset-cpus for the frontend container and for a
+    # model's replica containers, read back from Docker and from the kernel (/proc of each container's
+    # main process).
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("CPU isolation needs two CPUs")
+    frontend_cpu, model_cpu = str(allowed[0]), str(allowed[-1])
+    with start_docker_cluster(_CLIENT, tmp_path, frontend_cpuset=frontend_cpu) as conn:
+        conn.cm.set_model_resources("placed", cpuset=model_cpu)
+        conn.register_application("placed", "doubles", "-1", 1_000_000)
+        deploy_python_closure(conn, "placed", "1", "doubles", _sum_closure())
+        conn.link_model_to_app("placed", "placed")
+        assert model_answer(conn, "placed", {"input": [1.0, 2.0]})["output"] == 3.0
+        roles = {"frontend": frontend_cpu, "replica": model_cpu}
+        for container in _cluster_containers(conn.cm.cluster_name):
+            role = container.labels.get("ai.clipper.role")
+            if role not in roles:
+                continue
+            attrs = _CLIENT.api.inspect_container(container.id)
+            assert attrs["HostConfig"]["CpusetCpus"] == roles[role], role
+            status = Path(f"/proc/{attrs['State']['Pid']}/status").read_text()
+            assert f"Cpus_allowed_list:\t{roles[role]}\n" in status, role
+            roles.pop(role)
+        assert roles == {}, f"no container found for {sorted(roles)}"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from clipper.container.cli import add_serving_arguments, configure_logging, options_from_arguments
 from clipper.container.closure import ClosureModel, load_closure
 from clipper.container.server import serve_until_signalled
+from clipper.exceptions import ClipperException
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the cloudpickle file written by save_closure (DIR/func.pkl), or its directory",
     )
+    parser.add_argument(
+        "--cpus",
+        default="",
+        metavar="LIST",
+        help="CPUs to run on, like '1' or '2-3' (default: every CPU it may use); applied before the "
+        "function is loaded, so every thread it starts inherits it",
+    )
     add_serving_arguments(parser)
     return parser
 
@@ -41,7 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(arguments.log_level)
     try:
         options = options_from_arguments(arguments)
-    except ValueError as exc:
+        if arguments.cpus:
+            # Imported here: only local replicas get --cpus, and the container SDK the Docker images
+            # install ships no clipper.cpu_placement (Docker confines containers with --cpuset-cpus).
+            from clipper.cpu_placement import apply_cpus
+
+            apply_cpus(arguments.cpus, "--cpus")
+    except (ValueError, ClipperException) as exc:
         parser.error(str(exc))
     try:
         func = load_closure(arguments.func_path)

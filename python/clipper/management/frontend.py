@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from clipper.cpu_placement import apply_cpus, parse_cpus
 from clipper.exceptions import ClipperException
 from clipper.management.auth import (
     check_unauthenticated_bind,
@@ -138,6 +139,9 @@ class FrontendOptions:
     # "local": a thread restarts the local manager's replica processes that exit, with back-off
     # (clipper.managers.local_supervisor); "none": replicas are supervised elsewhere (Docker, Kubernetes).
     replica_supervisor: str = "none"
+    # CPUs the frontend process runs on ("0", "0-1,3"; empty: every CPU it may use), applied before
+    # its threads start: with CPU-bound replicas on CPUs of their own, the I/O threads keep theirs.
+    cpus: str = ""
 
     def validate(self) -> None:
         for name in ("query_port", "management_port", "rpc_port", "metrics_port"):
@@ -166,6 +170,8 @@ class FrontendOptions:
                 f"replica_supervisor={self.replica_supervisor!r}: use 'local' or 'none'"
             )
         self.management_limits().validate()
+        if self.cpus:
+            parse_cpus(self.cpus)  # the syntax; the CPUs are checked when applied
         if self.allow_unauthenticated_management:
             check_unauthenticated_bind(self.bind_address)
         if self.allow_unauthenticated_replicas:
@@ -235,6 +241,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "log_level": "logging level",
         "replica_supervisor": "'local': restart replica processes of the state directory that exit; "
         "'none': no supervision here",
+        "cpus": "CPUs the frontend runs on, like '0' or '0-1,3' (empty: every CPU it may use)",
     }
     for option in fields(FrontendOptions):
         default = getattr(defaults, option.name)
@@ -321,6 +328,8 @@ class Frontend:
         options = self.options
         # Owner-only: the directory holds the management token and the models' pickled code.
         restrict_state_dir(self._state_dir)
+        if options.cpus:
+            apply_cpus(options.cpus, "cpus")  # before any thread starts: they inherit it
         store = open_state_store(
             self._state_dir, options.redis_address or None, cluster_name=options.cluster_name
         )

@@ -27,6 +27,7 @@ from typing import Any
 from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.container.credentials import ENV_RPC_CREDENTIALS
 from clipper.container.server import ENV_TRANSPORT
+from clipper.cpu_placement import format_cpus, parse_cpus
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
 from clipper.management.endpoints import FrontendEndpoints
 from clipper.management.replica_keys import (
@@ -96,13 +97,15 @@ class DockerContainerManager(ContainerManager):
         docker_client: Any = None,
         supervision_reporter: bool = True,
         shm_transport: bool = False,
+        frontend_cpuset: str | None = None,
     ) -> None:
         """`docker_network`: "host" (the default; containers share the host's network and bind
         127.0.0.1) or a user-defined network (the frontend's ports are then published on the host's
         loopback). `extra_container_kwargs` go to every `containers.run` (e.g. `{"dns": [...]}`).
         `base_image`: what Clipper's images are built FROM (default: $CLIPPER_BASE_IMAGE, the local
         Debian-built clipper-base:bookworm when present, else python:3.11-slim). `model_resources`:
-        {model name: ModelResources}, also settable with `set_model_resources`.
+        {model name: ModelResources}, also settable with `set_model_resources` (`cpuset` there, and
+        `frontend_cpuset` here, give each its own CPUs: docs/admission.md).
         `restart_max_retries`: crashes of one replica container Docker restarts (with back-off).
         `state_dir` (default ~/.clipper/<cluster_name>) is mounted into the frontend container: its
         configuration and management token outlive the container. `supervision_reporter`: start
@@ -149,6 +152,8 @@ class DockerContainerManager(ContainerManager):
         self._client = docker_client
         self.supervision_reporter = supervision_reporter
         self.shm_transport = bool(shm_transport)
+        # The frontend container's CPUs (Docker's --cpuset-cpus); models get theirs in ModelResources.
+        self.frontend_cpuset = format_cpus(parse_cpus(frontend_cpuset)) if frontend_cpuset else None
         # Clipper images this manager made sure of (kind -> name): staged and checked once per manager.
         self._images: dict[str, str] = {}
 
@@ -289,6 +294,7 @@ class DockerContainerManager(ContainerManager):
                 user=user,
                 ports=published or None,
                 restart_policy={"Name": "unless-stopped"},
+                **({"cpuset_cpus": self.frontend_cpuset} if self.frontend_cpuset else {}),
             )
         except docker.errors.APIError as error:
             raise ClusterStartError(
@@ -502,9 +508,12 @@ class DockerContainerManager(ContainerManager):
         cpus: float | None = None,
         memory: str | int | None = None,
         gpus: str | int | Sequence[str] | None = None,
+        cpuset: str | None = None,
     ) -> None:
         """Resources of model `name`'s replicas started from now on (every version)."""
-        self.model_resources[name] = ModelResources(cpus=cpus, memory=memory, gpus=gpus)
+        self.model_resources[name] = ModelResources(
+            cpus=cpus, memory=memory, gpus=gpus, cpuset=cpuset
+        )
 
     # ---- model replicas -----------------------------------------------------------------------------
 

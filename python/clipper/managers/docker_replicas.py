@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipper.cpu_placement import format_cpus, parse_cpus
 from clipper.managers import docker_images
 from clipper.managers.supervision import BACKING_OFF, CRASH_LOOPING, RUNNING, describe_exit
 
@@ -25,11 +26,18 @@ CRASH_LOOP_RESTARTS = 3
 @dataclass(frozen=True)
 class ModelResources:
     """What one model's replica containers may use: `cpus` (fractional CPUs), `memory` (Docker's
-    syntax, e.g. "512m", or bytes) and `gpus` ("all", a count, or a list of device ids)."""
+    syntax, e.g. "512m", or bytes), `gpus` ("all", a count, or a list of device ids) and `cpuset`
+    (the CPUs they may run on, "1" or "2-3": Docker's --cpuset-cpus; keep CPU-bound models off the
+    frontend's CPUs, docs/admission.md)."""
 
     cpus: float | None = None
     memory: str | int | None = None
     gpus: str | int | Sequence[str] | None = None
+    cpuset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cpuset is not None:  # normalized, and a clear error before Docker's
+            object.__setattr__(self, "cpuset", format_cpus(parse_cpus(self.cpuset)))
 
     def container_kwargs(self) -> dict[str, Any]:
         import docker.types
@@ -39,6 +47,8 @@ class ModelResources:
             kwargs["nano_cpus"] = int(float(self.cpus) * 1e9)
         if self.memory is not None:
             kwargs["mem_limit"] = self.memory
+        if self.cpuset is not None:
+            kwargs["cpuset_cpus"] = self.cpuset
         if self.gpus is not None:
             if self.gpus == "all":
                 request = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
@@ -52,7 +62,9 @@ class ModelResources:
 
     def to_label(self) -> str:
         gpus = list(self.gpus) if isinstance(self.gpus, (list, tuple)) else self.gpus
-        return json.dumps({"cpus": self.cpus, "memory": self.memory, "gpus": gpus})
+        return json.dumps(
+            {"cpus": self.cpus, "memory": self.memory, "gpus": gpus, "cpuset": self.cpuset}
+        )
 
 
 def replica_info(container: Any) -> dict[str, Any]:

@@ -76,6 +76,10 @@ class PodResources:
     memory: str | None = None
     # GPUs requested (and limited to) as `nvidia.com/gpu`; the node needs NVIDIA's device plugin.
     gpus: int = 0
+    # CPUs of its own: the CPU limit equals the (whole) request and memory is limited, so the pod is
+    # Guaranteed and a kubelet with the static CPU manager policy gives it exclusive cores (CPU
+    # isolation of CPU-bound replicas from the frontend, docs/operations.md).
+    exclusive_cpus: bool = False
 
     def __post_init__(self) -> None:
         if self.cpus is not None and (isinstance(self.cpus, bool) or self.cpus <= 0):
@@ -88,12 +92,21 @@ class PodResources:
             )
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 0:
             raise ConfigurationError(f"PodResources.gpus={self.gpus!r}: use an int >= 0")
+        if self.exclusive_cpus and (
+            self.cpus is None or float(self.cpus) != int(self.cpus) or self.memory is None
+        ):
+            raise ConfigurationError(
+                "PodResources.exclusive_cpus needs a whole number of cpus and a memory limit (the "
+                "static CPU manager policy gives exclusive cores to Guaranteed pods only)"
+            )
 
     def requirements(self) -> client.V1ResourceRequirements | None:
         requests: dict[str, str] = {}
         limits: dict[str, str] = {}
         if self.cpus is not None:
             requests["cpu"] = f"{round(self.cpus * 1000)}m"
+            if self.exclusive_cpus:
+                limits["cpu"] = requests["cpu"]
         if self.memory is not None:
             requests["memory"] = limits["memory"] = self.memory
         if self.gpus:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from clipper.admin.management_client import ManagementClient, urlopen_direct
+from clipper.cpu_placement import CpuSpec, check_available, format_cpus, parse_cpus
 from clipper.exceptions import (
     ClipperException,
     ClusterStartError,
@@ -77,6 +78,8 @@ class LocalContainerManager(ContainerManager):
         stop_timeout_s: float = 10.0,
         log_level: str = "INFO",
         replica_transport: str = defaults.REPLICA_TRANSPORT,
+        frontend_cpus: CpuSpec | None = None,
+        model_cpus: Mapping[str, CpuSpec] | None = None,
     ) -> None:
         """Ports of 0 let the frontend pick free ones (read back after `start_clipper`).
         `prometheus_port` is where `/metrics` is served besides the query port (0 = query port only).
@@ -87,7 +90,11 @@ class LocalContainerManager(ContainerManager):
         bounds of admission control `max_queued_tasks_per_model`, `max_queued_bytes_per_model`,
         `max_pending_queries_per_io_thread`; defaults in `clipper_native/defaults.json`).
         `replica_transport`: "auto" serves the (local) replicas over shared-memory rings, "zmq" over
-        ZeroMQ."""
+        ZeroMQ.
+        CPU placement (docs/admission.md: keep CPU-bound replicas off the frontend's CPUs):
+        `frontend_cpus` ("0", "0-1", or CPU numbers) pins the frontend process; `model_cpus`
+        ({model name: CPUs}, also `set_model_cpus`) pins that model's replicas. With `frontend_cpus`
+        set, replicas of models not named get every other CPU this process may use."""
         unknown = sorted(set(query_port_limits or {}) - set(QUERY_PORT_LIMITS))
         if unknown:
             raise ClipperException(
@@ -114,6 +121,12 @@ class LocalContainerManager(ContainerManager):
         self.heartbeat_timeout_millis = heartbeat_timeout_millis
         self.query_port_limits = dict(query_port_limits or {})
         self.replica_transport = replica_transport
+        self.frontend_cpus = parse_cpus(frontend_cpus) if frontend_cpus is not None else None
+        if self.frontend_cpus is not None:
+            check_available(self.frontend_cpus, "frontend_cpus")
+        self.model_cpus: dict[str, frozenset[int]] = {}
+        for model_name, cpus in (model_cpus or {}).items():
+            self.set_model_cpus(model_name, cpus)
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.log_level = log_level
@@ -190,6 +203,8 @@ class LocalContainerManager(ContainerManager):
             "--log-level", self.log_level,
             "--replica-supervisor", "local",
         ]  # fmt: skip
+        if self.frontend_cpus is not None:
+            command += ["--cpus", format_cpus(self.frontend_cpus)]
         for name, value in self.query_port_limits.items():
             command += ["--" + name.replace("_", "-"), str(value)]
         if self.redis_ip:
@@ -317,6 +332,26 @@ class LocalContainerManager(ContainerManager):
         self._closure_path(image)  # fail before starting anything
         for _ in range(num_replicas):
             self._start_replica(name, version, input_type, image)
+
+    def set_model_cpus(self, name: str, cpus: CpuSpec | None) -> None:
+        """Pin replicas of model `name` started from now on to `cpus` (None: the default placement).
+        Running replicas keep theirs until replaced."""
+        if cpus is None:
+            self.model_cpus.pop(name, None)
+            return
+        parsed = parse_cpus(cpus)
+        check_available(parsed, f"model_cpus[{name!r}]")
+        self.model_cpus[name] = parsed
+
+    def replica_cpus(self, name: str) -> frozenset[int] | None:
+        """Where replicas of model `name` run: its own CPUs, else the CPUs the frontend does not use
+        (when the frontend is pinned and some are left), else None (wherever their starter runs)."""
+        if name in self.model_cpus:
+            return self.model_cpus[name]
+        if self.frontend_cpus is not None:
+            rest = frozenset(os.sched_getaffinity(0)) - self.frontend_cpus
+            return rest or None
+        return None
 
     def get_num_replicas(self, name: str, version: str) -> int:
         return sum(1 for replica in self._replicas(name, version) if replica.is_alive())
@@ -514,6 +549,7 @@ class LocalContainerManager(ContainerManager):
             pid=0,
             process_start_ticks=None,
             log_path="",
+            cpus=format_cpus(cpus) if (cpus := self.replica_cpus(name)) else "",
         )
         with self._records.locked():
             replica, process = start_replica_process(

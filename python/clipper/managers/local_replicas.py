@@ -41,7 +41,7 @@ _POLL_INTERVAL_S = 0.05
 @dataclass(frozen=True)
 class ReplicaProcess:
     """One model replica slot and the process that fills it now. Records written before supervision
-    existed lack the last four fields; they read with the defaults."""
+    existed lack the later fields (restart bookkeeping, `cpus`); they read with the defaults."""
 
     model_name: str
     model_version: str
@@ -58,6 +58,8 @@ class ReplicaProcess:
     last_exit_reason: str = ""
     state: str = "running"
     next_start_unix: float = 0.0
+    # The CPUs the replica runs on ("1", "2-3"; empty: those of whoever starts it), kept across restarts.
+    cpus: str = ""
 
     def is_alive(self) -> bool:
         return process_is_alive(self.pid, self.process_start_ticks)
@@ -186,6 +188,8 @@ def start_replica_process(
         "--frontend", f"tcp://{rpc_addr}",
         "--replica-id", str(replica_id),
     ]  # fmt: skip
+    if slot.cpus:
+        command += ["--cpus", slot.cpus]
     credentials = replica_credentials_file(records.root.parent)
     if credentials is not None:
         command += ["--rpc-credentials-file", str(credentials)]

@@ -65,7 +65,7 @@ def test_ports_must_be_fixed():
 
 
 def test_a_replica_container_carries_labels_command_resources_and_gpus(manager, closure_image):
-    manager.set_model_resources("m", cpus=0.5, memory="256m", gpus="all")
+    manager.set_model_resources("m", cpus=0.5, memory="256m", gpus="all", cpuset="0")
     container = manager.create_replica_container("m", "1", "doubles", closure_image)
     try:
         attrs = _CLIENT.api.inspect_container(container.id)
@@ -74,6 +74,7 @@ def test_a_replica_container_carries_labels_command_resources_and_gpus(manager, 
             {"Driver": "", "Count": -1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
         ]
         assert host["NanoCpus"] == 500_000_000
+        assert host["CpusetCpus"] == "0"
         assert host["Memory"] == 256 * 1024 * 1024
         assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 10}
         assert host["NetworkMode"] == "host"

@@ -247,3 +247,12 @@ def test_the_supervision_reporter_may_only_read_pods_of_its_namespace():
     assert ("Secret", "supervision-token-at-c") not in {
         (o.kind, o.metadata.name) for o in cluster_objects(spec)
     }
+
+
+def test_exclusive_cpus_make_a_guaranteed_pod_the_static_cpu_manager_pins():
+    resources = PodResources(cpus=2, memory="1Gi", exclusive_cpus=True).requirements()
+    assert resources.requests == {"cpu": "2000m", "memory": "1Gi"}
+    assert resources.limits == {"cpu": "2000m", "memory": "1Gi"}
+    for wrong in ({"cpus": 1.5, "memory": "1Gi"}, {"cpus": 2}, {"memory": "1Gi"}):
+        with pytest.raises(ConfigurationError, match="exclusive_cpus"):
+            PodResources(exclusive_cpus=True, **wrong)
