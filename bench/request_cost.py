@@ -22,6 +22,7 @@ Give the binary built before a change to compare (both run in the same invocatio
         --frontend after=/path/to/new/clipper-frontend
     python bench/request_cost.py --seconds 5 --connections 16
     python bench/request_cost.py --io-threads 2       # the cost of a second HTTP I/O thread
+    python bench/request_cost.py --replica-transport zmq   # the replica over ZeroMQ
 
 About 20-30 s per binary (valgrind start-up, the replica's registration, the window).
 Owns bench/results/request_cost.json.
@@ -70,6 +71,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--repeat", type=int, default=1, help="windows per binary (alternating)")
     parser.add_argument("--io-threads", type=int, default=1, help="the frontend's HTTP I/O threads")
+    parser.add_argument(
+        "--replica-transport",
+        choices=["auto", "zmq"],
+        default="auto",
+        help="auto: shared memory (the default); zmq: the replica served over ZeroMQ",
+    )
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--profile-dir", type=Path, default=PROFILE_DIR)
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "request_cost.json")
@@ -83,11 +90,14 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         "models": [{"name": MODEL, "version": "1", "input_type": "doubles", "current": True}],
     }  # fmt: skip
     with callgrind_frontend.frontend_under_callgrind(
-        binary, config, ["--replica-transport", "auto", "--io-threads", str(args.io_threads)],
+        binary, config,
+        ["--replica-transport", args.replica_transport, "--io-threads", str(args.io_threads)],
         collect_systime=True,
         prefix="clipper-request-cost-",
     ) as frontend:  # fmt: skip
-        frontend.start_replica(MODEL_SOURCE, "NoOp", MODEL, "doubles", transport="auto")
+        frontend.start_replica(
+            MODEL_SOURCE, "NoOp", MODEL, "doubles", transport=args.replica_transport
+        )
         url = f"{frontend.base}/{APP}/predict"
 
         def answered_by_model() -> bool:
@@ -96,8 +106,8 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
 
         callgrind_frontend.wait(answered_by_model, 120, "the no-op replica's first answer")
         batches_before = callgrind_frontend.metric_value(frontend.metrics(), BATCHES_METRIC)
-        if batches_before < 1:
-            raise RuntimeError("the replica is not served over shared memory (no shm batches)")
+        if (batches_before >= 1) != (args.replica_transport == "auto"):
+            raise RuntimeError(f"the replica is not served over {args.replica_transport}")
         build = frontend.build_info()
         command = common.loadgen_command(
             loadgen, url, connections=args.connections, duration_seconds=args.seconds,
@@ -126,6 +136,7 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         "build": build,
         "connections": args.connections,
         "io_threads": args.io_threads,
+        "replica_transport": args.replica_transport,
         "requests": answered,
         "status": report["status"],
         "instructions": totals.instructions,
@@ -156,7 +167,7 @@ def main(argv: list[str]) -> int:
         "study": "request_cost",
         "machine": common.machine_info(),
         "slo_micros": SLO_MICROS,
-        "workload": "W1 closed loop, no-op model, shared-memory transport",
+        "workload": f"W1 closed loop, no-op model, replica transport {args.replica_transport}",
         "runs": runs,
     }
     path = common.write_results(args.output.stem, payload, args.output.parent)

@@ -117,7 +117,10 @@ void ReplicaService::attach_to_loop(uv_loop_t* loop) {
     uv_poll_init(loop, poll.get(), fd);
     poll->data = this;
     uv_poll_start(poll.get(), UV_READABLE, [](uv_poll_t* handle, int, int) {
-      static_cast<ReplicaService*>(handle->data)->process_on_loop();
+      auto* self = static_cast<ReplicaService*>(handle->data);
+      uv_os_fd_t fired = -1;
+      if (uv_fileno(reinterpret_cast<uv_handle_t*>(handle), &fired) == 0) self->transport_->descriptor_fired(fired);
+      self->process_on_loop();
     });
     polls_.push_back(std::move(poll));
   }

@@ -72,6 +72,9 @@ class ReplicaTransport {
   // Loop mode: descriptors that turn readable when something may be waiting. They are hints: after
   // each wake-up the caller receives until messages_waiting() and closes_waiting() say no.
   virtual std::vector<int> loop_descriptors() const = 0;
+  // Loop mode: `fd`, one of loop_descriptors(), turned readable. A transport whose readiness checks
+  // cost system calls may skip them, once it saw nothing waiting, until its descriptor fires.
+  virtual void descriptor_fired(int fd) {}
 
   // Media besides the one replicas register over (shared memory for co-located replicas). A plain
   // transport has one medium and admits every replica at once.

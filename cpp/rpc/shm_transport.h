@@ -89,6 +89,7 @@ class ShmTransport final : public ReplicaTransport {
   Admission admit(const ReplicaAddress& replica, bool wants_shared_memory) override;
   const char* medium(const ReplicaAddress& replica) const override;
   void release(const ReplicaAddress& replica) override;
+  void descriptor_fired(int fd) override { network_->descriptor_fired(fd); }
   bool about_to_sleep() override;
   void awake() override;
 

@@ -51,6 +51,10 @@ ZmqTransport::ZmqTransport(const ZmqCurveKeys& keys) {
   monitor_ = zmq_socket(context_, ZMQ_PAIR);
   zmq_setsockopt(monitor_, ZMQ_LINGER, &zero, sizeof(zero));
   zmq_connect(monitor_, monitor_endpoint.c_str());
+  std::size_t size = sizeof(router_fd_);
+  zmq_getsockopt(router_, ZMQ_FD, &router_fd_, &size);
+  size = sizeof(monitor_fd_);
+  zmq_getsockopt(monitor_, ZMQ_FD, &monitor_fd_, &size);
 }
 
 ZmqTransport::~ZmqTransport() {
@@ -78,6 +82,7 @@ int ZmqTransport::bind(const std::string& address, int port) {
 }
 
 bool ZmqTransport::send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) {
+  router_idle_ = false;  // a send can make messages readable without a new edge on the descriptor
   if (zmq_send(router_, to.data(), to.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return false;
   return zmq_send(router_, data, size, ZMQ_DONTWAIT) >= 0;
 }
@@ -88,7 +93,20 @@ bool ZmqTransport::readable(void* socket) {
   return zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN) != 0;
 }
 
+bool ZmqTransport::messages_waiting() const {
+  if (router_idle_) return false;
+  router_idle_ = !readable(router_);
+  return !router_idle_;
+}
+
+bool ZmqTransport::closes_waiting() const {
+  if (monitor_idle_) return false;
+  monitor_idle_ = !readable(monitor_);
+  return !monitor_idle_;
+}
+
 TransportWait ZmqTransport::wait(int wake_fd, long timeout_millis) {
+  router_idle_ = monitor_idle_ = false;  // thread mode: look after every wait
   zmq_pollitem_t items[3];
   items[0] = {router_, 0, ZMQ_POLLIN, 0};
   items[1] = {nullptr, wake_fd, ZMQ_POLLIN, 0};
@@ -101,6 +119,11 @@ TransportWait ZmqTransport::wait(int wake_fd, long timeout_millis) {
   result.woken = (items[1].revents & ZMQ_POLLIN) != 0;
   result.closes_waiting = (items[2].revents & ZMQ_POLLIN) != 0;
   return result;
+}
+
+void ZmqTransport::descriptor_fired(int fd) {
+  if (fd == router_fd_) router_idle_ = false;
+  if (fd == monitor_fd_) monitor_idle_ = false;
 }
 
 std::vector<int> ZmqTransport::loop_descriptors() const {
@@ -117,11 +140,14 @@ std::vector<int> ZmqTransport::loop_descriptors() const {
 }
 
 void ZmqTransport::receive(TransportReceiver& receiver) {
+  if (router_idle_) return;
   zmq_msg_t identity;
   zmq_msg_t body;
   for (int received = 0; received < 1024; ++received) {
     zmq_msg_init(&identity);
     if (zmq_msg_recv(&identity, router_, ZMQ_DONTWAIT) < 0) {
+      // Not idle yet: a receive may defer the socket's commands (ZeroMQ throttles them there), so
+      // only messages_waiting()'s ZMQ_EVENTS, which processes them, can say nothing is waiting.
       zmq_msg_close(&identity);
       return;
     }
@@ -169,7 +195,7 @@ void ZmqTransport::note_failed_handshake(uint32_t protocol_error) {
 }
 
 void ZmqTransport::receive_closes(TransportReceiver& receiver) {
-  if (!readable(monitor_)) return;
+  if (!closes_waiting()) return;
   zmq_msg_t frame;
   while (true) {
     zmq_msg_init(&frame);

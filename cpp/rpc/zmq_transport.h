@@ -38,10 +38,11 @@ class ZmqTransport final : public ReplicaTransport {
   bool send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) override;
   void receive(TransportReceiver& receiver) override;
   void receive_closes(TransportReceiver& receiver) override;
-  bool messages_waiting() const override { return readable(router_); }
-  bool closes_waiting() const override { return readable(monitor_); }
+  bool messages_waiting() const override;
+  bool closes_waiting() const override;
   TransportWait wait(int wake_fd, long timeout_millis) override;
   std::vector<int> loop_descriptors() const override;
+  void descriptor_fired(int fd) override;
 
  private:
   static bool readable(void* socket);
@@ -53,6 +54,14 @@ class ZmqTransport final : public ReplicaTransport {
   std::unique_ptr<ZapAuthenticator> authenticator_;  // with CURVE only
   void* router_ = nullptr;
   void* monitor_ = nullptr;  // PAIR receiving the ROUTER's disconnect events
+  // Nothing was waiting on the socket at the last look, and neither its descriptor has fired nor (for
+  // the ROUTER) has a send run since: looking again would find nothing, at the price of ZeroMQ's
+  // poll() and getpid() system calls (ZMQ_EVENTS processes the socket's commands each time).
+  // ZeroMQ signals its descriptor whenever the socket's state may change, except after a send.
+  mutable bool router_idle_ = false;
+  mutable bool monitor_idle_ = false;
+  int router_fd_ = -1;   // ZMQ_FD of each
+  int monitor_fd_ = -1;
   std::vector<std::max_align_t> aligned_scratch_;  // aligned copies of misaligned inbound messages
   std::chrono::steady_clock::time_point next_handshake_log_{};
   uint64_t unlogged_handshakes_ = 0;

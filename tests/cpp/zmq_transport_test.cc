@@ -1,6 +1,7 @@
 #include "rpc/zmq_transport.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <zmq.h>
 
 #include "common/clock.h"
@@ -108,6 +109,50 @@ TEST(ZmqTransport, ReportsAClosedConnection) {
   replica.close();
   ASSERT_TRUE(pump(transport, receiver, [&] { return !receiver.closed.empty(); }));
   EXPECT_GE(receiver.closed[0], 0);
+}
+
+// Loop mode: the transport's descriptors polled as the I/O loop does, each that fires reported.
+template <typename Done>
+bool pump_loop(ZmqTransport& transport, RecordingReceiver& receiver, Done done) {
+  const std::vector<int> descriptors = transport.loop_descriptors();
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (!done() && Clock::now() < give_up) {
+    std::vector<pollfd> items;
+    for (const int fd : descriptors) items.push_back(pollfd{fd, POLLIN, 0});
+    if (::poll(items.data(), items.size(), 50) < 0) return false;
+    for (const pollfd& item : items) {
+      if ((item.revents & POLLIN) != 0) transport.descriptor_fired(item.fd);
+    }
+    do {
+      transport.receive(receiver);
+      if (transport.closes_waiting()) transport.receive_closes(receiver);
+    } while (transport.messages_waiting());
+  }
+  return done();
+}
+
+TEST(ZmqTransport, LooksAgainWhenItsDescriptorFiresAfterFindingNothing) {
+  // Once nothing is waiting the transport stops asking ZeroMQ (each ZMQ_EVENTS costs system calls)
+  // until the socket's descriptor fires or it sends: later messages and closes still arrive.
+  ZmqTransport transport;
+  const int port = transport.bind("127.0.0.1", 0);
+  Dealer replica(port, "replica-3");
+  replica.send("one");
+  RecordingReceiver receiver;
+  ASSERT_TRUE(pump_loop(transport, receiver, [&] { return receiver.messages.size() == 1; }));
+  EXPECT_FALSE(transport.messages_waiting());
+  EXPECT_FALSE(transport.closes_waiting());
+  replica.send("two");
+  ASSERT_TRUE(pump_loop(transport, receiver, [&] { return receiver.messages.size() == 2; }));
+  EXPECT_EQ(receiver.messages[1], "two");
+  // A send may make an answer readable without a new edge on the descriptor.
+  const std::string batch = "batch";
+  ASSERT_TRUE(transport.send("replica-3", reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
+  ASSERT_EQ(replica.receive(5000), "batch");
+  replica.send("three");
+  ASSERT_TRUE(pump_loop(transport, receiver, [&] { return receiver.messages.size() == 3; }));
+  replica.close();
+  ASSERT_TRUE(pump_loop(transport, receiver, [&] { return !receiver.closed.empty(); }));
 }
 
 TEST(ZmqTransport, ABusyPortIsAClearError) {
