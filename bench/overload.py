@@ -204,6 +204,25 @@ def one_run(
             "rejected_deadline_rps": sampler.rate(
                 f'clipper_app_rejected_total{{{labels},reason="deadline"}}', *window
             ),
+            # Refused because they had waited out the SLO unread (the lag gate).
+            "rejected_lag_rps": sampler.rate(
+                f'clipper_app_rejected_total{{{labels},reason="lag"}}', *window
+            ),
+            # The frontend's own latency, counted from each request's arrival (its arrival clock):
+            # what the load generator measures beyond it waited before the frontend saw the bytes.
+            "frontend_latency_mean_ms": common.rounded(
+                (sampler.histogram_mean("clipper_app_latency_seconds", labels, *window) or 0)
+                * 1000
+            ),
+            "frontend_latency_p99_ms": common.rounded(
+                (
+                    sampler.histogram_quantile(
+                        "clipper_app_latency_seconds", labels, 0.99, *window
+                    )
+                    or 0
+                )
+                * 1000
+            ),
             "mean_batch_size": common.rounded(
                 sampler.histogram_mean(
                     "clipper_model_batch_size", cluster_lib.model_labels(MODEL, "1"), *window

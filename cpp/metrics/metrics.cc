@@ -258,7 +258,8 @@ std::string MetricsRegistry::render_prometheus() const {
            app->rejected[i].value());
     }
   }
-  header("clipper_app_latency_seconds", "histogram", "Time from receiving a request to answering it, in seconds.");
+  header("clipper_app_latency_seconds", "histogram",
+         "Time from a request's arrival (its last bytes reaching the I/O loop) to answering it, in seconds.");
   for (const auto& [name, app] : apps_) app->latency_micros.render(out, "clipper_app_latency_seconds", app_labels(name));
 
   model_counter("clipper_model_batches_total", "Batches sent to replicas and answered.", &ModelMetrics::batches);
