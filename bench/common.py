@@ -304,17 +304,10 @@ class CpuMeter:
 
 
 def parse_cpus(text: str) -> set[int]:
-    """"0", "0,2" or "1-3" -> a set of CPU numbers (taskset's list syntax)."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        cpus.update(range(int(low), int(high or low) + 1))
-    if not cpus:
-        raise ValueError(f"no CPUs in {text!r}")
-    return cpus
+    """"0", "0,2" or "1-3" -> a set of CPU numbers (taskset's list syntax, clipper.cpu_placement's)."""
+    from clipper.cpu_placement import parse_cpus as parse
+
+    return set(parse(text))
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import e2e_models
 import pytest
 from e2e_support import model_answer, wait_for
 
+from clipper.cpu_placement import parse_cpus
 from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import ClipperException
 
@@ -52,7 +53,7 @@ def test_the_frontend_and_each_models_replicas_run_on_the_cpus_given(clusters):
     rest = sorted(set(ALLOWED) - {frontend_cpu})
     other = live_replica(conn, "other")
     assert cpus_of(other.pid) == {other.cpus}
-    assert {cpu for part in other.cpus.split(",") for cpu in _expand(part)} == set(rest)
+    assert parse_cpus(other.cpus) == set(rest)
 
     # Killed, the replica is restarted by the frontend's supervisor on the same CPU.
     os.kill(replica.pid, signal.SIGKILL)
@@ -63,11 +64,6 @@ def test_the_frontend_and_each_models_replicas_run_on_the_cpus_given(clusters):
     )
     model_answer(conn, "placed", {"input": [3.0, 4.0]})  # it serves: its start-up is over
     assert cpus_of(restarted.pid) == {str(model_cpu)}
-
-
-def _expand(part):
-    first, _, last = part.partition("-")
-    return range(int(first), int(last or first) + 1)
 
 
 def test_cpus_the_operator_may_not_use_are_refused_before_anything_starts(tmp_path):
