@@ -174,9 +174,12 @@ def one_run(
             stack.enter_context(rss)
         cpu = stack.enter_context(common.CpuMeter(cluster.server_pids))
         started = time.monotonic()
+        waited_before = runqueue_wait_seconds(cluster.frontend_pid)
         report = common.run_loadgen(
             command, timeout_seconds=args.warmup + args.duration + 60, cpus=study.loadgen_cpus
         ).report
+        waited = runqueue_wait_seconds(cluster.frontend_pid) - waited_before
+        elapsed = time.monotonic() - started
     window = (started + args.warmup, started + args.warmup + args.duration)
     labels = cluster_lib.app_labels(app)
     outcomes = report.get("latency_by_outcome_us", {})
@@ -236,6 +239,9 @@ def one_run(
             else None,
         },
         "cpu_cores": cpu.summary(),
+        # Seconds the frontend's threads spent runnable but waiting for a CPU, per second of the
+        # run: the queueing no request stamp sees (it happens before the I/O thread wakes).
+        "frontend_runqueue_wait_per_s": common.rounded(waited / elapsed, 3),
         "loadgen": common.loadgen_summary(
             report, command, ("throughput_rps", "send_lag_us", "max_queue_depth", "lost")
         ),
@@ -322,6 +328,16 @@ def run_study(
     }
 
 
+def runqueue_wait_seconds(pid: int | None) -> float:
+    """Run-queue wait of all of `pid`'s threads so far (/proc/<pid>/task/*/schedstat, field 2)."""
+    total = 0
+    with contextlib.suppress(OSError, TypeError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def cpus_allowed(pid: int | None) -> str | None:
     """The CPUs process `pid` may run on, as the kernel reports them (the placement as applied)."""
     with contextlib.suppress(OSError, TypeError):
@@ -340,7 +356,8 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
     )
     header = (
         f"{'run':>10} {'app':>17} {'offered/s':>10} {'goodput/s':>10} {'x cap':>6} {'429 %':>6} "
-        f"{'dflt %':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'rss MB':>7} {'other':>6}"
+        f"{'dflt %':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'rss MB':>7} {'other':>6} "
+        f"{'rq wait':>7}"
     )
     print(header)
     for run in runs:
@@ -350,7 +367,8 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
             f"{run['goodput_rps']:>10,.0f} {run['goodput_rps'] / capacity['goodput_rps']:>6.2f} "
             f"{100 * run['refused_share']:>6.1f} {100 * run['default_share']:>6.1f} "
             f"{latency['p50'] or 0:>7.1f} {latency['p99'] or 0:>7.1f} {latency['max'] or 0:>7.1f} "
-            f"{run['rss_mb'].get('max_mb') or 0:>7.1f} {run['cpu_cores']['other']:>6.2f}"
+            f"{run['rss_mb'].get('max_mb') or 0:>7.1f} {run['cpu_cores']['other']:>6.2f} "
+            f"{run['frontend_runqueue_wait_per_s'] or 0:>7.3f}"
         )
     warning = common.disturbed_warning({r["run"]: r["cpu_cores"]["other"] for r in runs})
     if warning:
