@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import e2e_models
 import flatbuffers
@@ -105,6 +106,23 @@ def test_a_local_replica_is_served_over_shared_memory_and_says_so(clusters):
     )
     assert result.returncode == 0, result.stderr
     assert "TRANSPORT" in result.stdout and " shm " in result.stdout
+
+
+def test_spinning_replicas_answer_and_still_wake_for_a_request_after_the_window(clusters):
+    conn = clusters.start("spin", replica_shm_spin_micros=300)
+    deploy_sum(conn)
+    assert transports(conn) == ["shm"]
+    (replica,) = conn.cm.list_replicas()
+    assert "spin_micros=300" in Path(replica.log_path).read_text()
+    for round_number in range(20):
+        values = [float(round_number), 0.5]
+        assert predict(conn, "sum", {"input": values})[1]["output"] == sum(values)
+        # Past the 300 us window the replica sleeps, and the next request rings it awake (the
+        # doorbell itself is checked in tests/python/container/test_shm_ring.py).
+        time.sleep(0.02 if round_number % 2 else 0)
+    status, answer, _ = predict(conn, "sum", {"input_batch": [[1.0], [2.0, 3.0]]})
+    assert status == 200
+    assert [entry["output"] for entry in answer["batch_predictions"]] == [1.0, 5.0]
 
 
 def test_a_frontend_forced_to_zeromq_serves_every_replica_over_it(clusters):

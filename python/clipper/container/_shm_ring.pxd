@@ -34,6 +34,7 @@ cdef extern from "rpc/shm_ring.h" namespace "clipper::shm" nogil:
         void release()
         cbool prepare_to_sleep()
         void awake()
+        cbool has_message()
     size_t kHeaderBytes
     uint64_t kMagic
     uint32_t kLayoutVersion
@@ -49,9 +50,12 @@ cdef class ShmChannel:
     cdef RingWriter responses
     cdef bint holding
     cdef readonly bint closed
+    # Microseconds receive() polls the request ring before it announces sleep (0: sleeps at once).
+    cdef public unsigned int spin_micros
 
     cdef void _close_descriptors(self)
     cdef object _view(self, const uint8_t* payload, size_t size)
+    cdef cbool _spin(self) noexcept nogil
 
     # Room for a response of `size` bytes in the response ring, or NULL when there is none now (the
     # caller then sends it over ZeroMQ). Raises ShmChannelError when the frontend corrupted the ring.

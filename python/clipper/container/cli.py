@@ -99,6 +99,15 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: ask the frontend for shared-memory rings (granted on its host); zmq: ZeroMQ only "
         "(default: $CLIPPER_TRANSPORT, else auto)",
     )
+    group.add_argument(
+        "--shm-spin-micros",
+        dest="shm_spin_micros",
+        type=int,
+        metavar="MICROS",
+        help="over shared memory, poll for a request this long before sleeping: saves a wake-up "
+        "per batch arriving meanwhile, burns a CPU that long after each (default: "
+        "$CLIPPER_SHM_SPIN_MICROS, else 0)",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -127,6 +136,7 @@ def options_from_arguments(arguments: argparse.Namespace) -> ContainerOptions:
             else None
         ),
         transport=arguments.transport,
+        shm_spin_micros=getattr(arguments, "shm_spin_micros", None),
     )
 
 

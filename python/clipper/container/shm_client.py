@@ -51,8 +51,9 @@ def decode_offer(buffer: Any, table: int) -> tuple[str, bytes]:
     return path.decode("utf-8", "replace"), token
 
 
-def attach(socket_path: str, token: bytes) -> Any:
-    """Takes up an offer: returns an attached ShmChannel. Raises OSError or ShmChannelError when the
+def attach(socket_path: str, token: bytes, spin_micros: int = 0) -> Any:
+    """Takes up an offer: returns an attached ShmChannel that polls its request ring for up to
+    `spin_micros` before sleeping (ShmChannel.receive). Raises OSError or ShmChannelError when the
     frontend cannot be reached this way (another host or mount namespace) or answers badly."""
     if ShmChannel is None:
         raise ShmChannelError("the shared-memory extension is not built in this installation")
@@ -80,6 +81,7 @@ def attach(socket_path: str, token: bytes) -> Any:
             response_doorbell,
             request_capacity,
             response_capacity,
+            spin_micros,
         )
     except BaseException:
         connection.close()

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from clipper.admin.management_client import ManagementClient, urlopen_direct
+from clipper.container.server import ENV_SHM_SPIN_MICROS, MAX_SHM_SPIN_MICROS
 from clipper.cpu_placement import CpuSpec, check_available, format_cpus, parse_cpus
 from clipper.exceptions import (
     ClipperException,
@@ -78,6 +79,7 @@ class LocalContainerManager(ContainerManager):
         stop_timeout_s: float = 10.0,
         log_level: str = "INFO",
         replica_transport: str = defaults.REPLICA_TRANSPORT,
+        replica_shm_spin_micros: int = 0,
         frontend_cpus: CpuSpec | None = None,
         model_cpus: Mapping[str, CpuSpec] | None = None,
     ) -> None:
@@ -90,7 +92,10 @@ class LocalContainerManager(ContainerManager):
         bounds of admission control `max_queued_tasks_per_model`, `max_queued_bytes_per_model`,
         `max_pending_queries_per_io_thread`; defaults in `clipper_native/defaults.json`).
         `replica_transport`: "auto" serves the (local) replicas over shared-memory rings, "zmq" over
-        ZeroMQ.
+        ZeroMQ. `replica_shm_spin_micros` (0-10,000; default 0): over shared memory, each replica polls
+        its request ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS of the replicas, also of
+        the frontend's replica supervisor), which saves a wake-up per batch arriving meanwhile and burns
+        a CPU that long after each.
         CPU placement (docs/admission.md: keep CPU-bound replicas off the frontend's CPUs):
         `frontend_cpus` ("0", "0-1", or CPU numbers) pins the frontend process; `model_cpus`
         ({model name: CPUs}, also `set_model_cpus`) pins that model's replicas. With `frontend_cpus`
@@ -121,6 +126,20 @@ class LocalContainerManager(ContainerManager):
         self.heartbeat_timeout_millis = heartbeat_timeout_millis
         self.query_port_limits = dict(query_port_limits or {})
         self.replica_transport = replica_transport
+        if (
+            isinstance(replica_shm_spin_micros, bool)
+            or not isinstance(replica_shm_spin_micros, int)
+            or not 0 <= replica_shm_spin_micros <= MAX_SHM_SPIN_MICROS
+        ):
+            raise ClipperException(
+                f"replica_shm_spin_micros must be an int from 0 to {MAX_SHM_SPIN_MICROS}, "
+                f"got {replica_shm_spin_micros!r}"
+            )
+        self.replica_shm_spin_micros = replica_shm_spin_micros
+        # Added to the environment of the frontend (its supervisor restarts replicas) and replicas.
+        self._replica_environment = (
+            {ENV_SHM_SPIN_MICROS: str(replica_shm_spin_micros)} if replica_shm_spin_micros else {}
+        )
         self.frontend_cpus = parse_cpus(frontend_cpus) if frontend_cpus is not None else None
         if self.frontend_cpus is not None:
             check_available(self.frontend_cpus, "frontend_cpus")
@@ -493,7 +512,7 @@ class LocalContainerManager(ContainerManager):
     def _spawn(
         self, command: list[str], log_path: Path, extra_paths: Iterable[str] = ()
     ) -> subprocess.Popen[bytes]:
-        process = spawn_process(command, log_path, extra_paths)
+        process = spawn_process(command, log_path, extra_paths, self._replica_environment)
         self._children[process.pid] = process
         return process
 
@@ -553,7 +572,7 @@ class LocalContainerManager(ContainerManager):
         )
         with self._records.locked():
             replica, process = start_replica_process(
-                self._records, self.logs_dir, self.get_rpc_addr(), slot
+                self._records, self.logs_dir, self.get_rpc_addr(), slot, self._replica_environment
             )
         self._children[process.pid] = process
         logger.info(

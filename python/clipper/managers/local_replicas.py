@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -142,9 +142,13 @@ class ReplicaRecords:
 
 
 def spawn_process(
-    command: list[str], log_path: Path, extra_paths: Iterable[str] = ()
+    command: list[str],
+    log_path: Path,
+    extra_paths: Iterable[str] = (),
+    environment: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `command` with its output appended to `log_path`, detached from the caller."""
+    """Start `command` with its output appended to `log_path`, detached from the caller, in this
+    process's environment plus `environment`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         # Its own session (and process group): a Ctrl-C in the user's terminal does not reach it,
@@ -154,7 +158,7 @@ def spawn_process(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env=child_environment(extra_paths),
+            env={**child_environment(extra_paths), **(environment or {})},
             start_new_session=True,
             close_fds=True,
         )
@@ -165,9 +169,10 @@ def start_replica_process(
     logs_dir: Path,
     rpc_addr: str,
     slot: ReplicaProcess,
+    environment: Mapping[str, str] | None = None,
 ) -> tuple[ReplicaProcess, subprocess.Popen[bytes]]:
     """Start a replica for `slot`'s model version under a fresh replica id and record it (restart
-    bookkeeping carried over from `slot`). Call with the lock held."""
+    bookkeeping carried over from `slot`), `environment` added to its own. Call with the lock held."""
     name, version = slot.model_name, slot.model_version
     replica_id = records.next_replica_id(name, version)
     log_path = logs_dir / "replicas" / name / version / f"{replica_id}.log"
@@ -195,7 +200,7 @@ def start_replica_process(
         command += ["--rpc-credentials-file", str(credentials)]
     site_packages = Path(slot.image) / "site-packages"
     extra_paths = [str(site_packages)] if site_packages.is_dir() else []
-    process = spawn_process(command, log_path, extra_paths)
+    process = spawn_process(command, log_path, extra_paths, environment)
     values = asdict(slot)
     values.update(
         replica_id=replica_id,

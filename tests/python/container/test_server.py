@@ -303,6 +303,9 @@ def test_stop_returns_promptly_while_the_frontend_is_gone():
         ({"frontend_address": "localhost:7000"}, "frontend_address must be a ZeroMQ endpoint"),
         ({"replica_id": -5}, "replica_id must be -1"),
         ({"heartbeat_interval_s": 0}, "heartbeat_interval_s must be a positive number"),
+        ({"shm_spin_micros": -1}, "shm_spin_micros must be an int from 0 to 10000"),
+        ({"shm_spin_micros": 10_001}, "shm_spin_micros must be an int from 0 to 10000"),
+        ({"shm_spin_micros": 5.0}, "shm_spin_micros must be an int"),
     ],
 )
 def test_invalid_options_name_the_field(options, message):
@@ -344,6 +347,17 @@ def test_options_fall_back_to_clippers_environment_variables():
         ).frontend_address
         == "tcp://[::1]:7000"
     )
+
+
+def test_the_shm_spin_comes_from_its_argument_else_the_environment_else_zero():
+    named = {"model_name": "m", "model_version": "1"}
+    assert ContainerOptions.from_environment(**named, environ={}).shm_spin_micros == 0
+    environ = {"CLIPPER_SHM_SPIN_MICROS": "50"}
+    assert ContainerOptions.from_environment(**named, environ=environ).shm_spin_micros == 50
+    explicit = ContainerOptions.from_environment(**named, shm_spin_micros=7, environ=environ)
+    assert explicit.shm_spin_micros == 7
+    with pytest.raises(ValueError, match="CLIPPER_SHM_SPIN_MICROS must be an integer"):
+        ContainerOptions.from_environment(**named, environ={"CLIPPER_SHM_SPIN_MICROS": "5us"})
 
 
 def test_missing_name_and_version_are_reported_together():
