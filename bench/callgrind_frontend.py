@@ -1,15 +1,17 @@
-"""The standalone clipper-frontend under callgrind, with one local replica: what the cost studies
-(bench/refusal_cost.py, bench/request_cost.py) share.
+"""The standalone clipper-frontend under callgrind, with one local replica, measured over one window:
+what the cost studies (bench/refusal_cost.py, bench/request_cost.py) share.
 
-Owns: choosing the frontend binaries to compare (LABEL=PATH), starting one under valgrind's callgrind
-with instrumentation off and a config file of apps and models, starting a Python replica of a model
-given as source, switching instrumentation on for a measured window (callgrind_control) and adding up
-the instructions (and system calls) the dumps recorded. Instruction counts are deterministic: other
-processes on a shared machine do not change them, unlike wall-clock figures.
+Owns the start-up side: choosing the frontend binaries to compare (--frontend LABEL=PATH), starting
+one under callgrind with a config file of apps and models, starting a Python replica of a model given
+as source, waiting for them, reading the frontend's metrics, and keeping a window's dumps for
+callgrind_annotate. The callgrind side (command prefix, window control, reading dumps) is
+bench/callgrind.py's. Instruction counts are deterministic: other processes on a shared machine do
+not change them, unlike wall-clock figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -22,14 +24,25 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench/ is a folder of scripts, not a package: its helpers are imported by path.
+import callgrind
 import common
+
+
+def add_frontend_argument(parser: argparse.ArgumentParser) -> None:
+    """--frontend LABEL=PATH (repeatable), read by `binaries`."""
+    parser.add_argument(
+        "--frontend",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a clipper-frontend binary to measure (repeatable; default: the installed one)",
+    )
 
 
 def binaries(specs: list[str]) -> list[tuple[str, str]]:
@@ -67,56 +80,6 @@ def wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-@dataclass
-class DumpTotals:
-    """What the callgrind dumps under one prefix recorded, summed over the dumps."""
-
-    instructions: int = 0
-    system_calls: int = 0  # only with --collect-systime (the `sysCount` event)
-    # clock_gettime is a vDSO call natively (no kernel entry), a system call only under valgrind.
-    clock_gettime_calls: int = 0
-
-    @property
-    def kernel_calls(self) -> int:
-        """System calls that enter the kernel natively too."""
-        return self.system_calls - self.clock_gettime_calls
-
-
-def dump_totals(dump_prefix: Path) -> DumpTotals:
-    """Sums the `totals:` (or `summary:`) line of every callgrind dump written under the prefix."""
-    totals = DumpTotals()
-    for dump in dump_prefix.parent.glob(dump_prefix.name + "*"):
-        events: list[str] = []
-        values: dict[str, int] = {}
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith("events:"):
-                events = line.split()[1:]
-            elif line.startswith(("totals:", "summary:")):
-                values = dict(zip(events or ["Ir"], map(int, line.split()[1:]), strict=False))
-                break
-        totals.instructions += values.get("Ir", 0)
-        totals.system_calls += values.get("sysCount", 0)
-        if values.get("sysCount"):
-            totals.clock_gettime_calls += _self_system_calls(dump, "clock_gettime")
-    return totals
-
-
-def _self_system_calls(dump: Path, function: str) -> int:
-    """System calls made by `function` itself in one dump, read from callgrind_annotate's table."""
-    table = subprocess.run(
-        ["callgrind_annotate", "--sort=sysCount", "--threshold=100", str(dump)],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
-    calls = 0
-    for line in table.splitlines():
-        if f":{function}" in line:
-            # "   833,224 ( 0.17%) 83,322 (60.48%) ...": the second count is sysCount.
-            counts = re.findall(r"([\d,]+) \(", line)
-            if len(counts) >= 2:
-                calls += int(counts[1].replace(",", ""))
-    return calls
-
-
 def metric_value(metrics_text: str, name: str) -> float:
     """Sum of every sample of `name` (any labels) in a Prometheus text page."""
     total = 0.0
@@ -127,6 +90,10 @@ def metric_value(metrics_text: str, name: str) -> float:
     return total
 
 
+# The frontend's dumps: <work>/callgrind.out.<pid>.<n>.
+DUMP_LABEL = "callgrind.out"
+
+
 class Frontend:
     """A standalone clipper-frontend under callgrind (instrumentation off until `window`)."""
 
@@ -135,14 +102,10 @@ class Frontend:
         self.work = work
         self.query_port, self.rpc_port, self.metrics_port = common.free_ports(3)
         self.base = f"http://127.0.0.1:{self.query_port}"
-        self.dump_prefix = work / "callgrind.out"
         (work / "config.json").write_text(json.dumps(config))
-        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                    f"--callgrind-out-file={self.dump_prefix}.%p"]  # fmt: skip
-        if collect_systime:
-            valgrind.append("--collect-systime=yes")
+        self.windows = 0
         self.process = subprocess.Popen(
-            [*valgrind, binary,
+            [*callgrind.command_prefix(work, DUMP_LABEL, collect_systime), binary,
              "--query-port", str(self.query_port), "--rpc-port", str(self.rpc_port),
              "--metrics-port", str(self.metrics_port), "--config", str(work / "config.json"),
              *extra_args],
@@ -177,23 +140,25 @@ class Frontend:
         found = re.search(r"clipper_build_info\{([^}]*)\}", self.metrics())
         return found.group(1) if found else None
 
-    def window(self, run: Callable[[], Any]) -> tuple[Any, DumpTotals]:
-        """Runs `run()` with instrumentation on; returns its result and what the window cost."""
-        subprocess.run(["callgrind_control", "-i", "on", str(self.pid)],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
-        result = run()
-        subprocess.run(["callgrind_control", "-d", str(self.pid)],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
-        subprocess.run(["callgrind_control", "-i", "off", str(self.pid)],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
+    def window(self, run: Callable[[], Any]) -> tuple[Any, callgrind.DumpTotals]:
+        """Runs `run()` with instrumentation on; returns its result and what the window cost.
+
+        Once per frontend: the first dump after instrumentation is first switched on is sound, a
+        dump after switching it off and on again is not (bench/callgrind.py)."""
+        if self.windows:
+            raise RuntimeError("one window per frontend under callgrind")
+        self.windows += 1
+        callgrind.instrument([self.pid], True)
+        result, _ = callgrind.window([self.pid], run)
+        callgrind.instrument([self.pid], False)
         time.sleep(1.0)
-        return result, dump_totals(self.dump_prefix)
+        return result, callgrind.dump_totals(self.work, DUMP_LABEL)
 
     def keep_dumps(self, destination: Path) -> list[str]:
         """Copies the window's dumps (for callgrind_annotate) to `destination`; returns their paths."""
         destination.parent.mkdir(parents=True, exist_ok=True)
         kept: list[str] = []
-        for dump in sorted(self.dump_prefix.parent.glob(self.dump_prefix.name + "*")):
+        for dump in callgrind.dump_files(self.work, DUMP_LABEL):
             if dump.stat().st_size == 0 or "totals:" not in dump.read_text(errors="replace"):
                 continue
             target = destination.with_name(f"{destination.name}.{len(kept)}")

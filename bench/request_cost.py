@@ -60,13 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--frontend",
-        action="append",
-        default=[],
-        metavar="LABEL=PATH",
-        help="a clipper-frontend binary to measure (repeatable; default: the installed one)",
-    )
+    callgrind_frontend.add_frontend_argument(parser)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per binary")
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--repeat", type=int, default=1, help="windows per binary (alternating)")

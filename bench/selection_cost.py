@@ -76,10 +76,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--frontend", action="append", default=[], metavar="LABEL=PATH",
-        help="a clipper-frontend binary to measure (repeatable; default: the installed one)",
-    )  # fmt: skip
+    callgrind_frontend.add_frontend_argument(parser)
     parser.add_argument("--seconds", type=float, default=4.0, help="measured window per app")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--transport", choices=("auto", "zmq"), default="auto")
@@ -242,22 +239,16 @@ def one_binary(label: str, binary: str, args: argparse.Namespace, loadgen: str) 
         # An idle window first: what every process spends per second without queries (heartbeats,
         # liveness checks, timers; slow under valgrind, so large per query at valgrind's rates),
         # subtracted from each loaded window by its length.
-        callgrind.zero(list(pids.values()))
-        idle_started = time.monotonic()
-        time.sleep(args.seconds)
-        callgrind.dump(list(pids.values()))
-        idle_seconds = time.monotonic() - idle_started
+        _, idle_seconds = callgrind.window(list(pids.values()), lambda: time.sleep(args.seconds))
         time.sleep(1.0)
         idle = {name: callgrind.events_of_dump(work, dump_label(name), pid, 1) for name, pid in pids.items()}
         idle_per_second = {name: events.get("Ir", 0) / idle_seconds for name, events in idle.items()}
         idle_calls_per_second = {name: events.get("sysCount", 0) / idle_seconds for name, events in idle.items()}
         for number, app in enumerate(APPS, start=2):
             before = batches_by_model(_metrics(metrics_url))
-            callgrind.zero(list(pids.values()))
-            started = time.monotonic()
-            run = cluster.load(app, args, loadgen, warmup=0.0)
-            callgrind.dump(list(pids.values()))
-            elapsed = time.monotonic() - started
+            run, elapsed = callgrind.window(
+                list(pids.values()), lambda app=app: cluster.load(app, args, loadgen, warmup=0.0)
+            )
             after = batches_by_model(_metrics(metrics_url))
             time.sleep(1.0)
             events = {name: callgrind.events_of_dump(work, dump_label(name), pid, number) for name, pid in pids.items()}
