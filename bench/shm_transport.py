@@ -26,6 +26,15 @@ The runs of record (about 4.5 min unpinned, then 1 min pinned, on a quiet machin
     python bench/shm_transport.py --pin --repeat 1 --duration 3 --warmup 1 --rates 20000 \
         --tensor-connections 1 --output bench/results/shm_transport_pinned.json
 
+A/B of the replicas' spin before sleeping (--shm-spin-micros N [M ...], off by default): one more
+shared-memory cluster per value, `shm_spin<N>`, whose replicas poll their request ring N us before
+they sleep (LocalContainerManager(replica_shm_spin_micros=N)), in the same windows and rotation as the
+others, with ratios to nginx and to `shm` (no spin). Its cost shows as the replica's CPU per request.
+The A/B of record (about 4 min, quiet machine; unpinned, as users run it):
+
+    python bench/shm_transport.py --repeat 3 --duration 3 --warmup 1 --rates 20000 \
+        --tensor-connections --shm-spin-micros 50 200 --output bench/results/shm_spin.json
+
 Also written: each issue-13 target as a ratio to nginx with met / NOT met, and the bytes copied per
 1 MiB query: measured for shared memory (the engine's clipper_shm_request_*_bytes_total counters over
 each tensor window: `shm_bytes_per_query`), described for both paths (`copies_per_tensor_query`).
@@ -57,7 +66,7 @@ import cluster
 import common
 import w1
 
-MODES = ("nginx", "shm", "zmq")
+MODES = ("nginx", "shm", "zmq")  # without --shm-spin-micros; see modes()
 # The engine's counters of what it wrote into shared-memory request rings (docs/operations.md).
 SHM_COPY_METRICS = {
     "inputs_written_once": "clipper_shm_request_input_bytes_total",
@@ -76,7 +85,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rates", type=int, nargs="+", default=[5000, 10000, 20000, 30000], help="open loop req/s"
     )
     parser.add_argument(
-        "--tensor-connections", type=int, nargs="+", default=[1, 4], help="1 MiB tensor scenario"
+        "--tensor-connections",
+        type=int,
+        nargs="*",
+        default=[1, 4],
+        help="1 MiB tensor scenario (none: skip it)",
+    )
+    parser.add_argument(
+        "--shm-spin-micros",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="MICROS",
+        help="also a shared-memory cluster per value whose replicas spin that long before sleeping",
     )
     parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
@@ -87,18 +108,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = w1.parse_args([*defaults, *rest, "--rates", *map(str, own.rates)])
     args.repeat, args.output, args.pin = own.repeat, own.output, own.pin
     args.tensor_connections = own.tensor_connections
+    if any(not 0 < micros <= 10_000 for micros in own.shm_spin_micros):
+        parser.error("--shm-spin-micros values must be from 1 to 10000")
+    args.shm_spin_micros = list(dict.fromkeys(own.shm_spin_micros))
     return args
+
+
+def modes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The servers compared: nginx, shm, zmq, then shm_spin<N> for each --shm-spin-micros N."""
+    return MODES + tuple(f"shm_spin{micros}" for micros in args.shm_spin_micros)
 
 
 class Cluster:
     """A local Clipper cluster (bench/cluster.py) with one no-op W1 replica and one 1 MiB-tensor
-    replica, its replicas served over `transport` ("auto": shared memory; "zmq")."""
+    replica, its replicas served over `transport` ("auto": shared memory; "zmq"), spinning
+    `spin_micros` before they sleep on their request ring."""
 
-    def __init__(self, transport: str, args: argparse.Namespace, stack: contextlib.ExitStack):
+    def __init__(
+        self,
+        transport: str,
+        args: argparse.Namespace,
+        stack: contextlib.ExitStack,
+        spin_micros: int = 0,
+    ):
         from clipper.deployers.python import deploy_python_closure
 
         started = cluster.start_local_cluster(
-            stack, f"shm-{transport}", cache_size_bytes=None, replica_transport=transport
+            stack,
+            f"shm-{transport}" + (f"-spin{spin_micros}" if spin_micros else ""),
+            cache_size_bytes=None,
+            replica_transport=transport,
+            replica_shm_spin_micros=spin_micros,
         )
         self.connection = started.connection
         self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
@@ -265,9 +305,10 @@ def run_tensor(server: Cluster, connections: int, seconds: float, body: bytes) -
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
+    all_modes = tuple(dict.fromkeys([*MODES, *(run["mode"] for run in runs)]))
     for key in dict.fromkeys(run["scenario"] for run in runs):
         rows: dict[str, Any] = {}
-        for mode in MODES:
+        for mode in all_modes:
             mine = [r for r in runs if r["scenario"] == key and r["mode"] == mode]
             if not mine:
                 continue
@@ -301,10 +342,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 ),
             }
         reference = "nginx" if "nginx" in rows else "zmq"
-        for mode in ("shm", "zmq"):
-            if mode in rows and mode != reference:
-                rows[f"ratio_{mode}_over_{reference}"] = {
-                    field: common.ratio(rows[mode][field], rows[reference][field])
+        pairs = [(mode, reference) for mode in all_modes if mode != "nginx"]
+        # The spin's A/B: each spinning cluster against the same transport without it.
+        pairs += [(mode, "shm") for mode in all_modes if mode.startswith("shm_spin")]
+        for mode, against in pairs:
+            if mode in rows and against in rows and mode != against:
+                rows[f"ratio_{mode}_over_{against}"] = {
+                    field: common.ratio(rows[mode][field], rows[against][field])
                     for field in ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request")
                 }
         summary[key] = rows
@@ -321,12 +365,12 @@ TARGETS = (
 
 
 def target_checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target for both transports: the ratio to nginx and whether it is met (None when the
+    """Each target for each Clipper server: the ratio to nginx and whether it is met (None when the
     scenario did not run); open_20000 also needs 0 errors and 0 default answers."""
     checks = []
     for scenario, field, bound, kind in TARGETS:
         rows = summary.get(scenario, {})
-        for mode in ("shm", "zmq"):
+        for mode in [name for name in rows_modes(rows) if name != "nginx"] or ["shm", "zmq"]:
             value = rows.get(f"ratio_{mode}_over_nginx", {}).get(field)
             met = None if value is None else (value >= bound if kind == "min" else value <= bound)
             if met and scenario.startswith("open_"):
@@ -342,6 +386,11 @@ def target_checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return checks
+
+
+def rows_modes(rows: dict[str, Any]) -> list[str]:
+    """The servers of one scenario's summary rows (not its ratios)."""
+    return [name for name in rows if not name.startswith("ratio_")]
 
 
 def copies_per_query(tensor_bytes: int) -> dict[str, Any]:
@@ -376,12 +425,13 @@ def plot(summary: dict[str, Any], rates: list[int], output: Path, placement: str
         print("matplotlib is missing: no plots (pip install '.[bench]')", file=sys.stderr)
         return []
     written = []
+    all_modes = tuple(dict.fromkeys(mode for rows in summary.values() for mode in rows_modes(rows)))
     for fields, label, suffix in (
         (("p99_us", "p50_us"), "latency (us, from the intended send time)", "latency"),
         (("cpu_us_per_request",), "server CPU per request (us)", "cpu"),
     ):
         figure, axes = plt.subplots(figsize=(6, 4))
-        for mode_index, mode in enumerate(MODES):
+        for mode_index, mode in enumerate(all_modes):
             for field, style in zip(fields, ("-", "--")):
                 points = [
                     (rate, summary[f"open_{rate}"][mode][field])
@@ -421,8 +471,12 @@ def main(argv: list[str]) -> int:
             servers["nginx"] = w1.start_nginx(args.nginx_workers, stack)
             servers["shm"] = Cluster("auto", args, stack)
             servers["zmq"] = Cluster("zmq", args, stack)
+            for micros in args.shm_spin_micros:
+                servers[f"shm_spin{micros}"] = Cluster("auto", args, stack, spin_micros=micros)
+        compared = modes(args)
         for repeat in range(args.repeat):
-            order = MODES[repeat % 3 :] + MODES[: repeat % 3]
+            turn = repeat % len(compared)
+            order = compared[turn:] + compared[:turn]
             for scenario in scenario_list:
                 for mode in order:
                     print(f"[{repeat + 1}/{args.repeat}] {scenario.key} -> {mode}", file=sys.stderr)
@@ -455,6 +509,7 @@ def main(argv: list[str]) -> int:
             "load_average_after": os.getloadavg(),
         },
         "placement": w1.placement_text(args),
+        "shm_spin_micros": args.shm_spin_micros,
         "window_seconds": args.duration,
         "repeats": args.repeat,
         "tensor_body_bytes": len(body),
@@ -474,22 +529,20 @@ def main(argv: list[str]) -> int:
     )
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(
-        f"{'scenario':<12}{'server':<7}{'req/s':>10}{'p50 us':>12}{'p99 us':>12}{'cpu us/req':>11}"
+        f"{'scenario':<12}{'server':<12}{'req/s':>10}{'p50 us':>12}{'p99 us':>12}{'cpu us/req':>11}"
         f"  by process"
     )
     for key, rows in summary.items():
-        for mode in MODES:
-            if mode not in rows:
-                continue
+        for mode in rows_modes(rows):
             row = rows[mode]
             print(
-                f"{key:<12}{mode:<7}{common.format_number(row['throughput_rps'], 0):>10}"
+                f"{key:<12}{mode:<12}{common.format_number(row['throughput_rps'], 0):>10}"
                 f"{common.format_number(row['p50_us']):>10}{common.format_number(row['p99_us']):>10}"
                 f"{common.format_number(row['cpu_us_per_request'], 1):>11}  cores {row['cores_by_process']}"
                 f" cpu us/req {row['cpu_us_per_request_by_process']}"
                 f" errors={row['errors']} defaults={row['default_answers']}"
             )
-            if row.get("shm_bytes_per_query") and mode == "shm":
+            if row.get("shm_bytes_per_query") and mode.startswith("shm"):
                 print(f"{'':<12}shm bytes per query: {row['shm_bytes_per_query']}")
         for name, ratio in rows.items():
             if name.startswith("ratio_"):
