@@ -256,3 +256,15 @@ def test_load_model_instantiates_classes_and_accepts_instances(model_dir, monkey
 def test_the_parser_requires_a_model():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--name", "m"])
+
+
+def test_the_shm_spin_flag_reaches_the_options_and_beats_the_environment(monkeypatch):
+    from clipper.container.cli import options_from_arguments
+
+    monkeypatch.setenv("CLIPPER_SHM_SPIN_MICROS", "5")
+    base = ["--model", "m:M", "--name", "m", "--version", "1"]
+    assert options_from_arguments(build_parser().parse_args(base)).shm_spin_micros == 5
+    flagged = build_parser().parse_args([*base, "--shm-spin-micros", "40"])
+    assert options_from_arguments(flagged).shm_spin_micros == 40
+    with pytest.raises(ValueError, match="shm_spin_micros"):
+        options_from_arguments(build_parser().parse_args([*base, "--shm-spin-micros", "-3"]))
