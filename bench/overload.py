@@ -182,6 +182,7 @@ def one_run(
         elapsed = time.monotonic() - started
     window = (started + args.warmup, started + args.warmup + args.duration)
     labels = cluster_lib.app_labels(app)
+    model_labels = cluster_lib.model_labels(MODEL, "1")
     outcomes = report.get("latency_by_outcome_us", {})
     answered = outcomes.get("200", {})
     requests = report["requests"] or 1
@@ -226,9 +227,34 @@ def one_run(
                 )
                 * 1000
             ),
+            # Why the replica's batches were cut (per second): "deadline" cuts are batches kept
+            # small so the oldest queued task still makes its deadline.
+            "batch_cuts_rps": {
+                reason: sampler.rate(
+                    f"clipper_model_batch_cuts_total{{{model_labels},reason=\"{reason}\"}}",
+                    *window,
+                )
+                for reason in ("full", "deadline", "wait_expired", "queue_empty")
+            },
+            "learned_batch_size_end": sampler.value(
+                f"clipper_model_learned_batch_size{{{model_labels}}}", window[1]
+            ),
+            "batch_latency_mean_ms": common.rounded(
+                (
+                    sampler.histogram_mean(
+                        "clipper_model_batch_latency_seconds", model_labels, *window
+                    )
+                    or 0
+                )
+                * 1000
+            ),
+            "shed_rps": sampler.rate(f"clipper_model_shed_tasks_total{{{model_labels}}}", *window),
+            "expired_rps": sampler.rate(
+                f"clipper_model_expired_tasks_total{{{model_labels}}}", *window
+            ),
             "mean_batch_size": common.rounded(
                 sampler.histogram_mean(
-                    "clipper_model_batch_size", cluster_lib.model_labels(MODEL, "1"), *window
+                    "clipper_model_batch_size", model_labels, *window
                 )
             ),
         },
