@@ -50,7 +50,14 @@ void AdmissionGauge::publish(const LatencyModel& latency, int32_t batch_size, in
 
 void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
   if (punctual == 0 && late == 0) return;
-  correction_ *= std::pow(kLateStep, static_cast<double>(late)) * std::pow(kPunctualStep, static_cast<double>(punctual));
+  // The tasks of one observation share their fate (one slow batch makes all its marginal tasks late
+  // together): counted one by one, a single late batch of 128 multiplied the correction by ~13 and
+  // admission then starved the replica. So an observation weighs at most kOutcomesPerObservation
+  // tasks, split by its late share; the balance point (about 1% late) stays where it was.
+  const double total = static_cast<double>(punctual + late);
+  const double weight = std::min(1.0, kOutcomesPerObservation / total);
+  correction_ *= std::pow(kLateStep, static_cast<double>(late) * weight) *
+                 std::pow(kPunctualStep, static_cast<double>(punctual) * weight);
   correction_ = std::clamp(correction_, 1.0, kMaxCorrection);
   correction_published_.store(correction_, std::memory_order_relaxed);
 }

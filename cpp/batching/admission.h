@@ -6,7 +6,8 @@
 // fit in the time its SLO leaves. The estimate is a mean; what it leaves out (variance, a loaded
 // machine, gaps between batches) shows as admitted tasks that still miss their deadline, so the RPC
 // thread also keeps a correction factor (>= 1) that rises with every late task and decays with every
-// punctual one, settling where about 1% of admitted tasks are late. A version that answered no batch
+// punctual one, settling where about 1% of admitted tasks are late (a batch's tasks are late together,
+// so one batch weighs as a few tasks at most). A version that answered no batch
 // for kProbeAfter (everything refused, say) is probed: with its queue empty and a replica idle, a query
 // is admitted so the version is measured again, as it may have become faster. Relaxed atomics: a set of fields
 // read while one is being replaced is still a usable estimate, and nothing here orders other memory.
@@ -47,7 +48,8 @@ class AdmissionGauge {
   // Refreshes the published snapshot from the version's latency model (no-op while it has no samples).
   void publish(const LatencyModel& latency, int32_t batch_size, int32_t serving_replicas);
   // Tasks answered by their deadline and tasks that missed it (late answer, expired in the queue,
-  // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep.
+  // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep,
+  // with one call (a batch, a sweep of expired tasks) weighing at most kOutcomesPerObservation tasks.
   void observe_outcomes(std::size_t punctual, std::size_t late);
   // The correction's excess over 1 also halves every kRelaxHalfLife: when everything is refused, no
   // task is punctual, and without this the correction would never come down.
@@ -60,6 +62,7 @@ class AdmissionGauge {
 
   static constexpr double kLateStep = 1.02;
   static constexpr double kPunctualStep = 0.9998;  // ln ratio ~ 1/100: settles near 1% late
+  static constexpr double kOutcomesPerObservation = 8.0;  // one call's weight at most (its tasks are correlated)
   static constexpr double kMaxCorrection = 8.0;
   static constexpr double kRelaxHalfLifeSeconds = 1.0;
 

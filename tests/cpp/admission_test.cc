@@ -108,15 +108,15 @@ TEST(AdmissionGauge, LateTasksRaiseTheCorrectionAndPunctualOnesBringItBackToOne)
   const double plain = estimate_wait_micros(*gauge.snapshot(), 30, 1, true);
   EXPECT_DOUBLE_EQ(gauge.snapshot()->correction, 1.0);
 
-  gauge.observe_outcomes(0, 10);  // ten admitted tasks missed their deadline
+  for (int batch = 0; batch < 10; ++batch) gauge.observe_outcomes(0, 1);  // ten admitted tasks missed their deadline
   EXPECT_NEAR(gauge.correction(), std::pow(AdmissionGauge::kLateStep, 10), 1e-9);
   EXPECT_GT(estimate_wait_micros(*gauge.snapshot(), 30, 1, true), 1.2 * plain);
 
-  gauge.observe_outcomes(1000000, 0);  // then a long run on time: back to the plain estimate, never below
+  for (int batch = 0; batch < 10000; ++batch) gauge.observe_outcomes(100, 0);  // then a long run on time: back to the plain estimate, never below
   EXPECT_DOUBLE_EQ(gauge.correction(), 1.0);
   EXPECT_DOUBLE_EQ(estimate_wait_micros(*gauge.snapshot(), 30, 1, true), plain);
 
-  gauge.observe_outcomes(0, 100000);  // bounded however many are late
+  for (int batch = 0; batch < 10000; ++batch) gauge.observe_outcomes(0, 100);  // bounded however many are late
   EXPECT_DOUBLE_EQ(gauge.correction(), AdmissionGauge::kMaxCorrection);
 }
 
@@ -130,11 +130,43 @@ TEST(AdmissionGauge, SettlesWhereAboutOneTaskInAHundredIsLate) {
   EXPECT_LT(gauge.correction(), at_one_percent * 2);
 }
 
+TEST(AdmissionGauge, ALateBatchWeighsAsAFewTasksNotAsManyAsItHeld) {
+  // One slow batch of 128 makes its marginal tasks late together: counted one by one it multiplied
+  // the correction by ~13, admission then refused nearly everything and the replica ran batches of 1-5.
+  AdmissionGauge gauge;
+  gauge.observe_outcomes(0, 128);
+  EXPECT_NEAR(gauge.correction(), std::pow(AdmissionGauge::kLateStep, AdmissionGauge::kOutcomesPerObservation), 1e-9);
+  EXPECT_LT(gauge.correction(), 1.2);
+  // A batch counts by its late share: half of 64 late weighs as half of kOutcomesPerObservation.
+  AdmissionGauge half;
+  half.observe_outcomes(0, 8);
+  const double raised = half.correction();
+  half.observe_outcomes(32, 32);
+  EXPECT_NEAR(half.correction(),
+              raised * std::pow(AdmissionGauge::kLateStep, 4) * std::pow(AdmissionGauge::kPunctualStep, 4), 1e-9);
+  // Small observations count task by task, as before.
+  AdmissionGauge small;
+  small.observe_outcomes(0, 3);
+  EXPECT_NEAR(small.correction(), std::pow(AdmissionGauge::kLateStep, 3), 1e-9);
+}
+
+TEST(AdmissionGauge, LargeBatchesSettleWhereAboutOneTaskInAHundredIsLateToo) {
+  AdmissionGauge gauge;
+  for (int batch = 0; batch < 1000; ++batch) gauge.observe_outcomes(126, 2);  // ~1.6% late: rises
+  const double above = gauge.correction();
+  EXPECT_GT(above, 1.5);
+  for (int batch = 0; batch < 1000; ++batch) gauge.observe_outcomes(128, 0);  // on time: comes back down
+  EXPECT_LT(gauge.correction(), above);
+  AdmissionGauge balanced;
+  for (int batch = 0; batch < 1000; ++batch) balanced.observe_outcomes(127, 1);  // ~0.8% late: stays near 1
+  EXPECT_LT(balanced.correction(), 1.1);
+}
+
 TEST(AdmissionGauge, TheCorrectionComesDownWithTimeEvenWhenNothingIsAdmitted) {
   AdmissionGauge gauge;
   const Clock::time_point start = Clock::now();
   gauge.relax(start);
-  gauge.observe_outcomes(0, 1000);  // at its bound
+  for (int batch = 0; batch < 1000; ++batch) gauge.observe_outcomes(0, 100);  // at its bound
   EXPECT_DOUBLE_EQ(gauge.correction(), AdmissionGauge::kMaxCorrection);
   gauge.relax(start + std::chrono::seconds(1));  // one half-life: the excess over 1 halves
   EXPECT_NEAR(gauge.correction(), 1.0 + (AdmissionGauge::kMaxCorrection - 1.0) / 2, 1e-9);
