@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,52 @@ namespace clipper::http {
 namespace {
 
 constexpr std::size_t kAnswerBytes = 12 * 1024 * 1024;
+
+// A server on a loopback port, its loop on a thread of its own; stop() closes everything.
+struct LoopbackServer {
+  uv_loop_t loop;
+  std::unique_ptr<HttpServer> server;
+  uv_async_t stop_signal;
+  std::thread loop_thread;
+  int port = -1;
+
+  // `handler` answers through `handler.server`, set before the loop runs.
+  template <class Handler>
+  void start(Handler& handler) {
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    server = std::make_unique<HttpServer>(&loop, handler, HttpServerOptions{});
+    handler.server = server.get();
+    const int listening = open_listening_socket("127.0.0.1", 0, 16);
+    ASSERT_GE(listening, 0);
+    port = bound_port(listening);
+    ASSERT_EQ(server->serve_socket(listening), 0);
+    stop_signal.data = server.get();
+    uv_async_init(&loop, &stop_signal, [](uv_async_t* async) {
+      static_cast<HttpServer*>(async->data)->close_all();
+      uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
+    });
+    loop_thread = std::thread([this] { uv_run(&loop, UV_RUN_DEFAULT); });
+  }
+
+  void stop() {
+    uv_async_send(&stop_signal);
+    loop_thread.join();
+    uv_loop_close(&loop);
+  }
+  ~LoopbackServer() {
+    if (loop_thread.joinable()) stop();  // a test that failed before its stop()
+  }
+};
+
+int connect_to(int port) {
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;
+  return client;
+}
 
 class LargeAnswer : public RequestHandler {
  public:
@@ -29,29 +76,11 @@ class LargeAnswer : public RequestHandler {
 };
 
 TEST(HttpServer, WritesALargeLastAnswerCompletelyBeforeClosing) {
-  uv_loop_t loop;
-  ASSERT_EQ(uv_loop_init(&loop), 0);
   LargeAnswer handler;
-  HttpServer server(&loop, handler, HttpServerOptions{});
-  handler.server = &server;
-  const int listening = open_listening_socket("127.0.0.1", 0, 16);
-  ASSERT_GE(listening, 0);
-  const int port = bound_port(listening);
-  ASSERT_EQ(server.serve_socket(listening), 0);
-  uv_async_t stop;
-  stop.data = &server;
-  uv_async_init(&loop, &stop, [](uv_async_t* async) {
-    static_cast<HttpServer*>(async->data)->close_all();
-    uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
-  });
-  std::thread loop_thread([&loop] { uv_run(&loop, UV_RUN_DEFAULT); });
-
-  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  LoopbackServer served;
+  ASSERT_NO_FATAL_FAILURE(served.start(handler));
+  const int client = connect_to(served.port);
+  ASSERT_GE(client, 0);
   const std::string request = "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   ASSERT_EQ(::send(client, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
   // Read nothing for a while: the socket buffers fill, the rest of the answer is queued in the server
@@ -67,9 +96,7 @@ TEST(HttpServer, WritesALargeLastAnswerCompletelyBeforeClosing) {
     received.append(buffer, static_cast<std::size_t>(n));
   }
   ::close(client);
-  uv_async_send(&stop);
-  loop_thread.join();
-  uv_loop_close(&loop);
+  served.stop();
 
   const auto body_start = received.find("\r\n\r\n");
   ASSERT_NE(body_start, std::string::npos);
@@ -98,37 +125,13 @@ class BusyFirst : public RequestHandler {
   }
 };
 
-int connect_to(int port) {
-  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;
-  return client;
-}
-
 TEST(HttpServer, StampsRequestsWithTheirArrivalNotTheirParse) {
-  uv_loop_t loop;
-  ASSERT_EQ(uv_loop_init(&loop), 0);
   BusyFirst handler;
-  HttpServer server(&loop, handler, HttpServerOptions{});
-  handler.server = &server;
-  const int listening = open_listening_socket("127.0.0.1", 0, 16);
-  ASSERT_GE(listening, 0);
-  const int port = bound_port(listening);
-  ASSERT_EQ(server.serve_socket(listening), 0);
-  uv_async_t stop;
-  stop.data = &server;
-  uv_async_init(&loop, &stop, [](uv_async_t* async) {
-    static_cast<HttpServer*>(async->data)->close_all();
-    uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
-  });
-  std::thread loop_thread([&loop] { uv_run(&loop, UV_RUN_DEFAULT); });
-
+  LoopbackServer served;
+  ASSERT_NO_FATAL_FAILURE(served.start(handler));
   const std::string request = "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  const int first = connect_to(port);
-  const int second = connect_to(port);
+  const int first = connect_to(served.port);
+  const int second = connect_to(served.port);
   ASSERT_GE(first, 0);
   ASSERT_GE(second, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // both accepted; the loop sleeps
@@ -144,9 +147,7 @@ TEST(HttpServer, StampsRequestsWithTheirArrivalNotTheirParse) {
     }
     ::close(client);
   }
-  uv_async_send(&stop);
-  loop_thread.join();
-  uv_loop_close(&loop);
+  served.stop();
 
   ASSERT_EQ(handler.ages.size(), 2u);
   // The first was read as it arrived (the loop slept); the second waited out most of the busy spell
