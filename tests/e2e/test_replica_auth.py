@@ -23,7 +23,7 @@ from clipper.deployers.python import deploy_python_closure
 from clipper.exceptions import ClipperException
 from clipper.management.frontend import FrontendOptions
 
-pytest.importorskip("clipper_native._core")
+pytest.importorskip("clipper_native._core", reason="the native engine clipper_native._core (built by pip install .)")
 
 SLO_MICROS = 20_000_000
 QUERIES = 200

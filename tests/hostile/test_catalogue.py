@@ -4,7 +4,7 @@ alive (run `python tests/hostile/run_catalogue.py` for the table with figures)."
 import pytest
 from catalogue import CASES, HostileCluster, run_case
 
-pytest.importorskip("clipper_native._core")
+pytest.importorskip("clipper_native._core", reason="the native engine clipper_native._core (built by pip install .)")
 
 
 @pytest.fixture(scope="module")

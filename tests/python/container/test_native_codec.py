@@ -19,7 +19,7 @@ from clipper.container.codec import InputType, OutputConversionError, WireFormat
 from .wire_frontend import aligned_copy, build_heartbeat_ack, build_predict_request
 
 native = pytest.importorskip(
-    "clipper.container._native_codec", reason="the SDK's Cython extension is not built"
+    "clipper.container._native_codec", reason="the container SDK's Cython extension clipper.container._native_codec is not built (pip install . builds it)"
 )
 
 TYPES = {

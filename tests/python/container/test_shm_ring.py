@@ -14,7 +14,7 @@ import pytest
 
 from clipper.container import shm_client
 
-pytestmark = pytest.mark.skipif(not shm_client.available(), reason="no _shm_ring extension")
+pytestmark = pytest.mark.skipif(not shm_client.available(), reason="the container SDK's Cython extension clipper.container._shm_ring is not built (pip install . builds it)")
 
 HEADER_BYTES = 4096
 CAPACITY = 4096

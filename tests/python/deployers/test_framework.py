@@ -68,8 +68,8 @@ def test_an_unloaded_closure_says_how_to_load_it():
 
 
 def test_sklearn_saves_the_estimator_beside_func_pkl():
-    sklearn = pytest.importorskip("clipper.deployers.sklearn")
-    pytest.importorskip("sklearn")
+    sklearn = pytest.importorskip("clipper.deployers.sklearn", reason="clipper.deployers.sklearn (installed with this package)")
+    pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
     from sklearn.linear_model import LinearRegression
 
     model = LinearRegression().fit([[0.0], [1.0]], [1.0, 3.0])
@@ -87,8 +87,8 @@ def test_sklearn_saves_the_estimator_beside_func_pkl():
 
 
 def test_xgboost_saves_model_json():
-    xgboost_deployer = pytest.importorskip("clipper.deployers.xgboost")
-    xgboost = pytest.importorskip("xgboost")
+    xgboost_deployer = pytest.importorskip("clipper.deployers.xgboost", reason="clipper.deployers.xgboost (installed with this package)")
+    xgboost = pytest.importorskip("xgboost", reason="xgboost (the frameworks extra)")
     booster = xgboost.train({"nthread": 1}, xgboost.DMatrix([[0.0], [1.0]], [1.0, 3.0]), 2)
     conn = RecordingConnection()
     xgboost_deployer.deploy_xgboost_model(conn, "xgb", 1, "doubles", None, booster)
@@ -97,8 +97,8 @@ def test_xgboost_saves_model_json():
 
 
 def test_pytorch_saves_the_module_and_its_weights():
-    pytorch_deployer = pytest.importorskip("clipper.deployers.pytorch")
-    torch = pytest.importorskip("torch")
+    pytorch_deployer = pytest.importorskip("clipper.deployers.pytorch", reason="clipper.deployers.pytorch (installed with this package)")
+    torch = pytest.importorskip("torch", reason="torch (the frameworks extra)")
     module = torch.nn.Linear(2, 1)
     conn = RecordingConnection()
     pytorch_deployer.deploy_pytorch_model(conn, "linear", 1, "floats", pytorch_model=module)
@@ -111,9 +111,9 @@ def test_pytorch_saves_the_module_and_its_weights():
 
 
 def test_onnx_saves_model_onnx_from_bytes_or_a_file(tmp_path):
-    onnx_deployer = pytest.importorskip("clipper.deployers.onnx")
-    pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
+    onnx_deployer = pytest.importorskip("clipper.deployers.onnx", reason="clipper.deployers.onnx (installed with this package)")
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the frameworks extra)")
+    onnx = pytest.importorskip("onnx", reason="onnx (the frameworks extra)")
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -142,7 +142,10 @@ def test_each_deployer_needs_its_model():
         ("tensorflow", "deploy_tensorflow_model"),
         ("pyspark", "deploy_pyspark_model"),
     ]:
-        deploy = getattr(pytest.importorskip(f"clipper.deployers.{module}"), deployer)
+        deploy = getattr(
+            pytest.importorskip(f"clipper.deployers.{module}", reason="installed with this package"),
+            deployer,
+        )
         conn = RecordingConnection()
         with pytest.raises(
             ClipperException, match=f"needs the model to serve: pass {module}_model"
@@ -157,8 +160,8 @@ BATCHING = {"max_batch_size": 8, "batch_wait_timeout_micros": 500, "num_replicas
 def test_deployment_options_or_keywords_reach_build_and_deploy_model():
     from clipper.deployers import DeploymentOptions
 
-    sklearn = pytest.importorskip("clipper.deployers.sklearn")
-    pytest.importorskip("sklearn")
+    sklearn = pytest.importorskip("clipper.deployers.sklearn", reason="clipper.deployers.sklearn (installed with this package)")
+    pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
     from sklearn.linear_model import LinearRegression
 
     model = LinearRegression().fit([[0.0], [1.0]], [1.0, 3.0])
@@ -231,7 +234,7 @@ def test_signatures_show_every_option_at_clippers_positions():
     endpoint = inspect.signature(python_deployer.create_endpoint)
     assert list(endpoint.parameters)[4:8] == ["default_output", "version", "slo_micros", "labels"]
     assert list(endpoint.parameters)[7:-1] == list(ENDPOINT_KEYWORDS)
-    onnx = pytest.importorskip("clipper.deployers.onnx")
+    onnx = pytest.importorskip("clipper.deployers.onnx", reason="clipper.deployers.onnx (installed with this package)")
     pytorch = list(inspect.signature(onnx.deploy_pytorch_model).parameters)
     assert pytorch[7:13] == [
         "base_image", "labels", "registry", "num_replicas", "onnx_backend", "batch_size"

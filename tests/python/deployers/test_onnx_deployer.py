@@ -11,9 +11,9 @@ from deployer_support import SLO_MICROS, digits_split, served_outputs, train_cla
 
 from clipper import ClipperException
 
-onnx = pytest.importorskip("onnx")
-onnxruntime = pytest.importorskip("onnxruntime")
-pytest.importorskip("sklearn")
+onnx = pytest.importorskip("onnx", reason="onnx (the frameworks extra)")
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime (the frameworks extra)")
+pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -62,7 +62,7 @@ def test_create_endpoint_serves_the_sessions_first_output_by_default(cluster):
 
 
 def test_deploy_pytorch_model_exports_to_onnx_and_serves_func_of_the_session(cluster):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch (the frameworks extra)")
     train_inputs, train_labels, query_inputs = digits_split()
     module = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     train_classifier(module, train_inputs / 16.0, train_labels)

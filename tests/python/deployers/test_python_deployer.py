@@ -7,7 +7,7 @@ import pytest
 
 from clipper.deployers.python import create_endpoint, deploy_python_closure
 
-closure = pytest.importorskip("clipper.container.closure")
+closure = pytest.importorskip("clipper.container.closure", reason="the container SDK's clipper.container.closure (installed with this package)")
 
 
 class RecordingConnection:

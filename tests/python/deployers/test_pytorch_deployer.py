@@ -11,8 +11,8 @@ from deployer_support import SLO_MICROS, digits_split, served_outputs, train_cla
 
 from clipper import ClipperException
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("sklearn")
+torch = pytest.importorskip("torch", reason="torch (the frameworks extra)")
+pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
 from clipper.deployers import pytorch as pytorch_deployer
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from deployer_support import SLO_MICROS, served_outputs
 
 from clipper import ClipperException
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
 from sklearn.datasets import load_digits, load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline

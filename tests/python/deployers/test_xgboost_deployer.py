@@ -10,8 +10,8 @@ from deployer_support import SLO_MICROS, served_outputs
 
 from clipper import ClipperException
 
-xgboost = pytest.importorskip("xgboost")
-pytest.importorskip("sklearn")
+xgboost = pytest.importorskip("xgboost", reason="xgboost (the frameworks extra)")
+pytest.importorskip("sklearn", reason="scikit-learn (the frameworks extra)")
 from sklearn.datasets import load_diabetes, load_iris
 
 from clipper.deployers import xgboost as xgboost_deployer

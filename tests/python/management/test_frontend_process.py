@@ -17,7 +17,7 @@ from clipper import ClipperException, LocalContainerManager
 from clipper.management.auth import TOKEN_FILE_NAME, read_token
 from clipper.management.endpoints import FrontendEndpoints
 
-pytest.importorskip("clipper_native._core")
+pytest.importorskip("clipper_native._core", reason="the native engine clipper_native._core (built by pip install .)")
 
 
 def start_frontend(state_dir, *extra):

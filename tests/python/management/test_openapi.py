@@ -28,7 +28,7 @@ def test_the_document_is_served_and_is_valid_openapi_3(admin_server):
     assert status == 200
     assert document == openapi_document()
     assert document["openapi"].startswith("3.")
-    validator = pytest.importorskip("openapi_spec_validator")
+    validator = pytest.importorskip("openapi_spec_validator", reason="openapi-spec-validator (the test extra)")
     validator.validate(document)
 
 
@@ -62,7 +62,7 @@ def test_each_required_field_is_required_by_the_server(admin_server):
 
 
 def test_real_answers_match_the_documented_schemas(admin_server, engine):
-    schema_validator = pytest.importorskip("openapi_schema_validator")
+    schema_validator = pytest.importorskip("openapi_schema_validator", reason="openapi-schema-validator (the test extra)")
     document = openapi_document()
     engine.connected_replicas = [
         {"model_name": "m", "model_version": "1", "replica_id": 0, "input_type": "doubles",
@@ -120,7 +120,7 @@ def test_the_token_is_documented_and_a_401_is_what_the_server_answers(admin_serv
 def test_fuzzed_bodies_from_the_documented_schemas_never_answer_500(admin_server):
     """Hypothesis builds bodies from each operation's documented fields (right and wrong types, extra
     keys, missing ones): every answer is a documented 200 or 400, never a 500."""
-    hypothesis = pytest.importorskip("hypothesis")
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis (the test extra)")
     strategies = hypothesis.strategies
     document = openapi_document()
     scalars = (

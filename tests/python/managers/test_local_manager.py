@@ -57,7 +57,7 @@ def test_connect_without_a_running_cluster_says_how_to_start_one(tmp_path):
 
 
 def test_the_closure_file_name_matches_the_sdks():
-    closure = pytest.importorskip("clipper.container.closure")
+    closure = pytest.importorskip("clipper.container.closure", reason="the container SDK's clipper.container.closure (installed with this package)")
     assert local_manager.CLOSURE_FILE_NAME == closure.CLOSURE_FILE_NAME
 
 
@@ -93,7 +93,7 @@ def _free_port():
 
 @pytest.fixture
 def engine_available():
-    pytest.importorskip("clipper_native._core")
+    pytest.importorskip("clipper_native._core", reason="the native engine clipper_native._core (built by pip install .)")
 
 
 @pytest.fixture

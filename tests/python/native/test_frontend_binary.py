@@ -132,7 +132,7 @@ def _write_owner_only(path, document):
 
 
 def test_rpc_keys_file_admits_only_replicas_with_the_clients_key(tmp_path):
-    zmq = pytest.importorskip("zmq")
+    zmq = pytest.importorskip("zmq", reason="pyzmq (a dependency of this package)")
     server_public, server_secret = (key.decode() for key in zmq.curve_keypair())
     client_public, client_secret = (key.decode() for key in zmq.curve_keypair())
     keys_file = _write_owner_only(tmp_path / "rpc_server_keys.json", {
