@@ -8,6 +8,9 @@
 //           answer arrives; latency is measured from the actual send.
 //   open    (--rate R): arrivals follow a Poisson or uniform process at R requests/s, spread over
 //           N keep-alive connections; a request arriving while every connection is busy waits in a FIFO.
+//           N is the client population: by Little's law it must exceed R x the time a request holds a
+//           connection, else the FIFO grows and the run measures the generator (waited_for_connection,
+//           max_queue_depth and send_lag_us say so).
 //   hold    (--hold-connections N): opens N keep-alive connections, sends one request on each (unless
 //           --no-hold-request), then keeps them open and idle for --duration seconds.
 //
@@ -15,6 +18,10 @@
 // queued, and its latency is measured from that time, never from the moment a connection became free, so a
 // server that falls behind cannot hide its queueing delay (no coordinated omission). Requests still queued
 // or in flight when the run stops are reported as `unfinished`, never silently dropped.
+//
+// Source addresses (--source-addresses K): connection i binds to 127.0.0.(2 + i mod K) before connecting,
+// so a loopback server sees K client hosts, as a real population arrives from many addresses, and a
+// per-client-address connection cap applies as it would in a deployment.
 //
 // The run always stops by itself: after warmup + duration + drain, or at the hard bound --max-seconds.
 
@@ -60,6 +67,9 @@ constexpr size_t kMaxConnectsInFlight = 256;
 // Response bodies are scanned for "default":true; larger bodies are only partly scanned.
 constexpr size_t kMaxScannedBodyBytes = 64 * 1024;
 constexpr uint32_t kTimerToken = UINT32_MAX;
+// --source-addresses: 127.0.0.2 .. 127.0.0.254 (127.0.0.1 is the default source; .255 is left alone).
+constexpr uint64_t kFirstSourceHost = 2;
+constexpr uint64_t kMaxSourceAddresses = 253;
 
 volatile sig_atomic_t g_stop_requested = 0;
 
@@ -132,6 +142,7 @@ struct Options {
   double spin_micros = 0.0;                   // poll instead of sleeping when the next event is this close
   bool busy_poll = false;                     // never sleep: poll epoll in a loop (one busy core)
   double slo_micros = 0.0;                    // --slo-us: count 2xx model answers within it (goodput)
+  uint64_t source_addresses = 0;              // > 0: bind connections to 127.0.0.2 .. 127.0.0.(K+1)
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -174,6 +185,8 @@ void print_help() {
       "                         (sharper send times, at the cost of a busy core; default 0)\n"
       "  --busy-poll            never sleep in epoll_wait: no wake-up delay on this side, one busy core\n"
       "  --slo-us U             also count answers_within_slo: 2xx, not a default, latency <= U us\n"
+      "  --source-addresses K   connect from K loopback addresses, 127.0.0.2 .. 127.0.0.(K+1), round\n"
+      "                         robin (the server sees K clients; needs an IPv4 loopback --url; max 253)\n"
       "\n"
       "output fields: mode, rate, connections, duration_s, requests (answered in the window),\n"
       "throughput_rps, latency_us {p50,p90,p99,p999,max,mean}, status {code: count}, default_answers\n"
@@ -263,6 +276,11 @@ Options parse_options(int argc, char** argv) {
       options.busy_poll = true;
     } else if (flag == "--slo-us") {
       options.slo_micros = parse_double(flag, value());
+    } else if (flag == "--source-addresses") {
+      options.source_addresses = parse_count(flag, value());
+      if (options.source_addresses == 0 || options.source_addresses > kMaxSourceAddresses) {
+        usage_error("--source-addresses wants 1 to " + std::to_string(kMaxSourceAddresses));
+      }
     } else if (flag == "--spin-us") {
       options.spin_micros = parse_double(flag, value());
     } else if (flag == "--seed") {
@@ -323,6 +341,25 @@ Target resolve_target(const std::string& url) {
   freeaddrinfo(results);
   if (target.port != 80) target.host += ":" + port_text;
   return target;
+}
+
+// The addresses --source-addresses binds to: 127.0.0.2 onwards. Loopback only: the whole of 127/8 routes
+// to the loopback interface, so any of them reaches a server listening on 127.0.0.1 (or 0.0.0.0).
+std::vector<sockaddr_in> source_addresses(const Options& options, const Target& target) {
+  std::vector<sockaddr_in> sources;
+  if (options.source_addresses == 0) return sources;
+  const auto* destination = reinterpret_cast<const sockaddr_in*>(&target.address);
+  if (target.address.ss_family != AF_INET || (ntohl(destination->sin_addr.s_addr) >> 24) != 127) {
+    usage_error("--source-addresses needs an IPv4 loopback --url (127.x.x.x), got '" + options.url + "'");
+  }
+  for (uint64_t i = 0; i < options.source_addresses; ++i) {
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    source.sin_port = 0;
+    source.sin_addr.s_addr = htonl((127U << 24) | static_cast<uint32_t>(kFirstSourceHost + i));
+    sources.push_back(source);
+  }
+  return sources;
 }
 
 // Builds request bytes for each workload. W1 vectors start with a unique counter value (exact in a double),
@@ -460,6 +497,7 @@ struct Connection {
   uint64_t requests_answered = 0;
   uint64_t reconnect_at_nanos = 0;
   uint32_t connect_failures = 0;
+  bool ever_connected = false;
 };
 
 struct Report {
@@ -480,11 +518,13 @@ struct Report {
   uint64_t reconnects = 0;
   uint64_t server_closes = 0;  // idle connections the server closed (not errors)
   uint64_t max_queue_depth = 0;
+  uint64_t waited_for_connection = 0;  // open loop: measured requests that found every connection busy
   uint64_t unfinished = 0;
   bool timed_out = false;
   bool interrupted = false;
+  uint64_t established = 0;          // successful connects (reconnects included)
+  double seconds_to_connect_all = -1;  // closed/open loop: until every connection had connected once
   // hold mode
-  uint64_t established = 0;
   uint64_t held_at_end = 0;
   double seconds_to_establish = 0;
   uint64_t nofile_limit = 0;
@@ -493,7 +533,10 @@ struct Report {
 class LoadGenerator {
  public:
   LoadGenerator(Options options, Target target)
-      : options_(std::move(options)), target_(std::move(target)), requests_(options_, target_) {
+      : options_(std::move(options)),
+        target_(std::move(target)),
+        sources_(source_addresses(options_, target_)),
+        requests_(options_, target_) {
     mode_ = options_.hold_connections > 0 ? Mode::kHold
             : options_.rate_per_second > 0 ? Mode::kOpen
                                            : Mode::kClosed;
@@ -521,7 +564,8 @@ class LoadGenerator {
   // --- requests --------------------------------------------------------------
   void send_request(Connection& connection, uint64_t intended_nanos);
   void finish_response(Connection& connection);
-  void dispatch_queued();
+  // Sends queued requests on idle connections; `waited`: they found no idle connection on arrival.
+  void dispatch_queued(bool waited);
   void generate_arrivals(uint64_t now);
   uint64_t next_interarrival_nanos();
 
@@ -537,6 +581,7 @@ class LoadGenerator {
 
   Options options_;
   Target target_;
+  std::vector<sockaddr_in> sources_;    // --source-addresses; empty: the kernel picks 127.0.0.1
   RequestFactory requests_;
   Mode mode_ = Mode::kClosed;
   uint64_t connection_count_ = 0;
@@ -552,6 +597,8 @@ class LoadGenerator {
   size_t connecting_ = 0;
   size_t closed_waiting_ = 0;            // closed connections waiting for a reconnect
   size_t busy_ = 0;
+  size_t ever_connected_ = 0;            // connections that connected at least once
+  uint64_t run_start_ = 0;
 
   uint64_t measure_start_ = 0;
   uint64_t measure_end_ = 0;
@@ -622,6 +669,17 @@ void LoadGenerator::open_connection(Connection& connection) {
   connection.fd = fd;
   connection.state = Connection::State::kConnecting;
   ++connecting_;
+  if (!sources_.empty()) {
+    // The port is chosen at connect(), per destination, not at bind(): otherwise each source address
+    // would run out of ephemeral ports after ~28,000 connections whatever the destinations.
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    const sockaddr_in& source = sources_[connection.index % sources_.size()];
+    if (bind(fd, reinterpret_cast<const sockaddr*>(&source), sizeof(source)) != 0) {
+      if (report_.connect_errors == 0) std::perror("clipper-loadgen: bind to a source address");
+      fail_connection(connection, report_.connect_errors);
+      return;
+    }
+  }
   const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&target_.address), target_.address_length);
   if (rc != 0 && errno != EINPROGRESS) {
     fail_connection(connection, report_.connect_errors);
@@ -687,7 +745,13 @@ void LoadGenerator::on_connected(Connection& connection) {
   event.events = EPOLLIN | EPOLLRDHUP;
   event.data.u64 = connection.index;
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, connection.fd, &event);
-  if (mode_ == Mode::kHold) ++report_.established;
+  ++report_.established;
+  if (!connection.ever_connected) {
+    connection.ever_connected = true;
+    if (++ever_connected_ == connections_.size() && mode_ != Mode::kHold) {
+      report_.seconds_to_connect_all = static_cast<double>(monotonic_nanos() - run_start_) / 1e9;
+    }
+  }
   become_idle(connection);
 }
 
@@ -712,7 +776,7 @@ void LoadGenerator::become_idle(Connection& connection) {
       break;
     case Mode::kOpen:
       idle_.push_back(connection.index);
-      dispatch_queued();
+      dispatch_queued(/*waited=*/true);
       break;
     case Mode::kHold:
       // Held connections stay off the idle list: nothing is dispatched to them.
@@ -843,12 +907,13 @@ void LoadGenerator::finish_response(Connection& connection) {
   become_idle(connection);
 }
 
-void LoadGenerator::dispatch_queued() {
+void LoadGenerator::dispatch_queued(bool waited) {
   while (!queued_.empty() && !idle_.empty()) {
     const uint32_t index = idle_.back();
     idle_.pop_back();
     const uint64_t intended = queued_.front();
     queued_.pop_front();
+    if (waited && intended >= measure_start_ && intended < measure_end_) ++report_.waited_for_connection;
     send_request(connections_[index], intended);
   }
 }
@@ -867,7 +932,9 @@ void LoadGenerator::generate_arrivals(uint64_t now) {
     next_arrival_ += next_interarrival_nanos();
   }
   report_.max_queue_depth = std::max<uint64_t>(report_.max_queue_depth, queued_.size());
-  dispatch_queued();
+  // Sent now if a connection is idle. An idle connection takes a queued request the moment it becomes
+  // idle (become_idle), so what stays queued here waits for a connection, and is counted when it goes.
+  dispatch_queued(/*waited=*/false);
 }
 
 void LoadGenerator::arm_timer(uint64_t wake_nanos) {
@@ -918,6 +985,7 @@ int LoadGenerator::run() {
                            : 1 << 20);
 
   const uint64_t run_start = monotonic_nanos();
+  run_start_ = run_start;
   connect_deadline_ = run_start + seconds_to_nanos(options_.connect_timeout_seconds);
   if (mode_ == Mode::kHold) {
     measure_start_ = run_start;
@@ -1113,6 +1181,9 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
   if (mode_ == Mode::kOpen) {
     field("offered_rps", number(static_cast<double>(report_.measured_arrivals) / window));
     field("max_queue_depth", integer(report_.max_queue_depth));
+    // Measured requests that found every connection busy: the population was too small for the rate
+    // (Little's law), and their latency includes the wait for a connection.
+    field("waited_for_connection", integer(report_.waited_for_connection));
     // How late requests left the generator: queueing for a free connection, or the generator itself lagging.
     auto& lags = report_.send_lags_nanos;
     std::sort(lags.begin(), lags.end());
@@ -1167,6 +1238,13 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
                       ",\"seconds_to_establish\":" + number(report_.seconds_to_establish) +
                       ",\"nofile_limit\":" + integer(report_.nofile_limit) + "}");
   }
+  if (mode_ != Mode::kHold) {
+    field("established", integer(report_.established));
+    field("seconds_to_connect_all",
+          report_.seconds_to_connect_all < 0 ? "null" : number(report_.seconds_to_connect_all));
+    field("nofile_limit", integer(report_.nofile_limit));
+  }
+  field("source_addresses", integer(sources_.size()));
   field("spin_us", number(options_.spin_micros));
   field("busy_poll", options_.busy_poll ? "true" : "false");
   field("seed", integer(options_.seed));
