@@ -10,7 +10,9 @@
 //           N keep-alive connections; a request arriving while every connection is busy waits in a FIFO.
 //           N is the client population: by Little's law it must exceed R x the time a request holds a
 //           connection, else the FIFO grows and the run measures the generator (waited_for_connection,
-//           max_queue_depth and send_lag_us say so).
+//           max_queue_depth and send_lag_us say so). Arrivals start once every connection is open (or
+//           the connect timeout passed): a population connects before it sends, and requests queued
+//           behind connects would measure the connects.
 //   hold    (--hold-connections N): opens N keep-alive connections, sends one request on each (unless
 //           --no-hold-request), then keeps them open and idle for --duration seconds.
 //
@@ -167,8 +169,9 @@ void print_help() {
       "  --duration S           measured window; hold mode: how long to hold (default 10)\n"
       "  --warmup S             unmeasured time before the window (default 1)\n"
       "  --drain S              wait for answers in flight after the window (default 2)\n"
-      "  --connect-timeout S    give up connecting after S (default 5; hold: 10 + N/1000)\n"
+      "  --connect-timeout S    give up connecting after S (default 5; open loop and hold: 10 + N/1000)\n"
       "  --max-seconds S        hard bound on the whole run (default: sum of the above + 5)\n"
+      "                         (open loop: arrivals start once every connection is open)\n"
       "\n"
       "request:\n"
       "  --url URL              http://HOST:PORT/PATH (IPv4 or a resolvable name)\n"
@@ -297,8 +300,10 @@ Options parse_options(int argc, char** argv) {
     usage_error("--hold-connections and --rate are separate modes");
   }
   if (options.connect_timeout_seconds == 0) {
-    options.connect_timeout_seconds =
-        options.hold_connections > 0 ? 10.0 + static_cast<double>(options.hold_connections) / 1000.0 : 5.0;
+    const uint64_t opened = options.hold_connections > 0 ? options.hold_connections : options.connections;
+    options.connect_timeout_seconds = options.hold_connections > 0 || options.rate_per_second > 0
+                                          ? 10.0 + static_cast<double>(opened) / 1000.0
+                                          : 5.0;
   }
   if (options.seed == 0) options.seed = splitmix64(monotonic_nanos() ^ (static_cast<uint64_t>(getpid()) << 32));
   return options;
@@ -524,6 +529,7 @@ struct Report {
   bool interrupted = false;
   uint64_t established = 0;          // successful connects (reconnects included)
   double seconds_to_connect_all = -1;  // closed/open loop: until every connection had connected once
+  double seconds_to_first_arrival = 0;  // open loop: connecting before the arrival process started
   // hold mode
   uint64_t held_at_end = 0;
   double seconds_to_establish = 0;
@@ -607,6 +613,7 @@ class LoadGenerator {
   uint64_t connect_deadline_ = 0;
   uint64_t next_arrival_ = 0;
   bool holding_ = false;                 // hold mode: all connections resolved, now holding
+  bool arriving_ = false;                // open loop: all connections resolved, arrivals started
   Report report_;
 };
 
@@ -993,6 +1000,12 @@ int LoadGenerator::run() {
     const double bound = options_.max_seconds > 0 ? options_.max_seconds
                                                   : options_.connect_timeout_seconds + options_.duration_seconds + 5;
     hard_deadline_ = run_start + seconds_to_nanos(bound);
+  } else if (mode_ == Mode::kOpen) {
+    measure_start_ = measure_end_ = drain_end_ = UINT64_MAX;  // set when arrivals start
+    const double bound = options_.max_seconds > 0 ? options_.max_seconds
+                                                  : options_.connect_timeout_seconds + options_.warmup_seconds +
+                                                        options_.duration_seconds + options_.drain_seconds + 5;
+    hard_deadline_ = run_start + seconds_to_nanos(bound);
   } else {
     measure_start_ = run_start + seconds_to_nanos(options_.warmup_seconds);
     measure_end_ = measure_start_ + seconds_to_nanos(options_.duration_seconds);
@@ -1001,7 +1014,6 @@ int LoadGenerator::run() {
                              ? options_.max_seconds
                              : options_.warmup_seconds + options_.duration_seconds + options_.drain_seconds + 5;
     hard_deadline_ = run_start + seconds_to_nanos(bound);
-    next_arrival_ = run_start;
   }
 
   std::vector<epoll_event> events(1024);
@@ -1047,7 +1059,20 @@ int LoadGenerator::run() {
       }
       wake = std::min<uint64_t>(wake, connect_deadline_);
     }
-    if (mode_ == Mode::kOpen) {
+    if (mode_ == Mode::kOpen && !arriving_) {
+      // Connections still connecting at the deadline keep trying; arrivals no longer wait for them.
+      if ((next_to_open_ == connections_.size() && connecting_ == 0) || now >= connect_deadline_) {
+        arriving_ = true;
+        report_.seconds_to_first_arrival = static_cast<double>(now - run_start) / 1e9;
+        next_arrival_ = now;
+        measure_start_ = now + seconds_to_nanos(options_.warmup_seconds);
+        measure_end_ = measure_start_ + seconds_to_nanos(options_.duration_seconds);
+        drain_end_ = measure_end_ + seconds_to_nanos(options_.drain_seconds);
+      } else {
+        wake = std::min<uint64_t>(wake, connect_deadline_);
+      }
+    }
+    if (mode_ == Mode::kOpen && arriving_) {
       generate_arrivals(now);
       if (next_arrival_ < measure_end_) wake = std::min<uint64_t>(wake, next_arrival_);
     }
@@ -1184,6 +1209,7 @@ void LoadGenerator::print_report(uint64_t run_start, uint64_t now) {
     // Measured requests that found every connection busy: the population was too small for the rate
     // (Little's law), and their latency includes the wait for a connection.
     field("waited_for_connection", integer(report_.waited_for_connection));
+    field("seconds_to_first_arrival", number(report_.seconds_to_first_arrival));
     // How late requests left the generator: queueing for a free connection, or the generator itself lagging.
     auto& lags = report_.send_lags_nanos;
     std::sort(lags.begin(), lags.end());
