@@ -546,9 +546,14 @@ def loadgen_command(
     body: str | None = None,
     method: str = "POST",
     hold_connections: int | None = None,
+    source_addresses: int = 0,
     extra_args: list[str] | None = None,
 ) -> list[str]:
+    """A clipper-loadgen command line. `source_addresses` > 0 spreads the connections over that many
+    loopback client addresses (127.0.0.2 onwards), as a population of client hosts."""
     command = [loadgen, "--url", url, "--method", method, "--duration", str(duration_seconds)]
+    if source_addresses:
+        command += ["--source-addresses", str(source_addresses)]
     if hold_connections:
         command += ["--hold-connections", str(hold_connections)]
     else:

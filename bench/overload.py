@@ -33,6 +33,15 @@ load generator's side:
   429 share     queries refused at arrival (admission control), and default answers
   rss           the frontend process's RSS before the runs, its peak and after each run
 
+The open loop is a client population sized for its rate: by Little's law it needs as many
+connections as requests in flight, and admitted queries may wait up to the SLO, so each run gets
+rate x SLO x --connection-safety connections (within the descriptor limits of the load generator and
+the frontend; --connections fixes it), spread over loopback client addresses 127.0.0.2 onwards
+(--source-addresses; by default enough that no address holds more than half the frontend's
+max_connections_per_client_address). A run where requests still waited for a free connection, or left
+the load generator late, measured the load generator, not the server: it is flagged
+(`loadgen_limited`) and is not a figure of record.
+
 and, at --default-at (2x), the same load on the overload="default" app. The issue's target: goodput at
 2x >= 0.9 x capacity (also given against the best goodput any run of the study reached, where the
 closed loop understates the model). Owns bench/results/overload.json and overload.png. About 6
@@ -46,7 +55,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -61,6 +72,18 @@ import common
 import models
 
 APP = "overload"
+# The open loop's client population: rate x SLO x this many connections (bursts of the Poisson arrivals,
+# answers a little past the SLO).
+CONNECTION_SAFETY = 1.5
+MIN_OPEN_LOOP_CONNECTIONS = 64
+# Descriptors left to each process beside the population (the frontend's RPC, metrics and admin sockets).
+DESCRIPTOR_MARGIN = 1024
+# A source address holds at most this share of the frontend's max_connections_per_client_address.
+PER_ADDRESS_SHARE_OF_CAP = 0.5
+# Beyond these the load generator was the bottleneck: the share of measured requests that waited for a
+# free connection, and its send lag's p99 as a share of the SLO.
+MAX_WAITED_SHARE = 0.001
+MAX_SEND_LAG_P99_SHARE_OF_SLO = 0.05
 DEFAULT_APP = "overload-default"
 MODEL = "overload-model"
 TARGET_GOODPUT_AT_2X = 0.9
@@ -93,7 +116,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="closed loop connections of the capacity run (default: cpu 256, enough for full "
         "batches of 128; accelerator 64, two batches of 32)",
     )
-    parser.add_argument("--connections", type=int, default=2048, help="open loop connections")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="open loop connections, every run (default: rate x SLO x --connection-safety, within "
+        "the descriptor limits)",
+    )
+    parser.add_argument(
+        "--connection-safety",
+        type=float,
+        default=CONNECTION_SAFETY,
+        help=f"open loop connections per request in flight at the SLO ({CONNECTION_SAFETY})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        help="ceiling on the open loop's connections (default: the smaller open-file limit of this "
+        f"process and the frontend, and max_connections_per_io_thread, less {DESCRIPTOR_MARGIN})",
+    )
+    parser.add_argument(
+        "--source-addresses",
+        type=int,
+        help="loopback client addresses of the open loop (default: enough that each holds at most "
+        f"{PER_ADDRESS_SHARE_OF_CAP:g} x the frontend's max_connections_per_client_address)",
+    )
     parser.add_argument(
         "--default-at",
         type=float,
@@ -109,6 +155,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "overload.json")
     args = parser.parse_args(argv)
+    if args.connection_safety <= 0:
+        parser.error("--connection-safety must be positive")
+    if args.source_addresses is not None and not 1 <= args.source_addresses <= 253:
+        parser.error("--source-addresses is 1 to 253 (127.0.0.2 .. 127.0.0.254)")
     if "pinned" in args.placements:
         server, loadgen = common.parse_cpus(args.server_cpus), common.parse_cpus(args.loadgen_cpus)
         if server & loadgen:
@@ -155,7 +205,14 @@ def one_run(
 ) -> dict[str, Any]:
     """One load generator run (open loop at `rate`, or the closed loop capacity run)."""
     cluster, sampler = study.cluster, study.sampler
-    connections = args.connections if rate else capacity_connections(args, study.scenario)
+    population = (
+        client_population(args, rate, connection_ceiling(args, cluster.frontend_pid))
+        if rate
+        else None
+    )
+    connections = (
+        population["connections"] if population else capacity_connections(args, study.scenario)
+    )
     command = common.loadgen_command(
         loadgen,
         cluster.url(app),
@@ -164,9 +221,15 @@ def one_run(
         warmup_seconds=args.warmup,
         rate_per_second=rate,
         workload="w1",
+        source_addresses=population["source_addresses"] if population else 0,
         extra_args=["--slo-us", str(args.slo_micros), "--drain", "2"],
     )
-    label = f"{rate:,.0f}/s open loop" if rate else f"closed loop {connections}"
+    label = (
+        f"{rate:,.0f}/s open loop, {connections:,} connections from "
+        f"{population['source_addresses']} addresses"
+        if population
+        else f"closed loop {connections}"
+    )
     print(f"{study.name} {name}: {app}, {label} ...", file=sys.stderr)
     rss = common.RssSampler(cluster.frontend_pid) if cluster.frontend_pid else None
     with contextlib.ExitStack() as stack:
@@ -187,10 +250,19 @@ def one_run(
     answered = outcomes.get("200", {})
     requests = report["requests"] or 1
     refused = report["status"].get("429", 0) + report["status"].get("503", 0)
+    limited_because = loadgen_limits(report, args.slo_micros) if rate else []
+    if limited_because:
+        reasons = "; ".join(limited_because)
+        print(f"  the load generator fell behind the offered rate: {reasons}", file=sys.stderr)
     return {
         "run": name,
         "app": app,
         "offered_rps": report.get("offered_rps"),
+        "client_population": population,
+        # The load generator queued or lagged: the run was no longer an open loop at the offered
+        # rate (too few connections for the latencies the server gave, or no CPU for the generator).
+        "loadgen_limited": bool(limited_because),
+        "loadgen_limited_because": limited_because,
         "goodput_rps": round(report["answers_within_slo"] / args.duration, 1),
         "requests": report["requests"],
         "status": report["status"],
@@ -269,9 +341,88 @@ def one_run(
         # run: the queueing no request stamp sees (it happens before the I/O thread wakes).
         "frontend_runqueue_wait_per_s": common.rounded(waited / elapsed, 3),
         "loadgen": common.loadgen_summary(
-            report, command, ("throughput_rps", "send_lag_us", "max_queue_depth", "lost")
+            report,
+            command,
+            (
+                "throughput_rps",
+                "connections",
+                "source_addresses",
+                "established",
+                "seconds_to_connect_all",
+                "send_lag_us",
+                "waited_for_connection",
+                "max_queue_depth",
+                "lost",
+            ),
         ),
     }
+
+
+def connection_ceiling(args: argparse.Namespace, frontend_pid: int | None) -> int:
+    """The most connections an open loop run may open: the descriptors of the load generator (it
+    raises its soft limit to this process's hard one) and of the frontend, and the frontend's
+    max_connections_per_io_thread (one I/O thread), each less DESCRIPTOR_MARGIN."""
+    if args.max_connections:
+        return args.max_connections
+    from clipper_native import defaults
+
+    limits = [defaults.MAX_CONNECTIONS_PER_IO_THREAD]
+    ours = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if ours != resource.RLIM_INFINITY:
+        limits.append(ours)
+    frontend = open_file_limit(frontend_pid)
+    if frontend:
+        limits.append(frontend)
+    return max(MIN_OPEN_LOOP_CONNECTIONS, min(limits) - DESCRIPTOR_MARGIN)
+
+
+def client_population(args: argparse.Namespace, rate: float, ceiling: int) -> dict[str, Any]:
+    """The open loop's connections and source addresses for `rate` (Little's law: requests in
+    flight = rate x the time each holds a connection, up to the SLO for an admitted query)."""
+    from clipper_native import defaults
+
+    wanted = math.ceil(rate * args.slo_micros / 1e6 * args.connection_safety)
+    connections = args.connections or min(max(wanted, MIN_OPEN_LOOP_CONNECTIONS), ceiling)
+    per_address = max(
+        1, int(defaults.MAX_CONNECTIONS_PER_CLIENT_ADDRESS * PER_ADDRESS_SHARE_OF_CAP)
+    )
+    return {
+        "connections": connections,
+        "wanted": wanted,
+        "ceiling": ceiling,
+        "capped": not args.connections and wanted > ceiling,
+        "fixed_by_option": bool(args.connections),
+        "source_addresses": args.source_addresses or min(253, math.ceil(connections / per_address)),
+    }
+
+
+def loadgen_limits(report: dict[str, Any], slo_micros: float) -> list[str]:
+    """Why an open loop run fell behind its offered rate in the load generator (empty: it did not)."""
+    reasons = []
+    waited = report.get("waited_for_connection") or 0
+    measured = (report.get("requests") or 0) + (report.get("unfinished") or 0)
+    if waited > MAX_WAITED_SHARE * max(1, measured):
+        reasons.append(
+            f"{waited:,} of {measured:,} requests waited for a free connection (its FIFO held up "
+            f"to {report.get('max_queue_depth', 0):,})"
+        )
+    lag_p99 = (report.get("send_lag_us") or {}).get("p99") or 0
+    if lag_p99 > MAX_SEND_LAG_P99_SHARE_OF_SLO * slo_micros:
+        reasons.append(
+            f"requests left it {lag_p99 / 1000:.1f} ms late at p99 (> "
+            f"{MAX_SEND_LAG_P99_SHARE_OF_SLO * slo_micros / 1000:g} ms)"
+        )
+    return reasons
+
+
+def open_file_limit(pid: int | None) -> int | None:
+    """The soft open-file limit of process `pid` (/proc/<pid>/limits); None if unknown."""
+    with contextlib.suppress(OSError, TypeError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return None if soft == "unlimited" else int(soft)
+    return None
 
 
 def run_study(
@@ -348,6 +499,8 @@ def run_study(
         "runs": runs,
         "cpus_allowed": placed,
         "goodput_at_2x_over_capacity": common.rounded(ratio_2x, 3),
+        # Runs whose load generator was the bottleneck: their figures are not of record.
+        "loadgen_limited_runs": [f"{r['run']} {r['app']}" for r in runs if r["loadgen_limited"]],
         "best_goodput_rps": best,
         "goodput_at_2x_over_best": common.rounded(ratio_2x_best, 3),
         "frontend_rss_mb": {"before": rss_before, "after": rss_after},
@@ -383,7 +536,7 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
     header = (
         f"{'run':>10} {'app':>17} {'offered/s':>10} {'goodput/s':>10} {'x cap':>6} {'429 %':>6} "
         f"{'dflt %':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'rss MB':>7} {'other':>6} "
-        f"{'rq wait':>7}"
+        f"{'rq wait':>7} {'conns':>6} {'addrs':>5}"
     )
     print(header)
     for run in runs:
@@ -394,7 +547,22 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
             f"{100 * run['refused_share']:>6.1f} {100 * run['default_share']:>6.1f} "
             f"{latency['p50'] or 0:>7.1f} {latency['p99'] or 0:>7.1f} {latency['max'] or 0:>7.1f} "
             f"{run['rss_mb'].get('max_mb') or 0:>7.1f} {run['cpu_cores']['other']:>6.2f} "
-            f"{run['frontend_runqueue_wait_per_s'] or 0:>7.3f}"
+            f"{run['frontend_runqueue_wait_per_s'] or 0:>7.3f} "
+            f"{run['client_population']['connections']:>6} "
+            f"{run['client_population']['source_addresses']:>5}"
+            + ("  * load generator limited" if run["loadgen_limited"] else "")
+        )
+    if result["loadgen_limited_runs"]:
+        print(
+            "* the load generator queued or lagged in these runs (too few connections for the "
+            "latencies the server gave, or a generator short of CPU): they were no longer an open "
+            "loop at the offered rate and are not figures of record ("
+            + "; ".join(
+                f"{r['run']} {r['app']}: {', '.join(r['loadgen_limited_because'])}"
+                for r in runs
+                if r["loadgen_limited"]
+            )
+            + ")"
         )
     warning = common.disturbed_warning({r["run"]: r["cpu_cores"]["other"] for r in runs})
     if warning:
@@ -402,6 +570,8 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
     ratio_2x = result["goodput_at_2x_over_capacity"]
     if ratio_2x is not None:
         verdict = "met" if ratio_2x >= TARGET_GOODPUT_AT_2X else "NOT met"
+        if f"2x {APP}" in result["loadgen_limited_runs"]:
+            verdict += ", but the load generator limited the 2x run: not a figure of record"
         print(
             f"goodput at 2x / capacity = {ratio_2x:.2f} (target >= {TARGET_GOODPUT_AT_2X}: {verdict}); "
             f"/ the best goodput of any run ({result['best_goodput_rps']:,.0f}/s) = "
@@ -481,9 +651,18 @@ def main(argv: list[str]) -> int:
             "accelerator_model": {"batch_micros": args.batch_micros, "batch_size": args.batch_size},
             "duration_s": args.duration,
             "warmup_s": args.warmup,
-            "open_loop_connections": args.connections,
+            "open_loop_connections": {
+                "fixed": args.connections,
+                "safety": args.connection_safety,
+                "max": args.max_connections,
+                "source_addresses": args.source_addresses,
+                "rule": "rate x SLO x safety, within the descriptor limits (each run's "
+                "client_population)",
+            },
         },
         "target_goodput_at_2x": TARGET_GOODPUT_AT_2X,
+        # False when some run's load generator was the bottleneck (loadgen_limited).
+        "load_generator_kept_up": not any(r["loadgen_limited_runs"] for r in results),
         "studies": results,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
