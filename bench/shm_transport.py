@@ -35,6 +35,11 @@ The A/B of record (about 4 min, quiet machine; unpinned, as users run it):
     python bench/shm_transport.py --repeat 3 --duration 3 --warmup 1 --rates 20000 \
         --tensor-connections --shm-spin-micros 50 200 --output bench/results/shm_spin.json
 
+--spins REPLICA:FRONTEND [...] does the same for both sides' spins: `shm_spin<R>_f<F>` (`shm_spin<R>`
+when F is 0) has replicas spinning R us (adaptive: shm::SpinPolicy backs off after spins that ran
+out) and the frontend's I/O loop polling for an answer up to F us after each batch it sends
+(LocalContainerManager(shm_response_spin_micros=F)); `--shm-spin-micros N` is `--spins N:0`.
+
 Also written: each issue-13 target as a ratio to nginx with met / NOT met, and the bytes copied per
 1 MiB query: measured for shared memory (the engine's clipper_shm_request_*_bytes_total counters over
 each tensor window: `shm_bytes_per_query`), described for both paths (`copies_per_tensor_query`).
@@ -99,6 +104,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="MICROS",
         help="also a shared-memory cluster per value whose replicas spin that long before sleeping",
     )
+    parser.add_argument(
+        "--spins",
+        nargs="*",
+        default=[],
+        metavar="REPLICA:FRONTEND",
+        help="also a shared-memory cluster per pair: replicas spin REPLICA us before sleeping, the "
+        "frontend polls for answers up to FRONTEND us after sending a batch",
+    )
     parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
     own, rest = parser.parse_known_args(argv)
@@ -111,18 +124,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if any(not 0 < micros <= 10_000 for micros in own.shm_spin_micros):
         parser.error("--shm-spin-micros values must be from 1 to 10000")
     args.shm_spin_micros = list(dict.fromkeys(own.shm_spin_micros))
+    spins = [(micros, 0) for micros in args.shm_spin_micros]
+    for pair in own.spins:
+        try:
+            replica, frontend = (int(part) for part in pair.split(":"))
+        except ValueError:
+            parser.error(f"--spins takes REPLICA:FRONTEND microseconds, got {pair!r}")
+        if not (0 <= replica <= 10_000 and 0 <= frontend <= 10_000) or replica == frontend == 0:
+            parser.error(f"--spins {pair}: each from 0 to 10000, not both 0")
+        spins.append((replica, frontend))
+    args.spins = list(dict.fromkeys(spins))
     return args
 
 
+def spin_mode(replica: int, frontend: int) -> str:
+    """The name of a spinning shared-memory cluster (shm_spin<R>, or shm_spin<R>_f<F>)."""
+    return f"shm_spin{replica}" + (f"_f{frontend}" if frontend else "")
+
+
 def modes(args: argparse.Namespace) -> tuple[str, ...]:
-    """The servers compared: nginx, shm, zmq, then shm_spin<N> for each --shm-spin-micros N."""
-    return MODES + tuple(f"shm_spin{micros}" for micros in args.shm_spin_micros)
+    """The servers compared: nginx, shm, zmq, then one spinning shm cluster per --spins pair."""
+    return MODES + tuple(spin_mode(*pair) for pair in args.spins)
 
 
 class Cluster:
     """A local Clipper cluster (bench/cluster.py) with one no-op W1 replica and one 1 MiB-tensor
     replica, its replicas served over `transport` ("auto": shared memory; "zmq"), spinning
-    `spin_micros` before they sleep on their request ring."""
+    `spin_micros` before they sleep on their request ring, the frontend polling for answers
+    `response_spin_micros` after each batch."""
 
     def __init__(
         self,
@@ -130,15 +159,19 @@ class Cluster:
         args: argparse.Namespace,
         stack: contextlib.ExitStack,
         spin_micros: int = 0,
+        response_spin_micros: int = 0,
     ):
         from clipper.deployers.python import deploy_python_closure
 
         started = cluster.start_local_cluster(
             stack,
-            f"shm-{transport}" + (f"-spin{spin_micros}" if spin_micros else ""),
+            f"shm-{transport}"
+            + (f"-spin{spin_micros}" if spin_micros else "")
+            + (f"-f{response_spin_micros}" if response_spin_micros else ""),
             cache_size_bytes=None,
             replica_transport=transport,
             replica_shm_spin_micros=spin_micros,
+            shm_response_spin_micros=response_spin_micros,
         )
         self.connection = started.connection
         self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
@@ -471,8 +504,10 @@ def main(argv: list[str]) -> int:
             servers["nginx"] = w1.start_nginx(args.nginx_workers, stack)
             servers["shm"] = Cluster("auto", args, stack)
             servers["zmq"] = Cluster("zmq", args, stack)
-            for micros in args.shm_spin_micros:
-                servers[f"shm_spin{micros}"] = Cluster("auto", args, stack, spin_micros=micros)
+            for replica, frontend in args.spins:
+                servers[spin_mode(replica, frontend)] = Cluster(
+                    "auto", args, stack, spin_micros=replica, response_spin_micros=frontend
+                )
         compared = modes(args)
         for repeat in range(args.repeat):
             turn = repeat % len(compared)
@@ -510,6 +545,7 @@ def main(argv: list[str]) -> int:
         },
         "placement": w1.placement_text(args),
         "shm_spin_micros": args.shm_spin_micros,
+        "spins": [{"replica_micros": r, "frontend_micros": f} for r, f in args.spins],
         "window_seconds": args.duration,
         "repeats": args.repeat,
         "tensor_body_bytes": len(body),

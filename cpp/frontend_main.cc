@@ -59,6 +59,8 @@ options:
                                  the rest; zmq: ZeroMQ for all (default )" + std::string(replica_transport) + R"()
   --shm-request-ring-bytes N     per replica, frontend to replica (default )" + number(shm_request_ring_bytes) + R"()
   --shm-response-ring-bytes N    per replica, replica to frontend (default )" + number(shm_response_ring_bytes) + R"()
+  --shm-response-spin-micros N   poll the response rings up to N us after sending a batch before the
+                                 loop sleeps; 0 never, at most 10000 (default )" + number(shm_response_spin_micros) + R"()
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP
   --help                         show this help and exit
@@ -141,6 +143,7 @@ int main(int argc, char** argv) {
       {"replica-transport", required_argument, nullptr, 'R'},
       {"shm-request-ring-bytes", required_argument, nullptr, 'U'},
       {"shm-response-ring-bytes", required_argument, nullptr, 'V'},
+      {"shm-response-spin-micros", required_argument, nullptr, 'S'},
       {"config", required_argument, nullptr, 'f'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -178,6 +181,7 @@ int main(int argc, char** argv) {
         case 'R': options.replica_transport = optarg; break;
         case 'U': options.shm_request_ring_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'V': options.shm_response_ring_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
+        case 'S': options.shm_response_spin_micros = parse_number(name, optarg); break;
         case 'f': config_path = optarg; break;
         case 'h': std::fputs(usage().c_str(), stdout); return 0;
         default: std::fputs(usage().c_str(), stderr); return 2;

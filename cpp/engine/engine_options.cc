@@ -87,6 +87,9 @@ void EngineOptions::validate() const {
       shm_request_ring_bytes > (4ull << 30) || shm_response_ring_bytes > (4ull << 30)) {
     throw std::invalid_argument("shm_request_ring_bytes and shm_response_ring_bytes must be between 64 KiB and 4 GiB");
   }
+  if (shm_response_spin_micros < 0 || shm_response_spin_micros > 10000) {
+    throw std::invalid_argument("shm_response_spin_micros must be between 0 and 10000");
+  }
   if (max_queued_tasks_per_model < 1) {
     throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
   }

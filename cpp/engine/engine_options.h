@@ -51,6 +51,10 @@ struct EngineOptions {
   std::string replica_transport{defaults::replica_transport};
   std::size_t shm_request_ring_bytes = defaults::shm_request_ring_bytes;
   std::size_t shm_response_ring_bytes = defaults::shm_response_ring_bytes;
+  // Before the I/O loop sleeps with a batch sent to a shared-memory replica less than this long ago
+  // and unanswered, it polls the response rings until then (0: never; at most 10,000): an answer
+  // arriving meanwhile costs no doorbell and no wake-up, and the loop's sockets wait that long.
+  int64_t shm_response_spin_micros = static_cast<int64_t>(defaults::shm_response_spin_micros);
   // Memory bounds under any offered load (admission control, docs/operations.md): a query that would
   // take a model version's queue past either bound, or an I/O thread past its pending queries, is
   // refused at arrival (503 with Retry-After, or the app's default when its overload option says so).

@@ -18,6 +18,7 @@
 // Thread: a RingWriter and a RingReader each belong to one thread; the two may run concurrently.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -223,6 +224,53 @@ class RingReader {
   uint64_t head_ = 0;  // ours; only published to the mapping
   std::size_t pending_ = 0;
   bool corrupt_ = false;
+};
+
+// Tells the CPU this is a spin-wait (frees the sibling hyperthread, saves power).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// Whether a side about to sleep should first poll its ring for a while (`micros`, 0: never), learnt
+// from how its spins end. A spin that found its message keeps the next one; one that ran out backs
+// off: the next 1, 3, 7 ... 63 sleeps go without a spin (doubling with each miss in a row), so
+// traffic too sparse for the window stops burning a CPU after a few misses and a spin now and then
+// notices when it picks up again. Thread: the side's one thread.
+class SpinPolicy {
+ public:
+  static constexpr uint32_t kMaxMissShift = 6;
+
+  SpinPolicy() = default;
+  explicit SpinPolicy(uint32_t micros) : micros_(micros) {}
+
+  uint32_t micros() const { return micros_; }
+  // Before sleeping: spin now? A sleep without a spin counts down the back-off.
+  bool should_spin() {
+    if (micros_ == 0) return false;
+    if (skips_ > 0) {
+      --skips_;
+      return false;
+    }
+    return true;
+  }
+  // After a spin: whether it found what it waited for.
+  void spun(bool found) {
+    if (found) {
+      misses_ = 0;
+      return;
+    }
+    misses_ = std::min(misses_ + 1, kMaxMissShift);
+    skips_ = (1u << misses_) - 1;
+  }
+
+ private:
+  uint32_t micros_ = 0;
+  uint32_t misses_ = 0;  // spins in a row that ran out
+  uint32_t skips_ = 0;   // sleeps left before the next spin
 };
 
 }  // namespace clipper::shm

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -74,6 +75,11 @@ struct ShmTransport::Channel {
   shm::RingWriter requests;
   shm::RingReader responses;
   bool released = false;
+  // What steers the spin for answers (response_spin_micros).
+  uint64_t sent = 0;      // messages written into the request ring
+  uint64_t answered = 0;  // messages read from the response ring, at most `sent`
+  Clock::time_point last_sent;
+  shm::SpinPolicy spin;
 
   ~Channel() {
     if (base != nullptr) ::munmap(base, bytes);
@@ -179,6 +185,39 @@ ShmTransport::Channel* ShmTransport::attached(const ReplicaAddress& replica) {
   return found == channels_.end() || found->second->released ? nullptr : found->second.get();
 }
 
+void ShmTransport::sent_into(Channel& channel) {
+  if (options_.response_spin_micros == 0) return;
+  ++channel.sent;
+  channel.last_sent = Clock::now();
+}
+
+void ShmTransport::spin_for_responses() {
+  const Clock::time_point now = Clock::now();
+  const auto window = std::chrono::microseconds(options_.response_spin_micros);
+  Clock::time_point deadline = now;
+  spinning_.clear();
+  for (auto& [replica, channel] : channels_) {
+    if (channel->released || channel->answered >= channel->sent) continue;
+    const Clock::time_point until = channel->last_sent + window;
+    if (until <= now || !channel->spin.should_spin()) continue;
+    spinning_.push_back(channel.get());
+    deadline = std::max(deadline, until);
+  }
+  if (spinning_.empty()) return;
+  for (unsigned polls = 0;; ++polls) {
+    for (Channel* channel : spinning_) {
+      if (channel->responses.has_message()) {
+        channel->spin.spun(true);
+        return;
+      }
+    }
+    shm::cpu_relax();
+    // The clock every few polls: a look at the rings costs less than reading it.
+    if (polls % 8 == 7 && Clock::now() >= deadline) break;
+  }
+  for (Channel* channel : spinning_) channel->spin.spun(false);
+}
+
 void ShmTransport::log_corrupt_requests() {
   log_replica_event("event=shm_ring_corrupt direction=requests reason=\"the replica published an invalid index\"");
 }
@@ -191,6 +230,7 @@ bool ShmTransport::send(const ReplicaAddress& to, const uint8_t* data, std::size
     case shm::RingStatus::Ready:
       copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
       copies_->copied_bytes.fetch_add(size, std::memory_order_relaxed);
+      sent_into(*channel);
       if (wake) ring(channel->request_doorbell);
       return true;
     case shm::RingStatus::Corrupt:
@@ -229,6 +269,7 @@ bool ShmTransport::send_framed(const ReplicaAddress& to, const FramedMessage& me
   copies_->framed_messages.fetch_add(1, std::memory_order_relaxed);
   copies_->frame_bytes.fetch_add(message.size - message.payload_size, std::memory_order_relaxed);
   copies_->payload_bytes.fetch_add(message.payload_size, std::memory_order_relaxed);
+  sent_into(*channel);
   if (channel->requests.commit()) ring(channel->request_doorbell);
   return true;
 }
@@ -258,6 +299,7 @@ void ShmTransport::receive_from(Channel& channel, TransportReceiver& receiver) {
     scratch_.resize(size / sizeof(std::max_align_t) + 1);
     std::memcpy(scratch_.data(), payload, size);
     channel.responses.release();
+    if (channel.answered < channel.sent) ++channel.answered;
     receiver.on_received(channel.replica, reinterpret_cast<const uint8_t*>(scratch_.data()), size,
                          channel.connection);
   }
@@ -347,6 +389,7 @@ void ShmTransport::read_handshake(int fd, TransportReceiver& receiver) {
 bool ShmTransport::attach(int fd, const ReplicaAddress& replica) {
   auto channel = std::make_unique<Channel>();
   channel->replica = replica;
+  channel->spin = shm::SpinPolicy(options_.response_spin_micros);
   channel->bytes = shm::mapping_bytes(options_.request_ring_bytes, options_.response_ring_bytes);
   channel->memfd = ::memfd_create("clipper-replica-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   channel->request_doorbell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -441,6 +484,8 @@ bool ShmTransport::messages_waiting() const {
 bool ShmTransport::closes_waiting() const { return network_->closes_waiting() || !pending_closes_.empty(); }
 
 bool ShmTransport::about_to_sleep() {
+  // Before announcing sleep: while we spin, the replicas see no sleeper and ring no doorbell.
+  if (options_.response_spin_micros != 0) spin_for_responses();
   bool waiting = false;
   for (auto& [replica, channel] : channels_) {
     if (!channel->released && channel->responses.prepare_to_sleep()) waiting = true;

@@ -20,6 +20,12 @@
 // record; the replica views them in place. Nothing is copied between a query's payload and the ring
 // otherwise. A batch that does not fit goes over the network transport (written into the frame, then
 // ZeroMQ's own copies). copy_counts() keeps count (the engine exports it on /metrics).
+//
+// Spinning for answers (response_spin_micros): each channel counts the messages sent into its
+// request ring and read from its response ring and when it last sent; about_to_sleep() polls the
+// rings of channels with a batch out that is younger than the window before it announces sleep.
+// The counts only steer the spin: a replica answering too much or too little makes it spin less or
+// up to the window after each send, never read anything it would not read otherwise.
 // Thread: the replica side's thread only.
 #pragma once
 
@@ -67,6 +73,11 @@ struct ShmTransportOptions {
   std::size_t request_ring_bytes = 64 << 20;   // frontend -> replica, per replica
   std::size_t response_ring_bytes = 8 << 20;   // replica -> frontend, per replica
   std::chrono::milliseconds offer_timeout{5000};  // an offer not taken up by then is withdrawn
+  // Before the loop sleeps with a batch sent less than this long ago and unanswered, poll the
+  // response rings until then (0: never). An answer arriving meanwhile costs the replica no doorbell
+  // and this thread no wake-up; the loop's other descriptors wait that long. shm::SpinPolicy backs
+  // off from replicas whose answers keep missing the window.
+  uint32_t response_spin_micros = 0;
   std::shared_ptr<ShmCopyCounters> copies;        // where to count copies; null: a counter of its own
 };
 
@@ -119,6 +130,8 @@ class ShmTransport final : public ReplicaTransport {
   void collect_released();
   Channel* attached(const ReplicaAddress& replica);
   void log_corrupt_requests();
+  void sent_into(Channel& channel);
+  void spin_for_responses();
 
   std::unique_ptr<ReplicaTransport> network_;
   ShmTransportOptions options_;
@@ -132,6 +145,7 @@ class ShmTransport final : public ReplicaTransport {
   std::unordered_map<std::string, Offer> offers_;  // by token
   std::unordered_map<int, Handshake> handshakes_;  // connections that have not sent a token yet
   std::vector<ConnectionId> pending_closes_;
+  std::vector<Channel*> spinning_;  // spin_for_responses()'s channels, kept to save allocations
   std::vector<std::max_align_t> scratch_;  // aligned private copy of the message being decoded
   bool released_any_ = false;
   std::shared_ptr<ShmCopyCounters> copies_;

@@ -32,6 +32,18 @@ std::string error_of(const EngineOptions& options) {
 
 TEST(EngineOptions, DefaultsAreValid) { EXPECT_EQ(error_of(EngineOptions{}), ""); }
 
+TEST(EngineOptions, TheFrontendsSpinIsBounded) {
+  EngineOptions options;
+  for (int64_t micros : {0, 50, 10000}) {
+    options.shm_response_spin_micros = micros;
+    EXPECT_EQ(error_of(options), "") << micros;
+  }
+  for (int64_t micros : {-1, 10001}) {
+    options.shm_response_spin_micros = micros;
+    EXPECT_NE(error_of(options).find("shm_response_spin_micros must be between 0 and 10000"), std::string::npos);
+  }
+}
+
 TEST(EngineOptions, AnUnauthenticatedRpcPortBindsOnlyToLoopback) {
   EngineOptions options;
   for (const char* loopback : {"127.0.0.1", "127.0.0.2", "::1", "localhost"}) {

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -247,6 +248,33 @@ TEST(ShmRing, ConcurrentProducerAndSleepingConsumer) {
   producer.join();
   ::close(doorbell);
   RecordProperty("consumer_sleeps", sleeps);
+}
+
+TEST(SpinPolicy, OffNeverSpins) {
+  SpinPolicy off;
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(off.should_spin());
+}
+
+TEST(SpinPolicy, HitsKeepSpinningAndMissesBackOffDoublingUpToTheBound) {
+  SpinPolicy policy(50);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(policy.should_spin());
+    policy.spun(true);
+  }
+  // Each miss in a row doubles the sleeps that go without a spin: 1, 3, 7, ... then stays at 63.
+  for (uint32_t miss = 1; miss <= SpinPolicy::kMaxMissShift + 2; ++miss) {
+    ASSERT_TRUE(policy.should_spin()) << "miss " << miss;
+    policy.spun(false);
+    const uint32_t skipped = (1u << std::min(miss, SpinPolicy::kMaxMissShift)) - 1;
+    for (uint32_t sleep = 0; sleep < skipped; ++sleep) ASSERT_FALSE(policy.should_spin()) << "miss " << miss;
+  }
+  // A hit ends the back-off: the next sleep spins again, and so does the one after.
+  ASSERT_TRUE(policy.should_spin());
+  policy.spun(true);
+  EXPECT_TRUE(policy.should_spin());
+  policy.spun(false);
+  EXPECT_FALSE(policy.should_spin()) << "a fresh miss skips one sleep";
+  EXPECT_TRUE(policy.should_spin());
 }
 
 }  // namespace

@@ -104,8 +104,9 @@ void receive_until(ShmTransport& transport, RecordingReceiver& receiver, Done do
   }
 }
 
-std::unique_ptr<ShmTransport> make_transport(std::size_t ring_bytes = 1 << 16) {
+std::unique_ptr<ShmTransport> make_transport(std::size_t ring_bytes = 1 << 16, uint32_t response_spin_micros = 0) {
   ShmTransportOptions options;
+  options.response_spin_micros = response_spin_micros;
   options.request_ring_bytes = ring_bytes;
   options.response_ring_bytes = ring_bytes;
   options.offer_timeout = std::chrono::milliseconds(300);
@@ -309,6 +310,86 @@ TEST(ShmTransport, ReleaseFreesTheChannel) {
   transport->receive(receiver);
   EXPECT_EQ(transport->channel_count(), 0u);
   EXPECT_STREQ(transport->medium("replica-a"), "zmq");
+}
+
+// The replica's side of one round trip: takes the request, answers `delay` later; returns whether
+// publishing the answer asked for the frontend's doorbell (it saw the frontend asleep).
+bool answer_later(FakeReplica& replica, std::chrono::microseconds delay) {
+  const uint8_t* payload;
+  std::size_t size;
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (replica.requests.peek(payload, size) != shm::RingStatus::Ready && Clock::now() < give_up) {
+  }
+  replica.requests.release();
+  std::this_thread::sleep_for(delay);
+  const std::string answer = "answer";
+  bool wake = false;
+  replica.responses.write(reinterpret_cast<const uint8_t*>(answer.data()), answer.size(), wake);
+  return wake;
+}
+
+// The frontend's loop after sending a batch: about_to_sleep() before blocking. Returns whether it
+// found the answer there (no sleep), and whether the replica asked for a doorbell.
+struct RoundTrip {
+  bool answered_before_sleep = false;
+  bool doorbell = false;
+};
+RoundTrip round_trip(ShmTransport& transport, FakeReplica& replica, std::chrono::microseconds delay) {
+  const std::string batch = "a batch";
+  bool doorbell = false;
+  std::thread answering([&] { doorbell = answer_later(replica, delay); });
+  EXPECT_TRUE(transport.send("replica-a", reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
+  RoundTrip trip;
+  trip.answered_before_sleep = transport.about_to_sleep();
+  answering.join();
+  transport.awake();
+  trip.doorbell = doorbell;
+  return trip;
+}
+
+TEST(ShmTransport, SpinningForAnAnswerWithinTheWindowSavesTheReplicasDoorbell) {
+  auto transport = make_transport(1 << 16, 200'000);  // a 200 ms window: the thread's start is slow
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const RoundTrip trip = round_trip(*transport, replica, std::chrono::milliseconds(5));
+  EXPECT_TRUE(trip.answered_before_sleep) << "the loop found the answer instead of sleeping";
+  EXPECT_FALSE(trip.doorbell) << "the frontend was spinning, not asleep: no doorbell";
+  receive_until(*transport, receiver, [&] { return !receiver.messages.empty(); });
+  EXPECT_EQ(receiver.messages.size(), 1u);
+}
+
+TEST(ShmTransport, WithoutTheSpinTheLoopSleepsAndTheAnswerRingsTheDoorbell) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const RoundTrip trip = round_trip(*transport, replica, std::chrono::milliseconds(5));
+  EXPECT_FALSE(trip.answered_before_sleep);
+  EXPECT_TRUE(trip.doorbell);
+}
+
+TEST(ShmTransport, AnAnswerLaterThanTheWindowFindsTheFrontendAsleepAndRings) {
+  auto transport = make_transport(1 << 16, 1'000);  // 1 ms
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const auto started = Clock::now();
+  const RoundTrip trip = round_trip(*transport, replica, std::chrono::milliseconds(100));
+  EXPECT_FALSE(trip.answered_before_sleep);
+  EXPECT_TRUE(trip.doorbell) << "after its spin the loop announced sleep: no lost wake-up";
+  EXPECT_GE(Clock::now() - started, std::chrono::milliseconds(100));
+}
+
+TEST(ShmTransport, NothingOutstandingMeansNoSpin) {
+  auto transport = make_transport(1 << 16, 200'000);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const auto started = Clock::now();
+  EXPECT_FALSE(transport->about_to_sleep());
+  transport->awake();
+  EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(100)) << "no batch out: no 200 ms spin";
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ from e2e_support import free_ports, model_answer, post, predict, wait_for
 from clipper.container import shm_client
 from clipper.container.codec import InputType, Payload, encode_register, read_message
 from clipper.deployers.python import deploy_python_closure
-from clipper.management.endpoints import process_is_alive
+from clipper.management.endpoints import FrontendEndpoints, process_is_alive
 from clipper_native import frontend_binary
 
 
@@ -108,12 +108,15 @@ def test_a_local_replica_is_served_over_shared_memory_and_says_so(clusters):
     assert "TRANSPORT" in result.stdout and " shm " in result.stdout
 
 
-def test_spinning_replicas_answer_and_still_wake_for_a_request_after_the_window(clusters):
-    conn = clusters.start("spin", replica_shm_spin_micros=300)
+def test_spinning_replicas_and_frontend_answer_and_still_wake_after_the_window(clusters):
+    conn = clusters.start("spin", replica_shm_spin_micros=300, shm_response_spin_micros=300)
     deploy_sum(conn)
     assert transports(conn) == ["shm"]
     (replica,) = conn.cm.list_replicas()
     assert "spin_micros=300" in Path(replica.log_path).read_text()
+    frontend_pid = FrontendEndpoints.read(conn.cm.state_dir).pid
+    command = Path(f"/proc/{frontend_pid}/cmdline").read_bytes().split(b"\0")
+    assert command[command.index(b"--shm-response-spin-micros") + 1] == b"300"
     for round_number in range(20):
         values = [float(round_number), 0.5]
         assert predict(conn, "sum", {"input": values})[1]["output"] == sum(values)

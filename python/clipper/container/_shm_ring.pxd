@@ -35,6 +35,13 @@ cdef extern from "rpc/shm_ring.h" namespace "clipper::shm" nogil:
         cbool prepare_to_sleep()
         void awake()
         cbool has_message()
+    cdef cppclass SpinPolicy:
+        SpinPolicy()
+        SpinPolicy(uint32_t micros)
+        uint32_t micros()
+        cbool should_spin()
+        void spun(cbool found)
+    void cpu_relax()
     size_t kHeaderBytes
     uint64_t kMagic
     uint32_t kLayoutVersion
@@ -51,7 +58,9 @@ cdef class ShmChannel:
     cdef bint holding
     cdef readonly bint closed
     # Microseconds receive() polls the request ring before it announces sleep (0: sleeps at once).
-    cdef public unsigned int spin_micros
+    cdef readonly unsigned int spin_micros
+    # Whether to spin this time, backing off while spins run out (see shm::SpinPolicy).
+    cdef SpinPolicy spin
 
     cdef void _close_descriptors(self)
     cdef object _view(self, const uint8_t* payload, size_t size)

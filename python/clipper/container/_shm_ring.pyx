@@ -6,7 +6,9 @@ request doorbell only after announcing it, ring the frontend's doorbell only whe
 
 Optionally (`spin_micros`, default 0) the replica polls the request ring for a bounded time before it
 announces sleep: a request arriving within that window costs the frontend no doorbell and the replica
-no wake-up (~25 us on a VM whose other vCPU slept), at the price of a CPU burnt while it polls.
+no wake-up (~25 us on a VM whose other vCPU slept), at the price of a CPU burnt while it polls. The
+spin adapts (shm::SpinPolicy): after a spin that ran out the next 1, 3, 7 ... 63 sleeps go without
+one, so requests arriving further apart than the window stop costing a spin after each.
 
 Built with the clipper-serving wheel; the standalone container SDK may lack it, and then serves over
 ZeroMQ only (clipper.container.shm_client).
@@ -31,19 +33,6 @@ cdef extern from "<poll.h>" nogil:
 
 cdef extern from "<sys/mman.h>" nogil:
     void* MAP_FAILED
-
-cdef extern from *:
-    """
-    // Tells the CPU this is a spin-wait (frees the sibling hyperthread, saves power).
-    static inline void clipper_cpu_relax(void) {
-    #if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-    #elif defined(__aarch64__)
-      __asm__ __volatile__("yield");
-    #endif
-    }
-    """
-    void clipper_cpu_relax() nogil
 
 # The longest spin accepted: beyond a few milliseconds sleeping is cheaper than any wake-up.
 MAX_SPIN_MICROS = 10_000
@@ -98,6 +87,7 @@ cdef class ShmChannel:
             if spin_micros > MAX_SPIN_MICROS:
                 raise ValueError(f"spin_micros must be at most {MAX_SPIN_MICROS}, got {spin_micros}")
             self.spin_micros = spin_micros
+            self.spin = SpinPolicy(spin_micros)
             if fstat(memfd, &info) != 0:
                 raise ShmChannelError("cannot stat the shared-memory channel")
             if <uint64_t>info.st_size != kHeaderBytes + request_capacity + response_capacity:
@@ -178,9 +168,10 @@ cdef class ShmChannel:
                 raise ShmChannelError("the request ring is inconsistent")
             if timeout_millis == 0:
                 return None
-            if self.spin_micros:
+            if self.spin.should_spin():
                 with nogil:
                     found = self._spin()
+                self.spin.spun(found)
                 if found:
                     continue
             if self.requests.prepare_to_sleep():
@@ -211,7 +202,7 @@ cdef class ShmChannel:
         while True:
             if self.requests.has_message():
                 return True
-            clipper_cpu_relax()
+            cpu_relax()
             if _monotonic_nanos() >= deadline:
                 return False
 

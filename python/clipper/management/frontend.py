@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 _LIMITS = HTTPServerLimits()
+# The engine's bound of shm_response_spin_micros (EngineOptions::validate).
+MAX_SHM_RESPONSE_SPIN_MICROS = 10_000
 # FrontendOptions fields that are the query port's limits, named as in the engine's options.
 QUERY_PORT_LIMITS = (
     "max_header_bytes",
@@ -133,6 +135,10 @@ class FrontendOptions:
     # "auto": replicas on this host that ask get shared-memory rings, the rest ZeroMQ; "zmq": ZeroMQ
     # for every replica.
     replica_transport: str = defaults.REPLICA_TRANSPORT
+    # After sending a batch to a shared-memory replica, the I/O loop polls for its answer up to this
+    # many microseconds before it sleeps (0: never): no doorbell, no wake-up when the answer comes
+    # meanwhile; the loop's sockets wait that long.
+    shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS
     # "host:port" of a Redis server holding the configuration; empty = the embedded store.
     redis_address: str = ""
     log_level: str = "INFO"
@@ -164,6 +170,11 @@ class FrontendOptions:
             raise ClipperException(
                 f"replica_transport={self.replica_transport!r}: use 'auto' (shared memory for "
                 "replicas on this host) or 'zmq'"
+            )
+        if not 0 <= self.shm_response_spin_micros <= MAX_SHM_RESPONSE_SPIN_MICROS:
+            raise ClipperException(
+                f"shm_response_spin_micros={self.shm_response_spin_micros} must be from 0 to "
+                f"{MAX_SHM_RESPONSE_SPIN_MICROS}"
             )
         if self.replica_supervisor not in ("none", "local"):
             raise ClipperException(
@@ -237,6 +248,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "heartbeat_timeout_millis": "drop a replica silent for this long",
         "replica_transport": "'auto': shared-memory rings for replicas on this host that ask, "
         "ZeroMQ for the rest; 'zmq': ZeroMQ for every replica",
+        "shm_response_spin_micros": "after a batch to a shared-memory replica, poll for its answer "
+        "this many microseconds before sleeping (0 = never)",
         "redis_address": "host:port of a Redis state store (empty = embedded store)",
         "log_level": "logging level",
         "replica_supervisor": "'local': restart replica processes of the state directory that exit; "
@@ -298,6 +311,7 @@ def _create_engine(options: FrontendOptions, keys: tuple[str, tuple[str, ...]] |
     engine_options.cache_size_bytes = options.cache_size_bytes
     engine_options.heartbeat_timeout_millis = options.heartbeat_timeout_millis
     engine_options.replica_transport = options.replica_transport
+    engine_options.shm_response_spin_micros = options.shm_response_spin_micros
     return _core.Engine(engine_options)
 
 

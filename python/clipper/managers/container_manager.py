@@ -12,7 +12,17 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clipper.exceptions import ClipperException
+
 MIB = 1024 * 1024
+
+
+def checked_spin_micros(name: str, value: Any, maximum: int) -> int:
+    """A manager's spin option (replicas' or the frontend's, in microseconds): an int from 0 to
+    `maximum`, else ClipperException naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ClipperException(f"{name} must be an int from 0 to {maximum}, got {value!r}")
+    return value
 
 
 class ContainerManager(abc.ABC):

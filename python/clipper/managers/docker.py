@@ -26,10 +26,11 @@ from typing import Any
 
 from clipper.admin.management_client import ManagementClient, urlopen_direct
 from clipper.container.credentials import ENV_RPC_CREDENTIALS
-from clipper.container.server import ENV_TRANSPORT
+from clipper.container.server import ENV_SHM_SPIN_MICROS, ENV_TRANSPORT, MAX_SHM_SPIN_MICROS
 from clipper.cpu_placement import format_cpus, parse_cpus
 from clipper.exceptions import ClipperException, ClusterStartError, DeploymentError
 from clipper.management.endpoints import FrontendEndpoints
+from clipper.management.frontend import MAX_SHM_RESPONSE_SPIN_MICROS
 from clipper.management.replica_keys import (
     ensure_cluster_keys,
     read_replica_credentials,
@@ -37,7 +38,7 @@ from clipper.management.replica_keys import (
 )
 from clipper.management.supervision_reports import ENV_SUPERVISION_TOKEN
 from clipper.managers import docker_images
-from clipper.managers.container_manager import ContainerManager
+from clipper.managers.container_manager import ContainerManager, checked_spin_micros
 from clipper.managers.docker_replicas import (
     CLOSURE_FILE_NAME,
     CRASH_LOOP_RESTARTS,
@@ -97,6 +98,8 @@ class DockerContainerManager(ContainerManager):
         docker_client: Any = None,
         supervision_reporter: bool = True,
         shm_transport: bool = False,
+        replica_shm_spin_micros: int = 0,
+        shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
         frontend_cpuset: str | None = None,
     ) -> None:
         """`docker_network`: "host" (the default; containers share the host's network and bind
@@ -114,7 +117,11 @@ class DockerContainerManager(ContainerManager):
         `shm_transport`: replicas exchange batches with the frontend over shared-memory rings instead
         of ZeroMQ when their image has the SDK's compiled extensions (docs/docker.md: the frontend's
         socket directory <state_dir>/shm is mounted into every replica, which then runs as the
-        frontend's user). Off by default: replicas serve over ZeroMQ and share nothing with it."""
+        frontend's user). Off by default: replicas serve over ZeroMQ and share nothing with it.
+        With it, `replica_shm_spin_micros` (0-10,000; default 0) has each replica poll its request
+        ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS in its container) and
+        `shm_response_spin_micros` the frontend's I/O loop poll for an answer this long after sending
+        a batch (LocalContainerManager's options of the same names)."""
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
             raise ClipperException(
                 f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
@@ -152,6 +159,12 @@ class DockerContainerManager(ContainerManager):
         self._client = docker_client
         self.supervision_reporter = supervision_reporter
         self.shm_transport = bool(shm_transport)
+        self.replica_shm_spin_micros = checked_spin_micros(
+            "replica_shm_spin_micros", replica_shm_spin_micros, MAX_SHM_SPIN_MICROS
+        )
+        self.shm_response_spin_micros = checked_spin_micros(
+            "shm_response_spin_micros", shm_response_spin_micros, MAX_SHM_RESPONSE_SPIN_MICROS
+        )
         # The frontend container's CPUs (Docker's --cpuset-cpus); models get theirs in ModelResources.
         self.frontend_cpuset = format_cpus(parse_cpus(frontend_cpuset)) if frontend_cpuset else None
         # Clipper images this manager made sure of (kind -> name): staged and checked once per manager.
@@ -263,6 +276,8 @@ class DockerContainerManager(ContainerManager):
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
         if allow_unauthenticated_replicas:
             command.append("--allow-unauthenticated-replicas")
+        if self.shm_transport and self.shm_response_spin_micros:
+            command += ["--shm-response-spin-micros", str(self.shm_response_spin_micros)]
         ports = {
             "query": self.clipper_query_port,
             "management": self.clipper_management_port,
@@ -384,8 +399,11 @@ class DockerContainerManager(ContainerManager):
         use ZeroMQ, so it does not ask for an offer it could not take up."""
         if not self.shm_transport:
             return {"environment": {ENV_TRANSPORT: "zmq"}}
+        environment = {ENV_TRANSPORT: "auto"}
+        if self.replica_shm_spin_micros:
+            environment[ENV_SHM_SPIN_MICROS] = str(self.replica_shm_spin_micros)
         return {
-            "environment": {ENV_TRANSPORT: "auto"},
+            "environment": environment,
             "volumes": self._shm_volume(),
             "user": self._frontend_user(),
         }

@@ -33,8 +33,8 @@ from clipper.management.endpoints import (
     FrontendEndpoints,
     process_start_ticks,
 )
-from clipper.management.frontend import QUERY_PORT_LIMITS
-from clipper.managers.container_manager import ContainerManager
+from clipper.management.frontend import MAX_SHM_RESPONSE_SPIN_MICROS, QUERY_PORT_LIMITS
+from clipper.managers.container_manager import ContainerManager, checked_spin_micros
 from clipper.managers.local_replicas import (
     CLOSURE_FILE_NAME,
     CLOSURE_RUNNER_MODULE,
@@ -80,6 +80,7 @@ class LocalContainerManager(ContainerManager):
         log_level: str = "INFO",
         replica_transport: str = defaults.REPLICA_TRANSPORT,
         replica_shm_spin_micros: int = 0,
+        shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
         frontend_cpus: CpuSpec | None = None,
         model_cpus: Mapping[str, CpuSpec] | None = None,
     ) -> None:
@@ -95,7 +96,9 @@ class LocalContainerManager(ContainerManager):
         ZeroMQ. `replica_shm_spin_micros` (0-10,000; default 0): over shared memory, each replica polls
         its request ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS of the replicas, also of
         the frontend's replica supervisor), which saves a wake-up per batch arriving meanwhile and burns
-        a CPU that long after each.
+        a CPU that long after each. `shm_response_spin_micros` (0-10,000): the frontend's I/O loop
+        polls for a shared-memory replica's answer this long after sending it a batch before it
+        sleeps (FrontendOptions.shm_response_spin_micros).
         CPU placement (docs/admission.md: keep CPU-bound replicas off the frontend's CPUs):
         `frontend_cpus` ("0", "0-1", or CPU numbers) pins the frontend process; `model_cpus`
         ({model name: CPUs}, also `set_model_cpus`) pins that model's replicas. With `frontend_cpus`
@@ -126,16 +129,12 @@ class LocalContainerManager(ContainerManager):
         self.heartbeat_timeout_millis = heartbeat_timeout_millis
         self.query_port_limits = dict(query_port_limits or {})
         self.replica_transport = replica_transport
-        if (
-            isinstance(replica_shm_spin_micros, bool)
-            or not isinstance(replica_shm_spin_micros, int)
-            or not 0 <= replica_shm_spin_micros <= MAX_SHM_SPIN_MICROS
-        ):
-            raise ClipperException(
-                f"replica_shm_spin_micros must be an int from 0 to {MAX_SHM_SPIN_MICROS}, "
-                f"got {replica_shm_spin_micros!r}"
-            )
-        self.replica_shm_spin_micros = replica_shm_spin_micros
+        self.replica_shm_spin_micros = checked_spin_micros(
+            "replica_shm_spin_micros", replica_shm_spin_micros, MAX_SHM_SPIN_MICROS
+        )
+        self.shm_response_spin_micros = checked_spin_micros(
+            "shm_response_spin_micros", shm_response_spin_micros, MAX_SHM_RESPONSE_SPIN_MICROS
+        )
         # Added to the environment of the frontend (its supervisor restarts replicas) and replicas.
         self._replica_environment = (
             {ENV_SHM_SPIN_MICROS: str(replica_shm_spin_micros)} if replica_shm_spin_micros else {}
@@ -219,6 +218,7 @@ class LocalContainerManager(ContainerManager):
             "--max-body-bytes", str(self.max_body_bytes),
             "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
             "--replica-transport", self.replica_transport,
+            "--shm-response-spin-micros", str(self.shm_response_spin_micros),
             "--log-level", self.log_level,
             "--replica-supervisor", "local",
         ]  # fmt: skip

@@ -55,6 +55,7 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("replica_transport", &clipper::EngineOptions::replica_transport)
       .def_readwrite("shm_request_ring_bytes", &clipper::EngineOptions::shm_request_ring_bytes)
       .def_readwrite("shm_response_ring_bytes", &clipper::EngineOptions::shm_response_ring_bytes)
+      .def_readwrite("shm_response_spin_micros", &clipper::EngineOptions::shm_response_spin_micros)
       .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
       .def_readwrite("max_queued_bytes_per_model", &clipper::EngineOptions::max_queued_bytes_per_model)
       .def_readwrite("max_pending_queries_per_io_thread",

@@ -133,3 +133,25 @@ def test_a_spin_longer_than_the_bound_is_refused():
 
     with pytest.raises(ValueError, match="spin_micros"):
         StandInFrontend(MAX_SPIN_MICROS + 1)
+
+
+@pytest.mark.parametrize("frontend", [10_000], indirect=True)  # a 10 ms window
+def test_after_a_spin_that_ran_out_the_next_sleep_goes_without_one(frontend):
+    # A request later than the window: the spin runs out, the replica sleeps and is rung awake.
+    thread, outcome = publish_later(frontend, b"late", frontend.sleeping)
+    assert bytes(frontend.channel.receive(30_000)) == b"late"
+    thread.join()
+    assert outcome["rang"] is True
+    # Backing off: the next wait announces sleep at once, so even a request 2 ms later rings.
+    started = time.monotonic()
+    thread, outcome = publish_later(frontend, b"soon", lambda: time.monotonic() > started + 0.002)
+    assert bytes(frontend.channel.receive(30_000)) == b"soon"
+    thread.join()
+    assert outcome["rang"] is True, "the replica spun right after a spin that ran out"
+    # The back-off was one sleep: the next wait spins again and catches a request 2 ms later.
+    started = time.monotonic()
+    thread, outcome = publish_later(frontend, b"caught", lambda: time.monotonic() > started + 0.002)
+    assert bytes(frontend.channel.receive(30_000)) == b"caught"
+    thread.join()
+    assert outcome["rang"] is False and frontend.rings == 2
+    frontend.channel.done()

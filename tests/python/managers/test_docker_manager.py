@@ -94,6 +94,32 @@ def test_a_replica_container_carries_labels_command_resources_and_gpus(manager, 
         manager.stop_all(graceful=False)
 
 
+def test_a_shm_replica_container_gets_the_replicas_spin(tmp_path, closure_image):
+    manager = DockerContainerManager(
+        cluster_name=f"unit-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        shm_transport=True,
+        replica_shm_spin_micros=40,
+    )
+    (tmp_path / "state").mkdir()
+    ensure_cluster_keys(tmp_path / "state")
+    container = manager.create_replica_container("m", "1", "doubles", closure_image)
+    try:
+        environment = _CLIENT.api.inspect_container(container.id)["Config"]["Env"]
+        assert "CLIPPER_SHM_SPIN_MICROS=40" in environment
+        assert "CLIPPER_TRANSPORT=auto" in environment
+    finally:
+        manager.stop_all(graceful=False, clear_state=True)
+
+
+@pytest.mark.parametrize(
+    "option", [{"replica_shm_spin_micros": -1}, {"shm_response_spin_micros": 10_001}]
+)
+def test_the_spins_are_bounded(option):
+    with pytest.raises(ClipperException, match="must be an int from 0 to 10000"):
+        DockerContainerManager(cluster_name="c", **option)
+
+
 def test_extra_container_kwargs_reach_every_container_beside_clippers_own(tmp_path, closure_image):
     manager = DockerContainerManager(
         cluster_name=f"unit-{uuid.uuid4().hex[:8]}",
