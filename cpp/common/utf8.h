@@ -26,11 +26,16 @@ inline std::size_t valid_utf8_prefix(std::string_view text) {
 }
 
 inline bool is_valid_utf8(std::string_view text) {
-  // One pass over one stream (every answer's output goes through here); a sequence cut by the end
-  // reads '\0' there and fails.
-  rapidjson::MemoryStream stream(text.data(), text.size());
+  // ASCII, the usual case (every answer's output and every error message goes through here), needs
+  // no decoder: skip it a byte at a time, then one pass over one stream for the rest; a sequence cut
+  // by the end reads '\0' there and fails.
+  std::size_t ascii = 0;
+  while (ascii < text.size() && static_cast<unsigned char>(text[ascii]) < 0x80) ++ascii;
+  if (ascii == text.size()) return true;
+  const std::string_view rest = text.substr(ascii);
+  rapidjson::MemoryStream stream(rest.data(), rest.size());
   utf8_detail::DiscardingSink sink;
-  while (stream.Tell() < text.size()) {
+  while (stream.Tell() < rest.size()) {
     if (!rapidjson::UTF8<>::Validate(stream, sink)) return false;
   }
   return true;
@@ -38,6 +43,8 @@ inline bool is_valid_utf8(std::string_view text) {
 
 // `text` with every invalid byte replaced by U+FFFD.
 inline std::string replace_invalid_utf8(std::string_view text) {
+  // Valid text (every refusal's message, on the overload path) is copied as it is.
+  if (is_valid_utf8(text)) return std::string(text);
   std::string out;
   out.reserve(text.size());
   for (std::size_t at = 0; at < text.size();) {
