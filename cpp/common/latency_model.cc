@@ -1,36 +1,61 @@
 #include "common/latency_model.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 namespace clipper {
 
 void LatencyModel::observe(std::size_t batch_size, int64_t latency_micros) {
-  samples_[next_] = Sample{static_cast<double>(batch_size), static_cast<double>(latency_micros)};
+  const Sample sample{static_cast<double>(batch_size), static_cast<double>(latency_micros)};
+  samples_[next_] = sample;
   next_ = (next_ + 1) % kWindow;
   count_ = std::min(count_ + 1, kWindow);
+  largest_size_ = std::max(largest_size_, sample.size);
+  // The smallest batch so far, or any small one since: the latest view of the fixed cost.
+  if (!anchor_ || sample.size <= anchor_->size || sample.size <= kAnchorShare * largest_size_) anchor_ = sample;
 }
 
 double LatencyModel::estimate_micros(std::size_t batch_size) const {
   if (count_ == 0) return 0.0;
   double sum_x = 0, sum_y = 0, sum_xx = 0, sum_xy = 0;
+  double fastest = std::numeric_limits<double>::infinity();
+  double smallest = std::numeric_limits<double>::infinity();
   for (std::size_t i = 0; i < count_; ++i) {
+    smallest = std::min(smallest, samples_[i].size);
     sum_x += samples_[i].size;
     sum_y += samples_[i].latency;
     sum_xx += samples_[i].size * samples_[i].size;
     sum_xy += samples_[i].size * samples_[i].latency;
+    fastest = std::min(fastest, samples_[i].latency);
   }
   const double n = static_cast<double>(count_);
   const double mean_x = sum_x / n;
   const double mean_y = sum_y / n;
-  const double variance = sum_xx / n - mean_x * mean_x;
+  const double variance = std::max(sum_xx / n - mean_x * mean_x, 0.0);
   const double size = static_cast<double>(batch_size);
-  if (variance < 0.25) {
-    // One size seen: assume cost grows no faster than linearly beyond it.
+
+  double slope = 0;
+  if (std::sqrt(variance) >= kMinRelativeSpread * mean_x && variance >= 0.25) {
+    slope = (sum_xy / n - mean_x * mean_y) / variance;  // the sizes spread enough: least squares
+  } else if (anchor_ && anchor_->size <= kAnchorLeverage * mean_x) {
+    // Narrow sizes (a backlog's full batches): through the anchor and the window's mean point.
+    slope = (mean_y - anchor_->latency) / (mean_x - anchor_->size);
+    fastest = std::min(fastest, anchor_->latency);
+  } else {
+    // One size seen: assume cost grows no faster than linearly beyond it, and that a smaller batch
+    // is no slower than the fastest one seen.
+    if (size < smallest) return fastest;
     return size <= mean_x ? mean_y : mean_y * size / mean_x;
   }
-  double slope = (sum_xy / n - mean_x * mean_y) / variance;
   slope = std::max(slope, 0.0);
-  const double intercept = std::max(mean_y - slope * mean_x, 0.0);
+  double intercept = mean_y - slope * mean_x;
+  if (intercept < 0 || intercept > fastest) {
+    // Every batch pays the fixed cost, and it is not negative: clamp it, and refit the per-input
+    // cost by least squares with the fixed cost given.
+    intercept = std::clamp(intercept, 0.0, fastest);
+    slope = sum_xx > 0 ? std::max((sum_xy - intercept * sum_x) / sum_xx, 0.0) : 0.0;
+  }
   return intercept + slope * size;
 }
 

@@ -6,14 +6,30 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace clipper {
 
-// Batch latency as a function of batch size, fitted online by least squares over recent batches
+// Batch latency as a function of batch size, fitted online over recent batches
 // (latency = fixed + per_input * size). Until two sizes were seen it scales the mean linearly.
+//
+// A backlogged replica runs full batches only, and the window's sizes then span too little to tell the
+// fixed cost from the per-input cost: a least-squares line through them put a batch of one anywhere from
+// a fraction of a millisecond to the full batch's time, run to run, and shedding reads that estimate.
+// So the fit is kept physical and anchored:
+//   - below kMinRelativeSpread (standard deviation of the sizes over their mean) the line runs through
+//     the window's mean point and the anchor, kept outside the window: the latest batch that was the
+//     smallest so far or at most kAnchorShare x the largest size seen, used when it is at most
+//     kAnchorLeverage x the window's mean size; with no such anchor, the one-size rule. An anchor from
+//     a quieter time keeps its fixed cost while the line's slope follows the window;
+//   - the fixed cost is at least 0 and at most the fastest batch observed (every batch pays it); a
+//     fitted intercept outside that range is clamped and the per-input cost refitted to match.
 class LatencyModel {
  public:
   static constexpr std::size_t kWindow = 64;
+  static constexpr double kMinRelativeSpread = 0.1;
+  static constexpr double kAnchorShare = 0.25;
+  static constexpr double kAnchorLeverage = 0.5;
 
   void observe(std::size_t batch_size, int64_t latency_micros);
   bool has_samples() const { return count_ > 0; }
@@ -31,6 +47,8 @@ class LatencyModel {
   std::array<Sample, kWindow> samples_{};
   std::size_t next_ = 0;
   std::size_t count_ = 0;
+  double largest_size_ = 0;        // the largest batch ever observed
+  std::optional<Sample> anchor_;   // the latest small batch (see above)
 };
 
 }  // namespace clipper
