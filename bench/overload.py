@@ -83,7 +83,7 @@ PER_ADDRESS_SHARE_OF_CAP = 0.5
 # Beyond these the load generator was the bottleneck: the share of measured requests that waited for a
 # free connection, and its send lag's p99 as a share of the SLO.
 MAX_WAITED_SHARE = 0.001
-MAX_SEND_LAG_P99_SHARE_OF_SLO = 0.05
+MAX_SEND_LAG_P99_SHARE_OF_SLO = 0.1
 DEFAULT_APP = "overload-default"
 MODEL = "overload-model"
 TARGET_GOODPUT_AT_2X = 0.9
@@ -402,9 +402,13 @@ def loadgen_limits(report: dict[str, Any], slo_micros: float) -> list[str]:
     waited = report.get("waited_for_connection") or 0
     measured = (report.get("requests") or 0) + (report.get("unfinished") or 0)
     if waited > MAX_WAITED_SHARE * max(1, measured):
+        # Every connection was busy: the server's answers (429s included) took longer than the
+        # population was sized for, or the rate outgrew it.
+        answers_p99 = (report.get("latency_us") or {}).get("p99") or 0
         reasons.append(
             f"{waited:,} of {measured:,} requests waited for a free connection (its FIFO held up "
-            f"to {report.get('max_queue_depth', 0):,})"
+            f"to {report.get('max_queue_depth', 0):,}; answers took {answers_p99 / 1000:.0f} ms at "
+            "p99, refusals included)"
         )
     lag_p99 = (report.get("send_lag_us") or {}).get("p99") or 0
     if lag_p99 > MAX_SEND_LAG_P99_SHARE_OF_SLO * slo_micros:
