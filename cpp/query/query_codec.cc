@@ -521,7 +521,29 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
   writer.EndObject();
 }
 
+namespace {
+
+// Text that JSON carries as it is: printable ASCII without '"' or '\\' (what the writer would escape).
+bool plain_json_text(std::string_view text) {
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x80 || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string render_error(std::string_view error, std::string_view cause) {
+  if (plain_json_text(error) && plain_json_text(cause)) {
+    // The usual case (every refusal under overload: the frontend's own words and numbers): the same
+    // bytes the writer gives, without its per-character escaping and the UTF-8 repair's copies.
+    constexpr std::string_view kOpen = "{\"error\":\"", kMiddle = "\",\"cause\":\"", kClose = "\"}";
+    std::string out;
+    out.reserve(kOpen.size() + error.size() + kMiddle.size() + cause.size() + kClose.size());
+    out.append(kOpen).append(error).append(kMiddle).append(cause).append(kClose);
+    return out;
+  }
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
   writer.StartObject();

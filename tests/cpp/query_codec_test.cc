@@ -266,6 +266,13 @@ TEST(QueryCodec, EmbedsAnOutputNestedTooDeeplyAsAString) {
 
 TEST(QueryCodec, RendersErrors) {
   EXPECT_EQ(render_error("Json error", "bad \"x\""), R"({"error":"Json error","cause":"bad \"x\""})");
+  // Plain text (a refusal's message) is written as it is; anything else is escaped as JSON wants.
+  EXPECT_EQ(render_error("Overloaded", "model m:1 would answer in about 120 us"),
+            R"({"error":"Overloaded","cause":"model m:1 would answer in about 120 us"})");
+  EXPECT_EQ(render_error("Bad", "back\\slash"), R"({"error":"Bad","cause":"back\\slash"})");
+  EXPECT_EQ(render_error("Bad", "line\nbreak\x01"), R"({"error":"Bad","cause":"line\nbreak\u0001"})");
+  EXPECT_EQ(render_error("Bad", "caf\xC3\xA9"), "{\"error\":\"Bad\",\"cause\":\"caf\xC3\xA9\"}");
+  EXPECT_EQ(render_error("", ""), R"({"error":"","cause":""})");
 }
 
 }  // namespace
