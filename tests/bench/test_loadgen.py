@@ -72,6 +72,7 @@ class DelayedHttpServer:
 
         self.loop.call_soon_threadsafe(close)
         self.thread.join(timeout=5)
+        self.loop.close()
 
 
 @pytest.fixture
