@@ -10,6 +10,7 @@ extern "C" {
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -188,6 +189,27 @@ bool is_json_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+// The first byte at or after `at` that is not an ASCII digit (or `end`), eight bytes at a time: a
+// number's digits are most of a numeric body, and a byte at a time cost ~9 instructions each.
+// A byte below '0' sets its high bit in `word - '0'`, one above '9' in `word + (0x80 - ':')`
+// (bytes from 0x80 up set it in one or the other); a digit sets neither and lends or carries
+// nothing to the byte above it, so the lowest flagged byte (little-endian) is the first non-digit.
+const char* skip_digits(const char* at, const char* end) {
+  static_assert(std::endian::native == std::endian::little);
+  constexpr uint64_t kZeros = 0x3030303030303030;   // '0' in every byte
+  constexpr uint64_t kAbove = 0x4646464646464646;   // 0x80 - ':' in every byte
+  constexpr uint64_t kHighBits = 0x8080808080808080;
+  while (end - at >= 8) {
+    uint64_t word;
+    std::memcpy(&word, at, sizeof(word));
+    const uint64_t non_digits = ((word - kZeros) | (word + kAbove)) & kHighBits;
+    if (non_digits != 0) return at + (std::countr_zero(non_digits) >> 3);
+    at += 8;
+  }
+  while (at != end && is_digit(*at)) ++at;
+  return at;
+}
+
 // The end of the JSON number that starts at `at` (grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?),
 // or nullptr when no number starts there, or when rapidjson's reader might refuse it as too big (it
 // does for some finite numbers: more integer digits than a double's range, or a positive exponent
@@ -202,7 +224,7 @@ const char* json_number_end(const char* at, const char* end, bool& integral) {
   if (*at == '0') {
     ++at;
   } else if (*at >= '1' && *at <= '9') {
-    while (++at != end && is_digit(*at)) {}
+    at = skip_digits(at + 1, end);
   } else {
     return nullptr;
   }
@@ -210,7 +232,7 @@ const char* json_number_end(const char* at, const char* end, bool& integral) {
   integral = at == end || (*at != '.' && *at != 'e' && *at != 'E');
   if (at != end && *at == '.') {
     if (++at == end || !is_digit(*at)) return nullptr;
-    while (++at != end && is_digit(*at)) {}
+    at = skip_digits(at + 1, end);
   }
   if (at != end && (*at == 'e' || *at == 'E')) {
     bool negative = false;

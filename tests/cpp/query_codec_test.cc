@@ -209,6 +209,26 @@ TEST(QueryCodec, TheOnePassReaderAgreesWithTheGeneralDecoder) {
   expect_same_as_general(long_body + "]}");
 }
 
+// The one-pass reader skips digit runs eight bytes at a time: runs of every length up to a few words,
+// at every offset in a word, ended by each byte next to the digits' range and by bytes from 0x80 up.
+TEST(QueryCodec, TheOnePassReaderFindsTheEndOfDigitRunsOfAnyLengthAndAnyEnd) {
+  using namespace std::string_literals;
+  const std::vector<std::string> ends = {"", ",", "]", "/", ":", " ", "e1", "E-2", ".", ".5", "\x80"s,
+                                         "\xB0"s, "\xBA"s, "\xFF"s, "\x7F"s, "\0"s, "x"};
+  for (std::size_t offset = 0; offset < 8; ++offset) {
+    for (std::size_t length = 1; length <= 26; ++length) {
+      std::string digits;
+      for (std::size_t i = 0; i < length; ++i) digits += static_cast<char>('1' + (i * 7 + offset) % 9);
+      for (const std::string& end : ends) {
+        const std::string pad(offset, ' ');
+        expect_same_as_general(R"({"input": [)" + pad + digits + end + "]}");
+        expect_same_as_general(R"({"input": [)" + pad + "0." + digits + end + "]}");
+        expect_same_as_general(R"({"input": [)" + pad + "-" + digits + "." + digits + end + ", 1]}");
+      }
+    }
+  }
+}
+
 TEST(QueryCodec, RendersANumberOutputAsTheGeneralWriterDoes) {
   // The common answer is written without rapidjson's writer; what it writes must not change.
   const std::vector<std::pair<std::string, std::string>> cases = {
