@@ -1,7 +1,6 @@
 #include "http/request_parser.h"
 
 #include <algorithm>
-#include <cctype>
 #include <climits>
 #include <string_view>
 #include <utility>
@@ -96,56 +95,67 @@ int RequestParser::on_url(http_parser* parser, const char* at, std::size_t lengt
   return 0;
 }
 
-bool RequestParser::count_header_bytes(std::size_t length) {
-  header_bytes_ += length;
-  if (header_bytes_ <= limits_.max_header_bytes) return true;
+bool RequestParser::fail_header_bytes() {
   fail(431, "request headers exceed the limit of " + std::to_string(limits_.max_header_bytes) +
                 " bytes");
   return false;
 }
 
-int RequestParser::on_header_field(http_parser* parser, const char* at, std::size_t length) {
-  auto* self = static_cast<RequestParser*>(parser->data);
-  if (!self->in_field_) {
-    self->in_field_ = true;
-    self->field_.clear();
-    if (++self->header_count_ > self->limits_.max_header_count) {
-      return self->fail(431, "more than " + std::to_string(self->limits_.max_header_count) +
-                                 " request headers");
-    }
-  }
-  if (!self->count_header_bytes(length)) return -1;
-  // Only the names Expect and Inference-Header-Content-Length matter: keep at most a few bytes of any
-  // name, as sent (compared without case once complete, and only when the length matches).
-  const std::size_t room = 32 - std::min<std::size_t>(self->field_.size(), 32);
-  self->field_.append(at, std::min(length, room));
-  return 0;
-}
-
 namespace {
 
-// `name` equals `lower` (lower case ASCII) without regard to case.
-bool equals_ignoring_case(const std::string& name, std::string_view lower) {
-  if (name.size() != lower.size()) return false;
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(name[i])) != lower[i]) return false;
+constexpr std::string_view kExpect = "expect";
+constexpr std::string_view kInferenceHeaderLength = "inference-header-content-length";
+
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Whether `piece`, read at `offset` into a header name, continues `lower` (lower case ASCII) there,
+// without regard to case.
+bool continues(std::string_view lower, std::size_t offset, const char* piece, std::size_t length) {
+  if (offset > lower.size() || length > lower.size() - offset) return false;
+  for (std::size_t i = 0; i < length; ++i) {
+    if (ascii_lower(piece[i]) != lower[offset + i]) return false;
   }
   return true;
 }
 
 }  // namespace
 
+int RequestParser::on_header_field(http_parser* parser, const char* at, std::size_t length) {
+  auto* self = static_cast<RequestParser*>(parser->data);
+  if (!self->in_field_) {
+    self->in_field_ = true;
+    self->field_length_ = 0;
+    self->field_may_be_expect_ = true;
+    self->field_may_be_inference_length_ = true;
+    if (++self->header_count_ > self->limits_.max_header_count) {
+      return self->fail(431, "more than " + std::to_string(self->limits_.max_header_count) +
+                                 " request headers");
+    }
+  }
+  if (!self->count_header_bytes(length)) return -1;
+  // Only the names Expect and Inference-Header-Content-Length matter: most names differ from both in
+  // their length or first byte.
+  self->field_may_be_expect_ =
+      self->field_may_be_expect_ && continues(kExpect, self->field_length_, at, length);
+  self->field_may_be_inference_length_ =
+      self->field_may_be_inference_length_ &&
+      continues(kInferenceHeaderLength, self->field_length_, at, length);
+  self->field_length_ += length;
+  return 0;
+}
+
 int RequestParser::on_header_value(http_parser* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
   if (self->in_field_) {
     self->in_field_ = false;
-    self->reading_expect_ = equals_ignoring_case(self->field_, "expect");
-    self->reading_inference_length_ = equals_ignoring_case(self->field_, "inference-header-content-length");
+    self->reading_expect_ = self->field_may_be_expect_ && self->field_length_ == kExpect.size();
+    self->reading_inference_length_ =
+        self->field_may_be_inference_length_ && self->field_length_ == kInferenceHeaderLength.size();
   }
   if (!self->count_header_bytes(length)) return -1;
   if (self->reading_expect_) {
     for (std::size_t i = 0; i < length && self->expect_.size() < 64; ++i) {
-      self->expect_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
+      self->expect_ += ascii_lower(at[i]);
     }
   }
   if (self->reading_inference_length_) {

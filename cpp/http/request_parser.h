@@ -76,7 +76,11 @@ class RequestParser {
   static int on_headers_complete(http_parser* parser);
   static int on_body(http_parser* parser, const char* at, std::size_t length);
   static int on_message_complete(http_parser* parser);
-  bool count_header_bytes(std::size_t length);
+  bool count_header_bytes(std::size_t length) {
+    header_bytes_ += length;
+    return header_bytes_ <= limits_.max_header_bytes || fail_header_bytes();
+  }
+  bool fail_header_bytes();
   int fail(int status, std::string reason);
 
   static constexpr std::size_t kRetainedBodyBytes = 64 * 1024;  // body buffer kept between requests
@@ -94,7 +98,11 @@ class RequestParser {
   std::size_t header_bytes_ = 0;
   std::size_t header_count_ = 0;
   bool in_field_ = false;           // the last header callback was a name
-  std::string field_;               // name of the header being read (its first 32 bytes, as sent)
+  // The name being read, which may arrive in pieces: its length so far, and whether it can still be
+  // Expect or Inference-Header-Content-Length (compared as it arrives: no copy of any name is kept).
+  std::size_t field_length_ = 0;
+  bool field_may_be_expect_ = false;
+  bool field_may_be_inference_length_ = false;
   std::string expect_;              // value of Expect, if sent
   bool reading_expect_ = false;
   bool reading_inference_length_ = false;  // the value of Inference-Header-Content-Length

@@ -192,6 +192,28 @@ TEST(RequestParser, UnknownExpectationAnswers417AndOversizedDeclaredBody413) {
   EXPECT_FALSE(large.take_continue());
 }
 
+TEST(RequestParser, ExpectIsKnownByItsWholeNameInAnyCaseWhereverTheReadsSplitIt) {
+  // Names are compared as their pieces arrive: each head split once at every byte.
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"eXpEcT: teapot", 417}, {"Expect: teapot", 417}, {"Expec: teapot", 0}, {"Expects: teapot", 0},
+      {"XExpect: teapot", 0}, {"Host: x\r\nEXPECT: teapot", 417}, {"Expect-: teapot", 0}};
+  for (const auto& [header, status] : cases) {
+    const std::string head = "POST / HTTP/1.1\r\n" + header + "\r\nContent-Length: 2\r\n\r\n{}";
+    for (std::size_t split = 1; split < head.size(); ++split) {
+      std::vector<HttpRequest> seen;
+      RequestParser parser(1024, [&seen](HttpRequest&& r) { seen.push_back(r); });
+      const bool ok = parser.feed(head.data(), split) && parser.feed(head.data() + split, head.size() - split);
+      if (status == 0) {
+        EXPECT_TRUE(ok) << header << " split at " << split;
+        EXPECT_EQ(seen.size(), 1u) << header << " split at " << split;
+      } else {
+        EXPECT_FALSE(ok) << header << " split at " << split;
+        EXPECT_EQ(parser.failure().status, status) << header << " split at " << split;
+      }
+    }
+  }
+}
+
 TEST(RequestParser, AStalledLargeBodyReservesAtMostOneMebibyte) {
   RequestParser parser(64 * 1024 * 1024, [](HttpRequest&&) {});
   const std::string head = "POST / HTTP/1.1\r\nContent-Length: 60000000\r\n\r\nab";
