@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -376,19 +377,43 @@ void HttpServer::respond(ResponseSlot slot, HttpResponse response) {
 }
 
 void HttpServer::write_head(std::string& head, const HttpResponse& response, bool keep_alive) {
-  head.clear();
-  head += "HTTP/1.1 ";
-  head += std::to_string(response.status);
-  head += ' ';
-  head += status_text(response.status);
-  head += "\r\nContent-Type: ";
-  head += response.content_type;
-  head += "\r\nContent-Length: ";
-  head += std::to_string(response.body.size());
-  head += "\r\n";
-  head += response.extra_headers;
-  if (!keep_alive) head += "Connection: close\r\n";
-  head += "\r\n";
+  // Once per answer. Most are a kept-alive 200 with a JSON body: one constant copied whole, then the
+  // length. Others are copied piece by piece into a head sized once (appending each piece checked
+  // the capacity every time, and std::to_string built two strings).
+  constexpr std::string_view kOkJson =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ";
+  if (response.status == 200 && keep_alive && response.extra_headers.empty() &&
+      response.content_type == "application/json") {
+    constexpr std::size_t kRoom = kOkJson.size() + 20 + 4;  // 20 digits hold any size_t
+    head.resize(kRoom);
+    char* at = head.data();
+    std::memcpy(at, kOkJson.data(), kOkJson.size());
+    at = std::to_chars(at + kOkJson.size(), head.data() + kRoom, response.body.size()).ptr;
+    std::memcpy(at, "\r\n\r\n", 4);
+    head.resize(static_cast<std::size_t>(at + 4 - head.data()));
+    return;
+  }
+  constexpr std::string_view kVersion = "HTTP/1.1 ";
+  constexpr std::string_view kContentType = "\r\nContent-Type: ";
+  constexpr std::string_view kContentLength = "\r\nContent-Length: ";
+  constexpr std::string_view kClose = "Connection: close\r\n";
+  char status[16];
+  const char* status_end = std::to_chars(status, status + sizeof(status), response.status).ptr;
+  char length[24];
+  const char* length_end = std::to_chars(length, length + sizeof(length), response.body.size()).ptr;
+  const std::string_view text = status_text(response.status);
+  const std::string_view pieces[] = {
+      kVersion, {status, static_cast<std::size_t>(status_end - status)}, " ", text, kContentType,
+      response.content_type, kContentLength, {length, static_cast<std::size_t>(length_end - length)},
+      "\r\n", response.extra_headers, keep_alive ? std::string_view() : kClose, "\r\n"};
+  std::size_t size = 0;
+  for (std::string_view piece : pieces) size += piece.size();
+  head.resize(size);
+  char* at = head.data();
+  for (std::string_view piece : pieces) {
+    std::memcpy(at, piece.data(), piece.size());
+    at += piece.size();
+  }
 }
 
 bool HttpServer::write_out(Connection& connection, const uv_buf_t* parts, unsigned int count) {
