@@ -344,6 +344,12 @@ void HttpServer::fail_connection(Connection& connection, const ParseFailure& fai
   respond(ResponseSlot{connection.id, sequence}, std::move(response));
 }
 
+namespace {
+
+constexpr std::size_t kSpareBodyBytes = 16 * 1024;  // larger buffers are not kept for the next answer
+
+}  // namespace
+
 void HttpServer::respond(ResponseSlot slot, HttpResponse response) {
   auto found = connections_.find(slot.connection_id);
   if (found == connections_.end()) return;
@@ -353,6 +359,14 @@ void HttpServer::respond(ResponseSlot slot, HttpResponse response) {
   if (index >= connection.owed.size()) return;
   auto& owed = connection.owed[index];
   if (owed.ready) return;
+  // Written or copied by the time this returns: its buffer can serve the next answer.
+  struct KeepBuffer {
+    std::string& spare;
+    std::string& body;
+    ~KeepBuffer() {
+      if (body.capacity() > spare.capacity() && body.capacity() <= kSpareBodyBytes) spare = std::move(body);
+    }
+  } keep{spare_body_, response.body};
   if (index == 0) {
     // The answer the connection is waiting for: write the head (built in a reused buffer) and the
     // body straight from the response, without joining them into an owed copy first.

@@ -71,6 +71,13 @@ class HttpServer {
   int serve_socket(int listening_fd);
 
   void respond(ResponseSlot slot, HttpResponse response);
+  // An empty string that may hold the buffer of an answer already written: a handler that builds
+  // its bodies in it spares an allocation per answer (respond() keeps the last body's buffer).
+  std::string take_body_buffer() {
+    std::string buffer = std::move(spare_body_);
+    buffer.clear();
+    return buffer;
+  }
 
   // Stops accepting and closes every connection; pending slots become stale.
   void close_all();
@@ -115,6 +122,7 @@ class HttpServer {
   uint64_t next_connection_id_ = 1;
   std::string read_buffer_;
   std::string head_scratch_;  // status line and headers of the answer being written
+  std::string spare_body_;    // the buffer of a body already written, for take_body_buffer()
   std::unordered_map<uint32_t, std::size_t> connections_per_address_;
   uv_timer_t sweep_timer_;        // one timer for every connection's timeouts
   uv_timer_t resume_timer_;       // restarts accepting after descriptor exhaustion

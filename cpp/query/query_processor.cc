@@ -641,7 +641,7 @@ void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
     return;
   }
   const bool selected = query.ensemble || query.cascade;
-  std::string body;
+  std::string body = http_.take_body_buffer();
   body.reserve(64 * query.results.size() + 32);
   if (query.is_batch) body += "{\"batch_predictions\":[";
   for (std::size_t i = 0; i < query.results.size(); ++i) {

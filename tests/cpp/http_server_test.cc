@@ -156,5 +156,67 @@ TEST(HttpServer, StampsRequestsWithTheirArrivalNotTheirParse) {
   EXPECT_GE(handler.ages[1], BusyFirst::kBusy - std::chrono::milliseconds(20));
 }
 
+// Answers each request with a body built in the server's spare buffer; the 2nd out of order (later),
+// the 3rd with another status and headers. Notes the buffer's capacity when taken.
+class SpareBufferAnswers : public RequestHandler {
+ public:
+  HttpServer* server = nullptr;
+  std::vector<std::size_t> capacities;  // loop thread only until the loop stops
+  std::vector<ResponseSlot> slots;
+  void on_request(HttpRequest&& request, ResponseSlot slot) override {
+    slots.push_back(slot);
+    if (slots.size() == 2) return;  // answered after the third
+    answer(slots.size(), slot);
+    if (slots.size() == 3) answer(2, slots[1]);
+  }
+  void answer(std::size_t number, ResponseSlot slot) {
+    HttpResponse response;
+    response.body = server->take_body_buffer();
+    capacities.push_back(response.body.capacity());
+    response.body.append(200, static_cast<char>('a' + number));
+    if (number == 3) {
+      response.status = 404;
+      response.content_type = "text/plain";
+      response.extra_headers = "X-Test: 1\r\n";
+    }
+    server->respond(slot, std::move(response));
+  }
+};
+
+TEST(HttpServer, WritesEachAnswersHeadInOrderAndReusesTheBodyBuffer) {
+  SpareBufferAnswers handler;
+  LoopbackServer served;
+  ASSERT_NO_FATAL_FAILURE(served.start(handler));
+  const int client = connect_to(served.port);
+  ASSERT_GE(client, 0);
+  const std::string request =
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(client, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  timeval timeout{5, 0};
+  ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  std::string received;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(client, buffer, sizeof(buffer), 0)) > 0;) {
+    received.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(client);
+  served.stop();
+
+  const std::string expected =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n" +
+      std::string(200, 'b') +
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n" +
+      std::string(200, 'c') +
+      "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 200\r\nX-Test: 1\r\n"
+      "Connection: close\r\n\r\n" +
+      std::string(200, 'd');
+  EXPECT_EQ(received, expected);
+  ASSERT_EQ(handler.capacities.size(), 3u);
+  EXPECT_LT(handler.capacities[0], 200u);  // nothing answered yet: no buffer to reuse
+  EXPECT_GE(handler.capacities[1], 200u);  // the first answer's
+  EXPECT_GE(handler.capacities[2], 200u);
+}
+
 }  // namespace
 }  // namespace clipper::http
