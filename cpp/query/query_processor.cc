@@ -628,14 +628,14 @@ void QueryProcessor::fill_defaults(PendingQuery& query, const std::string& expla
   query.remaining = 0;
 }
 
-void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
+void QueryProcessor::finish(uint64_t query_key, PendingQuery& query, Clock::time_point now) {
   if (query.is_feedback) {
     send_feedback_round(query_key, query);
     return;
   }
   if (query.ensemble) combine_ensemble(query);
   if (query.cascade) combine_cascade(query);
-  record_answered(query);
+  record_answered(query, now);
   if (query.oip) {
     finish_oip(query);
     return;
@@ -664,11 +664,11 @@ void QueryProcessor::finish(uint64_t query_key, PendingQuery& query) {
   http_.respond(query.slot, std::move(response));
 }
 
-void QueryProcessor::record_answered(const PendingQuery& query) {
+void QueryProcessor::record_answered(const PendingQuery& query, Clock::time_point now) {
   const AppRoute& app = *query.app;
   uint64_t defaults = 0;
   for (const InputResult& result : query.results) defaults += result.is_default ? 1 : 0;
-  const auto elapsed = duration_cast<microseconds>(Clock::now() - query.received).count();
+  const auto elapsed = duration_cast<microseconds>(now - query.received).count();
   app.metrics->predictions.add(query.results.size());
   if (defaults > 0) app.metrics->default_answers.add(defaults);
   if (elapsed <= app.slo_micros) app.metrics->slo_attained.add(query.results.size() - defaults);
@@ -707,7 +707,8 @@ void QueryProcessor::complete(Completion& completion) {
   auto found = pending_.find(completion.query_key);
   if (found == pending_.end()) return;  // already answered at its deadline
   PendingQuery& query = found->second;
-  if (Clock::now() >= query.deadline) {
+  const Clock::time_point now = Clock::now();  // also the answer's latency, below
+  if (now >= query.deadline) {
     // The deadline passed while the loop was busy, before its timer fired: the SLO promises the
     // default now, not a late answer.
     answer_overdue(found->first, query);
@@ -746,7 +747,7 @@ void QueryProcessor::complete(Completion& completion) {
     --query.remaining;
   }
   if (query.remaining == 0) {
-    finish(found->first, query);
+    finish(found->first, query, now);
     pending_.erase(found);
   }
 }

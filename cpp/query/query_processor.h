@@ -236,8 +236,10 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void send_feedback_round(uint64_t query_key, PendingQuery& query);
   void answer_feedback(Completion& completion);
   void fill_defaults(PendingQuery& query, const std::string& explanation);
-  void finish(uint64_t query_key, PendingQuery& query);
-  void record_answered(const PendingQuery& query);
+  // `now`: the caller's reading of the clock, when it has one (one reading per answered query).
+  void finish(uint64_t query_key, PendingQuery& query) { finish(query_key, query, Clock::now()); }
+  void finish(uint64_t query_key, PendingQuery& query, Clock::time_point now);
+  void record_answered(const PendingQuery& query, Clock::time_point now);
   void reply_error(http::HttpServer& server, http::ResponseSlot slot, int status, std::string_view error,
                    std::string_view cause, const AppRoute* app);
 
