@@ -211,15 +211,34 @@ class Cluster:
         )
 
 
+def voluntary_switches(pid: int) -> int:
+    """Times the threads of `pid` went to sleep so far (voluntary context switches, summed over
+    /proc/<pid>/task/*/status; 0 once it is gone): each is a wake-up to pay later."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(FileNotFoundError, ProcessLookupError),
+                open(f"/proc/{pid}/task/{task}/status", encoding="ascii") as status,
+            ):
+                for line in status:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
+
+
 class ProcessCpu:
-    """CPU seconds of named processes over a block."""
+    """CPU seconds and sleeps (voluntary context switches) of named processes over a block."""
 
     def __init__(self, pids: dict[str, list[int]]) -> None:
         self.pids = pids
 
-    def _read(self) -> dict[str, float]:
+    def _read(self) -> dict[str, tuple[float, int]]:
         return {
-            name: sum(common.process_cpu_seconds(pid) or 0.0 for pid in pids)
+            name: (
+                sum(common.process_cpu_seconds(pid) or 0.0 for pid in pids),
+                sum(voluntary_switches(pid) for pid in pids),
+            )
             for name, pids in self.pids.items()
         }
 
@@ -229,7 +248,12 @@ class ProcessCpu:
 
     def __exit__(self, *exc: object) -> None:
         end, elapsed = self._read(), time.monotonic() - self._when
-        self.cores = {name: round((end[name] - self._start[name]) / elapsed, 3) for name in end}
+        self.cores = {
+            name: round((end[name][0] - self._start[name][0]) / elapsed, 3) for name in end
+        }
+        self.sleeps_per_second = {
+            name: (end[name][1] - self._start[name][1]) / elapsed for name in end
+        }
 
 
 def run_w1(loadgen, mode, servers, scenario, args) -> dict[str, Any]:
@@ -244,7 +268,20 @@ def run_w1(loadgen, mode, servers, scenario, args) -> dict[str, Any]:
         report = w1.run_scenario(loadgen, target_for_run, scenario, args, sample_rss=False)
     report["cores_by_process"] = cpu.cores
     report.update(cpu_per_request(cpu.cores, report["throughput_rps"]))
+    report["sleeps_per_request_by_process"] = sleeps_per_request(
+        cpu.sleeps_per_second, report["throughput_rps"]
+    )
     return report
+
+
+def sleeps_per_request(
+    per_second: dict[str, float], throughput: float | None
+) -> dict[str, float] | None:
+    """Each process's sleeps (so wake-ups) per answered request, like CPU per request: the rate
+    over the whole window (warm-up included) over the measured throughput."""
+    if not throughput:
+        return None
+    return {name: round(rate / throughput, 3) for name, rate in per_second.items()}
 
 
 def cpu_per_request(cores: dict[str, float], throughput: float | None) -> dict[str, Any]:
@@ -361,6 +398,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     )
                     for name in mine[0]["cores_by_process"]
                 },
+                "sleeps_per_request_by_process": {
+                    name: common.median(
+                        [(r.get("sleeps_per_request_by_process") or {}).get(name) for r in mine]
+                    )
+                    for name in mine[0]["cores_by_process"]
+                }
+                if "sleeps_per_request_by_process" in mine[0]
+                else None,
                 "shm_bytes_per_query": {
                     name: common.median([r["shm_bytes_per_query"][name] for r in mine])
                     for name in SHM_COPY_METRICS
