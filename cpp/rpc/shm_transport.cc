@@ -312,9 +312,20 @@ void ShmTransport::close_channel(Channel& channel, const char* reason) {
   release(channel.replica);
 }
 
+void ShmTransport::descriptor_fired(int fd) {
+  if (fd == epoll_) {
+    epoll_drained_ = false;
+    return;
+  }
+  network_->descriptor_fired(fd);
+}
+
 void ShmTransport::handle_events(TransportReceiver& receiver) {
+  if (loop_mode_ && epoll_drained_) return;  // nothing new until our descriptor fires
   epoll_event events[64];
   const int count = ::epoll_wait(epoll_, events, 64, 0);
+  // Fewer than asked for: every ready descriptor was handed over (and doorbells drained below).
+  epoll_drained_ = count >= 0 && count < 64;
   for (int i = 0; i < count; ++i) {
     const auto kind = static_cast<uint32_t>(events[i].data.u64 >> 32);
     const auto fd = static_cast<int>(static_cast<uint32_t>(events[i].data.u64));
@@ -522,6 +533,7 @@ TransportWait ShmTransport::wait(int wake_fd, long timeout_millis) {
 std::vector<int> ShmTransport::loop_descriptors() const {
   std::vector<int> descriptors = network_->loop_descriptors();
   descriptors.push_back(epoll_);
+  loop_mode_ = true;  // the caller reports our descriptor firing (descriptor_fired)
   return descriptors;
 }
 

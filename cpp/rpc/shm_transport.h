@@ -100,7 +100,7 @@ class ShmTransport final : public ReplicaTransport {
   Admission admit(const ReplicaAddress& replica, bool wants_shared_memory) override;
   const char* medium(const ReplicaAddress& replica) const override;
   void release(const ReplicaAddress& replica) override;
-  void descriptor_fired(int fd) override { network_->descriptor_fired(fd); }
+  void descriptor_fired(int fd) override;
   bool about_to_sleep() override;
   void awake() override;
 
@@ -140,6 +140,11 @@ class ShmTransport final : public ReplicaTransport {
   int listener_ = -1;
   int epoll_ = -1;
   int wake_fd_ = -1;  // thread mode: the caller's wake descriptor, watched through our epoll
+  // Loop mode (loop_descriptors() was asked for): the caller reports when our epoll fires, so after a
+  // look that drained it (`epoll_drained_`) receive() skips epoll_wait until it fires again, instead
+  // of one system call per pass. Thread mode looks on every pass.
+  mutable bool loop_mode_ = false;
+  bool epoll_drained_ = false;
   std::unordered_map<ReplicaAddress, std::unique_ptr<Channel>> channels_;
   std::unordered_map<int, Channel*> by_socket_;  // attached replicas' connections
   std::unordered_map<std::string, Offer> offers_;  // by token

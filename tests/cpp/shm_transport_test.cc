@@ -1,6 +1,7 @@
 #include "rpc/shm_transport.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -390,6 +391,46 @@ TEST(ShmTransport, NothingOutstandingMeansNoSpin) {
   EXPECT_FALSE(transport->about_to_sleep());
   transport->awake();
   EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(100)) << "no batch out: no 200 ms spin";
+}
+
+// The I/O loop's way of receiving: look at the loop descriptors (as libuv's epoll does), report each
+// that fired, then receive.
+template <typename Done>
+void loop_receive_until(ShmTransport& transport, RecordingReceiver& receiver, Done done) {
+  const std::vector<int> descriptors = transport.loop_descriptors();
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (!done() && Clock::now() < give_up) {
+    std::vector<pollfd> polled;
+    for (int fd : descriptors) polled.push_back({fd, POLLIN, 0});
+    ::poll(polled.data(), polled.size(), 1);
+    for (const pollfd& entry : polled) {
+      if (entry.revents & POLLIN) transport.descriptor_fired(entry.fd);
+    }
+    transport.receive(receiver);
+    transport.receive_closes(receiver);
+  }
+}
+
+TEST(ShmTransport, InLoopModeItsEpollIsLookedAtOnlyAfterItFired) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  transport->loop_descriptors();  // loop mode from here on
+  const auto admission = transport->admit("replica-a", true);
+  auto replica = std::make_unique<FakeReplica>();
+  ASSERT_TRUE(replica->attach(admission.socket_path, admission.token));
+  loop_receive_until(*transport, receiver, [&] { return !receiver.admitted.empty(); });
+  ASSERT_EQ(receiver.admitted_ok, std::vector<bool>{true});
+  ASSERT_TRUE(replica->take_channel());
+
+  replica.reset();  // its connection closes: an event in the transport's epoll
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int pass = 0; pass < 3; ++pass) {
+    transport->receive(receiver);
+    transport->receive_closes(receiver);
+  }
+  EXPECT_TRUE(receiver.closed.empty()) << "no system call on a drained epoll that has not fired";
+  loop_receive_until(*transport, receiver, [&] { return !receiver.closed.empty(); });
+  EXPECT_EQ(receiver.closed.size(), 1u) << "once it fired, the close is seen";
 }
 
 }  // namespace
