@@ -360,19 +360,28 @@ class ModelServer:
         send = data_socket.send
         zmq_descriptor = data_socket.getsockopt(zmq.FD)
         wait_millis = max(1, round(self.options.receive_timeout_s * 1000))
+        # The socket had nothing at the last look (ZMQ_EVENTS, which costs ZeroMQ a poll() and a
+        # getpid() each time) and since then neither did its descriptor fire nor did we send on it:
+        # it has nothing now either, so a batch from the ring costs no look at the socket.
+        socket_quiet = False
         while not self._stop_requested:
             if self._register_requested:
                 self._register_requested = False
                 self._detach()  # a frontend that forgot us also forgot our channel
                 send(self._register_message())
+                socket_quiet = False
                 logger.info("event=registering_again %s", self._log_fields)
             channel = self._channel
             if channel is not None:
                 # Attached: requests come from the ring, and over the socket when a batch did not fit.
                 try:
                     view = channel.receive(0)
-                    if view is None and not data_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    if view is None and not socket_quiet:
+                        socket_quiet = not data_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+                    if view is None and socket_quiet:
                         view = channel.receive(wait_millis, zmq_descriptor)
+                        # None: the timeout, or the socket's descriptor fired: look at it again.
+                        socket_quiet = view is not None
                 except shm_client.ShmChannelError as exc:
                     logger.error(
                         "event=shm_channel_failed %s error=%s", self._log_fields, _quote(str(exc))
@@ -385,6 +394,7 @@ class ModelServer:
                     channel.done()
                     if reply is not None and not channel.reply(reply):
                         self._send_reply(send, reply)  # larger than the ring's room: the socket
+                        socket_quiet = False
                     continue
                 try:
                     frame = receive(zmq.NOBLOCK, copy=False)
