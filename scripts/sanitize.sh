@@ -63,3 +63,5 @@ drive() {
 }
 drive shared-loop
 drive rpc-thread --io-threads 2
+# The I/O loop polling the response rings after each batch (shm_response_spin_micros).
+drive spinning --shm-response-spin-micros 50
