@@ -4,7 +4,10 @@
 // so an overloaded model sheds at the door instead of answering everyone late. On the I/O thread like
 // the rest of QueryProcessor.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <initializer_list>
+#include <string_view>
 
 #include "batching/admission.h"
 #include "cache/prediction_cache.h"
@@ -19,11 +22,44 @@ namespace clipper {
 using std::chrono::duration_cast;
 using std::chrono::microseconds;
 
+namespace {
+
+// A refusal's message from its parts (text and numbers), in one allocation: it is built for every
+// refused request, the overload path's hottest text.
+struct Part {
+  // Implicit on purpose: message({"text ", number, " more text"}).
+  Part(const char* text) : text(text) {}
+  Part(const std::string& text) : text(text) {}
+  Part(int64_t number) : number(number), is_number(true) {}
+  std::string_view text;
+  int64_t number = 0;
+  bool is_number = false;
+};
+
+std::string message(std::initializer_list<Part> parts) {
+  std::size_t size = 0;
+  for (const Part& part : parts) size += part.is_number ? 20 : part.text.size();
+  std::string out;
+  out.reserve(size);
+  for (const Part& part : parts) {
+    if (!part.is_number) {
+      out.append(part.text);
+      continue;
+    }
+    char digits[24];
+    const auto result = std::to_chars(digits, digits + sizeof(digits), part.number);
+    out.append(digits, result.ptr);
+  }
+  return out;
+}
+
+}  // namespace
+
 QueryProcessor::Refusal QueryProcessor::lag_refusal(int64_t waited_micros, int64_t budget_micros) {
   return {metrics::RejectReason::Lag, 1,
-          "Overloaded: the request waited " + std::to_string(waited_micros) +
-              " us before the frontend could read it, past its time limit of " + std::to_string(budget_micros) +
-              " microseconds"};
+          message({"Overloaded: the request waited ", waited_micros,
+                   " us before the frontend could read it, past its time limit of ", budget_micros,
+                   " microseconds"})};
 }
 
 std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const AppRoute& app,
@@ -121,10 +157,11 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::model_refusal(const Model
   const AdmissionEstimate estimate = scheduler_.admission_estimate(model, count);
   if (estimate.known && estimate.wait_micros > left_micros) {
     return Refusal{metrics::RejectReason::Deadline, retry_after_seconds(estimate.wait_micros, left_micros),
-                   "Overloaded: model " + model.label + " would answer in about " +
-                       std::to_string(static_cast<int64_t>(estimate.wait_micros)) + " us given its queue and " +
-                       "measured service rate, beyond the " + std::to_string(static_cast<int64_t>(left_micros)) +
-                       " us the time limit of " + std::to_string(budget_micros) + " microseconds leaves"};
+                   message({"Overloaded: model ", model.label, " would answer in about ",
+                            static_cast<int64_t>(estimate.wait_micros),
+                            " us given its queue and measured service rate, beyond the ",
+                            static_cast<int64_t>(left_micros), " us the time limit of ", budget_micros,
+                            " microseconds leaves"})};
   }
   return std::nullopt;
 }
@@ -178,7 +215,7 @@ void QueryProcessor::reply_overloaded(const AppRoute& app, const Refusal& refusa
   response.status = too_late ? 429 : 503;
   if (response.status < 500) app.metrics->client_errors.add();
   response.body = oip_format ? oip::render_error(refusal.cause) : render_error("Overloaded", refusal.cause);
-  response.extra_headers = "Retry-After: " + std::to_string(refusal.retry_after_seconds) + "\r\n";
+  response.extra_headers = message({"Retry-After: ", refusal.retry_after_seconds, "\r\n"});
   http_.respond(slot, std::move(response));
 }
 
