@@ -216,13 +216,17 @@ def test_without_a_cache_an_overloaded_app_refuses_before_decoding_the_body(clus
     overload = open_loop(f"http://{query_addr}/busy/predict", 4 * CAPACITY_PER_S, 4)
     time.sleep(1.0)
     status, _, body = first_refusal(query_addr, "busy")
-    early = post_raw(query_addr, "/busy/predict", malformed)
+    # A malformed body gets the 429 only if refused before decoding (a probe that finds room is
+    # decoded and gets its 400).
+    early = refused_raw(query_addr, "/busy/predict", malformed, room_status=400)
     # The app answering overload with its default needs the input count: decoded, so 400.
     lenient = post_raw(query_addr, "/busy-default/predict", malformed)
     # A body naming a version is decoded (the version decides which model is asked).
-    named = post_raw(query_addr, "/busy/predict", b'{"input": [1.0], "version": "1"}')
+    named = refused_raw(
+        query_addr, "/busy/predict", b'{"input": [1.0], "version": "1"}', room_status=200
+    )
     # Open Inference Protocol infer refuses before decoding too (it has no default); so does /update.
-    oip_early = post_raw(query_addr, "/v2/models/busy/infer", oip_malformed)
+    oip_early = refused_raw(query_addr, "/v2/models/busy/infer", oip_malformed, room_status=400)
     report = report_of(overload)
     with ThreadPoolExecutor(1) as pool:
         slow_query = pool.submit(post_raw, query_addr, "/glacial/predict", b'{"input": [2.0]}')
@@ -312,6 +316,20 @@ def read_answers(sock, count):
         answers.append((int(head.split(" ", 2)[1]), json.loads(body)))
         buffer = buffer[head_end + 4 + length :]
     return answers
+
+
+def refused_raw(query_addr, path, data, room_status, within_s=5.0):
+    """POSTs `data` until the frontend refuses it with 429 and returns that answer. Admission fills the
+    queue up to what the SLO allows, so a probe can land just after a batch left room for it; such a
+    probe must get `room_status` (what the frontend answers when it decodes the body), nothing else."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        answer = post_raw(query_addr, path, data)
+        if answer[0] == 429:
+            return answer
+        assert answer[0] == room_status, answer
+        time.sleep(0.01)
+    raise AssertionError(f"no POST to {path} was refused within {within_s} s of overload")
 
 
 def post_raw(query_addr, path, data):
