@@ -9,7 +9,14 @@ instructions of the whole frontend process in the window / requests answered (at
 checked), system calls per request (callgrind's sysCount, less clock_gettime: a vDSO call
 natively), and the requests per replica batch from the engine's clipper_shm_request_batches_total
 (callgrind slows the frontend about 50-fold, so batches differ from those at full speed: per-batch
-costs weigh differently here than in a benchmark).
+costs weigh differently here than in a benchmark), and the prediction cache's evictions per request.
+
+The cache is the steady state's: W1 vectors are all new, so at full speed (over 100,000 requests a
+second) the default 32 MiB budget is full within seconds and from then on every answer evicts an entry,
+but a 5 s window under callgrind answers only ~30,000 and would never fill it. So the frontend gets a
+small budget (--cache-size-bytes, 2 MiB: ~11,000 entries) and --fill-seconds of W1 load before the
+window (uninstrumented) fills it; evictions per request near 1 show it held. --fill-seconds 0 measures
+a cache that is still filling, as the figures recorded before 1 December, 19:50 UTC did.
 
 The window's callgrind dumps are kept (bench/build/request_cost/<label>.callgrind.*) to read the
 profile by function:
@@ -24,7 +31,7 @@ Give the binary built before a change to compare (both run in the same invocatio
     python bench/request_cost.py --io-threads 2       # the cost of a second HTTP I/O thread
     python bench/request_cost.py --replica-transport zmq   # the replica over ZeroMQ
 
-About 20-30 s per binary (valgrind start-up, the replica's registration, the window).
+About 30-40 s per binary (valgrind start-up, the replica's registration, the fill, the window).
 Owns bench/results/request_cost.json.
 """
 
@@ -53,6 +60,7 @@ class NoOp(Model):
         return ["0"] * len(inputs)
 """
 BATCHES_METRIC = "clipper_shm_request_batches_total"
+EVICTIONS_METRIC = "clipper_cache_evictions_total"
 PROFILE_DIR = common.BENCH_DIR / "build" / "request_cost"
 
 
@@ -71,6 +79,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="auto",
         help="auto: shared memory (the default); zmq: the replica served over ZeroMQ",
     )
+    parser.add_argument(
+        "--cache-size-bytes",
+        type=int,
+        default=2 * 1024 * 1024,
+        help="the frontend's prediction cache budget (0: off); small, so that --fill-seconds fills it",
+    )
+    parser.add_argument(
+        "--fill-seconds",
+        type=float,
+        default=8.0,
+        help="W1 load before the window, uninstrumented, to fill the cache (0: none): every W1 vector "
+        "is new, so with a full cache each answered request also evicts an entry, as at full speed",
+    )
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--profile-dir", type=Path, default=PROFILE_DIR)
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "request_cost.json")
@@ -85,7 +106,8 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
     }  # fmt: skip
     with callgrind_frontend.frontend_under_callgrind(
         binary, config,
-        ["--replica-transport", args.replica_transport, "--io-threads", str(args.io_threads)],
+        ["--replica-transport", args.replica_transport, "--io-threads", str(args.io_threads),
+         "--cache-size-bytes", str(args.cache_size_bytes)],
         collect_systime=True,
         prefix="clipper-request-cost-",
     ) as frontend:  # fmt: skip
@@ -99,7 +121,15 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
             return status == 200 and isinstance(body, dict) and body.get("default") is False
 
         callgrind_frontend.wait(answered_by_model, 120, "the no-op replica's first answer")
-        batches_before = callgrind_frontend.metric_value(frontend.metrics(), BATCHES_METRIC)
+        if args.fill_seconds > 0:
+            fill = common.loadgen_command(
+                loadgen, url, connections=args.connections, duration_seconds=args.fill_seconds,
+                warmup_seconds=0.0, workload="w1", extra_args=["--drain", "5"],
+            )  # fmt: skip
+            common.run_loadgen(fill, timeout_seconds=args.fill_seconds + 60)
+        metrics_before = frontend.metrics()
+        batches_before = callgrind_frontend.metric_value(metrics_before, BATCHES_METRIC)
+        evictions_before = callgrind_frontend.metric_value(metrics_before, EVICTIONS_METRIC)
         if (batches_before >= 1) != (args.replica_transport == "auto"):
             raise RuntimeError(f"the replica is not served over {args.replica_transport}")
         build = frontend.build_info()
@@ -110,8 +140,9 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         run, totals = frontend.window(
             lambda: common.run_loadgen(command, timeout_seconds=args.seconds + 60)
         )
-        batches = callgrind_frontend.metric_value(frontend.metrics(), BATCHES_METRIC)
-        batches -= batches_before
+        metrics_after = frontend.metrics()
+        batches = callgrind_frontend.metric_value(metrics_after, BATCHES_METRIC) - batches_before
+        evictions = callgrind_frontend.metric_value(metrics_after, EVICTIONS_METRIC) - evictions_before
         profile = frontend.keep_dumps(args.profile_dir / f"{label}.callgrind")
     report = run.report
     answered = sum(report["status"].values())
@@ -131,6 +162,8 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         "connections": args.connections,
         "io_threads": args.io_threads,
         "replica_transport": args.replica_transport,
+        "cache_size_bytes": args.cache_size_bytes,
+        "fill_seconds": args.fill_seconds,
         "requests": answered,
         "status": report["status"],
         "instructions": totals.instructions,
@@ -140,6 +173,8 @@ def one_run(label: str, binary: str, args: argparse.Namespace, loadgen: str) -> 
         "clock_gettime_per_request": round(per_request(totals.clock_gettime_calls), 3),
         # The metrics scrapes around the window add one batch-free request each; negligible.
         "requests_per_batch": round(answered / batches, 2) if batches else None,
+        # About 1 once the fill has filled the cache: each new vector's answer evicts an entry.
+        "cache_evictions_per_request": round(per_request(evictions), 3),
         "profile": profile,
     }
 
@@ -155,13 +190,15 @@ def main(argv: list[str]) -> int:
             row = runs[-1]
             print(f"  {row['instructions_per_request']:,} instructions, "
                   f"{row['system_calls_per_request']} system calls per request over "
-                  f"{row['requests']:,} ({row['requests_per_batch']} per batch)",
+                  f"{row['requests']:,} ({row['requests_per_batch']} per batch, "
+                  f"{row['cache_evictions_per_request']} cache evictions per request)",
                   file=sys.stderr)  # fmt: skip
     payload: dict[str, Any] = {
         "study": "request_cost",
         "machine": common.machine_info(),
         "slo_micros": SLO_MICROS,
-        "workload": f"W1 closed loop, no-op model, replica transport {args.replica_transport}",
+        "workload": f"W1 closed loop, no-op model, replica transport {args.replica_transport}, "
+        f"prediction cache {args.cache_size_bytes} bytes filled for {args.fill_seconds} s first",
         "runs": runs,
     }
     path = common.write_results(args.output.stem, payload, args.output.parent)
