@@ -433,5 +433,33 @@ TEST(ShmTransport, InLoopModeItsEpollIsLookedAtOnlyAfterItFired) {
   EXPECT_EQ(receiver.closed.size(), 1u) << "once it fired, the close is seen";
 }
 
+TEST(ShmTransport, ADoorbellWakesTheLoopOnceWithoutBeingReadBack) {
+  auto transport = make_transport();
+  RecordingReceiver receiver;
+  const int epoll = transport->loop_descriptors().back();
+  const auto admission = transport->admit("replica-a", true);
+  FakeReplica replica;
+  ASSERT_TRUE(replica.attach(admission.socket_path, admission.token));
+  loop_receive_until(*transport, receiver, [&] { return !receiver.admitted.empty(); });
+  ASSERT_TRUE(replica.take_channel());
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_FALSE(transport->about_to_sleep()) << "nothing waits: the loop announces sleep";
+    const std::string answer = "answer " + std::to_string(round);
+    bool wake = false;
+    ASSERT_EQ(replica.responses.write(reinterpret_cast<const uint8_t*>(answer.data()), answer.size(), wake),
+              shm::RingStatus::Ready);
+    ASSERT_TRUE(wake) << "the loop sleeps: ring";
+    const uint64_t one = 1;
+    ASSERT_EQ(::write(replica.fds[2], &one, sizeof(one)), 8);
+    pollfd readable{epoll, POLLIN, 0};
+    ASSERT_EQ(::poll(&readable, 1, 1000), 1) << "the doorbell wakes the loop";
+    transport->awake();
+    loop_receive_until(*transport, receiver, [&] { return receiver.messages.size() == std::size_t(round) + 1; });
+    ASSERT_EQ(receiver.messages.back(), answer);
+    readable.revents = 0;
+    EXPECT_EQ(::poll(&readable, 1, 0), 0) << "the event is consumed: the loop does not wake again for it";
+  }
+}
+
 }  // namespace
 }  // namespace clipper
