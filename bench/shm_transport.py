@@ -35,10 +35,11 @@ The A/B of record (about 4 min, quiet machine; unpinned, as users run it):
     python bench/shm_transport.py --repeat 3 --duration 3 --warmup 1 --rates 20000 \
         --tensor-connections --shm-spin-micros 50 200 --output bench/results/shm_spin.json
 
---spins REPLICA:FRONTEND [...] does the same for both sides' spins: `shm_spin<R>_f<F>` (`shm_spin<R>`
-when F is 0) has replicas spinning R us (adaptive: shm::SpinPolicy backs off after spins that ran
-out) and the frontend's I/O loop polling for an answer up to F us after each batch it sends
-(LocalContainerManager(shm_response_spin_micros=F)); `--shm-spin-micros N` is `--spins N:0`.
+--spins REPLICA:FRONTEND [...] does the same for both sides' spins: `shm_spin<R>_f<F>` (`shm_nospin` for
+0:0) has replicas spinning R us (adaptive: shm::SpinPolicy backs off after spins that ran out) and
+the frontend's I/O loop polling for an answer up to F us after each batch it sends
+(LocalContainerManager(shm_response_spin_micros=F)); `shm` has the defaults
+(clipper_native/defaults.json: both 0 today); `--shm-spin-micros N` is `--spins N:0`.
 
 Also written: each issue-13 target as a ratio to nginx with met / NOT met, and the bytes copied per
 1 MiB query: measured for shared memory (the engine's clipper_shm_request_*_bytes_total counters over
@@ -130,16 +131,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             replica, frontend = (int(part) for part in pair.split(":"))
         except ValueError:
             parser.error(f"--spins takes REPLICA:FRONTEND microseconds, got {pair!r}")
-        if not (0 <= replica <= 10_000 and 0 <= frontend <= 10_000) or replica == frontend == 0:
-            parser.error(f"--spins {pair}: each from 0 to 10000, not both 0")
+        if not (0 <= replica <= 10_000 and 0 <= frontend <= 10_000):
+            parser.error(f"--spins {pair}: each from 0 to 10000")
         spins.append((replica, frontend))
     args.spins = list(dict.fromkeys(spins))
     return args
 
 
 def spin_mode(replica: int, frontend: int) -> str:
-    """The name of a spinning shared-memory cluster (shm_spin<R>, or shm_spin<R>_f<F>)."""
-    return f"shm_spin{replica}" + (f"_f{frontend}" if frontend else "")
+    """The name of a shared-memory cluster with set spins: shm_spin<R>_f<F> (shm_nospin for 0:0)."""
+    return "shm_nospin" if replica == frontend == 0 else f"shm_spin{replica}_f{frontend}"
 
 
 def modes(args: argparse.Namespace) -> tuple[str, ...]:
@@ -159,7 +160,7 @@ class Cluster:
         args: argparse.Namespace,
         stack: contextlib.ExitStack,
         spin_micros: int = 0,
-        response_spin_micros: int = 0,
+        response_spin_micros: int | None = None,
     ):
         from clipper.deployers.python import deploy_python_closure
 
@@ -167,11 +168,16 @@ class Cluster:
             stack,
             f"shm-{transport}"
             + (f"-spin{spin_micros}" if spin_micros else "")
-            + (f"-f{response_spin_micros}" if response_spin_micros else ""),
+            + ("" if response_spin_micros is None else f"-f{response_spin_micros}"),
             cache_size_bytes=None,
             replica_transport=transport,
             replica_shm_spin_micros=spin_micros,
-            shm_response_spin_micros=response_spin_micros,
+            # None: the frontend's default (clipper_native/defaults.json).
+            **(
+                {}
+                if response_spin_micros is None
+                else {"shm_response_spin_micros": response_spin_micros}
+            ),
         )
         self.connection = started.connection
         self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
@@ -422,7 +428,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         reference = "nginx" if "nginx" in rows else "zmq"
         pairs = [(mode, reference) for mode in all_modes if mode != "nginx"]
         # The spin's A/B: each spinning cluster against the same transport without it.
-        pairs += [(mode, "shm") for mode in all_modes if mode.startswith("shm_spin")]
+        pairs += [(mode, "shm") for mode in all_modes if mode.startswith(("shm_spin", "shm_nospin"))]
         for mode, against in pairs:
             if mode in rows and against in rows and mode != against:
                 rows[f"ratio_{mode}_over_{against}"] = {

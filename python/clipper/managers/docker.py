@@ -120,8 +120,8 @@ class DockerContainerManager(ContainerManager):
         frontend's user). Off by default: replicas serve over ZeroMQ and share nothing with it.
         With it, `replica_shm_spin_micros` (0-10,000; default 0) has each replica poll its request
         ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS in its container) and
-        `shm_response_spin_micros` the frontend's I/O loop poll for an answer this long after sending
-        a batch (LocalContainerManager's options of the same names)."""
+        `shm_response_spin_micros` (default 0) the frontend's I/O loop poll for an answer this long
+        after sending a batch (LocalContainerManager's options of the same names)."""
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
             raise ClipperException(
                 f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
@@ -276,7 +276,8 @@ class DockerContainerManager(ContainerManager):
             command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
         if allow_unauthenticated_replicas:
             command.append("--allow-unauthenticated-replicas")
-        if self.shm_transport and self.shm_response_spin_micros:
+        # Only when not the default, so a frontend image older than the option still starts.
+        if self.shm_response_spin_micros != defaults.SHM_RESPONSE_SPIN_MICROS:
             command += ["--shm-response-spin-micros", str(self.shm_response_spin_micros)]
         ports = {
             "query": self.clipper_query_port,

@@ -96,7 +96,7 @@ class LocalContainerManager(ContainerManager):
         ZeroMQ. `replica_shm_spin_micros` (0-10,000; default 0): over shared memory, each replica polls
         its request ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS of the replicas, also of
         the frontend's replica supervisor), which saves a wake-up per batch arriving meanwhile and burns
-        a CPU that long after each. `shm_response_spin_micros` (0-10,000): the frontend's I/O loop
+        a CPU that long after each. `shm_response_spin_micros` (0-10,000; default 0): the frontend's I/O loop
         polls for a shared-memory replica's answer this long after sending it a batch before it
         sleeps (FrontendOptions.shm_response_spin_micros).
         CPU placement (docs/admission.md: keep CPU-bound replicas off the frontend's CPUs):
