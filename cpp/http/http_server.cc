@@ -425,6 +425,7 @@ void HttpServer::write_head(std::string& head, const HttpResponse& response, boo
   head.resize(size);
   char* at = head.data();
   for (std::string_view piece : pieces) {
+    if (piece.empty()) continue;  // an empty view may hold no pointer, which memcpy must not get
     std::memcpy(at, piece.data(), piece.size());
     at += piece.size();
   }
