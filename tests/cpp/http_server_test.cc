@@ -156,8 +156,9 @@ TEST(HttpServer, StampsRequestsWithTheirArrivalNotTheirParse) {
   EXPECT_GE(handler.ages[1], BusyFirst::kBusy - std::chrono::milliseconds(20));
 }
 
-// Answers each request with a body built in the server's spare buffer; the 2nd out of order (later),
-// the 3rd with another status and headers. Notes the buffer's capacity when taken.
+// Answers each request with a body built in the server's spare buffer: the 1st kept alive with an
+// extra header (the head's general path), the 2nd out of order (later), the 3rd with another status
+// and headers. Notes the buffer's capacity when taken.
 class SpareBufferAnswers : public RequestHandler {
  public:
   HttpServer* server = nullptr;
@@ -174,6 +175,7 @@ class SpareBufferAnswers : public RequestHandler {
     response.body = server->take_body_buffer();
     capacities.push_back(response.body.capacity());
     response.body.append(200, static_cast<char>('a' + number));
+    if (number == 1) response.extra_headers = "X-First: 1\r\n";
     if (number == 3) {
       response.status = 404;
       response.content_type = "text/plain";
@@ -204,7 +206,7 @@ TEST(HttpServer, WritesEachAnswersHeadInOrderAndReusesTheBodyBuffer) {
   served.stop();
 
   const std::string expected =
-      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n" +
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\nX-First: 1\r\n\r\n" +
       std::string(200, 'b') +
       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n" +
       std::string(200, 'c') +
