@@ -14,13 +14,17 @@ PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const Cache
   if (!enabled()) return Lookup::Miss;
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto found = shard.index.find(key);
-  if (found == shard.index.end()) {
-    shard.index.insert(claim_slot(shard, key));  // hashed through the slot's key, set just now
+  // One probe: a miss claims a slot and inserts its entry where the probe ended.
+  bool missed = false;
+  auto found = shard.index.lazy_emplace(key, [&](const auto& construct) {
+    missed = true;
+    construct(entry_of(hash_of(key), claim_slot(shard, key)));
+  });
+  if (missed) {
     misses_.fetch_add(1, std::memory_order_relaxed);
     return Lookup::Miss;
   }
-  Slot& slot = shard.slots[*found];
+  Slot& slot = shard.slots[slot_of(*found)];
   if (slot.state == Slot::State::Pending) {
     slot.waiters.push_back(waiter);
     coalesced_.fetch_add(1, std::memory_order_relaxed);
@@ -38,7 +42,7 @@ bool PredictionCache::holds(const CacheKey& key) {
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
   auto found = shard.index.find(key);
-  return found != shard.index.end() && shard.slots[*found].state == Slot::State::Ready;
+  return found != shard.index.end() && shard.slots[slot_of(*found)].state == Slot::State::Ready;
 }
 
 std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::string_view output,
@@ -53,9 +57,9 @@ std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::stri
     // A late answer for a key that was handed over and dropped: keep it, it is still right.
     if (cost > shard_capacity_bytes_) return {};
     index = claim_slot(shard, key);
-    shard.index.insert(index);
+    shard.index.insert(entry_of(hash_of(key), index));
   } else {
-    index = *found;
+    index = slot_of(*found);
     if (shard.slots[index].state != Slot::State::Pending) return {};  // a duplicate finished second
   }
   Slot& slot = shard.slots[index];
@@ -81,7 +85,7 @@ std::vector<CacheWaiter> PredictionCache::fail(const CacheKey& key) {
   std::lock_guard lock(shard.mutex);
   auto found = shard.index.find(key);
   if (found == shard.index.end()) return {};
-  const uint32_t index = *found;
+  const uint32_t index = slot_of(*found);
   Slot& slot = shard.slots[index];
   if (slot.state != Slot::State::Pending) return {};
   std::vector<CacheWaiter> waiters = std::move(slot.waiters);
@@ -96,7 +100,7 @@ std::optional<CacheWaiter> PredictionCache::hand_over(const CacheKey& key, Clock
   std::lock_guard lock(shard.mutex);
   auto found = shard.index.find(key);
   if (found == shard.index.end()) return std::nullopt;
-  const uint32_t index = *found;
+  const uint32_t index = slot_of(*found);
   Slot& slot = shard.slots[index];
   if (slot.state != Slot::State::Pending) return std::nullopt;
   auto& waiters = slot.waiters;
@@ -156,7 +160,7 @@ void PredictionCache::evict_until_fits(Shard& shard, uint32_t newest) {
       continue;
     }
     shard.bytes -= slot.output.size() + kEntryOverheadBytes;
-    shard.index.erase(slot.key);
+    shard.index.erase(entry_of(hash_of(slot.key), index));  // compares entries, reads no other slot
     release_slot(shard, index);
     evictions_.fetch_add(1, std::memory_order_relaxed);
   }

@@ -6,10 +6,11 @@
 // never sees the old version's answers. Sharded, one mutex per shard: I/O threads look up and join,
 // the RPC thread resolves. No shard lock is held while anything else is locked.
 // Layout: a shard's entries live in one slot array that is also the CLOCK ring. The index is an
-// open-addressing set (abseil's flat_hash_set) of slot numbers, hashed and compared through the
-// slots' keys: 4 bytes and a control byte per entry, so the index stays in the CPU cache even when
-// the slots do not. A miss (the common case under distinct inputs) costs a probe of that small
-// index and no allocation; eviction walks the ring and its erase compares against the slot in hand.
+// open-addressing set (abseil's flat_hash_set) of 8-byte entries: a slot number and 32 bits of its
+// key's hash. Hashing an entry reads only the entry, so the index's in-place clean-up of erased
+// entries (and its growth) never touches the slots, and a probe compares the stored hash before it
+// reads a slot's key: a miss (the common case under distinct inputs) reads no slot and allocates
+// nothing; eviction walks the ring and erases the entry it builds from the slot in hand.
 #pragma once
 
 #include <atomic>
@@ -88,38 +89,42 @@ class PredictionCache {
     std::string output;
     std::vector<CacheWaiter> waiters;  // queries joined to a pending evaluation
   };
-  static std::size_t hash_of(const CacheKey& key) {
-    return static_cast<std::size_t>(key.hash_low ^ key.model_id);  // already XXH3: no remixing
-  }
-  // The index holds slot numbers but is searched by key (abseil's heterogeneous lookup).
-  struct SlotHash {
+  // 32 bits of the key's hash (already XXH3: no remixing). Enough for abseil's probe position and
+  // tag up to 2^25 entries per shard, far beyond any byte budget.
+  static uint32_t hash_of(const CacheKey& key) { return static_cast<uint32_t>(key.hash_low ^ key.model_id); }
+  // An index entry: the key's hash in the high half, the slot number in the low half.
+  static uint64_t entry_of(uint32_t hash, uint32_t slot) { return (uint64_t{hash} << 32) | slot; }
+  static uint32_t slot_of(uint64_t entry) { return static_cast<uint32_t>(entry); }
+  // The index is searched by key (abseil's heterogeneous lookup); an entry hashes without its slot.
+  struct EntryHash {
     using is_transparent = void;
-    const std::vector<Slot>* slots;
-    std::size_t operator()(uint32_t slot) const { return hash_of((*slots)[slot].key); }
+    std::size_t operator()(uint64_t entry) const { return static_cast<std::size_t>(entry >> 32); }
     std::size_t operator()(const CacheKey& key) const { return hash_of(key); }
   };
-  struct SlotEq {
+  struct EntryEq {
     using is_transparent = void;
     const std::vector<Slot>* slots;
-    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(uint32_t slot, const CacheKey& key) const { return (*slots)[slot].key == key; }
-    bool operator()(const CacheKey& key, uint32_t slot) const { return (*slots)[slot].key == key; }
+    bool operator()(uint64_t a, uint64_t b) const { return a == b; }
+    bool operator()(uint64_t entry, const CacheKey& key) const {
+      return (entry >> 32) == hash_of(key) && (*slots)[slot_of(entry)].key == key;
+    }
+    bool operator()(const CacheKey& key, uint64_t entry) const { return (*this)(entry, key); }
   };
   struct Shard {
-    Shard() : index(0, SlotHash{&slots}, SlotEq{&slots}) {}
+    Shard() : index(0, EntryHash{}, EntryEq{&slots}) {}
     Shard(const Shard&) = delete;
     Shard& operator=(const Shard&) = delete;
     std::mutex mutex;
     std::vector<Slot> slots;  // declared before the index, whose functors point at it
-    absl::flat_hash_set<uint32_t, SlotHash, SlotEq> index;  // live slots, found by their key
+    absl::flat_hash_set<uint64_t, EntryHash, EntryEq> index;  // live slots, found by their key
     std::vector<uint32_t> free_slots;
     std::size_t hand = 0;   // CLOCK hand: the next slot considered for eviction
     std::size_t bytes = 0;  // resolved entries' cost
   };
   static constexpr std::size_t kShards = 16;
-  // Cost of an entry beyond its output's bytes, an upper bound: its slot (96 B) with the slot
-  // array's growth slack (up to 2x), its index slot and control byte at abseil's load factor
-  // (~6 B), its free-list entry (4 B).
+  // Cost of an entry beyond its output's bytes, an estimate: its slot (96 B) with the slot array's
+  // growth slack (1.5x on average, up to 2x), its index entry and control byte at abseil's load factor
+  // (~10 B), its free-list entry (4 B).
   static constexpr std::size_t kEntryOverheadBytes = 192;
 
   Shard& shard_for(const CacheKey& key) { return shards_[key.hash_high % kShards]; }
