@@ -14,10 +14,12 @@ void LatencyModel::observe(std::size_t batch_size, int64_t latency_micros) {
   largest_size_ = std::max(largest_size_, sample.size);
   // The smallest batch so far, or any small one since: the latest view of the fixed cost.
   if (!anchor_ || sample.size <= anchor_->size || sample.size <= kAnchorShare * largest_size_) anchor_ = sample;
+  fit_ = fit_window();
 }
 
-double LatencyModel::estimate_micros(std::size_t batch_size) const {
-  if (count_ == 0) return 0.0;
+LatencyModel::Fit LatencyModel::fit_window() const {
+  Fit fit;
+  if (count_ == 0) return fit;
   double sum_x = 0, sum_y = 0, sum_xx = 0, sum_xy = 0;
   double fastest = std::numeric_limits<double>::infinity();
   double smallest = std::numeric_limits<double>::infinity();
@@ -33,7 +35,6 @@ double LatencyModel::estimate_micros(std::size_t batch_size) const {
   const double mean_x = sum_x / n;
   const double mean_y = sum_y / n;
   const double variance = std::max(sum_xx / n - mean_x * mean_x, 0.0);
-  const double size = static_cast<double>(batch_size);
 
   double slope = 0;
   if (std::sqrt(variance) >= kMinRelativeSpread * mean_x && variance >= 0.25) {
@@ -45,8 +46,11 @@ double LatencyModel::estimate_micros(std::size_t batch_size) const {
   } else {
     // One size seen: assume cost grows no faster than linearly beyond it, and that a smaller batch
     // is no slower than the fastest one seen.
-    if (size < smallest) return fastest;
-    return size <= mean_x ? mean_y : mean_y * size / mean_x;
+    fit.smallest = smallest;
+    fit.fastest = fastest;
+    fit.mean_x = mean_x;
+    fit.mean_y = mean_y;
+    return fit;
   }
   slope = std::max(slope, 0.0);
   double intercept = mean_y - slope * mean_x;
@@ -56,7 +60,10 @@ double LatencyModel::estimate_micros(std::size_t batch_size) const {
     intercept = std::clamp(intercept, 0.0, fastest);
     slope = sum_xx > 0 ? std::max((sum_xy - intercept * sum_x) / sum_xx, 0.0) : 0.0;
   }
-  return intercept + slope * size;
+  fit.one_size = false;
+  fit.intercept = intercept;
+  fit.slope = slope;
+  return fit;
 }
 
 std::size_t LatencyModel::largest_size_within(double budget_micros, std::size_t cap) const {

@@ -31,10 +31,32 @@ class LatencyModel {
   static constexpr double kAnchorShare = 0.25;
   static constexpr double kAnchorLeverage = 0.5;
 
+  // The line the window gives, in the form estimate_micros evaluates: a multiply-add, or the one-size
+  // rule's three pieces.
+  struct Fit {
+    bool one_size = true;  // no line: the one-size rule below (also before any sample: all zero)
+    double intercept = 0;  // the line: intercept + slope * size
+    double slope = 0;
+    double smallest = 0;   // the one-size rule: `fastest` below `smallest`, `mean_y` up to `mean_x`,
+    double fastest = 0;    // then mean_y scaled linearly
+    double mean_x = 0;
+    double mean_y = 0;
+    double estimate(double size) const {
+      if (!one_size) return intercept + slope * size;
+      if (size < smallest) return fastest;
+      return size <= mean_x ? mean_y : mean_y * size / mean_x;
+    }
+  };
+
   void observe(std::size_t batch_size, int64_t latency_micros);
   bool has_samples() const { return count_ > 0; }
-  // Estimated latency of a batch of `batch_size` inputs; 0 when nothing was observed yet.
-  double estimate_micros(std::size_t batch_size) const;
+  // Estimated latency of a batch of `batch_size` inputs; 0 when nothing was observed yet. Read per
+  // request and per batch, so it evaluates the fit that observe() computed (once per answered batch).
+  double estimate_micros(std::size_t batch_size) const {
+    return count_ == 0 ? 0.0 : fit_.estimate(static_cast<double>(batch_size));
+  }
+  // The fit computed afresh from the window and the anchor (what observe() keeps): for tests.
+  Fit fit_window() const;
   // The largest size <= cap whose estimate fits in `budget_micros` (0 if even one does not fit);
   // `cap` when nothing was observed yet.
   std::size_t largest_size_within(double budget_micros, std::size_t cap) const;
@@ -49,6 +71,7 @@ class LatencyModel {
   std::size_t count_ = 0;
   double largest_size_ = 0;        // the largest batch ever observed
   std::optional<Sample> anchor_;   // the latest small batch (see above)
+  Fit fit_;                        // fit_window() as of the latest observe()
 };
 
 }  // namespace clipper

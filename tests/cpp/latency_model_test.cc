@@ -96,6 +96,49 @@ TEST(LatencyModel, TheFixedCostIsNeverAboveTheFastestBatch) {
   EXPECT_NEAR(model.estimate_micros(120), 2240, 0.1 * 2240);
 }
 
+TEST(LatencyModel, TheKeptFitIsTheWindowsFitAfterEveryBatch) {
+  // estimate_micros evaluates the fit observe() kept; after every batch it must equal the fit computed
+  // afresh from the window, at every size, bit for bit. The sequence runs through one size, spread
+  // sizes, full batches anchored by a small one, and a fixed cost clamped above the fastest batch.
+  std::mt19937 random(7);
+  std::uniform_real_distribution<double> noise(0.9, 1.1);
+  LatencyModel model;
+  EXPECT_EQ(model.estimate_micros(5), 0.0);
+  bool saw_line = false;
+  bool saw_one_size = false;
+  auto check = [&](int step) {
+    const LatencyModel::Fit fresh = model.fit_window();
+    (fresh.one_size ? saw_one_size : saw_line) = true;
+    for (std::size_t size = 0; size <= 200; ++size) {
+      ASSERT_EQ(model.estimate_micros(size), fresh.estimate(static_cast<double>(size)))
+          << "step " << step << " size " << size;
+    }
+  };
+  int step = 0;
+  for (int i = 0; i < 10; ++i, ++step) {  // one size
+    model.observe(32, static_cast<int64_t>(w3_micros(32) * noise(random)));
+    check(step);
+  }
+  std::uniform_int_distribution<int> any_size(1, 128);
+  for (int i = 0; i < 80; ++i, ++step) {  // spread sizes
+    const int size = any_size(random);
+    model.observe(size, static_cast<int64_t>(w3_micros(size) * noise(random)));
+    check(step);
+  }
+  std::uniform_int_distribution<int> full(120, 128);
+  for (int i = 0; i < 2 * static_cast<int>(LatencyModel::kWindow); ++i, ++step) {  // a backlog's full batches
+    const int size = full(random);
+    model.observe(size, static_cast<int64_t>(w3_micros(size) * noise(random)));
+    check(step);
+  }
+  for (int size : {10, 40, 80, 120, 10, 40, 80, 120}) {  // saturating cost: the intercept clamped
+    model.observe(size, size == 10 ? 1500 : 2000 + 2 * size);
+    check(step++);
+  }
+  EXPECT_TRUE(saw_line);
+  EXPECT_TRUE(saw_one_size);
+}
+
 TEST(LatencyModel, LargestSizeWithinABudget) {
   LatencyModel model;
   for (int size : {1, 8, 16, 32, 64}) model.observe(size, static_cast<int64_t>(w3_micros(size)));
