@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <set>
 #include <thread>
 #include <vector>
@@ -78,6 +80,59 @@ TEST(BatchQueue, RequeuedTasksTakeTheirDeadlinePlace) {
   EXPECT_EQ(batch[0].query_key, 1u);
   EXPECT_EQ(batch[1].query_key, 3u);
   EXPECT_EQ(batch[2].query_key, 10u);
+}
+
+TEST(BatchQueue, KeepsDeadlineOrderThroughLanesAndOverflow) {
+  // Arrivals of more SLOs than lanes (each app's deadlines rising, apps interleaved), with batches
+  // taken and some requeued between drains, and expiry: every task comes out exactly once, and each
+  // take is the earliest deadlines still queued, in order, as a heap gave them.
+  std::mt19937 random(11);
+  std::uniform_int_distribution<int> app(0, static_cast<int>(2 * BatchQueue::kMaxLanes) - 1);
+  std::uniform_int_distribution<int> take(1, 12);
+  const auto start = Clock::now();
+  BatchQueue queue;
+  std::multiset<Clock::time_point> queued;  // the reference: what a heap would hold
+  uint64_t key = 0;
+  std::size_t taken_total = 0;
+  for (int round = 0; round < 300; ++round) {
+    const auto now = start + std::chrono::microseconds(100 * round);
+    for (int i = 0; i < 8; ++i) {
+      // App a's SLO is (a + 1) ms: its deadlines rise with arrival time.
+      const auto deadline = now + std::chrono::microseconds(i + 1000 * (app(random) + 1));
+      queue.push(make_task(++key, deadline));
+      queued.insert(deadline);
+    }
+    queue.drain_inbox(now);
+    ASSERT_EQ(queue.ready(), queued.size());
+    ASSERT_EQ(*queue.earliest_deadline(), *queued.begin());
+    std::vector<Task> batch, expired;
+    const std::size_t want = static_cast<std::size_t>(take(random));
+    queue.take_batch(batch, want, now, expired);
+    for (const Task& task : expired) {
+      ASSERT_LE(task.deadline, now);
+      ASSERT_EQ(task.deadline, *queued.begin());
+      queued.erase(queued.begin());
+    }
+    for (const Task& task : batch) {
+      ASSERT_GT(task.deadline, now);
+      ASSERT_EQ(task.deadline, *queued.begin()) << "round " << round;
+      queued.erase(queued.begin());
+    }
+    taken_total += batch.size() + expired.size();
+    if (round % 7 == 0) {  // a lost replica's batch comes back
+      for (const Task& task : batch) queued.insert(task.deadline);
+      taken_total -= batch.size();
+      queue.requeue(std::move(batch));
+    }
+  }
+  std::vector<Task> rest, expired;
+  queue.take_batch(rest, key, start, expired);
+  ASSERT_TRUE(expired.empty());
+  ASSERT_TRUE(std::is_sorted(rest.begin(), rest.end(),
+                             [](const Task& a, const Task& b) { return a.deadline < b.deadline; }));
+  EXPECT_EQ(taken_total + rest.size(), key);
+  EXPECT_EQ(queue.ready(), 0u);
+  EXPECT_EQ(queue.approximate_bytes(), 0u);
 }
 
 TEST(BatchQueue, ManyProducersOneConsumerLoseNothing) {
