@@ -26,13 +26,15 @@ PredictionCache::Lookup PredictionCache::lookup(const CacheKey& key, const Cache
   }
   Slot& slot = shard.slots[slot_of(*found)];
   if (slot.state == Slot::State::Pending) {
-    slot.waiters.push_back(waiter);
+    shard.waiters[slot_of(*found)].push_back(waiter);
     coalesced_.fetch_add(1, std::memory_order_relaxed);
     return Lookup::Joined;
   }
   slot.referenced = true;
   output = slot.output;
-  if (confidence != nullptr) *confidence = slot.confidence;
+  if (confidence != nullptr) {
+    *confidence = slot.has_confidence ? ModelConfidence(slot.confidence_value) : std::nullopt;
+  }
   hits_.fetch_add(1, std::memory_order_relaxed);
   return Lookup::Hit;
 }
@@ -63,8 +65,7 @@ std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::stri
     if (shard.slots[index].state != Slot::State::Pending) return {};  // a duplicate finished second
   }
   Slot& slot = shard.slots[index];
-  std::vector<CacheWaiter> waiters = std::move(slot.waiters);
-  slot.waiters.clear();
+  std::vector<CacheWaiter> waiters = take_waiters(shard, index);
   if (cost > shard_capacity_bytes_) {  // never fits: answer the waiters, store nothing
     shard.index.erase(key);
     release_slot(shard, index);
@@ -73,7 +74,8 @@ std::vector<CacheWaiter> PredictionCache::resolve(const CacheKey& key, std::stri
   slot.state = Slot::State::Ready;
   slot.referenced = false;
   slot.output.assign(output.data(), output.size());
-  slot.confidence = confidence;
+  slot.has_confidence = confidence.has_value();
+  slot.confidence_value = confidence.value_or(0.0F);
   shard.bytes += cost;
   evict_until_fits(shard, index);
   return waiters;
@@ -88,7 +90,7 @@ std::vector<CacheWaiter> PredictionCache::fail(const CacheKey& key) {
   const uint32_t index = slot_of(*found);
   Slot& slot = shard.slots[index];
   if (slot.state != Slot::State::Pending) return {};
-  std::vector<CacheWaiter> waiters = std::move(slot.waiters);
+  std::vector<CacheWaiter> waiters = take_waiters(shard, index);
   shard.index.erase(found);
   release_slot(shard, index);
   return waiters;
@@ -103,20 +105,26 @@ std::optional<CacheWaiter> PredictionCache::hand_over(const CacheKey& key, Clock
   const uint32_t index = slot_of(*found);
   Slot& slot = shard.slots[index];
   if (slot.state != Slot::State::Pending) return std::nullopt;
-  auto& waiters = slot.waiters;
-  waiters.erase(std::remove_if(waiters.begin(), waiters.end(),
-                               [now](const CacheWaiter& waiter) { return waiter.deadline <= now; }),
-                waiters.end());
-  if (waiters.empty()) {
+  auto joined = shard.waiters.find(index);
+  if (joined != shard.waiters.end()) {
+    auto& waiters = joined->second;
+    waiters.erase(std::remove_if(waiters.begin(), waiters.end(),
+                                 [now](const CacheWaiter& waiter) { return waiter.deadline <= now; }),
+                  waiters.end());
+  }
+  if (joined == shard.waiters.end() || joined->second.empty()) {
+    if (joined != shard.waiters.end()) shard.waiters.erase(joined);
     shard.index.erase(found);
     release_slot(shard, index);
     return std::nullopt;
   }
+  auto& waiters = joined->second;
   auto latest = std::max_element(waiters.begin(), waiters.end(), [](const CacheWaiter& a, const CacheWaiter& b) {
     return a.deadline < b.deadline;
   });
   CacheWaiter owner = *latest;
   waiters.erase(latest);
+  if (waiters.empty()) shard.waiters.erase(joined);
   return owner;
 }
 
@@ -133,7 +141,7 @@ uint32_t PredictionCache::claim_slot(Shard& shard, const CacheKey& key) {
   slot.key = key;
   slot.state = Slot::State::Pending;
   slot.referenced = false;
-  slot.confidence.reset();
+  slot.has_confidence = false;
   return index;
 }
 
@@ -141,8 +149,16 @@ void PredictionCache::release_slot(Shard& shard, uint32_t index) {
   Slot& slot = shard.slots[index];
   slot.state = Slot::State::Free;
   std::string().swap(slot.output);  // give a large output's memory back now
-  std::vector<CacheWaiter>().swap(slot.waiters);
   shard.free_slots.push_back(index);
+}
+
+std::vector<CacheWaiter> PredictionCache::take_waiters(Shard& shard, uint32_t slot) {
+  if (shard.waiters.empty()) return {};  // the usual case: nobody joined any pending evaluation
+  auto joined = shard.waiters.find(slot);
+  if (joined == shard.waiters.end()) return {};
+  std::vector<CacheWaiter> waiters = std::move(joined->second);
+  shard.waiters.erase(joined);
+  return waiters;
 }
 
 void PredictionCache::evict_until_fits(Shard& shard, uint32_t newest) {

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
 #include <absl/container/flat_hash_set.h>
 
 #include "common/cache_key.h"
@@ -79,16 +80,19 @@ class PredictionCache {
   CacheStatistics statistics() const;
 
  private:
-  // One cached input. Free slots are reused before the array grows.
-  struct Slot {
+  // One cached input, one CPU cache line: the CLOCK hand and a probe's key check read one line.
+  // Free slots are reused before the array grows. Queries joined to a pending evaluation wait in
+  // the shard's `waiters`, not here.
+  struct alignas(64) Slot {
     enum class State : uint8_t { Free, Pending, Ready };
     CacheKey key;
+    std::string output;
+    float confidence_value = 0;  // ModelConfidence, split so the slot stays in one line
     State state = State::Free;
     bool referenced = false;  // CLOCK: hit since the hand last passed
-    ModelConfidence confidence;
-    std::string output;
-    std::vector<CacheWaiter> waiters;  // queries joined to a pending evaluation
+    bool has_confidence = false;
   };
+  static_assert(sizeof(Slot) == 64);
   // 32 bits of the key's hash (already XXH3: no remixing). Enough for abseil's probe position and
   // tag up to 2^25 entries per shard, far beyond any byte budget.
   static uint32_t hash_of(const CacheKey& key) { return static_cast<uint32_t>(key.hash_low ^ key.model_id); }
@@ -118,18 +122,20 @@ class PredictionCache {
     std::vector<Slot> slots;  // declared before the index, whose functors point at it
     absl::flat_hash_set<uint64_t, EntryHash, EntryEq> index;  // live slots, found by their key
     std::vector<uint32_t> free_slots;
+    absl::flat_hash_map<uint32_t, std::vector<CacheWaiter>> waiters;  // by pending slot, joined queries
     std::size_t hand = 0;   // CLOCK hand: the next slot considered for eviction
     std::size_t bytes = 0;  // resolved entries' cost
   };
   static constexpr std::size_t kShards = 16;
-  // Cost of an entry beyond its output's bytes, an estimate: its slot (96 B) with the slot array's
-  // growth slack (1.5x on average, up to 2x), its index entry and control byte at abseil's load factor
+  // Cost of an entry beyond its output's bytes, an upper bound: its slot (64 B) with the slot
+  // array's growth slack (up to 2x), its index entry and control byte at abseil's load factor
   // (~10 B), its free-list entry (4 B).
   static constexpr std::size_t kEntryOverheadBytes = 192;
 
   Shard& shard_for(const CacheKey& key) { return shards_[key.hash_high % kShards]; }
   static uint32_t claim_slot(Shard& shard, const CacheKey& key);
   static void release_slot(Shard& shard, uint32_t slot);
+  static std::vector<CacheWaiter> take_waiters(Shard& shard, uint32_t slot);
   void evict_until_fits(Shard& shard, uint32_t newest);
 
   std::size_t capacity_bytes_;

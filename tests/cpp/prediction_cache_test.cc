@@ -184,5 +184,25 @@ TEST(PredictionCache, AnOutputLargerThanTheBudgetIsNotStored) {
   EXPECT_EQ(cache.lookup(key, waiter(3), output), PredictionCache::Lookup::Miss);
 }
 
+TEST(PredictionCache, AReusedSlotStartsWithoutThePreviousEntrysWaiters) {
+  // Joined queries wait beside the slots, by slot number; a slot freed by a failure, a hand-over or a
+  // resolve is claimed by the next miss, which must not inherit anyone.
+  PredictionCache cache(1 << 20);
+  std::string output;
+  const auto now = Clock::now();
+  const CacheKey failed = make_cache_key(1, "failed");
+  cache.lookup(failed, waiter(1), output);
+  cache.lookup(failed, waiter(2), output);
+  EXPECT_EQ(cache.fail(failed).size(), 1u);
+  const CacheKey dropped = make_cache_key(1, "dropped");
+  cache.lookup(dropped, waiter(3), output);
+  cache.lookup(dropped, waiter(4, now - std::chrono::milliseconds(1)), output);
+  EXPECT_FALSE(cache.hand_over(dropped, now).has_value());
+  const CacheKey fresh = make_cache_key(1, "fresh");
+  EXPECT_EQ(cache.lookup(fresh, waiter(5), output), PredictionCache::Lookup::Miss);
+  EXPECT_TRUE(cache.resolve(fresh, "answer").empty());
+  EXPECT_TRUE(cache.fail(failed).empty());
+}
+
 }  // namespace
 }  // namespace clipper
