@@ -2,8 +2,8 @@
 // full, so each query is a miss (lookup), then its answer is stored (resolve) and an older entry
 // evicted. Reports nanoseconds per query (lookup + resolve, eviction included), the median of
 // --repeats runs, for each --capacities-mib (W1 shape: a short number output per entry).
-// It measures the implementation it is built with: to compare two versions, build it at both and
-// run the two binaries alternately (bench/README.md, "The prediction cache's hot path").
+// It measures the implementation it is built with; prediction_cache_ab.sh builds it over two
+// versions of cpp/cache/ and runs them alternately (bench/README.md, "The prediction cache's hot path").
 //
 //   build/ctest/bench/micro/prediction_cache_bench [--repeats 7] [--queries 2000000]
 //                                                  [--capacities-mib 2 32]
