@@ -59,6 +59,7 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,9 +239,17 @@ def one_run(
         cpu = stack.enter_context(common.CpuMeter(cluster.server_pids))
         started = time.monotonic()
         waited_before = runqueue_wait_seconds(cluster.frontend_pid)
+        # The frontend's and the replicas' scheduler times over the measured window alone.
+        processes = WindowSchedstat(
+            {"frontend": [cluster.frontend_pid] if cluster.frontend_pid else [],
+             "replica": cluster.replica_pids()},
+            args.warmup,
+            args.duration,
+        )  # fmt: skip
         report = common.run_loadgen(
             command, timeout_seconds=args.warmup + args.duration + 60, cpus=study.loadgen_cpus
         ).report
+        processes.finish()
         waited = runqueue_wait_seconds(cluster.frontend_pid) - waited_before
         elapsed = time.monotonic() - started
     window = (started + args.warmup, started + args.warmup + args.duration)
@@ -330,6 +339,7 @@ def one_run(
                 )
             ),
         },
+        "accounting": model_time_accounting(sampler, app, window, processes.summary()),
         "rss_mb": {
             **(rss.summary() if rss else {}),
             "after": common.megabytes(common.rss_bytes(cluster.frontend_pid))
@@ -356,6 +366,120 @@ def one_run(
             ),
         ),
     }
+
+
+class WindowSchedstat:
+    """On-CPU and run-queue-wait seconds of groups of processes (all their threads, from
+    /proc/<pid>/task/*/schedstat) between `delay` and `delay + duration` seconds from now: the
+    measured window of a load generator run, taken by timers while it runs."""
+
+    def __init__(self, groups: dict[str, list[int]], delay: float, duration: float) -> None:
+        self.groups = groups
+        self.duration = duration
+        self.snapshots: list[tuple[float, dict[str, tuple[float, float]]]] = []
+        self._timers = [
+            threading.Timer(delay, self._snapshot),
+            threading.Timer(delay + duration, self._snapshot),
+        ]
+        for timer in self._timers:
+            timer.start()
+
+    def _snapshot(self) -> None:
+        taken = {name: schedstat_seconds(pids) for name, pids in self.groups.items()}
+        self.snapshots.append((time.monotonic(), taken))
+
+    def finish(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per group: CPU cores used and run-queue wait per second of the window ({} if the run
+        ended before the window did)."""
+        if len(self.snapshots) < 2:
+            return {}
+        (start, before), (end, after) = self.snapshots[0], self.snapshots[-1]
+        seconds = max(end - start, 1e-9)
+        return {
+            name: {
+                "cpu_cores": round((after[name][0] - before[name][0]) / seconds, 3),
+                "runqueue_wait_per_s": round((after[name][1] - before[name][1]) / seconds, 3),
+            }
+            for name in self.groups
+        }
+
+
+def schedstat_seconds(pids: list[int]) -> tuple[float, float]:
+    """(on-CPU, run-queue wait) seconds so far of every thread of `pids` (schedstat fields 1, 2)."""
+    on_cpu = waited = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    fields = (task / "schedstat").read_text().split()
+                    on_cpu += int(fields[0])
+                    waited += int(fields[1])
+    return on_cpu / 1e9, waited / 1e9
+
+
+def model_time_accounting(
+    sampler: cluster_lib.MetricsSampler,
+    app: str,
+    window: tuple[float, float],
+    processes: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """Where the model's time went in one run (engine metrics and scheduler times over the window).
+
+    goodput = busy x inputs_per_busy_second x useful_share, where
+      busy                    seconds per second the replica had a batch (the dispatcher's batch
+                              latencies, each counted from when the replica could start it): 1.0
+                              means never idle from the frontend's view;
+      inputs_per_busy_second  inputs the model evaluated per busy second (batch size and the
+                              per-batch cost: a small batch pays the fixed cost for fewer inputs);
+      useful_share            of the inputs evaluated, those answered within the SLO (the rest were
+                              admitted and evaluated but answered late: wasted work).
+    Compared with the capacity run the three ratios multiply to the goodput ratio (the engine's
+    count of answers within the SLO). The replica's own CPU time and run-queue wait tell a slower
+    model (CPU per input up) from a waiting one (CPU busy below the dispatcher's busy) and from CPU
+    taken by other processes (run-queue wait)."""
+    model_labels = cluster_lib.model_labels(MODEL, "1")
+    seconds = window[1] - window[0]
+    inputs = sampler.delta(f"clipper_model_predictions_total{{{model_labels}}}", *window) / seconds
+    busy = (
+        sampler.delta(f"clipper_model_batch_latency_seconds_sum{{{model_labels}}}", *window)
+        / seconds
+    )
+    good = (
+        sampler.delta(f"clipper_app_slo_attained_total{{{cluster_lib.app_labels(app)}}}", *window)
+        / seconds
+    )
+    replica = processes.get("replica", {})
+    replica_cpu = replica.get("cpu_cores")
+    return {
+        "slo_attained_rps": round(good, 1),
+        "model_inputs_rps": round(inputs, 1),
+        "busy": common.rounded(busy, 3),
+        "inputs_per_busy_second": round(inputs / busy, 1) if busy > 0 else None,
+        "useful_share": common.rounded(good / inputs, 4) if inputs > 0 else None,
+        # Evaluated, but answered after the deadline (the client got the default or nothing useful).
+        "late_inputs_rps": round(max(inputs - good, 0.0), 1),
+        "replica_cpu_cores": replica_cpu,
+        "replica_runqueue_wait_per_s": replica.get("runqueue_wait_per_s"),
+        "replica_cpu_us_per_input": round(replica_cpu / inputs * 1e6, 1)
+        if replica_cpu and inputs > 0
+        else None,
+        "frontend_cpu_cores": processes.get("frontend", {}).get("cpu_cores"),
+        "frontend_runqueue_wait_per_s": processes.get("frontend", {}).get("runqueue_wait_per_s"),
+    }
+
+
+def accounting_ratios(run: dict[str, Any], capacity: dict[str, Any]) -> dict[str, float | None]:
+    """A run's goodput over the capacity run's, split into the three factors of
+    model_time_accounting (their product is the goodput ratio)."""
+    ratios: dict[str, float | None] = {}
+    for key in ("slo_attained_rps", "busy", "inputs_per_busy_second", "useful_share"):
+        ours, theirs = run["accounting"].get(key), capacity["accounting"].get(key)
+        ratios[key] = common.rounded(ours / theirs, 3) if ours and theirs else None
+    return ratios
 
 
 def connection_ceiling(args: argparse.Namespace, frontend_pid: int | None) -> int:
@@ -485,6 +609,8 @@ def run_study(
             rate = args.default_at * capacity["goodput_rps"]
             runs.append(one_run(f"{args.default_at:g}x", DEFAULT_APP, args, loadgen, study, rate))
         rss_after = common.megabytes(common.rss_bytes(cluster.frontend_pid))
+    for run in runs:
+        run["accounting"]["vs_capacity"] = accounting_ratios(run, capacity)
     at_2x = next((r for r in runs if r["run"] == "2x" and r["app"] == APP), None)
     ratio_2x = None if at_2x is None else at_2x["goodput_rps"] / capacity["goodput_rps"]
     # The closed loop can understate what the model computes (its latency, not the model, bounds
@@ -556,6 +682,7 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
             f"{run['client_population']['source_addresses']:>5}"
             + ("  * load generator limited" if run["loadgen_limited"] else "")
         )
+    print_accounting(result)
     if result["loadgen_limited_runs"]:
         print(
             "* the load generator queued or lagged in these runs (too few connections for the "
@@ -583,6 +710,35 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
         )
     rss = result["frontend_rss_mb"]
     print(f"frontend RSS: {rss['before']} MB before the runs, {rss['after']} MB after")
+
+
+def print_accounting(result: dict[str, Any]) -> None:
+    """Where the model's time went, run by run: goodput / capacity = busy x inputs per busy second x
+    useful share, each against the capacity run (model_time_accounting)."""
+    print(
+        f"{'model time':>10} {'app':>17} {'busy':>6} {'in/busy s':>9} {'useful':>7} "
+        f"{'late/s':>7} {'batch':>6} {'dl cuts/s':>9} {'rep cpu':>7} {'us/in':>6} {'rep rqw':>7} "
+        f"{'fe cpu':>6} {'= x cap':>8} {'busy':>6} {'in/bs':>6} {'useful':>6}"
+    )
+    for run in [result["capacity"], *result["runs"]]:
+        a = run["accounting"]
+        ratio = a.get("vs_capacity", {})
+
+        def number(value: float | None, spec: str) -> str:
+            return format(value, spec) if value is not None else "-"
+
+        print(
+            f"{run['run']:>10} {run['app']:>17} {number(a['busy'], '6.3f')} "
+            f"{number(a['inputs_per_busy_second'], '9,.0f')} {number(a['useful_share'], '7.3f')} "
+            f"{a['late_inputs_rps']:>7,.0f} {number(run['engine']['mean_batch_size'], '6.1f')} "
+            f"{run['engine']['batch_cuts_rps']['deadline']:>9.1f} "
+            f"{number(a['replica_cpu_cores'], '7.3f')} {number(a['replica_cpu_us_per_input'], '6.1f')} "
+            f"{number(a['replica_runqueue_wait_per_s'], '7.3f')} "
+            f"{number(a['frontend_cpu_cores'], '6.3f')} "
+            f"{number(ratio.get('slo_attained_rps'), '8.3f')} {number(ratio.get('busy'), '6.3f')} "
+            f"{number(ratio.get('inputs_per_busy_second'), '6.3f')} "
+            f"{number(ratio.get('useful_share'), '6.3f')}"
+        )
 
 
 def plot(results: list[dict[str, Any]], slo_ms: float, path: Path) -> Path:

@@ -1,0 +1,109 @@
+"""bench/overload.py's accounting of the model's time: the three factors (busy, inputs per busy
+second, useful share) from the engine's counters, that they multiply to the goodput ratio, and the
+scheduler times of a process over a window (real /proc of this process)."""
+
+import importlib.util
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+pytest.importorskip("clipper_native", reason="overload.py reads the native engine's defaults")
+
+
+@pytest.fixture(scope="module")
+def overload():
+    sys.path.insert(0, str(BENCH))  # overload.py imports its sibling helpers by path
+    try:
+        spec = importlib.util.spec_from_file_location("overload_accounting", BENCH / "overload.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("overload_accounting", None)
+        sys.path.remove(str(BENCH))
+
+
+def sampler_with(overload, start: dict[str, float], end: dict[str, float]):
+    """A MetricsSampler holding two scrapes, 10 s apart (never started: no server needed)."""
+    sampler = overload.cluster_lib.MetricsSampler("http://127.0.0.1:9/metrics")
+    sampler.times = [100.0, 110.0]
+    sampler.samples = [start, end]
+    return sampler
+
+
+def counters(overload, inputs: float, busy_seconds: float, good: float) -> dict[str, float]:
+    model = overload.cluster_lib.model_labels(overload.MODEL, "1")
+    app = overload.cluster_lib.app_labels(overload.APP)
+    return {
+        f"clipper_model_predictions_total{{{model}}}": inputs,
+        f"clipper_model_batch_latency_seconds_sum{{{model}}}": busy_seconds,
+        f"clipper_app_slo_attained_total{{{app}}}": good,
+    }
+
+
+def test_accounting_splits_goodput_into_busy_efficiency_and_useful_share(overload):
+    processes = {"replica": {"cpu_cores": 0.95, "runqueue_wait_per_s": 0.01}}
+    # 10 s: 40,000 inputs evaluated in 9.5 busy seconds, 38,000 of them within the SLO.
+    sampler = sampler_with(overload, counters(overload, 0, 0, 0), counters(overload, 40_000, 9.5, 38_000))
+    run = overload.model_time_accounting(sampler, overload.APP, (100.0, 110.0), processes)
+    assert run["model_inputs_rps"] == 4000.0
+    assert run["busy"] == 0.95
+    assert run["inputs_per_busy_second"] == pytest.approx(4000 / 0.95, abs=0.1)
+    assert run["useful_share"] == 0.95
+    assert run["late_inputs_rps"] == 200.0
+    assert run["replica_cpu_us_per_input"] == pytest.approx(0.95 / 4000 * 1e6, abs=0.1)
+    assert run["frontend_cpu_cores"] is None  # not measured: reported as missing, not as 0
+
+    capacity_sampler = sampler_with(
+        overload, counters(overload, 0, 0, 0), counters(overload, 42_000, 10.0, 41_800)
+    )
+    capacity = overload.model_time_accounting(capacity_sampler, overload.APP, (100.0, 110.0), {})
+    ratios = overload.accounting_ratios({"accounting": run}, {"accounting": capacity})
+    product = ratios["busy"] * ratios["inputs_per_busy_second"] * ratios["useful_share"]
+    assert ratios["slo_attained_rps"] == pytest.approx(38_000 / 41_800, abs=1e-3)
+    assert product == pytest.approx(ratios["slo_attained_rps"], abs=3e-3)
+
+
+def test_accounting_of_an_idle_model_has_no_ratios(overload):
+    sampler = sampler_with(overload, counters(overload, 0, 0, 0), counters(overload, 0, 0, 0))
+    run = overload.model_time_accounting(sampler, overload.APP, (100.0, 110.0), {})
+    assert run["busy"] == 0 and run["inputs_per_busy_second"] is None
+    assert run["useful_share"] is None and run["late_inputs_rps"] == 0
+
+
+def test_window_schedstat_measures_a_busy_thread_only_inside_its_window(overload):
+    import os
+
+    stop = threading.Event()
+
+    def burn() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    window = overload.WindowSchedstat({"us": [os.getpid()], "nobody": []}, 0.05, 0.4)
+    worker = threading.Thread(target=burn)
+    worker.start()
+    try:
+        time.sleep(0.6)
+    finally:
+        stop.set()
+        worker.join()
+    window.finish()
+    summary = window.summary()
+    assert summary["nobody"] == {"cpu_cores": 0.0, "runqueue_wait_per_s": 0.0}
+    # The burning thread ran (or waited for a CPU) for the whole window: time on a CPU and in the
+    # run queue together cover most of it however loaded the machine is.
+    ours = summary["us"]
+    assert 0.0 < ours["cpu_cores"] <= os.cpu_count() + 0.1
+    assert ours["cpu_cores"] + ours["runqueue_wait_per_s"] > 0.5
+
+
+def test_window_schedstat_of_a_run_that_ended_early_is_empty(overload):
+    window = overload.WindowSchedstat({"us": [1]}, 5.0, 5.0)
+    window.finish()
+    assert window.summary() == {}
