@@ -50,6 +50,7 @@ void AdmissionGauge::publish(const LatencyModel& latency, int32_t batch_size, in
 
 void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
   if (punctual == 0 && late == 0) return;
+  observed_since_relax_ = true;
   // The tasks of one observation share their fate (one slow batch makes all its marginal tasks late
   // together): counted one by one, a single late batch of 128 multiplied the correction by ~13 and
   // admission then starved the replica. So an observation weighs at most kOutcomesPerObservation
@@ -63,12 +64,13 @@ void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
 }
 
 void AdmissionGauge::relax(Clock::time_point now) {
-  if (relaxed_at_ != Clock::time_point{} && now > relaxed_at_) {
+  if (relaxed_at_ != Clock::time_point{} && now > relaxed_at_ && !observed_since_relax_) {
     const double seconds = std::chrono::duration<double>(now - relaxed_at_).count();
     correction_ = 1.0 + (correction_ - 1.0) * std::exp2(-seconds / kRelaxHalfLifeSeconds);
     correction_published_.store(correction_, std::memory_order_relaxed);
   }
   relaxed_at_ = now;
+  observed_since_relax_ = false;
 }
 
 std::optional<ServiceSnapshot> AdmissionGauge::snapshot() const {

@@ -51,8 +51,11 @@ class AdmissionGauge {
   // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep,
   // with one call (a batch, a sweep of expired tasks) weighing at most kOutcomesPerObservation tasks.
   void observe_outcomes(std::size_t punctual, std::size_t late);
-  // The correction's excess over 1 also halves every kRelaxHalfLife: when everything is refused, no
-  // task is punctual, and without this the correction would never come down.
+  // The correction's excess over 1 also halves every kRelaxHalfLife of silence: when everything is
+  // refused, no task is punctual, and without this the correction would never come down. Only time
+  // with no outcome counts (between two calls with no observe_outcomes in between): decaying while
+  // outcomes flow too pulled the balance from ~1% late to ~2.5% for a model answering ~30 batches/s
+  // (bench/overload.py's heavy model at 2x: evaluated work answered late, lost goodput).
   void relax(Clock::time_point now);
   // A batch of the version was answered at `now` (its estimate is fresh).
   void answered_at(Clock::time_point now) {
@@ -87,6 +90,7 @@ class AdmissionGauge {
   std::atomic<Clock::rep> answered_at_{0};
   double correction_ = 1.0;  // RPC thread only
   Clock::time_point relaxed_at_{};  // RPC thread only
+  bool observed_since_relax_ = false;  // RPC thread only: an outcome arrived since the last relax()
 };
 
 }  // namespace clipper
