@@ -433,14 +433,18 @@ def model_time_accounting(
       busy                    seconds per second the replica had a batch (the dispatcher's batch
                               latencies, each counted from when the replica could start it): 1.0
                               means never idle from the frontend's view;
-      inputs_per_busy_second  inputs the model evaluated per busy second (batch size and the
-                              per-batch cost: a small batch pays the fixed cost for fewer inputs);
+      inputs_per_busy_second  inputs the model evaluated per busy second; itself
+                              on_cpu_share x inputs_per_cpu_second:
+        on_cpu_share          the replica's CPU seconds per busy second: below 1 it held a batch
+                              without running (waiting for a CPU: see its run-queue wait; or for
+                              the frontend: the batch's transit, the answer not read yet);
+        inputs_per_cpu_second the model's own efficiency: batch sizes (a small batch pays the fixed
+                              cost for fewer inputs) and the per-input cost (caches shared with the
+                              frontend and the load generator);
       useful_share            of the inputs evaluated, those answered within the SLO (the rest were
                               admitted and evaluated but answered late: wasted work).
-    Compared with the capacity run the three ratios multiply to the goodput ratio (the engine's
-    count of answers within the SLO). The replica's own CPU time and run-queue wait tell a slower
-    model (CPU per input up) from a waiting one (CPU busy below the dispatcher's busy) and from CPU
-    taken by other processes (run-queue wait)."""
+    Compared with the capacity run the ratios multiply to the goodput ratio (the engine's count of
+    answers within the SLO)."""
     model_labels = cluster_lib.model_labels(MODEL, "1")
     seconds = window[1] - window[0]
     inputs = sampler.delta(f"clipper_model_predictions_total{{{model_labels}}}", *window) / seconds
@@ -462,6 +466,8 @@ def model_time_accounting(
         "useful_share": common.rounded(good / inputs, 4) if inputs > 0 else None,
         # Evaluated, but answered after the deadline (the client got the default or nothing useful).
         "late_inputs_rps": round(max(inputs - good, 0.0), 1),
+        "on_cpu_share": common.rounded(replica_cpu / busy, 3) if replica_cpu and busy > 0 else None,
+        "inputs_per_cpu_second": round(inputs / replica_cpu, 1) if replica_cpu else None,
         "replica_cpu_cores": replica_cpu,
         "replica_runqueue_wait_per_s": replica.get("runqueue_wait_per_s"),
         "replica_cpu_us_per_input": round(replica_cpu / inputs * 1e6, 1)
@@ -476,7 +482,8 @@ def accounting_ratios(run: dict[str, Any], capacity: dict[str, Any]) -> dict[str
     """A run's goodput over the capacity run's, split into the three factors of
     model_time_accounting (their product is the goodput ratio)."""
     ratios: dict[str, float | None] = {}
-    for key in ("slo_attained_rps", "busy", "inputs_per_busy_second", "useful_share"):
+    keys = ("slo_attained_rps", "busy", "inputs_per_busy_second", "on_cpu_share")
+    for key in (*keys, "inputs_per_cpu_second", "useful_share"):
         ours, theirs = run["accounting"].get(key), capacity["accounting"].get(key)
         ratios[key] = common.rounded(ours / theirs, 3) if ours and theirs else None
     return ratios
@@ -713,12 +720,12 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
 
 
 def print_accounting(result: dict[str, Any]) -> None:
-    """Where the model's time went, run by run: goodput / capacity = busy x inputs per busy second x
-    useful share, each against the capacity run (model_time_accounting)."""
+    """Where the model's time went, run by run: goodput / capacity = busy x on-CPU share x inputs
+    per CPU second x useful share, each against the capacity run (model_time_accounting)."""
     print(
         f"{'model time':>10} {'app':>17} {'busy':>6} {'in/busy s':>9} {'useful':>7} "
         f"{'late/s':>7} {'batch':>6} {'dl cuts/s':>9} {'rep cpu':>7} {'us/in':>6} {'rep rqw':>7} "
-        f"{'fe cpu':>6} {'= x cap':>8} {'busy':>6} {'in/bs':>6} {'useful':>6}"
+        f"{'fe cpu':>6} | {'= x cap':>7} {'busy':>6} {'on cpu':>6} {'in/cpu':>6} {'useful':>6}"
     )
     for run in [result["capacity"], *result["runs"]]:
         a = run["accounting"]
@@ -734,9 +741,10 @@ def print_accounting(result: dict[str, Any]) -> None:
             f"{run['engine']['batch_cuts_rps']['deadline']:>9.1f} "
             f"{number(a['replica_cpu_cores'], '7.3f')} {number(a['replica_cpu_us_per_input'], '6.1f')} "
             f"{number(a['replica_runqueue_wait_per_s'], '7.3f')} "
-            f"{number(a['frontend_cpu_cores'], '6.3f')} "
-            f"{number(ratio.get('slo_attained_rps'), '8.3f')} {number(ratio.get('busy'), '6.3f')} "
-            f"{number(ratio.get('inputs_per_busy_second'), '6.3f')} "
+            f"{number(a['frontend_cpu_cores'], '6.3f')} | "
+            f"{number(ratio.get('slo_attained_rps'), '7.3f')} {number(ratio.get('busy'), '6.3f')} "
+            f"{number(ratio.get('on_cpu_share'), '6.3f')} "
+            f"{number(ratio.get('inputs_per_cpu_second'), '6.3f')} "
             f"{number(ratio.get('useful_share'), '6.3f')}"
         )
 

@@ -57,16 +57,25 @@ def test_accounting_splits_goodput_into_busy_efficiency_and_useful_share(overloa
     assert run["useful_share"] == 0.95
     assert run["late_inputs_rps"] == 200.0
     assert run["replica_cpu_us_per_input"] == pytest.approx(0.95 / 4000 * 1e6, abs=0.1)
+    # The replica ran for all of its busy time here: inputs per busy second is its CPU efficiency.
+    assert run["on_cpu_share"] == 1.0
+    assert run["inputs_per_cpu_second"] == pytest.approx(4000 / 0.95, abs=0.1)
     assert run["frontend_cpu_cores"] is None  # not measured: reported as missing, not as 0
 
     capacity_sampler = sampler_with(
         overload, counters(overload, 0, 0, 0), counters(overload, 42_000, 10.0, 41_800)
     )
-    capacity = overload.model_time_accounting(capacity_sampler, overload.APP, (100.0, 110.0), {})
+    # The capacity run's replica ran 0.9 of its busy time (it waited for a CPU the rest).
+    capacity = overload.model_time_accounting(
+        capacity_sampler, overload.APP, (100.0, 110.0), {"replica": {"cpu_cores": 0.9}}
+    )
     ratios = overload.accounting_ratios({"accounting": run}, {"accounting": capacity})
-    product = ratios["busy"] * ratios["inputs_per_busy_second"] * ratios["useful_share"]
     assert ratios["slo_attained_rps"] == pytest.approx(38_000 / 41_800, abs=1e-3)
+    product = ratios["busy"] * ratios["inputs_per_busy_second"] * ratios["useful_share"]
     assert product == pytest.approx(ratios["slo_attained_rps"], abs=3e-3)
+    split = ratios["on_cpu_share"] * ratios["inputs_per_cpu_second"]
+    assert split == pytest.approx(ratios["inputs_per_busy_second"], abs=3e-3)
+    assert ratios["on_cpu_share"] == pytest.approx(1.0 / 0.9, abs=1e-3)
 
 
 def test_accounting_of_an_idle_model_has_no_ratios(overload):
