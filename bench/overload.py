@@ -32,6 +32,10 @@ load generator's side:
                 send time, so waiting for a free connection counts)
   429 share     queries refused at arrival (admission control), and default answers
   rss           the frontend process's RSS before the runs, its peak and after each run
+  accounting    where the model's time went (a second table): goodput / capacity = busy x on-CPU
+                share x inputs per CPU second x useful share, each against the capacity run, with
+                late inputs, batch sizes and deadline cuts, the replica's and the frontend's CPU
+                and run-queue wait (model_time_accounting)
 
 The open loop is a client population sized for its rate: by Little's law it needs as many
 connections as requests in flight, and admitted queries may wait up to the SLO, so each run gets
@@ -49,6 +53,9 @@ minutes with the defaults (6 studies of about a minute).
 
     python bench/overload.py
     python bench/overload.py --scenarios accelerator --placements pinned --duration 10
+    python bench/overload.py --scenarios cpu --placements isolated unpinned --multipliers 1 2 2 2 4
+
+(a repeated multiplier repeats the run against the same capacity run; the 2x verdict is the median.)
 """
 
 from __future__ import annotations
@@ -618,13 +625,15 @@ def run_study(
         rss_after = common.megabytes(common.rss_bytes(cluster.frontend_pid))
     for run in runs:
         run["accounting"]["vs_capacity"] = accounting_ratios(run, capacity)
-    at_2x = next((r for r in runs if r["run"] == "2x" and r["app"] == APP), None)
-    ratio_2x = None if at_2x is None else at_2x["goodput_rps"] / capacity["goodput_rps"]
+    # --multipliers may repeat 2 (e.g. 1 2 2 2 4) to see the run-to-run spread against one capacity
+    # run: the verdict takes the median of the 2x runs.
+    at_2x = common.median([r["goodput_rps"] for r in runs if r["run"] == "2x" and r["app"] == APP])
+    ratio_2x = None if at_2x is None else at_2x / capacity["goodput_rps"]
     # The closed loop can understate what the model computes (its latency, not the model, bounds
     # it: in the isolated placement the load generator shares the frontend's CPU); the best goodput
     # any run reached is the other reference.
     best = max(r["goodput_rps"] for r in [capacity, *runs])
-    ratio_2x_best = None if at_2x is None else at_2x["goodput_rps"] / best
+    ratio_2x_best = None if at_2x is None else at_2x / best
     return {
         "scenario": scenario,
         "placement": placement,
@@ -636,6 +645,11 @@ def run_study(
         "runs": runs,
         "cpus_allowed": placed,
         "goodput_at_2x_over_capacity": common.rounded(ratio_2x, 3),
+        "goodput_at_2x_each_over_capacity": [
+            common.rounded(r["goodput_rps"] / capacity["goodput_rps"], 3)
+            for r in runs
+            if r["run"] == "2x" and r["app"] == APP
+        ],
         # Runs whose load generator was the bottleneck: their figures are not of record.
         "loadgen_limited_runs": [f"{r['run']} {r['app']}" for r in runs if r["loadgen_limited"]],
         "best_goodput_rps": best,
@@ -702,7 +716,9 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
             )
             + ")"
         )
-    warning = common.disturbed_warning({r["run"]: r["cpu_cores"]["other"] for r in runs})
+    warning = common.disturbed_warning(
+        {f"{r['run']} {r['app']} #{i + 1}": r["cpu_cores"]["other"] for i, r in enumerate(runs)}
+    )
     if warning:
         print(warning)
     ratio_2x = result["goodput_at_2x_over_capacity"]
@@ -710,8 +726,11 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
         verdict = "met" if ratio_2x >= TARGET_GOODPUT_AT_2X else "NOT met"
         if f"2x {APP}" in result["loadgen_limited_runs"]:
             verdict += ", but the load generator limited the 2x run: not a figure of record"
+        each = result["goodput_at_2x_each_over_capacity"]
+        spread = f" (median of {', '.join(f'{x:.2f}' for x in each)})" if len(each) > 1 else ""
         print(
-            f"goodput at 2x / capacity = {ratio_2x:.2f} (target >= {TARGET_GOODPUT_AT_2X}: {verdict}); "
+            f"goodput at 2x / capacity = {ratio_2x:.2f}{spread} (target >= {TARGET_GOODPUT_AT_2X}: "
+            f"{verdict}); "
             f"/ the best goodput of any run ({result['best_goodput_rps']:,.0f}/s) = "
             f"{result['goodput_at_2x_over_best']:.2f}"
         )
