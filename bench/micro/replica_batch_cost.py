@@ -1,0 +1,176 @@
+"""Instructions a shared-memory replica executes per batch in user space (issue 13), counted by
+callgrind, so the figure holds on a busy machine.
+
+The replica is the real one: a ModelServer serving a ClosureModel (W1's no-op, `["0"] * len(xs)`)
+through its real serving loop (`ModelServer._serve`) over a real memfd channel (ShmChannel). This
+script stands in for the frontend: it lays out the mapping, publishes N W1 requests (one input of
+ten doubles each) into the request ring up front, and keeps `consumer_sleeping` clear on the
+response ring, so the replica answers batch after batch without sleeping and without doorbells
+(their system calls and wake-ups are counted under load by bench/replica_cost.py). The last batch's
+model call asks the server to stop.
+
+Each interpreter given (--python, default this one: e.g. another tree's venv for an A/B in one run)
+runs the worker under callgrind twice, with N1 and N2 batches; the difference over N2 - N1 is the
+cost per batch, start-up excluded.
+
+    python bench/micro/replica_batch_cost.py [--batches 500 2500] [--python PY [PY ...]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HEADER_BYTES = 4096
+CAPACITY = 8 << 20
+MAGIC, LAYOUT_VERSION = 0x314D48535050494C, 1
+# ChannelHeader (cpp/rpc/shm_ring.h): magic, version, reserved, two capacities; then a RingControl
+# (tail, head, consumer_sleeping, each on its own cache line) per ring.
+REQUEST_TAIL = 64
+RESPONSE_TAIL, RESPONSE_SLEEPING = 256, 256 + 128
+
+
+def w1_request(batch_id: int) -> bytes:
+    """A Message{PredictRequest} of one input of ten doubles, as the engine lays it out (the data
+    vector 16-byte aligned, no offsets)."""
+    import flatbuffers
+    from clipper.wire import Message, PredictRequest
+    from clipper.wire.Payload import Payload
+
+    data = struct.pack("<10d", *(float(i) for i in range(10)))
+    builder = flatbuffers.Builder(256)
+    builder.StartVector(1, len(data), 16)
+    builder.head -= len(data)
+    builder.Bytes[builder.head : builder.head + len(data)] = data
+    vector = builder.EndVector()
+    PredictRequest.Start(builder)
+    PredictRequest.AddBatchId(builder, batch_id)
+    PredictRequest.AddInputType(builder, 3)  # doubles
+    PredictRequest.AddNumInputs(builder, 1)
+    PredictRequest.AddRowLength(builder, 10)
+    PredictRequest.AddData(builder, vector)
+    request = PredictRequest.End(builder)
+    Message.Start(builder)
+    Message.AddPayloadType(builder, Payload.PredictRequest)
+    Message.AddPayload(builder, request)
+    builder.Finish(Message.End(builder))
+    return bytes(builder.Output())
+
+
+def worker(batches: int) -> None:
+    """Serves `batches` requests published up front, through the real serving loop."""
+    import zmq
+    from clipper.container._shm_ring import ShmChannel
+
+    from clipper.container.closure import ClosureModel
+    from clipper.container.server import ContainerOptions, ModelServer
+
+    size = HEADER_BYTES + 2 * CAPACITY
+    memfd = os.memfd_create("replica-batch-cost")
+    os.ftruncate(memfd, size)
+    mapping = mmap.mmap(memfd, size)
+    struct.pack_into("<QIIQQ", mapping, 0, MAGIC, LAYOUT_VERSION, 0, CAPACITY, CAPACITY)
+    # One record repeated (the batch id does not matter here), written in one copy: publishing costs
+    # next to nothing per batch, so the difference between two runs is the replica's.
+    payload = w1_request(7)
+    record = struct.pack("<I12x", len(payload)) + payload
+    record += bytes(-len(record) % 64)
+    tail = len(record) * batches
+    mapping[HEADER_BYTES : HEADER_BYTES + tail] = record * batches
+    if tail > CAPACITY // 2:
+        raise SystemExit(f"{batches} batches do not fit the stand-in's ring")
+    struct.pack_into("<Q", mapping, REQUEST_TAIL, tail)
+    struct.pack_into("<I", mapping, RESPONSE_SLEEPING, 0)  # the frontend never sleeps: no doorbell
+    channel = ShmChannel(
+        None,
+        memfd,
+        os.eventfd(0, os.EFD_NONBLOCK),
+        os.eventfd(0, os.EFD_NONBLOCK),
+        CAPACITY,
+        CAPACITY,
+        0,
+    )
+    served = 0
+
+    def no_op(inputs):
+        nonlocal served
+        served += 1
+        if served == batches:
+            server.stop()
+        return ["0"] * len(inputs)
+
+    server = ModelServer(
+        ClosureModel(no_op),
+        ContainerOptions(model_name="m", model_version="1", input_type="doubles"),
+    )
+    server._channel = channel
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.bind(f"inproc://replica-batch-cost-{os.getpid()}")
+    server._serve(socket)
+    if served != batches:
+        raise SystemExit(f"served {served} of {batches} batches")
+    response_tail = struct.unpack_from("<Q", mapping, RESPONSE_TAIL)[0]
+    if response_tail == 0:
+        raise SystemExit("no answer went into the response ring")
+    socket.close(0)
+    context.term()
+    channel.close()
+
+
+def instructions(python: str, batches: int) -> int:
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                python,
+                __file__,
+                "--worker",
+                str(batches),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        match = re.search(r"^summary:\s+(\d+)", out.read_text(), re.MULTILINE)
+        if match is None:
+            raise RuntimeError("callgrind wrote no summary")
+        return int(match.group(1))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, nargs=2, default=[500, 2500], metavar=("N1", "N2"))
+    parser.add_argument("--python", nargs="+", default=[sys.executable])
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        worker(args.worker)
+        return 0
+    low, high = args.batches
+    if not 0 < low < high:
+        parser.error("--batches needs 0 < N1 < N2")
+    results = {}
+    for python in args.python:
+        counts = [instructions(python, low), instructions(python, high)]
+        results[python] = {
+            "instructions": counts,
+            "per_batch": round((counts[1] - counts[0]) / (high - low)),
+        }
+    print(json.dumps({"batches": [low, high], "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
