@@ -188,6 +188,16 @@ def decode_predict_request(buffer, Py_ssize_t table, int expected_input_type):
 
 
 cdef object _decode(object buffer, const Message* m, Py_ssize_t table, int expected):
+    cdef uint64_t batch_id = 0
+    cdef uint32_t num_inputs = 0
+    inputs = _decode_inputs(buffer, m, table, expected, &batch_id, &num_inputs)
+    return _PredictBatch(batch_id, num_inputs, inputs)
+
+
+cdef object _decode_inputs(object buffer, const Message* m, Py_ssize_t table, int expected,
+                           uint64_t* batch_id_out, uint32_t* num_inputs_out):
+    """The inputs predict_batch receives; the batch id and input count through the pointers (the
+    batch id as soon as it is read, so a later error can name it)."""
     cdef Py_ssize_t f[6]
     cdef uint64_t batch_id = 0
     cdef int wire_type = 0
@@ -198,6 +208,7 @@ cdef object _decode(object buffer, const Message* m, Py_ssize_t table, int expec
         raise _WireFormatError("unreadable PredictRequest (its table lies outside the message)")
     if f[0]:
         batch_id = _u64(m.data + f[0])
+        batch_id_out[0] = batch_id
     if f[1]:
         if not _has(m, f[1], 1):
             raise _unreadable(batch_id)
@@ -231,7 +242,8 @@ cdef object _decode(object buffer, const Message* m, Py_ssize_t table, int expec
     else:
         inputs = _blobs(m, expected, num_inputs, data_start, data_length, has_offsets,
                         offsets_start, offsets_count, batch_id)
-    return _PredictBatch(batch_id, num_inputs, inputs)
+    num_inputs_out[0] = num_inputs
+    return inputs
 
 
 cdef object _unreadable(uint64_t batch_id):
@@ -544,3 +556,54 @@ def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=No
     except Exception as exc:
         raise PredictFailed(batch_id, num_inputs) from exc
     return _emit(batch_id, &out, channel)
+
+
+def serve(ShmChannel channel, predict_batch, int expected_input_type, server, int wait_millis,
+          int also_watch):
+    """Answers the batches of `channel`'s request ring in C, one after another (predict_batch is the
+    only Python a batch runs; the answers go into the response ring), until the Python loop is needed:
+
+    - None: no request came within `wait_millis` (0: the ring is empty now), `also_watch` (the ZeroMQ
+      socket's descriptor) turned readable, a signal interrupted the wait, or `server` asked to stop
+      or to register again (its `_stop_requested` / `_register_requested`, read after each batch);
+    - bytes: an answer that did not fit into the response ring (send it over ZeroMQ);
+    - a memoryview: the current message is not a well-formed PredictRequest (answer it in Python,
+      then call channel.done()).
+
+    Raises PredictFailed (call channel.done() after answering it) and ShmChannelError."""
+    cdef Message m
+    cdef Py_ssize_t table = 0
+    cdef uint64_t batch_id
+    cdef uint32_t num_inputs
+    cdef Outputs out
+    while True:
+        if not channel.next_request(wait_millis, also_watch):
+            return None
+        m.data = channel.payload
+        m.size = <Py_ssize_t>channel.size
+        if _read_message(&m, &table) != _predict_request_type:
+            return memoryview(channel.message())
+        batch_id = 0
+        num_inputs = 0
+        try:
+            inputs = _decode_inputs(channel.message(), &m, table, expected_input_type, &batch_id,
+                                    &num_inputs)
+        except _WireFormatError:
+            return memoryview(channel.message())
+        keep = []
+        out.confidences.clear()
+        try:
+            outputs = predict_batch(inputs) if num_inputs else []
+            del inputs  # zero-copy inputs reference the ring; let them go
+            if not _collect(outputs, num_inputs, keep, &out):
+                strings, confidences = _convert_outputs(outputs, num_inputs)
+                _collect_strings(strings, confidences, keep, &out)
+            if _encoded_size(&out) > 0xFFFFFFFF:
+                raise ValueError("the response would be larger than 4 GiB")
+        except Exception as exc:
+            raise PredictFailed(batch_id, num_inputs) from exc
+        reply = _emit(batch_id, &out, channel)
+        if reply is not None:
+            return reply
+        if server._stop_requested or server._register_requested:
+            return None

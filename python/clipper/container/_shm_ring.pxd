@@ -47,6 +47,12 @@ cdef extern from "rpc/shm_ring.h" namespace "clipper::shm" nogil:
     uint32_t kLayoutVersion
 
 
+cdef class _Message:
+    cdef ShmChannel channel
+    cdef const uint8_t* data
+    cdef Py_ssize_t size
+
+
 cdef class ShmChannel:
     cdef object connection
     cdef int request_doorbell
@@ -62,8 +68,17 @@ cdef class ShmChannel:
     # Whether to spin this time, backing off while spins run out (see shm::SpinPolicy).
     cdef SpinPolicy spin
 
+    # The current request (next_request found it; its room is released by done() or the next call).
+    cdef const uint8_t* payload
+    cdef size_t size
+
     cdef void _close_descriptors(self)
-    cdef object _view(self, const uint8_t* payload, size_t size)
+    # Makes the next request current: 1 once one is, 0 when none came within `timeout_millis` (0: do
+    # not wait), or `also_watch` turned readable, or a signal interrupted the wait (its handler ran).
+    # Raises ShmChannelError when the channel is closed or the frontend corrupted the ring.
+    cdef int next_request(self, int timeout_millis, int also_watch) except -1
+    # A buffer over the current request, valid until done() (it keeps the mapping alive).
+    cdef _Message message(self)
     cdef cbool _spin(self) noexcept nogil
 
     # Room for a response of `size` bytes in the response ring, or NULL when there is none now (the

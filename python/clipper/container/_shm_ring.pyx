@@ -15,6 +15,7 @@ ZeroMQ only (clipper.container.shm_client).
 """
 
 from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.errno cimport errno, EINTR
 from libcpp cimport bool as cbool
@@ -53,9 +54,6 @@ class ShmChannelError(RuntimeError):
 cdef class _Message:
     """A read-only buffer over one request in the mapping. It holds its channel, so the mapping
     outlives every view of it; its bytes are reused once the channel moves past it (done())."""
-    cdef ShmChannel channel
-    cdef const uint8_t* data
-    cdef Py_ssize_t size
 
     def __getbuffer__(self, Py_buffer* buffer, int flags):
         PyBuffer_FillInfo(buffer, self, <void*>self.data, self.size, 1, flags)
@@ -136,19 +134,24 @@ cdef class ShmChannel:
             self.connection.close()
             self.connection = None
 
-    cdef object _view(self, const uint8_t* payload, size_t size):
+    cdef _Message message(self):
+        """A buffer over the current request (the one next_request found), valid until done()."""
         cdef _Message message = _Message.__new__(_Message)
         message.channel = self
-        message.data = payload
-        message.size = <Py_ssize_t>size
-        self.holding = True
-        return memoryview(message)
+        message.data = self.payload
+        message.size = <Py_ssize_t>self.size
+        return message
 
     def receive(self, int timeout_millis, int also_watch=-1):
         """The next request as a read-only memoryview of the mapping (valid until done()), or None
         after `timeout_millis` or once `also_watch` (another descriptor, e.g. the ZeroMQ socket's)
         turned readable. Sleeps only after telling the frontend, which then rings the doorbell; with
         `spin_micros` set, first polls the ring that long (without the GIL, not watching `also_watch`)."""
+        if self.next_request(timeout_millis, also_watch):
+            return memoryview(self.message())
+        return None
+
+    cdef int next_request(self, int timeout_millis, int also_watch) except -1:
         cdef const uint8_t* payload = NULL
         cdef size_t size = 0
         cdef RingStatus status
@@ -159,15 +162,20 @@ cdef class ShmChannel:
         cdef cbool found
         if self.closed:
             raise ShmChannelError("the channel is closed")
-        self.done()
+        if self.holding:  # the previous request's room goes back to the frontend
+            self.holding = False
+            self.requests.release()
         while True:
             status = self.requests.peek(payload, size)
             if status == RingStatus.Ready:
-                return self._view(payload, size)
+                self.payload = payload
+                self.size = size
+                self.holding = True
+                return 1
             if status == RingStatus.Corrupt:
                 raise ShmChannelError("the request ring is inconsistent")
             if timeout_millis == 0:
-                return None
+                return 0
             if self.spin.should_spin():
                 with nogil:
                     found = self._spin()
@@ -189,7 +197,8 @@ cdef class ShmChannel:
             if watched[0].revents & POLLIN:
                 read(self.request_doorbell, &drained, sizeof(drained))
             if ready < 0 and errno == EINTR:
-                continue
+                PyErr_CheckSignals()  # run the handlers now (a SIGTERM asks the server to stop)
+                return 0
             timeout_millis = 0  # one more look at the ring, then give up
             if ready > 0 and not (watched[1].revents & POLLIN):
                 continue

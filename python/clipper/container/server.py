@@ -261,6 +261,8 @@ class ModelServer:
             )
         self.model = model
         self.options = options
+        # Bound once: each batch calls it (a bound method built per batch costs an allocation).
+        self._predict = model.predict_batch
         # The data socket's routing id; the heartbeat names it so the frontend can tell who is alive.
         self.replica_key = f"replica-{uuid.uuid4().hex}"
         self._stop_requested = False
@@ -375,13 +377,9 @@ class ModelServer:
             if channel is not None:
                 # Attached: requests come from the ring, and over the socket when a batch did not fit.
                 try:
-                    view = channel.receive(0)
-                    if view is None and not socket_quiet:
-                        socket_quiet = not data_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
-                    if view is None and socket_quiet:
-                        view = channel.receive(wait_millis, zmq_descriptor)
-                        # None: the timeout, or the socket's descriptor fired: look at it again.
-                        socket_quiet = view is not None
+                    reply = self._serve_ring(
+                        channel, wait_millis if socket_quiet else 0, zmq_descriptor
+                    )
                 except shm_client.ShmChannelError as exc:
                     logger.error(
                         "event=shm_channel_failed %s error=%s", self._log_fields, _quote(str(exc))
@@ -389,12 +387,16 @@ class ModelServer:
                     self._detach()
                     self._register_requested = True
                     continue
-                if view is not None:
-                    reply = self._answer(view, channel)
-                    channel.done()
-                    if reply is not None and not channel.reply(reply):
-                        self._send_reply(send, reply)  # larger than the ring's room: the socket
-                        socket_quiet = False
+                if reply is not None:
+                    self._send_reply(send, reply)  # larger than the ring's room: the socket
+                    socket_quiet = False
+                    continue
+                if socket_quiet:
+                    # The wait ended without a request: its timeout, or the socket's descriptor fired.
+                    socket_quiet = False
+                    continue
+                socket_quiet = not data_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+                if socket_quiet:
                     continue
                 try:
                     frame = receive(zmq.NOBLOCK, copy=False)
@@ -409,6 +411,39 @@ class ModelServer:
             del frame  # a zero-copy input keeps its frame alive; let it go unless the model kept it
             if reply is not None:
                 self._send_reply(send, reply)
+
+    def _serve_ring(self, channel: Any, wait_millis: int, zmq_descriptor: int) -> bytes | None:
+        """Answers the ring's batches until it is empty (waiting up to `wait_millis` for one), the
+        socket's descriptor fires, or a stop or registration is asked for. Returns what must go over
+        the socket instead (an answer larger than the ring's room), else None."""
+        if native is None:  # the pure-Python codec: one batch per call
+            view = channel.receive(wait_millis, zmq_descriptor)
+            if view is None:
+                return None
+            reply = self._answer_in_python(view)
+            channel.done()
+            return None if reply is None or channel.reply(reply) else reply
+        while True:
+            try:
+                outcome = native.serve(
+                    channel,
+                    self._predict,
+                    self.options.input_type,
+                    self,
+                    wait_millis,
+                    zmq_descriptor,
+                )
+            except native.PredictFailed as failed:
+                reply = self._predict_failed(failed.batch_id, failed.num_inputs, failed.__cause__)
+            else:
+                if outcome is None or isinstance(outcome, bytes):
+                    return outcome
+                reply = self._answer_in_python(outcome)  # not a PredictRequest we answer natively
+            channel.done()
+            if reply is not None and not channel.reply(reply):
+                return reply
+            if self._stop_requested or self._register_requested:
+                return None
 
     def _send_reply(self, send: Any, reply: bytes) -> None:
         try:
@@ -450,9 +485,7 @@ class ModelServer:
         Python it runs); everything else, and every batch without the extension, the Python one."""
         if native is not None:
             try:
-                reply = native.answer(
-                    buffer, self.model.predict_batch, self.options.input_type, channel
-                )
+                reply = native.answer(buffer, self._predict, self.options.input_type, channel)
             except native.PredictFailed as failed:
                 return self._predict_failed(failed.batch_id, failed.num_inputs, failed.__cause__)
             if reply is not NotImplemented:
