@@ -140,6 +140,9 @@ def instructions(python: str, batches: int) -> int:
                 str(batches),
             ],
             check=True,
+            # One BLAS thread: idle OpenBLAS workers spin for a while, counting instructions that
+            # depend on time; a fixed hash seed keeps dict and set layouts the same run to run.
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
