@@ -61,6 +61,10 @@ options:
   --shm-response-ring-bytes N    per replica, replica to frontend (default )" + number(shm_response_ring_bytes) + R"()
   --shm-response-spin-micros N   poll the response rings up to N us after sending a batch before the
                                  loop sleeps; 0 never, at most 10000 (default )" + number(shm_response_spin_micros) + R"()
+  --shm-response-spin-cost-micros N
+                                 stop that spin while it costs more than N us spun per answer caught
+                                 (recent average; a probe every 16 sleeps); 0 no bound, at most 10000
+                                 (default )" + number(shm_response_spin_cost_micros) + R"()
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP
   --help                         show this help and exit
@@ -144,6 +148,7 @@ int main(int argc, char** argv) {
       {"shm-request-ring-bytes", required_argument, nullptr, 'U'},
       {"shm-response-ring-bytes", required_argument, nullptr, 'V'},
       {"shm-response-spin-micros", required_argument, nullptr, 'S'},
+      {"shm-response-spin-cost-micros", required_argument, nullptr, 'G'},
       {"config", required_argument, nullptr, 'f'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -182,6 +187,7 @@ int main(int argc, char** argv) {
         case 'U': options.shm_request_ring_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'V': options.shm_response_ring_bytes = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'S': options.shm_response_spin_micros = parse_number(name, optarg); break;
+        case 'G': options.shm_response_spin_cost_micros = parse_number(name, optarg); break;
         case 'f': config_path = optarg; break;
         case 'h': std::fputs(usage().c_str(), stdout); return 0;
         default: std::fputs(usage().c_str(), stderr); return 2;

@@ -65,6 +65,7 @@ void Engine::start() {
     shm.request_ring_bytes = options_.shm_request_ring_bytes;
     shm.response_ring_bytes = options_.shm_response_ring_bytes;
     shm.response_spin_micros = static_cast<uint32_t>(options_.shm_response_spin_micros);
+    shm.response_spin_cost_micros = static_cast<uint32_t>(options_.shm_response_spin_cost_micros);
     shm.copies = shm_copies_;
     transport = std::make_unique<ShmTransport>(std::move(transport), shm);
   }

@@ -90,6 +90,9 @@ void EngineOptions::validate() const {
   if (shm_response_spin_micros < 0 || shm_response_spin_micros > 10000) {
     throw std::invalid_argument("shm_response_spin_micros must be between 0 and 10000");
   }
+  if (shm_response_spin_cost_micros < 0 || shm_response_spin_cost_micros > 10000) {
+    throw std::invalid_argument("shm_response_spin_cost_micros must be between 0 and 10000");
+  }
   if (max_queued_tasks_per_model < 1) {
     throw std::invalid_argument("max_queued_tasks_per_model must be at least 1");
   }

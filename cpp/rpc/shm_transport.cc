@@ -86,6 +86,7 @@ struct ShmTransport::Channel {
 
 ShmTransport::ShmTransport(std::unique_ptr<ReplicaTransport> network, ShmTransportOptions options)
     : network_(std::move(network)), options_(options),
+      spin_gate_(options.response_spin_cost_micros),
       copies_(options.copies ? options.copies : std::make_shared<ShmCopyCounters>()) {
   options_.request_ring_bytes = shm::round_up(std::max(options_.request_ring_bytes, shm::kMinCapacity), 4096);
   options_.response_ring_bytes = shm::round_up(std::max(options_.response_ring_bytes, shm::kMinCapacity), 4096);
@@ -187,28 +188,38 @@ void ShmTransport::sent_into(Channel& channel) {
 }
 
 void ShmTransport::spin_for_responses() {
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point start = Clock::now();
   const auto window = std::chrono::microseconds(options_.response_spin_micros);
-  Clock::time_point deadline = now;
+  Clock::time_point deadline = start;
   spinning_.clear();
   for (auto& [replica, channel] : channels_) {
     if (channel->released || channel->answered >= channel->sent) continue;
     const Clock::time_point until = channel->last_sent + window;
-    if (until <= now || !channel->spin.should_spin()) continue;
+    if (until <= start || !channel->spin.should_spin()) continue;
     spinning_.push_back(channel.get());
     deadline = std::max(deadline, until);
   }
-  if (spinning_.empty()) return;
+  if (spinning_.empty() || !spin_gate_.allow()) return;
+  const auto spun_for = [start](Clock::time_point end) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+  };
   for (unsigned polls = 0;; ++polls) {
     for (Channel* channel : spinning_) {
       if (channel->responses.has_message()) {
         channel->spin.spun(true);
+        spin_gate_.spun(spun_for(Clock::now()), true);
         return;
       }
     }
     shm::cpu_relax();
     // The clock every few polls: a look at the rings costs less than reading it.
-    if (polls % 8 == 7 && Clock::now() >= deadline) break;
+    if (polls % 8 == 7) {
+      const Clock::time_point now = Clock::now();
+      if (now >= deadline) {
+        spin_gate_.spun(spun_for(now), false);
+        break;
+      }
+    }
   }
   for (Channel* channel : spinning_) channel->spin.spun(false);
 }

@@ -25,7 +25,9 @@
 // request ring and read from its response ring and when it last sent; about_to_sleep() polls the
 // rings of channels with a batch out that is younger than the window before it announces sleep.
 // The counts only steer the spin: a replica answering too much or too little makes it spin less or
-// up to the window after each send, never read anything it would not read otherwise.
+// up to the window after each send, never read anything it would not read otherwise. On top of
+// each channel's back-off (shm::SpinPolicy), one SpinCostGate (rpc/spin_cost_gate.h) for the loop
+// stops the spin while it costs more CPU per answer caught than response_spin_cost_micros.
 // Thread: the replica side's thread only.
 #pragma once
 
@@ -41,6 +43,7 @@
 #include "common/clock.h"
 #include "rpc/replica_transport.h"
 #include "rpc/shm_ring.h"
+#include "rpc/spin_cost_gate.h"
 
 namespace clipper {
 
@@ -78,6 +81,9 @@ struct ShmTransportOptions {
   // and this thread no wake-up; the loop's other descriptors wait that long. shm::SpinPolicy backs
   // off from replicas whose answers keep missing the window.
   uint32_t response_spin_micros = 0;
+  // The most a spin may cost: microseconds spun per answer caught, averaged over recent spins
+  // (SpinCostGate); above it the loop sleeps without spinning but for one probe in 16. 0: no bound.
+  uint32_t response_spin_cost_micros = 0;
   std::shared_ptr<ShmCopyCounters> copies;        // where to count copies; null: a counter of its own
 };
 
@@ -150,6 +156,7 @@ class ShmTransport final : public ReplicaTransport {
   std::unordered_map<std::string, Offer> offers_;  // by token
   std::unordered_map<int, Handshake> handshakes_;  // connections that have not sent a token yet
   std::vector<ConnectionId> pending_closes_;
+  SpinCostGate spin_gate_;
   std::vector<Channel*> spinning_;  // spin_for_responses()'s channels, kept to save allocations
   std::vector<std::max_align_t> scratch_;  // aligned private copy of the message being decoded
   bool released_any_ = false;

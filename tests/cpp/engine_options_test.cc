@@ -44,6 +44,19 @@ TEST(EngineOptions, TheFrontendsSpinIsBounded) {
   }
 }
 
+TEST(EngineOptions, TheFrontendsSpinCostBoundIsBounded) {
+  EngineOptions options;
+  for (int64_t micros : {0, 7, 10000}) {
+    options.shm_response_spin_cost_micros = micros;
+    EXPECT_EQ(error_of(options), "") << micros;
+  }
+  for (int64_t micros : {-1, 10001}) {
+    options.shm_response_spin_cost_micros = micros;
+    EXPECT_NE(error_of(options).find("shm_response_spin_cost_micros must be between 0 and 10000"),
+              std::string::npos);
+  }
+}
+
 TEST(EngineOptions, AnUnauthenticatedRpcPortBindsOnlyToLoopback) {
   EngineOptions options;
   for (const char* loopback : {"127.0.0.1", "127.0.0.2", "::1", "localhost"}) {

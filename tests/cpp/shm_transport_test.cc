@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -105,9 +106,11 @@ void receive_until(ShmTransport& transport, RecordingReceiver& receiver, Done do
   }
 }
 
-std::unique_ptr<ShmTransport> make_transport(std::size_t ring_bytes = 1 << 16, uint32_t response_spin_micros = 0) {
+std::unique_ptr<ShmTransport> make_transport(std::size_t ring_bytes = 1 << 16, uint32_t response_spin_micros = 0,
+                                             uint32_t response_spin_cost_micros = 0) {
   ShmTransportOptions options;
   options.response_spin_micros = response_spin_micros;
+  options.response_spin_cost_micros = response_spin_cost_micros;
   options.request_ring_bytes = ring_bytes;
   options.response_ring_bytes = ring_bytes;
   options.offer_timeout = std::chrono::milliseconds(300);
@@ -380,6 +383,26 @@ TEST(ShmTransport, AnAnswerLaterThanTheWindowFindsTheFrontendAsleepAndRings) {
   EXPECT_FALSE(trip.answered_before_sleep);
   EXPECT_TRUE(trip.doorbell) << "after its spin the loop announced sleep: no lost wake-up";
   EXPECT_GE(Clock::now() - started, std::chrono::milliseconds(100));
+}
+
+TEST(ShmTransport, ASpinCostingMoreThanItsBoundPerAnswerCaughtStopsButForOneProbeInSixteen) {
+  // Every answer comes 2 ms after its batch, well inside the 200 ms window: each spin catches its
+  // answer, but at 2,000 us of spinning per answer caught against a 100 us bound.
+  auto transport = make_transport(1 << 16, 200'000, 100);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  std::vector<bool> spun;
+  for (int trip = 0; trip < 2 + 2 * SpinCostGate::kProbeEvery; ++trip) {
+    const RoundTrip result = round_trip(*transport, replica, std::chrono::milliseconds(2));
+    EXPECT_NE(result.answered_before_sleep, result.doorbell) << "a spin catches it, else a doorbell wakes";
+    spun.push_back(result.answered_before_sleep);
+    receive_until(*transport, receiver, [&] { return receiver.messages.size() == spun.size(); });
+  }
+  EXPECT_TRUE(spun[0]) << "the first spin runs: the gate starts optimistic";
+  EXPECT_FALSE(spun[1]) << "one spin of 2 ms per answer puts the average past 100 us";
+  const auto probes = std::count(spun.begin() + 1, spun.end(), true);
+  EXPECT_EQ(probes, 2) << "one probe in 16 sleeps";
 }
 
 TEST(ShmTransport, NothingOutstandingMeansNoSpin) {

@@ -56,6 +56,7 @@ PYBIND11_MODULE(_core, module) {
       .def_readwrite("shm_request_ring_bytes", &clipper::EngineOptions::shm_request_ring_bytes)
       .def_readwrite("shm_response_ring_bytes", &clipper::EngineOptions::shm_response_ring_bytes)
       .def_readwrite("shm_response_spin_micros", &clipper::EngineOptions::shm_response_spin_micros)
+      .def_readwrite("shm_response_spin_cost_micros", &clipper::EngineOptions::shm_response_spin_cost_micros)
       .def_readwrite("max_queued_tasks_per_model", &clipper::EngineOptions::max_queued_tasks_per_model)
       .def_readwrite("max_queued_bytes_per_model", &clipper::EngineOptions::max_queued_bytes_per_model)
       .def_readwrite("max_pending_queries_per_io_thread",

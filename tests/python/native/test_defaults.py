@@ -25,6 +25,8 @@ def test_the_binding_defaults_are_the_shared_defaults():
     assert options.heartbeat_timeout_millis == defaults.HEARTBEAT_TIMEOUT_MILLIS
     assert options.batch_latency_slo_fraction == pytest.approx(defaults.BATCH_LATENCY_SLO_FRACTION)
     assert options.aimd_additive_step == defaults.AIMD_ADDITIVE_STEP
+    assert options.shm_response_spin_micros == defaults.SHM_RESPONSE_SPIN_MICROS
+    assert options.shm_response_spin_cost_micros == defaults.SHM_RESPONSE_SPIN_COST_MICROS
     assert options.aimd_backoff_factor == pytest.approx(defaults.AIMD_BACKOFF_FACTOR)
 
 
