@@ -39,7 +39,17 @@ The A/B of record (about 4 min, quiet machine; unpinned, as users run it):
 0:0) has replicas spinning R us (adaptive: shm::SpinPolicy backs off after spins that ran out) and
 the frontend's I/O loop polling for an answer up to F us after each batch it sends
 (LocalContainerManager(shm_response_spin_micros=F)); `shm` has the defaults
-(clipper_native/defaults.json: both 0 today); `--shm-spin-micros N` is `--spins N:0`.
+(clipper_native/defaults.json: both 0 today); `--shm-spin-micros N` is `--spins N:0`. A third
+field, R:F:C, sets the frontend spin's cost bound (LocalContainerManager(
+shm_response_spin_cost_micros=C), 0 = ungated; without it the frontend's default, 7 us spun per
+answer caught) and names the cluster `shm_spin<R>_f<F>_c<C>`. Each shared-memory row carries
+`frontend_spin` from the engine's clipper_shm_response_spin* counters: spins and gated sleeps per
+request, the share of spins that caught an answer, microseconds spun per request and per answer caught.
+The gated spin's A/B of record (issue 13, about 4 min, quiet machine): `shm_spin0_f20` is the
+candidate default (the rule is in bench/README.md), `_c0` the ungated spin, `_c12` a looser bound:
+
+    python bench/shm_transport.py --repeat 3 --duration 2 --warmup 1 --rates 20000 \
+        --tensor-connections --spins 0:20 0:20:0 0:20:12 --output bench/results/shm_spin_gate.json
 
 Also written: each issue-13 target as a ratio to nginx with met / NOT met, and the bytes copied per
 1 MiB query: measured for shared memory (the engine's clipper_shm_request_*_bytes_total counters over
@@ -109,9 +119,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--spins",
         nargs="*",
         default=[],
-        metavar="REPLICA:FRONTEND",
+        metavar="REPLICA:FRONTEND[:COST]",
         help="also a shared-memory cluster per pair: replicas spin REPLICA us before sleeping, the "
-        "frontend polls for answers up to FRONTEND us after sending a batch",
+        "frontend polls for answers up to FRONTEND us after sending a batch, its spin gated at COST "
+        "us spun per answer caught (shm_response_spin_cost_micros; default: the frontend's)",
     )
     parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
@@ -125,22 +136,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if any(not 0 < micros <= 10_000 for micros in own.shm_spin_micros):
         parser.error("--shm-spin-micros values must be from 1 to 10000")
     args.shm_spin_micros = list(dict.fromkeys(own.shm_spin_micros))
-    spins = [(micros, 0) for micros in args.shm_spin_micros]
+    spins: list[tuple[int, int, int | None]] = [
+        (micros, 0, None) for micros in args.shm_spin_micros
+    ]
     for pair in own.spins:
         try:
-            replica, frontend = (int(part) for part in pair.split(":"))
+            parts = [int(part) for part in pair.split(":")]
         except ValueError:
-            parser.error(f"--spins takes REPLICA:FRONTEND microseconds, got {pair!r}")
-        if not (0 <= replica <= 10_000 and 0 <= frontend <= 10_000):
+            parts = []
+        if len(parts) not in (2, 3):
+            parser.error(f"--spins takes REPLICA:FRONTEND[:COST] microseconds, got {pair!r}")
+        if not all(0 <= part <= 10_000 for part in parts):
             parser.error(f"--spins {pair}: each from 0 to 10000")
-        spins.append((replica, frontend))
+        spins.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
     args.spins = list(dict.fromkeys(spins))
     return args
 
 
-def spin_mode(replica: int, frontend: int) -> str:
-    """The name of a shared-memory cluster with set spins: shm_spin<R>_f<F> (shm_nospin for 0:0)."""
-    return "shm_nospin" if replica == frontend == 0 else f"shm_spin{replica}_f{frontend}"
+def spin_mode(replica: int, frontend: int, cost: int | None = None) -> str:
+    """The name of a shared-memory cluster with set spins: shm_spin<R>_f<F> (shm_nospin for 0:0),
+    with _c<C> when the frontend's spin cost bound is set."""
+    name = "shm_nospin" if replica == frontend == 0 else f"shm_spin{replica}_f{frontend}"
+    return name if cost is None else f"{name}_c{cost}"
 
 
 def modes(args: argparse.Namespace) -> tuple[str, ...]:
@@ -161,6 +178,7 @@ class Cluster:
         stack: contextlib.ExitStack,
         spin_micros: int = 0,
         response_spin_micros: int | None = None,
+        response_spin_cost_micros: int | None = None,
     ):
         from clipper.deployers.python import deploy_python_closure
 
@@ -168,7 +186,8 @@ class Cluster:
             stack,
             f"shm-{transport}"
             + (f"-spin{spin_micros}" if spin_micros else "")
-            + ("" if response_spin_micros is None else f"-f{response_spin_micros}"),
+            + ("" if response_spin_micros is None else f"-f{response_spin_micros}")
+            + ("" if response_spin_cost_micros is None else f"-c{response_spin_cost_micros}"),
             cache_size_bytes=None,
             replica_transport=transport,
             replica_shm_spin_micros=spin_micros,
@@ -177,6 +196,11 @@ class Cluster:
                 {}
                 if response_spin_micros is None
                 else {"shm_response_spin_micros": response_spin_micros}
+            ),
+            **(
+                {}
+                if response_spin_cost_micros is None
+                else {"shm_response_spin_cost_micros": response_spin_cost_micros}
             ),
         )
         self.connection = started.connection
@@ -270,14 +294,44 @@ def run_w1(loadgen, mode, servers, scenario, args) -> dict[str, Any]:
     else:
         pids = {"frontend": [target.frontend_pid], "replicas": target.replica_pids}
         target_for_run = target.target()
+    before = None if mode == "nginx" else cluster.fetch_metrics(target.metrics_url)
     with ProcessCpu(pids) as cpu:
         report = w1.run_scenario(loadgen, target_for_run, scenario, args, sample_rss=False)
+    if before is not None:
+        after = cluster.fetch_metrics(target.metrics_url)
+        report["frontend_spin"] = spin_report(before, after, report)
     report["cores_by_process"] = cpu.cores
     report.update(cpu_per_request(cpu.cores, report["throughput_rps"]))
     report["sleeps_per_request_by_process"] = sleeps_per_request(
         cpu.sleeps_per_second, report["throughput_rps"]
     )
     return report
+
+
+SPIN_METRICS = {
+    "spins": "clipper_shm_response_spins_total",
+    "caught": "clipper_shm_response_spins_caught_total",
+    "spun_seconds": "clipper_shm_response_spin_seconds_total",
+    "gated": "clipper_shm_response_spins_gated_total",
+}
+
+
+def spin_report(before: dict[str, float], after: dict[str, float], report: dict[str, Any]) -> dict:
+    """The frontend's spin for answers over a window (warm-up included, like its requests here),
+    per answered request: spins run, sleeps the cost gate kept from spinning, the share of spins
+    that caught an answer, and microseconds spun per request and per answer caught (what the gate
+    bounds)."""
+    delta = {name: after.get(key, 0.0) - before.get(key, 0.0) for name, key in SPIN_METRICS.items()}
+    requests = (report.get("requests") or 0) + (report.get("warmup_requests") or 0)
+    return {
+        "spins_per_request": round(delta["spins"] / requests, 3) if requests else None,
+        "gated_per_request": round(delta["gated"] / requests, 3) if requests else None,
+        "caught_share": round(delta["caught"] / delta["spins"], 3) if delta["spins"] else None,
+        "spun_us_per_request": round(delta["spun_seconds"] * 1e6 / requests, 2) if requests else None,
+        "spun_us_per_caught": (
+            round(delta["spun_seconds"] * 1e6 / delta["caught"], 2) if delta["caught"] else None
+        ),
+    }
 
 
 def sleeps_per_request(
@@ -411,6 +465,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     for name in mine[0]["cores_by_process"]
                 }
                 if "sleeps_per_request_by_process" in mine[0]
+                else None,
+                "frontend_spin": {
+                    name: common.median([(r.get("frontend_spin") or {}).get(name) for r in mine])
+                    for name in mine[0]["frontend_spin"]
+                }
+                if mine[0].get("frontend_spin")
                 else None,
                 "shm_bytes_per_query": {
                     name: common.median([r["shm_bytes_per_query"][name] for r in mine])
@@ -555,9 +615,14 @@ def main(argv: list[str]) -> int:
             servers["nginx"] = w1.start_nginx(args.nginx_workers, stack)
             servers["shm"] = Cluster("auto", args, stack)
             servers["zmq"] = Cluster("zmq", args, stack)
-            for replica, frontend in args.spins:
-                servers[spin_mode(replica, frontend)] = Cluster(
-                    "auto", args, stack, spin_micros=replica, response_spin_micros=frontend
+            for replica, frontend, cost in args.spins:
+                servers[spin_mode(replica, frontend, cost)] = Cluster(
+                    "auto",
+                    args,
+                    stack,
+                    spin_micros=replica,
+                    response_spin_micros=frontend,
+                    response_spin_cost_micros=cost,
                 )
         compared = modes(args)
         for repeat in range(args.repeat):
@@ -596,7 +661,10 @@ def main(argv: list[str]) -> int:
         },
         "placement": w1.placement_text(args),
         "shm_spin_micros": args.shm_spin_micros,
-        "spins": [{"replica_micros": r, "frontend_micros": f} for r, f in args.spins],
+        "spins": [
+            {"replica_micros": r, "frontend_micros": f, "frontend_cost_micros": c}
+            for r, f, c in args.spins
+        ],
         "window_seconds": args.duration,
         "repeats": args.repeat,
         "tensor_body_bytes": len(body),

@@ -67,6 +67,7 @@ void Engine::start() {
     shm.response_spin_micros = static_cast<uint32_t>(options_.shm_response_spin_micros);
     shm.response_spin_cost_micros = static_cast<uint32_t>(options_.shm_response_spin_cost_micros);
     shm.copies = shm_copies_;
+    shm.spins = shm_spins_;
     transport = std::make_unique<ShmTransport>(std::move(transport), shm);
   }
   replica_service_ = std::make_unique<ReplicaService>(options_, models_, cache_, std::move(transport));
@@ -240,6 +241,18 @@ std::string Engine::metrics_text() const {
           copies.frame_bytes);
   counter("clipper_shm_request_copied_bytes_total", "Bytes of whole messages copied into request rings.",
           "counter", copies.copied_bytes);
+  const auto relaxed = [](const std::atomic<uint64_t>& value) { return value.load(std::memory_order_relaxed); };
+  counter("clipper_shm_response_spins_total",
+          "Spins of the I/O loop for a shared-memory replica's answer (shm_response_spin_micros).", "counter",
+          relaxed(shm_spins_->spins));
+  counter("clipper_shm_response_spins_caught_total", "Spins that found an answer before their window ended.",
+          "counter", relaxed(shm_spins_->caught));
+  text += "# HELP clipper_shm_response_spin_seconds_total Time the I/O loop spent spinning for answers.\n"
+          "# TYPE clipper_shm_response_spin_seconds_total counter\nclipper_shm_response_spin_seconds_total " +
+          std::to_string(static_cast<double>(relaxed(shm_spins_->spun_nanos)) / 1e9) + "\n";
+  counter("clipper_shm_response_spins_gated_total",
+          "Sleeps without a spin because spins cost more than shm_response_spin_cost_micros per answer caught.",
+          "counter", relaxed(shm_spins_->gated));
 #ifndef CLIPPER_VERSION
 #define CLIPPER_VERSION "unknown"
 #define CLIPPER_COMMIT "unknown"

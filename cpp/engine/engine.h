@@ -100,6 +100,7 @@ class Engine {
   metrics::MetricsRegistry metrics_;
   // Outlives each start's transport, so /metrics reads it whatever the replica side is doing.
   std::shared_ptr<ShmCopyCounters> shm_copies_ = std::make_shared<ShmCopyCounters>();
+  std::shared_ptr<ShmSpinCounters> shm_spins_ = std::make_shared<ShmSpinCounters>();
   metrics::ReplicaSupervisionSeries replica_supervision_;
   ModelRegistry models_;
   PredictionCache cache_;

@@ -87,7 +87,8 @@ struct ShmTransport::Channel {
 ShmTransport::ShmTransport(std::unique_ptr<ReplicaTransport> network, ShmTransportOptions options)
     : network_(std::move(network)), options_(options),
       spin_gate_(options.response_spin_cost_micros),
-      copies_(options.copies ? options.copies : std::make_shared<ShmCopyCounters>()) {
+      copies_(options.copies ? options.copies : std::make_shared<ShmCopyCounters>()),
+      spins_(options.spins ? options.spins : std::make_shared<ShmSpinCounters>()) {
   options_.request_ring_bytes = shm::round_up(std::max(options_.request_ring_bytes, shm::kMinCapacity), 4096);
   options_.response_ring_bytes = shm::round_up(std::max(options_.response_ring_bytes, shm::kMinCapacity), 4096);
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
@@ -199,15 +200,24 @@ void ShmTransport::spin_for_responses() {
     spinning_.push_back(channel.get());
     deadline = std::max(deadline, until);
   }
-  if (spinning_.empty() || !spin_gate_.allow()) return;
-  const auto spun_for = [start](Clock::time_point end) {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+  if (spinning_.empty()) return;
+  if (!spin_gate_.allow()) {
+    spins_->gated.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto spun = [this, start](Clock::time_point end, bool caught) {
+    const auto nanos =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+    spin_gate_.spun(nanos, caught);
+    spins_->spins.fetch_add(1, std::memory_order_relaxed);
+    if (caught) spins_->caught.fetch_add(1, std::memory_order_relaxed);
+    spins_->spun_nanos.fetch_add(nanos, std::memory_order_relaxed);
   };
   for (unsigned polls = 0;; ++polls) {
     for (Channel* channel : spinning_) {
       if (channel->responses.has_message()) {
         channel->spin.spun(true);
-        spin_gate_.spun(spun_for(Clock::now()), true);
+        spun(Clock::now(), true);
         return;
       }
     }
@@ -216,7 +226,7 @@ void ShmTransport::spin_for_responses() {
     if (polls % 8 == 7) {
       const Clock::time_point now = Clock::now();
       if (now >= deadline) {
-        spin_gate_.spun(spun_for(now), false);
+        spun(now, false);
         break;
       }
     }

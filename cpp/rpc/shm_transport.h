@@ -72,6 +72,15 @@ struct ShmCopyCounters {
   }
 };
 
+// What the I/O loop's spin for answers did (response_spin_micros), kept where another thread reads
+// them (the engine's /metrics). One writer: the transport's thread.
+struct ShmSpinCounters {
+  std::atomic<uint64_t> spins{0};         // spins run
+  std::atomic<uint64_t> caught{0};        // of those, spins that found an answer
+  std::atomic<uint64_t> spun_nanos{0};    // time spent spinning
+  std::atomic<uint64_t> gated{0};         // sleeps the cost gate kept from spinning
+};
+
 struct ShmTransportOptions {
   std::size_t request_ring_bytes = 64 << 20;   // frontend -> replica, per replica
   std::size_t response_ring_bytes = 8 << 20;   // replica -> frontend, per replica
@@ -85,6 +94,7 @@ struct ShmTransportOptions {
   // (SpinCostGate); above it the loop sleeps without spinning but for one probe in 16. 0: no bound.
   uint32_t response_spin_cost_micros = 0;
   std::shared_ptr<ShmCopyCounters> copies;        // where to count copies; null: a counter of its own
+  std::shared_ptr<ShmSpinCounters> spins;         // where to count spins; null: a counter of its own
 };
 
 class ShmTransport final : public ReplicaTransport {
@@ -113,6 +123,7 @@ class ShmTransport final : public ReplicaTransport {
   const std::string& socket_path() const { return socket_path_; }
   std::size_t channel_count() const { return channels_.size(); }
   ShmCopyCounts copy_counts() const { return copies_->snapshot(); }
+  const ShmSpinCounters& spin_counts() const { return *spins_; }
 
  private:
   struct Channel;
@@ -161,6 +172,7 @@ class ShmTransport final : public ReplicaTransport {
   std::vector<std::max_align_t> scratch_;  // aligned private copy of the message being decoded
   bool released_any_ = false;
   std::shared_ptr<ShmCopyCounters> copies_;
+  std::shared_ptr<ShmSpinCounters> spins_;
 };
 
 }  // namespace clipper

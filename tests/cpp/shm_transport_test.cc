@@ -403,6 +403,11 @@ TEST(ShmTransport, ASpinCostingMoreThanItsBoundPerAnswerCaughtStopsButForOneProb
   EXPECT_FALSE(spun[1]) << "one spin of 2 ms per answer puts the average past 100 us";
   const auto probes = std::count(spun.begin() + 1, spun.end(), true);
   EXPECT_EQ(probes, 2) << "one probe in 16 sleeps";
+  const ShmSpinCounters& counts = transport->spin_counts();
+  EXPECT_EQ(counts.spins.load(), 3u);
+  EXPECT_EQ(counts.caught.load(), 3u);
+  EXPECT_EQ(counts.gated.load(), spun.size() - 3);
+  EXPECT_GE(counts.spun_nanos.load(), 3u * 2'000'000) << "each spin lasted until its answer, 2 ms on";
 }
 
 TEST(ShmTransport, NothingOutstandingMeansNoSpin) {

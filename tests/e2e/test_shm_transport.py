@@ -51,6 +51,17 @@ def shm_copy_counters(conn):
     return values
 
 
+def metric_values(conn, prefix):
+    """Every /metrics sample whose name starts with `prefix`, by name."""
+    with urllib.request.urlopen(f"http://{conn.get_metric_addr()}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
 def deploy_sum(conn, num_replicas=1, slo_micros=5_000_000):
     conn.register_application("sum", "doubles", "-1.0", slo_micros)
     deploy_python_closure(
@@ -109,7 +120,14 @@ def test_a_local_replica_is_served_over_shared_memory_and_says_so(clusters):
 
 
 def test_spinning_replicas_and_frontend_answer_and_still_wake_after_the_window(clusters):
-    conn = clusters.start("spin", replica_shm_spin_micros=300, shm_response_spin_micros=300)
+    # No cost bound: every batch gets its spin (the gate is tested in tests/cpp/spin_cost_gate_test.cc
+    # and shm_transport_test.cc).
+    conn = clusters.start(
+        "spin",
+        replica_shm_spin_micros=300,
+        shm_response_spin_micros=300,
+        shm_response_spin_cost_micros=0,
+    )
     deploy_sum(conn)
     assert transports(conn) == ["shm"]
     (replica,) = conn.cm.list_replicas()
@@ -117,6 +135,8 @@ def test_spinning_replicas_and_frontend_answer_and_still_wake_after_the_window(c
     frontend_pid = FrontendEndpoints.read(conn.cm.state_dir).pid
     command = Path(f"/proc/{frontend_pid}/cmdline").read_bytes().split(b"\0")
     assert command[command.index(b"--shm-response-spin-micros") + 1] == b"300"
+    assert command[command.index(b"--shm-response-spin-cost-micros") + 1] == b"0"
+    spins_before = metric_values(conn, "clipper_shm_response_spin")
     for round_number in range(20):
         values = [float(round_number), 0.5]
         assert predict(conn, "sum", {"input": values})[1]["output"] == sum(values)
@@ -126,6 +146,11 @@ def test_spinning_replicas_and_frontend_answer_and_still_wake_after_the_window(c
     status, answer, _ = predict(conn, "sum", {"input_batch": [[1.0], [2.0, 3.0]]})
     assert status == 200
     assert [entry["output"] for entry in answer["batch_predictions"]] == [1.0, 5.0]
+    spins = metric_values(conn, "clipper_shm_response_spin")
+    ran = spins["clipper_shm_response_spins_total"] - spins_before["clipper_shm_response_spins_total"]
+    assert ran >= 1, spins
+    assert spins["clipper_shm_response_spins_gated_total"] == 0, "no bound: no spin held back"
+    assert spins["clipper_shm_response_spins_caught_total"] <= spins["clipper_shm_response_spins_total"]
 
 
 def test_a_frontend_forced_to_zeromq_serves_every_replica_over_it(clusters):

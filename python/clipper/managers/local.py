@@ -81,6 +81,7 @@ class LocalContainerManager(ContainerManager):
         replica_transport: str = defaults.REPLICA_TRANSPORT,
         replica_shm_spin_micros: int = 0,
         shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
+        shm_response_spin_cost_micros: int = defaults.SHM_RESPONSE_SPIN_COST_MICROS,
         frontend_cpus: CpuSpec | None = None,
         model_cpus: Mapping[str, CpuSpec] | None = None,
     ) -> None:
@@ -98,7 +99,9 @@ class LocalContainerManager(ContainerManager):
         the frontend's replica supervisor), which saves a wake-up per batch arriving meanwhile and burns
         a CPU that long after each. `shm_response_spin_micros` (0-10,000; default 0): the frontend's I/O loop
         polls for a shared-memory replica's answer this long after sending it a batch before it
-        sleeps (FrontendOptions.shm_response_spin_micros).
+        sleeps (FrontendOptions.shm_response_spin_micros); `shm_response_spin_cost_micros`
+        (0-10,000; default 7; 0 = no bound) stops that spin while it costs more than this many
+        microseconds spun per answer caught (FrontendOptions.shm_response_spin_cost_micros).
         CPU placement (docs/admission.md: keep CPU-bound replicas off the frontend's CPUs):
         `frontend_cpus` ("0", "0-1", or CPU numbers) pins the frontend process; `model_cpus`
         ({model name: CPUs}, also `set_model_cpus`) pins that model's replicas. With `frontend_cpus`
@@ -134,6 +137,11 @@ class LocalContainerManager(ContainerManager):
         )
         self.shm_response_spin_micros = checked_spin_micros(
             "shm_response_spin_micros", shm_response_spin_micros, MAX_SHM_RESPONSE_SPIN_MICROS
+        )
+        self.shm_response_spin_cost_micros = checked_spin_micros(
+            "shm_response_spin_cost_micros",
+            shm_response_spin_cost_micros,
+            MAX_SHM_RESPONSE_SPIN_MICROS,
         )
         # Added to the environment of the frontend (its supervisor restarts replicas) and replicas.
         self._replica_environment = (
@@ -219,6 +227,7 @@ class LocalContainerManager(ContainerManager):
             "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
             "--replica-transport", self.replica_transport,
             "--shm-response-spin-micros", str(self.shm_response_spin_micros),
+            "--shm-response-spin-cost-micros", str(self.shm_response_spin_cost_micros),
             "--log-level", self.log_level,
             "--replica-supervisor", "local",
         ]  # fmt: skip

@@ -43,6 +43,12 @@ def test_the_frontends_shm_response_spin_is_bounded(micros, tmp_path):
         LocalContainerManager(state_dir=tmp_path, shm_response_spin_micros=micros)
 
 
+@pytest.mark.parametrize("micros", [-1, 10_001, 2.5, True])
+def test_the_frontends_shm_response_spin_cost_bound_is_bounded(micros, tmp_path):
+    with pytest.raises(ClipperException, match="shm_response_spin_cost_micros must be an int from 0"):
+        LocalContainerManager(state_dir=tmp_path, shm_response_spin_cost_micros=micros)
+
+
 def test_addresses_before_start_are_the_configured_ports():
     manager = LocalContainerManager(
         clipper_query_port=1400, clipper_management_port=1401, prometheus_port=0
