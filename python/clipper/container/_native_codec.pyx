@@ -27,6 +27,8 @@ from clipper.container._shm_ring cimport ShmChannel
 
 import numpy as np
 
+cdef object _ndarray = np.ndarray
+
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     object PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
@@ -257,10 +259,11 @@ cdef str _type_name(int wire_type):
 
 
 cdef object _numeric_view(object buffer, const Message* m, object dtype, Py_ssize_t itemsize,
-                          Py_ssize_t start, Py_ssize_t count):
-    """A read-only ndarray over `count` elements at `start`; a copy when the address is unaligned
-    (see codec.py's module docstring)."""
-    array = np.frombuffer(buffer, dtype, count, start)
+                          Py_ssize_t start, Py_ssize_t count, object shape):
+    """A read-only ndarray of `shape` (`count` elements) at `start`; a copy when the address is
+    unaligned (see codec.py's module docstring). One ndarray call (positional arguments: keywords
+    cost as much again) makes it in its final shape: half the cost of frombuffer + reshape."""
+    array = _ndarray(shape, dtype, buffer, start)
     if count and (<uintptr_t>(m.data + start)) % itemsize:  # numpy calls an empty array aligned
         return array.copy()
     return array
@@ -274,8 +277,8 @@ cdef object _uniform(object buffer, const Message* m, object dtype, uint32_t num
         raise _WireFormatError(
             f"uniform batch of {num_inputs} x {row_length} {dtype.name} needs "
             f"{int(num_inputs) * int(row_length) * itemsize} data bytes, got {length}", batch_id)
-    return _numeric_view(buffer, m, dtype, itemsize, start, <Py_ssize_t>elements).reshape(
-        num_inputs, row_length)
+    return _numeric_view(buffer, m, dtype, itemsize, start, <Py_ssize_t>elements,
+                         (num_inputs, row_length))
 
 
 cdef int _check_bounds(const Message* m, uint32_t num_inputs, Py_ssize_t length, bint has_offsets,
@@ -317,7 +320,8 @@ cdef object _ragged(object buffer, const Message* m, object dtype, uint32_t num_
             raise _WireFormatError(
                 f"ragged batch offsets must be multiples of the {itemsize}-byte {dtype.name} "
                 "element", batch_id)
-    values = _numeric_view(buffer, m, dtype, itemsize, start, length // itemsize)
+    values = _numeric_view(buffer, m, dtype, itemsize, start, length // itemsize,
+                           (length // itemsize,))
     inputs = []
     for i in range(num_inputs):
         low = _u64(m.data + offsets_start + 8 * i) // itemsize

@@ -38,7 +38,10 @@ def _views_a_zmq_frame(array: Any) -> bool:
     owner = array
     while isinstance(owner, np.ndarray):
         owner = owner.base
-    return isinstance(owner, memoryview) and isinstance(owner.obj, zmq.Frame)
+    # numpy keeps the frame itself as the base of an ndarray made over its memoryview.
+    if isinstance(owner, memoryview):
+        owner = owner.obj
+    return isinstance(owner, zmq.Frame)
 
 
 class Running:
