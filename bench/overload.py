@@ -382,7 +382,7 @@ class WindowSchedstat:
 
     def __init__(self, groups: dict[str, list[int]], delay: float, duration: float) -> None:
         self.groups = groups
-        self.duration = duration
+        self.ends_at = time.monotonic() + delay + duration
         self.snapshots: list[tuple[float, dict[str, tuple[float, float]]]] = []
         self._timers = [
             threading.Timer(delay, self._snapshot),
@@ -397,7 +397,11 @@ class WindowSchedstat:
 
     def finish(self) -> None:
         for timer in self._timers:
-            timer.cancel()
+            timer.cancel()  # one not yet due; one that is running completes its snapshot
+            timer.join()
+        # The run ended just as the window did, before the timer thread got a CPU: the end is now.
+        if len(self.snapshots) == 1 and time.monotonic() >= self.ends_at:
+            self._snapshot()
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per group: CPU cores used and run-queue wait per second of the window ({} if the run

@@ -112,6 +112,16 @@ def test_window_schedstat_measures_a_busy_thread_only_inside_its_window(overload
     assert ours["cpu_cores"] + ours["runqueue_wait_per_s"] > 0.5
 
 
+def test_window_schedstat_ends_at_the_finish_when_its_timer_was_late(overload):
+    import os
+
+    window = overload.WindowSchedstat({"us": [os.getpid()]}, 0.0, 0.05)
+    window._timers[1].cancel()  # as if the end timer had not got a CPU before the run ended
+    time.sleep(0.1)
+    window.finish()
+    assert len(window.snapshots) == 2 and window.summary()["us"]["cpu_cores"] >= 0.0
+
+
 def test_window_schedstat_of_a_run_that_ended_early_is_empty(overload):
     window = overload.WindowSchedstat({"us": [1]}, 5.0, 5.0)
     window.finish()
