@@ -1,11 +1,10 @@
 // The queue of one model version. Many I/O threads push tasks into a lock-free inbox
 // (moodycamel::ConcurrentQueue); the RPC thread alone drains the inbox into earliest-deadline-first
 // order and takes batches from it, so batch formation always prefers the queries due first.
-// The order is kept as cpp/query/deadline_queue.h keeps it: the tasks of one app share its SLO, so
-// they arrive in deadline order, and go into a few FIFO lanes each sorted by deadline (a task joins
-// the lane whose last deadline is the latest one not after its own, else an empty lane, else a new
-// one, up to kMaxLanes); one that fits no lane (many SLOs interleaved, a requeued task) goes to a
-// min-heap. Push and pop are O(lanes) instead of a heap's O(log n) moves of whole tasks.
+// The order is common/deadline_lanes.h's, as for an I/O thread's waiting queries: the tasks of one app
+// share its SLO, so they arrive in deadline order and go into a FIFO lane per SLO; one that fits no
+// lane (many SLOs interleaved, a requeued task) goes to a min-heap. Push and pop are O(lanes) instead
+// of a heap's O(log n) moves of whole tasks.
 // Tasks whose deadline passed are handed back separately when a batch is taken: their I/O thread has
 // answered them already, but the caller may still owe cache bookkeeping for them.
 #pragma once
@@ -17,6 +16,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/deadline_lanes.h"
 #include "common/task.h"
 
 namespace clipper {
@@ -38,7 +38,7 @@ class BatchQueue {
   std::size_t inbox_size() const { return inbox_size_.load(std::memory_order_relaxed); }
 
   // --- RPC thread only ---
-  static constexpr std::size_t kMaxLanes = 8;
+  static constexpr std::size_t kMaxLanes = DeadlineLanes<Task>::kMaxLanes;
 
   // Moves everything from the inbox into deadline order.
   void drain_inbox(Clock::time_point now);
@@ -46,7 +46,7 @@ class BatchQueue {
   void requeue(std::vector<Task>&& tasks);
   void requeue(Task&& task);
 
-  std::size_t ready() const { return ready_; }
+  std::size_t ready() const { return ready_.size(); }
   std::optional<Clock::time_point> earliest_deadline() const;
   // When the queue (past the inbox) last went from empty to non-empty (the start of a delayed-batching wait).
   Clock::time_point waiting_since() const { return waiting_since_; }
@@ -58,29 +58,16 @@ class BatchQueue {
   void take_expired(Clock::time_point now, std::vector<Task>& expired);
 
  private:
-  // A FIFO of tasks in deadline order: taken from `head`, compacted when the taken part is most of it.
-  struct Lane {
-    std::vector<Task> tasks;
-    std::size_t head = 0;
-    bool empty() const { return head == tasks.size(); }
-    const Task& front() const { return tasks[head]; }
-    const Task& back() const { return tasks.back(); }
-    Task pop();
-  };
   void push_ready(Task&& task);
-  // The lane holding the earliest task, or nullptr when it is the overflow heap's top (or none is ready).
-  Lane* earliest_lane();
-  const Task* earliest_task() const;
-  Task pop_earliest();
+  // Counts `task` out of the queue's sizes (it was just taken from `ready_`).
+  void note_taken(const Task& task);
 
   moodycamel::ConcurrentQueue<Task> inbox_;
   std::atomic<std::size_t> inbox_size_{0};
   std::atomic<std::size_t> ready_size_{0};
   std::atomic<std::size_t> queued_bytes_{0};
   // RPC thread only:
-  std::vector<Lane> lanes_;       // at most kMaxLanes; empty ones are kept for reuse
-  std::vector<Task> overflow_;    // min-heap on deadline: tasks that fit no lane
-  std::size_t ready_ = 0;         // tasks in lanes and overflow
+  DeadlineLanes<Task> ready_;  // drained from the inbox or requeued, in deadline order
   static constexpr std::size_t kDrainChunk = 64;  // tasks taken from the inbox per dequeue
   std::vector<Task> scratch_;
   Clock::time_point waiting_since_{};

@@ -23,9 +23,6 @@ struct Task {
   bool cached = false;         // the prediction cache holds a pending entry for `cache_key`
   CacheKey cache_key;
   std::string payload;         // packed input bytes
-
-  // Ordering for the earliest-deadline-first heap.
-  bool due_after(const Task& other) const { return deadline > other.deadline; }
 };
 
 enum class CompletionKind : uint8_t {
