@@ -1,9 +1,9 @@
-// DeadlineQueue (FIFO lanes per SLO, query/deadline_queue.h) against the binary min-heap it replaced,
-// in the same run: an I/O thread's steady state, where every query is added with its deadline and
-// stays queued until that deadline (lazy deletion), so `resident` = arrival rate x SLO entries wait.
-// Each step adds one query (arrival clock + its app's SLO) and expires what is due, as
-// QueryProcessor does. Reports nanoseconds per query (add + pop), the median of --repeats runs for
-// each implementation, alternating them, and the ratio lanes / heap.
+// DeadlineQueue (FIFO lanes per SLO: query/deadline_queue.h over common/deadline_lanes.h) against
+// the binary min-heap it replaced, in the same run: an I/O thread's steady state, where every query
+// is added with its deadline and stays queued until that deadline (lazy deletion), so `resident` =
+// arrival rate x SLO entries wait. Each step adds one query (arrival clock + its app's SLO) and
+// expires what is due, as QueryProcessor does. Reports nanoseconds per query (add + pop), the median
+// of --repeats runs for each implementation, alternating them, and the ratio lanes / heap.
 //
 //   build/ctest/bench/micro/deadline_queue_bench [--repeats 7] [--queries 2000000]
 #include <algorithm>
@@ -17,10 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "query/deadline_queue.h"
 
 namespace {
 
+using micro_bench::median;
 using clipper::Clock;
 using std::chrono::microseconds;
 
@@ -67,11 +69,6 @@ double run(const Scenario& scenario, uint64_t queries, uint64_t& sink) {
   const auto elapsed = std::chrono::steady_clock::now() - started;
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()) /
          static_cast<double>(queries);
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 }  // namespace

@@ -17,10 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "common/json_number.h"
 #include "query/query_codec.h"
 
 namespace {
+
+using micro_bench::median;
 
 // The thread's CPU time, not wall time: on a shared machine the time this thread waited for a core
 // does not count (cache and frequency effects of neighbours still do).
@@ -43,11 +46,6 @@ int calibrate(const std::function<void()>& work) {
     if (Clock::now() - started > std::chrono::milliseconds(2) || repetitions > (1 << 24)) return repetitions;
     repetitions *= 2;
   }
-}
-
-double median(std::vector<double> values) {
-  std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
-  return values[values.size() / 2];
 }
 
 // Nanoseconds per call of each of `variants`, one sample of each per round, the variants taking turns

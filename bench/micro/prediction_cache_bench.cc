@@ -16,10 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "cache/prediction_cache.h"
 
 namespace {
 
+using micro_bench::median;
 using clipper::CacheKey;
 using clipper::PredictionCache;
 
@@ -61,11 +63,6 @@ double run(std::size_t capacity_bytes, uint64_t queries, uint64_t seed, uint64_t
   if (statistics.evictions - evictions_before < queries / 2) std::abort();  // not a full cache
   sink += statistics.entries;
   return std::chrono::duration<double, std::nano>(elapsed).count() / static_cast<double>(queries);
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 }  // namespace
