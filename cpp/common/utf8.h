@@ -1,6 +1,6 @@
 // UTF-8 checks shared by the codecs: whether client text is valid UTF-8, and a copy of it that is,
-// for quoting client input (an app name, a path) in JSON error messages. Header-only, no state: any
-// thread.
+// for quoting client input (an app name, a path) in JSON error messages; and whether text goes into a
+// JSON string as it is, with no escaping at all. Header-only, no state: any thread.
 #pragma once
 
 #include <rapidjson/encodings.h>
@@ -23,6 +23,16 @@ inline std::size_t valid_utf8_prefix(std::string_view text) {
   rapidjson::MemoryStream stream(text.data(), text.size());
   utf8_detail::DiscardingSink sink;
   return rapidjson::UTF8<>::Validate(stream, sink) && stream.Tell() <= text.size() ? stream.Tell() : 0;
+}
+
+// Text that a JSON string carries as it is: printable ASCII without '"' or '\\' (what a writer would
+// escape). The error renderers append such text directly, without the writer's per-character pass.
+inline bool is_plain_json_text(std::string_view text) {
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x80 || c == '"' || c == '\\') return false;
+  }
+  return true;
 }
 
 inline bool is_valid_utf8(std::string_view text) {

@@ -328,6 +328,13 @@ std::string render_model_metadata(std::string_view name, const std::vector<std::
 
 std::string render_error(std::string_view message) {
   std::string out;
+  if (is_plain_json_text(message)) {
+    // The usual case (every refusal under overload): the writer's bytes, without its per-character pass.
+    constexpr std::string_view kOpen = "{\"error\":\"", kClose = "\"}";
+    out.reserve(kOpen.size() + message.size() + kClose.size());
+    out.append(kOpen).append(message).append(kClose);
+    return out;
+  }
   StringAppender stream{out};
   WriterScratch scratch;
   Writer writer(stream, &scratch.allocator, kWriterLevels);

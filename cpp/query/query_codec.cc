@@ -543,21 +543,8 @@ void render_prediction(std::string& out, uint64_t query_id, std::string_view out
   writer.EndObject();
 }
 
-namespace {
-
-// Text that JSON carries as it is: printable ASCII without '"' or '\\' (what the writer would escape).
-bool plain_json_text(std::string_view text) {
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte >= 0x80 || c == '"' || c == '\\') return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 std::string render_error(std::string_view error, std::string_view cause) {
-  if (plain_json_text(error) && plain_json_text(cause)) {
+  if (is_plain_json_text(error) && is_plain_json_text(cause)) {
     // The usual case (every refusal under overload: the frontend's own words and numbers): the same
     // bytes the writer gives, without its per-character escaping and the UTF-8 repair's copies.
     constexpr std::string_view kOpen = "{\"error\":\"", kMiddle = "\",\"cause\":\"", kClose = "\"}";

@@ -447,6 +447,19 @@ TEST(OipCodec, KeepsTheJsonValidWhateverTheModelReturned) {
   parse(render_error("bad name \xc3"));
 }
 
+TEST(OipCodec, AnErrorIsTheWritersJsonWhetherItsMessageIsPlainOrNeedsEscaping) {
+  // Plain ASCII is appended as it is; anything else goes through the writer's escaping.
+  EXPECT_EQ(render_error("model m:1 would answer in about 120 us"),
+            R"({"error":"model m:1 would answer in about 120 us"})");
+  EXPECT_EQ(render_error(""), R"({"error":""})");
+  EXPECT_EQ(render_error("bad \"x\""), R"({"error":"bad \"x\""})");
+  EXPECT_EQ(render_error("back\\slash"), R"({"error":"back\\slash"})");
+  EXPECT_EQ(render_error("line\nbreak\x01 tab\t"), R"({"error":"line\nbreak\u0001 tab\t"})");
+  EXPECT_EQ(render_error("caf\xC3\xA9"), "{\"error\":\"caf\xC3\xA9\"}");
+  EXPECT_EQ(render_error("x\xffy"), "{\"error\":\"x\xEF\xBF\xBDy\"}") << "an invalid byte becomes U+FFFD";
+  EXPECT_EQ(render_error(std::string_view("nul\0byte", 8)), R"({"error":"nul\u0000byte"})");
+}
+
 TEST(OipCodec, RendersMetadataFromTheInputType) {
   auto server = parse(render_server_metadata("0.1.0"));
   EXPECT_STREQ(server["name"].GetString(), "clipper");

@@ -33,5 +33,17 @@ TEST(Utf8, ReplaceKeepsValidTextAndMarksEachInvalidByte) {
   EXPECT_EQ(replace_invalid_utf8("x\xC3\xA9\x80y"), "x\xC3\xA9\xEF\xBF\xBDy");
 }
 
+TEST(Utf8, PlainJsonTextIsPrintableAsciiWithoutQuotesOrBackslashes) {
+  EXPECT_TRUE(is_plain_json_text(""));
+  EXPECT_TRUE(is_plain_json_text("Overloaded: model m:1 would answer in about 120 us ('x' / ~)"));
+  EXPECT_FALSE(is_plain_json_text("a \"quote\""));
+  EXPECT_FALSE(is_plain_json_text("back\\slash"));
+  EXPECT_FALSE(is_plain_json_text("line\nbreak"));
+  EXPECT_FALSE(is_plain_json_text(std::string_view("\0", 1)));
+  EXPECT_FALSE(is_plain_json_text("\x1f"));
+  EXPECT_FALSE(is_plain_json_text("caf\xC3\xA9"));
+  EXPECT_FALSE(is_plain_json_text("\xff"));
+}
+
 }  // namespace
 }  // namespace clipper
