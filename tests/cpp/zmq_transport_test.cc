@@ -7,6 +7,7 @@
 #include "common/clock.h"
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct CurveClient {
   std::string secret_key;
 };
 
+// How this side saw its handshakes with the server (its socket monitor's events).
+enum class Handshake { None, Succeeded, Failed };
+
 class Dealer {
  public:
   Dealer(int port, const std::string& identity, const CurveClient* curve = nullptr) {
@@ -46,11 +50,31 @@ class Dealer {
       zmq_setsockopt(socket_, ZMQ_CURVE_PUBLICKEY, curve->public_key.c_str(), 40);
       zmq_setsockopt(socket_, ZMQ_CURVE_SECRETKEY, curve->secret_key.c_str(), 40);
     }
+    // Watched from before the first connection, so no handshake's outcome is missed.
+    const std::string monitor_endpoint = "inproc://dealer-monitor";
+    zmq_socket_monitor(socket_, monitor_endpoint.c_str(),
+                       ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    monitor_ = zmq_socket(context_, ZMQ_PAIR);
+    zmq_setsockopt(monitor_, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_connect(monitor_, monitor_endpoint.c_str());
     zmq_connect(socket_, ("tcp://127.0.0.1:" + std::to_string(port)).c_str());
   }
   ~Dealer() {
     close();
     zmq_ctx_term(context_);
+  }
+  // The outcome of this side's next handshake (each reconnection is another), waiting up to
+  // `timeout_millis`; None when none ended by then.
+  Handshake next_handshake(int timeout_millis) {
+    zmq_setsockopt(monitor_, ZMQ_RCVTIMEO, &timeout_millis, sizeof(timeout_millis));
+    uint8_t event[6];  // frame 1: event (16 bits) and value (32 bits); frame 2: the endpoint
+    char endpoint[256];
+    if (zmq_recv(monitor_, event, sizeof(event), 0) < 0) return Handshake::None;
+    zmq_recv(monitor_, endpoint, sizeof(endpoint), 0);
+    uint16_t kind;
+    std::memcpy(&kind, event, sizeof(kind));
+    return kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED ? Handshake::Succeeded : Handshake::Failed;
   }
   void send(const std::string& text) { zmq_send(socket_, text.data(), text.size(), 0); }
   std::string receive(int timeout_millis) {
@@ -60,19 +84,25 @@ class Dealer {
     return size < 0 ? std::string() : std::string(buffer, static_cast<std::size_t>(size));
   }
   void close() {
-    if (socket_ != nullptr) zmq_close(socket_);
-    socket_ = nullptr;
+    if (socket_ != nullptr) {
+      zmq_socket_monitor(socket_, nullptr, 0);
+      zmq_close(socket_);
+    }
+    if (monitor_ != nullptr) zmq_close(monitor_);
+    socket_ = monitor_ = nullptr;
   }
 
  private:
   void* context_ = zmq_ctx_new();
   void* socket_ = nullptr;
+  void* monitor_ = nullptr;
 };
 
 // Waits (bounded) until the transport has handed something over.
 template <typename Done>
-bool pump(ZmqTransport& transport, RecordingReceiver& receiver, Done done) {
-  const auto give_up = Clock::now() + std::chrono::seconds(5);
+bool pump(ZmqTransport& transport, RecordingReceiver& receiver, Done done,
+          std::chrono::seconds bound = std::chrono::seconds(5)) {
+  const auto give_up = Clock::now() + bound;
   while (!done() && Clock::now() < give_up) {
     const TransportWait woke = transport.wait(-1, 50);
     if (woke.failed) return false;
@@ -196,6 +226,10 @@ TEST_F(CurveTransport, AnAdmittedKeyRegistersAndIsAnswered) {
 }
 
 TEST_F(CurveTransport, NoKeyOrAnUnknownKeyNeverDeliversAMessage) {
+  // No step waits a fixed time for the server: each waits for what it needs to see (a handshake's
+  // outcome, a message), bounded only by kPatience, which a pass never reaches, so a loaded machine
+  // (ctest -j2 beside a build) slows the test down instead of failing it.
+  constexpr int kPatienceMillis = 30'000;
   const Keypair rogue = new_keypair();
   const CurveClient wrong_client{server_.public_key, rogue.public_key, rogue.secret_key};
   // Knows the admitted public key but not its secret: the handshake cannot complete.
@@ -208,11 +242,19 @@ TEST_F(CurveTransport, NoKeyOrAnUnknownKeyNeverDeliversAMessage) {
     wrong.send("register");
     impostor.send("register");
   }
-  // An admitted replica connecting afterwards is served; by then the rogues' handshakes are over.
+  // Each rogue's handshake fails: the server has refused every rogue before the admitted replica
+  // connects. One that succeeded would deliver the rogue's queued messages; one still running when the
+  // admitted replica's message arrives might deliver after the count below (a loaded machine).
+  for (Dealer* dealer : {&plain, &wrong, &impostor}) {
+    ASSERT_EQ(dealer->next_handshake(kPatienceMillis), Handshake::Failed);
+  }
+  // An admitted replica connecting afterwards is served.
   const CurveClient client{server_.public_key, admitted_.public_key, admitted_.secret_key};
   Dealer replica(port_, "replica-ok", &client);
   replica.send("register");
-  ASSERT_TRUE(pump(transport_, receiver_, [&] { return !receiver_.messages.empty(); }));
+  ASSERT_EQ(replica.next_handshake(kPatienceMillis), Handshake::Succeeded);
+  ASSERT_TRUE(pump(transport_, receiver_, [&] { return !receiver_.messages.empty(); },
+                   std::chrono::seconds(kPatienceMillis / 1000)));
   const auto until = Clock::now() + std::chrono::seconds(1);  // a second more for anything late
   pump(transport_, receiver_, [&] { return Clock::now() >= until; });
   ASSERT_EQ(receiver_.messages.size(), 1u);
