@@ -69,6 +69,7 @@ def start_local_cluster(
     cache_size_bytes: int | None,
     io_threads: int = 1,
     replica_transport: str | None = None,
+    rpc_thread: str | None = None,
     **manager_options: Any,
 ) -> LocalCluster:
     """Starts a cluster of local processes (LocalContainerManager); see start_cluster.
@@ -82,6 +83,7 @@ def start_local_cluster(
         LocalContainerManager,
         cache_size_bytes,
         io_threads,
+        rpc_thread=rpc_thread,
         **({} if replica_transport is None else {"replica_transport": replica_transport}),
         **manager_options,
     )
@@ -94,6 +96,7 @@ def start_cluster(
     cache_size_bytes: int | None = None,
     io_threads: int = 1,
     replica_start_timeout_s: float | None = None,
+    rpc_thread: str | None = None,
     **manager_options: Any,
 ) -> LocalCluster:
     """Starts a cluster on free ports with its own state dir, managed by `manager_class`
@@ -123,6 +126,8 @@ def start_cluster(
     start_kwargs: dict[str, Any] = {"qf_http_thread_pool_size": io_threads}
     if cache_size_bytes is not None:
         start_kwargs["cache_size"] = cache_size_bytes
+    if rpc_thread is not None:  # "shared" or "dedicated" (start_clipper's); None keeps its default
+        start_kwargs["rpc_thread"] = rpc_thread
     # Registered before the start, so a start that fails half-way is cleaned up too.
     stack.callback(_stop_quietly, connection)
     connection.start_clipper(**start_kwargs)

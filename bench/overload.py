@@ -160,6 +160,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-micros", type=float, default=20_000.0, help="accelerator: per batch"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="accelerator: largest batch")
+    parser.add_argument(
+        "--rpc-thread",
+        choices=("shared", "dedicated"),
+        help="the frontend's model RPC: on the I/O thread's loop or a thread of its own (default: "
+        "start_clipper's, shared)",
+    )
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "overload.json")
     args = parser.parse_args(argv)
@@ -410,10 +416,13 @@ class WindowSchedstat:
             return {}
         (start, before), (end, after) = self.snapshots[0], self.snapshots[-1]
         seconds = max(end - start, 1e-9)
+        # A thread that exited within the window takes its times with it: never below 0.
         return {
             name: {
-                "cpu_cores": round((after[name][0] - before[name][0]) / seconds, 3),
-                "runqueue_wait_per_s": round((after[name][1] - before[name][1]) / seconds, 3),
+                "cpu_cores": round(max(after[name][0] - before[name][0], 0.0) / seconds, 3),
+                "runqueue_wait_per_s": round(
+                    max(after[name][1] - before[name][1], 0.0) / seconds, 3
+                ),
             }
             for name in self.groups
         }
@@ -481,6 +490,13 @@ def model_time_accounting(
         "inputs_per_cpu_second": round(inputs / replica_cpu, 1) if replica_cpu else None,
         "replica_cpu_cores": replica_cpu,
         "replica_runqueue_wait_per_s": replica.get("runqueue_wait_per_s"),
+        # Held a batch but neither ran nor waited for a CPU: waited for the frontend (the batch in
+        # transit, or its answer not read yet by a busy or descheduled frontend thread).
+        "replica_waiting_for_frontend": common.rounded(
+            max(busy - replica_cpu - replica["runqueue_wait_per_s"], 0.0), 3
+        )
+        if replica_cpu is not None and "runqueue_wait_per_s" in replica
+        else None,
         "replica_cpu_us_per_input": round(replica_cpu / inputs * 1e6, 1)
         if replica_cpu and inputs > 0
         else None,
@@ -595,8 +611,9 @@ def run_study(
         # The frontend and the replicas it starts inherit the placement.
         with common.pinned(server_cpus):
             cluster = cluster_lib.start_local_cluster(
-                stack, "overload", cache_size_bytes=0, **placement_options
-            )
+                stack, "overload", cache_size_bytes=0, rpc_thread=args.rpc_thread,
+                **placement_options,
+            )  # fmt: skip
             connection = cluster.connection
             connection.register_application(APP, "doubles", "-1", args.slo_micros)
             connection.register_application(
@@ -647,6 +664,7 @@ def run_study(
         "replica_cpus": placement_options.get("model_cpus", {}).get(MODEL),
         "capacity": capacity,
         "runs": runs,
+        "rpc_thread": args.rpc_thread or "shared",
         "cpus_allowed": placed,
         "goodput_at_2x_over_capacity": common.rounded(ratio_2x, 3),
         "goodput_at_2x_each_over_capacity": [
@@ -748,7 +766,7 @@ def print_accounting(result: dict[str, Any]) -> None:
     print(
         f"{'model time':>10} {'app':>17} {'busy':>6} {'in/busy s':>9} {'useful':>7} "
         f"{'late/s':>7} {'batch':>6} {'dl cuts/s':>9} {'rep cpu':>7} {'us/in':>6} {'rep rqw':>7} "
-        f"{'fe cpu':>6} | {'= x cap':>7} {'busy':>6} {'on cpu':>6} {'in/cpu':>6} {'useful':>6}"
+        f"{'fe cpu':>6} {'rep waits fe':>12} | {'= x cap':>7} {'busy':>6} {'on cpu':>6} {'in/cpu':>6} {'useful':>6}"
     )
     for run in [result["capacity"], *result["runs"]]:
         a = run["accounting"]
@@ -764,7 +782,8 @@ def print_accounting(result: dict[str, Any]) -> None:
             f"{run['engine']['batch_cuts_rps']['deadline']:>9.1f} "
             f"{number(a['replica_cpu_cores'], '7.3f')} {number(a['replica_cpu_us_per_input'], '6.1f')} "
             f"{number(a['replica_runqueue_wait_per_s'], '7.3f')} "
-            f"{number(a['frontend_cpu_cores'], '6.3f')} | "
+            f"{number(a['frontend_cpu_cores'], '6.3f')} "
+            f"{number(a['replica_waiting_for_frontend'], '12.3f')} | "
             f"{number(ratio.get('slo_attained_rps'), '7.3f')} {number(ratio.get('busy'), '6.3f')} "
             f"{number(ratio.get('on_cpu_share'), '6.3f')} "
             f"{number(ratio.get('inputs_per_cpu_second'), '6.3f')} "

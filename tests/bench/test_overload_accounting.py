@@ -61,6 +61,11 @@ def test_accounting_splits_goodput_into_busy_efficiency_and_useful_share(overloa
     assert run["on_cpu_share"] == 1.0
     assert run["inputs_per_cpu_second"] == pytest.approx(4000 / 0.95, abs=0.1)
     assert run["frontend_cpu_cores"] is None  # not measured: reported as missing, not as 0
+    assert run["replica_waiting_for_frontend"] == 0.0  # ran or waited for a CPU all its busy time
+    # Busy 0.95 s/s, on a CPU 0.8 and runnable 0.05: it slept 0.1 s/s holding a batch.
+    waiting = {"replica": {"cpu_cores": 0.8, "runqueue_wait_per_s": 0.05}}
+    slept = overload.model_time_accounting(sampler, overload.APP, (100.0, 110.0), waiting)
+    assert slept["replica_waiting_for_frontend"] == pytest.approx(0.1, abs=1e-3)
 
     capacity_sampler = sampler_with(
         overload, counters(overload, 0, 0, 0), counters(overload, 42_000, 10.0, 41_800)
