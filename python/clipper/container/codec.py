@@ -161,7 +161,10 @@ _read_u64 = struct.Struct("<Q").unpack_from
 _PACK_U32 = struct.Struct("<I").pack
 _VTABLE_READERS = {count: struct.Struct(f"<{count}H").unpack_from for count in range(1, 8)}
 
+# A request without a data vector: read-only like every view of a received message (and like the
+# native decoder's, which views the message even then).
 _EMPTY_BYTES = np.zeros(0, dtype=np.uint8)
+_EMPTY_BYTES.flags.writeable = False
 
 
 def _field_positions(buffer: Any, table: int, field_count: int) -> tuple[int, ...]:
