@@ -56,6 +56,9 @@ cdef class _Message:
 cdef class ShmChannel:
     cdef object connection
     cdef int request_doorbell
+    # Watches the request doorbell (edge-triggered) and the caller's other descriptor (`watching`).
+    cdef int epoll
+    cdef int watching
     cdef int response_doorbell
     cdef void* base
     cdef size_t mapped
@@ -73,6 +76,7 @@ cdef class ShmChannel:
     cdef size_t size
 
     cdef void _close_descriptors(self)
+    cdef int _watch(self, int descriptor) except -1
     # Makes the next request current: 1 once one is, 0 when none came within `timeout_millis` (0: do
     # not wait), or `also_watch` turned readable, or a signal interrupted the wait (its handler ran).
     # Raises ShmChannelError when the channel is closed or the frontend corrupted the ring.
