@@ -63,7 +63,7 @@ options:
                                  loop sleeps; 0 never, at most 10000 (default )" + number(shm_response_spin_micros) + R"()
   --shm-response-spin-cost-micros N
                                  stop that spin while it costs more than N us spun per answer caught
-                                 (recent average; a probe every 16 sleeps); 0 no bound, at most 10000
+                                 (recent average; probes every 16-256 sleeps); 0 no bound, at most 10000
                                  (default )" + number(shm_response_spin_cost_micros) + R"()
   --config FILE                  JSON configuration: apps, models, links (see docs/interfaces.md);
                                  re-read on SIGHUP

@@ -56,9 +56,10 @@ struct EngineOptions {
   // arriving meanwhile costs no doorbell and no wake-up, and the loop's sockets wait that long.
   int64_t shm_response_spin_micros = static_cast<int64_t>(defaults::shm_response_spin_micros);
   // The most that spin may cost: microseconds spun per answer it caught, averaged over recent spins
-  // (rpc/spin_cost_gate.h). Above it the loop sleeps without spinning, but for one probe in 16
-  // sleeps, so the spin runs where answers come back quickly (the loop would wait idle for them)
-  // and stops under load that makes it wait long or in vain. 0: no bound; at most 10,000.
+  // (rpc/spin_cost_gate.h). Above it the loop sleeps without spinning, but for a probe after 16
+  // sleeps (up to 256 while probes cost too much), so the spin runs where answers come back
+  // quickly (the loop would wait idle for them) and stops under load that makes it wait long or
+  // in vain. 0: no bound; at most 10,000.
   int64_t shm_response_spin_cost_micros = static_cast<int64_t>(defaults::shm_response_spin_cost_micros);
   // Memory bounds under any offered load (admission control, docs/operations.md): a query that would
   // take a model version's queue past either bound, or an I/O thread past its pending queries, is

@@ -91,7 +91,8 @@ struct ShmTransportOptions {
   // off from replicas whose answers keep missing the window.
   uint32_t response_spin_micros = 0;
   // The most a spin may cost: microseconds spun per answer caught, averaged over recent spins
-  // (SpinCostGate); above it the loop sleeps without spinning but for one probe in 16. 0: no bound.
+  // (SpinCostGate); above it the loop sleeps without spinning but for probes (after 16 sleeps, up
+  // to 256 while probes cost too much). 0: no bound.
   uint32_t response_spin_cost_micros = 0;
   std::shared_ptr<ShmCopyCounters> copies;        // where to count copies; null: a counter of its own
   std::shared_ptr<ShmSpinCounters> spins;         // where to count spins; null: a counter of its own

@@ -12,18 +12,23 @@
 //   cost = (average microseconds per spin) / (average share of spins that caught an answer),
 //
 // both averaged exponentially over recent spins (weight 1/16 each). While the cost is above the bound
-// the loop sleeps without spinning, except once every kProbeEvery sleeps, so a spin now and then
-// notices when answers come quickly again. A bound of 0 lets every spin run (the ungated spin).
+// the loop sleeps without spinning, but for a probe spin that notices when answers come quickly
+// again: after 16 sleeps, then after twice as many each time a probe costs more than the bound too
+// (up to 256), so that under steady load the probes' own cost stays a small fraction of a spin per
+// sleep; a probe that catches its answer within the bound brings them back to every 16 sleeps. A
+// bound of 0 lets every spin run (the ungated spin).
 // Thread: the loop's one thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace clipper {
 
 class SpinCostGate {
  public:
-  static constexpr uint32_t kProbeEvery = 16;
+  static constexpr uint32_t kProbeEvery = 16;       // sleeps before a probe, at first
+  static constexpr uint32_t kMaxProbeEvery = 256;   // ... and at most
   static constexpr double kWeight = 1.0 / 16;
 
   SpinCostGate() = default;
@@ -31,12 +36,14 @@ class SpinCostGate {
 
   // Before a spin: may it run?
   bool allow() {
+    probing_ = false;
     if (bound_nanos_ == 0 || within_bound()) {
       sleeps_since_spin_ = 0;
       return true;
     }
-    if (++sleeps_since_spin_ >= kProbeEvery) {
+    if (++sleeps_since_spin_ >= probe_every_) {
       sleeps_since_spin_ = 0;
+      probing_ = true;
       return true;
     }
     return false;
@@ -46,7 +53,12 @@ class SpinCostGate {
   void spun(uint64_t nanos, bool caught) {
     spin_nanos_ += (static_cast<double>(nanos) - spin_nanos_) * kWeight;
     caught_share_ += ((caught ? 1.0 : 0.0) - caught_share_) * kWeight;
+    if (!probing_) return;
+    const bool cheap = caught && static_cast<double>(nanos) <= bound_nanos_;
+    probe_every_ = cheap ? kProbeEvery : std::min(probe_every_ * 2, kMaxProbeEvery);
   }
+
+  uint32_t probe_every() const { return probe_every_; }
 
   // Spinning's recent CPU per answer caught, in nanoseconds (a very large value when none caught).
   double cost_nanos() const { return caught_share_ > 1e-9 ? spin_nanos_ / caught_share_ : 1e18; }
@@ -58,6 +70,8 @@ class SpinCostGate {
   double spin_nanos_ = 0;
   double caught_share_ = 1;
   uint32_t sleeps_since_spin_ = 0;
+  uint32_t probe_every_ = kProbeEvery;
+  bool probing_ = false;  // the spin allow() let run last is a probe
 };
 
 }  // namespace clipper

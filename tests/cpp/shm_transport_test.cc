@@ -385,7 +385,7 @@ TEST(ShmTransport, AnAnswerLaterThanTheWindowFindsTheFrontendAsleepAndRings) {
   EXPECT_GE(Clock::now() - started, std::chrono::milliseconds(100));
 }
 
-TEST(ShmTransport, ASpinCostingMoreThanItsBoundPerAnswerCaughtStopsButForOneProbeInSixteen) {
+TEST(ShmTransport, ASpinCostingMoreThanItsBoundPerAnswerCaughtStopsButForProbes) {
   // Every answer comes 2 ms after its batch, well inside the 200 ms window: each spin catches its
   // answer, but at 2,000 us of spinning per answer caught against a 100 us bound.
   auto transport = make_transport(1 << 16, 200'000, 100);
@@ -393,7 +393,8 @@ TEST(ShmTransport, ASpinCostingMoreThanItsBoundPerAnswerCaughtStopsButForOneProb
   FakeReplica replica;
   attach(*transport, receiver, replica, "replica-a");
   std::vector<bool> spun;
-  for (int trip = 0; trip < 2 + 2 * SpinCostGate::kProbeEvery; ++trip) {
+  // The first spin, 16 sleeps to the first probe, 32 more to the second (the first cost too much).
+  for (int trip = 0; trip < 1 + 3 * static_cast<int>(SpinCostGate::kProbeEvery); ++trip) {
     const RoundTrip result = round_trip(*transport, replica, std::chrono::milliseconds(2));
     EXPECT_NE(result.answered_before_sleep, result.doorbell) << "a spin catches it, else a doorbell wakes";
     spun.push_back(result.answered_before_sleep);
@@ -402,7 +403,9 @@ TEST(ShmTransport, ASpinCostingMoreThanItsBoundPerAnswerCaughtStopsButForOneProb
   EXPECT_TRUE(spun[0]) << "the first spin runs: the gate starts optimistic";
   EXPECT_FALSE(spun[1]) << "one spin of 2 ms per answer puts the average past 100 us";
   const auto probes = std::count(spun.begin() + 1, spun.end(), true);
-  EXPECT_EQ(probes, 2) << "one probe in 16 sleeps";
+  EXPECT_EQ(probes, 2) << "probes after 16, then 32 sleeps";
+  EXPECT_TRUE(spun[1 + SpinCostGate::kProbeEvery - 1]) << "the first probe";
+  EXPECT_TRUE(spun.back()) << "the second probe, 32 sleeps later";
   const ShmSpinCounters& counts = transport->spin_counts();
   EXPECT_EQ(counts.spins.load(), 3u);
   EXPECT_EQ(counts.caught.load(), 3u);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace clipper {
 namespace {
 
@@ -24,18 +26,19 @@ TEST(SpinCostGate, SpinsThatCatchTheirAnswerCheaplyKeepRunning) {
   EXPECT_NEAR(gate.cost_nanos(), 4 * kMicro, 1);
 }
 
-TEST(SpinCostGate, SpinsThatCatchLateStopButForOneProbeInSixteen) {
+TEST(SpinCostGate, SpinsThatCatchLateStopAndProbeLessOftenWhileProbesCostTooMuch) {
   SpinCostGate gate(7);
-  int allowed = 0;
-  for (int i = 0; i < 320; ++i) {
+  std::vector<int> allowed_at;
+  for (int sleep = 0; sleep < 600; ++sleep) {
     if (!gate.allow()) continue;
-    ++allowed;
+    allowed_at.push_back(sleep);
     gate.spun(15 * kMicro, true);  // caught every time, but after 15 us: more than the 7 us bound
   }
   // The optimistic start lets the first ten through (the average, weighted 1/16, climbs past 7 us
-  // on the 10th), then one sleep in 16 probes: 29 in all.
-  EXPECT_GE(allowed, 320 / 16);
-  EXPECT_LE(allowed, 320 / 16 + 10);
+  // on the 10th); then probes after 16, 32, 64, 128 and 256 sleeps, each as costly.
+  const std::vector<int> expected = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 25, 57, 121, 249, 505};
+  EXPECT_EQ(allowed_at, expected);
+  EXPECT_EQ(gate.probe_every(), SpinCostGate::kMaxProbeEvery);
   EXPECT_GT(gate.cost_nanos(), 7 * kMicro);
   EXPECT_LE(gate.cost_nanos(), 15 * kMicro);
 }
@@ -60,7 +63,7 @@ TEST(SpinCostGate, ProbesNoticeWhenAnswersComeQuicklyAgain) {
   }
   EXPECT_TRUE(gate.within_bound());
   EXPECT_TRUE(gate.allow());
-  EXPECT_LT(sleeps, 16 * 64) << "the probes' cheap catches bring the average back within bounds";
+  EXPECT_LT(sleeps, 16 * 64) << "cheap probes come every 16 sleeps and bring the average back";
 }
 
 }  // namespace

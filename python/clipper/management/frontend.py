@@ -140,7 +140,8 @@ class FrontendOptions:
     # meanwhile; the loop's sockets wait that long.
     shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS
     # That spin stops while it costs more than this many microseconds spun per answer it caught
-    # (a recent average; one probe in 16 sleeps notices when answers come quickly again). 0: no bound.
+    # (a recent average; probes every 16-256 sleeps notice when answers come quickly again).
+    # 0: no bound.
     shm_response_spin_cost_micros: int = defaults.SHM_RESPONSE_SPIN_COST_MICROS
     # "host:port" of a Redis server holding the configuration; empty = the embedded store.
     redis_address: str = ""
@@ -254,7 +255,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "shm_response_spin_micros": "after a batch to a shared-memory replica, poll for its answer "
         "this many microseconds before sleeping (0 = never)",
         "shm_response_spin_cost_micros": "stop that spin while it costs more than this many "
-        "microseconds spun per answer caught, recently (one probe in 16 sleeps; 0 = no bound)",
+        "microseconds spun per answer caught, recently (probes every 16-256 sleeps; 0 = no bound)",
         "redis_address": "host:port of a Redis state store (empty = embedded store)",
         "log_level": "logging level",
         "replica_supervisor": "'local': restart replica processes of the state directory that exit; "
