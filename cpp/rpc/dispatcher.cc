@@ -96,8 +96,8 @@ bool Dispatcher::send_batch(Replica& replica, std::vector<Task>&& tasks) {
     return false;
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
-  model.last_batch_sent = Clock::now();
-  const Clock::time_point sent_at = Clock::now();
+  const Clock::time_point sent_at = Clock::now();  // one read for both: they are the same moment
+  model.last_batch_sent = sent_at;
   replicas_.batch_sent(replica, batch_id, count, sent_at);
   inflight_.emplace(batch_id, InflightBatch{replica.address, &model, std::move(tasks), sent_at, false});
   return true;
