@@ -8,14 +8,17 @@
 //   eventfd       blocking read() on an eventfd, write() to wake: two system calls per side per trip
 //   poll_eventfd  poll() then read() on the eventfd, as the replica waits today (it also watches its
 //                 ZeroMQ socket): three per side
+//   epoll_et      epoll_wait on the eventfd watched edge-triggered, never read back, as the replica
+//                 waits since the epoll commit: two per side
 //   futex         FUTEX_WAIT on a word in the mapping, FUTEX_WAKE: the least the kernel offers
 // --rate R paces the parent (absolute-time sleeps, R trips per second; 0: back to back), so each side
 // goes idle between trips as under an open loop of R batches per second.
 //
-//   hop_floor [--mechanism eventfd|poll_eventfd|futex] [--trips N] [--repeats K] [--rate R]
+//   hop_floor [--mechanism eventfd|poll_eventfd|epoll_et|futex] [--trips N] [--repeats K] [--rate R]
 // Prints one JSON object: per repeat and as medians, CPU us per round trip of each side, wall us.
 #include <linux/futex.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -37,7 +40,7 @@
 
 namespace {
 
-enum class Mechanism { Eventfd, PollEventfd, Futex };
+enum class Mechanism { Eventfd, PollEventfd, EpollEt, Futex };
 
 struct alignas(64) Slot {
   std::atomic<uint32_t> sequence;  // bumped by the writer after the message is in place
@@ -71,7 +74,19 @@ long futex(std::atomic<uint32_t>* word, int op, uint32_t value) {
 // One side's end of a slot: how it waits for the next message and wakes its reader.
 class Endpoint {
  public:
-  Endpoint(Mechanism mechanism, Slot* slot, int doorbell) : mechanism_(mechanism), slot_(slot), doorbell_(doorbell) {}
+  Endpoint(Mechanism mechanism, Slot* slot, int doorbell) : mechanism_(mechanism), slot_(slot), doorbell_(doorbell) {
+    if (mechanism_ != Mechanism::EpollEt) return;
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLET;
+    event.data.fd = doorbell_;
+    if (epoll_ < 0 || epoll_ctl(epoll_, EPOLL_CTL_ADD, doorbell_, &event) != 0) std::abort();
+  }
+  ~Endpoint() {
+    if (epoll_ >= 0) close(epoll_);
+  }
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
 
   // Writer: publish a message and wake the reader if it sleeps (the transport's protocol).
   void send(const unsigned char* message) {
@@ -110,6 +125,11 @@ class Endpoint {
         if (read(doorbell_, &drained, sizeof(drained)) < 0 && errno != EAGAIN) std::abort();
         break;
       }
+      case Mechanism::EpollEt: {
+        epoll_event event{};
+        if (epoll_wait(epoll_, &event, 1, -1) < 0 && errno != EINTR) std::abort();
+        break;
+      }
       case Mechanism::Eventfd:
         if (read(doorbell_, &drained, sizeof(drained)) < 0 && errno != EINTR) std::abort();
         break;
@@ -119,6 +139,7 @@ class Endpoint {
   Mechanism mechanism_;
   Slot* slot_;
   int doorbell_;
+  int epoll_ = -1;
 };
 
 struct Result {
@@ -130,8 +151,8 @@ Result run_once(Mechanism mechanism, long trips, double rate) {
       mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (shared == MAP_FAILED) std::abort();
   new (shared) Shared{};
-  // poll_eventfd reads after poll, so its eventfd can be non-blocking; eventfd's read must block.
-  const int flags = mechanism == Mechanism::PollEventfd ? EFD_NONBLOCK : 0;
+  // Only the plain eventfd waits by a blocking read; the others wait in poll/epoll.
+  const int flags = mechanism == Mechanism::Eventfd ? 0 : EFD_NONBLOCK;
   const int request_doorbell = eventfd(0, flags);
   const int response_doorbell = eventfd(0, flags);
   const pid_t child = fork();
@@ -207,9 +228,10 @@ int main(int argc, char** argv) {
       name = value;
       if (name == "eventfd") mechanism = Mechanism::Eventfd;
       else if (name == "poll_eventfd") mechanism = Mechanism::PollEventfd;
+      else if (name == "epoll_et") mechanism = Mechanism::EpollEt;
       else if (name == "futex") mechanism = Mechanism::Futex;
       else {
-        std::fprintf(stderr, "unknown mechanism %s (eventfd, poll_eventfd, futex)\n", value);
+        std::fprintf(stderr, "unknown mechanism %s (eventfd, poll_eventfd, epoll_et, futex)\n", value);
         return 2;
       }
     } else if (arg == "--trips") {
