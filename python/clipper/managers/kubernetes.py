@@ -53,6 +53,39 @@ __all__ = ["KubernetesContainerManager", "PodResources", "render_manifests"]
 _POLL_INTERVAL_S = 1.0
 
 
+def _refuse_shared_memory(
+    shm_transport: Any, replica_shm_spin_micros: Any, shm_response_spin_micros: Any
+) -> None:
+    """Replicas in other pods cannot reach the frontend's shared-memory socket (they are told to use
+    ZeroMQ: kubernetes_manifests), so the options that tune that transport have nothing to act on."""
+    asked = (
+        ("shm_transport", shm_transport, not shm_transport, False),
+        (
+            "replica_shm_spin_micros",
+            replica_shm_spin_micros,
+            _is_int(replica_shm_spin_micros, 0),
+            0,
+        ),
+        (
+            "shm_response_spin_micros",
+            shm_response_spin_micros,
+            _is_int(shm_response_spin_micros, defaults.SHM_RESPONSE_SPIN_MICROS),
+            defaults.SHM_RESPONSE_SPIN_MICROS,
+        ),
+    )
+    for name, value, at_default, default in asked:
+        if not at_default:
+            raise ClipperException(
+                f"{name}={value!r}: KubernetesContainerManager has no shared-memory transport "
+                "(replicas run in pods of their own and serve over ZeroMQ); leave it at "
+                f"{default!r}, or use the Local or Docker manager for replicas on the frontend's host"
+            )
+
+
+def _is_int(value: Any, expected: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == expected
+
+
 class KubernetesContainerManager(ContainerManager):
     def __init__(
         self,
@@ -76,13 +109,21 @@ class KubernetesContainerManager(ContainerManager):
         management_addr: str | None = None,
         api_client: Any = None,
         startup_timeout_s: float = 300.0,
+        shm_transport: bool = False,
+        replica_shm_spin_micros: int = 0,
+        shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
     ) -> None:
         """The port kwargs are the ports inside the cluster (Services and containers). `registry`
         prefixes images named without one; `service_type` is the query Service's type. `query_addr`
         and `management_addr` ("host:port") are where this process reaches the query and management
         Services (a LoadBalancer address, a NodePort, or `kubectl port-forward`); by default their
         in-cluster DNS names, which work from a pod. `api_client`: a `kubernetes.client.ApiClient`;
-        by default the kubeconfig (or the pod's service account) is loaded on first use."""
+        by default the kubeconfig (or the pod's service account) is loaded on first use.
+        `shm_transport`, `replica_shm_spin_micros` and `shm_response_spin_micros` (the Local and Docker
+        managers' shared-memory options) are accepted only at their defaults (off, no spin): replicas
+        run in pods of their own, which cannot map the frontend's rings, and serve over ZeroMQ;
+        anything else is refused rather than silently ignored."""
+        _refuse_shared_memory(shm_transport, replica_shm_spin_micros, shm_response_spin_micros)
         defaults = ClusterSpec()
         self.spec = ClusterSpec(
             cluster_name=cluster_name,

@@ -4,13 +4,14 @@ client's models; names, labels, selectors, probes and resources are what Clipper
 cluster can run here, so these are checked on the rendered objects."""
 
 import json
+import re
 
 import pytest
 import yaml
 from kubernetes import client
 
 from clipper.container.credentials import ReplicaCredentials
-from clipper.exceptions import ConfigurationError
+from clipper.exceptions import ClipperException, ConfigurationError
 from clipper.management.replica_keys import new_cluster_keys
 from clipper.managers.kubernetes import KubernetesContainerManager, render_manifests
 from clipper.managers.kubernetes_manifests import (
@@ -154,6 +155,38 @@ def test_model_deployments_connect_each_to_its_frontend_with_the_wanted_replicas
     assert odd.spec.template.spec.containers[0].image == "registry.example.com/m:2"
     assert len(odd.metadata.name) <= 63
     assert '"version": "2024-01-01T10:00"' in odd.metadata.annotations["ai.clipper.model"]
+
+
+def test_shared_memory_options_are_accepted_only_off_and_nothing_rendered_asks_for_rings():
+    # The Local and Docker managers' keyword arguments at their defaults, as code written for them
+    # passes them: accepted, and the rendering is the one without them.
+    manager = KubernetesContainerManager(
+        cluster_name="demo", shm_transport=False, replica_shm_spin_micros=0, shm_response_spin_micros=0
+    )
+    text = render_manifests(manager, MODELS)
+    assert "shm-response-spin" not in text and "CLIPPER_SHM_SPIN_MICROS" not in text
+    documents = list(yaml.safe_load_all(text))
+    replicas = [d for d in documents if MODEL_LABEL in d["metadata"]["labels"] and d["kind"] == "Deployment"]
+    assert replicas
+    for deployment in replicas:
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert {e["name"]: e.get("value") for e in container["env"]}["CLIPPER_TRANSPORT"] == "zmq"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"shm_transport": True},
+        {"replica_shm_spin_micros": 20},
+        {"shm_response_spin_micros": 20},
+        {"replica_shm_spin_micros": True},
+        {"shm_response_spin_micros": "0"},
+    ],
+)
+def test_shared_memory_options_are_refused_naming_the_option_and_why(options):
+    ((name, value),) = options.items()
+    with pytest.raises(ClipperException, match=rf"^{name}={re.escape(repr(value))}: .*ZeroMQ"):
+        KubernetesContainerManager(cluster_name="demo", **options)
 
 
 def test_the_rpc_keys_secret_holds_both_halves_of_the_clusters_keys():
