@@ -51,6 +51,14 @@ candidate default (the rule is in bench/README.md), `_c0` the ungated spin, `_c8
     python bench/shm_transport.py --repeat 3 --duration 2 --warmup 1 --rates 20000 \
         --tensor-connections --spins 0:20 0:20:0 0:20:8 --output bench/results/shm_spin_gate.json
 
+--batch-waits N [M ...] adds one shared-memory cluster per value, `shm_wait<N>`, whose W1 model waits up
+to N us for more inputs before it sends a batch (delayed batching, deploy_python_closure(
+batch_wait_timeout_micros=N)), with ratios to nginx and to `shm`: fewer, fuller batches trade latency
+for CPU per request (each batch costs a wake-up on both sides). The trade-off's A/B (about 3 min):
+
+    python bench/shm_transport.py --repeat 3 --duration 2 --warmup 1 --rates 20000 \
+        --tensor-connections --batch-waits 50 200 --output bench/results/shm_batch_wait.json
+
 Also written: each issue-13 target as a ratio to nginx with met / NOT met, and the bytes copied per
 1 MiB query: measured for shared memory (the engine's clipper_shm_request_*_bytes_total counters over
 each tensor window: `shm_bytes_per_query`), described for both paths (`copies_per_tensor_query`).
@@ -124,6 +132,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "frontend polls for answers up to FRONTEND us after sending a batch, its spin gated at COST "
         "us spun per answer caught (shm_response_spin_cost_micros; default: the frontend's)",
     )
+    parser.add_argument(
+        "--batch-waits",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="MICROS",
+        help="also a shared-memory cluster per value whose W1 model waits up to that long for more "
+        "inputs before it sends a batch (delayed batching: batch_wait_timeout_micros)",
+    )
     parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
     own, rest = parser.parse_known_args(argv)
@@ -150,6 +167,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--spins {pair}: each from 0 to 10000")
         spins.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
     args.spins = list(dict.fromkeys(spins))
+    if any(not 0 < micros <= 100_000 for micros in own.batch_waits):
+        parser.error("--batch-waits values must be from 1 to 100000")
+    args.batch_waits = list(dict.fromkeys(own.batch_waits))
     return args
 
 
@@ -160,16 +180,27 @@ def spin_mode(replica: int, frontend: int, cost: int | None = None) -> str:
     return name if cost is None else f"{name}_c{cost}"
 
 
+def wait_mode(micros: int) -> str:
+    """The name of a shared-memory cluster whose W1 model delays its batches: shm_wait<micros>."""
+    return f"shm_wait{micros}"
+
+
 def modes(args: argparse.Namespace) -> tuple[str, ...]:
-    """The servers compared: nginx, shm, zmq, then one spinning shm cluster per --spins pair."""
-    return MODES + tuple(spin_mode(*pair) for pair in args.spins)
+    """The servers compared: nginx, shm, zmq, then one spinning shm cluster per --spins pair and
+    one delayed-batching shm cluster per --batch-waits value."""
+    return (
+        MODES
+        + tuple(spin_mode(*pair) for pair in args.spins)
+        + tuple(wait_mode(micros) for micros in args.batch_waits)
+    )
 
 
 class Cluster:
     """A local Clipper cluster (bench/cluster.py) with one no-op W1 replica and one 1 MiB-tensor
     replica, its replicas served over `transport` ("auto": shared memory; "zmq"), spinning
     `spin_micros` before they sleep on their request ring, the frontend polling for answers
-    `response_spin_micros` after each batch."""
+    `response_spin_micros` after each batch, the W1 model's batches waiting up to
+    `batch_wait_micros` for more inputs (0: sent at once)."""
 
     def __init__(
         self,
@@ -179,6 +210,7 @@ class Cluster:
         spin_micros: int = 0,
         response_spin_micros: int | None = None,
         response_spin_cost_micros: int | None = None,
+        batch_wait_micros: int = 0,
     ):
         from clipper.deployers.python import deploy_python_closure
 
@@ -187,7 +219,8 @@ class Cluster:
             f"shm-{transport}"
             + (f"-spin{spin_micros}" if spin_micros else "")
             + ("" if response_spin_micros is None else f"-f{response_spin_micros}")
-            + ("" if response_spin_cost_micros is None else f"-c{response_spin_cost_micros}"),
+            + ("" if response_spin_cost_micros is None else f"-c{response_spin_cost_micros}")
+            + (f"-wait{batch_wait_micros}" if batch_wait_micros else ""),
             cache_size_bytes=None,
             replica_transport=transport,
             replica_shm_spin_micros=spin_micros,
@@ -206,7 +239,12 @@ class Cluster:
         self.connection = started.connection
         self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
         deploy_python_closure(
-            self.connection, w1.NO_OP_MODEL, "1", "doubles", lambda xs: ["0"] * len(xs)
+            self.connection,
+            w1.NO_OP_MODEL,
+            "1",
+            "doubles",
+            lambda xs: ["0"] * len(xs),
+            batch_wait_timeout_micros=batch_wait_micros,
         )
         self.connection.link_model_to_app(w1.NO_OP_APP, w1.NO_OP_MODEL)
         self.connection.register_application("tensor", "floats", "-1.0", 10_000_000)
@@ -488,7 +526,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         reference = "nginx" if "nginx" in rows else "zmq"
         pairs = [(mode, reference) for mode in all_modes if mode != "nginx"]
         # The spin's A/B: each spinning cluster against the same transport without it.
-        pairs += [(mode, "shm") for mode in all_modes if mode.startswith(("shm_spin", "shm_nospin"))]
+        pairs += [
+            (mode, "shm")
+            for mode in all_modes
+            if mode.startswith(("shm_spin", "shm_nospin", "shm_wait"))
+        ]
         for mode, against in pairs:
             if mode in rows and against in rows and mode != against:
                 rows[f"ratio_{mode}_over_{against}"] = {
@@ -624,6 +666,8 @@ def main(argv: list[str]) -> int:
                     response_spin_micros=frontend,
                     response_spin_cost_micros=cost,
                 )
+            for micros in args.batch_waits:
+                servers[wait_mode(micros)] = Cluster("auto", args, stack, batch_wait_micros=micros)
         compared = modes(args)
         for repeat in range(args.repeat):
             turn = repeat % len(compared)
@@ -665,6 +709,7 @@ def main(argv: list[str]) -> int:
             {"replica_micros": r, "frontend_micros": f, "frontend_cost_micros": c}
             for r, f, c in args.spins
         ],
+        "batch_waits_micros": args.batch_waits,
         "window_seconds": args.duration,
         "repeats": args.repeat,
         "tensor_body_bytes": len(body),
