@@ -1,5 +1,6 @@
 #include "rpc/replica_service.h"
 
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ ReplicaService::ReplicaService(const EngineOptions& options, ModelRegistry& mode
 }
 
 ReplicaService::~ReplicaService() {
+  if (wait_fd_ >= 0) ::close(wait_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -83,24 +85,42 @@ Clock::time_point ReplicaService::process(bool closes_waiting) {
   return std::min(next_wake, next_liveness_check_);
 }
 
+long ReplicaService::arm_wake(Clock::time_point next_wake) {
+  const Clock::time_point now = Clock::now();
+  if (next_wake <= now) return 0;
+  wake_timer_.arm(next_wake);
+  if (next_wake == Clock::time_point::max()) return kIdlePollMillis;
+  const auto wait = duration_cast<milliseconds>(next_wake - now + microseconds(999)).count();
+  return std::clamp<long>(static_cast<long>(wait), 0, kIdlePollMillis);
+}
+
 void ReplicaService::run() {
   next_liveness_check_ = Clock::now() + kLivenessCheckInterval;
+  // The transport's wait watches one wake descriptor: an epoll of both stands in for it, readable
+  // when either is (a producer's wake() or the timer).
+  if (wake_timer_.valid() && wait_fd_ < 0) {
+    wait_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    for (const int fd : {wake_fd_, wake_timer_.fd()}) {
+      epoll_event event{};
+      event.events = EPOLLIN;
+      event.data.fd = fd;
+      if (wait_fd_ >= 0 && epoll_ctl(wait_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
+        ::close(wait_fd_);
+        wait_fd_ = -1;
+      }
+    }
+  }
+  const int wait_fd = wait_fd_ >= 0 ? wait_fd_ : wake_fd_;
   Clock::time_point next_wake = Clock::time_point::max();
   while (!stop_.load(std::memory_order_relaxed)) {
     // Announce sleep, then look once more, so a producer either sees us asleep or we see its task.
     sleeping_.store(true, std::memory_order_seq_cst);
-    long timeout = kIdlePollMillis;
-    if (replicas_.idle_replica_has_inbox_work()) {
-      timeout = 0;
-    } else if (next_wake != Clock::time_point::max()) {
-      const auto wait = duration_cast<milliseconds>(next_wake - Clock::now() + microseconds(999)).count();
-      timeout = std::clamp<long>(static_cast<long>(wait), 0, kIdlePollMillis);
-    }
+    const long timeout = replicas_.idle_replica_has_inbox_work() ? 0 : arm_wake(next_wake);
     if (timeout == 0) sleeping_.store(false, std::memory_order_relaxed);
-    const TransportWait woke = transport_->wait(wake_fd_, timeout);
+    const TransportWait woke = transport_->wait(wait_fd, timeout);
     if (woke.failed) break;
     sleeping_.store(false, std::memory_order_relaxed);
-    if (woke.woken) {
+    if (woke.woken) {  // wake_fd_, or the timer (which arm_wake() resets: the read then finds nothing)
       uint64_t value;
       [[maybe_unused]] auto drained = ::read(wake_fd_, &value, sizeof(value));
     }
@@ -146,6 +166,12 @@ void ReplicaService::attach_to_loop(uv_loop_t* loop) {
                      0, 0);
     }
   });
+  if (wake_timer_.valid()) {
+    uv_poll_init(loop, &wake_timer_poll_, wake_timer_.fd());
+    wake_timer_poll_.data = this;
+    uv_poll_start(&wake_timer_poll_, UV_READABLE,
+                  [](uv_poll_t* handle, int, int) { static_cast<ReplicaService*>(handle->data)->process_on_loop(); });
+  }
   uv_timer_init(loop, &timer_);
   timer_.data = this;
   uv_timer_start(&timer_, [](uv_timer_t* handle) { static_cast<ReplicaService*>(handle->data)->process_on_loop(); },
@@ -158,6 +184,7 @@ void ReplicaService::detach_from_loop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&before_sleep_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+  if (wake_timer_.valid()) uv_close(reinterpret_cast<uv_handle_t*>(&wake_timer_poll_), nullptr);
 }
 
 void ReplicaService::process_on_loop() {
@@ -168,9 +195,11 @@ void ReplicaService::process_on_loop() {
     work_pending_ = false;
     next_wake = process(transport_->closes_waiting());
   } while ((transport_->messages_waiting() || work_pending_) && ++passes < 64);
-  const auto wait = duration_cast<milliseconds>(next_wake - Clock::now() + microseconds(999)).count();
+  // wake_timer_ wakes the loop at next_wake (its poll, readable until arm_wake() re-arms it); the
+  // millisecond timer is the backstop and the "at once".
+  const long wait = arm_wake(next_wake);
   uv_timer_start(&timer_, [](uv_timer_t* handle) { static_cast<ReplicaService*>(handle->data)->process_on_loop(); },
-                 static_cast<uint64_t>(std::clamp<int64_t>(wait, 0, kIdlePollMillis)), 0);
+                 static_cast<uint64_t>(wait), 0);
 }
 
 void ReplicaService::on_received(const ReplicaAddress& from, const uint8_t* data, std::size_t size,

@@ -28,6 +28,7 @@
 #include "rpc/replica_messages.h"
 #include "rpc/replica_set.h"
 #include "rpc/replica_transport.h"
+#include "rpc/wake_timer.h"
 
 namespace clipper {
 
@@ -78,6 +79,10 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   // One pass of the work per wake-up; returns when the next timed wake-up is due.
   Clock::time_point process(bool closes_waiting);
   void process_on_loop();
+  // Arms the wake-up for `next_wake` (when it is still ahead) and returns the millisecond timeout the
+  // loop's own timer or poll keeps: 0 when due now, else rounded up and at most kIdlePollMillis, a
+  // backstop to wake_timer_ (which wakes at the microsecond).
+  long arm_wake(Clock::time_point next_wake);
   void drop_replica(const ReplicaAddress& address, const char* reason);
   void register_replica(const ReplicaAddress& from, ModelVersion* model, int32_t replica_id, ConnectionId connection);
   void check_liveness(Clock::time_point now);
@@ -104,6 +109,11 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   BatchingReport report_;
 
   int wake_fd_ = -1;
+  // Timed wake-ups (delayed batching's waits, probes, liveness) at microsecond resolution.
+  WakeTimer wake_timer_;
+  // Thread mode: an epoll of wake_fd_ and wake_timer_, given to the transport's wait as its wake
+  // descriptor (wake_fd_ alone when there is no timer).
+  int wait_fd_ = -1;
   std::atomic<bool> sleeping_{false};
   std::atomic<bool> stop_{false};
   Clock::time_point next_liveness_check_;
@@ -122,6 +132,7 @@ class ReplicaService final : public TaskScheduler, private TransportReceiver, pr
   uv_check_t after_io_{};
   uv_prepare_t before_sleep_{};
   uv_timer_t timer_{};
+  uv_poll_t wake_timer_poll_{};
   bool work_pending_ = false;
 };
 
