@@ -29,7 +29,7 @@ double estimate_wait_micros(const ServiceSnapshot& service, std::size_t queued, 
   const std::size_t last_batch = (in_last_round + replicas - 1) / replicas;
   double wait = static_cast<double>(rounds_before) * service.full_batch_micros + batch_micros(service, last_batch);
   // Every replica is evaluating a batch: the queue starts moving only when one answers.
-  if (replicas_busy) wait += service.full_batch_micros;
+  if (replicas_busy) wait += service.busy_batch_micros > 0 ? service.busy_batch_micros : service.full_batch_micros;
   return wait * std::max(service.correction, 1.0);
 }
 
@@ -49,6 +49,8 @@ void AdmissionGauge::publish(const LatencyModel& latency, int32_t batch_size, in
 }
 
 void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
+  late += pending_lost_;
+  pending_lost_ = 0;
   if (punctual == 0 && late == 0) return;
   observed_since_relax_ = true;
   // The tasks of one observation share their fate (one slow batch makes all its marginal tasks late
@@ -64,6 +66,7 @@ void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
 }
 
 void AdmissionGauge::relax(Clock::time_point now) {
+  if (pending_lost_ > 0) observe_outcomes(0, 0);  // lost tasks with no batch answered since: one observation
   if (relaxed_at_ != Clock::time_point{} && now > relaxed_at_ && !observed_since_relax_) {
     const double seconds = std::chrono::duration<double>(now - relaxed_at_).count();
     correction_ = 1.0 + (correction_ - 1.0) * std::exp2(-seconds / kRelaxHalfLifeSeconds);
@@ -81,6 +84,7 @@ std::optional<ServiceSnapshot> AdmissionGauge::snapshot() const {
   service.batch_size = batch_size_.load(std::memory_order_relaxed);
   service.serving_replicas = serving_replicas_.load(std::memory_order_relaxed);
   service.correction = correction_published_.load(std::memory_order_relaxed);
+  service.busy_batch_micros = busy_batch_micros_.load(std::memory_order_relaxed);
   return service;
 }
 

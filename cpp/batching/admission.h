@@ -30,6 +30,11 @@ struct ServiceSnapshot {
   int32_t batch_size = 1;        // what a backlogged replica is sent at a time
   int32_t serving_replicas = 1;  // replicas taking full batches (not slow)
   double correction = 1.0;       // multiplies the estimate: learned from late admitted tasks
+  // The batch a busy replica is evaluating (the latest one sent), when known; 0 = a full batch.
+  // Charging a full batch for it made admission self-limiting: behind small batches the estimate
+  // stayed at a full batch's time, so queries were refused with the queue nearly empty, the queue
+  // never held a bigger batch, and goodput settled at what small batches compute (issue 12).
+  double busy_batch_micros = 0;
 };
 
 // Microseconds until the last of `count` tasks queued now, behind `queued` others, is answered:
@@ -49,8 +54,19 @@ class AdmissionGauge {
   void publish(const LatencyModel& latency, int32_t batch_size, int32_t serving_replicas);
   // Tasks answered by their deadline and tasks that missed it (late answer, expired in the queue,
   // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep,
-  // with one call (a batch, a sweep of expired tasks) weighing at most kOutcomesPerObservation tasks.
+  // with one call (a batch, and the tasks observe_lost() reported since the last call) weighing at most
+  // kOutcomesPerObservation tasks.
   void observe_outcomes(std::size_t punctual, std::size_t late);
+  // Tasks that missed their deadline before evaluation (expired in the queue, shed). They are counted
+  // with the next observation (the next answered batch, or relax()) instead of one call at a time:
+  // such tasks share their cause like a batch's do, and the dispatcher finds them a few per sweep,
+  // so counted per sweep a wave of expiries at an overload's onset multiplied the correction by 4-7
+  // (kLateStep per task), and with it the estimate: admission then refused nearly everything for
+  // seconds while only a trickle of small punctual batches brought it down (issue 12).
+  void observe_lost(std::size_t count) { pending_lost_ += count; }
+  // The batch just sent to a replica is estimated to take `micros`: what a query arriving while
+  // every replica is busy waits for before the queue moves.
+  void batch_sent(double micros) { busy_batch_micros_.store(micros, std::memory_order_relaxed); }
   // The correction's excess over 1 also halves every kRelaxHalfLife of silence: when everything is
   // refused, no task is punctual, and without this the correction would never come down. Only time
   // with no outcome counts (between two calls with no observe_outcomes in between): decaying while
@@ -87,10 +103,12 @@ class AdmissionGauge {
   std::atomic<int32_t> batch_size_{1};
   std::atomic<int32_t> serving_replicas_{1};
   std::atomic<double> correction_published_{1.0};
+  std::atomic<double> busy_batch_micros_{0};
   std::atomic<Clock::rep> answered_at_{0};
   double correction_ = 1.0;  // RPC thread only
   Clock::time_point relaxed_at_{};  // RPC thread only
   bool observed_since_relax_ = false;  // RPC thread only: an outcome arrived since the last relax()
+  std::size_t pending_lost_ = 0;       // RPC thread only: observe_lost() since the last observation
 };
 
 }  // namespace clipper

@@ -58,6 +58,26 @@ void BatchingReport::publish(const ReplicaSet& replicas, const std::vector<Model
     writer.Int(model->learned_batch_size.load());
     writer.Key("queued");
     writer.Uint64(model->queue.approximate_size());
+    // What admission control estimates with (batching/admission.h): a batch of one, a batch of
+    // `batch_size`, the latest batch sent (what a busy replica is charged) and the correction learned
+    // from late admitted tasks.
+    if (const auto service = model->admission.snapshot()) {
+      writer.Key("admission");
+      writer.StartObject();
+      writer.Key("one_input_micros");
+      writer.Double(service->one_input_micros);
+      writer.Key("full_batch_micros");
+      writer.Double(service->full_batch_micros);
+      writer.Key("batch_size");
+      writer.Int(service->batch_size);
+      writer.Key("serving_replicas");
+      writer.Int(service->serving_replicas);
+      writer.Key("correction");
+      writer.Double(service->correction);
+      writer.Key("busy_batch_micros");
+      writer.Double(service->busy_batch_micros);
+      writer.EndObject();
+    }
     writer.Key("batch_cuts");
     writer.StartObject();
     for (std::size_t i = 0; i < kCutReasons; ++i) {

@@ -39,7 +39,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
       drained_scratch_.push_back(&model);
       model.queue.drain_inbox(now);
       model.queue.take_expired(now, expired_scratch_);
-      model.admission.observe_outcomes(0, expired_scratch_.size());
+      model.admission.observe_lost(expired_scratch_.size());
       handle_expired(model, expired_scratch_, now);
       shed_doomed(model, now);
     }
@@ -75,7 +75,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
     std::vector<Task> tasks;
     tasks.reserve(plan.size);
     model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
-    model.admission.observe_outcomes(0, expired_scratch_.size());
+    model.admission.observe_lost(expired_scratch_.size());
     handle_expired(model, expired_scratch_, now);
     if (tasks.empty()) continue;
     model.metrics->batch_cut_reasons[static_cast<std::size_t>(plan.reason)].add();
@@ -96,6 +96,7 @@ bool Dispatcher::send_batch(Replica& replica, std::vector<Task>&& tasks) {
     return false;
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
+  model.admission.batch_sent(model.latency.estimate_micros(count));
   const Clock::time_point sent_at = Clock::now();  // one read for both: they are the same moment
   model.last_batch_sent = sent_at;
   replicas_.batch_sent(replica, batch_id, count, sent_at);
@@ -255,7 +256,7 @@ void Dispatcher::shed_doomed(ModelVersion& model, Clock::time_point now) {
     if (static_cast<double>(left) >= kDoomedShare * one_input_micros) break;
     model.queue.take_batch(doomed, 1, now, expired_scratch_);
   }
-  model.admission.observe_outcomes(0, expired_scratch_.size() + doomed.size());
+  model.admission.observe_lost(expired_scratch_.size() + doomed.size());
   handle_expired(model, expired_scratch_, now);
   for (Task& task : doomed) {
     model.metrics->shed_tasks.add();
