@@ -166,6 +166,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the frontend's model RPC: on the I/O thread's loop or a thread of its own (default: "
         "start_clipper's, shared)",
     )
+    parser.add_argument(
+        "--replica-prefetch-full-batches",
+        action="store_true",
+        help="send a replica busy with a batch a full one to wait behind it (the engine option of "
+        "that name; default off)",
+    )
     parser.add_argument("--loadgen", help="path to clipper-loadgen (default: installed or built)")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "overload.json")
     args = parser.parse_args(argv)
@@ -345,6 +351,10 @@ def one_run(
             "shed_rps": sampler.rate(f"clipper_model_shed_tasks_total{{{model_labels}}}", *window),
             "expired_rps": sampler.rate(
                 f"clipper_model_expired_tasks_total{{{model_labels}}}", *window
+            ),
+            # Full batches sent behind the one a replica held (--replica-prefetch-full-batches).
+            "prefetched_batches_rps": sampler.rate(
+                f"clipper_model_prefetched_batches_total{{{model_labels}}}", *window
             ),
             "mean_batch_size": common.rounded(
                 sampler.histogram_mean(
@@ -612,6 +622,7 @@ def run_study(
         with common.pinned(server_cpus):
             cluster = cluster_lib.start_local_cluster(
                 stack, "overload", cache_size_bytes=0, rpc_thread=args.rpc_thread,
+                replica_prefetch_full_batches=args.replica_prefetch_full_batches,
                 **placement_options,
             )  # fmt: skip
             connection = cluster.connection
@@ -665,6 +676,7 @@ def run_study(
         "capacity": capacity,
         "runs": runs,
         "rpc_thread": args.rpc_thread or "shared",
+        "replica_prefetch_full_batches": args.replica_prefetch_full_batches,
         "cpus_allowed": placed,
         "goodput_at_2x_over_capacity": common.rounded(ratio_2x, 3),
         "goodput_at_2x_each_over_capacity": [

@@ -52,6 +52,10 @@ options:
          number(max_pending_queries_per_io_thread) + R"()
   --heartbeat-timeout-millis N   drop a replica silent this long (default )" + number(heartbeat_timeout_millis) + R"()
   --replica-pipeline-depth N     batches in flight per replica (default )" + number(replica_pipeline_depth) + R"()
+  --replica-prefetch-full-batches, --no-replica-prefetch-full-batches
+                                 send a replica at its pipeline depth one more batch when it is full,
+                                 to wait in the replica behind the ones it holds (default )" +
+         std::string(replica_prefetch_full_batches ? "on" : "off") + R"()
   --rpc-keys-file FILE           replica authentication (ZeroMQ CURVE): a JSON file, owner-only, with
                                  "server_secret_key" and "client_public_keys" (Z85); without it any
                                  process that reaches the RPC port may register (loopback only)
@@ -143,6 +147,8 @@ int main(int argc, char** argv) {
       {"max-pending-queries-per-io-thread", required_argument, nullptr, 'W'},
       {"heartbeat-timeout-millis", required_argument, nullptr, 'H'},
       {"replica-pipeline-depth", required_argument, nullptr, 'P'},
+      {"replica-prefetch-full-batches", no_argument, nullptr, 'F'},
+      {"no-replica-prefetch-full-batches", no_argument, nullptr, 'O'},
       {"rpc-keys-file", required_argument, nullptr, 'K'},
       {"replica-transport", required_argument, nullptr, 'R'},
       {"shm-request-ring-bytes", required_argument, nullptr, 'U'},
@@ -181,6 +187,8 @@ int main(int argc, char** argv) {
         case 'W': options.max_pending_queries_per_io_thread = static_cast<std::size_t>(parse_number(name, optarg)); break;
         case 'H': options.heartbeat_timeout_millis = parse_number(name, optarg); break;
         case 'P': options.replica_pipeline_depth = static_cast<int>(parse_number(name, optarg)); break;
+        case 'F': options.replica_prefetch_full_batches = true; break;
+        case 'O': options.replica_prefetch_full_batches = false; break;
         case 'D': options.dedicated_rpc_thread = true; break;
         case 'K': load_rpc_keys(optarg, options); break;
         case 'R': options.replica_transport = optarg; break;

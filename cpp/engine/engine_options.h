@@ -46,6 +46,11 @@ struct EngineOptions {
   // Batches in flight per replica. 1 is Clipper's behaviour; 2 lets the next batch wait in the
   // replica while it evaluates the current one, hiding the round trip.
   int replica_pipeline_depth = static_cast<int>(defaults::replica_pipeline_depth);
+  // A replica at its pipeline depth may still be sent one more batch, queued behind the ones it holds,
+  // when that batch is full (the queue holds the controller's batch size for it): at saturation the
+  // replica finds its next batch waiting the moment it answers instead of after a round trip through
+  // the frontend; below saturation nothing changes (a partial batch waits for the replica's answer).
+  bool replica_prefetch_full_batches = defaults::replica_prefetch_full_batches;
   // "auto": replicas on this host that ask get shared-memory rings (rpc/shm_transport.h), the rest
   // ZeroMQ; "zmq": ZeroMQ for every replica. Ring sizes are per replica and direction.
   std::string replica_transport{defaults::replica_transport};

@@ -277,6 +277,9 @@ std::string MetricsRegistry::render_prometheus() const {
                 &ModelMetrics::shed_tasks);
   model_counter("clipper_model_hedged_batches_total", "Batches re-sent because their replica stalled.",
                 &ModelMetrics::hedged_batches);
+  model_counter("clipper_model_prefetched_batches_total",
+                "Full batches sent to a replica at its pipeline depth, to wait behind the ones it holds.",
+                &ModelMetrics::prefetched_batches);
   header("clipper_model_batch_cuts_total", "counter", "Why each batch was cut.");
   static const char* kReasons[] = {"full", "deadline", "wait_expired", "queue_empty"};
   for (const auto& [key, model] : models_) {

@@ -150,6 +150,7 @@ struct ModelMetrics {
   Counter expired_tasks;                    // inputs dropped from the queue after their deadline
   Counter shed_tasks;                       // inputs answered early: their deadline could not be met
   Counter hedged_batches;                   // batches re-sent because their replica stalled
+  Counter prefetched_batches;               // full batches sent to a replica at its pipeline depth
   std::array<Counter, 4> batch_cut_reasons; // full, deadline, wait_expired, queue_empty
   LatencyHistogram batch_latency_micros{kLatencyBoundsMicros, kMicrosToSeconds};  // observe microseconds
   BatchSizeHistogram batch_size{kBatchSizeBounds};

@@ -33,7 +33,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
   Clock::time_point next_wake = Clock::time_point::max();
   drained_scratch_.clear();
   for (auto& [address, replica] : replicas_.all()) {
-    if (!replicas_.has_room(replica)) continue;
+    if (!replicas_.has_room_for_full_batch(replica)) continue;
     ModelVersion& model = *replica.model;
     if (std::find(drained_scratch_.begin(), drained_scratch_.end(), &model) == drained_scratch_.end()) {
       drained_scratch_.push_back(&model);
@@ -57,29 +57,42 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
       replica.next_probe = now + ReplicaHealth::kSlowProbeInterval;
     }
     sync_controller(replica);
-    PlanInputs inputs;
-    inputs.queued = model.queue.ready();
-    inputs.target_size = replica.slow ? 1 : static_cast<std::size_t>(replica.controller->batch_size());
-    inputs.now = now;
-    inputs.earliest_deadline = *model.queue.earliest_deadline();
-    inputs.waiting_since = model.queue.waiting_since();
-    inputs.batch_wait_timeout_micros = model.batch_wait_timeout_micros.load(std::memory_order_relaxed);
-    const BatchPlan plan = plan_batch(inputs, model.latency);
-    if (!plan.send) {
-      next_wake = std::min(next_wake, plan.wake_at);
-      continue;
+    // Several batches per pass while the replica has room: a replica that just answered gets its
+    // next batch and, when prefetching, a full one to wait behind it.
+    while (model.queue.ready() > 0 && replicas_.has_room_for_full_batch(replica)) {
+      const bool behind = !replica.inflight.empty();
+      PlanInputs inputs;
+      inputs.queued = model.queue.ready();
+      inputs.target_size = replica.slow ? 1 : static_cast<std::size_t>(replica.controller->batch_size());
+      // A batch queued behind others starts when the replica is done with them: its deadlines are
+      // judged from then.
+      inputs.now = behind ? replicas_.expected_free_at(replica, now) : now;
+      inputs.earliest_deadline = *model.queue.earliest_deadline();
+      inputs.waiting_since = model.queue.waiting_since();
+      inputs.batch_wait_timeout_micros = model.batch_wait_timeout_micros.load(std::memory_order_relaxed);
+      const BatchPlan plan = plan_batch(inputs, model.latency);
+      if (!plan.send) {
+        if (!behind) next_wake = std::min(next_wake, plan.wake_at);
+        break;
+      }
+      // A replica busy with a batch only gets another one queued behind it when that one is full;
+      // a partial batch is better sent when the replica is free, with whatever arrived meanwhile.
+      if (behind && plan.reason != CutReason::Full) break;
+      std::vector<Task> tasks;
+      tasks.reserve(plan.size);
+      model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
+      model.admission.observe_lost(expired_scratch_.size());
+      handle_expired(model, expired_scratch_, now);
+      if (tasks.empty()) break;
+      model.metrics->batch_cut_reasons[static_cast<std::size_t>(plan.reason)].add();
+      const bool prefetched = !replicas_.has_room(replica);
+      if (!send_batch(replica, std::move(tasks))) {
+        unreachable.push_back(address);
+        break;
+      }
+      if (prefetched) model.metrics->prefetched_batches.add();
+      if (replica.slow) break;  // one probe
     }
-    // A replica busy with a batch only gets another one queued behind it when that one is full;
-    // a partial batch is better sent when the replica is free, with whatever arrived meanwhile.
-    if (!replica.inflight.empty() && plan.reason != CutReason::Full) continue;
-    std::vector<Task> tasks;
-    tasks.reserve(plan.size);
-    model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
-    model.admission.observe_lost(expired_scratch_.size());
-    handle_expired(model, expired_scratch_, now);
-    if (tasks.empty()) continue;
-    model.metrics->batch_cut_reasons[static_cast<std::size_t>(plan.reason)].add();
-    if (!send_batch(replica, std::move(tasks))) unreachable.push_back(address);
   }
   return next_wake;
 }
@@ -96,10 +109,14 @@ bool Dispatcher::send_batch(Replica& replica, std::vector<Task>&& tasks) {
     return false;
   }
   model.metrics->batch_size.observe(static_cast<double>(count));
-  model.admission.batch_sent(model.latency.estimate_micros(count));
   const Clock::time_point sent_at = Clock::now();  // one read for both: they are the same moment
   model.last_batch_sent = sent_at;
   replicas_.batch_sent(replica, batch_id, count, sent_at);
+  // What a query arriving now waits for before the queue moves: every batch this replica holds (one,
+  // unless pipelined or prefetched: those wait in the replica, out of the queue's count).
+  double held_micros = 0;
+  for (const InflightRef& held : replica.inflight) held_micros += model.latency.estimate_micros(held.size);
+  model.admission.batch_sent(held_micros);
   inflight_.emplace(batch_id, InflightBatch{replica.address, &model, std::move(tasks), sent_at, false});
   return true;
 }

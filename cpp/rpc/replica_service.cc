@@ -24,7 +24,7 @@ ReplicaService::ReplicaService(const EngineOptions& options, ModelRegistry& mode
     : options_(options),
       models_(models),
       transport_(std::move(transport)),
-      replicas_(options.replica_pipeline_depth),
+      replicas_(options.replica_pipeline_depth, options.replica_prefetch_full_batches),
       outbox_(cache),
       dispatcher_(options, models, cache, replicas_, *transport_, messages_, outbox_) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -42,9 +42,11 @@ Replica ReplicaSet::remove(const ReplicaAddress& address) {
 }
 
 void ReplicaSet::batch_sent(Replica& replica, uint64_t batch_id, std::size_t size, Clock::time_point sent_at) {
+  const bool had_room = has_room(replica);
   replica.inflight.push_back(InflightRef{batch_id, size, sent_at});
   replica.metrics->inflight_batches.set(static_cast<int64_t>(replica.inflight.size()));
-  if (!has_room(replica)) replica.model->idle_replicas.fetch_sub(1);
+  // Only the batch that fills the pipeline makes it busy (not a prefetched one beyond it).
+  if (had_room && !has_room(replica)) replica.model->idle_replicas.fetch_sub(1);
 }
 
 Clock::time_point ReplicaSet::batch_answered(Replica& replica, uint64_t batch_id, Clock::time_point sent_at,
@@ -54,7 +56,7 @@ Clock::time_point ReplicaSet::batch_answered(Replica& replica, uint64_t batch_id
                                [batch_id](const InflightRef& batch) { return batch.batch_id == batch_id; });
   if (position != replica.inflight.end()) replica.inflight.erase(position);
   replica.metrics->inflight_batches.set(static_cast<int64_t>(replica.inflight.size()));
-  if (was_full && has_room(replica)) replica.model->idle_replicas.fetch_add(1);
+  if (was_full && has_room(replica)) replica.model->idle_replicas.fetch_add(1);  // once, at the depth
   // With several batches in flight, a batch waited in the replica for the one before it.
   const Clock::time_point started = std::max(sent_at, replica.last_answer_at);
   replica.last_answer_at = now;
@@ -95,6 +97,16 @@ bool ReplicaSet::is_stalled(const Replica& replica, Clock::time_point now) const
   // A pipelined batch only starts once the replica answered the one before it.
   const Clock::time_point started = std::max(oldest.sent_at, replica.last_answer_at);
   return now - started >= stall_after;
+}
+
+Clock::time_point ReplicaSet::expected_free_at(const Replica& replica, Clock::time_point now) const {
+  if (replica.inflight.empty() || !replica.model->latency.has_samples()) return now;
+  const LatencyModel& latency = replica.model->latency;
+  Clock::time_point free_at = std::max(replica.inflight.front().sent_at, replica.last_answer_at);
+  for (const InflightRef& batch : replica.inflight) {
+    free_at += microseconds(static_cast<int64_t>(latency.estimate_micros(batch.size)));
+  }
+  return std::max(free_at, now);
 }
 
 bool ReplicaSet::has_healthy_peer(const Replica& replica) const {

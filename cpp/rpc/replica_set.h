@@ -5,7 +5,7 @@
 //
 // Invariants (the set is their only writer, on that thread):
 // - ModelVersion::idle_replicas == the number of the version's replicas here whose `inflight` holds
-//   fewer than pipeline_depth batches. It changes only in add(), remove(), batch_sent() (a replica
+//   fewer than pipeline_depth batches (a prefetched full batch beyond the depth never makes one idle). It changes only in add(), remove(), batch_sent() (a replica
 //   that fills up: -1) and batch_answered() (a full replica that regains room: +1). I/O threads only
 //   read it (seq_cst), to decide whether waking the replica side is worth it.
 // - ModelVersion::connected_replicas (and its gauge) == the number of the version's replicas here;
@@ -64,7 +64,11 @@ class ReplicaSet {
  public:
   using Map = std::unordered_map<ReplicaAddress, Replica>;
 
-  explicit ReplicaSet(int pipeline_depth) : pipeline_depth_(static_cast<std::size_t>(pipeline_depth)) {}
+  // `prefetch_full_batches`: a replica at its pipeline depth may take one more batch if it is full
+  // (EngineOptions::replica_prefetch_full_batches); such a replica does not count as idle.
+  explicit ReplicaSet(int pipeline_depth, bool prefetch_full_batches = false)
+      : pipeline_depth_(static_cast<std::size_t>(pipeline_depth)),
+        full_batch_depth_(pipeline_depth_ + (prefetch_full_batches ? 1 : 0)) {}
 
   Replica* find(const ReplicaAddress& address);
   Map& all() { return replicas_; }
@@ -78,7 +82,15 @@ class ReplicaSet {
   // Removes a replica and uncounts it; returns it (its in-flight batches still listed).
   Replica remove(const ReplicaAddress& address);
 
+  // Room for any batch: fewer than the pipeline depth in flight.
   bool has_room(const Replica& replica) const { return replica.inflight.size() < pipeline_depth_; }
+  // Room for a full batch: the pipeline depth, plus one when prefetching full batches.
+  bool has_room_for_full_batch(const Replica& replica) const {
+    return replica.inflight.size() < full_batch_depth_;
+  }
+  // When `replica` is expected to be done with the batches it holds (`now` if it holds none): its
+  // oldest started at the later of its send and the previous answer, the rest follow in turn.
+  Clock::time_point expected_free_at(const Replica& replica, Clock::time_point now) const;
   // Records a batch sent to `replica`.
   void batch_sent(Replica& replica, uint64_t batch_id, std::size_t size, Clock::time_point sent_at);
   // Records the answer to one of its batches; returns when the replica started on it (its send
@@ -102,6 +114,7 @@ class ReplicaSet {
 
  private:
   const std::size_t pipeline_depth_;
+  const std::size_t full_batch_depth_;
   Map replicas_;
   std::unordered_map<std::string, int32_t> next_replica_id_;  // per "name:version"
 };

@@ -17,6 +17,7 @@ class EngineOptions:
     cache_size_bytes: int
     max_batch_size: int
     replica_pipeline_depth: int
+    replica_prefetch_full_batches: bool
     replica_transport: str
     shm_request_ring_bytes: int
     shm_response_ring_bytes: int

@@ -48,6 +48,7 @@ MAX_CONNECTIONS_PER_CLIENT_ADDRESS: int = _ENGINE["max_connections_per_client_ad
 CACHE_SIZE_BYTES: int = _ENGINE["cache_size_bytes"]
 MAX_BATCH_SIZE: int = _ENGINE["max_batch_size"]
 REPLICA_PIPELINE_DEPTH: int = _ENGINE["replica_pipeline_depth"]
+REPLICA_PREFETCH_FULL_BATCHES: bool = _ENGINE["replica_prefetch_full_batches"]
 REPLICA_TRANSPORT: str = _ENGINE["replica_transport"]
 SHM_REQUEST_RING_BYTES: int = _ENGINE["shm_request_ring_bytes"]
 SHM_RESPONSE_SPIN_MICROS: int = _ENGINE["shm_response_spin_micros"]

@@ -98,7 +98,10 @@ class FakeReplicaSocket {
   void* socket_ = nullptr;
 };
 
-class DispatcherTest : public ::testing::Test {
+// The replica side as the engine assembles it, with one replica ("r1", a controller at batch size 4)
+// of model m:1; `Prefetch`: EngineOptions::replica_prefetch_full_batches, pipeline depth 1.
+template <bool Prefetch>
+class DispatcherFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     port = transport.bind("127.0.0.1", 0);
@@ -146,7 +149,7 @@ class DispatcherTest : public ::testing::Test {
   PredictionCache cache{0};
   ZmqTransport transport;
   ReplicaMessages messages;
-  ReplicaSet replicas{1};
+  ReplicaSet replicas{1, Prefetch};
   RecordingSink sink;
   CompletionOutbox outbox{cache};
   Dispatcher dispatcher{options, models, cache, replicas, transport, messages, outbox};
@@ -154,6 +157,9 @@ class DispatcherTest : public ::testing::Test {
   std::unique_ptr<FakeReplicaSocket> replica_socket;
   int port = 0;
 };
+
+using DispatcherTest = DispatcherFixture<false>;
+using PrefetchingDispatcherTest = DispatcherFixture<true>;
 
 TEST_F(DispatcherTest, SendsABatchAndCompletesItsQueriesInOrder) {
   queue_task(10, Clock::now() + seconds(5));
@@ -224,6 +230,105 @@ TEST_F(DispatcherTest, AnUnknownPeerIsReportedUnreachableAndItsTasksKept) {
   dispatcher.dispatch(Clock::now(), unreachable);
   EXPECT_EQ(unreachable, std::vector<ReplicaAddress>{"ghost"});
   EXPECT_EQ(model->queue.ready(), 1u);
+}
+
+TEST_F(DispatcherTest, WithoutPrefetchingAReplicaHoldsOneBatchFullOrNot) {
+  for (uint64_t query = 0; query < 8; ++query) queue_task(query, Clock::now() + seconds(5));
+  std::vector<ReplicaAddress> unreachable;
+  dispatcher.dispatch(Clock::now(), unreachable);
+  dispatcher.dispatch(Clock::now(), unreachable);
+  EXPECT_EQ(model->queue.ready(), 4u);  // a full batch of 4 waits for the answer
+  EXPECT_EQ(replicas.find("r1")->inflight.size(), 1u);
+  EXPECT_EQ(model->metrics->prefetched_batches.value(), 0u);
+}
+
+TEST_F(PrefetchingDispatcherTest, AFullBatchWaitsInTheReplicaBehindTheOneItHolds) {
+  model->batch_size_limit.store(4);  // AIMD would grow the size after the first answer
+  for (uint64_t query = 0; query < 12; ++query) queue_task(query, Clock::now() + seconds(5));
+  std::vector<ReplicaAddress> unreachable;
+  dispatcher.dispatch(Clock::now(), unreachable);
+  EXPECT_TRUE(unreachable.empty());
+  // Its batch and a full one behind it, in one pass; no third (that is the depth plus one).
+  EXPECT_EQ(replicas.find("r1")->inflight.size(), 2u);
+  EXPECT_EQ(model->queue.ready(), 4u);
+  EXPECT_EQ(model->idle_replicas.load(), 0);
+  EXPECT_EQ(model->metrics->prefetched_batches.value(), 1u);
+  const auto first = replica_socket->receive_batch();
+  const auto second = replica_socket->receive_batch();
+  ASSERT_EQ(first.second, 4u);
+  ASSERT_EQ(second.second, 4u);
+  // The first answer leaves the replica at its depth (the second batch): only a full batch goes.
+  replica_socket->answer(first.first, {"0", "1", "2", "3"});
+  ASSERT_TRUE(pump([&] { return forwarder.responses == 1; }));
+  dispatcher.dispatch(Clock::now(), unreachable);
+  EXPECT_EQ(model->metrics->prefetched_batches.value(), 2u);
+  const auto third = replica_socket->receive_batch();
+  ASSERT_EQ(third.second, 4u);
+  replica_socket->answer(second.first, {"4", "5", "6", "7"});
+  replica_socket->answer(third.first, {"8", "9", "10", "11"});
+  ASSERT_TRUE(pump([&] { return forwarder.responses == 3; }));
+  outbox.flush();
+  ASSERT_EQ(sink.delivered.size(), 12u);
+  for (uint64_t query = 0; query < 12; ++query) {
+    EXPECT_EQ(sink.delivered[query].query_key, query);
+    EXPECT_EQ(sink.delivered[query].text, std::to_string(query));
+  }
+  EXPECT_EQ(model->idle_replicas.load(), 1);
+  EXPECT_TRUE(replicas.find("r1")->inflight.empty());
+}
+
+TEST_F(PrefetchingDispatcherTest, APartialBatchWaitsForTheReplicasAnswer) {
+  model->batch_size_limit.store(4);
+  for (uint64_t query = 0; query < 6; ++query) queue_task(query, Clock::now() + seconds(5));
+  std::vector<ReplicaAddress> unreachable;
+  dispatcher.dispatch(Clock::now(), unreachable);
+  dispatcher.dispatch(Clock::now(), unreachable);
+  EXPECT_EQ(replicas.find("r1")->inflight.size(), 1u);
+  EXPECT_EQ(model->queue.ready(), 2u);  // 2 of 4: not full, not sent behind the first
+  EXPECT_EQ(model->metrics->prefetched_batches.value(), 0u);
+  const auto first = replica_socket->receive_batch();
+  replica_socket->answer(first.first, {"0", "1", "2", "3"});
+  ASSERT_TRUE(pump([&] { return forwarder.responses == 1; }));
+  dispatcher.dispatch(Clock::now(), unreachable);  // the replica is free: the partial batch goes
+  EXPECT_EQ(replica_socket->receive_batch().second, 2u);
+  EXPECT_EQ(model->queue.ready(), 0u);
+}
+
+TEST_F(PrefetchingDispatcherTest, AFullBatchThatWouldMissItsDeadlineBehindAnotherIsNotPrefetched) {
+  // Batches of 4 take 40 ms; the tasks have 60 ms: the first batch makes it, one behind it would not.
+  for (int i = 0; i < 8; ++i) model->latency.observe(4, 40000);
+  for (uint64_t query = 0; query < 8; ++query) queue_task(query, Clock::now() + milliseconds(60));
+  std::vector<ReplicaAddress> unreachable;
+  dispatcher.dispatch(Clock::now(), unreachable);
+  EXPECT_EQ(replicas.find("r1")->inflight.size(), 1u);
+  EXPECT_EQ(model->queue.ready(), 4u);
+  EXPECT_EQ(model->metrics->prefetched_batches.value(), 0u);
+}
+
+TEST_F(PrefetchingDispatcherTest, AdmissionChargesABusyReplicaEveryBatchItHolds) {
+  // The prefetched batch waits in the replica, out of the queue's count: a query arriving now waits
+  // for both batches before the queue moves.
+  for (int i = 0; i < 8; ++i) model->latency.observe(4, 10000);
+  dispatcher.publish_admission(*model);
+  for (uint64_t query = 0; query < 8; ++query) queue_task(query, Clock::now() + seconds(5));
+  std::vector<ReplicaAddress> unreachable;
+  dispatcher.dispatch(Clock::now(), unreachable);
+  ASSERT_EQ(replicas.find("r1")->inflight.size(), 2u);
+  const auto snapshot = model->admission.snapshot();
+  ASSERT_TRUE(snapshot.has_value());
+  EXPECT_DOUBLE_EQ(snapshot->busy_batch_micros, 2 * model->latency.estimate_micros(4));
+}
+
+TEST_F(PrefetchingDispatcherTest, ADroppedReplicasBatchesAllGoBackToTheQueue) {
+  for (uint64_t query = 0; query < 8; ++query) queue_task(query, Clock::now() + seconds(5));
+  std::vector<ReplicaAddress> unreachable;
+  dispatcher.dispatch(Clock::now(), unreachable);
+  ASSERT_EQ(replicas.find("r1")->inflight.size(), 2u);
+  EXPECT_EQ(model->queue.ready(), 0u);
+  const Replica dropped = replicas.remove("r1");
+  dispatcher.requeue_batches(dropped);
+  EXPECT_EQ(model->queue.ready(), 8u);
+  EXPECT_EQ(model->idle_replicas.load(), 0);
 }
 
 }  // namespace

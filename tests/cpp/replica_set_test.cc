@@ -46,6 +46,54 @@ TEST_F(ReplicaSetTest, IdleCountFollowsThePipelineDepth) {
   EXPECT_EQ(model->connected_replicas.load(), 0);
 }
 
+TEST_F(ReplicaSetTest, PrefetchingAddsAFullBatchSlotThatNeverCountsAsIdle) {
+  ReplicaSet replicas(1, true);
+  Replica& replica = replicas.add(make_replica("r1", model));
+  const auto now = Clock::now();
+  EXPECT_TRUE(replicas.has_room(replica));
+  EXPECT_TRUE(replicas.has_room_for_full_batch(replica));
+  replicas.batch_sent(replica, 1, 4, now);
+  EXPECT_FALSE(replicas.has_room(replica));               // at its depth: no partial batch
+  EXPECT_TRUE(replicas.has_room_for_full_batch(replica));  // but a full one may wait behind it
+  EXPECT_EQ(model->idle_replicas.load(), 0);
+  replicas.batch_sent(replica, 2, 4, now);
+  EXPECT_FALSE(replicas.has_room_for_full_batch(replica));
+  EXPECT_EQ(model->idle_replicas.load(), 0);
+  EXPECT_EQ(replicas.batch_answered(replica, 1, now, now + milliseconds(5)), now);
+  EXPECT_EQ(model->idle_replicas.load(), 0);  // still at its depth
+  // The prefetched batch started when the replica answered the one before it.
+  EXPECT_EQ(replicas.batch_answered(replica, 2, now, now + milliseconds(9)), now + milliseconds(5));
+  EXPECT_EQ(model->idle_replicas.load(), 1);
+  replicas.remove("r1");
+  EXPECT_EQ(model->idle_replicas.load(), 0);
+}
+
+TEST_F(ReplicaSetTest, WithoutPrefetchingTheDepthBoundsFullBatchesToo) {
+  ReplicaSet replicas(1);
+  Replica& replica = replicas.add(make_replica("r1", model));
+  replicas.batch_sent(replica, 1, 4, Clock::now());
+  EXPECT_FALSE(replicas.has_room_for_full_batch(replica));
+}
+
+TEST_F(ReplicaSetTest, AReplicaIsExpectedFreeAfterTheBatchesItHolds) {
+  ReplicaSet replicas(1, true);
+  Replica& replica = replicas.add(make_replica("r1", model));
+  const auto now = Clock::now();
+  EXPECT_EQ(replicas.expected_free_at(replica, now), now);  // holds nothing
+  replicas.batch_sent(replica, 1, 4, now);
+  EXPECT_EQ(replicas.expected_free_at(replica, now), now);  // nothing known of the model yet
+  for (int i = 0; i < 4; ++i) model->latency.observe(4, 10000);
+  const double four = model->latency.estimate_micros(4);
+  ASSERT_GT(four, 0.0);
+  const auto one_batch = std::chrono::microseconds(static_cast<int64_t>(four));
+  EXPECT_EQ(replicas.expected_free_at(replica, now), now + one_batch);
+  replicas.batch_sent(replica, 2, 4, now + milliseconds(1));
+  EXPECT_EQ(replicas.expected_free_at(replica, now), now + 2 * one_batch);
+  // Long past its expected end (a stall): now, not a time already gone.
+  const auto later = now + milliseconds(500);
+  EXPECT_EQ(replicas.expected_free_at(replica, later), later);
+}
+
 TEST_F(ReplicaSetTest, ARemovedReplicasSeriesLeaveMetrics) {
   ReplicaSet replicas(1);
   Replica first = make_replica("r1", model);

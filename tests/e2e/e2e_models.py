@@ -117,3 +117,15 @@ def sleep_20_ms_per_batch(inputs):
     """A fixed service time per batch (sleeping, so it costs the shared machine no CPU)."""
     time.sleep(0.02)
     return ["1.0" for _ in inputs]
+
+
+def sum_of_each_after_20_ms(inputs):
+    """sum_of_each, after a fixed 20 ms per batch (sleeping: no CPU of the shared machine)."""
+    time.sleep(0.02)
+    return [repr(float(np.sum(row))) for row in inputs]
+
+
+def sum_of_each_after_100_ms(inputs):
+    """sum_of_each, after a fixed 100 ms per batch."""
+    time.sleep(0.1)
+    return [repr(float(np.sum(row))) for row in inputs]

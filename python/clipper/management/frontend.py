@@ -143,6 +143,9 @@ class FrontendOptions:
     # (a recent average; probes every 16-256 sleeps notice when answers come quickly again).
     # 0: no bound.
     shm_response_spin_cost_micros: int = defaults.SHM_RESPONSE_SPIN_COST_MICROS
+    # A replica busy with a batch may be sent one more, to wait in it behind that one, when the
+    # queue holds a full batch for it: at saturation it finds its next batch the moment it answers.
+    replica_prefetch_full_batches: bool = defaults.REPLICA_PREFETCH_FULL_BATCHES
     # "host:port" of a Redis server holding the configuration; empty = the embedded store.
     redis_address: str = ""
     log_level: str = "INFO"
@@ -256,6 +259,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "this many microseconds before sleeping (0 = never)",
         "shm_response_spin_cost_micros": "stop that spin while it costs more than this many "
         "microseconds spun per answer caught, recently (probes every 16-256 sleeps; 0 = no bound)",
+        "replica_prefetch_full_batches": "send a replica busy with a batch one more when the queue "
+        "holds a full batch for it, to wait in the replica behind the one it holds",
         "redis_address": "host:port of a Redis state store (empty = embedded store)",
         "log_level": "logging level",
         "replica_supervisor": "'local': restart replica processes of the state directory that exit; "
@@ -319,6 +324,7 @@ def _create_engine(options: FrontendOptions, keys: tuple[str, tuple[str, ...]] |
     engine_options.replica_transport = options.replica_transport
     engine_options.shm_response_spin_micros = options.shm_response_spin_micros
     engine_options.shm_response_spin_cost_micros = options.shm_response_spin_cost_micros
+    engine_options.replica_prefetch_full_batches = options.replica_prefetch_full_batches
     return _core.Engine(engine_options)
 
 

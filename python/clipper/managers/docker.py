@@ -101,6 +101,7 @@ class DockerContainerManager(ContainerManager):
         replica_shm_spin_micros: int = 0,
         shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
         frontend_cpuset: str | None = None,
+        replica_prefetch_full_batches: bool = defaults.REPLICA_PREFETCH_FULL_BATCHES,
     ) -> None:
         """`docker_network`: "host" (the default; containers share the host's network and bind
         127.0.0.1) or a user-defined network (the frontend's ports are then published on the host's
@@ -121,7 +122,9 @@ class DockerContainerManager(ContainerManager):
         With it, `replica_shm_spin_micros` (0-10,000; default 0) has each replica poll its request
         ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS in its container) and
         `shm_response_spin_micros` (default 0) the frontend's I/O loop poll for an answer this long
-        after sending a batch (LocalContainerManager's options of the same names)."""
+        after sending a batch (LocalContainerManager's options of the same names).
+        `replica_prefetch_full_batches`: a replica busy with a batch may be sent a full one to wait
+        behind it (FrontendOptions.replica_prefetch_full_batches)."""
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
             raise ClipperException(
                 f"cluster_name {cluster_name!r} is not valid: use 1-64 letters, digits, '_', '.' or "
@@ -162,6 +165,11 @@ class DockerContainerManager(ContainerManager):
         self.replica_shm_spin_micros = checked_spin_micros(
             "replica_shm_spin_micros", replica_shm_spin_micros, MAX_SHM_SPIN_MICROS
         )
+        if not isinstance(replica_prefetch_full_batches, bool):
+            raise ClipperException(
+                f"replica_prefetch_full_batches={replica_prefetch_full_batches!r}: use True or False"
+            )
+        self.replica_prefetch_full_batches = replica_prefetch_full_batches
         self.shm_response_spin_micros = checked_spin_micros(
             "shm_response_spin_micros", shm_response_spin_micros, MAX_SHM_RESPONSE_SPIN_MICROS
         )
@@ -279,6 +287,12 @@ class DockerContainerManager(ContainerManager):
         # Only when not the default, so a frontend image older than the option still starts.
         if self.shm_response_spin_micros != defaults.SHM_RESPONSE_SPIN_MICROS:
             command += ["--shm-response-spin-micros", str(self.shm_response_spin_micros)]
+        if self.replica_prefetch_full_batches != defaults.REPLICA_PREFETCH_FULL_BATCHES:
+            command.append(
+                "--replica-prefetch-full-batches"
+                if self.replica_prefetch_full_batches
+                else "--no-replica-prefetch-full-batches"
+            )
         ports = {
             "query": self.clipper_query_port,
             "management": self.clipper_management_port,

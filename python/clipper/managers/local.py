@@ -82,6 +82,7 @@ class LocalContainerManager(ContainerManager):
         replica_shm_spin_micros: int = 0,
         shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
         shm_response_spin_cost_micros: int = defaults.SHM_RESPONSE_SPIN_COST_MICROS,
+        replica_prefetch_full_batches: bool = defaults.REPLICA_PREFETCH_FULL_BATCHES,
         frontend_cpus: CpuSpec | None = None,
         model_cpus: Mapping[str, CpuSpec] | None = None,
     ) -> None:
@@ -102,6 +103,9 @@ class LocalContainerManager(ContainerManager):
         sleeps (FrontendOptions.shm_response_spin_micros); `shm_response_spin_cost_micros`
         (0-10,000; default 7; 0 = no bound) stops that spin while it costs more than this many
         microseconds spun per answer caught (FrontendOptions.shm_response_spin_cost_micros).
+        `replica_prefetch_full_batches`: a replica busy with a batch may be sent one more, to wait in
+        it behind that one, when the queue holds a full batch for it
+        (FrontendOptions.replica_prefetch_full_batches).
         CPU placement (docs/admission.md: keep CPU-bound replicas off the frontend's CPUs):
         `frontend_cpus` ("0", "0-1", or CPU numbers) pins the frontend process; `model_cpus`
         ({model name: CPUs}, also `set_model_cpus`) pins that model's replicas. With `frontend_cpus`
@@ -143,6 +147,11 @@ class LocalContainerManager(ContainerManager):
             shm_response_spin_cost_micros,
             MAX_SHM_RESPONSE_SPIN_MICROS,
         )
+        if not isinstance(replica_prefetch_full_batches, bool):
+            raise ClipperException(
+                f"replica_prefetch_full_batches={replica_prefetch_full_batches!r}: use True or False"
+            )
+        self.replica_prefetch_full_batches = replica_prefetch_full_batches
         # Added to the environment of the frontend (its supervisor restarts replicas) and replicas.
         self._replica_environment = (
             {ENV_SHM_SPIN_MICROS: str(replica_shm_spin_micros)} if replica_shm_spin_micros else {}
@@ -228,6 +237,8 @@ class LocalContainerManager(ContainerManager):
             "--replica-transport", self.replica_transport,
             "--shm-response-spin-micros", str(self.shm_response_spin_micros),
             "--shm-response-spin-cost-micros", str(self.shm_response_spin_cost_micros),
+            "--replica-prefetch-full-batches" if self.replica_prefetch_full_batches
+            else "--no-replica-prefetch-full-batches",
             "--log-level", self.log_level,
             "--replica-supervisor", "local",
         ]  # fmt: skip

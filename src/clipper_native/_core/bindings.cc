@@ -52,6 +52,7 @@ PYBIND11_MODULE(_core, module) {
                      &clipper::EngineOptions::max_connections_per_client_address)
       .def_readwrite("max_batch_size", &clipper::EngineOptions::max_batch_size)
       .def_readwrite("replica_pipeline_depth", &clipper::EngineOptions::replica_pipeline_depth)
+      .def_readwrite("replica_prefetch_full_batches", &clipper::EngineOptions::replica_prefetch_full_batches)
       .def_readwrite("replica_transport", &clipper::EngineOptions::replica_transport)
       .def_readwrite("shm_request_ring_bytes", &clipper::EngineOptions::shm_request_ring_bytes)
       .def_readwrite("shm_response_ring_bytes", &clipper::EngineOptions::shm_response_ring_bytes)
