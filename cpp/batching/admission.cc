@@ -66,7 +66,9 @@ void AdmissionGauge::observe_outcomes(std::size_t punctual, std::size_t late) {
 }
 
 void AdmissionGauge::relax(Clock::time_point now) {
-  if (pending_lost_ > 0) observe_outcomes(0, 0);  // lost tasks with no batch answered since: one observation
+  // Lost tasks wait for the next answered batch (which calls relax() first, then observe_outcomes()):
+  // flushed here only when no outcome arrived since the last relax(), so never twice per batch.
+  if (pending_lost_ > 0 && !observed_since_relax_) observe_outcomes(0, 0);
   if (relaxed_at_ != Clock::time_point{} && now > relaxed_at_ && !observed_since_relax_) {
     const double seconds = std::chrono::duration<double>(now - relaxed_at_).count();
     correction_ = 1.0 + (correction_ - 1.0) * std::exp2(-seconds / kRelaxHalfLifeSeconds);

@@ -242,6 +242,18 @@ TEST(AdmissionGauge, TasksLostBeforeEvaluationWeighAsOneObservationPerBatch) {
   EXPECT_NEAR(silent.correction(), std::pow(AdmissionGauge::kLateStep, AdmissionGauge::kOutcomesPerObservation), 1e-9);
   silent.relax(now + std::chrono::milliseconds(20));  // nothing new: it does not count them again
   EXPECT_LE(silent.correction(), std::pow(AdmissionGauge::kLateStep, AdmissionGauge::kOutcomesPerObservation));
+  // Between two answered batches the engine calls relax() first, then observe_outcomes(): the lost
+  // tasks and a late batch are one observation, not two.
+  AdmissionGauge flowing;
+  flowing.relax(now);
+  flowing.observe_outcomes(128, 0);
+  const double before = flowing.correction();
+  for (int sweep = 0; sweep < 60; ++sweep) flowing.observe_lost(2);
+  flowing.relax(now + std::chrono::milliseconds(26));
+  EXPECT_DOUBLE_EQ(flowing.correction(), before) << "the lost tasks wait for the batch";
+  flowing.observe_outcomes(0, 128);
+  EXPECT_NEAR(flowing.correction(), before * std::pow(AdmissionGauge::kLateStep, AdmissionGauge::kOutcomesPerObservation),
+              1e-9);
   // Lost tasks still raise it, batch after batch, as late answers do.
   AdmissionGauge steady;
   for (int batch = 0; batch < 200; ++batch) {
