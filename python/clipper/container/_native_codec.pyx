@@ -523,6 +523,23 @@ def encode_predict_response(uint64_t batch_id, list outputs, confidences=None):
     return _emit(batch_id, &out, None)
 
 
+cdef int _evaluate(object predict_batch, object inputs, uint32_t num_inputs, uint64_t batch_id,
+                   list keep, Outputs* out) except -1:
+    """Runs the model on one batch and collects its outputs into `out` (their buffers held by `keep`):
+    answer()'s and serve()'s shared step. Raises PredictFailed when predict_batch raised or its
+    outputs cannot be sent."""
+    try:
+        outputs = predict_batch(inputs) if num_inputs else []
+        if not _collect(outputs, num_inputs, keep, out):
+            strings, confidences = _convert_outputs(outputs, num_inputs)
+            _collect_strings(strings, confidences, keep, out)
+        if _encoded_size(out) > 0xFFFFFFFF:
+            raise ValueError("the response would be larger than 4 GiB")
+    except Exception as exc:
+        raise PredictFailed(batch_id, num_inputs) from exc
+    return 0
+
+
 def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=None):
     """Answers one received message: decodes the PredictRequest, calls predict_batch, encodes the
     response into `channel`'s response ring (returns None) or into a new bytes (returned; also when
@@ -549,16 +566,8 @@ def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=No
         PyBuffer_Release(&view)
     batch_id, num_inputs, inputs = batch
     keep = []
-    try:
-        outputs = predict_batch(inputs) if num_inputs else []
-        del inputs, batch  # zero-copy inputs reference the received buffer; let them go
-        if not _collect(outputs, num_inputs, keep, &out):
-            strings, confidences = _convert_outputs(outputs, num_inputs)
-            _collect_strings(strings, confidences, keep, &out)
-        if _encoded_size(&out) > 0xFFFFFFFF:
-            raise ValueError("the response would be larger than 4 GiB")
-    except Exception as exc:
-        raise PredictFailed(batch_id, num_inputs) from exc
+    _evaluate(predict_batch, inputs, num_inputs, batch_id, keep, &out)
+    del inputs, batch  # zero-copy inputs reference the received buffer; let them go
     return _emit(batch_id, &out, channel)
 
 
@@ -596,16 +605,8 @@ def serve(ShmChannel channel, predict_batch, int expected_input_type, server, in
             return memoryview(channel.message())
         keep = []
         out.confidences.clear()
-        try:
-            outputs = predict_batch(inputs) if num_inputs else []
-            del inputs  # zero-copy inputs reference the ring; let them go
-            if not _collect(outputs, num_inputs, keep, &out):
-                strings, confidences = _convert_outputs(outputs, num_inputs)
-                _collect_strings(strings, confidences, keep, &out)
-            if _encoded_size(&out) > 0xFFFFFFFF:
-                raise ValueError("the response would be larger than 4 GiB")
-        except Exception as exc:
-            raise PredictFailed(batch_id, num_inputs) from exc
+        _evaluate(predict_batch, inputs, num_inputs, batch_id, keep, &out)
+        del inputs  # zero-copy inputs reference the ring; let them go
         reply = _emit(batch_id, &out, channel)
         if reply is not None:
             return reply
