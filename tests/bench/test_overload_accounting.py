@@ -2,30 +2,12 @@
 second, useful share) from the engine's counters, that they multiply to the goodput ratio, and the
 scheduler times of a process over a window (real /proc of this process)."""
 
-import importlib.util
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 pytest.importorskip("clipper_native", reason="overload.py reads the native engine's defaults")
-
-
-@pytest.fixture(scope="module")
-def overload():
-    sys.path.insert(0, str(BENCH))  # overload.py imports its sibling helpers by path
-    try:
-        spec = importlib.util.spec_from_file_location("overload_accounting", BENCH / "overload.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("overload_accounting", None)
-        sys.path.remove(str(BENCH))
 
 
 def sampler_with(overload, start: dict[str, float], end: dict[str, float]):

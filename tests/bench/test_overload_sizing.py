@@ -2,31 +2,13 @@
 rule (Little's law with the SLO), its ceilings, the source addresses, and the flag's two reasons."""
 
 import argparse
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 pytest.importorskip(
     "clipper_native", reason="the native engine's defaults (pip install . installs clipper_native)"
 )
-
-
-@pytest.fixture(scope="module")
-def overload():
-    sys.path.insert(0, str(BENCH))  # overload.py imports its sibling helpers by path
-    try:
-        spec = importlib.util.spec_from_file_location("overload_under_test", BENCH / "overload.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("overload_under_test", None)
-        sys.path.remove(str(BENCH))
 
 
 def options(overload, *argv):
