@@ -38,37 +38,11 @@ REQUEST_TAIL = 64
 RESPONSE_TAIL, RESPONSE_SLEEPING = 256, 256 + 128
 
 
-def w1_request(batch_id: int) -> bytes:
-    """A Message{PredictRequest} of one input of ten doubles, as the engine lays it out (the data
-    vector 16-byte aligned, no offsets)."""
-    import flatbuffers
-    from clipper.wire import Message, PredictRequest
-    from clipper.wire.Payload import Payload
-
-    data = struct.pack("<10d", *(float(i) for i in range(10)))
-    builder = flatbuffers.Builder(256)
-    builder.StartVector(1, len(data), 16)
-    builder.head -= len(data)
-    builder.Bytes[builder.head : builder.head + len(data)] = data
-    vector = builder.EndVector()
-    PredictRequest.Start(builder)
-    PredictRequest.AddBatchId(builder, batch_id)
-    PredictRequest.AddInputType(builder, 3)  # doubles
-    PredictRequest.AddNumInputs(builder, 1)
-    PredictRequest.AddRowLength(builder, 10)
-    PredictRequest.AddData(builder, vector)
-    request = PredictRequest.End(builder)
-    Message.Start(builder)
-    Message.AddPayloadType(builder, Payload.PredictRequest)
-    Message.AddPayload(builder, request)
-    builder.Finish(Message.End(builder))
-    return bytes(builder.Output())
-
-
 def worker(batches: int) -> None:
     """Serves `batches` requests published up front, through the real serving loop."""
     import zmq
     from clipper.container._shm_ring import ShmChannel
+    from wire_request import doubles_request  # bench/micro, this script's folder
 
     from clipper.container.closure import ClosureModel
     from clipper.container.server import ContainerOptions, ModelServer
@@ -80,7 +54,7 @@ def worker(batches: int) -> None:
     struct.pack_into("<QIIQQ", mapping, 0, MAGIC, LAYOUT_VERSION, 0, CAPACITY, CAPACITY)
     # One record repeated (the batch id does not matter here), written in one copy: publishing costs
     # next to nothing per batch, so the difference between two runs is the replica's.
-    payload = w1_request(7)
+    payload = doubles_request(1, 10)  # W1's one input of ten doubles
     record = struct.pack("<I12x", len(payload)) + payload
     record += bytes(-len(record) % 64)
     tail = len(record) * batches

@@ -3,40 +3,15 @@ sent, converting the model's answers (bare outputs, or Predictions with confiden
 Not tests: run with `python -m pytest bench/micro --benchmark-only` and compare runs with
 `--benchmark-compare`."""
 
-import flatbuffers
-import numpy as np
 import pytest
-from clipper.wire import InputType as WireInputType
-from clipper.wire import Message, Payload, PredictRequest
+from wire_request import doubles_request  # bench/micro, imported by path
 
 from clipper.container import Prediction, codec
 
 
-def encoded_request(rows: int, columns: int) -> bytes:
-    """A PredictRequest as the engine builds it: one row-major float64 tensor, 16-byte aligned."""
-    builder = flatbuffers.Builder(1024)
-    data = np.arange(rows * columns, dtype=np.float64).tobytes()
-    builder.StartVector(1, len(data), 16)
-    builder.head = builder.head - len(data)
-    builder.Bytes[builder.head : builder.head + len(data)] = data
-    data_offset = builder.EndVector()
-    PredictRequest.Start(builder)
-    PredictRequest.AddBatchId(builder, 7)
-    PredictRequest.AddInputType(builder, WireInputType.InputType.Doubles)
-    PredictRequest.AddNumInputs(builder, rows)
-    PredictRequest.AddRowLength(builder, columns)
-    PredictRequest.AddData(builder, data_offset)
-    request = PredictRequest.End(builder)
-    Message.Start(builder)
-    Message.AddPayloadType(builder, Payload.Payload.PredictRequest)
-    Message.AddPayload(builder, request)
-    builder.Finish(Message.End(builder))
-    return bytes(builder.Output())
-
-
 @pytest.mark.parametrize("rows", [1, 64, 1024])
 def test_decode_uniform_doubles_batch(benchmark, rows):
-    buffer = encoded_request(rows, 10)
+    buffer = doubles_request(rows, 10)
 
     def decode():
         _payload_type, table = codec.read_message(buffer)
@@ -124,7 +99,7 @@ def test_replica_per_batch_overhead(benchmark, monkeypatch, rows, reported, path
     server = ModelServer(
         _FixedAnswers(outputs), ContainerOptions(model_name="m", model_version="1")
     )
-    buffer = memoryview(encoded_request(rows, 10))
+    buffer = memoryview(doubles_request(rows, 10))
     reply = benchmark(server._answer, buffer)
     assert reply == codec.encode_predict_response_in_python(
         7, *codec.convert_outputs(outputs, rows)
