@@ -59,6 +59,15 @@ for CPU per request (each batch costs a wake-up on both sides). The trade-off's 
     python bench/shm_transport.py --repeat 3 --duration 2 --warmup 1 --rates 20000 \
         --tensor-connections --batch-waits 50 200 --output bench/results/shm_batch_wait.json
 
+--prefetch adds `shm_prefetch`, a shared-memory cluster whose frontend may send a replica at its
+pipeline depth one more batch when that batch is full (replica_prefetch_full_batches; off by
+default), with ratios to nginx and to `shm`: what the option costs or gives on W1, where batches are
+small (the overload study, bench/overload.py --replica-prefetch-full-batches, measures it at 2x
+capacity). The A/B (about 4 min):
+
+    python bench/shm_transport.py --repeat 3 --duration 3 --warmup 1 --rates 20000 \
+        --tensor-connections --prefetch --output bench/results/shm_prefetch.json
+
 Also written: each issue-13 target as a ratio to nginx with met / NOT met, and the bytes copied per
 1 MiB query: measured for shared memory (the engine's clipper_shm_request_*_bytes_total counters over
 each tensor window: `shm_bytes_per_query`), described for both paths (`copies_per_tensor_query`).
@@ -141,6 +150,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also a shared-memory cluster per value whose W1 model waits up to that long for more "
         "inputs before it sends a batch (delayed batching: batch_wait_timeout_micros)",
     )
+    parser.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="also a shared-memory cluster, shm_prefetch, whose frontend sends a replica at its "
+        "pipeline depth one more batch when that batch is full (replica_prefetch_full_batches)",
+    )
     parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
     own, rest = parser.parse_known_args(argv)
@@ -170,6 +185,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if any(not 0 < micros <= 100_000 for micros in own.batch_waits):
         parser.error("--batch-waits values must be from 1 to 100000")
     args.batch_waits = list(dict.fromkeys(own.batch_waits))
+    args.prefetch = own.prefetch
     return args
 
 
@@ -178,6 +194,9 @@ def spin_mode(replica: int, frontend: int, cost: int | None = None) -> str:
     with _c<C> when the frontend's spin cost bound is set."""
     name = "shm_nospin" if replica == frontend == 0 else f"shm_spin{replica}_f{frontend}"
     return name if cost is None else f"{name}_c{cost}"
+
+
+PREFETCH_MODE = "shm_prefetch"
 
 
 def wait_mode(micros: int) -> str:
@@ -192,6 +211,7 @@ def modes(args: argparse.Namespace) -> tuple[str, ...]:
         MODES
         + tuple(spin_mode(*pair) for pair in args.spins)
         + tuple(wait_mode(micros) for micros in args.batch_waits)
+        + ((PREFETCH_MODE,) if args.prefetch else ())
     )
 
 
@@ -211,6 +231,7 @@ class Cluster:
         response_spin_micros: int | None = None,
         response_spin_cost_micros: int | None = None,
         batch_wait_micros: int = 0,
+        prefetch: bool = False,
     ):
         from clipper.deployers.python import deploy_python_closure
 
@@ -220,7 +241,8 @@ class Cluster:
             + (f"-spin{spin_micros}" if spin_micros else "")
             + ("" if response_spin_micros is None else f"-f{response_spin_micros}")
             + ("" if response_spin_cost_micros is None else f"-c{response_spin_cost_micros}")
-            + (f"-wait{batch_wait_micros}" if batch_wait_micros else ""),
+            + (f"-wait{batch_wait_micros}" if batch_wait_micros else "")
+            + ("-prefetch" if prefetch else ""),
             cache_size_bytes=None,
             replica_transport=transport,
             replica_shm_spin_micros=spin_micros,
@@ -235,6 +257,7 @@ class Cluster:
                 if response_spin_cost_micros is None
                 else {"shm_response_spin_cost_micros": response_spin_cost_micros}
             ),
+            **({"replica_prefetch_full_batches": True} if prefetch else {}),
         )
         self.connection = started.connection
         self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
@@ -529,7 +552,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         pairs += [
             (mode, "shm")
             for mode in all_modes
-            if mode.startswith(("shm_spin", "shm_nospin", "shm_wait"))
+            if mode.startswith(("shm_spin", "shm_nospin", "shm_wait", PREFETCH_MODE))
         ]
         for mode, against in pairs:
             if mode in rows and against in rows and mode != against:
@@ -668,6 +691,8 @@ def main(argv: list[str]) -> int:
                 )
             for micros in args.batch_waits:
                 servers[wait_mode(micros)] = Cluster("auto", args, stack, batch_wait_micros=micros)
+            if args.prefetch:
+                servers[PREFETCH_MODE] = Cluster("auto", args, stack, prefetch=True)
         compared = modes(args)
         for repeat in range(args.repeat):
             turn = repeat % len(compared)
@@ -710,6 +735,7 @@ def main(argv: list[str]) -> int:
             for r, f, c in args.spins
         ],
         "batch_waits_micros": args.batch_waits,
+        "prefetch": args.prefetch,
         "window_seconds": args.duration,
         "repeats": args.repeat,
         "tensor_body_bytes": len(body),
