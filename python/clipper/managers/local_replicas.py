@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 CLOSURE_FILE_NAME = "func.pkl"
 CLOSURE_RUNNER_MODULE = "clipper.container.closure_runner"
 _LOCK_FILE_NAME = ".lock"
+# One byte is appended per change to the records; its (inode, size) tells a watcher that something
+# changed without reading the records (see ReplicaRecords.change_stamp).
+_CHANGES_FILE_NAME = ".changes"
+# The changes file starts over (a new file, so a new inode) when it reaches this size.
+_CHANGES_FILE_LIMIT = 4096
 _POLL_INTERVAL_S = 0.05
 
 
@@ -97,6 +102,16 @@ class ReplicaRecords:
             finally:
                 fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
+    def change_stamp(self) -> tuple[int, int] | None:
+        """A value that differs after every `write` and `remove` (one stat, no reads): a watcher
+        that saw the same stamp before and after has missed no change. None while no record was
+        ever written (or the records were deleted)."""
+        try:
+            stat = os.stat(self.root / _CHANGES_FILE_NAME)
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_size
+
     def path(self, replica: ReplicaProcess) -> Path:
         return self.root / replica.model_name / replica.model_version / f"{replica.replica_id}.json"
 
@@ -122,9 +137,28 @@ class ReplicaRecords:
         temp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
         temp.write_text(json.dumps(asdict(replica), indent=2), encoding="utf-8")
         temp.replace(record)
+        self._note_change()
 
     def remove(self, replica: ReplicaProcess) -> None:
         self.path(replica).unlink(missing_ok=True)
+        self._note_change()
+
+    def _note_change(self) -> None:
+        """Grow the changes file by a byte (callers hold the lock). The size alone would repeat once
+        it starts over; the new file's inode differs from the old one's, which still exists when
+        the new one is created."""
+        changes = self.root / _CHANGES_FILE_NAME
+        try:
+            full = changes.stat().st_size >= _CHANGES_FILE_LIMIT
+        except FileNotFoundError:
+            full = False
+        if full:
+            temp = changes.with_name(f"{_CHANGES_FILE_NAME}.tmp-{os.getpid()}")
+            temp.write_bytes(b".")
+            temp.replace(changes)
+            return
+        with open(changes, "ab") as log:
+            log.write(b".")
 
     def next_replica_id(self, name: str, version: str) -> int:
         """Replica ids grow per model version and are never reused, so the frontend can never confuse

@@ -8,6 +8,12 @@ per slot, written and removed by `LocalContainerManager` under the records' lock
 frontend adopts running replicas instead of starting duplicates, and a slot removed by a stop is never
 restarted. Runs on its own thread ("replica-supervisor"); every change happens under the records' lock.
 
+Idle costs next to nothing: a pass over the records runs only when something happened. Each running
+replica is watched through a pidfd (pidfd_open(2): readable once the process exits, whoever its
+parent), so an exit wakes the thread at once; a slot backing off wakes it when its restart is due;
+records written or removed by the manager change the records' change stamp, a single stat checked
+every `poll_interval_s`. Where pidfds are missing (not Linux 5.3+), every tick is a full pass.
+
 What it knows (restarts, last exit reason, state per slot) goes to `publish` whenever it changes: the
 frontend passes the engine's `set_replica_supervision`, which exports it on /metrics.
 """
@@ -15,10 +21,12 @@ frontend passes the engine's `set_replica_supervision`, which exports it on /met
 from __future__ import annotations
 
 import logging
+import os
+import select
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +47,8 @@ from clipper.managers.supervision import (
 
 logger = logging.getLogger(__name__)
 
-# How often records are checked: a replica that exits is noticed within this.
+# How often the records' change stamp is checked: a replica recorded by the manager is watched within
+# this (and its exit noticed from then on at once; before, at the next check).
 DEFAULT_POLL_INTERVAL_S = 0.25
 
 # Receives every slot's supervision (the entries of `supervision_entries`) when it changed.
@@ -70,6 +79,8 @@ class LocalReplicaSupervisor:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The thread waits on its read end; stop() writes to it.
+        self._wake: tuple[int, int] | None = None
 
     @classmethod
     def for_frontend(
@@ -89,7 +100,10 @@ class LocalReplicaSupervisor:
 
     def start(self) -> None:
         self._publish_if_changed(self.records.read())  # adopted replicas keep their history
-        self._thread = threading.Thread(target=self._run, name="replica-supervisor", daemon=True)
+        self._wake = os.pipe()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._wake[0],), name="replica-supervisor", daemon=True
+        )
         self._thread.start()
         logger.info(
             "event=replica_supervisor_started cluster=%s adopted=%d",
@@ -99,11 +113,23 @@ class LocalReplicaSupervisor:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._wake is not None and not (self._thread and self._thread.is_alive()):
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
 
     def check_once(self, now_unix: float | None = None) -> None:
         """One pass over the records: note exits, start the slots whose back-off has passed."""
+        self._pass(now_unix)
+
+    def _pass(
+        self, now_unix: float | None = None
+    ) -> tuple[list[ReplicaProcess], tuple[int, int] | None]:
+        """check_once, returning the slots after it and the records' change stamp they go with."""
         with self.records.locked():
             for replica in self.records.read():
                 if replica.is_alive():
@@ -114,8 +140,11 @@ class LocalReplicaSupervisor:
                 elif replica.restart_record.restart_due(now):
                     self._restart(replica, now)
             slots = self.records.read()
-        self._reap()
+            # Read under the lock: any later change (which takes it) changes the stamp.
+            stamp = self.records.change_stamp()
+        self._reap(slots)
         self._publish_if_changed(slots)
+        return slots, stamp
 
     @staticmethod
     def supervision_entries(slots: list[ReplicaProcess]) -> list[dict[str, Any]]:
@@ -141,15 +170,40 @@ class LocalReplicaSupervisor:
         self.publish(entries)
         self._published = entries
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval_s):
-            try:
-                self.check_once()
-            except Exception:
-                # A full disk or a vanished state directory must not end supervision for good.
-                logger.exception(
-                    "event=replica_supervisor_pass_failed cluster=%s", self.cluster_name
-                )
+    def _run(self, wake_fd: int) -> None:
+        exits = _ExitWatch(wake_fd)
+        # A pass is due at once: `seen` never equals a real stamp or None.
+        seen: object = _NEVER
+        pass_due_unix: float | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if (
+                        exits.fired
+                        or not exits.supported
+                        or (pass_due_unix is not None and time.time() >= pass_due_unix)
+                        or self.records.change_stamp() != seen
+                    ):
+                        slots, seen = self._pass()
+                        exits.watch(slot for slot in slots if slot.state == RUNNING)
+                        pass_due_unix = min(
+                            (s.next_start_unix for s in slots if s.state != RUNNING), default=None
+                        )
+                except Exception:
+                    # A full disk or a vanished state directory must not end supervision for good.
+                    logger.exception(
+                        "event=replica_supervisor_pass_failed cluster=%s", self.cluster_name
+                    )
+                    # Tried again after a tick, not at once (an exit stays signalled).
+                    self._stop.wait(self.poll_interval_s)
+                    seen = _NEVER
+                    continue
+                timeout_s = self.poll_interval_s
+                if pass_due_unix is not None:
+                    timeout_s = min(timeout_s, max(pass_due_unix - time.time(), 0.0))
+                exits.wait(timeout_s)
+        finally:
+            exits.close()
 
     def _note_exit(self, replica: ReplicaProcess, now: float) -> None:
         reason = describe_exit(self._exit_code(replica.pid))
@@ -217,12 +271,70 @@ class LocalReplicaSupervisor:
             return child.wait()
         return _zombie_returncode(pid)
 
-    def _reap(self) -> None:
+    def _reap(self, slots: list[ReplicaProcess]) -> None:
         # Keep a child that ended until its record is handled: its exit code is read there.
-        live = {replica.pid for replica in self.records.read()}
+        live = {replica.pid for replica in slots}
         for pid, child in list(self._children.items()):
             if pid not in live and child.poll() is not None:
                 del self._children[pid]
+
+
+_NEVER = object()
+
+
+class _ExitWatch:
+    """A pidfd per running replica and the supervisor's wake-up pipe, waited on together."""
+
+    def __init__(self, wake_fd: int) -> None:
+        self.supported = hasattr(os, "pidfd_open")
+        # A watched process exited (or could not be watched): a pass is due.
+        self.fired = False
+        self._wake_fd = wake_fd
+        self._pidfds: dict[tuple[int, int | None], int] = {}
+        self._poller = select.poll()
+        self._poller.register(wake_fd, select.POLLIN)
+
+    def watch(self, running: Iterable[ReplicaProcess]) -> None:
+        """Watch exactly the processes of `running` (the slots of a pass that had a live replica)."""
+        self.fired = False
+        wanted = {(slot.pid, slot.process_start_ticks): slot for slot in running}
+        for key in set(self._pidfds) - set(wanted):
+            self._forget(key)
+        for key, slot in wanted.items():
+            if key in self._pidfds or not self.supported:
+                continue
+            try:
+                pidfd = os.pidfd_open(slot.pid)
+            except ProcessLookupError:
+                self.fired = True  # exited since the pass
+                continue
+            except OSError as error:
+                # ENOSYS (a kernel before 5.3) or a sandbox refusing it: every tick is a pass.
+                logger.warning("event=replica_supervisor_pidfd_unavailable cause=%r", str(error))
+                self.supported = False
+                self.close()
+                return
+            self._pidfds[key] = pidfd
+            self._poller.register(pidfd, select.POLLIN)
+            # The pid may have been reused between the pass and pidfd_open: the pidfd is the right
+            # process only if it still matches the record.
+            if not slot.is_alive():
+                self.fired = True
+
+    def wait(self, timeout_s: float) -> None:
+        """Until a watched process exits, stop() is called, or `timeout_s` passes."""
+        for fd, _ in self._poller.poll(timeout_s * 1000):
+            if fd != self._wake_fd:
+                self.fired = True
+
+    def close(self) -> None:
+        for key in list(self._pidfds):
+            self._forget(key)
+
+    def _forget(self, key: tuple[int, int | None]) -> None:
+        pidfd = self._pidfds.pop(key)
+        self._poller.unregister(pidfd)
+        os.close(pidfd)
 
 
 def _zombie_returncode(pid: int) -> int | None:

@@ -2,7 +2,9 @@
 processes that crash, with the clock passed in so back-off steps are checked without waiting them out."""
 
 import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -225,6 +227,105 @@ def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def sleeping_runner(tmp_path, monkeypatch):
+    """Replica processes are a script that sleeps a minute (started like real replicas)."""
+    (tmp_path / "sleeping_replica.py").write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", "sleeping_replica")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    image = tmp_path / "state" / "models" / "m" / "1"
+    image.mkdir(parents=True)
+    (image / "func.pkl").write_bytes(b"")
+    return image
+
+
+def _thread_reads(thread):
+    """Read system calls `thread` (of this process) has made: syscr of /proc/self/task/<tid>/io."""
+    io = Path(f"/proc/self/task/{thread.native_id}/io").read_text()
+    return int(next(line.split()[1] for line in io.splitlines() if line.startswith("syscr:")))
+
+
+def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_runner):
+    state_dir = tmp_path / "state"
+    records = ReplicaRecords(state_dir)
+    replica, process = _start(records, state_dir, sleeping_runner)
+    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
+    supervisor.start()
+    try:
+        # Once its first pass is over, a whole second (four ticks) goes by without a read: the
+        # records are read again only when their change stamp moves or a replica exits.
+        windows = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            before = _thread_reads(supervisor._thread)
+            time.sleep(4 * supervisor.poll_interval_s)
+            windows.append(_thread_reads(supervisor._thread) - before)
+            if windows[-1] == 0:
+                break
+        assert windows[-1] == 0, f"reads per second while idle: {windows}"
+        # A change to the records is still seen: the next tick reads them.
+        with records.locked():
+            records.write(replica)
+        before = _thread_reads(supervisor._thread)
+        time.sleep(4 * supervisor.poll_interval_s)
+        assert _thread_reads(supervisor._thread) > before
+    finally:
+        supervisor.stop()
+        process.kill()
+        process.wait()
+    assert not supervisor._thread.is_alive()
+
+
+def test_a_replica_recorded_while_the_supervisor_runs_is_replaced_when_killed(
+    tmp_path, sleeping_runner
+):
+    state_dir = tmp_path / "state"
+    records = ReplicaRecords(state_dir)
+    policy = BackoffPolicy(initial_delay_s=0.5)
+    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test", policy=policy)
+    supervisor.start()
+    replacement = None
+    try:
+        time.sleep(2 * supervisor.poll_interval_s)  # idle, with nothing recorded yet
+        victim, process = _start(records, state_dir, sleeping_runner)
+        time.sleep(2 * supervisor.poll_interval_s)  # seen through the change stamp, then watched
+        process.kill()  # a zombie of this test until waited for: the kernel still has its status
+        deadline = time.monotonic() + 15
+        while replacement is None:
+            assert time.monotonic() < deadline, f"not replaced: {records.read()}"
+            time.sleep(0.05)
+            replacement = next(iter(r for r in records.read() if r.restarts == 1), None)
+        assert replacement.replica_id == victim.replica_id + 1
+        assert replacement.last_exit_reason == "killed by signal 9 (SIGKILL)"
+        assert replacement.is_alive() and replacement.state == RUNNING
+        process.wait()
+    finally:
+        supervisor.stop()
+        if replacement is not None:
+            os.killpg(replacement.pid, signal.SIGKILL)
+
+
+def test_the_change_stamp_moves_with_every_write_and_remove(tmp_path):
+    records = ReplicaRecords(tmp_path / "state")
+    assert records.change_stamp() is None  # nothing recorded yet
+    slot = ReplicaProcess("m", "1", 0, "doubles", "image", 2**22 + 1, None, "")
+    seen = [records.change_stamp()]
+    for _ in range(3):
+        records.write(slot)
+        seen.append(records.change_stamp())
+        assert records.change_stamp() == seen[-1]  # reading changes nothing
+        records.remove(slot)
+        seen.append(records.change_stamp())
+    assert len(set(seen)) == len(seen)
+    # The changes file starts over past its limit: still a stamp not seen just before.
+    for _ in range(local_replicas._CHANGES_FILE_LIMIT):
+        before = records.change_stamp()
+        records.write(slot)
+        assert records.change_stamp() != before
 
 
 def test_a_replica_that_cannot_be_started_backs_off_instead_of_retrying_every_pass(tmp_path):
