@@ -48,6 +48,8 @@ class LatencyModel {
     }
   };
 
+  // O(1) per batch (running sums, not a pass over the window): it runs once per answered batch, on
+  // the thread that serves the requests.
   void observe(std::size_t batch_size, int64_t latency_micros);
   bool has_samples() const { return count_ > 0; }
   // Estimated latency of a batch of `batch_size` inputs; 0 when nothing was observed yet. Read per
@@ -66,11 +68,26 @@ class LatencyModel {
     double size;
     double latency;
   };
+  // The window's sums, in integers (sizes and microseconds are whole): exact, so sums kept across
+  // batches (add the new sample, subtract the one it replaces) equal sums taken afresh, bit for bit.
+  struct Sums {
+    __int128 x = 0, y = 0, xx = 0, xy = 0;
+    void add(const Sample& sample, int sign);
+  };
+  Fit fit_sums(const Sums& sums, double smallest, double fastest) const;
+  static void note_minimum(double value, double& minimum, std::size_t& at_minimum);
+  void rescan_minima();
+
   std::array<Sample, kWindow> samples_{};
   std::size_t next_ = 0;
   std::size_t count_ = 0;
   double largest_size_ = 0;        // the largest batch ever observed
   std::optional<Sample> anchor_;   // the latest small batch (see above)
+  Sums sums_;                      // over the window's samples
+  double smallest_ = 0;            // the window's smallest size and fastest latency,
+  double fastest_ = 0;
+  std::size_t smallest_count_ = 0;  // and how many of its samples have them (batches of one: all)
+  std::size_t fastest_count_ = 0;
   Fit fit_;                        // fit_window() as of the latest observe()
 };
 

@@ -139,6 +139,24 @@ TEST(LatencyModel, TheKeptFitIsTheWindowsFitAfterEveryBatch) {
   EXPECT_TRUE(saw_one_size);
 }
 
+TEST(LatencyModel, TheKeptMinimaFollowTheWindowAsItsFastestBatchesLeave) {
+  // observe() keeps the window's smallest size and fastest latency across batches (a pass over the
+  // window only when the last sample at a minimum leaves it). Batches of one (every size a tie) whose
+  // latencies fall, then rise, then repeat: each minimum leaves the window while ties remain, then
+  // the last one leaves. The kept one-size fit must equal the fresh one after every batch.
+  LatencyModel model;
+  const int window = static_cast<int>(LatencyModel::kWindow);
+  for (int step = 0; step < 4 * window; ++step) {
+    const int phase = step % (2 * window);
+    const int64_t latency = 500 + (phase < window ? window - phase : phase - window) / 3;
+    model.observe(step % 7 == 0 ? 2 : 1, latency);
+    const LatencyModel::Fit fresh = model.fit_window();
+    for (std::size_t size = 0; size <= 4; ++size) {
+      ASSERT_EQ(model.estimate_micros(size), fresh.estimate(static_cast<double>(size))) << "step " << step;
+    }
+  }
+}
+
 TEST(LatencyModel, LargestSizeWithinABudget) {
   LatencyModel model;
   for (int size : {1, 8, 16, 32, 64}) model.observe(size, static_cast<int64_t>(w3_micros(size)));
