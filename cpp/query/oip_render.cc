@@ -115,8 +115,19 @@ void write_string(Writer& writer, std::string_view text) {
 }
 
 // The infer response is written with plain appends (it runs once per request): only text that came
-// from a client or a model goes through rapidjson's escaping.
+// from a client or a model goes through rapidjson's escaping, and only when it needs any.
 void append_string(std::string& out, std::string_view text) {
+  if (is_plain_json_text(text)) {
+    // The usual case (names, versions, ids, a text model's answers): the writer's bytes, without its
+    // per-character pass.
+    const std::size_t at = out.size();
+    out.resize(at + text.size() + 2);  // one growth, one copy
+    char* quoted = out.data() + at;
+    quoted[0] = '"';
+    text.copy(quoted + 1, text.size());
+    quoted[text.size() + 1] = '"';
+    return;
+  }
   StringAppender stream{out};
   rapidjson::Writer<StringAppender> escaper(stream);  // one value: its level stack is never used
   if (is_valid_utf8(text)) {

@@ -447,6 +447,34 @@ TEST(OipCodec, KeepsTheJsonValidWhateverTheModelReturned) {
   parse(render_error("bad name \xc3"));
 }
 
+TEST(OipCodec, AnAnswersTextIsTheWritersJsonWhetherItIsPlainOrNeedsEscaping) {
+  // Plain ASCII (names, ids, a text model's answers) is appended as it is; anything else goes
+  // through the writer's escaping. Every string of the response takes the same path.
+  const std::optional<std::string> id = "req-7/a b~";
+  InferAnswer plain{"sum", "1", &id, "sum-model:1", "the model was late"};
+  std::string out;
+  render_infer_response(plain, {{"cat", false}, {"", false}, {"x\x7f", false}}, {{OutputTensor::Output, false}},
+                        out);
+  EXPECT_EQ(out,
+            R"({"model_name":"sum","model_version":"1","id":"req-7/a b~","parameters":{"clipper_model":)"
+            R"("sum-model:1","default_explanation":"the model was late"},"outputs":[{"name":"output",)"
+            R"("datatype":"BYTES","shape":[3],"data":["cat","","x)" "\x7f" R"("]}]})");
+
+  const std::optional<std::string> quoted = "say \"hi\"";
+  InferAnswer escaped{"m\\n", "caf\xC3\xA9", &quoted, "m:\x01", "tab\there"};
+  out.clear();
+  render_infer_response(escaped,
+                        {{"line\nbreak", false}, {"x\xffy", false}, {std::string("nul\0byte", 8), false}},
+                        {{OutputTensor::Output, false}}, out);
+  EXPECT_EQ(out,
+            "{\"model_name\":\"m\\\\n\",\"model_version\":\"caf\xC3\xA9\",\"id\":\"say \\\"hi\\\"\","
+            "\"parameters\":{\"clipper_model\":\"m:\\u0001\",\"default_explanation\":\"tab\\there\"},"
+            "\"outputs\":[{\"name\":\"output\",\"datatype\":\"BYTES\",\"shape\":[3],"
+            "\"data\":[\"line\\nbreak\",\"x\xEF\xBF\xBDy\",\"nul\\u0000byte\"]}]}")
+      << "an invalid byte becomes U+FFFD";
+  parse(out);
+}
+
 TEST(OipCodec, AnErrorIsTheWritersJsonWhetherItsMessageIsPlainOrNeedsEscaping) {
   // Plain ASCII is appended as it is; anything else goes through the writer's escaping.
   EXPECT_EQ(render_error("model m:1 would answer in about 120 us"),
