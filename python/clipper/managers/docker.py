@@ -100,6 +100,7 @@ class DockerContainerManager(ContainerManager):
         shm_transport: bool = False,
         replica_shm_spin_micros: int = 0,
         shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
+        shm_response_spin_cost_micros: int = defaults.SHM_RESPONSE_SPIN_COST_MICROS,
         frontend_cpuset: str | None = None,
         replica_prefetch_full_batches: bool = defaults.REPLICA_PREFETCH_FULL_BATCHES,
     ) -> None:
@@ -122,7 +123,9 @@ class DockerContainerManager(ContainerManager):
         With it, `replica_shm_spin_micros` (0-10,000; default 0) has each replica poll its request
         ring this long before sleeping (CLIPPER_SHM_SPIN_MICROS in its container) and
         `shm_response_spin_micros` (default 0) the frontend's I/O loop poll for an answer this long
-        after sending a batch (LocalContainerManager's options of the same names).
+        after sending a batch, and `shm_response_spin_cost_micros` (0-10,000; default 7; 0 = no
+        bound) stop that spin while it costs more than this many microseconds spun per answer caught
+        (LocalContainerManager's options of the same names).
         `replica_prefetch_full_batches`: a replica busy with a batch may be sent a full one to wait
         behind it (FrontendOptions.replica_prefetch_full_batches)."""
         if not isinstance(cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(cluster_name):
@@ -172,6 +175,11 @@ class DockerContainerManager(ContainerManager):
         self.replica_prefetch_full_batches = replica_prefetch_full_batches
         self.shm_response_spin_micros = checked_spin_micros(
             "shm_response_spin_micros", shm_response_spin_micros, MAX_SHM_RESPONSE_SPIN_MICROS
+        )
+        self.shm_response_spin_cost_micros = checked_spin_micros(
+            "shm_response_spin_cost_micros",
+            shm_response_spin_cost_micros,
+            MAX_SHM_RESPONSE_SPIN_MICROS,
         )
         # The frontend container's CPUs (Docker's --cpuset-cpus); models get theirs in ModelResources.
         self.frontend_cpuset = format_cpus(parse_cpus(frontend_cpuset)) if frontend_cpuset else None
@@ -231,6 +239,46 @@ class DockerContainerManager(ContainerManager):
 
     # ---- the frontend -------------------------------------------------------------------------------
 
+    def _frontend_command(
+        self,
+        cache_size_bytes: int = defaults.CACHE_SIZE_BYTES,
+        io_threads: int = defaults.IO_THREADS,
+        rpc_thread: str = "shared",
+        allow_unauthenticated_replicas: bool = False,
+    ) -> list[str]:
+        """The frontend container's command (`python -m clipper.management.frontend`'s arguments),
+        as start_clipper runs it."""
+        command = [
+            "--cluster-name", self.cluster_name,
+            "--state-dir", STATE_DIR_IN_CONTAINER,
+            "--bind-address", "127.0.0.1" if self._host_network else "0.0.0.0",
+            "--query-port", str(self.clipper_query_port),
+            "--management-port", str(self.clipper_management_port),
+            "--rpc-port", str(self.clipper_rpc_port),
+            "--metrics-port", str(self.prometheus_port),
+            "--cache-size-bytes", str(cache_size_bytes),
+            "--io-threads", str(io_threads),
+            "--rpc-thread", rpc_thread,
+            "--log-level", self.log_level,
+            "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
+        ]  # fmt: skip
+        if self.redis_ip:
+            command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
+        if allow_unauthenticated_replicas:
+            command.append("--allow-unauthenticated-replicas")
+        # Only when not the default, so a frontend image older than the option still starts.
+        if self.shm_response_spin_micros != defaults.SHM_RESPONSE_SPIN_MICROS:
+            command += ["--shm-response-spin-micros", str(self.shm_response_spin_micros)]
+        if self.shm_response_spin_cost_micros != defaults.SHM_RESPONSE_SPIN_COST_MICROS:
+            command += ["--shm-response-spin-cost-micros", str(self.shm_response_spin_cost_micros)]
+        if self.replica_prefetch_full_batches != defaults.REPLICA_PREFETCH_FULL_BATCHES:
+            command.append(
+                "--replica-prefetch-full-batches"
+                if self.replica_prefetch_full_batches
+                else "--no-replica-prefetch-full-batches"
+            )
+        return command
+
     def start_clipper(
         self,
         cache_size_bytes: int = defaults.CACHE_SIZE_BYTES,
@@ -266,33 +314,9 @@ class DockerContainerManager(ContainerManager):
         image = self._clipper_image("frontend")
         # Built (or found) before anything starts, so a build failure leaves no frontend running.
         reporter_image = self._clipper_image("supervision-reporter") if supervision_token else None
-        command = [
-            "--cluster-name", self.cluster_name,
-            "--state-dir", STATE_DIR_IN_CONTAINER,
-            "--bind-address", "127.0.0.1" if self._host_network else "0.0.0.0",
-            "--query-port", str(self.clipper_query_port),
-            "--management-port", str(self.clipper_management_port),
-            "--rpc-port", str(self.clipper_rpc_port),
-            "--metrics-port", str(self.prometheus_port),
-            "--cache-size-bytes", str(cache_size_bytes),
-            "--io-threads", str(io_threads),
-            "--rpc-thread", rpc_thread,
-            "--log-level", self.log_level,
-            "--heartbeat-timeout-millis", str(self.heartbeat_timeout_millis),
-        ]  # fmt: skip
-        if self.redis_ip:
-            command += ["--redis-address", f"{self.redis_ip}:{self.redis_port}"]
-        if allow_unauthenticated_replicas:
-            command.append("--allow-unauthenticated-replicas")
-        # Only when not the default, so a frontend image older than the option still starts.
-        if self.shm_response_spin_micros != defaults.SHM_RESPONSE_SPIN_MICROS:
-            command += ["--shm-response-spin-micros", str(self.shm_response_spin_micros)]
-        if self.replica_prefetch_full_batches != defaults.REPLICA_PREFETCH_FULL_BATCHES:
-            command.append(
-                "--replica-prefetch-full-batches"
-                if self.replica_prefetch_full_batches
-                else "--no-replica-prefetch-full-batches"
-            )
+        command = self._frontend_command(
+            cache_size_bytes, io_threads, rpc_thread, allow_unauthenticated_replicas
+        )
         ports = {
             "query": self.clipper_query_port,
             "management": self.clipper_management_port,

@@ -54,7 +54,10 @@ _POLL_INTERVAL_S = 1.0
 
 
 def _refuse_shared_memory(
-    shm_transport: Any, replica_shm_spin_micros: Any, shm_response_spin_micros: Any
+    shm_transport: Any,
+    replica_shm_spin_micros: Any,
+    shm_response_spin_micros: Any,
+    shm_response_spin_cost_micros: Any,
 ) -> None:
     """Replicas in other pods cannot reach the frontend's shared-memory socket (they are told to use
     ZeroMQ: kubernetes_manifests), so the options that tune that transport have nothing to act on."""
@@ -71,6 +74,12 @@ def _refuse_shared_memory(
             shm_response_spin_micros,
             _is_int(shm_response_spin_micros, defaults.SHM_RESPONSE_SPIN_MICROS),
             defaults.SHM_RESPONSE_SPIN_MICROS,
+        ),
+        (
+            "shm_response_spin_cost_micros",
+            shm_response_spin_cost_micros,
+            _is_int(shm_response_spin_cost_micros, defaults.SHM_RESPONSE_SPIN_COST_MICROS),
+            defaults.SHM_RESPONSE_SPIN_COST_MICROS,
         ),
     )
     for name, value, at_default, default in asked:
@@ -112,6 +121,8 @@ class KubernetesContainerManager(ContainerManager):
         shm_transport: bool = False,
         replica_shm_spin_micros: int = 0,
         shm_response_spin_micros: int = defaults.SHM_RESPONSE_SPIN_MICROS,
+        shm_response_spin_cost_micros: int = defaults.SHM_RESPONSE_SPIN_COST_MICROS,
+        replica_prefetch_full_batches: bool = defaults.REPLICA_PREFETCH_FULL_BATCHES,
     ) -> None:
         """The port kwargs are the ports inside the cluster (Services and containers). `registry`
         prefixes images named without one; `service_type` is the query Service's type. `query_addr`
@@ -119,11 +130,19 @@ class KubernetesContainerManager(ContainerManager):
         Services (a LoadBalancer address, a NodePort, or `kubectl port-forward`); by default their
         in-cluster DNS names, which work from a pod. `api_client`: a `kubernetes.client.ApiClient`;
         by default the kubeconfig (or the pod's service account) is loaded on first use.
-        `shm_transport`, `replica_shm_spin_micros` and `shm_response_spin_micros` (the Local and Docker
-        managers' shared-memory options) are accepted only at their defaults (off, no spin): replicas
-        run in pods of their own, which cannot map the frontend's rings, and serve over ZeroMQ;
-        anything else is refused rather than silently ignored."""
-        _refuse_shared_memory(shm_transport, replica_shm_spin_micros, shm_response_spin_micros)
+        `shm_transport`, `replica_shm_spin_micros`, `shm_response_spin_micros` and
+        `shm_response_spin_cost_micros` (the Local and Docker managers' shared-memory options) are
+        accepted only at their defaults (off, no spin): replicas run in pods of their own, which
+        cannot map the frontend's rings, and serve over ZeroMQ; anything else is refused rather than
+        silently ignored. `replica_prefetch_full_batches` (an engine option, valid over ZeroMQ): a
+        replica busy with a batch may be sent a full one to wait behind it
+        (FrontendOptions.replica_prefetch_full_batches)."""
+        _refuse_shared_memory(
+            shm_transport,
+            replica_shm_spin_micros,
+            shm_response_spin_micros,
+            shm_response_spin_cost_micros,
+        )
         defaults = ClusterSpec()
         self.spec = ClusterSpec(
             cluster_name=cluster_name,
@@ -144,6 +163,7 @@ class KubernetesContainerManager(ContainerManager):
             ),
             frontend_resources=frontend_resources or defaults.frontend_resources,
             model_resources=dict(model_resources or {}),
+            replica_prefetch_full_batches=replica_prefetch_full_batches,
         )
         self.cluster_name = cluster_name
         self.redis_ip = redis_ip

@@ -154,6 +154,8 @@ class ClusterSpec:
     cache_size_bytes: int = defaults.CACHE_SIZE_BYTES
     io_threads: int = defaults.IO_THREADS
     rpc_thread: str = "shared"
+    # A replica busy with a batch may be sent a full one to wait behind it (the frontend's option).
+    replica_prefetch_full_batches: bool = defaults.REPLICA_PREFETCH_FULL_BATCHES
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster_name, str) or not _CLUSTER_NAME_PATTERN.match(
@@ -183,6 +185,11 @@ class ClusterSpec:
             )
         if isinstance(self.num_frontends, bool) or not 1 <= self.num_frontends <= 32:
             raise ConfigurationError(f"num_frontends={self.num_frontends!r}: use 1-32")
+        if not isinstance(self.replica_prefetch_full_batches, bool):
+            raise ConfigurationError(
+                f"replica_prefetch_full_batches={self.replica_prefetch_full_batches!r}: use True or "
+                "False"
+            )
 
     # ---- names ----------------------------------------------------------------------------------------
 
@@ -524,6 +531,13 @@ def _frontend_pod(spec: ClusterSpec) -> client.V1PodSpec:
         "--redis-address", spec.redis_address,
         "--replica-supervisor", "none",
     ]  # fmt: skip
+    # Only when not the default, so a frontend image older than the option still starts.
+    if spec.replica_prefetch_full_batches != defaults.REPLICA_PREFETCH_FULL_BATCHES:
+        args.append(
+            "--replica-prefetch-full-batches"
+            if spec.replica_prefetch_full_batches
+            else "--no-replica-prefetch-full-batches"
+        )
     ports = [
         client.V1ContainerPort(name="query", container_port=spec.query_port),
         client.V1ContainerPort(name="management", container_port=spec.management_port),

@@ -13,10 +13,12 @@ from clipper import ClipperException, DockerContainerManager
 from clipper.container.closure import save_closure
 from clipper.deployers._framework import FrameworkClosure
 from clipper.exceptions import DeploymentError
+from clipper.management.frontend import FrontendOptions, build_argument_parser
 from clipper.management.replica_keys import ensure_cluster_keys, read_replica_credentials
 from clipper.managers import docker_images
 from clipper.managers.docker import CLIPPER_LABEL, MODEL_LABEL
 from clipper.managers.docker_replicas import exit_reason, model_image_kind
+from clipper_native import defaults
 
 docker = pytest.importorskip("docker", reason="the Docker SDK for Python (pip install docker)")
 try:
@@ -113,11 +115,44 @@ def test_a_shm_replica_container_gets_the_replicas_spin(tmp_path, closure_image)
 
 
 @pytest.mark.parametrize(
-    "option", [{"replica_shm_spin_micros": -1}, {"shm_response_spin_micros": 10_001}]
+    "option",
+    [
+        {"replica_shm_spin_micros": -1},
+        {"shm_response_spin_micros": 10_001},
+        {"shm_response_spin_cost_micros": 10_001},
+        {"shm_response_spin_cost_micros": "7"},
+    ],
 )
 def test_the_spins_are_bounded(option):
-    with pytest.raises(ClipperException, match="must be an int from 0 to 10000"):
+    ((name, _),) = option.items()
+    with pytest.raises(ClipperException, match=f"^{name} must be an int from 0 to 10000"):
         DockerContainerManager(cluster_name="c", **option)
+
+
+def _frontend_options(manager):
+    """What the frontend container of `manager` runs with: its command read by the frontend's own
+    argument parser (the frontend image runs `python -m clipper.management.frontend`)."""
+    command = manager._frontend_command(io_threads=2)
+    return FrontendOptions(**vars(build_argument_parser().parse_args(command)))
+
+
+def test_the_frontend_container_gets_the_shared_memory_and_prefetch_options():
+    manager = DockerContainerManager(
+        cluster_name="c",
+        shm_transport=True,
+        shm_response_spin_micros=300,
+        shm_response_spin_cost_micros=0,
+        replica_prefetch_full_batches=True,
+    )
+    options = _frontend_options(manager)
+    assert (options.shm_response_spin_micros, options.shm_response_spin_cost_micros) == (300, 0)
+    assert options.replica_prefetch_full_batches is True
+    assert options.io_threads == 2
+    # At their defaults no flag is passed, so a frontend image older than the options still starts.
+    plain = DockerContainerManager(cluster_name="c")
+    assert not [arg for arg in plain._frontend_command() if "spin" in arg or "prefetch" in arg]
+    options = _frontend_options(plain)
+    assert options.shm_response_spin_cost_micros == defaults.SHM_RESPONSE_SPIN_COST_MICROS
 
 
 def test_extra_container_kwargs_reach_every_container_beside_clippers_own(tmp_path, closure_image):

@@ -5,6 +5,7 @@ cluster can run here, so these are checked on the rendered objects."""
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from kubernetes import client
 
 from clipper.container.credentials import ReplicaCredentials
 from clipper.exceptions import ClipperException, ConfigurationError
+from clipper.management.frontend import FrontendOptions, build_argument_parser
 from clipper.management.replica_keys import new_cluster_keys
 from clipper.managers.kubernetes import KubernetesContainerManager, render_manifests
 from clipper.managers.kubernetes_manifests import (
@@ -24,6 +26,7 @@ from clipper.managers.kubernetes_manifests import (
     label_value,
     to_dict,
 )
+from clipper_native import defaults
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (pip) holds the Kubernetes JSON schemas"
@@ -161,7 +164,11 @@ def test_shared_memory_options_are_accepted_only_off_and_nothing_rendered_asks_f
     # The Local and Docker managers' keyword arguments at their defaults, as code written for them
     # passes them: accepted, and the rendering is the one without them.
     manager = KubernetesContainerManager(
-        cluster_name="demo", shm_transport=False, replica_shm_spin_micros=0, shm_response_spin_micros=0
+        cluster_name="demo",
+        shm_transport=False,
+        replica_shm_spin_micros=0,
+        shm_response_spin_micros=0,
+        shm_response_spin_cost_micros=defaults.SHM_RESPONSE_SPIN_COST_MICROS,
     )
     text = render_manifests(manager, MODELS)
     assert "shm-response-spin" not in text and "CLIPPER_SHM_SPIN_MICROS" not in text
@@ -181,12 +188,47 @@ def test_shared_memory_options_are_accepted_only_off_and_nothing_rendered_asks_f
         {"shm_response_spin_micros": 20},
         {"replica_shm_spin_micros": True},
         {"shm_response_spin_micros": "0"},
+        {"shm_response_spin_cost_micros": 0},
+        {"shm_response_spin_cost_micros": 20},
     ],
 )
 def test_shared_memory_options_are_refused_naming_the_option_and_why(options):
     ((name, value),) = options.items()
     with pytest.raises(ClipperException, match=rf"^{name}={re.escape(repr(value))}: .*ZeroMQ"):
         KubernetesContainerManager(cluster_name="demo", **options)
+
+
+def _frontend_options(manager):
+    """What each frontend of `manager`'s rendering runs with: its container's args read by the
+    frontend's own argument parser."""
+    documents = list(yaml.safe_load_all(render_manifests(manager, MODELS)))
+    frontends = [
+        d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("query-frontend-")
+    ]
+    assert len(frontends) == manager.spec.num_frontends
+    options = []
+    for deployment in frontends:
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        options.append(FrontendOptions(**vars(build_argument_parser().parse_args(container["args"]))))
+    return options
+
+
+def test_replica_prefetch_full_batches_reaches_every_frontend_and_is_left_out_at_its_default():
+    # An engine option, valid over ZeroMQ (replicas in pods), unlike the shared-memory ones.
+    manager = KubernetesContainerManager(cluster_name="demo", num_frontends=2, replica_prefetch_full_batches=True)
+    assert [o.replica_prefetch_full_batches for o in _frontend_options(manager)] == [True, True]
+    # A start keeps it (start_clipper replaces the spec's engine settings).
+    assert replace(manager.spec, io_threads=2).replica_prefetch_full_batches is True
+    # At the default no flag is rendered, so a frontend image older than the option still starts.
+    plain = KubernetesContainerManager(cluster_name="demo")
+    assert "prefetch" not in render_manifests(plain, MODELS)
+    assert [o.replica_prefetch_full_batches for o in _frontend_options(plain)] == [
+        defaults.REPLICA_PREFETCH_FULL_BATCHES
+    ]
+    for obj in cluster_objects(manager.spec, MODELS, keys=new_cluster_keys(), supervision_token="t" * 43):
+        kubernetes_validate.validate(to_dict(obj), KUBERNETES_VERSIONS[-1], strict=True)
+    with pytest.raises(ClipperException, match=r"^replica_prefetch_full_batches='yes': use True or False"):
+        KubernetesContainerManager(cluster_name="demo", replica_prefetch_full_batches="yes")
 
 
 def test_the_rpc_keys_secret_holds_both_halves_of_the_clusters_keys():
