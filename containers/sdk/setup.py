@@ -11,6 +11,9 @@ from setuptools import setup
 
 extensions = []
 if os.environ.get("CLIPPER_SDK_NATIVE") == "1":
+    # numpy's headers: _native_codec makes its arrays through numpy's C API (built against numpy 2.x,
+    # it runs with numpy 1.23 and later too).
+    import numpy
     from Cython.Build import cythonize
     from setuptools import Extension
 
@@ -19,7 +22,8 @@ if os.environ.get("CLIPPER_SDK_NATIVE") == "1":
             Extension(
                 f"clipper.container.{module}",
                 [f"clipper/container/{module}.pyx"],
-                include_dirs=["include"],
+                include_dirs=["include", numpy.get_include()],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 language="c++",
                 extra_compile_args=["-std=c++17", "-O2", "-g0"],
             )

@@ -14,24 +14,43 @@ Prediction of those (converted by codec.convert_outputs, then encoded here).
 
 Every position read from a message is checked against the message's length first: a request is
 never read outside its buffer, whatever its bytes say.
+
+Numeric inputs are made through numpy's C API over the received bytes (no copy when aligned), with
+what np.ndarray(shape, dtype, buffer, offset) gives them: writable only when the buffer is, and the
+buffer's owner (a memoryview's underlying object) as their base, so they keep the bytes alive.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 from libc.math cimport isfinite
 from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from libcpp.vector cimport vector
 
+cimport numpy as cnp
+
 from clipper.container._shm_ring cimport ShmChannel
 
 import numpy as np
 
-cdef object _ndarray = np.ndarray
+cnp.import_array()
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     object PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
+    bint PyMemoryView_Check(object candidate)
+    PyObject* PyMemoryView_GET_BASE(object view)
+
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct _Descr "PyArray_Descr":
+        pass
+    # numpy's Cython declarations leave it out; steals a reference to `descr`.
+    object PyArray_NewFromDescr(PyTypeObject* subtype, _Descr* descr, int nd,
+                                cnp.npy_intp* dims, cnp.npy_intp* strides, void* data, int flags,
+                                PyObject* obj)
+    PyTypeObject PyArray_Type
 
 __all__ = ["PredictFailed", "answer", "decode_predict_request", "encode_predict_response",
            "read_message"]
@@ -58,6 +77,13 @@ cdef int _predict_request_type = -1
 cdef dict _dtypes = {}                # wire input type -> numpy dtype (numeric types only)
 cdef dict _type_names = {}            # wire input type -> canonical name
 
+# _dtypes by wire type as C arrays (NULL / 0: not numeric), read per batch without a dict lookup. The
+# descriptors are borrowed from _dtypes, which holds them.
+cdef enum:
+    _WIRE_TYPES = 32
+cdef PyObject* _descrs[_WIRE_TYPES]
+cdef Py_ssize_t _itemsizes[_WIRE_TYPES]
+
 
 def bind(predict_batch, wire_format_error, convert_outputs, prediction, bytes prefix,
          bytes confident_prefix, int predict_request_type, dict dtypes, dict type_names):
@@ -73,6 +99,15 @@ def bind(predict_batch, wire_format_error, convert_outputs, prediction, bytes pr
     _predict_request_type = predict_request_type
     _dtypes = dtypes
     _type_names = type_names
+    cdef int kind
+    for kind in range(_WIRE_TYPES):
+        _descrs[kind] = NULL
+        _itemsizes[kind] = 0
+    for kind, dtype in dtypes.items():
+        if not 0 <= kind < _WIRE_TYPES or not isinstance(dtype, np.dtype):
+            raise ValueError(f"bind: wire type {kind} needs a numpy dtype below {_WIRE_TYPES}")
+        _descrs[kind] = <PyObject*>dtype
+        _itemsizes[kind] = (<cnp.dtype>dtype).itemsize
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -82,6 +117,7 @@ def bind(predict_batch, wire_format_error, convert_outputs, prediction, bytes pr
 cdef struct Message:
     const uint8_t* data
     Py_ssize_t size
+    bint writable   # whether numeric inputs viewing it may be written (as the buffer allows)
 
 
 cdef inline bint _has(const Message* m, Py_ssize_t at, Py_ssize_t count) noexcept nogil:
@@ -169,6 +205,7 @@ def read_message(buffer):
     PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
     m.data = <const uint8_t*>view.buf
     m.size = view.len
+    m.writable = not view.readonly
     payload_type = _read_message(&m, &table)
     PyBuffer_Release(&view)
     if payload_type < 0:
@@ -183,6 +220,7 @@ def decode_predict_request(buffer, Py_ssize_t table, int expected_input_type):
     PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
     m.data = <const uint8_t*>view.buf
     m.size = view.len
+    m.writable = not view.readonly
     try:
         return _decode(buffer, &m, table, expected_input_type)
     finally:
@@ -229,17 +267,16 @@ cdef object _decode_inputs(object buffer, const Message* m, Py_ssize_t table, in
         if not _vector(m, f[4], 8, &offsets_start, &offsets_count):
             raise _unreadable(batch_id)
         has_offsets = offsets_count > 0
-    dtype = _dtypes.get(expected)
-    if dtype is not None:
+    if 0 <= expected < _WIRE_TYPES and _descrs[expected] != NULL:
         if not has_offsets:
             if f[3]:
                 if not _has(m, f[3], 4):
                     raise _unreadable(batch_id)
                 row_length = _u32(m.data + f[3])
-            inputs = _uniform(buffer, m, dtype, num_inputs, row_length, data_start, data_length,
+            inputs = _uniform(buffer, m, expected, num_inputs, row_length, data_start, data_length,
                               batch_id)
         else:
-            inputs = _ragged(buffer, m, dtype, num_inputs, data_start, data_length,
+            inputs = _ragged(buffer, m, expected, num_inputs, data_start, data_length,
                              offsets_start, offsets_count, batch_id)
     else:
         inputs = _blobs(m, expected, num_inputs, data_start, data_length, has_offsets,
@@ -258,27 +295,53 @@ cdef str _type_name(int wire_type):
     return name if name is not None else f"<unknown {wire_type}>"
 
 
-cdef object _numeric_view(object buffer, const Message* m, object dtype, Py_ssize_t itemsize,
-                          Py_ssize_t start, Py_ssize_t count, object shape):
-    """A read-only ndarray of `shape` (`count` elements) at `start`; a copy when the address is
-    unaligned (see codec.py's module docstring). One ndarray call (positional arguments: keywords
-    cost as much again) makes it in its final shape: half the cost of frombuffer + reshape."""
-    array = _ndarray(shape, dtype, buffer, start)
-    if count and (<uintptr_t>(m.data + start)) % itemsize:  # numpy calls an empty array aligned
-        return array.copy()
+cdef object _owner(object buffer):
+    """What a view of `buffer` keeps alive, as numpy chooses it: a memoryview's underlying object."""
+    cdef PyObject* base
+    if PyMemoryView_Check(buffer):
+        base = PyMemoryView_GET_BASE(buffer)
+        if base != NULL:
+            return <object>base
+    return buffer
+
+
+cdef cnp.ndarray _view(int wire_type, const uint8_t* data, int nd, cnp.npy_intp* dims,
+                       bint writable, object base):
+    """An ndarray of wire_type's dtype over `data` (C order, `nd` dimensions), `base` its owner."""
+    cdef PyObject* descr = _descrs[wire_type]
+    Py_INCREF(<object>descr)  # PyArray_NewFromDescr steals it
+    cdef cnp.ndarray array = PyArray_NewFromDescr(
+        &PyArray_Type, <_Descr*>descr, nd, dims, NULL, <void*>data,
+        cnp.NPY_ARRAY_CARRAY if writable else cnp.NPY_ARRAY_CARRAY_RO, NULL)
+    cnp.set_array_base(array, base)
     return array
 
 
-cdef object _uniform(object buffer, const Message* m, object dtype, uint32_t num_inputs,
+cdef cnp.ndarray _numeric_view(object buffer, const Message* m, int wire_type, Py_ssize_t start,
+                               Py_ssize_t count, int nd, cnp.npy_intp* dims):
+    """A view of `dims` (`count` elements) at `start`, as np.ndarray(shape, dtype, buffer, start)
+    makes it (one C call instead: that call cost half a batch); a copy when the address is unaligned
+    (see codec.py's module docstring)."""
+    array = _view(wire_type, m.data + start, nd, dims, m.writable, _owner(buffer))
+    # numpy calls an empty array aligned
+    if count and (<uintptr_t>(m.data + start)) % _itemsizes[wire_type]:
+        return cnp.PyArray_NewCopy(array, cnp.NPY_CORDER)
+    return array
+
+
+cdef object _uniform(object buffer, const Message* m, int wire_type, uint32_t num_inputs,
                      uint32_t row_length, Py_ssize_t start, Py_ssize_t length, uint64_t batch_id):
-    cdef Py_ssize_t itemsize = dtype.itemsize
+    cdef Py_ssize_t itemsize = _itemsizes[wire_type]
     cdef uint64_t elements = <uint64_t>num_inputs * row_length
+    cdef cnp.npy_intp dims[2]
     if length % itemsize or <uint64_t>(length // itemsize) != elements:
+        dtype = <object>_descrs[wire_type]
         raise _WireFormatError(
             f"uniform batch of {num_inputs} x {row_length} {dtype.name} needs "
             f"{int(num_inputs) * int(row_length) * itemsize} data bytes, got {length}", batch_id)
-    return _numeric_view(buffer, m, dtype, itemsize, start, <Py_ssize_t>elements,
-                         (num_inputs, row_length))
+    dims[0] = num_inputs
+    dims[1] = row_length
+    return _numeric_view(buffer, m, wire_type, start, <Py_ssize_t>elements, 2, dims)
 
 
 cdef int _check_bounds(const Message* m, uint32_t num_inputs, Py_ssize_t length, bint has_offsets,
@@ -308,25 +371,34 @@ cdef int _check_bounds(const Message* m, uint32_t num_inputs, Py_ssize_t length,
     return 0
 
 
-cdef object _ragged(object buffer, const Message* m, object dtype, uint32_t num_inputs,
+cdef object _ragged(object buffer, const Message* m, int wire_type, uint32_t num_inputs,
                     Py_ssize_t start, Py_ssize_t length, Py_ssize_t offsets_start,
                     Py_ssize_t offsets_count, uint64_t batch_id):
-    cdef Py_ssize_t itemsize = dtype.itemsize
+    cdef Py_ssize_t itemsize = _itemsizes[wire_type]
     cdef Py_ssize_t i
     cdef uint64_t low, high
+    cdef cnp.npy_intp count
+    cdef cnp.ndarray values
+    cdef const uint8_t* first
+    cdef bint writable
     _check_bounds(m, num_inputs, length, True, offsets_start, offsets_count, batch_id)
     for i in range(offsets_count):
         if _u64(m.data + offsets_start + 8 * i) % itemsize:
+            dtype = <object>_descrs[wire_type]
             raise _WireFormatError(
                 f"ragged batch offsets must be multiples of the {itemsize}-byte {dtype.name} "
                 "element", batch_id)
-    values = _numeric_view(buffer, m, dtype, itemsize, start, length // itemsize,
-                           (length // itemsize,))
+    count = length // itemsize
+    values = _numeric_view(buffer, m, wire_type, start, count, 1, &count)
+    # Each input views `values` (its base, as values[low:high] would have it), without the slicing.
+    first = <const uint8_t*>cnp.PyArray_DATA(values)
+    writable = cnp.PyArray_ISWRITEABLE(values)
     inputs = []
     for i in range(num_inputs):
-        low = _u64(m.data + offsets_start + 8 * i) // itemsize
-        high = _u64(m.data + offsets_start + 8 * (i + 1)) // itemsize
-        inputs.append(values[low:high])
+        low = _u64(m.data + offsets_start + 8 * i)
+        high = _u64(m.data + offsets_start + 8 * (i + 1))
+        count = <cnp.npy_intp>((high - low) // itemsize)
+        inputs.append(_view(wire_type, first + low, 1, &count, writable, values))
     return inputs
 
 
@@ -555,6 +627,7 @@ def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=No
     try:
         m.data = <const uint8_t*>view.buf
         m.size = view.len
+        m.writable = not view.readonly
         payload_type = _read_message(&m, &table)
         if payload_type != _predict_request_type:
             return NotImplemented
@@ -594,6 +667,7 @@ def serve(ShmChannel channel, predict_batch, int expected_input_type, server, in
             return None
         m.data = channel.payload
         m.size = <Py_ssize_t>channel.size
+        m.writable = False  # the ring's view is read-only
         if _read_message(&m, &table) != _predict_request_type:
             return memoryview(channel.message())
         batch_id = 0

@@ -320,3 +320,94 @@ def test_the_model_receives_a_read_only_view_of_the_received_message():
     assert np.shares_memory(seen[0], received) and not seen[0].flags.writeable
     np.testing.assert_array_equal(seen[0], values)
     assert reply == codec.encode_predict_response_in_python(1, ["3.0", "12.0", "21.0", "30.0"])
+
+
+# --- numeric inputs: numpy's C API, with np.ndarray's flags and base ---------------------------------
+
+FLAGS = ("c_contiguous", "f_contiguous", "owndata", "writeable", "aligned", "writebackifcopy")
+
+
+def flags_of(array: np.ndarray) -> dict[str, bool]:
+    return {name: getattr(array.flags, name) for name in FLAGS}
+
+
+def offset_in(array: np.ndarray, received: np.ndarray) -> int:
+    return array.ctypes.data - received.ctypes.data
+
+
+@pytest.mark.parametrize("kind", sorted(DTYPES))
+@pytest.mark.parametrize("writable", [True, False])
+@pytest.mark.parametrize("shape", [(3, 4), (1, 10), (0, 5), (4, 0)])
+def test_a_uniform_batch_is_what_np_ndarray_makes_of_the_received_buffer(kind, writable, shape):
+    """The inputs made in C have what np.ndarray(shape, dtype, buffer, offset) gives them (the code
+    they replace): the same flags, writable only when the buffer is, and the buffer's owner (a
+    memoryview's object) as their base."""
+    values = np.arange(int(np.prod(shape)), dtype=DTYPES[kind]).reshape(shape)
+    received = aligned_copy(build_predict_request(5, kind, values))
+    received.flags.writeable = writable
+    buffer = memoryview(received)
+    inputs = native_decode(buffer, TYPES[kind]).inputs
+    reference = np.ndarray(shape, np.dtype(DTYPES[kind]), buffer, offset_in(inputs, received))
+    np.testing.assert_array_equal(inputs, values)
+    assert flags_of(inputs) == flags_of(reference)
+    assert inputs.flags.writeable == writable
+    # numpy takes the owner of received's memory (the array it slices) as the base of both.
+    assert inputs.base is reference.base is received.base
+    assert inputs.dtype == reference.dtype and inputs.strides == reference.strides
+
+
+@pytest.mark.parametrize("kind", sorted(DTYPES))
+@pytest.mark.parametrize("writable", [True, False])
+@pytest.mark.parametrize("misalign", [0, 1])
+def test_ragged_inputs_are_what_slicing_one_view_of_the_values_makes(kind, writable, misalign):
+    rows = [np.arange(n, dtype=DTYPES[kind]) + 10 * n for n in (3, 0, 1, 5)]
+    received = aligned_copy(build_predict_request(6, kind, rows), misalign)
+    received.flags.writeable = writable
+    buffer = memoryview(received)
+    inputs = native_decode(buffer, TYPES[kind]).inputs
+    for mine, expected in zip(inputs, rows):
+        np.testing.assert_array_equal(mine, expected)
+    if misalign:  # an unaligned message: the values were copied once, into an array of their own
+        owner = inputs[0].base
+        assert owner.flags.owndata and not np.shares_memory(owner, received)
+        assert all(row.base is owner and flags_of(row) == flags_of(owner[0:3]) for row in inputs)
+        return
+    # The code replaced: one np.ndarray over all the values, sliced per input.
+    dtype = np.dtype(DTYPES[kind])
+    total = sum(len(row) for row in rows)
+    values = np.ndarray((total,), dtype, buffer, offset_in(inputs[0], received))
+    bounds = np.cumsum([0] + [len(row) for row in rows])
+    for mine, low, high in zip(inputs, bounds[:-1], bounds[1:]):
+        reference = values[low:high]
+        assert np.shares_memory(mine, received) or mine.size == 0
+        assert mine.base is reference.base and flags_of(mine) == flags_of(reference)
+        assert mine.size == 0 or mine.ctypes.data == reference.ctypes.data
+        assert mine.flags.writeable == writable
+
+
+def test_an_unaligned_uniform_batch_is_copied_into_an_array_of_its_own():
+    values = np.arange(6.0).reshape(2, 3)
+    received = aligned_copy(build_predict_request(7, "doubles", values), misalign=4)
+    received.flags.writeable = False
+    inputs = native_decode(memoryview(received), InputType.DOUBLES).inputs
+    np.testing.assert_array_equal(inputs, values)
+    assert inputs.flags.owndata and inputs.flags.aligned and inputs.flags.writeable
+    assert not np.shares_memory(inputs, received)
+
+
+def test_the_inputs_keep_the_received_bytes_alive():
+    """A model may keep its inputs: they hold the buffer they view, whatever the caller drops."""
+    import gc
+
+    values = np.arange(20.0).reshape(4, 5)
+
+    def decoded() -> np.ndarray:
+        message = bytes(build_predict_request(8, "doubles", values))
+        return native_decode(message, InputType.DOUBLES).inputs
+
+    inputs = decoded()
+    gc.collect()
+    garbage = [bytes(range(256)) * 8 for _ in range(1000)]  # reuse any freed memory
+    assert type(inputs.base) is bytes and not inputs.flags.writeable
+    np.testing.assert_array_equal(inputs, values)
+    del garbage

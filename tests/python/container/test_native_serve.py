@@ -217,3 +217,29 @@ def test_a_corrupt_request_ring_raises(frontend):
     struct.pack_into("<Q", frontend.mapping, REQUEST_TAIL, 3)  # not a record boundary
     with pytest.raises(shm_client.ShmChannelError):
         serve(frontend, lambda inputs: ["0"])
+
+
+def test_the_model_gets_a_read_only_view_that_keeps_the_mapping_alive():
+    """predict_batch's inputs view the request ring in place, cannot be written, and hold the
+    mapping: a model that keeps them can read them after the channel is closed and dropped."""
+    import gc
+
+    stand_in = StandInFrontend()
+    kept = []
+
+    def predict(inputs):
+        kept.append(inputs)
+        return ["0"] * len(inputs)
+
+    values = np.arange(12.0).reshape(3, 4)
+    stand_in.publish(build_predict_request(9, "doubles", values))
+    assert serve(stand_in, predict) is None
+    (inputs,) = kept
+    assert not inputs.flags.writeable and not inputs.flags.owndata
+    with pytest.raises(ValueError):
+        inputs[0, 0] = 1.0
+    stand_in.close()
+    stand_in.mapping.close()  # only the channel's mapping is left, held by the inputs
+    del stand_in
+    gc.collect()
+    np.testing.assert_array_equal(inputs, values)
