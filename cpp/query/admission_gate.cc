@@ -66,10 +66,11 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const A
                                                                          const ModelChoice& choice,
                                                                          const std::vector<DecodedInput>& inputs,
                                                                          Clock::time_point received,
+                                                                         Clock::time_point now,
                                                                          int64_t budget_micros,
                                                                          std::vector<CacheKey>& keys) {
   keys.clear();
-  std::optional<Refusal> refusal = judge_admission(app, choice, inputs, nullptr, received, budget_micros);
+  std::optional<Refusal> refusal = judge_admission(app, choice, inputs, nullptr, received, now, budget_micros);
   if (!refusal || !engine_.cache().enabled()) return refusal;
   // Before refusing: an answer the cache holds needs no model, so only the inputs it cannot answer
   // count (a query it answers entirely is admitted whatever the load). Looked at only on this path;
@@ -91,7 +92,7 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::admission_refusal(const A
       uncached.back().bytes += input.payload.size();
     }
   }
-  return judge_admission(app, choice, inputs, &uncached, received, budget_micros);
+  return judge_admission(app, choice, inputs, &uncached, received, now, budget_micros);
 }
 
 std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const AppRoute& app,
@@ -99,6 +100,7 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const App
                                                                        const std::vector<DecodedInput>& inputs,
                                                                        const UncachedInputs* uncached,
                                                                        Clock::time_point received,
+                                                                       Clock::time_point now,
                                                                        int64_t budget_micros) const {
   const EngineOptions& options = engine_.options();
   std::size_t waiting = inputs.size();  // inputs that would wait for a model
@@ -112,7 +114,7 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::judge_admission(const App
                    "Overloaded: " + std::to_string(pending_.size()) +
                        " queries are waiting for answers on this I/O thread (max_pending_queries_per_io_thread)"};
   }
-  const int64_t waited = duration_cast<microseconds>(Clock::now() - received).count();
+  const int64_t waited = duration_cast<microseconds>(now - received).count();
   if (waiting > 0 && waited >= budget_micros) return lag_refusal(waited, budget_micros);
   std::size_t all_bytes = 0;
   if (uncached == nullptr) {
@@ -170,13 +172,14 @@ std::optional<QueryProcessor::Refusal> QueryProcessor::refusal_before_decoding(c
                                                                                std::string_view body,
                                                                                const ModelVersion* named_version,
                                                                                Clock::time_point received,
+                                                                               Clock::time_point now,
                                                                                int64_t budget_micros) const {
   // Only for a refusal the client gets (429/503): the app's default needs the input count.
   if (app.linked_models.empty()) return std::nullopt;
   if (arrival == Arrival::Predict && app.overload != OverloadAnswer::Reject && !app.direct_model) return std::nullopt;
   // The lag gate: a request that waited out its time limit before it was read (socket buffers, a
   // lagging I/O loop, a CPU taken by a model) cannot be answered in time by anything, the cache included.
-  const int64_t waited = duration_cast<microseconds>(Clock::now() - received).count();
+  const int64_t waited = duration_cast<microseconds>(now - received).count();
   if (waited >= budget_micros) return lag_refusal(waited, budget_micros);
   // The model's judgement needs no body only where nothing in it could change the answer: no cache that
   // might hold the answers, the models to ask known without it (no draw by the user's weights, no

@@ -220,8 +220,9 @@ void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route,
   // the update at arrival (429/503 whatever the app's overload option: feedback that was not applied is
   // never acknowledged), before decoding where the body cannot change the answer.
   const bool applicable = engine_.feedback_queue().consumer_attached();  // else 503 below, after decoding
+  const Clock::time_point before_decoding = Clock::now();
   if (auto refusal = applicable ? refusal_before_decoding(app, Arrival::Update, request.body, nullptr, received,
-                                                          evaluation_time.count())
+                                                          before_decoding, evaluation_time.count())
                                 : std::nullopt) {
     app.metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     reply_overloaded(app, *refusal, slot, false);
@@ -248,7 +249,9 @@ void QueryProcessor::handle_update(const std::shared_ptr<const AppRoute>& route,
   }
   std::vector<DecodedInput> inputs;
   inputs.push_back(std::move(body.input));
-  if (auto refusal = admission_refusal(app, choice, inputs, received, evaluation_time.count(), admission_keys_)) {
+  if (auto refusal = admission_refusal(app, choice, inputs, received,
+                                       judged_after_decoding(request.body, before_decoding),
+                                       evaluation_time.count(), admission_keys_)) {
     app.metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     reply_overloaded(app, *refusal, slot, false);
     return;
@@ -327,7 +330,10 @@ void QueryProcessor::count_selections(const AppRoute& app, const ModelChoice& ch
 
 void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                                     http::ResponseSlot slot, Clock::time_point received) {
-  if (auto refusal = refusal_before_decoding(*app, Arrival::Predict, request.body, nullptr, received, app->slo_micros)) {
+  // One clock read judges the request before and after decoding (unless its body is large).
+  const Clock::time_point before_decoding = Clock::now();
+  if (auto refusal = refusal_before_decoding(*app, Arrival::Predict, request.body, nullptr, received,
+                                             before_decoding, app->slo_micros)) {
     app->metrics->requests.add();
     app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     reply_overloaded(*app, *refusal, slot, false);
@@ -338,11 +344,11 @@ void QueryProcessor::handle_predict(const std::shared_ptr<const AppRoute>& app, 
     reply_error(http_, slot, 400, decoded.failure.error, decoded.failure.cause, app.get());
     return;
   }
-  start_predict(app, *decoded.value, slot, received, nullptr);
+  start_predict(app, *decoded.value, slot, received, judged_after_decoding(request.body, before_decoding), nullptr);
 }
 
 void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, PredictBody& body,
-                                   http::ResponseSlot slot, Clock::time_point received,
+                                   http::ResponseSlot slot, Clock::time_point received, Clock::time_point now,
                                    std::unique_ptr<OipCall> oip) {
   // Errors in the format the request came in.
   auto refuse = [&](int status, std::string_view error, const std::string& cause) {
@@ -388,7 +394,7 @@ void QueryProcessor::start_predict(const std::shared_ptr<const AppRoute>& app, P
 
   const uint32_t count = static_cast<uint32_t>(body.inputs.size());
   count_selections(*app, choice, count);
-  if (auto refusal = admission_refusal(*app, choice, body.inputs, received, app->slo_micros, admission_keys_)) {
+  if (auto refusal = admission_refusal(*app, choice, body.inputs, received, now, app->slo_micros, admission_keys_)) {
     app->metrics->rejected[static_cast<std::size_t>(refusal->reason)].add();
     // Open Inference Protocol answers carry no default output: those are always refused.
     if (app->overload == OverloadAnswer::Reject || oip || app->direct_model) {
@@ -690,16 +696,19 @@ void QueryProcessor::drain_completions() {
   while (true) {
     const std::size_t taken = completions_.try_dequeue_bulk(buffer, 64);
     if (taken == 0) break;
-    for (std::size_t i = 0; i < taken; ++i) complete(buffer[i]);
+    const Clock::time_point now = Clock::now();  // they arrived together: one read for all
+    for (std::size_t i = 0; i < taken; ++i) complete(buffer[i], now);
   }
 }
 
 void QueryProcessor::deliver_here(std::vector<Completion>& completions) {
-  for (Completion& completion : completions) complete(completion);
+  if (completions.empty()) return;
+  const Clock::time_point now = Clock::now();  // a replica's batch, answered together: one read for all
+  for (Completion& completion : completions) complete(completion, now);
   completions.clear();
 }
 
-void QueryProcessor::complete(Completion& completion) {
+void QueryProcessor::complete(Completion& completion, Clock::time_point now) {
   if (completion.kind == CompletionKind::FeedbackApplied || completion.kind == CompletionKind::FeedbackRefused) {
     answer_feedback(completion);
     return;
@@ -707,8 +716,7 @@ void QueryProcessor::complete(Completion& completion) {
   auto found = pending_.find(completion.query_key);
   if (found == pending_.end()) return;  // already answered at its deadline
   PendingQuery& query = found->second;
-  const Clock::time_point now = Clock::now();  // also the answer's latency, below
-  if (now >= query.deadline) {
+  if (now >= query.deadline) {  // `now` is also the answer's latency, below
     // The deadline passed while the loop was busy, before its timer fired: the SLO promises the
     // default now, not a late answer.
     answer_overdue(found->first, query);

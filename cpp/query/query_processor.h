@@ -141,8 +141,13 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   void handle_predict(const std::shared_ptr<const AppRoute>& app, http::HttpRequest& request,
                       http::ResponseSlot slot, Clock::time_point received);
   // A decoded query of /predict or OIP infer (`oip` set): picks the model(s) and submits the inputs.
+  // `now` (else read here): the time admission judges it at.
   void start_predict(const std::shared_ptr<const AppRoute>& app, PredictBody& body, http::ResponseSlot slot,
-                     Clock::time_point received, std::unique_ptr<OipCall> oip);
+                     Clock::time_point received, std::unique_ptr<OipCall> oip) {
+    start_predict(app, body, slot, received, Clock::now(), std::move(oip));
+  }
+  void start_predict(const std::shared_ptr<const AppRoute>& app, PredictBody& body, http::ResponseSlot slot,
+                     Clock::time_point received, Clock::time_point now, std::unique_ptr<OipCall> oip);
   // The Open Inference Protocol under /v2 (oip_handler.cc).
   void handle_oip(http::HttpRequest& request, http::ResponseSlot slot, Clock::time_point received);
   void handle_oip_model(const oip::Target& target, http::HttpRequest& request, http::ResponseSlot slot,
@@ -153,7 +158,8 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
                      http::ResponseSlot slot, Clock::time_point received);
   bool answer_health(const http::HttpRequest& request, http::ResponseSlot slot, http::HttpServer& server);
   void drain_completions();
-  void complete(Completion& completion);
+  // `now`: when the completions being delivered reached this thread (one clock read per delivery).
+  void complete(Completion& completion, Clock::time_point now);
   void answer_overdue(uint64_t query_key, PendingQuery& query);
   void expire_deadlines();
   void arm_deadline_timer(Clock::time_point deadline);
@@ -171,17 +177,20 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   // the look-up computed them; empty otherwise.
   std::optional<Refusal> admission_refusal(const AppRoute& app, const ModelChoice& choice,
                                            const std::vector<DecodedInput>& inputs, Clock::time_point received,
-                                           int64_t budget_micros, std::vector<CacheKey>& keys);
+                                           Clock::time_point now, int64_t budget_micros,
+                                           std::vector<CacheKey>& keys);
   // Per model judged (a cascade: its first): the inputs the cache does not hold, and their bytes.
   struct UncachedCount {
     std::size_t count = 0;
     std::size_t bytes = 0;
   };
   using UncachedInputs = absl::InlinedVector<UncachedCount, 2>;
-  // The checks themselves; `uncached` null: every input counts as needing its model.
+  // The checks themselves; `uncached` null: every input counts as needing its model. `now`: the time
+  // they judge at (the caller's one clock read for the request).
   std::optional<Refusal> judge_admission(const AppRoute& app, const ModelChoice& choice,
                                          const std::vector<DecodedInput>& inputs, const UncachedInputs* uncached,
-                                         Clock::time_point received, int64_t budget_micros) const;
+                                         Clock::time_point received, Clock::time_point now,
+                                         int64_t budget_micros) const;
   // `model`'s bounds and deadline for `count` more inputs of `bytes` with `left_micros` of the query's
   // time limit (`budget_micros`: the SLO, or an /update's evaluation time) left.
   std::optional<Refusal> model_refusal(const ModelVersion& model, std::size_t count, std::size_t bytes,
@@ -195,7 +204,20 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   enum class Arrival { Predict, Infer, Update };
   std::optional<Refusal> refusal_before_decoding(const AppRoute& app, Arrival arrival, std::string_view body,
                                                  const ModelVersion* named_version, Clock::time_point received,
-                                                 int64_t budget_micros) const;
+                                                 Clock::time_point now, int64_t budget_micros) const;
+  std::optional<Refusal> refusal_before_decoding(const AppRoute& app, Arrival arrival, std::string_view body,
+                                                 const ModelVersion* named_version, Clock::time_point received,
+                                                 int64_t budget_micros) const {
+    return refusal_before_decoding(app, arrival, body, named_version, received, Clock::now(), budget_micros);
+  }
+  // The time admission judges a request at after decoding its body: `before` (the clock read that
+  // judged it before decoding) unless the body is large enough for its decoding to take a while.
+  static Clock::time_point judged_after_decoding(std::string_view body, Clock::time_point before) {
+    return body.size() > kDecodedWithoutClockBytes ? Clock::now() : before;
+  }
+  // Up to this size a body decodes in a few microseconds (W1's 200 bytes: ~1 us), well within the
+  // lag and deadline judgements' precision: one clock read serves before and after decoding.
+  static constexpr std::size_t kDecodedWithoutClockBytes = 4096;
   // The lag gate's refusal: the request waited out its whole time limit before it was read.
   static Refusal lag_refusal(int64_t waited_micros, int64_t budget_micros);
   // 429 or 503 with Retry-After, in Clipper's error format or the Open Inference Protocol's.

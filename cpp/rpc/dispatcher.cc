@@ -151,7 +151,7 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   }
   if (owner == nullptr || !owner->slow) {
     model.latency.observe(sent, latency);
-    publish_admission(model);
+    publish_admission(model, now);
   }
   model.metrics->batch_latency_micros.observe(static_cast<double>(latency));
   model.metrics->batches.add();
@@ -191,7 +191,7 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   outbox_.complete_outputs(batch.tasks, texts, confidences);
 }
 
-void Dispatcher::publish_admission(ModelVersion& model) const {
+void Dispatcher::publish_admission(ModelVersion& model, Clock::time_point now) const {
   int32_t serving = 0;
   int32_t batch_size = 1;
   for (const auto& [address, replica] : replicas_.all()) {
@@ -199,7 +199,7 @@ void Dispatcher::publish_admission(ModelVersion& model) const {
     ++serving;
     batch_size = std::max(batch_size, replica.controller->batch_size());
   }
-  model.admission.relax(Clock::now());
+  model.admission.relax(now);
   model.admission.publish(model.latency, std::min(batch_size, batch_cap(model)), serving);
 }
 

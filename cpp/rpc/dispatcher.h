@@ -50,7 +50,9 @@ class Dispatcher {
   void sweep_expired(Clock::time_point now);
   // Publishes what admission control reads for `model`: its batch latencies, the batch size its
   // replicas are sent when backlogged and how many serve at full speed.
-  void publish_admission(ModelVersion& model) const;
+  // `now`: the time it is published at (the caller's clock read).
+  void publish_admission(ModelVersion& model) const { publish_admission(model, Clock::now()); }
+  void publish_admission(ModelVersion& model, Clock::time_point now) const;
 
  private:
   struct InflightBatch {
