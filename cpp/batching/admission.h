@@ -13,6 +13,7 @@
 // read while one is being replaced is still a usable estimate, and nothing here orders other memory.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -55,15 +56,33 @@ class AdmissionGauge {
   // Tasks answered by their deadline and tasks that missed it (late answer, expired in the queue,
   // shed): each late one raises the correction by kLateStep, each punctual one lowers it by kPunctualStep,
   // with one call (a batch, and the tasks observe_lost() reported since the last call) weighing at most
-  // kOutcomesPerObservation tasks.
-  void observe_outcomes(std::size_t punctual, std::size_t late);
-  // Tasks that missed their deadline before evaluation (expired in the queue, shed). They are counted
-  // with the next observation (the next answered batch, or relax()) instead of one call at a time:
+  // kOutcomesPerObservation tasks. `admitted` is when the newest of its tasks was admitted (queued),
+  // `now` when it was made. Rounds, as TCP cuts its window at most once per round trip: a raise
+  // starts a round, and observations whose tasks were all admitted before it belong to that round.
+  // They were admitted under the smaller correction, whose shortfall the raise is answering, so
+  // together they raise it at most kMaxRoundRaise, and their punctual outcomes do not lower it. Counted
+  // batch by batch, one wave of late answers (a dozen consecutive late batches with one cause: the
+  // queue grown to the SLO's worth when the replica stalled) multiplied the correction by ~6.5 in
+  // 0.4 s; admission then drained the queue to a batch or two for seconds and the light model's goodput
+  // at 2x ran a sawtooth between 0.8x and 1.07x of capacity (issue 12). Counted as ONE observation, a
+  // wave raised it 1.17x while the punctual batches between waves still lowered it batch by batch:
+  // the balance moved to 5-16% late (the simulated light model); at most twice per round keeps it near
+  // 1-3% with the queue at several full batches. The defaults (admitted now, made at the epoch) count
+  // every observation as news.
+  void observe_outcomes(std::size_t punctual, std::size_t late,
+                        Clock::time_point admitted = Clock::time_point::max(), Clock::time_point now = {});
+  // Tasks that missed their deadline before evaluation (expired in the queue, shed), the newest of
+  // them admitted at `admitted`. They are counted with the next observation (the next answered batch,
+  // or relax()) instead of one call at a time:
   // such tasks share their cause like a batch's do, and the dispatcher finds them a few per sweep,
   // so counted per sweep a wave of expiries at an overload's onset multiplied the correction by 4-7
   // (kLateStep per task), and with it the estimate: admission then refused nearly everything for
   // seconds while only a trickle of small punctual batches brought it down (issue 12).
-  void observe_lost(std::size_t count) { pending_lost_ += count; }
+  void observe_lost(std::size_t count, Clock::time_point admitted = Clock::time_point::max()) {
+    if (count == 0) return;
+    pending_lost_ += count;
+    pending_lost_admitted_ = std::max(pending_lost_admitted_, admitted);
+  }
   // The batch just sent to a replica is estimated to take `micros`: what a query arriving while
   // every replica is busy waits for before the queue moves.
   void batch_sent(double micros) { busy_batch_micros_.store(micros, std::memory_order_relaxed); }
@@ -83,6 +102,7 @@ class AdmissionGauge {
   static constexpr double kPunctualStep = 0.9998;  // ln ratio ~ 1/100: settles near 1% late
   static constexpr double kOutcomesPerObservation = 8.0;  // one call's weight at most (its tasks are correlated)
   static constexpr double kMaxCorrection = 8.0;
+  static constexpr double kMaxRoundRaise = 2.0;  // one round's raise at most (TCP: halving once per round trip)
   static constexpr double kRelaxHalfLifeSeconds = 1.0;
 
   // --- any thread ---
@@ -109,6 +129,9 @@ class AdmissionGauge {
   Clock::time_point relaxed_at_{};  // RPC thread only
   bool observed_since_relax_ = false;  // RPC thread only: an outcome arrived since the last relax()
   std::size_t pending_lost_ = 0;       // RPC thread only: observe_lost() since the last observation
+  Clock::time_point pending_lost_admitted_ = Clock::time_point::min();  // RPC thread only: the newest of them
+  Clock::time_point raised_at_ = Clock::time_point::min();  // RPC thread only: when the last round began
+  double round_factor_ = 1.0;  // RPC thread only: that round's raise so far (<= kMaxRoundRaise)
 };
 
 }  // namespace clipper

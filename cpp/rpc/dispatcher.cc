@@ -15,6 +15,14 @@ using std::chrono::microseconds;
 // evaluating it would only delay the tasks that can still make their deadline.
 constexpr double kDoomedShare = 0.75;
 
+// When the newest of `tasks` was queued: admission's correction counts outcomes only of tasks
+// admitted after its last raise.
+Clock::time_point newest_enqueued(const std::vector<Task>& tasks) {
+  Clock::time_point newest = Clock::time_point::min();
+  for (const Task& task : tasks) newest = std::max(newest, task.enqueued);
+  return newest;
+}
+
 }  // namespace
 
 int Dispatcher::batch_cap(const ModelVersion& model) const {
@@ -39,7 +47,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
       drained_scratch_.push_back(&model);
       model.queue.drain_inbox(now);
       model.queue.take_expired(now, expired_scratch_);
-      model.admission.observe_lost(expired_scratch_.size());
+      model.admission.observe_lost(expired_scratch_.size(), newest_enqueued(expired_scratch_));
       handle_expired(model, expired_scratch_, now);
       shed_doomed(model, now);
     }
@@ -81,7 +89,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
       std::vector<Task> tasks;
       tasks.reserve(plan.size);
       model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
-      model.admission.observe_lost(expired_scratch_.size());
+      model.admission.observe_lost(expired_scratch_.size(), newest_enqueued(expired_scratch_));
       handle_expired(model, expired_scratch_, now);
       if (tasks.empty()) break;
       model.metrics->batch_cut_reasons[static_cast<std::size_t>(plan.reason)].add();
@@ -177,7 +185,7 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   }
   std::size_t late = 0;
   for (const Task& task : batch.tasks) late += task.deadline < now ? 1 : 0;
-  model.admission.observe_outcomes(sent - late, late);
+  model.admission.observe_outcomes(sent - late, late, newest_enqueued(batch.tasks), now);
   model.admission.answered_at(now);
   std::vector<std::string> texts;
   texts.reserve(count);
@@ -273,7 +281,8 @@ void Dispatcher::shed_doomed(ModelVersion& model, Clock::time_point now) {
     if (static_cast<double>(left) >= kDoomedShare * one_input_micros) break;
     model.queue.take_batch(doomed, 1, now, expired_scratch_);
   }
-  model.admission.observe_lost(expired_scratch_.size() + doomed.size());
+  model.admission.observe_lost(expired_scratch_.size() + doomed.size(),
+                              std::max(newest_enqueued(expired_scratch_), newest_enqueued(doomed)));
   handle_expired(model, expired_scratch_, now);
   for (Task& task : doomed) {
     model.metrics->shed_tasks.add();
