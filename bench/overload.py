@@ -24,8 +24,12 @@ and three placements:
 
 For each scenario and placement the capacity is measured first: closed loop with enough connections
 to keep full batches queued (the queue stays inside the SLO, so nothing is refused), answers within the
-SLO per second. Then open loop Poisson arrivals at each multiple of it, each run measuring, from the
-load generator's side:
+SLO per second. It is measured --capacity-runs times (2) before the multiples, which take the median of
+those as their reference, and once more after them; the verdict divides by the median of all of them,
+and a study whose capacity runs spread by more than 10% (max / min) is flagged: one capacity run once
+measured the light model 20% high, its 2x then overran the frontend and load generator, and a verdict
+dividing by that one figure was the study's weak point. Then open loop Poisson arrivals at each
+multiple of it, each run measuring, from the load generator's side:
 
   goodput       2xx model answers (not the default) within the SLO, per second of the window
   admitted      p50/p99/max latency of the queries answered by the model (latency from the intended
@@ -92,6 +96,8 @@ PER_ADDRESS_SHARE_OF_CAP = 0.5
 # free connection, and its send lag's p99 as a share of the SLO.
 MAX_WAITED_SHARE = 0.001
 MAX_SEND_LAG_P99_SHARE_OF_SLO = 0.1
+# Capacity runs whose max / min exceeds 1 + this disagree: the study's reference is uncertain.
+MAX_CAPACITY_SPREAD = 0.10
 DEFAULT_APP = "overload-default"
 MODEL = "overload-model"
 TARGET_GOODPUT_AT_2X = 0.9
@@ -118,6 +124,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--multipliers", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per run")
+    parser.add_argument(
+        "--capacity-runs",
+        type=int,
+        default=2,
+        help="capacity runs before the multiples (their median sets the rates); one more follows "
+        "them, and the verdict divides by the median of all (default 2)",
+    )
     parser.add_argument(
         "--capacity-connections",
         type=int,
@@ -177,6 +190,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.connection_safety <= 0:
         parser.error("--connection-safety must be positive")
+    if args.capacity_runs < 1:
+        parser.error("--capacity-runs must be at least 1")
     if args.source_addresses is not None and not 1 <= args.source_addresses <= 253:
         parser.error("--source-addresses is 1 to 253 (127.0.0.2 .. 127.0.0.254)")
     if "pinned" in args.placements:
@@ -644,27 +659,38 @@ def run_study(
         }
         sampler = stack.enter_context(cluster_lib.MetricsSampler(cluster.metrics_url))
         study = Study(scenario, placement, cluster, sampler, loadgen_cpus)
-        capacity = one_run("capacity", APP, args, loadgen, study, rate=None)
+        capacity_runs = []
+        for index in range(args.capacity_runs):
+            if index:
+                time.sleep(1.0)
+            capacity_runs.append(one_run(f"capacity {index + 1}", APP, args, loadgen, study, None))
+        reference = capacity_reference(capacity_runs)["goodput_rps"]
         runs = []
         for multiplier in args.multipliers:
             time.sleep(1.0)  # the queue empties between runs
-            rate = multiplier * capacity["goodput_rps"]
+            rate = multiplier * reference
             runs.append(one_run(f"{multiplier:g}x", APP, args, loadgen, study, rate))
         if args.default_at > 0:
             time.sleep(1.0)
-            rate = args.default_at * capacity["goodput_rps"]
+            rate = args.default_at * reference
             runs.append(one_run(f"{args.default_at:g}x", DEFAULT_APP, args, loadgen, study, rate))
+        time.sleep(1.0)
+        capacity_runs.append(
+            one_run(f"capacity {len(capacity_runs) + 1}", APP, args, loadgen, study, None)
+        )
         rss_after = common.megabytes(common.rss_bytes(cluster.frontend_pid))
+    measured = capacity_reference(capacity_runs)
+    capacity = measured["run"]
     for run in runs:
         run["accounting"]["vs_capacity"] = accounting_ratios(run, capacity)
     # --multipliers may repeat 2 (e.g. 1 2 2 2 4) to see the run-to-run spread against one capacity
     # run: the verdict takes the median of the 2x runs.
     at_2x = common.median([r["goodput_rps"] for r in runs if r["run"] == "2x" and r["app"] == APP])
-    ratio_2x = None if at_2x is None else at_2x / capacity["goodput_rps"]
+    ratio_2x = None if at_2x is None else at_2x / measured["goodput_rps"]
     # The closed loop can understate what the model computes (its latency, not the model, bounds
     # it: in the isolated placement the load generator shares the frontend's CPU); the best goodput
     # any run reached is the other reference.
-    best = max(r["goodput_rps"] for r in [capacity, *runs])
+    best = max(r["goodput_rps"] for r in [*capacity_runs, *runs])
     ratio_2x_best = None if at_2x is None else at_2x / best
     return {
         "scenario": scenario,
@@ -674,13 +700,18 @@ def run_study(
         "frontend_cpus": placement_options.get("frontend_cpus"),
         "replica_cpus": placement_options.get("model_cpus", {}).get(MODEL),
         "capacity": capacity,
+        "capacity_rps": measured["goodput_rps"],
+        "capacity_runs_rps": measured["each_rps"],
+        "capacity_spread": measured["spread"],
+        "capacity_disagrees": measured["disagrees"],
+        "capacity_runs": capacity_runs,
         "runs": runs,
         "rpc_thread": args.rpc_thread or "shared",
         "replica_prefetch_full_batches": args.replica_prefetch_full_batches,
         "cpus_allowed": placed,
         "goodput_at_2x_over_capacity": common.rounded(ratio_2x, 3),
         "goodput_at_2x_each_over_capacity": [
-            common.rounded(r["goodput_rps"] / capacity["goodput_rps"], 3)
+            common.rounded(r["goodput_rps"] / measured["goodput_rps"], 3)
             for r in runs
             if r["run"] == "2x" and r["app"] == APP
         ],
@@ -689,6 +720,22 @@ def run_study(
         "best_goodput_rps": best,
         "goodput_at_2x_over_best": common.rounded(ratio_2x_best, 3),
         "frontend_rss_mb": {"before": rss_before, "after": rss_after},
+    }
+
+
+def capacity_reference(capacity_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The study's capacity from its capacity runs: the median goodput, the run nearest it (whose
+    accounting the others are compared with), the spread max / min - 1, and whether that exceeds
+    MAX_CAPACITY_SPREAD (one run 20% high once doubled as a 2.4x load: not a reference to divide by)."""
+    each = [run["goodput_rps"] for run in capacity_runs]
+    middle = common.median(each)
+    spread = max(each) / min(each) - 1 if min(each) > 0 else math.inf
+    return {
+        "goodput_rps": middle,
+        "run": min(capacity_runs, key=lambda run: abs(run["goodput_rps"] - middle)),
+        "each_rps": each,
+        "spread": common.rounded(spread, 3) if math.isfinite(spread) else None,
+        "disagrees": not spread <= MAX_CAPACITY_SPREAD,
     }
 
 
@@ -712,10 +759,12 @@ def cpus_allowed(pid: int | None) -> str | None:
 
 
 def print_table(result: dict[str, Any], slo_ms: float) -> None:
-    capacity, runs = result["capacity"], result["runs"]
+    capacity, runs, reference = result["capacity"], result["runs"], result["capacity_rps"]
+    each = ", ".join(f"{rps:,.0f}" for rps in result["capacity_runs_rps"])
     print(
         f"\n{result['scenario']} / {result['placement']}: capacity (closed loop) "
-        f"{capacity['goodput_rps']:,.0f} answers/s within the {slo_ms:g} ms SLO "
+        f"{reference:,.0f} answers/s within the {slo_ms:g} ms SLO (median of {each}; spread "
+        f"{capacity_spread_text(result)}) "
         f"(other cores {capacity['cpu_cores']['other']}; CPUs allowed: {result['cpus_allowed']})"
     )
     header = (
@@ -728,7 +777,7 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
         latency = run["admitted_latency_ms"]
         print(
             f"{run['run']:>10} {run['app']:>17} {run['offered_rps'] or 0:>10,.0f} "
-            f"{run['goodput_rps']:>10,.0f} {run['goodput_rps'] / capacity['goodput_rps']:>6.2f} "
+            f"{run['goodput_rps']:>10,.0f} {run['goodput_rps'] / reference:>6.2f} "
             f"{100 * run['refused_share']:>6.1f} {100 * run['default_share']:>6.1f} "
             f"{latency['p50'] or 0:>7.1f} {latency['p99'] or 0:>7.1f} {latency['max'] or 0:>7.1f} "
             f"{run['rss_mb'].get('max_mb') or 0:>7.1f} {run['cpu_cores']['other']:>6.2f} "
@@ -755,21 +804,39 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
     )
     if warning:
         print(warning)
-    ratio_2x = result["goodput_at_2x_over_capacity"]
-    if ratio_2x is not None:
-        verdict = "met" if ratio_2x >= TARGET_GOODPUT_AT_2X else "NOT met"
-        if f"2x {APP}" in result["loadgen_limited_runs"]:
-            verdict += ", but the load generator limited the 2x run: not a figure of record"
-        each = result["goodput_at_2x_each_over_capacity"]
-        spread = f" (median of {', '.join(f'{x:.2f}' for x in each)})" if len(each) > 1 else ""
-        print(
-            f"goodput at 2x / capacity = {ratio_2x:.2f}{spread} (target >= {TARGET_GOODPUT_AT_2X}: "
-            f"{verdict}); "
-            f"/ the best goodput of any run ({result['best_goodput_rps']:,.0f}/s) = "
-            f"{result['goodput_at_2x_over_best']:.2f}"
-        )
+    line = verdict(result)
+    if line:
+        print(line)
     rss = result["frontend_rss_mb"]
     print(f"frontend RSS: {rss['before']} MB before the runs, {rss['after']} MB after")
+
+
+def verdict(result: dict[str, Any]) -> str | None:
+    """The study's line on the target: goodput at 2x over capacity, and why it is not a figure of
+    record when the load generator limited the 2x run or the capacity runs disagree."""
+    ratio_2x = result["goodput_at_2x_over_capacity"]
+    if ratio_2x is None:
+        return None
+    met = "met" if ratio_2x >= TARGET_GOODPUT_AT_2X else "NOT met"
+    if f"2x {APP}" in result["loadgen_limited_runs"]:
+        met += ", but the load generator limited the 2x run: not a figure of record"
+    if result["capacity_disagrees"]:
+        met += (
+            f", but the capacity runs disagree ({capacity_spread_text(result)} apart): "
+            "not a figure of record"
+        )
+    each = result["goodput_at_2x_each_over_capacity"]
+    spread = f" (median of {', '.join(f'{x:.2f}' for x in each)})" if len(each) > 1 else ""
+    return (
+        f"goodput at 2x / capacity = {ratio_2x:.2f}{spread} (target >= {TARGET_GOODPUT_AT_2X}: "
+        f"{met}); / the best goodput of any run ({result['best_goodput_rps']:,.0f}/s) = "
+        f"{result['goodput_at_2x_over_best']:.2f}"
+    )
+
+
+def capacity_spread_text(result: dict[str, Any]) -> str:
+    spread = result["capacity_spread"]
+    return "unbounded" if spread is None else f"{100 * spread:.1f}%"
 
 
 def print_accounting(result: dict[str, Any]) -> None:
@@ -780,7 +847,7 @@ def print_accounting(result: dict[str, Any]) -> None:
         f"{'late/s':>7} {'batch':>6} {'dl cuts/s':>9} {'rep cpu':>7} {'us/in':>6} {'rep rqw':>7} "
         f"{'fe cpu':>6} {'rep waits fe':>12} | {'= x cap':>7} {'busy':>6} {'on cpu':>6} {'in/cpu':>6} {'useful':>6}"
     )
-    for run in [result["capacity"], *result["runs"]]:
+    for run in [*result["capacity_runs"], *result["runs"]]:
         a = run["accounting"]
         ratio = a.get("vs_capacity", {})
 
@@ -814,7 +881,7 @@ def plot(results: list[dict[str, Any]], slo_ms: float, path: Path) -> Path:
     )
     for column, result in enumerate(results):
         top, bottom = axes[0, column], axes[1, column]
-        capacity = result["capacity"]["goodput_rps"]
+        capacity = result["capacity_rps"]
         rejecting = [r for r in result["runs"] if r["app"] == APP]
         x = [r["offered_rps"] / capacity for r in rejecting]
         top.plot(x, [r["goodput_rps"] / capacity for r in rejecting], "o-", color="C2",
@@ -873,6 +940,8 @@ def main(argv: list[str]) -> int:
             "accelerator_model": {"batch_micros": args.batch_micros, "batch_size": args.batch_size},
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "capacity_runs": f"{args.capacity_runs} before the multiples, 1 after",
+            "max_capacity_spread": MAX_CAPACITY_SPREAD,
             "open_loop_connections": {
                 "fixed": args.connections,
                 "safety": args.connection_safety,
@@ -885,6 +954,8 @@ def main(argv: list[str]) -> int:
         "target_goodput_at_2x": TARGET_GOODPUT_AT_2X,
         # False when some run's load generator was the bottleneck (loadgen_limited).
         "load_generator_kept_up": not any(r["loadgen_limited_runs"] for r in results),
+        # False when some study's capacity runs spread by more than MAX_CAPACITY_SPREAD.
+        "capacity_runs_agree": not any(r["capacity_disagrees"] for r in results),
         "studies": results,
         "elapsed_s": round(time.monotonic() - started, 1),
     }

@@ -3,9 +3,13 @@ batch size, back-offs, queue length, what admission control estimates with: the 
 and of a full batch, the latest sent batch, the correction) and one probe query's answer (200, or
 429 with the wait admission estimated). It shows how a run gets into and out of a state such as
 issue 12's collapse (admission refusing at an empty queue, batches of a few inputs). Same arguments
-as bench/overload.py, plus --trace (JSON lines, one per sample); after the runs, one line per run:
-the correction's maximum and mean, the smallest AIMD batch size and the probes refused at an empty
-queue.
+as bench/overload.py, plus --trace (JSON lines, one per sample); after the runs, one line per run,
+over its measured window (the samples after --warmup): the correction's maximum and mean, the queue's
+minimum and median, the smallest AIMD batch size and the probes refused at an empty queue. Issue 12's
+light model at 2x (about a minute):
+
+  python bench/overload_trace.py --scenarios cpu --placements isolated --multipliers 2 2 \
+      --default-at 0 --trace bench/results/overload_trace_light.jsonl
 
   python bench/overload_trace.py --scenarios cpu --placements isolated --multipliers 1 2 2 2 \\
       --per-input-micros 200 --trace bench/results/overload_trace.jsonl
@@ -57,13 +61,17 @@ def sample(study: Any, url: str) -> dict[str, Any]:
     return record
 
 
-def summary(run: str, samples: list[dict[str, Any]]) -> str:
+def summary(run: str, samples: list[dict[str, Any]], warmup_s: float) -> str:
+    samples = [s for s in samples if s["t"] >= warmup_s]
     corrections = [(s.get("admission") or {}).get("correction", 1.0) for s in samples]
     sizes = [s["batch_size"] for s in samples if s.get("batch_size")]
     refused_empty = sum(1 for s in samples if s.get("queued") == 0 and s.get("probe") == 429)
+    queued = sorted(s["queued"] for s in samples if s.get("queued") is not None)
     return (
         f"{run}: {len(samples)} samples, correction max {max(corrections, default=1):.2f} "
-        f"mean {sum(corrections) / max(len(corrections), 1):.2f}, smallest AIMD batch "
+        f"mean {sum(corrections) / max(len(corrections), 1):.2f}, queue min "
+        f"{queued[0] if queued else '-'} median {queued[len(queued) // 2] if queued else '-'}, "
+        f"smallest AIMD batch "
         f"{min(sizes, default=0)}, probes refused at an empty queue {refused_empty}"
     )
 
@@ -75,6 +83,7 @@ def main(argv: list[str]) -> int:
     known.trace.parent.mkdir(parents=True, exist_ok=True)
     runs: list[tuple[str, list[dict[str, Any]]]] = []
     one_run = overload.one_run
+    warmup_s = overload.parse_args(rest).warmup
 
     def traced_run(name, app, args, loadgen, study, rate):
         samples: list[dict[str, Any]] = []
@@ -108,7 +117,7 @@ def main(argv: list[str]) -> int:
             for record in samples:
                 out.write(json.dumps(record) + "\n")
     for label, samples in runs:
-        print(summary(label, samples))
+        print(summary(label, samples, warmup_s))
     print(f"trace: {known.trace}")
     return status
 
