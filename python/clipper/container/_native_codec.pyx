@@ -237,7 +237,8 @@ cdef object _decode(object buffer, const Message* m, Py_ssize_t table, int expec
 cdef object _decode_inputs(object buffer, const Message* m, Py_ssize_t table, int expected,
                            uint64_t* batch_id_out, uint32_t* num_inputs_out):
     """The inputs predict_batch receives; the batch id and input count through the pointers (the
-    batch id as soon as it is read, so a later error can name it)."""
+    batch id as soon as it is read, so a later error can name it). `buffer` owns `m`'s bytes: the
+    base of numeric inputs (any object that keeps them alive)."""
     cdef Py_ssize_t f[6]
     cdef uint64_t batch_id = 0
     cdef int wire_type = 0
@@ -673,7 +674,9 @@ def serve(ShmChannel channel, predict_batch, int expected_input_type, server, in
         batch_id = 0
         num_inputs = 0
         try:
-            inputs = _decode_inputs(channel.message(), &m, table, expected_input_type, &batch_id,
+            # The numeric inputs' base is the channel itself, which holds the mapping (a view
+            # object per batch would cost more than the rest of the decoding).
+            inputs = _decode_inputs(channel, &m, table, expected_input_type, &batch_id,
                                     &num_inputs)
         except _WireFormatError:
             return memoryview(channel.message())
