@@ -448,9 +448,11 @@ cdef object _as_text(object value):
     return None
 
 
-cdef bint _collect(object outputs, Py_ssize_t expected, list keep, Outputs* out) except -1:
-    """Fills `out` (UTF-8 views of strings held by `keep`) from predict_batch's return value; False
-    when it needs codec.convert_outputs (other types, a wrong count: that raises the right error)."""
+cdef object _collect(object outputs, Py_ssize_t expected, Outputs* out):
+    """Fills `out` with UTF-8 views of predict_batch's return value and returns what holds them (keep
+    it until the response is written: the outputs themselves when they are all str, no list built);
+    None when it needs codec.convert_outputs (other types, a wrong count: that raises the right
+    error)."""
     cdef Py_ssize_t i, size, count
     cdef const char* utf8
     cdef bint confident = False
@@ -460,10 +462,11 @@ cdef bint _collect(object outputs, Py_ssize_t expected, list keep, Outputs* out)
     elif type(outputs) is np.ndarray and outputs.ndim == 1 and outputs.dtype.kind in "iuf":
         values = outputs.tolist()
     else:
-        return False
+        return None
     count = len(values)
     if count != expected:
-        return False
+        return None
+    keep = None  # the strings made here, beside `values`, which holds the others
     out.data.resize(count)
     out.sizes.resize(count)
     for i in range(count):
@@ -471,10 +474,10 @@ cdef bint _collect(object outputs, Py_ssize_t expected, list keep, Outputs* out)
         if type(value) is _Prediction:
             output, reported = value
             if type(reported) is not float:
-                return False
+                return None
             confidence = reported
             if not 0.0 <= confidence <= 1.0:
-                return False
+                return None
             if not confident:
                 confident = True
                 out.confidences.assign(count, 1.0)
@@ -483,19 +486,23 @@ cdef bint _collect(object outputs, Py_ssize_t expected, list keep, Outputs* out)
         else:
             text = _as_text(value)
         if text is None:
-            return False
+            return None
         try:
             utf8 = PyUnicode_AsUTF8AndSize(text, &size)
         except UnicodeEncodeError:  # a lone surrogate: codec's path reports it
-            return False
-        keep.append(text)
+            return None
+        if text is not value:
+            if keep is None:
+                keep = [values]
+            keep.append(text)
         out.data[i] = utf8
         out.sizes[i] = size
-    return True
+    return values if keep is None else keep
 
 
-cdef int _collect_strings(list strings, object confidences, list keep, Outputs* out) except -1:
-    """Fills `out` from a list of str and optional confidences (convert_outputs' result)."""
+cdef int _collect_strings(list strings, object confidences, Outputs* out) except -1:
+    """Fills `out` from a list of str and optional confidences (convert_outputs' result): views of
+    `strings`' items, so keep `strings` until the response is written."""
     cdef Py_ssize_t i, size, count = len(strings)
     out.data.resize(count)
     out.sizes.resize(count)
@@ -506,7 +513,6 @@ cdef int _collect_strings(list strings, object confidences, list keep, Outputs* 
             raise TypeError(f"output {i} is a {type(text).__name__}, not str")
         out.data[i] = PyUnicode_AsUTF8AndSize(text, &size)
         out.sizes[i] = size
-    keep.append(strings)
     if confidences:
         if len(confidences) != count:
             raise ValueError(
@@ -591,26 +597,27 @@ cdef object _emit(uint64_t batch_id, const Outputs* out, ShmChannel channel):
 def encode_predict_response(uint64_t batch_id, list outputs, confidences=None):
     """Same bytes as codec.encode_predict_response."""
     cdef Outputs out
-    keep = []
-    _collect_strings(outputs, confidences, keep, &out)
+    _collect_strings(outputs, confidences, &out)
     return _emit(batch_id, &out, None)
 
 
-cdef int _evaluate(object predict_batch, object inputs, uint32_t num_inputs, uint64_t batch_id,
-                   list keep, Outputs* out) except -1:
-    """Runs the model on one batch and collects its outputs into `out` (their buffers held by `keep`):
-    answer()'s and serve()'s shared step. Raises PredictFailed when predict_batch raised or its
-    outputs cannot be sent."""
+cdef object _evaluate(object predict_batch, object inputs, uint32_t num_inputs, uint64_t batch_id,
+                      Outputs* out):
+    """Runs the model on one batch and collects its outputs into `out`; returns what holds their
+    buffers (keep it until the response is written): answer()'s and serve()'s shared step. Raises
+    PredictFailed when predict_batch raised or its outputs cannot be sent."""
     try:
         outputs = predict_batch(inputs) if num_inputs else []
-        if not _collect(outputs, num_inputs, keep, out):
+        held = _collect(outputs, num_inputs, out)
+        if held is None:
             strings, confidences = _convert_outputs(outputs, num_inputs)
-            _collect_strings(strings, confidences, keep, out)
+            _collect_strings(strings, confidences, out)
+            held = strings
         if _encoded_size(out) > 0xFFFFFFFF:
             raise ValueError("the response would be larger than 4 GiB")
     except Exception as exc:
         raise PredictFailed(batch_id, num_inputs) from exc
-    return 0
+    return held
 
 
 def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=None):
@@ -639,8 +646,7 @@ def answer(buffer, predict_batch, int expected_input_type, ShmChannel channel=No
     finally:
         PyBuffer_Release(&view)
     batch_id, num_inputs, inputs = batch
-    keep = []
-    _evaluate(predict_batch, inputs, num_inputs, batch_id, keep, &out)
+    held = _evaluate(predict_batch, inputs, num_inputs, batch_id, &out)
     del inputs, batch  # zero-copy inputs reference the received buffer; let them go
     return _emit(batch_id, &out, channel)
 
@@ -680,9 +686,8 @@ def serve(ShmChannel channel, predict_batch, int expected_input_type, server, in
                                     &num_inputs)
         except _WireFormatError:
             return memoryview(channel.message())
-        keep = []
         out.confidences.clear()
-        _evaluate(predict_batch, inputs, num_inputs, batch_id, keep, &out)
+        held = _evaluate(predict_batch, inputs, num_inputs, batch_id, &out)
         del inputs  # zero-copy inputs reference the ring; let them go
         reply = _emit(batch_id, &out, channel)
         if reply is not None:
