@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 
 #include "rpc/replica_messages.h"
@@ -75,6 +76,11 @@ struct ShmTransport::Channel {
   uint64_t answered = 0;  // messages read from the response ring, at most `sent`
   Clock::time_point last_sent;
   shm::SpinPolicy spin;
+  // Requests that fit the ring but found no room in it, in the order sent: written into it, ahead of
+  // anything sent later, once the replica has released room (the replica serves its ring before its
+  // socket, so a batch sent over ZeroMQ meanwhile could be overtaken by one sent after it).
+  std::deque<std::vector<uint8_t>> held;
+  std::size_t held_bytes = 0;
 
   ~Channel() {
     if (base != nullptr) ::munmap(base, bytes);
@@ -240,23 +246,60 @@ void ShmTransport::log_corrupt_requests() {
 
 bool ShmTransport::send(const ReplicaAddress& to, const uint8_t* data, std::size_t size) {
   Channel* channel = attached(to);
-  if (channel == nullptr) return network_->send(to, data, size);
-  bool wake = false;
-  switch (channel->requests.write(data, size, wake)) {
-    case shm::RingStatus::Ready:
-      copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
-      copies_->copied_bytes.fetch_add(size, std::memory_order_relaxed);
-      sent_into(*channel);
-      if (wake) ring(channel->request_doorbell);
-      return true;
-    case shm::RingStatus::Corrupt:
-      log_corrupt_requests();
-      return false;  // the caller drops the replica
-    case shm::RingStatus::Empty:
-      // No room now (or larger than a ring holds): the replica reads its network socket too.
-      return network_->send(to, data, size);
+  if (channel == nullptr || !channel->requests.fits(size)) {
+    return network_->send(to, data, size);  // larger than a ring holds: the replica reads its socket too
   }
-  return false;
+  if (!write_held(*channel)) return false;
+  if (channel->held.empty()) {
+    bool wake = false;
+    switch (channel->requests.write(data, size, wake)) {
+      case shm::RingStatus::Ready:
+        copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
+        copies_->copied_bytes.fetch_add(size, std::memory_order_relaxed);
+        sent_into(*channel);
+        if (wake) ring(channel->request_doorbell);
+        return true;
+      case shm::RingStatus::Corrupt:
+        log_corrupt_requests();
+        return false;  // the caller drops the replica
+      case shm::RingStatus::Empty:
+        break;  // no room now
+    }
+  }
+  std::vector<uint8_t>* held = hold(*channel, size);
+  if (held == nullptr) return network_->send(to, data, size);
+  if (size != 0) std::memcpy(held->data(), data, size);
+  return true;
+}
+
+std::vector<uint8_t>* ShmTransport::hold(Channel& channel, std::size_t size) {
+  // At most a ring's worth waits: past that (a replica that stopped reading), the network.
+  if (channel.held_bytes + size > channel.requests.capacity()) return nullptr;
+  channel.held.emplace_back(size);
+  channel.held_bytes += size;
+  return &channel.held.back();
+}
+
+bool ShmTransport::write_held(Channel& channel) {
+  bool wake_replica = false;
+  while (!channel.held.empty()) {
+    const std::vector<uint8_t>& message = channel.held.front();
+    bool wake = false;
+    const shm::RingStatus status = channel.requests.write(message.data(), message.size(), wake);
+    if (status == shm::RingStatus::Empty) break;  // still no room
+    if (status == shm::RingStatus::Corrupt) {
+      log_corrupt_requests();
+      return false;
+    }
+    wake_replica = wake_replica || wake;
+    copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
+    copies_->copied_bytes.fetch_add(message.size(), std::memory_order_relaxed);
+    sent_into(channel);
+    channel.held_bytes -= message.size();
+    channel.held.pop_front();
+  }
+  if (wake_replica) ring(channel.request_doorbell);
+  return true;
 }
 
 bool ShmTransport::send_framed(const ReplicaAddress& to, const FramedMessage& message, PayloadWriter write_payload) {
@@ -266,15 +309,24 @@ bool ShmTransport::send_framed(const ReplicaAddress& to, const FramedMessage& me
     return network_->send(to, message.frame, message.size);
   };
   Channel* channel = attached(to);
-  if (channel == nullptr) return over_network();
-  shm::RingStatus status;
-  uint8_t* record = channel->requests.reserve(message.size, status);
+  if (channel == nullptr || !channel->requests.fits(message.size)) return over_network();
+  if (!write_held(*channel)) return false;
+  shm::RingStatus status = shm::RingStatus::Empty;
+  // Behind requests still held, if any: the replica takes them in the order they were sent.
+  uint8_t* record = channel->held.empty() ? channel->requests.reserve(message.size, status) : nullptr;
   if (record == nullptr) {
     if (status == shm::RingStatus::Corrupt) {
       log_corrupt_requests();
       return false;
     }
-    return over_network();  // no room now, or larger than the ring holds
+    // No room now: the whole message waits here (one copy more than the ring, fewer than ZeroMQ).
+    std::vector<uint8_t>* held = hold(*channel, message.size);
+    if (held == nullptr) return over_network();
+    const std::size_t payload_end = message.payload_offset + message.payload_size;
+    std::memcpy(held->data(), message.frame, message.payload_offset);
+    std::memcpy(held->data() + payload_end, message.frame + payload_end, message.size - payload_end);
+    write_payload(held->data() + message.payload_offset);
+    return true;
   }
   // The frame around the inputs, then the inputs themselves straight from where they are kept. The
   // replica sees none of it before commit() publishes the record.
@@ -302,6 +354,11 @@ void ShmTransport::receive(TransportReceiver& receiver) {
 }
 
 void ShmTransport::receive_from(Channel& channel, TransportReceiver& receiver) {
+  // The replica released room before it answered: what waits goes in first.
+  if (!channel.held.empty() && !write_held(channel)) {
+    close_channel(channel, "the replica published an invalid request index");
+    return;
+  }
   for (int received = 0; received < kMessagesPerPass && !channel.released; ++received) {
     const uint8_t* payload = nullptr;
     std::size_t size = 0;
@@ -519,7 +576,15 @@ bool ShmTransport::about_to_sleep() {
   if (options_.response_spin_micros != 0) spin_for_responses();
   bool waiting = false;
   for (auto& [replica, channel] : channels_) {
-    if (!channel->released && channel->responses.prepare_to_sleep()) waiting = true;
+    if (channel->released) continue;
+    // Room released since the last pass goes to what waits, before the replica could sleep on an
+    // empty ring.
+    if (!channel->held.empty() && !write_held(*channel)) {
+      close_channel(*channel, "the replica published an invalid request index");
+      waiting = true;  // no sleep: the close is reported first
+      continue;
+    }
+    if (channel->responses.prepare_to_sleep()) waiting = true;
   }
   return waiting;
 }
@@ -539,8 +604,9 @@ TransportWait ShmTransport::wait(int wake_fd, long timeout_millis) {
     result.closes_waiting = true;
     return result;
   }
-  if (about_to_sleep()) {  // a replica answered meanwhile: no sleep
+  if (about_to_sleep()) {  // a replica answered meanwhile (or its channel closed): no sleep
     awake();
+    result.closes_waiting = !pending_closes_.empty();
     return result;
   }
   // Our epoll (doorbells, handshakes, the caller's wake descriptor) stands in for the wake descriptor.

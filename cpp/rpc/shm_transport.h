@@ -18,8 +18,12 @@
 // offsets) is copied from the encoder into a record reserved in the request ring and its inputs'
 // bytes are written once, by the caller's writer, straight from the queries' payloads into that
 // record; the replica views them in place. Nothing is copied between a query's payload and the ring
-// otherwise. A batch that does not fit goes over the network transport (written into the frame, then
-// ZeroMQ's own copies). copy_counts() keeps count (the engine exports it on /metrics).
+// otherwise. A batch larger than a ring holds goes over the network transport (written into the
+// frame, then ZeroMQ's own copies). One that fits but finds no room now (a replica holding pipelined
+// or prefetched batches) is copied whole into a buffer of the channel and written into the ring, in
+// the order sent, as soon as the replica releases room: over ZeroMQ it could be overtaken (the
+// replica serves its ring first) and would cost more copies. copy_counts() keeps count (the engine
+// exports it on /metrics).
 //
 // Spinning for answers (response_spin_micros): each channel counts the messages sent into its
 // request ring and read from its response ring and when it last sent; about_to_sleep() polls the
@@ -149,6 +153,10 @@ class ShmTransport final : public ReplicaTransport {
   Channel* attached(const ReplicaAddress& replica);
   void log_corrupt_requests();
   void sent_into(Channel& channel);
+  // A buffer of `size` bytes queued behind `channel`'s held requests, or null when too much waits.
+  std::vector<uint8_t>* hold(Channel& channel, std::size_t size);
+  // Writes held requests into the ring while it has room; false when the replica corrupted it.
+  bool write_held(Channel& channel);
   void spin_for_responses();
 
   std::unique_ptr<ReplicaTransport> network_;

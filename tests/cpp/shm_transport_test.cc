@@ -304,6 +304,73 @@ TEST(ShmTransport, AFramedBatchTooLargeForTheRingIsWrittenIntoItsFrameForTheNetw
   EXPECT_EQ(replica.requests.peek(payload, size), shm::RingStatus::Empty);
 }
 
+// The replica's side: the next request in its ring, released (empty string: none).
+std::string take_request(FakeReplica& replica) {
+  const uint8_t* payload;
+  std::size_t size;
+  if (replica.requests.peek(payload, size) != shm::RingStatus::Ready) return "";
+  std::string request(reinterpret_cast<const char*>(payload), size);
+  replica.requests.release();
+  return request;
+}
+
+TEST(ShmTransport, ARequestThatFindsNoRoomWaitsForItAndNothingSentLaterOvertakesIt) {
+  // A replica holding pipelined or prefetched batches: three of 20 KB fill a 64 KiB ring.
+  auto transport = make_transport(1 << 16);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const std::vector<Task> tasks = float_batch(1, 5000);
+  ReplicaMessages messages;
+  std::vector<std::string> expected;
+  for (uint64_t batch_id = 1; batch_id <= 4; ++batch_id) {
+    ReplicaMessages reference_encoder;
+    const auto reference = reference_encoder.encode_batch(batch_id, InputType::Floats, tasks);
+    expected.emplace_back(reinterpret_cast<const char*>(reference.data), reference.size);
+    const FramedMessage framed = messages.frame_batch(batch_id, InputType::Floats, tasks);
+    // The fourth finds no room. No ZeroMQ peer named "replica-a" exists: a send over the network
+    // would fail, so `true` means it stayed on shared memory.
+    ASSERT_TRUE(transport->send_framed("replica-a", framed,
+                                       [&](uint8_t* at) { ReplicaMessages::write_inputs(tasks, at); }))
+        << "batch " << batch_id;
+  }
+  // A small message would fit the ring's last few KiB, but must not pass the one waiting.
+  const std::string small = "small, sent last";
+  ASSERT_TRUE(transport->send("replica-a", reinterpret_cast<const uint8_t*>(small.data()), small.size()));
+  expected.push_back(small);
+  EXPECT_EQ(transport->copy_counts().framed_messages, 3u);
+
+  std::vector<std::string> taken;
+  for (std::string request; !(request = take_request(replica)).empty();) taken.push_back(request);
+  ASSERT_EQ(taken.size(), 3u) << "the rest waits in the frontend";
+  // The replica answers what it took; the frontend's next pass writes what waited, in order.
+  const std::string answer = "answers";
+  bool wake = false;
+  ASSERT_EQ(replica.responses.write(reinterpret_cast<const uint8_t*>(answer.data()), answer.size(), wake),
+            shm::RingStatus::Ready);
+  receive_until(*transport, receiver, [&] { return !receiver.messages.empty(); });
+  for (std::string request; !(request = take_request(replica)).empty();) taken.push_back(request);
+  EXPECT_EQ(taken, expected) << "every request, each once, in the order sent";
+  const ShmCopyCounts copies = transport->copy_counts();
+  EXPECT_EQ(copies.copied_messages, 2u) << "the two that waited were copied in whole";
+  EXPECT_EQ(copies.copied_bytes, expected[3].size() + small.size());
+}
+
+TEST(ShmTransport, WhatWaitsForRoomGoesInBeforeTheLoopSleeps) {
+  auto transport = make_transport(1 << 16);
+  RecordingReceiver receiver;
+  FakeReplica replica;
+  attach(*transport, receiver, replica, "replica-a");
+  const std::vector<uint8_t> third_of_ring(20'000, 3);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(transport->send("replica-a", third_of_ring.data(), third_of_ring.size()));
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(take_request(replica).size(), third_of_ring.size());
+  // The replica released room but has not answered yet: the loop, about to sleep, fills it first.
+  EXPECT_FALSE(transport->about_to_sleep());
+  transport->awake();
+  EXPECT_EQ(take_request(replica).size(), third_of_ring.size());
+  EXPECT_EQ(take_request(replica), "");
+}
+
 TEST(ShmTransport, ReleaseFreesTheChannel) {
   auto transport = make_transport();
   RecordingReceiver receiver;
