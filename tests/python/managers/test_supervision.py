@@ -280,9 +280,12 @@ def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_run
     assert not supervisor._thread.is_alive()
 
 
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfds", "without-pidfds"])
 def test_a_replica_recorded_while_the_supervisor_runs_is_replaced_when_killed(
-    tmp_path, sleeping_runner
+    tmp_path, sleeping_runner, monkeypatch, pidfds
 ):
+    if not pidfds:  # as on a kernel before 5.3 (or Python without os.pidfd_open): a pass every tick
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
     state_dir = tmp_path / "state"
     records = ReplicaRecords(state_dir)
     policy = BackoffPolicy(initial_delay_s=0.5)
