@@ -8,11 +8,13 @@ over its measured window (the samples after --warmup): the correction's maximum 
 minimum and median, the smallest AIMD batch size and the probes refused at an empty queue. Issue 12's
 light model at 2x (about a minute):
 
-  python bench/overload_trace.py --scenarios cpu --placements isolated --multipliers 2 2 \
-      --default-at 0 --trace bench/results/overload_trace_light.jsonl
+  python bench/overload_trace.py --scenarios cpu --placements isolated --multipliers 2 2 2 \\
+      --default-at 0 --trace bench/results/overload_trace_light.jsonl \\
+      --output bench/results/overload_trace_light.json
 
   python bench/overload_trace.py --scenarios cpu --placements isolated --multipliers 1 2 2 2 \\
-      --per-input-micros 200 --trace bench/results/overload_trace.jsonl
+      --per-input-micros 200 --trace bench/results/overload_trace.jsonl \\
+      --output bench/results/overload_trace.json
 """
 
 from __future__ import annotations
