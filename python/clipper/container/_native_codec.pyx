@@ -436,6 +436,7 @@ cdef struct Outputs:
     vector[const char*] data
     vector[Py_ssize_t] sizes
     vector[float] confidences   # empty: the model reported none
+    Py_ssize_t encoded_size     # the response's bytes (_encoded_size), once collected
 
 
 cdef object _as_text(object value):
@@ -580,8 +581,9 @@ cdef void _encode(uint8_t* at, uint64_t batch_id, const Outputs* out) noexcept:
 
 
 cdef object _emit(uint64_t batch_id, const Outputs* out, ShmChannel channel):
-    """Into the response ring when `channel` has room (returns None), else a new bytes."""
-    cdef Py_ssize_t size = _encoded_size(out)
+    """Into the response ring when `channel` has room (returns None), else a new bytes. Needs
+    `out.encoded_size`."""
+    cdef Py_ssize_t size = out.encoded_size
     cdef uint8_t* at
     if size > 0xFFFFFFFF:
         raise ValueError("the response would be larger than 4 GiB")
@@ -600,6 +602,7 @@ def encode_predict_response(uint64_t batch_id, list outputs, confidences=None):
     """Same bytes as codec.encode_predict_response."""
     cdef Outputs out
     _collect_strings(outputs, confidences, &out)
+    out.encoded_size = _encoded_size(&out)
     return _emit(batch_id, &out, None)
 
 
@@ -615,7 +618,8 @@ cdef object _evaluate(object predict_batch, object inputs, uint32_t num_inputs, 
             strings, confidences = _convert_outputs(outputs, num_inputs)
             _collect_strings(strings, confidences, out)
             held = strings
-        if _encoded_size(out) > 0xFFFFFFFF:
+        out.encoded_size = _encoded_size(out)
+        if out.encoded_size > 0xFFFFFFFF:
             raise ValueError("the response would be larger than 4 GiB")
     except Exception as exc:
         raise PredictFailed(batch_id, num_inputs) from exc
