@@ -43,6 +43,9 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     object PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
     bint PyMemoryView_Check(object candidate)
+    bint PyUnicode_IS_COMPACT_ASCII(object text)
+    void* PyUnicode_DATA(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
     PyObject* PyMemoryView_GET_BASE(object view)
 
 cdef extern from "numpy/arrayobject.h":
@@ -474,7 +477,9 @@ cdef object _collect(object outputs, Py_ssize_t expected, Outputs* out):
     out.sizes.resize(count)
     for i in range(count):
         value = values[i]
-        if type(value) is _Prediction:
+        if type(value) is str:
+            text = value
+        elif type(value) is _Prediction:
             output, reported = value
             if type(reported) is not float:
                 return None
@@ -490,10 +495,14 @@ cdef object _collect(object outputs, Py_ssize_t expected, Outputs* out):
             text = _as_text(value)
         if text is None:
             return None
-        try:
-            utf8 = PyUnicode_AsUTF8AndSize(text, &size)
-        except UnicodeEncodeError:  # a lone surrogate: codec's path reports it
-            return None
+        if PyUnicode_IS_COMPACT_ASCII(text):  # its characters are its UTF-8, stored in place
+            utf8 = <const char*>PyUnicode_DATA(text)
+            size = PyUnicode_GET_LENGTH(text)
+        else:
+            try:
+                utf8 = PyUnicode_AsUTF8AndSize(text, &size)
+            except UnicodeEncodeError:  # a lone surrogate: codec's path reports it
+                return None
         if text is not value:
             if keep is None:
                 keep = [values]
