@@ -86,7 +86,7 @@ Clock::time_point Dispatcher::dispatch(Clock::time_point now, std::vector<Replic
       // A replica busy with a batch only gets another one queued behind it when that one is full;
       // a partial batch is better sent when the replica is free, with whatever arrived meanwhile.
       if (behind && plan.reason != CutReason::Full) break;
-      std::vector<Task> tasks;
+      std::vector<Task> tasks = take_spare_tasks();
       tasks.reserve(plan.size);
       model.queue.take_batch(tasks, plan.size, now, expired_scratch_);
       model.admission.observe_lost(expired_scratch_.size(), newest_enqueued(expired_scratch_));
@@ -134,6 +134,11 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   if (found == inflight_.end() || found->second.address != from) return;  // late or foreign
   InflightBatch batch = std::move(found->second);
   inflight_.erase(found);
+  struct Recycle {  // whichever way this returns, the batch's vector serves a later one
+    Dispatcher& dispatcher;
+    std::vector<Task>& tasks;
+    ~Recycle() { dispatcher.recycle_tasks(tasks); }
+  } recycle{*this, batch.tasks};
   ModelVersion& model = *batch.model;
   const Clock::time_point now = Clock::now();
   int64_t latency = duration_cast<microseconds>(now - batch.sent_at).count();
@@ -188,6 +193,7 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   model.admission.observe_outcomes(sent - late, late, newest_enqueued(batch.tasks), now);
   model.admission.answered_at(now);
   std::vector<std::string> texts;
+  texts.swap(outputs_scratch_);  // empty, with the last batch's capacity
   texts.reserve(count);
   for (std::size_t i = 0; i < count; ++i) texts.emplace_back(response.output(i));
   std::vector<ModelConfidence> confidences;  // stays empty (no allocation) when the model reported none
@@ -197,6 +203,24 @@ void Dispatcher::on_response(const ReplicaAddress& from, const PredictResponse& 
   }
   model.metrics->predictions.add(count);
   outbox_.complete_outputs(batch.tasks, texts, confidences);
+  texts.clear();
+  texts.swap(outputs_scratch_);
+}
+
+std::vector<Task> Dispatcher::take_spare_tasks() {
+  if (spare_tasks_.empty()) return {};
+  std::vector<Task> tasks = std::move(spare_tasks_.back());
+  spare_tasks_.pop_back();
+  return tasks;
+}
+
+void Dispatcher::recycle_tasks(std::vector<Task>& tasks) {
+  if (spare_tasks_.size() >= kSpareTaskVectors || tasks.capacity() == 0 ||
+      tasks.capacity() > kMaxSpareTaskCapacity) {
+    return;
+  }
+  tasks.clear();
+  spare_tasks_.push_back(std::move(tasks));
 }
 
 void Dispatcher::publish_admission(ModelVersion& model, Clock::time_point now) const {

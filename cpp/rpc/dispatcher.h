@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+
 #include "cache/prediction_cache.h"
 #include "common/clock.h"
 #include "common/task.h"
@@ -64,6 +66,12 @@ class Dispatcher {
   };
 
   bool send_batch(Replica& replica, std::vector<Task>&& tasks);
+  // Answered batches' task vectors (emptied, capacity kept) for the next batches: with one batch in
+  // flight (one request per batch at low load) each would otherwise be an allocation and a free.
+  std::vector<Task> take_spare_tasks();
+  void recycle_tasks(std::vector<Task>& tasks);
+  static constexpr std::size_t kSpareTaskVectors = 4;
+  static constexpr std::size_t kMaxSpareTaskCapacity = 1024;
   void handle_expired(ModelVersion& model, std::vector<Task>& expired, Clock::time_point now);
   void shed_doomed(ModelVersion& model, Clock::time_point now);
 
@@ -75,9 +83,11 @@ class Dispatcher {
   ReplicaMessages& messages_;
   CompletionOutbox& outbox_;
 
-  std::unordered_map<uint64_t, InflightBatch> inflight_;
+  absl::flat_hash_map<uint64_t, InflightBatch> inflight_;  // open addressing: no node per batch
   uint64_t next_batch_id_ = 1;
   std::vector<Task> expired_scratch_;
+  std::vector<std::vector<Task>> spare_tasks_;
+  std::vector<std::string> outputs_scratch_;  // a batch's output texts (capacity kept across batches)
   std::vector<ModelVersion*> drained_scratch_;  // versions whose inbox this dispatch pass drained
   ModelErrorLog model_errors_;  // where the text of a model's exception goes instead of clients
 };
