@@ -11,7 +11,9 @@ model call asks the server to stop.
 
 Each interpreter given (--python, default this one: e.g. another tree's venv for an A/B in one run)
 runs the worker under callgrind twice, with N1 and N2 batches; the difference over N2 - N1 is the
-cost per batch, start-up excluded.
+cost per batch, start-up excluded (`per_batch`). Publishing the N requests grows with N too (about
+400 instructions a batch: the records' bytes built and copied into the mapping), so the worker also
+runs twice without serving; `replica_per_batch` is `per_batch` less that (`publishing_per_batch`).
 
     python bench/micro/replica_batch_cost.py [--batches 500 2500] [--python PY [PY ...]]
 """
@@ -38,8 +40,9 @@ REQUEST_TAIL = 64
 RESPONSE_TAIL, RESPONSE_SLEEPING = 256, 256 + 128
 
 
-def worker(batches: int) -> None:
-    """Serves `batches` requests published up front, through the real serving loop."""
+def worker(batches: int, serve: bool = True) -> None:
+    """Serves `batches` requests published up front, through the real serving loop (or only
+    publishes them, when not `serve`: the stand-in's own share)."""
     import zmq
     from clipper.container._shm_ring import ShmChannel
     from wire_request import doubles_request  # bench/micro, this script's folder
@@ -52,8 +55,8 @@ def worker(batches: int) -> None:
     os.ftruncate(memfd, size)
     mapping = mmap.mmap(memfd, size)
     struct.pack_into("<QIIQQ", mapping, 0, MAGIC, LAYOUT_VERSION, 0, CAPACITY, CAPACITY)
-    # One record repeated (the batch id does not matter here), written in one copy: publishing costs
-    # next to nothing per batch, so the difference between two runs is the replica's.
+    # One record repeated (the batch id does not matter here), written in one copy; what that costs
+    # per batch is measured on its own (serve=False) and taken out of the replica's figure.
     payload = doubles_request(1, 10)  # W1's one input of ten doubles
     record = struct.pack("<I12x", len(payload)) + payload
     record += bytes(-len(record) % 64)
@@ -63,6 +66,10 @@ def worker(batches: int) -> None:
         raise SystemExit(f"{batches} batches do not fit the stand-in's ring")
     struct.pack_into("<Q", mapping, REQUEST_TAIL, tail)
     struct.pack_into("<I", mapping, RESPONSE_SLEEPING, 0)  # the frontend never sleeps: no doorbell
+    if not serve:
+        mapping.close()
+        os.close(memfd)
+        return
     channel = ShmChannel(
         None,
         memfd,
@@ -100,7 +107,7 @@ def worker(batches: int) -> None:
     channel.close()
 
 
-def instructions(python: str, batches: int) -> int:
+def instructions(python: str, batches: int, serve: bool = True) -> int:
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "callgrind.out"
         subprocess.run(
@@ -110,7 +117,7 @@ def instructions(python: str, batches: int) -> int:
                 f"--callgrind-out-file={out}",
                 python,
                 __file__,
-                "--worker",
+                "--worker" if serve else "--publish-only",
                 str(batches),
             ],
             check=True,
@@ -129,11 +136,15 @@ def instructions(python: str, batches: int) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--publish-only", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, nargs=2, default=[500, 2500], metavar=("N1", "N2"))
     parser.add_argument("--python", nargs="+", default=[sys.executable])
     args = parser.parse_args(argv)
     if args.worker is not None:
         worker(args.worker)
+        return 0
+    if args.publish_only is not None:
+        worker(args.publish_only, serve=False)
         return 0
     low, high = args.batches
     if not 0 < low < high:
@@ -141,9 +152,15 @@ def main(argv: list[str]) -> int:
     results = {}
     for python in args.python:
         counts = [instructions(python, low), instructions(python, high)]
+        publishing = [instructions(python, low, False), instructions(python, high, False)]
+        per_batch = (counts[1] - counts[0]) / (high - low)
+        publishing_per_batch = (publishing[1] - publishing[0]) / (high - low)
         results[python] = {
             "instructions": counts,
-            "per_batch": round((counts[1] - counts[0]) / (high - low)),
+            "per_batch": round(per_batch),
+            "publishing_instructions": publishing,
+            "publishing_per_batch": round(publishing_per_batch),
+            "replica_per_batch": round(per_batch - publishing_per_batch),
         }
     print(json.dumps({"batches": [low, high], "results": results}, indent=2))
     return 0
