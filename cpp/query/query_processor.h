@@ -284,6 +284,9 @@ class QueryProcessor final : public http::RequestHandler, public CompletionSink 
   std::vector<Completion> drained_;
   DeadlineQueue deadlines_;
   absl::flat_hash_map<uint64_t, PendingQuery> pending_;  // open addressing: no node per query
+  // The query start_predict builds in pending_ itself while it submits it (await_answers then leaves
+  // it there); null otherwise.
+  const PendingQuery* building_in_place_ = nullptr;
   absl::flat_hash_map<uint64_t, AwaitingFeedback> awaiting_feedback_;
   std::vector<double> weights_scratch_;
   std::vector<CacheKey> admission_keys_;  // admission's cache keys, reused by submit_inputs
