@@ -110,8 +110,8 @@ def test_a_saturated_replica_gets_full_batches_ahead_and_answers_every_query(clu
     assert prefetched_batches(conn) - before > 10
 
 
-def test_without_the_option_no_batch_is_prefetched(clusters):
-    conn = clusters.start("prefetch-off")
+def test_with_the_option_off_no_batch_is_prefetched(clusters):
+    conn = clusters.start("prefetch-off", replica_prefetch_full_batches=False)
     deploy(conn, e2e_models.sum_of_each_after_20_ms, 1, "auto")
     results, failures = closed_loop(conn, clients=24, seconds=1.5)
     assert_every_answer_is_the_models(results, failures)

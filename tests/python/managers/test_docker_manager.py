@@ -142,11 +142,11 @@ def test_the_frontend_container_gets_the_shared_memory_and_prefetch_options():
         shm_transport=True,
         shm_response_spin_micros=300,
         shm_response_spin_cost_micros=0,
-        replica_prefetch_full_batches=True,
+        replica_prefetch_full_batches=False,  # the default is on
     )
     options = _frontend_options(manager)
     assert (options.shm_response_spin_micros, options.shm_response_spin_cost_micros) == (300, 0)
-    assert options.replica_prefetch_full_batches is True
+    assert options.replica_prefetch_full_batches is False
     assert options.io_threads == 2
     # At their defaults no flag is passed, so a frontend image older than the options still starts.
     plain = DockerContainerManager(cluster_name="c")

@@ -215,10 +215,11 @@ def _frontend_options(manager):
 
 def test_replica_prefetch_full_batches_reaches_every_frontend_and_is_left_out_at_its_default():
     # An engine option, valid over ZeroMQ (replicas in pods), unlike the shared-memory ones.
-    manager = KubernetesContainerManager(cluster_name="demo", num_frontends=2, replica_prefetch_full_batches=True)
-    assert [o.replica_prefetch_full_batches for o in _frontend_options(manager)] == [True, True]
+    # The default is on: turning it off is what must reach every frontend.
+    manager = KubernetesContainerManager(cluster_name="demo", num_frontends=2, replica_prefetch_full_batches=False)
+    assert [o.replica_prefetch_full_batches for o in _frontend_options(manager)] == [False, False]
     # A start keeps it (start_clipper replaces the spec's engine settings).
-    assert replace(manager.spec, io_threads=2).replica_prefetch_full_batches is True
+    assert replace(manager.spec, io_threads=2).replica_prefetch_full_batches is False
     # At the default no flag is rendered, so a frontend image older than the option still starts.
     plain = KubernetesContainerManager(cluster_name="demo")
     assert "prefetch" not in render_manifests(plain, MODELS)

@@ -27,7 +27,7 @@ def test_the_binding_defaults_are_the_shared_defaults():
     assert options.aimd_additive_step == defaults.AIMD_ADDITIVE_STEP
     assert options.shm_response_spin_micros == defaults.SHM_RESPONSE_SPIN_MICROS
     assert options.shm_response_spin_cost_micros == defaults.SHM_RESPONSE_SPIN_COST_MICROS
-    assert options.replica_prefetch_full_batches is defaults.REPLICA_PREFETCH_FULL_BATCHES is False
+    assert options.replica_prefetch_full_batches is defaults.REPLICA_PREFETCH_FULL_BATCHES is True
     assert options.aimd_backoff_factor == pytest.approx(defaults.AIMD_BACKOFF_FACTOR)
 
 
