@@ -112,19 +112,24 @@ def test_connected_replicas_carry_their_supervision_and_waiting_slots_follow():
 # ---- the local supervisor with real processes ------------------------------------------------
 
 
-@pytest.fixture
-def crashing_runner(tmp_path, monkeypatch):
-    """Replica processes are a script that exits with code 3 at once (started like real replicas)."""
-    (tmp_path / "crashing_replica.py").write_text("import sys\nsys.exit(3)\n")
-    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", "crashing_replica")
+def _replica_runner(tmp_path, monkeypatch, module, source):
+    """Replica processes run `source` as module `module` (started like real replicas); returns the
+    model's image directory, inside the cluster's state directory as closures must be."""
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", module)
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     )
-    # Closures are only loaded from inside the cluster's state directory.
     image = tmp_path / "state" / "models" / "m" / "1"
     image.mkdir(parents=True)
     (image / "func.pkl").write_bytes(b"")
     return image
+
+
+@pytest.fixture
+def crashing_runner(tmp_path, monkeypatch):
+    """Replica processes are a script that exits with code 3 at once."""
+    return _replica_runner(tmp_path, monkeypatch, "crashing_replica", "import sys\nsys.exit(3)\n")
 
 
 def _start(records, state_dir, image):
@@ -231,16 +236,8 @@ def test_a_running_replica_is_adopted_and_left_alone(tmp_path, monkeypatch):
 
 @pytest.fixture
 def sleeping_runner(tmp_path, monkeypatch):
-    """Replica processes are a script that sleeps a minute (started like real replicas)."""
-    (tmp_path / "sleeping_replica.py").write_text("import time\ntime.sleep(60)\n")
-    monkeypatch.setattr(local_replicas, "CLOSURE_RUNNER_MODULE", "sleeping_replica")
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    )
-    image = tmp_path / "state" / "models" / "m" / "1"
-    image.mkdir(parents=True)
-    (image / "func.pkl").write_bytes(b"")
-    return image
+    """Replica processes are a script that sleeps a minute."""
+    return _replica_runner(tmp_path, monkeypatch, "sleeping_replica", "import time\ntime.sleep(60)\n")
 
 
 def _thread_reads(thread):
