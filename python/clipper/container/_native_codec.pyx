@@ -717,6 +717,9 @@ def serve(ShmChannel channel, predict_batch, int expected_input_type, server, in
         out.confidences.clear()
         held = _evaluate(predict_batch, inputs, num_inputs, batch_id, &out)
         del inputs  # zero-copy inputs reference the ring; let them go
+        # The request's room goes back before its answer is published: a frontend woken by the answer
+        # writes the requests that found its ring full (rpc/shm_transport) and must find the room.
+        channel.release_request()
         reply = _emit(batch_id, &out, channel)
         if reply is not None:
             return reply

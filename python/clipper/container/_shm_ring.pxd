@@ -83,6 +83,8 @@ cdef class ShmChannel:
     cdef int next_request(self, int timeout_millis, int also_watch) except -1
     # A buffer over the current request, valid until done() (it keeps the mapping alive).
     cdef _Message message(self)
+    # done() for C callers: gives the current request's room back to the frontend.
+    cdef void release_request(self) noexcept
     cdef cbool _spin(self) noexcept nogil
 
     # Room for a response of `size` bytes in the response ring, or NULL when there is none now (the

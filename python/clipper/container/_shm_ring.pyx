@@ -255,6 +255,9 @@ cdef class ShmChannel:
 
     def done(self):
         """Gives the current request's room back to the frontend."""
+        self.release_request()
+
+    cdef void release_request(self) noexcept:
         if self.holding:
             self.holding = False
             self.requests.release()

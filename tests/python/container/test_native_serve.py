@@ -130,6 +130,29 @@ def test_batches_are_answered_in_order_into_the_response_ring(frontend):
     assert struct.unpack_from("<Q", frontend.mapping, REQUEST_HEAD)[0] == frontend.tail
 
 
+def test_a_request_gives_its_room_back_before_its_answer_is_published(frontend):
+    """A request that finds the ring full waits in the frontend, which writes it once an answer wakes
+    it (rpc/shm_transport): by then the answered request's room must be back. Given back only at
+    the next look at the ring, after the answer, a frontend woken by it could find no room, go to
+    sleep, and leave the waiting request there while the replica slept on an empty ring."""
+    seen = []
+
+    class Watching:
+        """Records the rings as serve() reads the stop flag, after each answer is published."""
+
+        _register_requested = False
+
+        @property
+        def _stop_requested(self):
+            answered = struct.unpack_from("<Q", frontend.mapping, RESPONSE_TAIL)[0]
+            seen.append((answered > 0, struct.unpack_from("<Q", frontend.mapping, REQUEST_HEAD)[0]))
+            return False
+
+    frontend.publish(build_predict_request(1, "doubles", np.ones((1, 2))))
+    assert serve(frontend, lambda inputs: ["0"], Watching()) is None
+    assert seen == [(True, frontend.tail)], "answered, and the request's room given back first"
+
+
 def test_a_message_it_does_not_answer_is_handed_back_as_a_view(frontend):
     frontend.publish(build_predict_request(1, "doubles", np.ones((1, 2))))
     frontend.publish(build_heartbeat_ack(True))
