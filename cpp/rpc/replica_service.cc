@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 namespace clipper {
 namespace {
@@ -243,6 +244,12 @@ void ReplicaService::on_register(const ReplicaAddress& from, const RegisterReque
     log_replica_event("event=replica_rejected reason=input_type_mismatch model=" + name + " version=" + version +
                       " input_type=" + std::string(input_type_name(type)));
     return;
+  }
+  // A replica on shared memory that registers again has left its channel, and the batches in it (it
+  // detaches before registering; admit() releases the channel anyway): dropped here, its batches go
+  // back to the queue. Kept, it held them in flight for good and was never sent another batch.
+  if (replicas_.find(from) != nullptr && std::strcmp(transport_->medium(from), "shm") == 0) {
+    drop_replica(from, "registered again, leaving its shared-memory channel");
   }
   // Shared memory first, when the replica asks and the transport offers it: registered once attached.
   const ReplicaTransport::Admission admission = transport_->admit(from, request.shared_memory);

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -340,6 +341,10 @@ class HostileReplica:
         self.socket.setsockopt(zmq.ROUTING_ID, b"hostile-replica")
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(f"tcp://127.0.0.1:{rpc_port}")
+        self.register()
+
+    def register(self):
+        """Sends the registration and attaches to the channel the frontend offers."""
         self.socket.send(
             bytes(
                 encode_register(
@@ -364,7 +369,20 @@ class HostileReplica:
 
     # Offsets of rpc/shm_ring.h's ChannelHeader: RingControl request at 64, response at 256, each
     # tail, head and consumer_sleeping on their own 64-byte line.
+    REQUEST_TAIL = 64
     RESPONSE_TAIL = 256
+
+    def requests_sent(self):
+        """Whether the frontend wrote anything into the request ring (its tail moved)."""
+        return struct.unpack_from("<Q", self.mapping, self.REQUEST_TAIL)[0] > 0
+
+    def register_again(self):
+        """Registers again on the same address and attaches to the new channel; leaves the old one
+        only then, so that its close reaches the frontend after the registration."""
+        old = (self.connection, self.mapping)
+        self.register()
+        for leaving in old:
+            leaving.close()
 
     def close(self):
         self.mapping.close()
@@ -400,3 +418,38 @@ def test_a_hostile_ring_cannot_crash_the_frontend(binary_frontend):
     finally:
         hostile.close()
     assert binary_frontend["process"].poll() is None, "the frontend died"
+
+
+@pytest.fixture(params=["loop", "rpc-thread"])
+def patient_frontend(tmp_path, request):
+    """binary_frontend, keeping a silent replica for 30 s (the test's replica sends no heartbeats)."""
+    extra = ["--heartbeat-timeout-millis", "30000"]
+    if request.param == "rpc-thread":
+        extra += ["--io-threads", "2"]
+    with open(tmp_path / "frontend.log", "w+") as log:
+        yield from _binary_frontend(tmp_path, log, extra)
+
+
+def test_a_replica_registering_again_gets_the_batch_its_old_ring_held(patient_frontend):
+    """A replica attached over shared memory that registers again has left its channel with the
+    batch waiting in it (the SDK detaches first; the frontend releases the channel anyway): it is
+    dropped and registered afresh, and the batch goes back to the queue and into its new ring. Kept
+    as it was, it held that batch in flight for good and was never sent another."""
+    log = patient_frontend["log"]
+    replica = HostileReplica(patient_frontend["rpc"])
+    asking = threading.Thread(
+        target=post, args=(patient_frontend["query"], "/sum/predict", {"input": [1.0, 2.0]})
+    )
+    try:
+        wait_for(lambda: "replica=9 transport=shm" in log(), what="the replica to be registered")
+        asking.start()
+        wait_for(replica.requests_sent, what="the batch in the replica's ring")
+        replica.register_again()
+        # Well inside the query's 2 s SLO.
+        wait_for(replica.requests_sent, timeout_s=1.5, what="the batch sent again, into the new ring")
+        assert 'replica=9 reason="registered again' in log()
+    finally:
+        if asking.ident is not None:
+            asking.join()
+        replica.close()
+    assert patient_frontend["process"].poll() is None, "the frontend died"
