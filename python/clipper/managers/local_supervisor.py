@@ -20,6 +20,7 @@ frontend passes the engine's `set_replica_supervision`, which exports it on /met
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -181,6 +182,7 @@ class LocalReplicaSupervisor:
                     if (
                         exits.fired
                         or not exits.supported
+                        or exits.unwatched
                         or (pass_due_unix is not None and time.time() >= pass_due_unix)
                         or self.records.change_stamp() != seen
                     ):
@@ -280,6 +282,8 @@ class LocalReplicaSupervisor:
 
 
 _NEVER = object()
+# pidfd_open's errors that mean no pidfds here at all (no such system call, or a sandbox refusing it).
+_PIDFDS_UNAVAILABLE = (errno.ENOSYS, errno.EPERM, errno.EACCES)
 
 
 class _ExitWatch:
@@ -289,6 +293,9 @@ class _ExitWatch:
         self.supported = hasattr(os, "pidfd_open")
         # A watched process exited (or could not be watched): a pass is due.
         self.fired = False
+        # A running replica got no pidfd this time (out of descriptors, say): a pass every tick
+        # until one does.
+        self.unwatched = False
         self._wake_fd = wake_fd
         self._pidfds: dict[tuple[int, int | None], int] = {}
         self._poller = select.poll()
@@ -297,6 +304,7 @@ class _ExitWatch:
     def watch(self, running: Iterable[ReplicaProcess]) -> None:
         """Watch exactly the processes of `running` (the slots of a pass that had a live replica)."""
         self.fired = False
+        self.unwatched = False
         wanted = {(slot.pid, slot.process_start_ticks): slot for slot in running}
         for key in set(self._pidfds) - set(wanted):
             self._forget(key)
@@ -309,6 +317,13 @@ class _ExitWatch:
                 self.fired = True  # exited since the pass
                 continue
             except OSError as error:
+                if error.errno not in _PIDFDS_UNAVAILABLE:
+                    # Passing (EMFILE, ...): this replica is watched from a later pass.
+                    logger.warning(
+                        "event=replica_supervisor_pidfd_failed pid=%d cause=%r", slot.pid, str(error)
+                    )
+                    self.unwatched = True
+                    continue
                 # ENOSYS (a kernel before 5.3) or a sandbox refusing it: every tick is a pass.
                 logger.warning("event=replica_supervisor_pidfd_unavailable cause=%r", str(error))
                 self.supported = False

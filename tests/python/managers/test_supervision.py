@@ -1,6 +1,7 @@
 """Supervision: the back-off policy and restart bookkeeping (pure), and the local supervisor driving real
 processes that crash, with the clock passed in so back-off steps are checked without waiting them out."""
 
+import errno
 import os
 import signal
 import time
@@ -275,6 +276,44 @@ def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_run
         process.kill()
         process.wait()
     assert not supervisor._thread.is_alive()
+
+
+def test_a_replica_refused_a_pidfd_once_is_watched_from_a_later_pass(
+    tmp_path, sleeping_runner, monkeypatch
+):
+    """A pidfd refused for a passing reason (out of descriptors) leaves that replica to the next
+    pass; it does not turn the supervisor into one pass per tick for good, as on a kernel without
+    pidfds."""
+    pidfd_open = os.pidfd_open
+    refused = []
+
+    def refusing_once(pid, *args):
+        if not refused:
+            refused.append(pid)
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return pidfd_open(pid, *args)
+
+    monkeypatch.setattr(os, "pidfd_open", refusing_once)
+    state_dir = tmp_path / "state"
+    records = ReplicaRecords(state_dir)
+    replica, process = _start(records, state_dir, sleeping_runner)
+    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
+    supervisor.start()
+    try:
+        windows = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            before = _thread_reads(supervisor._thread)
+            time.sleep(4 * supervisor.poll_interval_s)
+            windows.append(_thread_reads(supervisor._thread) - before)
+            if windows[-1] == 0:
+                break
+        assert refused == [replica.pid]
+        assert windows[-1] == 0, f"reads per second while idle: {windows}"
+    finally:
+        supervisor.stop()
+        process.kill()
+        process.wait()
 
 
 @pytest.mark.parametrize("pidfds", [True, False], ids=["pidfds", "without-pidfds"])
