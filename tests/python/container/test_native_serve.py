@@ -205,6 +205,17 @@ def test_an_answer_larger_than_the_ring_room_comes_back_as_bytes():
         frontend.close()
 
 
+def test_a_request_gives_its_room_back_before_an_answer_sent_over_zeromq_too():
+    # The answer the caller sends on the socket wakes the frontend as well: the room must be back.
+    frontend = StandInFrontend(response_capacity=4096)
+    try:
+        frontend.publish(build_predict_request(6, "doubles", np.ones((1, 2))))
+        assert isinstance(serve(frontend, lambda inputs: ["y" * 5000]), bytes)
+        assert struct.unpack_from("<Q", frontend.mapping, REQUEST_HEAD)[0] == frontend.tail
+    finally:
+        frontend.close()
+
+
 def test_it_sleeps_until_the_doorbell_and_rings_a_sleeping_frontend(frontend):
     struct.pack_into("<I", frontend.mapping, RESPONSE_SLEEPING, 1)
     flags = Flags()
