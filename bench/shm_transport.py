@@ -59,11 +59,13 @@ for CPU per request (each batch costs a wake-up on both sides). The trade-off's 
     python bench/shm_transport.py --repeat 3 --duration 2 --warmup 1 --rates 20000 \
         --tensor-connections --batch-waits 50 200 --output bench/results/shm_batch_wait.json
 
---prefetch adds `shm_prefetch`, a shared-memory cluster whose frontend may send a replica at its
-pipeline depth one more batch when that batch is full (replica_prefetch_full_batches; off by
-default), with ratios to nginx and to `shm`: what the option costs or gives on W1, where batches are
-small (the overload study, bench/overload.py --replica-prefetch-full-batches, measures it at 2x
-capacity). The A/B (about 4 min):
+--prefetch adds a shared-memory cluster with `replica_prefetch_full_batches` set against its default
+(on since 2 December: `shm_prefetch_off`; `shm_prefetch_on` where it is off), with ratios to nginx and
+to `shm` (the default): whether the option costs anything on W1. Each shared-memory row reports
+`prefetched_batches_per_request` (the engine's clipper_model_prefetched_batches_total): W1's batches
+are rarely full, as its controller sits above the connection count, so there the option seldom acts;
+the overload study (bench/overload.py --replica-prefetch-full-batches) measures what it gives at 2x
+capacity. The A/B (about 4 min):
 
     python bench/shm_transport.py --repeat 3 --duration 3 --warmup 1 --rates 20000 \
         --tensor-connections --prefetch --output bench/results/shm_prefetch.json
@@ -153,8 +155,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--prefetch",
         action="store_true",
-        help="also a shared-memory cluster, shm_prefetch, whose frontend sends a replica at its "
-        "pipeline depth one more batch when that batch is full (replica_prefetch_full_batches)",
+        help="also a shared-memory cluster with replica_prefetch_full_batches set against its "
+        "default (on since 2 December): shm_prefetch_off; shm_prefetch_on where the default is off",
     )
     parser.add_argument("--pin", action="store_true", help="pin servers and load generator")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR / "shm_transport.json")
@@ -196,7 +198,11 @@ def spin_mode(replica: int, frontend: int, cost: int | None = None) -> str:
     return name if cost is None else f"{name}_c{cost}"
 
 
-PREFETCH_MODE = "shm_prefetch"
+def prefetch_mode() -> str:
+    """The cluster --prefetch adds: replica_prefetch_full_batches set against its default."""
+    from clipper_native import defaults
+
+    return "shm_prefetch_off" if defaults.REPLICA_PREFETCH_FULL_BATCHES else "shm_prefetch_on"
 
 
 def wait_mode(micros: int) -> str:
@@ -211,7 +217,7 @@ def modes(args: argparse.Namespace) -> tuple[str, ...]:
         MODES
         + tuple(spin_mode(*pair) for pair in args.spins)
         + tuple(wait_mode(micros) for micros in args.batch_waits)
-        + ((PREFETCH_MODE,) if args.prefetch else ())
+        + ((prefetch_mode(),) if args.prefetch else ())
     )
 
 
@@ -231,7 +237,7 @@ class Cluster:
         response_spin_micros: int | None = None,
         response_spin_cost_micros: int | None = None,
         batch_wait_micros: int = 0,
-        prefetch: bool = False,
+        prefetch: bool | None = None,
     ):
         from clipper.deployers.python import deploy_python_closure
 
@@ -242,7 +248,7 @@ class Cluster:
             + ("" if response_spin_micros is None else f"-f{response_spin_micros}")
             + ("" if response_spin_cost_micros is None else f"-c{response_spin_cost_micros}")
             + (f"-wait{batch_wait_micros}" if batch_wait_micros else "")
-            + ("-prefetch" if prefetch else ""),
+            + ("" if prefetch is None else f"-prefetch{'on' if prefetch else 'off'}"),
             cache_size_bytes=None,
             replica_transport=transport,
             replica_shm_spin_micros=spin_micros,
@@ -257,7 +263,8 @@ class Cluster:
                 if response_spin_cost_micros is None
                 else {"shm_response_spin_cost_micros": response_spin_cost_micros}
             ),
-            **({"replica_prefetch_full_batches": True} if prefetch else {}),
+            # None: the frontend's default (clipper_native/defaults.json).
+            **({} if prefetch is None else {"replica_prefetch_full_batches": prefetch}),
         )
         self.connection = started.connection
         self.connection.register_application(w1.NO_OP_APP, "doubles", "-1.0", args.slo_micros)
@@ -361,12 +368,25 @@ def run_w1(loadgen, mode, servers, scenario, args) -> dict[str, Any]:
     if before is not None:
         after = cluster.fetch_metrics(target.metrics_url)
         report["frontend_spin"] = spin_report(before, after, report)
+        report["prefetched_batches_per_request"] = prefetched_per_request(before, after, report)
     report["cores_by_process"] = cpu.cores
     report.update(cpu_per_request(cpu.cores, report["throughput_rps"]))
     report["sleeps_per_request_by_process"] = sleeps_per_request(
         cpu.sleeps_per_second, report["throughput_rps"]
     )
     return report
+
+
+def prefetched_per_request(before: dict[str, float], after: dict[str, float], report) -> float | None:
+    """Full batches sent to a replica at its pipeline depth (replica_prefetch_full_batches) per
+    answered request over the window, all models: W1's batches are rarely full (its controller sits
+    above the connection count), so there the option seldom acts."""
+    key = "clipper_model_prefetched_batches_total"
+    delta = sum(v for k, v in after.items() if k.startswith(key)) - sum(
+        v for k, v in before.items() if k.startswith(key)
+    )
+    requests = (report.get("requests") or 0) + (report.get("warmup_requests") or 0)
+    return round(delta / requests, 4) if requests else None
 
 
 SPIN_METRICS = {
@@ -527,6 +547,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 }
                 if "sleeps_per_request_by_process" in mine[0]
                 else None,
+                "prefetched_batches_per_request": common.median(
+                    [r.get("prefetched_batches_per_request") for r in mine]
+                )
+                if mine[0].get("prefetched_batches_per_request") is not None
+                else None,
                 "frontend_spin": {
                     name: common.median([(r.get("frontend_spin") or {}).get(name) for r in mine])
                     for name in mine[0]["frontend_spin"]
@@ -552,7 +577,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         pairs += [
             (mode, "shm")
             for mode in all_modes
-            if mode.startswith(("shm_spin", "shm_nospin", "shm_wait", PREFETCH_MODE))
+            if mode.startswith(("shm_spin", "shm_nospin", "shm_wait", "shm_prefetch"))
         ]
         for mode, against in pairs:
             if mode in rows and against in rows and mode != against:
@@ -692,7 +717,11 @@ def main(argv: list[str]) -> int:
             for micros in args.batch_waits:
                 servers[wait_mode(micros)] = Cluster("auto", args, stack, batch_wait_micros=micros)
             if args.prefetch:
-                servers[PREFETCH_MODE] = Cluster("auto", args, stack, prefetch=True)
+                from clipper_native import defaults
+
+                servers[prefetch_mode()] = Cluster(
+                    "auto", args, stack, prefetch=not defaults.REPLICA_PREFETCH_FULL_BATCHES
+                )
         compared = modes(args)
         for repeat in range(args.repeat):
             turn = repeat % len(compared)
