@@ -247,6 +247,20 @@ def _thread_reads(thread):
     return int(next(line.split()[1] for line in io.splitlines() if line.startswith("syscr:")))
 
 
+def _reads_per_idle_second(supervisor, timeout_s):
+    """Read calls of the supervisor's thread in windows of four ticks (a second), until one has none
+    or `timeout_s` passes; the windows measured, the last one the verdict."""
+    windows = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = _thread_reads(supervisor._thread)
+        time.sleep(4 * supervisor.poll_interval_s)
+        windows.append(_thread_reads(supervisor._thread) - before)
+        if windows[-1] == 0:
+            break
+    return windows
+
+
 def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_runner):
     state_dir = tmp_path / "state"
     records = ReplicaRecords(state_dir)
@@ -256,14 +270,7 @@ def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_run
     try:
         # Once its first pass is over, a whole second (four ticks) goes by without a read: the
         # records are read again only when their change stamp moves or a replica exits.
-        windows = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            before = _thread_reads(supervisor._thread)
-            time.sleep(4 * supervisor.poll_interval_s)
-            windows.append(_thread_reads(supervisor._thread) - before)
-            if windows[-1] == 0:
-                break
+        windows = _reads_per_idle_second(supervisor, timeout_s=15)
         assert windows[-1] == 0, f"reads per second while idle: {windows}"
         # A change to the records is still seen: the next tick reads them.
         with records.locked():
@@ -300,14 +307,7 @@ def test_a_replica_refused_a_pidfd_once_is_watched_from_a_later_pass(
     supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
     supervisor.start()
     try:
-        windows = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            before = _thread_reads(supervisor._thread)
-            time.sleep(4 * supervisor.poll_interval_s)
-            windows.append(_thread_reads(supervisor._thread) - before)
-            if windows[-1] == 0:
-                break
+        windows = _reads_per_idle_second(supervisor, timeout_s=10)
         assert refused == [replica.pid]
         assert windows[-1] == 0, f"reads per second while idle: {windows}"
     finally:
