@@ -194,6 +194,16 @@ void ShmTransport::sent_into(Channel& channel) {
   channel.last_sent = Clock::now();
 }
 
+shm::RingStatus ShmTransport::write_whole(Channel& channel, const uint8_t* data, std::size_t size, bool& wake) {
+  const shm::RingStatus status = channel.requests.write(data, size, wake);
+  if (status == shm::RingStatus::Ready) {
+    copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
+    copies_->copied_bytes.fetch_add(size, std::memory_order_relaxed);
+    sent_into(channel);
+  }
+  return status;
+}
+
 void ShmTransport::spin_for_responses() {
   const Clock::time_point start = Clock::now();
   const auto window = std::chrono::microseconds(options_.response_spin_micros);
@@ -252,11 +262,8 @@ bool ShmTransport::send(const ReplicaAddress& to, const uint8_t* data, std::size
   if (!write_held(*channel)) return false;
   if (channel->held.empty()) {
     bool wake = false;
-    switch (channel->requests.write(data, size, wake)) {
+    switch (write_whole(*channel, data, size, wake)) {
       case shm::RingStatus::Ready:
-        copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
-        copies_->copied_bytes.fetch_add(size, std::memory_order_relaxed);
-        sent_into(*channel);
         if (wake) ring(channel->request_doorbell);
         return true;
       case shm::RingStatus::Corrupt:
@@ -285,16 +292,13 @@ bool ShmTransport::write_held(Channel& channel) {
   while (!channel.held.empty()) {
     const std::vector<uint8_t>& message = channel.held.front();
     bool wake = false;
-    const shm::RingStatus status = channel.requests.write(message.data(), message.size(), wake);
+    const shm::RingStatus status = write_whole(channel, message.data(), message.size(), wake);
     if (status == shm::RingStatus::Empty) break;  // still no room
     if (status == shm::RingStatus::Corrupt) {
       log_corrupt_requests();
       return false;
     }
     wake_replica = wake_replica || wake;
-    copies_->copied_messages.fetch_add(1, std::memory_order_relaxed);
-    copies_->copied_bytes.fetch_add(message.size(), std::memory_order_relaxed);
-    sent_into(channel);
     channel.held_bytes -= message.size();
     channel.held.pop_front();
   }

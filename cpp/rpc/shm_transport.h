@@ -153,6 +153,9 @@ class ShmTransport final : public ReplicaTransport {
   Channel* attached(const ReplicaAddress& replica);
   void log_corrupt_requests();
   void sent_into(Channel& channel);
+  // Writes one whole message into `channel`'s request ring and counts it as sent when it went in;
+  // `wake`: the replica sleeps and must be rung.
+  shm::RingStatus write_whole(Channel& channel, const uint8_t* data, std::size_t size, bool& wake);
   // A buffer of `size` bytes queued behind `channel`'s held requests, or null when too much waits.
   std::vector<uint8_t>* hold(Channel& channel, std::size_t size);
   // Writes held requests into the ring while it has room; false when the replica corrupted it.
