@@ -86,10 +86,12 @@ def test_window_schedstat_measures_a_busy_thread_only_inside_its_window(overload
     worker.start()
     try:
         time.sleep(0.6)
+        # Finished while the thread still burns: a thread that has exited takes its schedstat times
+        # with it, so an end snapshot delayed past its exit (a loaded CI machine) read 0 CPU.
+        window.finish()
     finally:
         stop.set()
         worker.join()
-    window.finish()
     summary = window.summary()
     assert summary["nobody"] == {"cpu_cores": 0.0, "runqueue_wait_per_s": 0.0}
     # The burning thread ran (or waited for a CPU) for the whole window: time on a CPU and in the
