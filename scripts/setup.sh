@@ -8,12 +8,13 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Build: C++ toolchain, CMake, and the libraries the native engine links (HTTP parsing, event loop,
-# ZeroMQ, JSON and its numbers, base64, lock-free queues). Test: GoogleTest, Java (PySpark), clang with libFuzzer
+# ZeroMQ, JSON and its numbers, base64, lock-free queues); node-llhttp is Debian's copy of llhttp's C
+# sources (/usr/share/llhttp), compiled into the engine. Test: GoogleTest, Java (PySpark), clang with libFuzzer
 # (scripts/fuzz.sh). Bench: nginx.
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libhttp-parser-dev libzmq3-dev rapidjson-dev libb64-dev libconcurrentqueue-dev
-  libgtest-dev nginx-light redis-server libxxhash-dev libabsl-dev libfast-float-dev
+  libgtest-dev nginx-light redis-server libxxhash-dev libabsl-dev libfast-float-dev node-llhttp
   openjdk-17-jre-headless clang libclang-rt-14-dev
 )
 missing=()
