@@ -1,7 +1,8 @@
 // clipper-loadgen: an HTTP/1.1 keep-alive load generator for benchmarks on loopback.
 // Owns the client connections, the request schedule, response parsing (http_parser), the latency samples
 // and the JSON report on stdout. It does not own or start the server under test.
-// One thread: an epoll loop woken by socket events and by one timerfd armed for the next scheduled event.
+// One thread: an epoll loop woken by socket events, or by epoll_pwait2's nanosecond timeout at the next
+// scheduled event (no timer file descriptor: arming and reading one cost two system calls per wake-up).
 //
 // Modes
 //   closed  (--connections N, no --rate): each connection sends its next request as soon as the previous
@@ -39,7 +40,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,7 +68,9 @@ constexpr uint64_t kNanosPerSecond = 1'000'000'000ULL;
 constexpr size_t kMaxConnectsInFlight = 256;
 // Response bodies are scanned for "default":true; larger bodies are only partly scanned.
 constexpr size_t kMaxScannedBodyBytes = 64 * 1024;
-constexpr uint32_t kTimerToken = UINT32_MAX;
+// The kernel lets a sleep of T run late by up to T / 1000 (select_estimate_accuracy); a longer sleep ends
+// this much early and the rest is slept again, so no scheduled event is woken more than ~1 us late.
+constexpr uint64_t kSharpSleepNanos = 1'000'000;
 // --source-addresses: 127.0.0.2 .. 127.0.0.254 (127.0.0.1 is the default source; .255 is left alone).
 constexpr uint64_t kFirstSourceHost = 2;
 constexpr uint64_t kMaxSourceAddresses = 253;
@@ -576,7 +578,8 @@ class LoadGenerator {
   uint64_t next_interarrival_nanos();
 
   // --- loop ------------------------------------------------------------------
-  void arm_timer(uint64_t wake_nanos);
+  // Waits for socket events until `wake_nanos` at the latest (0: just polls); returns epoll's count.
+  int wait_for_events(std::vector<epoll_event>& events, uint64_t wake_nanos);
   bool finished(uint64_t now);
   void raise_file_limit();
   void print_report(uint64_t run_start, uint64_t now);
@@ -595,7 +598,6 @@ class LoadGenerator {
   std::mt19937_64 arrival_rng_;
 
   int epoll_fd_ = -1;
-  int timer_fd_ = -1;
   std::vector<Connection> connections_;
   std::vector<uint32_t> idle_;           // idle connections (open loop dispatch)
   std::deque<uint64_t> queued_;          // open loop: intended send times waiting for a connection
@@ -772,10 +774,9 @@ void LoadGenerator::update_interest(Connection& connection) {
 // Decides what an idle connection does next, by mode.
 void LoadGenerator::become_idle(Connection& connection) {
   connection.state = Connection::State::kIdle;
-  const uint64_t now = monotonic_nanos();
   switch (mode_) {
     case Mode::kClosed:
-      if (now < measure_end_ && !g_stop_requested) {
+      if (const uint64_t now = monotonic_nanos(); now < measure_end_ && !g_stop_requested) {
         send_request(connection, now);
       } else {
         idle_.push_back(connection.index);
@@ -787,7 +788,9 @@ void LoadGenerator::become_idle(Connection& connection) {
       break;
     case Mode::kHold:
       // Held connections stay off the idle list: nothing is dispatched to them.
-      if (options_.hold_request && connection.requests_answered == 0 && !holding_) send_request(connection, now);
+      if (options_.hold_request && connection.requests_answered == 0 && !holding_) {
+        send_request(connection, monotonic_nanos());
+      }
       break;
   }
 }
@@ -944,12 +947,16 @@ void LoadGenerator::generate_arrivals(uint64_t now) {
   dispatch_queued(/*waited=*/false);
 }
 
-void LoadGenerator::arm_timer(uint64_t wake_nanos) {
-  itimerspec spec{};
-  spec.it_value.tv_sec = static_cast<time_t>(wake_nanos / kNanosPerSecond);
-  spec.it_value.tv_nsec = static_cast<long>(wake_nanos % kNanosPerSecond);
-  if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
-  timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+int LoadGenerator::wait_for_events(std::vector<epoll_event>& events, uint64_t wake_nanos) {
+  // The timeout is relative: measured from now, not from the top of the loop, so work done since then
+  // does not delay the wake-up.
+  const uint64_t now = wake_nanos == 0 ? 0 : monotonic_nanos();
+  uint64_t sleep = wake_nanos > now ? wake_nanos - now : 0;
+  if (sleep > kSharpSleepNanos) sleep -= kSharpSleepNanos;
+  timespec timeout{};
+  timeout.tv_sec = static_cast<time_t>(sleep / kNanosPerSecond);
+  timeout.tv_nsec = static_cast<long>(sleep % kNanosPerSecond);
+  return epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
 }
 
 bool LoadGenerator::finished(uint64_t now) {
@@ -975,21 +982,17 @@ int LoadGenerator::run() {
   raise_file_limit();
 
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (epoll_fd_ < 0 || timer_fd_ < 0) {
-    std::perror("clipper-loadgen: epoll/timerfd");
+  if (epoll_fd_ < 0) {
+    std::perror("clipper-loadgen: epoll_create1");
     return 1;
   }
-  epoll_event timer_event{};
-  timer_event.events = EPOLLIN;
-  timer_event.data.u64 = kTimerToken;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &timer_event);
 
   connections_.resize(connection_count_);
   for (size_t i = 0; i < connections_.size(); ++i) connections_[i].index = static_cast<uint32_t>(i);
   report_.latencies_nanos.reserve(
       mode_ == Mode::kOpen ? static_cast<size_t>(options_.rate_per_second * options_.duration_seconds * 1.1) + 16
                            : 1 << 20);
+  if (mode_ == Mode::kOpen) report_.send_lags_nanos.reserve(report_.latencies_nanos.capacity());
 
   const uint64_t run_start = monotonic_nanos();
   run_start_ = run_start;
@@ -1082,24 +1085,16 @@ int LoadGenerator::run() {
       wake = std::min<uint64_t>(wake, now < measure_end_ ? measure_end_ : drain_end_);
     }
     if (wake <= now) continue;
-    // Sleeping on the timer costs a wake-up delay (tens of us on a VM); --spin-us trades a core for it.
+    // Sleeping costs a wake-up delay (tens of us on a VM); --spin-us trades a core for it.
     const bool spin = options_.busy_poll || wake - now <= spin_nanos;
-    if (!spin) arm_timer(wake);
-
-    const int count = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), spin ? 0 : -1);
+    const int count = wait_for_events(events, spin ? 0 : wake);
     if (count < 0) {
       if (errno == EINTR) continue;
-      std::perror("clipper-loadgen: epoll_wait");
+      std::perror("clipper-loadgen: epoll_pwait2");
       break;
     }
     for (int i = 0; i < count; ++i) {
-      const uint64_t token = events[i].data.u64;
-      if (token == kTimerToken) {
-        uint64_t expirations = 0;
-        [[maybe_unused]] ssize_t ignored = read(timer_fd_, &expirations, sizeof(expirations));
-        continue;
-      }
-      Connection& connection = connections_[token];
+      Connection& connection = connections_[events[i].data.u64];
       if (connection.fd < 0) continue;  // closed earlier in this batch
       const uint32_t flags = events[i].events;
       if (connection.state == Connection::State::kConnecting) {
@@ -1121,7 +1116,6 @@ int LoadGenerator::run() {
   for (auto& connection : connections_) {
     if (connection.fd >= 0) close(connection.fd);
   }
-  close(timer_fd_);
   close(epoll_fd_);
   return 0;
 }
