@@ -26,7 +26,7 @@ using clipper::http::ParserLimits;
 using clipper::http::RequestParser;
 
 struct Delivered {
-  http_method method;
+  llhttp_method_t method;
   std::string target;
   std::string body;
   bool keep_alive;
@@ -90,9 +90,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   FUZZ_CHECK(whole.ok == cut.ok);
   FUZZ_CHECK(whole.requests == cut.requests);
   // One exception, found by this target: a request both malformed and over a limit may be refused
-  // for either. http_parser hands a header's or body's bytes over at the end of each read, before it
-  // has seen the bytes that make the request malformed, so a cut stream can reach a limit (413, 414,
-  // 431) that the whole one never gets to: it stops at the malformed byte first (400).
+  // for either. llhttp (like http_parser before it) hands a header's or body's bytes over at the end of
+  // each read, before it has seen the bytes that make the request malformed, so a cut stream can reach
+  // a limit (413, 414, 431) that the whole one never gets to: it stops at the malformed byte first (400).
   const bool limit_first = whole.status == 400 && (cut.status == 413 || cut.status == 414 || cut.status == 431);
   FUZZ_CHECK(whole.status == cut.status || limit_first);
   return 0;

@@ -1,48 +1,82 @@
 #include "http/request_parser.h"
 
 #include <algorithm>
-#include <climits>
+#include <cstdint>
 #include <string_view>
 #include <utility>
 
 namespace clipper::http {
 
+namespace {
+
+// Room in a head for what no limit counts (method, version, separators, white space): llhttp skips
+// white space around values without a callback, so without this a client could send it unbounded.
+constexpr std::int64_t kHeadLayoutBytes = 8192;
+constexpr std::int64_t kLayoutBytesPerHeader = 8;
+
+}  // namespace
+
 RequestParser::RequestParser(std::size_t max_body_bytes, RequestCallback on_request)
     : RequestParser(ParserLimits{max_body_bytes}, std::move(on_request)) {}
 
 RequestParser::RequestParser(const ParserLimits& limits, RequestCallback on_request)
-    : limits_(limits), on_request_(std::move(on_request)) {
-  http_parser_init(&parser_, HTTP_REQUEST);
+    : limits_(limits),
+      max_head_bytes_(static_cast<std::int64_t>(kMaxTargetBytes + limits.max_header_bytes) +
+                      kHeadLayoutBytes +
+                      kLayoutBytesPerHeader * static_cast<std::int64_t>(limits.max_header_count)),
+      on_request_(std::move(on_request)) {
+  llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
-  http_parser_settings_init(&settings_);
-  settings_.on_message_begin = &RequestParser::on_message_begin;
-  settings_.on_url = &RequestParser::on_url;
-  settings_.on_header_field = &RequestParser::on_header_field;
-  settings_.on_header_value = &RequestParser::on_header_value;
-  settings_.on_headers_complete = &RequestParser::on_headers_complete;
-  settings_.on_body = &RequestParser::on_body;
-  settings_.on_message_complete = &RequestParser::on_message_complete;
+}
+
+const llhttp_settings_t& RequestParser::settings() {
+  // llhttp keeps a pointer to its settings: one set, for every parser, for the life of the process.
+  static const llhttp_settings_t shared = [] {
+    llhttp_settings_t settings;
+    llhttp_settings_init(&settings);
+    settings.on_message_begin = &RequestParser::on_message_begin;
+    settings.on_method = &RequestParser::on_method;
+    settings.on_url = &RequestParser::on_url;
+    settings.on_header_field = &RequestParser::on_header_field;
+    settings.on_header_value = &RequestParser::on_header_value;
+    settings.on_headers_complete = &RequestParser::on_headers_complete;
+    settings.on_body = &RequestParser::on_body;
+    settings.on_message_complete = &RequestParser::on_message_complete;
+    return settings;
+  }();
+  return shared;
 }
 
 bool RequestParser::feed(const char* data, std::size_t length) {
   if (failed_) return false;
   if (phase_ == Phase::kIdle && length > 0) phase_ = Phase::kHeaders;
-  const std::size_t consumed = http_parser_execute(&parser_, &settings_, data, length);
+  read_begin_ = data;
+  read_end_ = data + length;
+  llhttp_errno_t error = llhttp_execute(&parser_, data, length);
+  // on_headers_complete paused to have the head measured where it ends (llhttp's error position):
+  // measured and finished here, then parsing resumes there.
+  while (error == HPE_PAUSED && head_check_owed_ && !failed_) {
+    head_check_owed_ = false;
+    const char* at = llhttp_get_error_pos(&parser_);
+    if (!check_head_bytes(at) || finish_headers() != 0) break;
+    llhttp_resume(&parser_);
+    error = llhttp_execute(&parser_, at, static_cast<std::size_t>(read_end_ - at));
+  }
   if (failed_) return false;
-  if (parser_.http_errno == HPE_HEADER_OVERFLOW) {
-    fail(431, "request headers larger than the parser accepts");
+  if (error == HPE_PAUSED_UPGRADE) {  // refused at the headers already; here in case llhttp gets there
+    fail(400, "protocol upgrades are not supported");
     return false;
   }
-  if (parser_.http_errno != HPE_OK || (consumed != length && !parser_.upgrade)) {
-    failed_ = true;
-    failure_ = {400, std::string("malformed HTTP request: ") +
-                         http_errno_description(static_cast<http_errno>(parser_.http_errno))};
+  if (error != HPE_OK) {
+    const char* reason = llhttp_get_error_reason(&parser_);
+    fail(400, std::string("malformed HTTP request: ") +
+                  (reason != nullptr ? reason : llhttp_errno_name(error)));
     return false;
   }
-  if (parser_.upgrade) {
-    failed_ = true;
-    failure_ = {400, "protocol upgrades are not supported"};
-    return false;
+  // A head still incomplete is measured to the end of the read, and carried over to the next.
+  if (phase_ == Phase::kHeaders && head_started_) {
+    head_carried_ = head_bytes_at(read_end_);
+    if (head_carried_ > max_head_bytes_) return fail_head_bytes();
   }
   return true;
 }
@@ -56,10 +90,10 @@ void RequestParser::release() {
 int RequestParser::fail(int status, std::string reason) {
   failed_ = true;
   failure_ = {status, std::move(reason)};
-  return -1;
+  return HPE_USER;  // any callback: stop with an error
 }
 
-int RequestParser::on_message_begin(http_parser* parser) {
+int RequestParser::on_message_begin(llhttp_t* parser) {
   auto* self = static_cast<RequestParser*>(parser->data);
   // Reset in place: a keep-alive connection reuses its body buffer instead of allocating one per
   // request, unless the last body was large (idle connections must not pin megabytes).
@@ -81,18 +115,33 @@ int RequestParser::on_message_begin(http_parser* parser) {
   self->reading_expect_ = false;
   self->reading_inference_length_ = false;
   self->continue_owed_ = false;
+  self->head_started_ = false;
+  self->head_check_owed_ = false;
   return 0;
 }
 
-int RequestParser::on_url(http_parser* parser, const char* at, std::size_t length) {
+int RequestParser::on_method(llhttp_t* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
-  if (self->current_.target.size() + length > 8192) {
-    self->failed_ = true;
-    self->failure_ = {414, "request target longer than 8192 bytes"};
-    return 1;
+  if (!self->head_started_) {  // the head's first byte
+    self->head_started_ = true;
+    self->head_carried_ = -(at - self->read_begin_);
+  }
+  return 0;
+}
+
+int RequestParser::on_url(llhttp_t* parser, const char* at, std::size_t length) {
+  auto* self = static_cast<RequestParser*>(parser->data);
+  if (!self->check_head_bytes(at + length)) return HPE_USER;
+  if (self->current_.target.size() + length > kMaxTargetBytes) {
+    return self->fail(414, "request target longer than " + std::to_string(kMaxTargetBytes) + " bytes");
   }
   self->current_.target.append(at, length);
   return 0;
+}
+
+bool RequestParser::fail_head_bytes() {
+  fail(431, "request head longer than " + std::to_string(max_head_bytes_) + " bytes");
+  return false;
 }
 
 bool RequestParser::fail_header_bytes() {
@@ -120,8 +169,9 @@ bool continues(std::string_view lower, std::size_t offset, const char* piece, st
 
 }  // namespace
 
-int RequestParser::on_header_field(http_parser* parser, const char* at, std::size_t length) {
+int RequestParser::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
+  if (!self->check_head_bytes(at + length)) return HPE_USER;
   if (!self->in_field_) {
     self->in_field_ = true;
     self->field_length_ = 0;
@@ -132,7 +182,7 @@ int RequestParser::on_header_field(http_parser* parser, const char* at, std::siz
                                  " request headers");
     }
   }
-  if (!self->count_header_bytes(length)) return -1;
+  if (!self->count_header_bytes(length)) return HPE_USER;
   // Only the names Expect and Inference-Header-Content-Length matter: most names differ from both in
   // their length or first byte.
   self->field_may_be_expect_ =
@@ -144,15 +194,16 @@ int RequestParser::on_header_field(http_parser* parser, const char* at, std::siz
   return 0;
 }
 
-int RequestParser::on_header_value(http_parser* parser, const char* at, std::size_t length) {
+int RequestParser::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
+  if (!self->check_head_bytes(at + length)) return HPE_USER;
   if (self->in_field_) {
     self->in_field_ = false;
     self->reading_expect_ = self->field_may_be_expect_ && self->field_length_ == kExpect.size();
     self->reading_inference_length_ =
         self->field_may_be_inference_length_ && self->field_length_ == kInferenceHeaderLength.size();
   }
-  if (!self->count_header_bytes(length)) return -1;
+  if (!self->count_header_bytes(length)) return HPE_USER;
   if (self->reading_expect_) {
     for (std::size_t i = 0; i < length && self->expect_.size() < 64; ++i) {
       self->expect_ += ascii_lower(at[i]);
@@ -166,54 +217,58 @@ int RequestParser::on_header_value(http_parser* parser, const char* at, std::siz
   return 0;
 }
 
-int RequestParser::on_headers_complete(http_parser* parser) {
+int RequestParser::on_headers_complete(llhttp_t* parser) {
   auto* self = static_cast<RequestParser*>(parser->data);
-  // Refused here, before any body: http_parser reports an upgrade once the message is complete, so
-  // checking only after a read let an upgrade request with a body run when it arrived in one read
-  // (found by cpp/fuzz/request_parser_fuzzer).
-  if (parser->upgrade) return self->fail(400, "protocol upgrades are not supported");
-  // content_length is ULLONG_MAX when absent (chunked bodies are checked as they arrive).
-  if (parser->content_length != ULLONG_MAX && parser->content_length > self->limits_.max_body_bytes) {
-    self->failed_ = true;
-    self->failure_ = {413, "request body of " + std::to_string(parser->content_length) +
-                               " bytes exceeds the limit of " +
-                               std::to_string(self->limits_.max_body_bytes) + " bytes"};
-    return -1;  // 1 and 2 mean "no body" to http_parser; anything else aborts
+  // The head ends within this read. Only when the read's end is past the limit can the head be, and
+  // then its end is needed: llhttp tells it when paused (feed() measures, finishes and resumes).
+  if (self->head_started_ && self->head_bytes_at(self->read_end_) > self->max_head_bytes_) {
+    self->head_check_owed_ = true;
+    return HPE_PAUSED;
   }
-  if (!self->expect_.empty()) {
-    if (self->expect_ != "100-continue") {
-      return self->fail(417, "unsupported Expect header (only 100-continue is understood)");
+  return self->finish_headers();
+}
+
+int RequestParser::finish_headers() {
+  // Refused here, before any body: an upgrade request with a body must never run, however its bytes
+  // arrive (cpp/fuzz/request_parser_fuzzer found that it once did when it arrived in one read).
+  if (parser_.upgrade) return fail(400, "protocol upgrades are not supported");
+  // Chunked bodies are checked as they arrive.
+  const bool has_length = (parser_.flags & F_CONTENT_LENGTH) != 0;
+  if (has_length && parser_.content_length > limits_.max_body_bytes) {
+    return fail(413, "request body of " + std::to_string(parser_.content_length) +
+                         " bytes exceeds the limit of " + std::to_string(limits_.max_body_bytes) + " bytes");
+  }
+  if (!expect_.empty()) {
+    if (expect_ != "100-continue") {
+      return fail(417, "unsupported Expect header (only 100-continue is understood)");
     }
-    const bool body_follows = (parser->flags & F_CHUNKED) != 0 ||
-                              (parser->content_length != ULLONG_MAX && parser->content_length > 0);
-    self->continue_owed_ = body_follows;
+    continue_owed_ = (parser_.flags & F_CHUNKED) != 0 || (has_length && parser_.content_length > 0);
   }
   // Reserve what was declared, but not more than kMaxReserveBytes ahead of the bytes themselves:
   // a client that declares megabytes and stalls must not pin them.
-  if (parser->content_length != ULLONG_MAX) {
-    self->current_.body.reserve(std::min<std::size_t>(parser->content_length, kMaxReserveBytes));
+  if (has_length) {
+    current_.body.reserve(std::min<std::size_t>(parser_.content_length, kMaxReserveBytes));
   }
-  self->current_.method = static_cast<http_method>(parser->method);
-  self->phase_ = Phase::kBody;
+  current_.method = static_cast<llhttp_method_t>(parser_.method);
+  phase_ = Phase::kBody;
   return 0;
 }
 
-int RequestParser::on_body(http_parser* parser, const char* at, std::size_t length) {
+int RequestParser::on_body(llhttp_t* parser, const char* at, std::size_t length) {
   auto* self = static_cast<RequestParser*>(parser->data);
   if (self->current_.body.size() + length > self->limits_.max_body_bytes) {
-    self->failed_ = true;
-    self->failure_ = {413, "request body exceeds the limit of " +
-                               std::to_string(self->limits_.max_body_bytes) + " bytes"};
-    return 1;
+    return self->fail(413, "request body exceeds the limit of " +
+                               std::to_string(self->limits_.max_body_bytes) + " bytes");
   }
   self->current_.body.append(at, length);
   return 0;
 }
 
-int RequestParser::on_message_complete(http_parser* parser) {
+int RequestParser::on_message_complete(llhttp_t* parser) {
   auto* self = static_cast<RequestParser*>(parser->data);
-  self->current_.keep_alive = http_should_keep_alive(parser) != 0;
+  self->current_.keep_alive = llhttp_should_keep_alive(parser) != 0;
   self->phase_ = Phase::kIdle;
+  self->head_started_ = false;
   self->continue_owed_ = false;
   self->on_request_(std::move(self->current_));
   return 0;

@@ -1,9 +1,10 @@
-// Incremental HTTP/1.1 request parsing for one connection, on top of Node's http_parser.
+// Incremental HTTP/1.1 request parsing for one connection, on top of llhttp (Node's parser, built from
+// Debian's node-llhttp sources; strict: none of its lenient flags is set).
 // Owns the per-connection parser state, the request being assembled and the header limits;
 // runs on its I/O thread.
 #pragma once
 
-#include <http_parser.h>
+#include <llhttp.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +16,7 @@
 namespace clipper::http {
 
 struct HttpRequest {
-  http_method method = HTTP_GET;
+  llhttp_method_t method = HTTP_GET;
   std::string target;  // path and query as sent
   std::string body;
   bool keep_alive = true;
@@ -69,26 +70,46 @@ class RequestParser {
   void release();
 
  private:
-  static int on_message_begin(http_parser* parser);
-  static int on_url(http_parser* parser, const char* at, std::size_t length);
-  static int on_header_field(http_parser* parser, const char* at, std::size_t length);
-  static int on_header_value(http_parser* parser, const char* at, std::size_t length);
-  static int on_headers_complete(http_parser* parser);
-  static int on_body(http_parser* parser, const char* at, std::size_t length);
-  static int on_message_complete(http_parser* parser);
+  static int on_message_begin(llhttp_t* parser);
+  static int on_method(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_url(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_headers_complete(llhttp_t* parser);
+  static int on_body(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_message_complete(llhttp_t* parser);
+  static const llhttp_settings_t& settings();
   bool count_header_bytes(std::size_t length) {
     header_bytes_ += length;
     return header_bytes_ <= limits_.max_header_bytes || fail_header_bytes();
   }
   bool fail_header_bytes();
+  // The head's bytes from its first (the method's) up to `end`, a position in the read being parsed.
+  std::int64_t head_bytes_at(const char* end) const { return head_carried_ + (end - read_begin_); }
+  // False (and the parser failed with 431) once the head up to `end` is longer than max_head_bytes_.
+  bool check_head_bytes(const char* end) {
+    return !head_started_ || head_bytes_at(end) <= max_head_bytes_ || fail_head_bytes();
+  }
+  bool fail_head_bytes();
+  // What on_headers_complete decides (limits, upgrade, Expect); 0 or -1 as llhttp's callbacks return.
+  int finish_headers();
   int fail(int status, std::string reason);
 
   static constexpr std::size_t kRetainedBodyBytes = 64 * 1024;  // body buffer kept between requests
   static constexpr std::size_t kMaxReserveBytes = 1024 * 1024;  // declared lengths reserve at most this
+  static constexpr std::size_t kMaxTargetBytes = 8192;           // longer request targets: 414
 
-  http_parser parser_;
-  http_parser_settings settings_;
+  llhttp_t parser_;
   ParserLimits limits_;
+  // The whole head (request line, header lines, separators, white space) may be this long: the counted
+  // parts' limits plus room for their layout. llhttp keeps no such limit of its own, and white space it
+  // skips reaches no callback, so the head is measured by position.
+  std::int64_t max_head_bytes_;
+  const char* read_begin_ = nullptr;  // the read being parsed
+  const char* read_end_ = nullptr;
+  bool head_started_ = false;         // the head's first byte (the method's) has been seen
+  std::int64_t head_carried_ = 0;     // the head's bytes before read_begin_ (negative: it began after it)
+  bool head_check_owed_ = false;      // headers complete, paused to measure the head before finishing
   RequestCallback on_request_;
   HttpRequest current_;
   ParseFailure failure_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -221,6 +222,83 @@ TEST(RequestParser, AStalledLargeBodyReservesAtMostOneMebibyte) {
   EXPECT_LE(parser.buffered_bytes(), 1024u * 1024u);
   parser.release();
   EXPECT_EQ(parser.buffered_bytes(), std::string().capacity());
+}
+
+TEST(RequestParser, WhiteSpaceThatNoLimitCountsStillEndsAtTheHeadLimit) {
+  // llhttp skips white space before a value without a callback; the head is measured by position.
+  // Limits 1024/300/3: the head may be 8192 + 300 + 8192 + 3 * 8 = 16,708 bytes.
+  const std::string head =
+      "GET / HTTP/1.1\r\nX:" + std::string(20000, ' ') + "v\r\n\r\n";
+  for (const std::size_t read : {head.size(), std::size_t{1000}, std::size_t{1}}) {
+    RequestParser parser(ParserLimits{1024, 300, 3}, [](HttpRequest&&) { FAIL() << "delivered"; });
+    bool ok = true;
+    for (std::size_t at = 0; at < head.size() && ok; at += read) {
+      ok = parser.feed(head.data() + at, std::min(read, head.size() - at));
+    }
+    EXPECT_FALSE(ok) << "reads of " << read;
+    EXPECT_EQ(parser.failure().status, 431) << "reads of " << read;
+    EXPECT_EQ(parser.failure().reason, "request head longer than 16708 bytes");
+  }
+  // The same white space after the last value (no callback follows it): measured where the head ends.
+  const std::string trailing = "GET / HTTP/1.1\r\nX: v" + std::string(20000, ' ') + "\r\n\r\n";
+  RequestParser whole(ParserLimits{1024, 300, 3}, [](HttpRequest&&) { FAIL() << "delivered"; });
+  EXPECT_FALSE(whole.feed(trailing.data(), trailing.size()));
+  EXPECT_EQ(whole.failure().status, 431);
+}
+
+TEST(RequestParser, AHeadWithinTheLimitInALongReadIsMeasuredAndDelivered) {
+  // A read longer than the head limit ends each head before the limit could tell: on_headers_complete
+  // pauses, the head is measured where it ends, and parsing resumes there.
+  std::vector<HttpRequest> seen;
+  RequestParser parser(ParserLimits{1 << 20, 300, 3}, [&seen](HttpRequest&& r) { seen.push_back(r); });
+  const std::string body(40000, 'b');
+  std::string stream;
+  for (int i = 0; i < 3; ++i) {
+    stream += "POST /r" + std::to_string(i) + " HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) +
+              "\r\n\r\n" + body;
+  }
+  stream += "GET /last HTTP/1.1\r\n\r\n";
+  ASSERT_TRUE(parser.feed(stream.data(), stream.size())) << parser.failure().reason;
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[1].target, "/r1");
+  EXPECT_EQ(seen[2].body, body);
+  EXPECT_EQ(seen[3].target, "/last");
+  EXPECT_EQ(parser.phase(), RequestParser::Phase::kIdle);
+}
+
+TEST(RequestParser, AmbiguousLengthsAreRefusedWith400) {
+  // Request smuggling's raw material: llhttp's strict defaults refuse each (no lenient flag is set).
+  const std::vector<std::string> heads = {
+      "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+      "POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nContent-Length: -2\r\n\r\n{}",
+      "POST / HTTP/1.1\r\nContent-Length: 2x\r\n\r\n{}",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+  };
+  for (const auto& head : heads) {
+    std::vector<HttpRequest> seen;
+    RequestParser parser(1024, [&seen](HttpRequest&& r) { seen.push_back(r); });
+    EXPECT_FALSE(parser.feed(head.data(), head.size())) << head;
+    EXPECT_EQ(parser.failure().status, 400) << head;
+    EXPECT_EQ(parser.failure().reason.rfind("malformed HTTP request: ", 0), 0u) << parser.failure().reason;
+    EXPECT_TRUE(seen.empty()) << head;
+  }
+}
+
+TEST(RequestParser, ChunkedBodiesAreJoinedWhereverTheReadsSplitThem) {
+  const std::string raw =
+      "POST /a/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"in\r\n"
+      "6;ext=1\r\nput\":1\r\n1\r\n}\r\n0\r\nTrailer: x\r\n\r\nGET /next HTTP/1.0\r\n\r\n";
+  for (std::size_t split = 1; split < raw.size(); ++split) {
+    Collected c(1024);
+    ASSERT_TRUE(c.parser.feed(raw.data(), split)) << split;
+    ASSERT_TRUE(c.parser.feed(raw.data() + split, raw.size() - split)) << split;
+    ASSERT_EQ(c.requests.size(), 2u) << split;
+    EXPECT_EQ(c.requests[0].body, "{\"input\":1}");
+    EXPECT_TRUE(c.requests[0].keep_alive);
+    EXPECT_FALSE(c.requests[1].keep_alive);
+  }
 }
 
 }  // namespace
