@@ -1,5 +1,6 @@
-// Micro-benchmark of number parsing on the query path: decoding /predict bodies (query/query_codec.*,
-// whose numbers go through common/json_number.h), and the text -> double conversion alone with
+// Micro-benchmark of number parsing on the query path: decoding /predict and /update bodies
+// (query/query_codec.*, whose numbers go through common/json_number.h) by the one-pass readers and by
+// the general decoder, and the text -> double conversion alone with
 // fast_float (what the engine uses) against std::from_chars (what it used before) and std::strtod,
 // on the same texts in the same run, taking turns within each round. Medians of rounds; a round times
 // enough repetitions of each to last about 2 ms of the thread's CPU time. Built with the C++ tests
@@ -88,10 +89,15 @@ std::vector<std::string> random_double_texts(std::size_t count, std::mt19937_64&
   return texts;
 }
 
+// [n1, n2, ...] as Python's json.dumps writes it.
+std::string number_array(const std::vector<std::string>& numbers) {
+  std::string array = "[";
+  for (std::size_t i = 0; i < numbers.size(); ++i) array += (i ? ", " : "") + numbers[i];
+  return array + "]";
+}
+
 std::string predict_body(const std::vector<std::string>& numbers) {
-  std::string body = "{\"input\": [";
-  for (std::size_t i = 0; i < numbers.size(); ++i) body += (i ? ", " : "") + numbers[i];
-  return body + "]}";
+  return "{\"input\": " + number_array(numbers) + "}";
 }
 
 volatile double sink = 0.0;  // keeps the conversions from being optimized away
@@ -99,28 +105,64 @@ volatile double sink = 0.0;  // keeps the conversions from being optimized away
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int rounds = argc > 1 ? std::max(3, std::atoi(argv[1])) : 41;
+  // "calls BODY one-pass|general N": only decode body number BODY (0-6, in the order printed) N times,
+  // untimed, for counting instructions under callgrind (the difference of two N is the cost per body).
+  const bool count_only = argc == 5 && std::string(argv[1]) == "calls";
+  const int rounds = count_only ? 3 : argc > 1 ? std::max(3, std::atoi(argv[1])) : 41;
   std::mt19937_64 random(7);
   const std::vector<std::string> ones(10, "1.0");
   const std::vector<std::string> ten = random_double_texts(10, random);
   const std::vector<std::string> thousand = random_double_texts(1000, random);
 
   std::printf("# json_number_bench: medians of %d rounds, CPU nanoseconds per call\n", rounds);
-  std::printf("%-44s %12s\n", "decode_predict_body (doubles)", "ns/body");
+  // Each body decoded by the engine's decoder (the one-pass reader for these common bodies) and by the
+  // general decoder (a rapidjson document, what every body took before the one-pass readers), taking
+  // turns.
+  std::printf("%-44s %12s %12s %10s\n", "decoding a body", "one-pass", "general",
+              "one-pass/general (median of rounds)");
   struct Body {
     const char* name;
     std::string text;
+    clipper::InputType type = clipper::InputType::Doubles;
+    bool update = false;
   };
-  const Body bodies[] = {{"10 doubles 1.0", predict_body(ones)},
-                         {"10 random doubles (17 digits)", predict_body(ten)},
-                         {"1000 random doubles (17 digits)", predict_body(thousand)}};
+  std::string batch = "{\"input_batch\": [";
+  for (int i = 0; i < 8; ++i) batch += (i ? ", " : "") + number_array(random_double_texts(10, random));
+  const Body bodies[] = {
+      {"10 doubles 1.0", predict_body(ones)},
+      {"10 random doubles (17 digits)", predict_body(ten)},
+      {"1000 random doubles (17 digits)", predict_body(thousand)},
+      {"10 random doubles, uid and version", predict_body(ten).insert(1, "\"uid\": 7, \"version\": \"1\", ")},
+      {"input_batch of 8 x 10 random doubles", batch + "]}"},
+      {"update: uid, 10 random doubles, label", predict_body(ten).insert(1, "\"uid\": 7, \"label\": 1.0, "),
+       clipper::InputType::Doubles, true},
+      {"a string of 64 bytes (strings)", "{\"input\": \"" + std::string(64, 'x') + "\"}",
+       clipper::InputType::Strings}};
   for (const Body& body : bodies) {
-    const Timings timings = time_variants(rounds, {[&] {
-      const auto decoded = clipper::decode_predict_body(body.text, clipper::InputType::Doubles);
-      if (!decoded.ok()) std::abort();
-      sink = sink + static_cast<double>(decoded.value->inputs[0].element_count);
-    }});
-    std::printf("%-44s %12.0f\n", body.name, timings.nanos[0]);
+    auto decode = [&body](bool general) __attribute__((noinline)) {
+      std::size_t elements = 0;
+      if (body.update) {
+        const auto decoded = general ? clipper::decode_update_body_general(body.text, body.type)
+                                     : clipper::decode_update_body(body.text, body.type);
+        if (!decoded.ok()) std::abort();
+        elements = decoded.value->input.element_count;
+      } else {
+        const auto decoded = general ? clipper::decode_predict_body_general(body.text, body.type)
+                                     : clipper::decode_predict_body(body.text, body.type);
+        if (!decoded.ok()) std::abort();
+        for (const auto& input : decoded.value->inputs) elements += input.element_count;
+      }
+      sink = sink + static_cast<double>(elements);
+    };
+    if (count_only) {
+      if (&body - bodies != std::atoi(argv[2])) continue;
+      const bool general = std::string(argv[3]) == "general";
+      for (int i = std::atoi(argv[4]); i > 0; --i) decode(general);
+      return 0;
+    }
+    const Timings timings = time_variants(rounds, {[&] { decode(false); }, [&] { decode(true); }});
+    std::printf("%-44s %12.0f %12.0f %10.2fx\n", body.name, timings.nanos[0], timings.nanos[1],
+                timings.ratios[1] == 0 ? 0.0 : 1.0 / timings.ratios[1]);
   }
 
   std::printf("\n%-44s %12s %12s %12s %10s\n", "conversion of 1000 texts", "fast_float", "from_chars",

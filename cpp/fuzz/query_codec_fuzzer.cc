@@ -6,8 +6,9 @@
 // - a refusal names an error and a cause, and its rendered answer is valid JSON (UTF-8 included);
 // - the answer rendered around the body taken as a model's output is valid JSON too (render_prediction
 //   embeds valid JSON as is and quotes anything else);
-// - decode_predict_body (a one-pass reader for {"input": [numbers]}, the general decoder otherwise)
-//   gives exactly what the general decoder alone gives: the same bytes, or the same refusal.
+// - decode_predict_body and decode_update_body (one-pass readers for the common bodies, the general
+//   decoders otherwise) give exactly what the general decoders alone give: the same bytes, or the
+//   same refusal.
 // Seeds: cpp/fuzz/corpus/query_codec/ (made by cpp/fuzz/make_seeds.py); dictionary: json.dict.
 
 #include <rapidjson/stringbuffer.h>
@@ -86,6 +87,20 @@ void check_same_as_general(const clipper::DecodeResult<clipper::PredictBody>& de
   }
 }
 
+void check_update_same_as_general(const clipper::DecodeResult<clipper::UpdateBody>& decoded,
+                                  std::string_view body, InputType type) {
+  const auto general = clipper::decode_update_body_general(body, type);
+  FUZZ_CHECK(decoded.ok() == general.ok());
+  if (!decoded.ok()) {
+    FUZZ_CHECK(decoded.failure.error == general.failure.error && decoded.failure.cause == general.failure.cause);
+    return;
+  }
+  FUZZ_CHECK(decoded.value->uid == general.value->uid &&
+             std::memcmp(&decoded.value->label, &general.value->label, sizeof(double)) == 0);
+  FUZZ_CHECK(decoded.value->input.payload == general.value->input.payload &&
+             decoded.value->input.element_count == general.value->input.element_count);
+}
+
 void check_refusal(const clipper::DecodeError& failure) {
   FUZZ_CHECK(!failure.error.empty() && !failure.cause.empty());
   FUZZ_CHECK(is_strict_json(clipper::render_error(failure.error, failure.cause)));
@@ -106,6 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
       check_refusal(predict.failure);
     }
     const auto update = clipper::decode_update_body(body, type);
+    check_update_same_as_general(update, body, type);
     if (update.ok()) {
       check_input(update.value->input, type, size);
     } else {

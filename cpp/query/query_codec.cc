@@ -17,6 +17,7 @@ extern "C" {
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <type_traits>
 
 #include "common/bounded_json.h"
 #include "common/utf8.h"
@@ -93,6 +94,19 @@ bool is_base64(std::string_view text) {
   return true;
 }
 
+// False when `encoded` is not base64.
+bool decode_base64(std::string_view encoded, DecodedInput& out) {
+  if (!is_base64(encoded)) return false;
+  out.payload.resize(encoded.size() / 4 * 3);
+  base64_decodestate state;
+  base64_init_decodestate(&state);
+  const int written =
+      base64_decode_block(encoded.data(), static_cast<int>(encoded.size()), out.payload.data(), &state);
+  out.payload.resize(static_cast<std::size_t>(written));
+  out.element_count = static_cast<uint32_t>(written);
+  return true;
+}
+
 template <typename Element, typename Convert>
 bool pack_numbers(const rapidjson::Value& array, DecodedInput& out, Convert convert) {
   out.payload.resize(array.Size() * sizeof(Element));
@@ -121,15 +135,9 @@ std::optional<std::string> decode_input(const rapidjson::Value& value, InputType
       return std::nullopt;
     case InputType::Bytes: {
       if (!value.IsString()) return std::string("input must be a base64-encoded JSON string");
-      std::string_view encoded(value.GetString(), value.GetStringLength());
-      if (!is_base64(encoded)) return std::string("input is not valid base64");
-      out.payload.resize(encoded.size() / 4 * 3);
-      base64_decodestate state;
-      base64_init_decodestate(&state);
-      const int written = base64_decode_block(encoded.data(), static_cast<int>(encoded.size()),
-                                              out.payload.data(), &state);
-      out.payload.resize(static_cast<std::size_t>(written));
-      out.element_count = static_cast<uint32_t>(written);
+      if (!decode_base64(std::string_view(value.GetString(), value.GetStringLength()), out)) {
+        return std::string("input is not valid base64");
+      }
       return std::nullopt;
     }
     case InputType::Ints:
@@ -247,10 +255,16 @@ const char* json_number_end(const char* at, const char* end, bool& integral) {
   return at;
 }
 
+// The element a numeric type packs (common/input_type.h's table gives the same sizes).
+template <InputType type>
+using PackedElement = std::conditional_t<type == InputType::Ints, int32_t,
+                                         std::conditional_t<type == InputType::Floats, float, double>>;
+
 // One number as the element of `type`, with the general decoder's rules (rapidjson's IsInt, IsNumber
 // and GetDouble on the value parse_json_number gives). False: that decoder refuses it (or words the
 // error), so the caller falls back to it.
-bool pack_number(const JsonNumber& number, InputType type, char* out) {
+template <InputType type>
+bool pack_number(const JsonNumber& number, char* out) {
   double real = number.real;
   if (number.kind == JsonNumber::Kind::Int64) {
     real = static_cast<double>(number.int64);
@@ -259,7 +273,7 @@ bool pack_number(const JsonNumber& number, InputType type, char* out) {
   } else if (number.kind != JsonNumber::Kind::Double) {
     return false;
   }
-  switch (type) {
+  switch (type) {  // known when compiled: each type's reader packs without a branch on it
     case InputType::Ints: {
       int64_t integer;
       if (number.kind == JsonNumber::Kind::Int64) {
@@ -288,81 +302,242 @@ bool pack_number(const JsonNumber& number, InputType type, char* out) {
   }
 }
 
-// {"input": [numbers]} (JSON whitespace anywhere between tokens) for a numeric type, in one pass:
-// nothing for any other body, which the general decoder then reads.
-std::optional<PredictBody> decode_simple_numeric_body(std::string_view body, InputType type) {
-  static constexpr std::string_view kInputKey = "\"input\"";
-  if (!is_numeric(type)) return std::nullopt;
-  const char* at = body.data();
-  const char* const end = at + body.size();
-  // Both inlined (GCC otherwise calls them, ~10 instructions a call, twice per number for
-  // skip_space): most bodies have no space.
-  auto skip_space = [&]() __attribute__((always_inline)) {
-    while (at != end && is_json_space(*at)) ++at;
-  };
-  auto take = [&](char c) __attribute__((always_inline)) {
+// A cursor over a body for the one-pass readers below. Each step reads one token of the common
+// bodies or says false, and the caller then leaves the whole body to the general decoder (which also
+// words every error): so a body the cursor cannot read costs one partial scan more, never a different
+// answer.
+class OnePassCursor {
+ public:
+  explicit OnePassCursor(std::string_view body) : at_(body.data()), end_(body.data() + body.size()) {}
+
+  // Inlined (GCC otherwise calls them, ~10 instructions a call, twice per number for skip_space):
+  // most bodies have no space.
+  __attribute__((always_inline)) void skip_space() {
+    while (at_ != end_ && is_json_space(*at_)) ++at_;
+  }
+  __attribute__((always_inline)) bool take(char c) {
     skip_space();
-    if (at == end || *at != c) return false;
-    ++at;
+    if (at_ == end_ || *at_ != c) return false;
+    ++at_;
     return true;
-  };
-  if (!take('{')) return std::nullopt;
-  skip_space();
-  if (static_cast<std::size_t>(end - at) < kInputKey.size() ||
-      std::string_view(at, kInputKey.size()) != kInputKey) {
-    return std::nullopt;
   }
-  at += kInputKey.size();
-  if (!take(':') || !take('[')) return std::nullopt;
-  PredictBody parsed;
-  DecodedInput& input = parsed.inputs.emplace_back();
-  const std::size_t element_size = clipper::element_size(type);
-  // Room for every number the rest of the body could hold (each takes a digit and a comma), grown
-  // only for long bodies: the payload is written once, in place.
-  input.payload.resize(std::min<std::size_t>(static_cast<std::size_t>(end - at) / 2 + 1, 64) * element_size);
-  std::size_t count = 0;
-  skip_space();
-  if (at != end && *at == ']') {
-    ++at;
-  } else {
-    while (true) {
-      skip_space();
-      bool integral = false;
-      const char* number_end = json_number_end(at, end, integral);
-      if (number_end == nullptr) return std::nullopt;
-      const JsonNumber number =
-          parse_json_number(std::string_view(at, static_cast<std::size_t>(number_end - at)), integral);
-      at = number_end;
-      if ((count + 1) * element_size > input.payload.size()) input.payload.resize(input.payload.size() * 2);
-      if (!pack_number(number, type, input.payload.data() + count * element_size)) return std::nullopt;
-      ++count;
-      skip_space();
-      if (at == end) return std::nullopt;
-      if (*at == ']') {
-        ++at;
-        break;
-      }
-      if (*at != ',') return std::nullopt;
-      ++at;
+  // Only JSON whitespace is left.
+  bool at_end() {
+    skip_space();
+    return at_ == end_;
+  }
+
+  // A string without escapes or control characters, its bytes as they are (as rapidjson's reader
+  // copies them: it does not check UTF-8 here either).
+  bool plain_string(std::string_view& text) {
+    if (!take('"')) return false;
+    const char* const start = at_;
+    for (; at_ != end_ && *at_ != '"'; ++at_) {
+      if (static_cast<unsigned char>(*at_) < 0x20 || *at_ == '\\') return false;
     }
+    if (at_ == end_) return false;
+    text = std::string_view(start, static_cast<std::size_t>(at_ - start));
+    ++at_;
+    return true;
   }
-  if (!take('}')) return std::nullopt;
-  skip_space();
-  if (at != end) return std::nullopt;
-  input.payload.resize(count * element_size);
-  input.element_count = static_cast<uint32_t>(count);
-  return parsed;
+
+  // Flattened: fast_float inlined here, as it was when this was the only reader of numbers (an
+  // out-of-line call cost ~5 instructions a number of "1.0").
+  __attribute__((flatten)) bool number(JsonNumber& number) {
+    skip_space();
+    bool integral = false;
+    const char* const number_end = json_number_end(at_, end_, integral);
+    if (number_end == nullptr) return false;
+    number = parse_json_number(std::string_view(at_, static_cast<std::size_t>(number_end - at_)), integral);
+    at_ = number_end;
+    return true;
+  }
+
+  // An integer rapidjson's IsInt64 accepts.
+  bool int64(int64_t& value) {
+    JsonNumber parsed;
+    if (!number(parsed)) return false;
+    if (parsed.kind == JsonNumber::Kind::Int64) {
+      value = parsed.int64;
+      return true;
+    }
+    if (parsed.kind != JsonNumber::Kind::Uint64 || parsed.uint64 > INT64_MAX) return false;
+    value = static_cast<int64_t>(parsed.uint64);
+    return true;
+  }
+
+  // Elements to make room for in the first input read: all the rest of the body could hold (each
+  // takes a digit and a comma), up to 64.
+  std::size_t first_guess() const { return std::min<std::size_t>(static_cast<std::size_t>(end_ - at_) / 2 + 1, 64); }
+
+  // [numbers] as `type`'s packed elements, each number scanned once and written straight into the
+  // payload, which has room for `guess` elements first and doubles only when they are more.
+  template <InputType type>
+  bool numeric_array(DecodedInput& input, std::size_t guess) {
+    if (!take('[')) return false;
+    constexpr std::size_t element_size = sizeof(PackedElement<type>);
+    input.payload.resize(std::max<std::size_t>(guess, 1) * element_size);
+    std::size_t count = 0;
+    skip_space();
+    if (at_ != end_ && *at_ == ']') {
+      ++at_;
+    } else {
+      while (true) {
+        JsonNumber parsed;
+        if (!number(parsed)) return false;
+        if ((count + 1) * element_size > input.payload.size()) input.payload.resize(input.payload.size() * 2);
+        if (!pack_number<type>(parsed, input.payload.data() + count * element_size)) return false;
+        ++count;
+        skip_space();
+        if (at_ == end_) return false;
+        if (*at_ == ']') {
+          ++at_;
+          break;
+        }
+        if (*at_ != ',') return false;
+        ++at_;
+      }
+    }
+    input.payload.resize(count * element_size);
+    input.element_count = static_cast<uint32_t>(count);
+    return true;
+  }
+
+  // One input of `type`: numbers (room for `guess` first), a string without escapes (valid UTF-8), or
+  // base64 without escapes.
+  bool input(InputType type, DecodedInput& input, std::size_t guess) {
+    switch (type) {
+      case InputType::Ints: return numeric_array<InputType::Ints>(input, guess);
+      case InputType::Floats: return numeric_array<InputType::Floats>(input, guess);
+      case InputType::Doubles: return numeric_array<InputType::Doubles>(input, guess);
+      default: break;
+    }
+    std::string_view text;
+    if (!plain_string(text)) return false;
+    if (type == InputType::Strings) {
+      if (!is_valid_utf8(text)) return false;
+      input.payload.assign(text);
+      input.element_count = static_cast<uint32_t>(text.size());
+      return true;
+    }
+    return type == InputType::Bytes && decode_base64(text, input);
+  }
+
+  // {"key": value, ...}: `member(key)` reads each value from the cursor (false: not a common body).
+  template <typename ReadMember>
+  bool object(ReadMember member) {
+    if (!take('{')) return false;
+    do {
+      std::string_view key;
+      if (!plain_string(key) || !take(':') || !member(key)) return false;
+    } while (take(','));
+    return take('}');
+  }
+
+ private:
+  const char* at_;
+  const char* const end_;
+};
+
+// The common bodies in one pass: an object of "input" or "input_batch", "uid" and "version" in any
+// order, each once, with inputs as above, into `parsed` (empty). False for any other body (other
+// members, escapes in a string, any error), which the general decoder then reads.
+bool read_common_predict_body(std::string_view body, InputType type, PredictBody& parsed) {
+  OnePassCursor cursor(body);
+  bool has_input = false, has_uid = false;
+  const bool read = cursor.object([&](std::string_view key) {
+    if (key == "input" || key == "input_batch") {
+      if (has_input) return false;  // both, or one twice
+      has_input = true;
+      if (key == "input") return cursor.input(type, parsed.inputs.emplace_back(), cursor.first_guess());
+      parsed.is_batch = true;
+      if (!cursor.take('[')) return false;
+      if (cursor.take(']')) return true;
+      // A batch's inputs are mostly of one size: each makes room for as many elements as the one
+      // before it held, which also keeps a batch of many short inputs from holding the first guess
+      // each (64 elements for "[0]").
+      std::size_t guess = cursor.first_guess();
+      do {
+        DecodedInput& input = parsed.inputs.emplace_back();
+        if (!cursor.input(type, input, guess)) return false;
+        guess = input.element_count;
+      } while (cursor.take(','));
+      return cursor.take(']');
+    }
+    if (key == "uid") {
+      if (has_uid) return false;
+      has_uid = true;
+      return cursor.int64(parsed.uid);
+    }
+    if (key == "version") {
+      if (parsed.version) return false;
+      std::string_view text;
+      if (cursor.plain_string(text)) {
+        parsed.version.emplace(text);
+        return true;
+      }
+      int64_t number = 0;
+      if (!cursor.int64(number)) return false;
+      parsed.version = std::to_string(number);
+      return true;
+    }
+    return false;
+  });
+  return read && has_input && cursor.at_end();
+}
+
+// {"uid", "input", "label"} in any order, each once, in one pass; false for any other body.
+bool read_common_update_body(std::string_view body, InputType type, UpdateBody& parsed) {
+  OnePassCursor cursor(body);
+  bool has_uid = false, has_input = false, has_label = false;
+  const bool read = cursor.object([&](std::string_view key) {
+    if (key == "uid") {
+      if (has_uid) return false;
+      has_uid = true;
+      return cursor.int64(parsed.uid);
+    }
+    if (key == "input") {
+      if (has_input) return false;
+      has_input = true;
+      return cursor.input(type, parsed.input, cursor.first_guess());
+    }
+    if (key == "label") {
+      if (has_label) return false;
+      has_label = true;
+      JsonNumber label;
+      if (!cursor.number(label)) return false;
+      // rapidjson's GetDouble of the value parse_json_number gives.
+      switch (label.kind) {
+        case JsonNumber::Kind::Int64: parsed.label = static_cast<double>(label.int64); return true;
+        case JsonNumber::Kind::Uint64: parsed.label = static_cast<double>(label.uint64); return true;
+        case JsonNumber::Kind::Double: parsed.label = label.real; return true;
+        default: return false;
+      }
+    }
+    return false;
+  });
+  return read && has_uid && has_input && has_label && cursor.at_end();
 }
 
 }  // namespace
 
+std::optional<PredictBody> decode_common_predict_body(std::string_view body, InputType type) {
+  PredictBody parsed;
+  if (!read_common_predict_body(body, type, parsed)) return std::nullopt;
+  return parsed;
+}
+
+std::optional<UpdateBody> decode_common_update_body(std::string_view body, InputType type) {
+  UpdateBody parsed;
+  if (!read_common_update_body(body, type, parsed)) return std::nullopt;
+  return parsed;
+}
+
 DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type) {
-  if (auto simple = decode_simple_numeric_body(body, type)) {
-    DecodeResult<PredictBody> result;
-    result.value = std::move(simple);
-    return result;
-  }
-  return decode_predict_body_general(body, type);
+  // One object returned on both paths, so it is built in the caller's place (not moved out).
+  DecodeResult<PredictBody> result;
+  if (!read_common_predict_body(body, type, result.value.emplace())) result = decode_predict_body_general(body, type);
+  return result;
 }
 
 DecodeResult<PredictBody> decode_predict_body_general(std::string_view body, InputType type) {
@@ -435,6 +610,13 @@ DecodeResult<PredictBody> decode_predict_body_general(std::string_view body, Inp
 }
 
 DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType type) {
+  // One object returned on both paths, so it is built in the caller's place (not moved out).
+  DecodeResult<UpdateBody> result;
+  if (!read_common_update_body(body, type, result.value.emplace())) result = decode_update_body_general(body, type);
+  return result;
+}
+
+DecodeResult<UpdateBody> decode_update_body_general(std::string_view body, InputType type) {
   DecodeResult<UpdateBody> result;
   PoolAllocator values(parse_scratch.values, sizeof(parse_scratch.values));
   PoolAllocator stack(parse_scratch.stack, sizeof(parse_scratch.stack));

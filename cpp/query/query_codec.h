@@ -47,13 +47,19 @@ struct DecodeResult {
   bool ok() const { return value.has_value(); }
 };
 
-// The common body of a numeric input type, {"input": [numbers]}, is read in one pass (each number
-// scanned once and packed straight into the payload); any other body goes through
-// decode_predict_body_general (rapidjson), which also words every error. Same results either way.
+// The common bodies are read in one pass, each number scanned once and packed straight into the
+// payload: a /predict object of "input" or "input_batch" with "uid" and "version" (any order, each
+// once), an /update object of "uid", "input" and "label", with strings (keys, string and bytes inputs,
+// the version) that have no escapes. Any other body goes through the general decoder (a rapidjson
+// document), which also words every error. Same results either way.
 DecodeResult<PredictBody> decode_predict_body(std::string_view body, InputType type);
-// The general decoder alone: tests and the fuzzer hold decode_predict_body's one-pass reader to it.
-DecodeResult<PredictBody> decode_predict_body_general(std::string_view body, InputType type);
 DecodeResult<UpdateBody> decode_update_body(std::string_view body, InputType type);
+// The one-pass readers alone: nothing when a body is not one of the common ones above.
+std::optional<PredictBody> decode_common_predict_body(std::string_view body, InputType type);
+std::optional<UpdateBody> decode_common_update_body(std::string_view body, InputType type);
+// The general decoders alone: tests and the fuzzer hold the one-pass readers to them.
+DecodeResult<PredictBody> decode_predict_body_general(std::string_view body, InputType type);
+DecodeResult<UpdateBody> decode_update_body_general(std::string_view body, InputType type);
 
 // Appends one prediction object ({"query_id", "output", "default", "default_explanation"?}) to `out`.
 // `output` is embedded as JSON when it is valid JSON, else as a JSON string.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -207,6 +208,146 @@ TEST(QueryCodec, TheOnePassReaderAgreesWithTheGeneralDecoder) {
   std::string long_body = R"({"input": [)";
   for (int i = 0; i < 5000; ++i) long_body += (i ? "," : "") + std::to_string(i * 7919 % 100003) + ".25";
   expect_same_as_general(long_body + "]}");
+}
+
+// Every member the one-pass reader takes, in every value shape next to the ones it reads (and some
+// it leaves to the general decoder), in both orders, with and without space.
+TEST(QueryCodec, TheOnePassReaderAgreesWithTheGeneralDecoderOnEveryMember) {
+  using namespace std::string_literals;
+  const std::vector<std::string> inputs = {
+      "[1, 2.5]", "[]", "[ ]", "[[1]]", "\"hello\"", "\"\"", "\"h\\u00e9\"", "\"h\xC3\xA9llo\"", "\"\xC3\"",
+      "\"\xFF\xFE\"", "\"a\x7F\"", "\"a\tb\"", "\"a\\\"b\"", "\"aGVsbG8=\"", "\"aGVsbG8\"", "\"YQ==\"", "\"====\"",
+      "\"aGk\xC3\xA9\"", "1", "null", "{}", "\"unterminated"};
+  const std::vector<std::string> batches = {"[[1],[2,3]]", "[]", "[ ]", "[[]]", "[[1],]", "[[1]", "[,[1]]",
+                                            "[\"a\",\"b\"]", "[\"aGk=\", \"YQ==\"]", "[\"a\", 1]", "[1]",
+                                            "[[[1]]]", "[\"h\xC3\xA9\", \"\xC3\"]", "{}", "\"x\""};
+  const std::vector<std::string> uids = {"7", "-7", "0", "-0", "9223372036854775807", "9223372036854775808",
+                                         "-9223372036854775808", "-9223372036854775809", "1.0", "1e2",
+                                         "\"7\"", "null", "true", "[7]", "07"};
+  const std::vector<std::string> versions = {"\"2\"", "\"\"", "\"v\\u0032\"", "\"a\\\"b\"", "\"\xC3\xA9\"",
+                                             "\"\xFF\"", "\"\x01\"", "3", "-3", "3.5", "9223372036854775808",
+                                             "null", "[1]", "\"\""};
+  for (const auto& input : inputs) {
+    expect_same_as_general(R"({"input": )" + input + "}");
+    expect_same_as_general(R"({"input":)" + input + R"(,"uid":3})");
+    expect_same_as_general(R"({"input_batch": [)" + input + "]}");
+    expect_same_as_general(R"({"input_batch": [)" + input + "," + input + R"(], "version": "1"})");
+  }
+  for (const auto& batch : batches) {
+    expect_same_as_general(R"({"input_batch": )" + batch + "}");
+    expect_same_as_general(R"({ "uid" : 2 , "input_batch" : )" + batch + " }");
+  }
+  for (const auto& uid : uids) {
+    for (const auto& version : versions) {
+      expect_same_as_general(R"({"input": [1], "uid": )" + uid + R"(, "version": )" + version + "}");
+      expect_same_as_general(R"({"version":)" + version + R"(,"uid":)" + uid + R"(,"input_batch":[[1],[2]]})");
+    }
+  }
+  const std::vector<std::string> bodies = {
+      R"({"uid": 1, "uid": 2, "input": [1]})", R"({"version": "1", "version": "2", "input": [1]})",
+      R"({"input_batch": [[1]], "input_batch": [[2]]})", R"({"input_batch": [[1]], "input": [2]})",
+      R"({"input": [1], "foo": 1})", R"({"Input": [1]})", R"({"uid": 1})", R"({"version": "1"})", R"({})",
+      R"({"input": [1],})", R"({,"input": [1]})", R"({"input": [1] "uid": 1})", R"({"input": [1], "uid"})",
+      R"({"input": [1], "uid": })", R"({"input": [1], "uid": 1}})", "{\"input\": [1], \"uid\": 1\0}"s,
+      "{\"input\": [1], \"ver\0sion\": \"1\"}"s, "{\"input\": \"a\0b\"}"s, R"({"input": [1], "uid": 1} [])"};
+  for (const auto& body : bodies) expect_same_as_general(body);
+}
+
+// The agreement tests above hold whichever decoder reads a body; this one checks that the common
+// bodies (what the Python client and the benchmarks send) are the one-pass reader's, not left to the
+// general decoder.
+TEST(QueryCodec, TheOnePassReadersTakeTheCommonBodies) {
+  const auto single = decode_common_predict_body(R"({"input": [1.5, 2], "uid": 9, "version": "3"})",
+                                                 InputType::Doubles);
+  ASSERT_TRUE(single.has_value());
+  EXPECT_EQ(single->uid, 9);
+  EXPECT_EQ(single->version, "3");
+  ASSERT_EQ(single->inputs.size(), 1u);
+  EXPECT_EQ(single->inputs[0].element_count, 2u);
+  const auto batch = decode_common_predict_body(R"({"uid": -1, "version": 4, "input_batch": [[1], [2, 3], []]})",
+                                                InputType::Ints);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_TRUE(batch->is_batch);
+  EXPECT_EQ(batch->version, "4");
+  ASSERT_EQ(batch->inputs.size(), 3u);
+  EXPECT_EQ(batch->inputs[1].payload.size(), 2 * sizeof(int32_t));
+  EXPECT_TRUE(decode_common_predict_body(R"({"input": "h\u00e9"})", InputType::Strings) == std::nullopt);
+  const auto text = decode_common_predict_body("{\"input_batch\": [\"h\xC3\xA9\", \"\"]}", InputType::Strings);
+  ASSERT_TRUE(text.has_value());
+  EXPECT_EQ(text->inputs[0].payload, "h\xC3\xA9");
+  const auto bytes = decode_common_predict_body(R"({"input": "aGk="})", InputType::Bytes);
+  ASSERT_TRUE(bytes.has_value());
+  EXPECT_EQ(bytes->inputs[0].payload, "hi");
+  const auto update = decode_common_update_body(R"({"uid": 4, "input": [1.0, 2.0], "label": 0.25})",
+                                                InputType::Floats);
+  ASSERT_TRUE(update.has_value());
+  EXPECT_EQ(update->uid, 4);
+  EXPECT_EQ(update->label, 0.25);
+  EXPECT_EQ(update->input.element_count, 2u);
+  // Left to the general decoder: members it does not know, and every error.
+  EXPECT_FALSE(decode_common_predict_body(R"({"input": [1], "extra": 0})", InputType::Doubles).has_value());
+  EXPECT_FALSE(decode_common_predict_body(R"({"input": [1], "uid": 1.5})", InputType::Doubles).has_value());
+  EXPECT_FALSE(decode_common_update_body(R"({"uid": 4, "input": [1.0]})", InputType::Doubles).has_value());
+}
+
+// A batch of many short inputs holds about what its numbers need: each input makes room for as many
+// elements as the one before it (not the first input's guess of up to 64 each, 512 bytes for "[0]").
+TEST(QueryCodec, ABatchOfShortInputsHoldsNoMoreThanItsNumbersNeed) {
+  std::string body = R"({"input_batch": [[1, 2, 3])";
+  for (int i = 0; i < 1000; ++i) body += ", [0]";
+  const auto batch = decode_common_predict_body(body + "]}", InputType::Doubles);
+  ASSERT_TRUE(batch.has_value());
+  ASSERT_EQ(batch->inputs.size(), 1001u);
+  std::size_t held = 0;
+  for (std::size_t i = 1; i < batch->inputs.size(); ++i) {
+    ASSERT_EQ(batch->inputs[i].payload.size(), sizeof(double));
+    held += batch->inputs[i].payload.capacity();
+  }
+  EXPECT_LE(held, 1000 * 4 * sizeof(double));  // the 64-element guess each would hold 512,000 bytes
+}
+
+// The same for /update bodies: the one-pass reader of {"uid", "input", "label"} against the general one.
+void expect_update_same_as_general(const std::string& body) {
+  for (const InputType type :
+       {InputType::Ints, InputType::Floats, InputType::Doubles, InputType::Strings, InputType::Bytes}) {
+    const auto fast = decode_update_body(body, type);
+    const auto general = decode_update_body_general(body, type);
+    ASSERT_EQ(fast.ok(), general.ok()) << body << " as type " << static_cast<int>(type);
+    if (!fast.ok()) {
+      EXPECT_EQ(fast.failure.error, general.failure.error) << body;
+      EXPECT_EQ(fast.failure.cause, general.failure.cause) << body;
+      continue;
+    }
+    EXPECT_EQ(fast.value->uid, general.value->uid) << body;
+    EXPECT_EQ(std::bit_cast<uint64_t>(fast.value->label), std::bit_cast<uint64_t>(general.value->label)) << body;
+    EXPECT_EQ(fast.value->input.payload, general.value->input.payload) << body;
+    EXPECT_EQ(fast.value->input.element_count, general.value->input.element_count) << body;
+  }
+}
+
+TEST(QueryCodec, TheOnePassUpdateReaderAgreesWithTheGeneralDecoder) {
+  using namespace std::string_literals;
+  const std::vector<std::string> labels = {"1", "-1", "0", "-0", "1.5", "-2.5e-3", "0.1", "1e400", "0e400",
+                                           "18446744073709551616", "9223372036854775808", "-9223372036854775809",
+                                           "5e-324", "1e-400", "\"1\"", "true", "null", "[1]", "01", "1."};
+  const std::vector<std::string> inputs = {"[1, 2.5]", "[]", "[2147483648]", "\"hello\"", "\"\xC3\"",
+                                           "\"aGVsbG8=\"", "\"a\\nb\"", "[[1]]", "1"};
+  const std::vector<std::string> uids = {"4", "-4", "9223372036854775807", "9223372036854775808", "1.0", "\"4\""};
+  for (const auto& label : labels) {
+    for (const auto& input : inputs) {
+      for (const auto& uid : uids) {
+        expect_update_same_as_general(R"({"uid": )" + uid + R"(, "input": )" + input + R"(, "label": )" + label + "}");
+        expect_update_same_as_general(R"({"label":)" + label + R"(,"input":)" + input + R"(,"uid":)" + uid + "}");
+      }
+    }
+  }
+  const std::vector<std::string> bodies = {
+      R"({"uid": 1, "input": [1]})", R"({"uid": 1, "label": 1})", R"({"input": [1], "label": 1})",
+      R"({"uid": 1, "input": [1], "label": 1, "label": 2})", R"({"uid": 1, "uid": 2, "input": [1], "label": 1})",
+      R"({"uid": 1, "input": [1], "input": [2], "label": 1})", R"({"uid": 1, "input": [1], "label": 1, "x": 0})",
+      R"({"uid": 1, "input": [1], "label": 1} x)", " {\"uid\":1,\"input\":[1],\"label\":1} \n",
+      "{\"uid\":1,\"input\":[1],\"label\":1}\0"s, R"({})", R"([])", ""};
+  for (const auto& body : bodies) expect_update_same_as_general(body);
 }
 
 // The one-pass reader skips digit runs eight bytes at a time: runs of every length up to a few words,
