@@ -147,15 +147,17 @@ def main(argv: list[str]) -> int:
                 "runs": per_request,
             }
     if len(binaries) >= 2:
+        # Each repeat ran the binaries back to back at a rate: their ratio within a repeat shares the
+        # machine's load of that moment, so the median of those ratios is steadier than a ratio of medians.
         first, *others = list(binaries)
         for other in others:
             for rate in args.rates:
-                key = str(int(rate))
-                summary[other][key]["ratio_to_" + first] = round(
-                    summary[other][key]["cpu_us_per_request_median"]
-                    / summary[first][key]["cpu_us_per_request_median"],
-                    3,
-                )
+                pairs = zip(runs[other][rate], runs[first][rate], strict=True)
+                ratios = [a["cpu_us_per_request"] / b["cpu_us_per_request"] for a, b in pairs]
+                summary[other][str(int(rate))]["ratio_to_" + first] = {
+                    "median_of_paired": round(statistics.median(ratios), 3),
+                    "paired": [round(ratio, 3) for ratio in ratios],
+                }
     print(
         json.dumps(
             {"machine_note": "shared 2-vCPU VM; ratios within one run", "summary": summary},

@@ -2,7 +2,8 @@
 // Owns the client connections, the request schedule, response parsing (http_parser), the latency samples
 // and the JSON report on stdout. It does not own or start the server under test.
 // One thread: an epoll loop woken by socket events, or by epoll_pwait2's nanosecond timeout at the next
-// scheduled event (no timer file descriptor: arming and reading one cost two system calls per wake-up).
+// scheduled event (no timer file descriptor: arming and reading one cost two system calls per wake-up;
+// one is used only where epoll_pwait2 is missing: kernels before 5.11, valgrind).
 //
 // Modes
 //   closed  (--connections N, no --rate): each connection sends its next request as soon as the previous
@@ -40,6 +41,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +73,8 @@ constexpr size_t kMaxScannedBodyBytes = 64 * 1024;
 // The kernel lets a sleep of T run late by up to T / 1000 (select_estimate_accuracy); a longer sleep ends
 // this much early and the rest is slept again, so no scheduled event is woken more than ~1 us late.
 constexpr uint64_t kSharpSleepNanos = 1'000'000;
+// The epoll token of the fallback timerfd (kernels before 5.11 and valgrind lack epoll_pwait2).
+constexpr uint64_t kTimerToken = UINT64_MAX;
 // --source-addresses: 127.0.0.2 .. 127.0.0.254 (127.0.0.1 is the default source; .255 is left alone).
 constexpr uint64_t kFirstSourceHost = 2;
 constexpr uint64_t kMaxSourceAddresses = 253;
@@ -580,6 +584,8 @@ class LoadGenerator {
   // --- loop ------------------------------------------------------------------
   // Waits for socket events until `wake_nanos` at the latest (0: just polls); returns epoll's count.
   int wait_for_events(std::vector<epoll_event>& events, uint64_t wake_nanos);
+  // The same on a timerfd armed at `wake_nanos`, where epoll_pwait2 is missing.
+  int wait_for_events_on_timerfd(std::vector<epoll_event>& events, uint64_t wake_nanos);
   bool finished(uint64_t now);
   void raise_file_limit();
   void print_report(uint64_t run_start, uint64_t now);
@@ -598,6 +604,7 @@ class LoadGenerator {
   std::mt19937_64 arrival_rng_;
 
   int epoll_fd_ = -1;
+  int timer_fd_ = -1;                    // only once epoll_pwait2 turned out missing
   std::vector<Connection> connections_;
   std::vector<uint32_t> idle_;           // idle connections (open loop dispatch)
   std::deque<uint64_t> queued_;          // open loop: intended send times waiting for a connection
@@ -956,7 +963,35 @@ int LoadGenerator::wait_for_events(std::vector<epoll_event>& events, uint64_t wa
   timespec timeout{};
   timeout.tv_sec = static_cast<time_t>(sleep / kNanosPerSecond);
   timeout.tv_nsec = static_cast<long>(sleep % kNanosPerSecond);
-  return epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
+  if (timer_fd_ < 0) {
+    const int count = epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
+    if (count >= 0 || errno != ENOSYS) return count;
+    timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    epoll_event timer_event{};
+    timer_event.events = EPOLLIN;
+    timer_event.data.u64 = kTimerToken;
+    if (timer_fd_ < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &timer_event) != 0) return -1;
+    std::fprintf(stderr, "event=no_epoll_pwait2 fallback=timerfd\n");
+  }
+  return wait_for_events_on_timerfd(events, wake_nanos);
+}
+
+int LoadGenerator::wait_for_events_on_timerfd(std::vector<epoll_event>& events, uint64_t wake_nanos) {
+  if (wake_nanos != 0) {
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(wake_nanos / kNanosPerSecond);
+    spec.it_value.tv_nsec = static_cast<long>(wake_nanos % kNanosPerSecond);
+    timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+  }
+  const int count = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), wake_nanos == 0 ? 0 : -1);
+  for (int i = 0; i < count; ++i) {
+    if (events[i].data.u64 != kTimerToken) continue;
+    uint64_t expirations = 0;
+    [[maybe_unused]] const ssize_t ignored = read(timer_fd_, &expirations, sizeof(expirations));
+    events[i] = events[count - 1];  // the caller sees socket events only
+    return count - 1;
+  }
+  return count;
 }
 
 bool LoadGenerator::finished(uint64_t now) {
@@ -1116,6 +1151,7 @@ int LoadGenerator::run() {
   for (auto& connection : connections_) {
     if (connection.fd >= 0) close(connection.fd);
   }
+  if (timer_fd_ >= 0) close(timer_fd_);
   close(epoll_fd_);
   return 0;
 }
