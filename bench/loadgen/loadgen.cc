@@ -1,5 +1,5 @@
 // clipper-loadgen: an HTTP/1.1 keep-alive load generator for benchmarks on loopback.
-// Owns the client connections, the request schedule, response parsing (http_parser), the latency samples
+// Owns the client connections, the request schedule, response parsing (llhttp), the latency samples
 // and the JSON report on stdout. It does not own or start the server under test.
 // One thread: an epoll loop woken by socket events, or by epoll_pwait2's nanosecond timeout at the next
 // scheduled event (no timer file descriptor: arming and reading one cost two system calls per wake-up;
@@ -29,7 +29,9 @@
 //
 // The run always stops by itself: after warmup + duration + drain, or at the hard bound --max-seconds.
 
-#include <http_parser.h>
+extern "C" {
+#include <llhttp.h>
+}
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -323,22 +325,40 @@ struct Target {
   socklen_t address_length = 0;
 };
 
-Target resolve_target(const std::string& url) {
-  http_parser_url parsed;
-  http_parser_url_init(&parsed);
-  if (http_parser_parse_url(url.data(), url.size(), 0, &parsed) != 0) usage_error("cannot parse --url '" + url + "'");
-  auto field = [&](http_parser_url_fields which) -> std::string {
-    if (!(parsed.field_set & (1 << which))) return {};
-    return url.substr(parsed.field_data[which].off, parsed.field_data[which].len);
-  };
-  if (field(UF_SCHEMA) != "http") usage_error("--url must start with http:// (no TLS), got '" + url + "'");
+// Splits http://HOST[:PORT][/PATH][?QUERY] (HOST a name, an IPv4 address or a bracketed IPv6 one); the
+// fragment is dropped, as a client does. Only what a benchmark target needs: no user info, no TLS.
+Target parse_url(const std::string& url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.rfind(kScheme, 0) != 0) usage_error("--url must start with http:// (no TLS), got '" + url + "'");
+  const std::string rest = url.substr(kScheme.size(), url.find('#') - kScheme.size());
+  const size_t path_at = std::min(rest.find('/'), rest.find('?'));
+  const std::string authority = rest.substr(0, path_at);
   Target target;
-  target.host = field(UF_HOST);
-  target.port = (parsed.field_set & (1 << UF_PORT)) ? parsed.port : 80;
-  target.path = field(UF_PATH);
-  if (target.path.empty()) target.path = "/";
-  if (parsed.field_set & (1 << UF_QUERY)) target.path += "?" + field(UF_QUERY);
+  target.path = path_at == std::string::npos ? "/" : rest.substr(path_at);
+  if (target.path.front() == '?') target.path.insert(0, "/");
+  const bool bracketed = !authority.empty() && authority.front() == '[';
+  const size_t host_end = bracketed ? authority.find(']') : authority.find(':');
+  if (authority.empty() || authority.find('@') != std::string::npos || host_end == 0 ||
+      (bracketed && (host_end == std::string::npos || host_end == 1))) {
+    usage_error("cannot parse --url '" + url + "' (want http://HOST[:PORT]/PATH)");
+  }
+  target.host = bracketed ? authority.substr(1, host_end - 1) : authority.substr(0, host_end);
+  const size_t colon = bracketed ? host_end + 1 : host_end;
+  if (colon < authority.size()) {
+    const std::string_view port = std::string_view(authority).substr(colon + 1);
+    unsigned value = 0;
+    const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (authority[colon] != ':' || error != std::errc() || end != port.data() + port.size() || value == 0 ||
+        value > 65535) {
+      usage_error("cannot parse the port of --url '" + url + "'");
+    }
+    target.port = static_cast<uint16_t>(value);
+  }
+  return target;
+}
 
+Target resolve_target(const std::string& url) {
+  Target target = parse_url(url);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -350,6 +370,7 @@ Target resolve_target(const std::string& url) {
   std::memcpy(&target.address, results->ai_addr, results->ai_addrlen);
   target.address_length = results->ai_addrlen;
   freeaddrinfo(results);
+  if (target.host.find(':') != std::string::npos) target.host = "[" + target.host + "]";  // IPv6
   if (target.port != 80) target.host += ":" + port_text;
   return target;
 }
@@ -496,7 +517,7 @@ struct Connection {
   uint32_t index = 0;
   int fd = -1;
   State state = State::kClosed;
-  http_parser parser{};
+  llhttp_t parser{};
   std::string out;
   size_t out_offset = 0;
   bool want_write = false;
@@ -553,7 +574,7 @@ class LoadGenerator {
             : options_.rate_per_second > 0 ? Mode::kOpen
                                            : Mode::kClosed;
     connection_count_ = mode_ == Mode::kHold ? options_.hold_connections : options_.connections;
-    http_parser_settings_init(&parser_settings_);
+    llhttp_settings_init(&parser_settings_);
     parser_settings_.on_message_begin = &LoadGenerator::on_message_begin;
     parser_settings_.on_body = &LoadGenerator::on_body;
     parser_settings_.on_message_complete = &LoadGenerator::on_message_complete;
@@ -590,9 +611,9 @@ class LoadGenerator {
   void raise_file_limit();
   void print_report(uint64_t run_start, uint64_t now);
 
-  static int on_message_begin(http_parser* parser);
-  static int on_body(http_parser* parser, const char* data, size_t length);
-  static int on_message_complete(http_parser* parser);
+  static int on_message_begin(llhttp_t* parser);
+  static int on_body(llhttp_t* parser, const char* data, size_t length);
+  static int on_message_complete(llhttp_t* parser);
 
   Options options_;
   Target target_;
@@ -600,7 +621,7 @@ class LoadGenerator {
   RequestFactory requests_;
   Mode mode_ = Mode::kClosed;
   uint64_t connection_count_ = 0;
-  http_parser_settings parser_settings_{};
+  llhttp_settings_t parser_settings_{};
   std::mt19937_64 arrival_rng_;
 
   int epoll_fd_ = -1;
@@ -626,27 +647,26 @@ class LoadGenerator {
   Report report_;
 };
 
-int LoadGenerator::on_message_begin(http_parser* parser) {
+int LoadGenerator::on_message_begin(llhttp_t* parser) {
   auto* connection = static_cast<Connection*>(parser->data);
   connection->body.clear();
   connection->response_complete = false;
   return 0;
 }
 
-int LoadGenerator::on_body(http_parser* parser, const char* data, size_t length) {
+int LoadGenerator::on_body(llhttp_t* parser, const char* data, size_t length) {
   auto* connection = static_cast<Connection*>(parser->data);
   const size_t room = kMaxScannedBodyBytes - std::min(kMaxScannedBodyBytes, connection->body.size());
   connection->body.append(data, std::min(room, length));
   return 0;
 }
 
-int LoadGenerator::on_message_complete(http_parser* parser) {
+int LoadGenerator::on_message_complete(llhttp_t* parser) {
   auto* connection = static_cast<Connection*>(parser->data);
   connection->response_complete = true;
-  connection->keep_alive = http_should_keep_alive(parser) != 0;
+  connection->keep_alive = llhttp_should_keep_alive(parser) != 0;
   // Stop after one response: one request is in flight per connection, and the caller acts on it first.
-  http_parser_pause(parser, 1);
-  return 0;
+  return HPE_PAUSED;
 }
 
 void LoadGenerator::raise_file_limit() {
@@ -754,7 +774,7 @@ void LoadGenerator::on_connected(Connection& connection) {
   --connecting_;
   connection.connect_failures = 0;
   connection.state = Connection::State::kIdle;
-  http_parser_init(&connection.parser, HTTP_RESPONSE);
+  llhttp_init(&connection.parser, HTTP_RESPONSE, &parser_settings_);
   connection.parser.data = &connection;
   connection.want_write = false;
   epoll_event event{};
@@ -854,7 +874,7 @@ void LoadGenerator::on_readable(Connection& connection) {
     }
     if (n == 0) {
       // End of stream: completes a response delimited by the close, else the server dropped the connection.
-      http_parser_execute(&connection.parser, &parser_settings_, nullptr, 0);
+      llhttp_finish(&connection.parser);
       if (connection.state == Connection::State::kBusy && connection.response_complete) {
         connection.keep_alive = false;
         finish_response(connection);
@@ -868,13 +888,16 @@ void LoadGenerator::on_readable(Connection& connection) {
       }
       return;
     }
-    size_t offset = 0;
-    while (offset < static_cast<size_t>(n)) {
-      const size_t parsed =
-          http_parser_execute(&connection.parser, &parser_settings_, buffer + offset, static_cast<size_t>(n) - offset);
-      offset += parsed;
-      if (HTTP_PARSER_ERRNO(&connection.parser) == HPE_PAUSED) {
-        http_parser_pause(&connection.parser, 0);
+    const char* at = buffer;
+    const char* const end = buffer + n;
+    while (at < end) {
+      const llhttp_errno_t error = llhttp_execute(&connection.parser, at, static_cast<size_t>(end - at));
+      if (error == HPE_OK) break;  // all of it parsed
+      if (error == HPE_PAUSED) {
+        // Paused at the end of a response: what follows it (nothing, unless the server answered twice)
+        // starts at the error position.
+        at = llhttp_get_error_pos(&connection.parser);
+        llhttp_resume(&connection.parser);
         if (connection.state != Connection::State::kBusy) {
           // An answer nobody asked for: the stream is out of step.
           fail_connection(connection, report_.parse_errors);
@@ -884,13 +907,10 @@ void LoadGenerator::on_readable(Connection& connection) {
         if (connection.state == Connection::State::kClosed) return;
         continue;
       }
-      if (HTTP_PARSER_ERRNO(&connection.parser) != HPE_OK) {
-        std::fprintf(stderr, "event=parse_error error=%s\n",
-                     http_errno_name(HTTP_PARSER_ERRNO(&connection.parser)));
-        fail_connection(connection, report_.parse_errors);
-        return;
-      }
-      if (parsed == 0) break;
+      std::fprintf(stderr, "event=parse_error error=%s reason=%s\n", llhttp_errno_name(error),
+                   llhttp_get_error_reason(&connection.parser));
+      fail_connection(connection, report_.parse_errors);
+      return;
     }
     if (static_cast<size_t>(n) < sizeof(buffer)) return;
   }

@@ -23,11 +23,16 @@ ANSWER = b'{"output":1,"default":false}'
 
 
 class DelayedHttpServer:
-    """Answers every request with 200 and ANSWER after `delay_s`; counts connections per peer."""
+    """Answers every request with 200 and `body` after `delay_s`; counts connections per peer and
+    request lines. `framing` delimits the body: "length" (Content-Length), "chunked" (two chunks, split
+    mid-body) or "close" (no length: the body ends when the server closes the connection)."""
 
-    def __init__(self, delay_s=0.0):
+    def __init__(self, delay_s=0.0, framing="length", body=ANSWER):
         self.delay_s = delay_s
+        self.framing = framing
+        self.body = body
         self.peers = collections.Counter()
+        self.request_heads = collections.Counter()
         self.loop = asyncio.new_event_loop()
         self.server = self.loop.run_until_complete(
             asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
@@ -45,6 +50,7 @@ class DelayedHttpServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.request_heads[head.split(b"\r\n\r\n")[0].decode()] += 1
                 length = 0
                 for line in head.split(b"\r\n"):
                     name, _, value = line.partition(b":")
@@ -53,24 +59,38 @@ class DelayedHttpServer:
                 await reader.readexactly(length)
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                    + str(len(ANSWER)).encode()
-                    + b"\r\n\r\n"
-                    + ANSWER
-                )
+                writer.write(self._answer())
                 await writer.drain()
+                if self.framing == "close":
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    def stop(self):
-        def close():
-            self.server.close()
-            self.loop.stop()
+    def _answer(self):
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if self.framing == "chunked":
+            half = len(self.body) // 2
+            chunks = b"".join(
+                b"%x\r\n%s\r\n" % (len(part), part) for part in (self.body[:half], self.body[half:])
+            )
+            return head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+        if self.framing == "close":
+            return head + b"Connection: close\r\n\r\n" + self.body
+        return head + b"Content-Length: %d\r\n\r\n" % len(self.body) + self.body
 
-        self.loop.call_soon_threadsafe(close)
+    def stop(self):
+        async def close():
+            # Connections still being served end first, while the loop can still close them.
+            self.server.close()
+            serving = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in serving:
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         self.loop.close()
 
@@ -168,3 +188,55 @@ def test_source_addresses_need_a_loopback_target():
     )  # fmt: skip
     assert completed.returncode == 2
     assert "--source-addresses needs an IPv4 loopback --url" in completed.stderr
+
+
+DEFAULT_ANSWER = b'{"output":0, "default" : true}'  # split mid-key by the chunked framing
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+@pytest.mark.parametrize("body", [ANSWER, DEFAULT_ANSWER], ids=["model", "default"])
+def test_answers_are_counted_however_their_body_is_delimited(framing, body):
+    """The response parser finds each answer's end (length, chunks, the close) and its body."""
+    http = DelayedHttpServer(framing=framing, body=body)
+    try:
+        report = run_loadgen(
+            "--url", http.url, "--w1", "--connections", "2", "--warmup", "0.1", "--duration", "0.4"
+        )  # fmt: skip
+    finally:
+        http.stop()
+    assert report["errors"]["total"] == 0
+    assert report["requests"] > 0
+    assert report["status"] == {"200": report["requests"]}
+    assert report["default_answers"] == (report["requests"] if body == DEFAULT_ANSWER else 0)
+    # A close-delimited answer ends its connection: the generator reconnects for the next request.
+    if framing == "close":
+        assert report["reconnects"] >= report["requests"]
+    else:
+        assert report["reconnects"] == 0
+
+
+def test_the_url_s_path_and_query_are_the_request_target(server):
+    url = f"http://127.0.0.1:{server.port}/w1/predict?trace=1#fragment"
+    report = run_loadgen("--url", url, "--connections", "1", "--warmup", "0", "--duration", "0.2")
+    assert report["requests"] > 0
+    heads = {head.split("\r\n")[0]: head for head in server.request_heads}
+    assert set(heads) == {"POST /w1/predict?trace=1 HTTP/1.1"}
+    assert f"Host: 127.0.0.1:{server.port}" in next(iter(heads.values())).split("\r\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://127.0.0.1:1/x", "must start with http://"),
+        ("http://", "cannot parse --url"),
+        ("http://[::1/x", "cannot parse --url"),
+        ("http://user@127.0.0.1:1/x", "cannot parse --url"),
+        ("http://127.0.0.1:0/x", "cannot parse the port"),
+        ("http://127.0.0.1:65536/x", "cannot parse the port"),
+        ("http://127.0.0.1:8o/x", "cannot parse the port"),
+    ],
+)
+def test_bad_urls_are_refused(url, message):
+    completed = run_loadgen("--url", url, "--duration", "0.1", check=False)
+    assert completed.returncode == 2
+    assert message in completed.stderr
