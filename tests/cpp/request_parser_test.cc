@@ -275,6 +275,11 @@ TEST(RequestParser, AmbiguousLengthsAreRefusedWith400) {
       "POST / HTTP/1.1\r\nContent-Length: 2x\r\n\r\n{}",
       "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n{}",
       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+      // llhttp's strict mode (RFC 9112): white space in or after a name, raw bytes in a target, bytes
+      // after a request that closes the connection.
+      "GET / HTTP/1.1\r\nContent-Length : 0\r\n\r\n",
+      "GET / HTTP/1.1\r\nX : y\r\n\r\n",
+      "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",
   };
   for (const auto& head : heads) {
     std::vector<HttpRequest> seen;
@@ -284,6 +289,15 @@ TEST(RequestParser, AmbiguousLengthsAreRefusedWith400) {
     EXPECT_EQ(parser.failure().reason.rfind("malformed HTTP request: ", 0), 0u) << parser.failure().reason;
     EXPECT_TRUE(seen.empty()) << head;
   }
+}
+
+TEST(RequestParser, BytesAfterARequestThatClosesTheConnectionAreRefused) {
+  Collected c(1024);
+  const std::string raw = "GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+  EXPECT_FALSE(c.parser.feed(raw.data(), raw.size()));
+  EXPECT_EQ(c.parser.failure().status, 400);
+  ASSERT_EQ(c.requests.size(), 1u);  // the first is delivered, and answered before the 400
+  EXPECT_FALSE(c.requests[0].keep_alive);
 }
 
 TEST(RequestParser, ChunkedBodiesAreJoinedWhereverTheReadsSplitThem) {
