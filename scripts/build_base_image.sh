@@ -36,9 +36,9 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # ---- the base image: Python, venv support and the frontend's shared libraries ----------------------
-# The engine's runtime libraries (libuv, libzmq, http-parser, b64, xxhash, abseil) are a few MB; model
+# The engine's runtime libraries (libuv, libzmq, b64, xxhash, abseil) are a few MB; model
 # images carry them too, but no compiler, header or engine.
-PACKAGES="python3,python3-venv,ca-certificates,libstdc++6,libuv1,libzmq5,libhttp-parser2.9,libb64-0d,libxxhash0,libabsl20220623"
+PACKAGES="python3,python3-venv,ca-certificates,libstdc++6,libuv1,libzmq5,libb64-0d,libxxhash0,libabsl20220623"
 
 if [ "$REBUILD" = 0 ] && docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "base image $BASE_IMAGE: present, reused"

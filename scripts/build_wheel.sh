@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the self-contained wheel: compiles the engine (pip wheel), copies the shared libraries it links
-# (libuv, libzmq and its own dependencies, http-parser, b64, xxhash, abseil) into the wheel with
+# (libuv, libzmq and its own dependencies, b64, xxhash, abseil) into the wheel with
 # `auditwheel repair`, and with --check serves queries from it in a container that lacks those libraries.
 #
 # Usage: scripts/build_wheel.sh [--check] [--force]
@@ -111,11 +111,11 @@ print(*(s.getsockname()[1] for s in socks))')
     -e RPC_PORT="${CLIPPER_WHEEL_RPC_PORT:-$free_rpc}" \
     -v "${OUT}:/wheels:ro" "$BASE_IMAGE" bash -euo pipefail -c '
 # The engine'"'"'s libraries (and libzmq'"'"'s own) leave the container, whatever the image carries.
-for pkg in libuv1 libzmq5 libhttp-parser2.9 libb64-0d libxxhash0 libabsl20220623 libsodium23 \
+for pkg in libuv1 libzmq5 libb64-0d libxxhash0 libabsl20220623 libsodium23 \
            libpgm-5.3-0 libnorm1; do
   if dpkg -s "$pkg" >/dev/null 2>&1; then dpkg --purge --force-depends "$pkg" >/dev/null 2>&1; fi
 done
-if ldconfig -p | grep -E "libuv|libzmq|libhttp_parser|libb64|libxxhash|libabsl"; then
+if ldconfig -p | grep -E "libuv|libzmq|libb64|libxxhash|libabsl"; then
   echo "wheel check: the system still has the libraries above" >&2; exit 1
 fi
 python3 -m venv /venv
