@@ -113,8 +113,16 @@ def http_seeds() -> None:
         b"POST /a/predict HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         b"GET /a HTTP/1.0\r\n\r\n",
         b"GET /chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX : y\r\n\r\n",
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
     ):
         write("request_parser", default_limits + b"\x03\x00" + raw)
+    # The head limit (small limits: 8192 + 528 + 256 + 8 bytes): white space no callback counts, and a
+    # read of many short requests longer than the limit (each head measured where it ends).
+    write("request_parser", small_limits + b"\x04\x00" + b"GET / HTTP/1.1\r\nX:" + b" " * 9000 + b"v\r\n\r\n")
+    short = b"POST /p HTTP/1.1\r\nContent-Length: 60\r\n\r\n" + b"x" * 60
+    write("request_parser", small_limits + b"\x05\x00" + short * 100 + b"GET / HTTP/1.1\r\n\r\n")
 
 
 def rpc_seeds() -> None:

@@ -82,6 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   if ((data[1] & 0x80) == 0) {
     limits.max_header_bytes = static_cast<std::size_t>(data[1] & 0x7f) * 16;
     limits.max_header_count = data[1] & 0x0f;
+    limits.head_layout_bytes = static_cast<std::size_t>(data[1] & 0x70) * 8;  // the head limit within reach
   }
   std::minstd_rand cuts(static_cast<unsigned>(data[2]) << 8 | data[3]);
   const char* stream = reinterpret_cast<const char*>(data + 4);

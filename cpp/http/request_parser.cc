@@ -9,9 +9,9 @@ namespace clipper::http {
 
 namespace {
 
-// Room in a head for what no limit counts (method, version, separators, white space): llhttp skips
-// white space around values without a callback, so without this a client could send it unbounded.
-constexpr std::int64_t kHeadLayoutBytes = 8192;
+// Room in a head for what no limit counts (method, version, separators, white space), per allowed header
+// line beyond ParserLimits::head_layout_bytes: llhttp skips white space around values without a
+// callback, so without a limit a client could send it unbounded.
 constexpr std::int64_t kLayoutBytesPerHeader = 8;
 
 }  // namespace
@@ -21,8 +21,8 @@ RequestParser::RequestParser(std::size_t max_body_bytes, RequestCallback on_requ
 
 RequestParser::RequestParser(const ParserLimits& limits, RequestCallback on_request)
     : limits_(limits),
-      max_head_bytes_(static_cast<std::int64_t>(kMaxTargetBytes + limits.max_header_bytes) +
-                      kHeadLayoutBytes +
+      max_head_bytes_(static_cast<std::int64_t>(kMaxTargetBytes + limits.max_header_bytes +
+                                                limits.head_layout_bytes) +
                       kLayoutBytesPerHeader * static_cast<std::int64_t>(limits.max_header_count)),
       on_request_(std::move(on_request)) {
   llhttp_init(&parser_, HTTP_REQUEST, &settings());

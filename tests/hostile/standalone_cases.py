@@ -171,7 +171,7 @@ CASES = [
     ),
     Case(
         "standalone binary: invalid UTF-8",
-        "404 naming the app as valid JSON (U+FFFD); 400 for a strings input; binary up, 0 lost",
+        "400 for raw bytes in a target, as valid JSON; 400 for a strings input; binary up, 0 lost",
         lambda _cluster: _against_standalone(
             lambda frontend: invalid_utf8_answers(frontend.query_port, STRINGS_APP)
         ),
