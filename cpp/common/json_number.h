@@ -54,6 +54,32 @@ inline JsonNumber parse_json_number(std::string_view text, bool integral) {
   return number;
 }
 
+// The double a decimal number denotes, given as its significant digits `digits` (at most 19 of them,
+// as an integer) times ten to `exponent`: what fast_float's from_chars computes once it has read the
+// text into those two, for a reader that has read them itself (query/query_codec's one-pass reader,
+// which checks JSON's grammar and gathers the digits in the same scan). False in the rare cases that
+// need the text itself (a halfway case Eisel-Lemire cannot round, or a rounding mode other than to
+// nearest): then convert the text with parse_json_number. TooBig beyond the largest double.
+inline bool json_double_from_digits(uint64_t digits, int64_t exponent, bool negative, JsonNumber& number) {
+  using Format = fast_float::binary_format<double>;
+  double value = 0.0;
+  if (Format::min_exponent_fast_path() <= exponent && exponent <= Format::max_exponent_fast_path() &&
+      digits <= Format::max_mantissa_fast_path()) {
+    if (!fast_float::detail::rounds_to_nearest()) return false;
+    // Clinger's fast path: both exact, so one correctly rounded operation.
+    value = static_cast<double>(digits);
+    value = exponent < 0 ? value / Format::exact_power_of_ten(-exponent) : value * Format::exact_power_of_ten(exponent);
+    if (negative) value = -value;
+  } else {
+    const fast_float::adjusted_mantissa rounded = fast_float::compute_float<Format>(exponent, digits);
+    if (rounded.power2 < 0) return false;  // undecided: needs the digits beyond what a double holds
+    fast_float::to_float(negative, rounded, value);
+  }
+  number.real = value;
+  number.kind = std::isinf(value) ? JsonNumber::Kind::TooBig : JsonNumber::Kind::Double;
+  return true;
+}
+
 inline JsonNumber parse_json_number(std::string_view text) {
   return parse_json_number(text, std::none_of(text.begin(), text.end(),
                                                [](char c) { return c == '.' || c == 'e' || c == 'E'; }));

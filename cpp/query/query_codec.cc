@@ -255,6 +255,78 @@ const char* json_number_end(const char* at, const char* end, bool& integral) {
   return at;
 }
 
+// A number's parts as scan_json_number gathers them.
+struct ScannedNumber {
+  uint64_t digits = 0;     // the significant digits, as an integer (when `few_digits`)
+  int64_t exponent = 0;    // the power of ten they are multiplied by
+  bool negative = false;
+  bool integral = false;   // neither a fraction nor an exponent
+  bool few_digits = true;  // at most 19 significant digits: `digits` holds them all
+};
+
+// Adds the digits from `at` to `digits` (eight at a time with fast_float's own digit parsing): the end
+// of the run. `digits` wraps past 19 digits; the caller counts them and then does not use it.
+const char* gather_digits(const char* at, const char* end, uint64_t& digits) {
+  while (end - at >= 8 && fast_float::is_made_of_eight_digits_fast(at)) {
+    digits = digits * 100000000 + fast_float::parse_eight_digits_unrolled(at);
+    at += 8;
+  }
+  for (; at != end && is_digit(*at); ++at) digits = digits * 10 + static_cast<uint64_t>(*at - '0');
+  return at;
+}
+
+// json_number_end (the same grammar, the same numbers left to the general path) that also gathers
+// the number's significant digits and exponent as it goes, so that the text is read once, not again
+// by the conversion.
+const char* scan_json_number(const char* at, const char* end, ScannedNumber& number) {
+  constexpr std::ptrdiff_t kMaxIntegerDigits = 300;
+  constexpr int kMaxPositiveExponent = 290;
+  constexpr std::ptrdiff_t kMaxDigits = 19;  // what a uint64_t holds, as fast_float counts them
+  if (at != end && *at == '-') {
+    number.negative = true;
+    ++at;
+  }
+  if (at == end) return nullptr;
+  const char* const integer = at;
+  std::ptrdiff_t significant = 0;
+  if (*at == '0') {
+    ++at;
+  } else if (*at >= '1' && *at <= '9') {
+    at = gather_digits(at, end, number.digits);
+    significant = at - integer;
+  } else {
+    return nullptr;
+  }
+  if (significant > kMaxIntegerDigits) return nullptr;
+  number.integral = at == end || (*at != '.' && *at != 'e' && *at != 'E');
+  int64_t exponent = 0;
+  if (at != end && *at == '.') {
+    if (++at == end || !is_digit(*at)) return nullptr;
+    const char* const fraction = at;
+    if (significant == 0) {
+      while (at != end && *at == '0') ++at;  // leading zeros of 0.000...: not significant
+    }
+    const char* const first_significant = at;
+    at = gather_digits(at, end, number.digits);
+    significant += at - first_significant;
+    exponent = -(at - fraction);
+  }
+  if (at != end && (*at == 'e' || *at == 'E')) {
+    bool negative = false;
+    if (++at != end && (*at == '+' || *at == '-')) negative = *at++ == '-';
+    if (at == end || !is_digit(*at)) return nullptr;
+    int written = 0;
+    for (; at != end && is_digit(*at); ++at) {
+      written = std::min(written * 10 + (*at - '0'), 100000);  // capped: only its size matters
+    }
+    if (!negative && written > kMaxPositiveExponent) return nullptr;
+    exponent += negative ? -written : written;
+  }
+  number.exponent = exponent;
+  number.few_digits = significant <= kMaxDigits;
+  return at;
+}
+
 // The element a numeric type packs (common/input_type.h's table gives the same sizes).
 template <InputType type>
 using PackedElement = std::conditional_t<type == InputType::Ints, int32_t,
@@ -341,14 +413,19 @@ class OnePassCursor {
     return true;
   }
 
-  // Flattened: fast_float inlined here, as it was when this was the only reader of numbers (an
-  // out-of-line call cost ~5 instructions a number of "1.0").
+  // Flattened: the conversion inlined here (an out-of-line call cost ~5 instructions a number of "1.0").
   __attribute__((flatten)) bool number(JsonNumber& number) {
     skip_space();
-    bool integral = false;
-    const char* const number_end = json_number_end(at_, end_, integral);
+    ScannedNumber scanned;
+    const char* const number_end = scan_json_number(at_, end_, scanned);
     if (number_end == nullptr) return false;
-    number = parse_json_number(std::string_view(at_, static_cast<std::size_t>(number_end - at_)), integral);
+    // A double of at most 19 significant digits (every double a client writes in the shortest
+    // form) from the digits gathered; integers and the rest from the text, as the general path does.
+    if (scanned.integral || !scanned.few_digits ||
+        !json_double_from_digits(scanned.digits, scanned.exponent, scanned.negative, number)) {
+      number = parse_json_number(std::string_view(at_, static_cast<std::size_t>(number_end - at_)),
+                                 scanned.integral);
+    }
     at_ = number_end;
     return true;
   }

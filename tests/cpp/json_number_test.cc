@@ -143,6 +143,39 @@ TEST(JsonNumber, RandomDoublesAndTheMidpointsBetweenThemMatchStrtod) {
   }
 }
 
+// json_double_from_digits is the conversion from the digits a reader gathered: it must give what the
+// text gives, or say it cannot (then the reader converts the text).
+TEST(JsonNumber, FromDigitsGivesWhatTheTextGives) {
+  struct Case {
+    uint64_t digits;
+    int64_t exponent;
+    const char* text;
+  };
+  const Case cases[] = {{15, -1, "1.5"},  // Clinger's fast path
+                        {5488135039273248, -16, "0.5488135039273248"},
+                        {17976931348623157, 292, "17976931348623157e292"},  // the largest double
+                        {49406564584124654, -340, "49406564584124654e-340"},  // the smallest subnormal
+                        {9007199254740993, 0, "9007199254740993.0"},  // above 2^53: Eisel-Lemire
+                        {1, -400, "1e-400"},                           // below the smallest: zero
+                        {0, 5, "0e5"},
+                        {9999999999999999999ULL, -19, "0.9999999999999999999"}};
+  for (const Case& c : cases) {
+    for (const bool negative : {false, true}) {
+      JsonNumber number;
+      ASSERT_TRUE(json_double_from_digits(c.digits, c.exponent, negative, number)) << c.text;
+      const JsonNumber expected = parse_json_number(std::string(negative ? "-" : "") + c.text);
+      EXPECT_EQ(number.kind, JsonNumber::Kind::Double) << c.text;
+      uint64_t got, want;
+      std::memcpy(&got, &number.real, sizeof(got));
+      std::memcpy(&want, &expected.real, sizeof(want));
+      EXPECT_EQ(got, want) << c.text << (negative ? " negated" : "");
+    }
+  }
+  JsonNumber beyond;
+  ASSERT_TRUE(json_double_from_digits(17976931348623159, 292, false, beyond));
+  EXPECT_EQ(beyond.kind, JsonNumber::Kind::TooBig);
+}
+
 TEST(JsonNumber, ATextThatIsNoNumberIsInvalid) {
   EXPECT_EQ(parse_json_number("1.5x").kind, JsonNumber::Kind::Invalid);
   EXPECT_EQ(parse_json_number("").kind, JsonNumber::Kind::Invalid);

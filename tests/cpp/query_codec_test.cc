@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -348,6 +351,56 @@ TEST(QueryCodec, TheOnePassUpdateReaderAgreesWithTheGeneralDecoder) {
       R"({"uid": 1, "input": [1], "label": 1} x)", " {\"uid\":1,\"input\":[1],\"label\":1} \n",
       "{\"uid\":1,\"input\":[1],\"label\":1}\0"s, R"({})", R"([])", ""};
   for (const auto& body : bodies) expect_update_same_as_general(body);
+}
+
+// The one-pass reader converts a number of up to 19 significant digits from the digits it gathered as
+// it scanned (fast_float's Clinger and Eisel-Lemire steps), the rest from the text: every double, in
+// the forms clients write (shortest, 17 and 19 significant digits, fixed with leading zeros), must
+// come out as the general decoder's, bit for bit, with either sign and in every element type.
+TEST(QueryCodec, TheOnePassReaderConvertsEveryDoubleAsTheGeneralDecoderDoes) {
+  std::mt19937_64 random(13);
+  std::vector<std::string> numbers = {
+      "0.0", "-0.0", "0.000", "1.5", "9007199254740993.0", "9007199254740992.5", "2.2250738585072011e-308",
+      "2.2250738585072014e-308", "4.9406564584124654e-324", "2.4703282292062327e-324", "2.4703282292062328e-324",
+      "1.7976931348623157e308", "1.7976931348623158e308", "1.7976931348623159e308", "1e22", "1.0e23", "1e-22",
+      "1.0e-23", "9999999999999999999.5", "0.9999999999999999999", "0.99999999999999999999", "1.0000000000000000000",
+      "0.00000000000000000000000000000000000000000000000000000000000000001", "123456789012345.67", "0.1e-400",
+      "72057594037927933.0", "7.2057594037927933e16", "3.4028235677973366e38", "1.401298464324817e-45"};
+  char text[64];
+  for (int i = 0; i < 20000; ++i) {
+    double value;
+    const uint64_t bits = random();
+    std::memcpy(&value, &bits, sizeof(value));
+    if (!std::isfinite(value)) continue;
+    if (i % 2) value = std::ldexp(static_cast<double>(bits >> 11), -53) * std::pow(10.0, i % 9);  // everyday sizes
+    const auto shortest = std::to_chars(text, text + sizeof(text), value);
+    std::string written(text, shortest.ptr);
+    if (written.find_first_of(".e") == std::string::npos) written += ".0";
+    numbers.push_back(written);
+    std::snprintf(text, sizeof(text), "%.17g", value);
+    numbers.emplace_back(text);
+    std::snprintf(text, sizeof(text), "%.18e", value);
+    numbers.emplace_back(text);
+    if (i % 10 == 1) {
+      std::snprintf(text, sizeof(text), "%.30f", value / 1e6);
+      numbers.emplace_back(text);
+    }
+  }
+  std::size_t taken = 0;  // by the one-pass reader (numbers beyond its range go to the general one)
+  for (const std::string& number : numbers) {
+    const std::string body = R"({"input": [)" + number + "]}";
+    const auto one_pass = decode_predict_body(body, InputType::Doubles);
+    const auto general = decode_predict_body_general(body, InputType::Doubles);
+    ASSERT_EQ(one_pass.ok(), general.ok()) << number;
+    if (!one_pass.ok()) continue;
+    ASSERT_EQ(one_pass.value->inputs[0].payload, general.value->inputs[0].payload) << number;
+    taken += decode_common_predict_body(body, InputType::Doubles).has_value();
+  }
+  EXPECT_GT(taken, numbers.size() * 9 / 10);
+  for (std::size_t i = 0; i < 400; ++i) {  // each alone too, negated, in every type
+    expect_same_as_general(R"({"input": [)" + numbers[i] + "]}");
+    expect_same_as_general(R"({"input": [-)" + numbers[i] + "]}");
+  }
 }
 
 // The one-pass reader skips digit runs eight bytes at a time: runs of every length up to a few words,
