@@ -315,5 +315,39 @@ TEST(RequestParser, ChunkedBodiesAreJoinedWhereverTheReadsSplitThem) {
   }
 }
 
+// A chunked body's trailer lines reach the header callbacks after the head: they used to be measured as
+// part of the head (a trailer after a long body in the same read was refused with 431, or not, as the
+// reads fell) and a trailing Inference-Header-Content-Length was appended to the head's ("2" then "9": "29").
+TEST(RequestParser, TrailersNeitherCountAsTheHeadNorChangeWhatItSaid) {
+  const std::string chunk(40000, 'a');
+  const std::string raw =
+      "POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+      "Inference-Header-Content-Length: 2\r\n\r\n9c40\r\n" + chunk +
+      "\r\n0\r\nInference-Header-Content-Length: 9\r\nX-Checksum: 1\r\n\r\n";
+  for (const std::size_t split : {raw.size(), std::size_t{100}, raw.size() - 30}) {
+    std::vector<HttpRequest> requests;
+    RequestParser parser(ParserLimits{1 << 20},
+                         [&](HttpRequest&& request) { requests.push_back(std::move(request)); });
+    ASSERT_TRUE(parser.feed(raw.data(), split)) << split << " " << parser.failure().reason;
+    ASSERT_TRUE(parser.feed(raw.data() + split, raw.size() - split)) << split << " " << parser.failure().reason;
+    ASSERT_EQ(requests.size(), 1u) << split;
+    EXPECT_EQ(requests[0].body, chunk);
+    EXPECT_EQ(requests[0].inference_header_length, "2") << split;
+  }
+}
+
+// Trailers still count against the header limits.
+TEST(RequestParser, TrailersOverTheHeaderCountAnswer431) {
+  std::string raw = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n";
+  for (int i = 0; i < 20; ++i) raw += "X-T: y\r\n";
+  raw += "\r\n";
+  std::vector<HttpRequest> requests;
+  RequestParser parser(ParserLimits{1024, 16 * 1024, 10},
+                       [&](HttpRequest&& request) { requests.push_back(std::move(request)); });
+  EXPECT_FALSE(parser.feed(raw.data(), raw.size()));
+  EXPECT_EQ(parser.failure().status, 431);
+  EXPECT_TRUE(requests.empty());
+}
+
 }  // namespace
 }  // namespace clipper::http
