@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace clipper::http {
@@ -244,6 +245,26 @@ TEST(RequestParser, WhiteSpaceThatNoLimitCountsStillEndsAtTheHeadLimit) {
   RequestParser whole(ParserLimits{1024, 300, 3}, [](HttpRequest&&) { FAIL() << "delivered"; });
   EXPECT_FALSE(whole.feed(trailing.data(), trailing.size()));
   EXPECT_EQ(whole.failure().status, 431);
+}
+
+TEST(RequestParser, ALongTargetIsRefusedByTheLimitItCrossesFirstWhereverTheReadsEnd) {
+  // "POST " and a target of 9000 bytes. Limits 1024/16/1 without layout room: the head may be 8192 + 16
+  // + 8 = 8216 bytes, so the target's 8193rd byte (head byte 8198) crosses its own limit first: 414.
+  // Limits 1024/0/0: the head may be 8192 bytes, crossed at head byte 8193 (target byte 8188): 431.
+  const std::string request = "POST /" + std::string(8999, 'p') + " HTTP/1.1\r\n\r\n";
+  for (const auto& [header_bytes, header_count, status] : {std::tuple{16, 1, 414}, std::tuple{0, 0, 431}}) {
+    ParserLimits limits{1024, static_cast<std::size_t>(header_bytes), static_cast<std::size_t>(header_count)};
+    limits.head_layout_bytes = 0;
+    for (const std::size_t read : {request.size(), std::size_t{64}, std::size_t{7}, std::size_t{1}}) {
+      RequestParser parser(limits, [](HttpRequest&&) { FAIL() << "delivered"; });
+      bool ok = true;
+      for (std::size_t at = 0; at < request.size() && ok; at += read) {
+        ok = parser.feed(request.data() + at, std::min(read, request.size() - at));
+      }
+      EXPECT_FALSE(ok);
+      EXPECT_EQ(parser.failure().status, status) << "reads of " << read;
+    }
+  }
 }
 
 TEST(RequestParser, AHeadWithinTheLimitInALongReadIsMeasuredAndDelivered) {
