@@ -9,9 +9,13 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace clipper {
 namespace {
@@ -254,6 +258,81 @@ TEST(QueryCodec, TheOnePassReaderAgreesWithTheGeneralDecoderOnEveryMember) {
       R"({"input": [1], "uid": })", R"({"input": [1], "uid": 1}})", "{\"input\": [1], \"uid\": 1\0}"s,
       "{\"input\": [1], \"ver\0sion\": \"1\"}"s, "{\"input\": \"a\0b\"}"s, R"({"input": [1], "uid": 1} [])"};
   for (const auto& body : bodies) expect_same_as_general(body);
+}
+
+// A body cut short at every byte, laid out so that its last byte is the last one before an unmapped
+// page: a one-pass reader that reads past the body's end crashes here (without a sanitizer), and each
+// cut must still get the general decoder's answer.
+class GuardedBody {
+ public:
+  explicit GuardedBody(std::size_t capacity) {
+    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t pages = (capacity + page_ - 1) / page_ + 1;
+    size_ = pages * page_;
+    void* mapped = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) throw std::runtime_error("mmap failed");
+    base_ = static_cast<char*>(mapped);
+    if (mprotect(base_ + size_ - page_, page_, PROT_NONE) != 0) throw std::runtime_error("mprotect failed");
+  }
+  ~GuardedBody() { munmap(base_, size_); }
+  GuardedBody(const GuardedBody&) = delete;
+  GuardedBody& operator=(const GuardedBody&) = delete;
+  // `body` copied to end where the guard page begins.
+  std::string_view place(std::string_view body) {
+    char* at = base_ + size_ - page_ - body.size();
+    std::memcpy(at, body.data(), body.size());
+    return {at, body.size()};
+  }
+
+ private:
+  std::size_t page_ = 0;
+  std::size_t size_ = 0;
+  char* base_ = nullptr;
+};
+
+TEST(QueryCodec, TheOnePassReadersStopAtTheBodysEndWhereverItIsCut) {
+  const std::vector<std::string> predict_bodies = {
+      R"({"input": [12345678901, -0.5e-3, 1E+2, 0, 123456789012345678901234567890]})",
+      R"({"uid":-42,"version":"v1","input_batch":[[1,2],[3.25e1],[]]})",
+      "{\"input\": \"h\xC3\xA9llo w\xE2\x82\xACrld\", \"version\": 7}", R"({"input": "h\u00e9llo"})", R"({"input":"aGVsbG8gd29ybGQ="})",
+      R"({"input_batch":["YQ==","aGk="],"uid":9223372036854775807})"};
+  const std::vector<std::string> update_bodies = {
+      R"({"uid": 3, "input": [1.5, 22222222, -3], "label": -0.125e2})",
+      R"({"label":1,"input":"aGVsbG8=","uid":4})"};
+  GuardedBody guarded(4096);
+  for (const InputType type :
+       {InputType::Ints, InputType::Floats, InputType::Doubles, InputType::Strings, InputType::Bytes}) {
+    for (const auto& body : predict_bodies) {
+      for (std::size_t cut = 0; cut <= body.size(); ++cut) {
+        const std::string_view view = guarded.place(std::string_view(body).substr(0, cut));
+        const auto fast = decode_predict_body(view, type);
+        const auto general = decode_predict_body_general(view, type);
+        ASSERT_EQ(fast.ok(), general.ok()) << view;
+        if (!fast.ok()) {
+          EXPECT_EQ(fast.failure.cause, general.failure.cause) << view;
+          continue;
+        }
+        ASSERT_EQ(fast.value->inputs.size(), general.value->inputs.size()) << view;
+        for (std::size_t i = 0; i < fast.value->inputs.size(); ++i) {
+          EXPECT_EQ(fast.value->inputs[i].payload, general.value->inputs[i].payload) << view;
+        }
+      }
+    }
+    for (const auto& body : update_bodies) {
+      for (std::size_t cut = 0; cut <= body.size(); ++cut) {
+        const std::string_view view = guarded.place(std::string_view(body).substr(0, cut));
+        const auto fast = decode_update_body(view, type);
+        const auto general = decode_update_body_general(view, type);
+        ASSERT_EQ(fast.ok(), general.ok()) << view;
+        if (!fast.ok()) {
+          EXPECT_EQ(fast.failure.cause, general.failure.cause) << view;
+          continue;
+        }
+        EXPECT_EQ(fast.value->input.payload, general.value->input.payload) << view;
+        EXPECT_EQ(std::bit_cast<uint64_t>(fast.value->label), std::bit_cast<uint64_t>(general.value->label)) << view;
+      }
+    }
+  }
 }
 
 // The agreement tests above hold whichever decoder reads a body; this one checks that the common
