@@ -264,12 +264,31 @@ struct ScannedNumber {
   bool few_digits = true;  // at most 19 significant digits: `digits` holds them all
 };
 
-// Adds the digits from `at` to `digits` (eight at a time with fast_float's own digit parsing): the end
-// of the run. `digits` wraps past 19 digits; the caller counts them and then does not use it.
+// Adds the digits from `at` to `digits`: the end of the run. `digits` wraps past 19 digits; the caller
+// counts them and then does not use it. A word at a time, where eight bytes remain: skip_digits' test
+// finds how many of its bytes are digits, and fast_float's eight-digit parser reads them all at once,
+// the run's last few shifted to the word's top, below them '0's (leading zeros).
 const char* gather_digits(const char* at, const char* end, uint64_t& digits) {
-  while (end - at >= 8 && fast_float::is_made_of_eight_digits_fast(at)) {
-    digits = digits * 100000000 + fast_float::parse_eight_digits_unrolled(at);
-    at += 8;
+  static constexpr uint64_t kPowersOfTen[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+  constexpr uint64_t kZeros = 0x3030303030303030, kAbove = 0x4646464646464646, kHighBits = 0x8080808080808080;
+  while (end - at >= 8) {
+    uint64_t word;
+    std::memcpy(&word, at, sizeof(word));
+    const uint64_t non_digits = ((word - kZeros) | (word + kAbove)) & kHighBits;
+    if (non_digits == 0) {
+      digits = digits * kPowersOfTen[8] + fast_float::parse_eight_digits_unrolled(word);
+      at += 8;
+      continue;
+    }
+    const int count = std::countr_zero(non_digits) >> 3;  // digits before the first other byte
+    if (count <= 1) {  // none, or one (as in "1.0"): no need to parse the word
+      digits = count == 0 ? digits : digits * 10 + static_cast<uint64_t>(*at - '0');
+      return at + count;
+    }
+    const int shift = 8 * (8 - count);
+    digits = digits * kPowersOfTen[count] +
+             fast_float::parse_eight_digits_unrolled((word << shift) | (kZeros >> (64 - shift)));
+    return at + count;
   }
   for (; at != end && is_digit(*at); ++at) digits = digits * 10 + static_cast<uint64_t>(*at - '0');
   return at;
