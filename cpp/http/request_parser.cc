@@ -217,6 +217,9 @@ int RequestParser::on_header_value(llhttp_t* parser, const char* at, std::size_t
   if (!trailer && !self->check_head_bytes(at + length)) return HPE_USER;
   if (self->in_field_) {
     self->in_field_ = false;
+    // llhttp (8.1, strict) takes a line that starts with its colon as a header with an empty name; a
+    // name is a token of one byte or more (RFC 9110, 5.1), and http_parser refused it.
+    if (self->field_length_ == 0) return self->fail(400, "malformed HTTP request: empty header name");
     // A trailer never changes what the head said (the body is already framed and read by it).
     self->reading_expect_ = !trailer && self->field_may_be_expect_ && self->field_length_ == kExpect.size();
     self->reading_inference_length_ = !trailer && self->field_may_be_inference_length_ &&

@@ -370,5 +370,22 @@ TEST(RequestParser, TrailersOverTheHeaderCountAnswer431) {
   EXPECT_TRUE(requests.empty());
 }
 
+// A header line without a name (": v") is malformed, wherever the reads split it, in the head or in a
+// chunked body's trailer.
+TEST(RequestParser, AHeaderWithoutANameIsRefusedWith400) {
+  for (const std::string raw : {"GET / HTTP/1.1\r\n: v\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n:\r\n\r\n",
+                                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n: t\r\n\r\n"}) {
+    for (std::size_t split = 1; split <= raw.size(); ++split) {
+      std::vector<HttpRequest> requests;
+      RequestParser parser(ParserLimits{1024},
+                           [&](HttpRequest&& request) { requests.push_back(std::move(request)); });
+      const bool fed = parser.feed(raw.data(), split) && parser.feed(raw.data() + split, raw.size() - split);
+      EXPECT_FALSE(fed) << raw << " split at " << split;
+      EXPECT_EQ(parser.failure().status, 400) << raw;
+      EXPECT_TRUE(requests.empty()) << raw;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace clipper::http
