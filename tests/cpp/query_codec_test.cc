@@ -568,5 +568,49 @@ TEST(QueryCodec, RendersErrors) {
   EXPECT_EQ(render_error("", ""), R"({"error":"","cause":""})");
 }
 
+// Random numbers in JSON's grammar (up to 22 integer digits, 25 fraction digits with many zeros, exponents
+// to 339 either way): the one-pass readers' own conversion (digits gathered a word at a time, Clinger's
+// and Eisel-Lemire's steps) gives the general decoder's bits or leaves the number to it, as an input of
+// each numeric type and as /update's label. Seeded: the same numbers every run.
+TEST(QueryCodec, TheOnePassReadersAgreeWithTheGeneralDecoderOnRandomNumbers) {
+  std::mt19937_64 rng(12345);
+  const auto digit = [&rng](bool nonzero) { return static_cast<char>('0' + (nonzero ? 1 + rng() % 9 : rng() % 10)); };
+  std::size_t one_pass = 0;
+  for (int round = 0; round < 100000; ++round) {
+    std::string number = rng() % 3 == 0 ? "-" : "";
+    if (rng() % 4 == 0) {
+      number += '0';
+    } else {
+      number += digit(true);
+      for (int i = 1 + static_cast<int>(rng() % 22); i > 1; --i) number += digit(false);
+    }
+    if (rng() % 2) {
+      number += '.';
+      for (int i = 1 + static_cast<int>(rng() % 25); i > 0; --i) number += rng() % 3 == 0 ? '0' : digit(false);
+    }
+    if (rng() % 2) {
+      number += rng() % 2 ? 'e' : 'E';
+      const auto sign = rng() % 3;
+      if (sign != 2) number += sign == 0 ? '-' : '+';
+      number += std::to_string(rng() % 340);
+    }
+    const std::string body = "{\"input\":[" + number + "]}";
+    for (const InputType type : {InputType::Doubles, InputType::Floats, InputType::Ints}) {
+      const auto fast = decode_predict_body(body, type);
+      const auto general = decode_predict_body_general(body, type);
+      ASSERT_EQ(fast.ok(), general.ok()) << body;
+      if (fast.ok()) ASSERT_EQ(fast.value->inputs[0].payload, general.value->inputs[0].payload) << body;
+      one_pass += decode_common_predict_body(body, type).has_value();
+    }
+    const std::string update = "{\"uid\":1,\"input\":[1],\"label\":" + number + "}";
+    const auto fast = decode_update_body(update, InputType::Doubles);
+    const auto general = decode_update_body_general(update, InputType::Doubles);
+    ASSERT_EQ(fast.ok(), general.ok()) << update;
+    if (fast.ok()) {
+      ASSERT_EQ(std::bit_cast<uint64_t>(fast.value->label), std::bit_cast<uint64_t>(general.value->label)) << update;
+    }
+  }
+  EXPECT_GT(one_pass, 100000u);  // most were read by the one-pass readers, not left to the general one
+}
 }  // namespace
 }  // namespace clipper
