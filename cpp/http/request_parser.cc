@@ -264,7 +264,11 @@ int RequestParser::finish_headers() {
     if (expect_ != "100-continue") {
       return fail(417, "unsupported Expect header (only 100-continue is understood)");
     }
-    continue_owed_ = (parser_.flags & F_CHUNKED) != 0 || (has_length && parser_.content_length > 0);
+    // An HTTP/1.0 client knows no interim answers (it would take "100 Continue" for the answer): its
+    // expectation is ignored (RFC 9110, 10.1.1).
+    const bool interim_answers = parser_.http_major > 1 || (parser_.http_major == 1 && parser_.http_minor >= 1);
+    continue_owed_ = interim_answers &&
+                     ((parser_.flags & F_CHUNKED) != 0 || (has_length && parser_.content_length > 0));
   }
   // Reserve what was declared, but not more than kMaxReserveBytes ahead of the bytes themselves:
   // a client that declares megabytes and stalls must not pin them.

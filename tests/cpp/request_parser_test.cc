@@ -182,6 +182,19 @@ TEST(RequestParser, Expect100ContinueIsOwedOnlyWhileTheBodyIsToCome) {
   EXPECT_EQ(seen.size(), 2u);
 }
 
+// An HTTP/1.0 client would take an interim "100 Continue" for the answer: its expectation is ignored
+// (RFC 9110, 10.1.1), and its body still read.
+TEST(RequestParser, AnHttp10ClientIsOwedNo100Continue) {
+  std::vector<HttpRequest> seen;
+  RequestParser parser(1024, [&seen](HttpRequest&& r) { seen.push_back(r); });
+  const std::string head = "POST /a/predict HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+  ASSERT_TRUE(parser.feed(head.data(), head.size()));
+  EXPECT_FALSE(parser.take_continue());
+  ASSERT_TRUE(parser.feed("{}", 2));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, "{}");
+}
+
 TEST(RequestParser, UnknownExpectationAnswers417AndOversizedDeclaredBody413) {
   RequestParser odd(1024, [](HttpRequest&&) {});
   const std::string raw = "POST / HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 2\r\n\r\n";
