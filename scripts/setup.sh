@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # (scripts/fuzz.sh). Bench: nginx.
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libuv1-dev libhttp-parser-dev libzmq3-dev rapidjson-dev libb64-dev libconcurrentqueue-dev
+  libuv1-dev libzmq3-dev rapidjson-dev libb64-dev libconcurrentqueue-dev
   libgtest-dev nginx-light redis-server libxxhash-dev libabsl-dev libfast-float-dev node-llhttp
   openjdk-17-jre-headless clang libclang-rt-14-dev
 )
