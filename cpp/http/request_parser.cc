@@ -40,6 +40,7 @@ const llhttp_settings_t& RequestParser::settings() {
     settings.on_header_field = &RequestParser::on_header_field;
     settings.on_header_value = &RequestParser::on_header_value;
     settings.on_headers_complete = &RequestParser::on_headers_complete;
+    settings.on_chunk_header = &RequestParser::on_chunk_header;
     settings.on_body = &RequestParser::on_body;
     settings.on_message_complete = &RequestParser::on_message_complete;
     return settings;
@@ -277,6 +278,17 @@ int RequestParser::finish_headers() {
   }
   current_.method = static_cast<llhttp_method_t>(parser_.method);
   phase_ = Phase::kBody;
+  return 0;
+}
+
+int RequestParser::on_chunk_header(llhttp_t* parser) {
+  auto* self = static_cast<RequestParser*>(parser->data);
+  // A chunk's declared size (llhttp's content_length here) that would take the body over the limit
+  // is refused before its bytes come, as a declared Content-Length is at the headers.
+  const std::size_t limit = self->limits_.max_body_bytes;
+  if (parser->content_length > limit - std::min(limit, self->current_.body.size())) {
+    return self->fail(413, "request body exceeds the limit of " + std::to_string(limit) + " bytes");
+  }
   return 0;
 }
 

@@ -80,6 +80,7 @@ class RequestParser {
   static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
   static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
   static int on_headers_complete(llhttp_t* parser);
+  static int on_chunk_header(llhttp_t* parser);
   static int on_body(llhttp_t* parser, const char* at, std::size_t length);
   static int on_message_complete(llhttp_t* parser);
   static const llhttp_settings_t& settings();

@@ -94,6 +94,23 @@ TEST(RequestParser, RejectsChunkedBodiesOverTheLimit) {
   EXPECT_EQ(c.parser.failure().status, 413);
 }
 
+// A chunk whose declared size takes the body over the limit is refused at its size line, before any
+// of its bytes (as a Content-Length over the limit is at the headers), wherever the reads split it.
+TEST(RequestParser, AChunkDeclaredOverTheLimitIsRefusedBeforeItsBytes) {
+  const std::string raw = "POST /a/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n1234\r\n7\r\n";
+  for (std::size_t split = 1; split <= raw.size(); ++split) {
+    Collected c(10);
+    const bool fed = c.parser.feed(raw.data(), split) && c.parser.feed(raw.data() + split, raw.size() - split);
+    EXPECT_FALSE(fed) << split;
+    EXPECT_EQ(c.parser.failure().status, 413) << split;
+  }
+  Collected fits(10);  // 4 + 6: exactly the limit
+  const std::string exact = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n1234\r\n6\r\n123456\r\n0\r\n\r\n";
+  ASSERT_TRUE(fits.parser.feed(exact.data(), exact.size())) << fits.parser.failure().reason;
+  ASSERT_EQ(fits.requests.size(), 1u);
+  EXPECT_EQ(fits.requests[0].body, "1234123456");
+}
+
 TEST(RequestParser, RejectsGarbage) {
   Collected c(100);
   const std::string raw = "NOT HTTP AT ALL\r\n\r\n";
