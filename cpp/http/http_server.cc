@@ -75,6 +75,7 @@ std::string_view status_text(int status) {
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     default: return "Unknown";
   }
@@ -333,6 +334,7 @@ void HttpServer::fail_connection(Connection& connection, const ParseFailure& fai
                       : failure.status == 431 ? "Request header fields too large"
                       : failure.status == 417 ? "Expectation failed"
                       : failure.status == 414 ? "URI too long"
+                      : failure.status == 501 ? "Not implemented"
                                               : "Bad request";
   connection.parser->release();
   response.body = std::string("{\"error\":\"") + error +

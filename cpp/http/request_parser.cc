@@ -114,6 +114,8 @@ int RequestParser::on_message_begin(llhttp_t* parser) {
   self->in_field_ = false;
   self->expect_.clear();
   self->reading_expect_ = false;
+  self->transfer_codings_.clear();
+  self->reading_transfer_encoding_ = false;
   self->reading_inference_length_ = false;
   self->continue_owed_ = false;
   self->head_started_ = false;
@@ -170,6 +172,24 @@ namespace {
 
 constexpr std::string_view kExpect = "expect";
 constexpr std::string_view kInferenceHeaderLength = "inference-header-content-length";
+constexpr std::string_view kTransferEncoding = "transfer-encoding";
+constexpr std::size_t kMaxCodingsBytes = 64;  // longer Transfer-Encoding values are refused
+
+// Whether every coding in `codings` (a comma-separated list, lower case) is "chunked": llhttp already
+// refuses a list whose last coding is not chunked, but not one with others before it ("gzip, chunked"),
+// whose body would reach the handler still encoded.
+bool only_chunked(std::string_view codings) {
+  while (!codings.empty()) {
+    const std::size_t comma = codings.find(',');
+    std::string_view coding = codings.substr(0, comma);
+    while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+    if (!coding.empty() && coding != "chunked") return false;
+    if (comma == std::string_view::npos) break;
+    codings.remove_prefix(comma + 1);
+  }
+  return true;
+}
 
 char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -194,6 +214,7 @@ int RequestParser::on_header_field(llhttp_t* parser, const char* at, std::size_t
     self->in_field_ = true;
     self->field_length_ = 0;
     self->field_may_be_expect_ = true;
+    self->field_may_be_transfer_encoding_ = true;
     self->field_may_be_inference_length_ = true;
     if (++self->header_count_ > self->limits_.max_header_count) {
       return self->fail(431, "more than " + std::to_string(self->limits_.max_header_count) +
@@ -205,6 +226,8 @@ int RequestParser::on_header_field(llhttp_t* parser, const char* at, std::size_t
   // their length or first byte.
   self->field_may_be_expect_ =
       self->field_may_be_expect_ && continues(kExpect, self->field_length_, at, length);
+  self->field_may_be_transfer_encoding_ =
+      self->field_may_be_transfer_encoding_ && continues(kTransferEncoding, self->field_length_, at, length);
   self->field_may_be_inference_length_ =
       self->field_may_be_inference_length_ &&
       continues(kInferenceHeaderLength, self->field_length_, at, length);
@@ -225,8 +248,17 @@ int RequestParser::on_header_value(llhttp_t* parser, const char* at, std::size_t
     self->reading_expect_ = !trailer && self->field_may_be_expect_ && self->field_length_ == kExpect.size();
     self->reading_inference_length_ = !trailer && self->field_may_be_inference_length_ &&
                                       self->field_length_ == kInferenceHeaderLength.size();
+    self->reading_transfer_encoding_ = !trailer && self->field_may_be_transfer_encoding_ &&
+                                       self->field_length_ == kTransferEncoding.size();
+    // Each Transfer-Encoding line adds to the list.
+    if (self->reading_transfer_encoding_ && !self->transfer_codings_.empty()) self->transfer_codings_ += ',';
   }
   if (!self->count_header_bytes(length)) return HPE_USER;
+  if (self->reading_transfer_encoding_) {
+    for (std::size_t i = 0; i < length && self->transfer_codings_.size() <= kMaxCodingsBytes; ++i) {
+      self->transfer_codings_ += ascii_lower(at[i]);
+    }
+  }
   if (self->reading_expect_) {
     for (std::size_t i = 0; i < length && self->expect_.size() < 64; ++i) {
       self->expect_ += ascii_lower(at[i]);
@@ -255,6 +287,11 @@ int RequestParser::finish_headers() {
   // Refused here, before any body: an upgrade request with a body must never run, however its bytes
   // arrive (cpp/fuzz/request_parser_fuzzer found that it once did when it arrived in one read).
   if (parser_.upgrade) return fail(400, "protocol upgrades are not supported");
+  // (Codings that do not end with chunked: llhttp refuses them with 400 after this callback.)
+  if ((parser_.flags & F_CHUNKED) != 0 &&
+      (transfer_codings_.size() > kMaxCodingsBytes || !only_chunked(transfer_codings_))) {
+    return fail(501, "unsupported Transfer-Encoding (only chunked is understood)");
+  }
   // Chunked bodies are checked as they arrive.
   const bool has_length = (parser_.flags & F_CONTENT_LENGTH) != 0;
   if (has_length && parser_.content_length > limits_.max_body_bytes) {

@@ -131,6 +131,10 @@ class RequestParser {
   bool field_may_be_inference_length_ = false;
   std::string expect_;              // value of Expect, if sent
   bool reading_expect_ = false;
+  bool field_may_be_transfer_encoding_ = false;
+  // Transfer-Encoding's values, lower case, joined by commas (at most kMaxCodingsBytes kept).
+  std::string transfer_codings_;
+  bool reading_transfer_encoding_ = false;
   bool reading_inference_length_ = false;  // the value of Inference-Header-Content-Length
   bool continue_owed_ = false;
 };

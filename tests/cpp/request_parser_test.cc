@@ -111,6 +111,32 @@ TEST(RequestParser, AChunkDeclaredOverTheLimitIsRefusedBeforeItsBytes) {
   EXPECT_EQ(fits.requests[0].body, "1234123456");
 }
 
+// A transfer coding other than chunked before it ("gzip, chunked": llhttp refuses only a list that does
+// not end with chunked) is 501: the body would otherwise reach the handler still encoded.
+TEST(RequestParser, TransferCodingsOtherThanChunkedAnswer501) {
+  const std::string body = "\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+  for (const std::string codings : {"Transfer-Encoding: gzip, chunked", "Transfer-Encoding: GZIP,chunked",
+                                    "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+                                    "Transfer-Encoding: identity , chunked"}) {
+    const std::string raw = "POST / HTTP/1.1\r\n" + codings + body;
+    for (std::size_t split = 1; split <= raw.size(); ++split) {
+      Collected c(1024);
+      const bool fed = c.parser.feed(raw.data(), split) && c.parser.feed(raw.data() + split, raw.size() - split);
+      EXPECT_FALSE(fed) << codings << " split at " << split;
+      EXPECT_EQ(c.parser.failure().status, 501) << codings << " split at " << split;
+      EXPECT_TRUE(c.requests.empty()) << codings;
+    }
+  }
+  for (const std::string codings : {"Transfer-Encoding: chunked", "transfer-encoding:CHUNKED",
+                                    "Transfer-Encoding: ,chunked", "Transfer-Encoding:\tchunked"}) {
+    const std::string raw = "POST / HTTP/1.1\r\n" + codings + body;
+    Collected c(1024);
+    ASSERT_TRUE(c.parser.feed(raw.data(), raw.size())) << codings << ": " << c.parser.failure().reason;
+    ASSERT_EQ(c.requests.size(), 1u) << codings;
+    EXPECT_EQ(c.requests[0].body, "{}");
+  }
+}
+
 TEST(RequestParser, RejectsGarbage) {
   Collected c(100);
   const std::string raw = "NOT HTTP AT ALL\r\n\r\n";
