@@ -390,6 +390,20 @@ def smuggling(cluster: HostileCluster) -> Outcome:
     return Outcome(f"{seen}", all(status == "400" for status in seen.values()))
 
 
+def transfer_codings(cluster: HostileCluster) -> Outcome:
+    """A coding before chunked ("gzip, chunked"): 501, and the request behind it never answered."""
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"f\r\n" + b'{"input":[1.0]}' + b"\r\n0\r\n\r\n"
+    seen = {}
+    for codings in ("gzip, chunked", "identity,chunked"):
+        request = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {codings}\r\n\r\n".encode()
+        received, _ = raw_read_all(cluster.query_port, request + chunked + smuggled, timeout_s=5)
+        answers = received.count(b"HTTP/1.1 ")
+        status = received.split(b" ", 2)[1].decode() if received else "nothing"
+        seen[codings] = status if answers <= 1 else f"{status} and {answers - 1} more answered"
+    return Outcome(f"{seen}", all(status == "501" for status in seen.values()))
+
+
 def expect_continue(cluster: HostileCluster) -> Outcome:
     body = b'{"input": [1.0, 2.0]}'
     with socket.create_connection(("127.0.0.1", cluster.query_port), 5, ("127.0.0.2", 0)) as sock:
@@ -441,6 +455,8 @@ CASES = [
          large_answer_on_closing_connection),
     Case("query port: request smuggling shapes", "400, smuggled request never answered",
          smuggling),
+    Case("query port: transfer codings before chunked", "501, the request behind never answered",
+         transfer_codings),
     Case("query port: Expect: 100-continue", "100 then 200; 413 at once over the limit",
          expect_continue),
 ]  # fmt: skip
