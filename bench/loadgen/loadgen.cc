@@ -905,6 +905,12 @@ void LoadGenerator::on_readable(Connection& connection) {
         }
         finish_response(connection);
         if (connection.state == Connection::State::kClosed) return;
+        // Bytes read with this answer were sent before the next request (which finish_response may
+        // have sent already): they cannot be its answer.
+        if (at != end) {
+          fail_connection(connection, report_.parse_errors);
+          return;
+        }
         continue;
       }
       std::fprintf(stderr, "event=parse_error error=%s reason=%s\n", llhttp_errno_name(error),

@@ -25,7 +25,8 @@ ANSWER = b'{"output":1,"default":false}'
 class DelayedHttpServer:
     """Answers every request with 200 and `body` after `delay_s`; counts connections per peer and
     request lines. `framing` delimits the body: "length" (Content-Length), "chunked" (two chunks, split
-    mid-body) or "close" (no length: the body ends when the server closes the connection)."""
+    mid-body) or "close" (no length: the body ends when the server closes the connection); "twice"
+    answers each request twice, in one write, as a broken server would."""
 
     def __init__(self, delay_s=0.0, framing="length", body=ANSWER):
         self.delay_s = delay_s
@@ -78,7 +79,8 @@ class DelayedHttpServer:
             return head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
         if self.framing == "close":
             return head + b"Connection: close\r\n\r\n" + self.body
-        return head + b"Content-Length: %d\r\n\r\n" % len(self.body) + self.body
+        answer = head + b"Content-Length: %d\r\n\r\n" % len(self.body) + self.body
+        return answer * 2 if self.framing == "twice" else answer
 
     def stop(self):
         async def close():
@@ -213,6 +215,19 @@ def test_answers_are_counted_however_their_body_is_delimited(framing, body):
         assert report["reconnects"] >= report["requests"]
     else:
         assert report["reconnects"] == 0
+
+
+def test_an_answer_nobody_asked_for_is_a_parse_error_not_the_next_answer():
+    """Bytes that came with an answer were sent before the next request: they cannot answer it (the
+    closed loop sends that request the moment the answer is read, so they once did, and counted)."""
+    http = DelayedHttpServer(framing="twice")
+    try:
+        report = run_loadgen("--url", http.url, "--connections", "1", "--warmup", "0", "--duration", "0.3")
+    finally:
+        http.stop()
+    assert report["errors"]["parse"] > 0
+    # Every answer counted is one a request was sent for: never more than the server was asked.
+    assert report["requests"] <= sum(http.request_heads.values())
 
 
 def test_the_url_s_path_and_query_are_the_request_target(server):
