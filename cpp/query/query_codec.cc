@@ -218,6 +218,21 @@ const char* skip_digits(const char* at, const char* end) {
   return at;
 }
 
+// Past a number's exponent, `at` on its 'e' or 'E': its value in `exponent` (capped at 100,000, only its
+// size matters), or nullptr when no digit follows or when a positive exponent is one rapidjson's reader
+// might refuse (see json_number_end).
+const char* read_json_exponent(const char* at, const char* end, int& exponent) {
+  constexpr int kMaxPositiveExponent = 290;
+  bool negative = false;
+  if (++at != end && (*at == '+' || *at == '-')) negative = *at++ == '-';
+  if (at == end || !is_digit(*at)) return nullptr;
+  int written = 0;
+  for (; at != end && is_digit(*at); ++at) written = std::min(written * 10 + (*at - '0'), 100000);
+  if (!negative && written > kMaxPositiveExponent) return nullptr;
+  exponent = negative ? -written : written;
+  return at;
+}
+
 // The end of the JSON number that starts at `at` (grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?),
 // or nullptr when no number starts there, or when rapidjson's reader might refuse it as too big (it
 // does for some finite numbers: more integer digits than a double's range, or a positive exponent
@@ -225,7 +240,6 @@ const char* skip_digits(const char* at, const char* end) {
 // `integral` says whether it has neither a fraction nor an exponent.
 const char* json_number_end(const char* at, const char* end, bool& integral) {
   constexpr std::ptrdiff_t kMaxIntegerDigits = 300;
-  constexpr int kMaxPositiveExponent = 290;
   if (at != end && *at == '-') ++at;
   if (at == end) return nullptr;
   const char* digits = at;
@@ -243,14 +257,8 @@ const char* json_number_end(const char* at, const char* end, bool& integral) {
     at = skip_digits(at + 1, end);
   }
   if (at != end && (*at == 'e' || *at == 'E')) {
-    bool negative = false;
-    if (++at != end && (*at == '+' || *at == '-')) negative = *at++ == '-';
-    if (at == end || !is_digit(*at)) return nullptr;
-    int exponent = 0;
-    for (; at != end && is_digit(*at); ++at) {
-      exponent = std::min(exponent * 10 + (*at - '0'), 100000);  // capped: only its size matters
-    }
-    if (!negative && exponent > kMaxPositiveExponent) return nullptr;
+    int exponent;
+    at = read_json_exponent(at, end, exponent);
   }
   return at;
 }
@@ -299,7 +307,6 @@ const char* gather_digits(const char* at, const char* end, uint64_t& digits) {
 // by the conversion.
 const char* scan_json_number(const char* at, const char* end, ScannedNumber& number) {
   constexpr std::ptrdiff_t kMaxIntegerDigits = 300;
-  constexpr int kMaxPositiveExponent = 290;
   constexpr std::ptrdiff_t kMaxDigits = 19;  // what a uint64_t holds, as fast_float counts them
   if (at != end && *at == '-') {
     number.negative = true;
@@ -331,15 +338,10 @@ const char* scan_json_number(const char* at, const char* end, ScannedNumber& num
     exponent = -(at - fraction);
   }
   if (at != end && (*at == 'e' || *at == 'E')) {
-    bool negative = false;
-    if (++at != end && (*at == '+' || *at == '-')) negative = *at++ == '-';
-    if (at == end || !is_digit(*at)) return nullptr;
-    int written = 0;
-    for (; at != end && is_digit(*at); ++at) {
-      written = std::min(written * 10 + (*at - '0'), 100000);  // capped: only its size matters
-    }
-    if (!negative && written > kMaxPositiveExponent) return nullptr;
-    exponent += negative ? -written : written;
+    int written;
+    at = read_json_exponent(at, end, written);
+    if (at == nullptr) return nullptr;
+    exponent += written;
   }
   number.exponent = exponent;
   number.few_digits = significant <= kMaxDigits;
