@@ -47,8 +47,8 @@ class CalibratedBurner:
     """A model costing `fixed_micros` per call plus `per_input_micros` per input of CPU work.
 
     The cost is calibrated where the model runs, when the replica loads it (unpickling calls
-    `__setstate__`): the speed of `burn` is measured on an idle core (the fastest of several trials)
-    and turned into step counts. Under load the work takes longer, as real model code would, since
+    `__setstate__`): the speed of `burn` is measured in the thread's CPU time (the fastest of several
+    trials, so time spent waiting for a CPU does not count) and turned into step counts. Under load the work takes longer, as real model code would, since
     the replica shares the machine's cores with the frontend and the load generator. When
     `report_path` is set, each replica appends its calibration there as one JSON line.
     """
@@ -124,9 +124,13 @@ class FixedBatchTime:
 
 
 def _time_burn(units: int) -> float:
-    start = time.perf_counter()
+    # The thread's CPU time, not the wall clock: a replica calibrates as it starts, often while the
+    # frontend and other replicas start beside it, and a trial it spent waiting for a CPU made the
+    # step look slow, the model lighter than asked (a light burner's capacity then ranged 27-53k/s
+    # from one study to the next on the same machine).
+    start = time.thread_time()
     burn(units)
-    return time.perf_counter() - start
+    return time.thread_time() - start
 
 
 def read_calibration_reports(path: str) -> list[dict[str, Any]]:

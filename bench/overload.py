@@ -69,7 +69,9 @@ import contextlib
 import math
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -646,8 +648,15 @@ def run_study(
             "model_cpus": {MODEL: args.replica_cpus},
         }
         loadgen_cpus = common.parse_cpus(args.isolated_loadgen_cpus or args.frontend_cpus)
+    # Each replica of the CPU model appends its calibration here (steps per microsecond as measured
+    # where it runs, and batches of 1, 16 and 128 timed against their nominal cost).
+    calibration_path = os.path.join(
+        tempfile.mkdtemp(prefix="clipper-overload-calibration-"), "calibration.jsonl"
+    )
     if scenario == "cpu":
-        model: Any = models.CalibratedBurner(args.fixed_micros, args.per_input_micros)
+        model: Any = models.CalibratedBurner(
+            args.fixed_micros, args.per_input_micros, report_path=calibration_path
+        )
         batch_size = -1
     else:
         model, batch_size = models.FixedBatchTime(args.batch_micros), args.batch_size
@@ -698,6 +707,8 @@ def run_study(
             one_run(f"capacity {len(capacity_runs) + 1}", APP, args, loadgen, study, None)
         )
         rss_after = common.megabytes(common.rss_bytes(cluster.frontend_pid))
+    calibration = models.read_calibration_reports(calibration_path)
+    shutil.rmtree(os.path.dirname(calibration_path), ignore_errors=True)
     measured = capacity_reference(capacity_runs)
     capacity = measured["run"]
     for run in runs:
@@ -740,6 +751,7 @@ def run_study(
         "best_goodput_rps": best,
         "goodput_at_2x_over_best": common.rounded(ratio_2x_best, 3),
         "frontend_rss_mb": {"before": rss_before, "after": rss_after},
+        "model_calibration": calibration,
     }
 
 
@@ -829,6 +841,13 @@ def print_table(result: dict[str, Any], slo_ms: float) -> None:
         print(line)
     rss = result["frontend_rss_mb"]
     print(f"frontend RSS: {rss['before']} MB before the runs, {rss['after']} MB after")
+    for report in result.get("model_calibration") or []:
+        measured = report["measured_micros_by_batch_size"]["128"]
+        nominal = report["nominal_micros_by_batch_size"]["128"]
+        print(
+            f"model calibration (replica pid {report['pid']}): {report['nanos_per_unit']} ns per "
+            f"step; a batch of 128 took {measured:,.0f} us of CPU against {nominal:,.0f} nominal"
+        )
 
 
 def verdict(result: dict[str, Any]) -> str | None:
