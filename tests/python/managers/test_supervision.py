@@ -1,6 +1,7 @@
 """Supervision: the back-off policy and restart bookkeeping (pure), and the local supervisor driving real
 processes that crash, with the clock passed in so back-off steps are checked without waiting them out."""
 
+import contextlib
 import errno
 import os
 import signal
@@ -261,13 +262,25 @@ def _reads_per_idle_second(supervisor, timeout_s):
     return windows
 
 
-def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_runner):
+@contextlib.contextmanager
+def _supervising_a_sleeper(tmp_path, runner):
+    """A started supervisor over one recorded sleeping replica: (records, replica, supervisor); the
+    supervisor stopped and the replica killed afterwards."""
     state_dir = tmp_path / "state"
     records = ReplicaRecords(state_dir)
-    replica, process = _start(records, state_dir, sleeping_runner)
+    replica, process = _start(records, state_dir, runner)
     supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
     supervisor.start()
     try:
+        yield records, replica, supervisor
+    finally:
+        supervisor.stop()
+        process.kill()
+        process.wait()
+
+
+def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_runner):
+    with _supervising_a_sleeper(tmp_path, sleeping_runner) as (records, replica, supervisor):
         # Once its first pass is over, a whole second (four ticks) goes by without a read: the
         # records are read again only when their change stamp moves or a replica exits.
         windows = _reads_per_idle_second(supervisor, timeout_s=15)
@@ -278,10 +291,6 @@ def test_an_idle_supervisor_reads_nothing_between_changes(tmp_path, sleeping_run
         before = _thread_reads(supervisor._thread)
         time.sleep(4 * supervisor.poll_interval_s)
         assert _thread_reads(supervisor._thread) > before
-    finally:
-        supervisor.stop()
-        process.kill()
-        process.wait()
     assert not supervisor._thread.is_alive()
 
 
@@ -301,19 +310,10 @@ def test_a_replica_refused_a_pidfd_once_is_watched_from_a_later_pass(
         return pidfd_open(pid, *args)
 
     monkeypatch.setattr(os, "pidfd_open", refusing_once)
-    state_dir = tmp_path / "state"
-    records = ReplicaRecords(state_dir)
-    replica, process = _start(records, state_dir, sleeping_runner)
-    supervisor = LocalReplicaSupervisor(state_dir, "127.0.0.1:9", "test")
-    supervisor.start()
-    try:
+    with _supervising_a_sleeper(tmp_path, sleeping_runner) as (_, replica, supervisor):
         windows = _reads_per_idle_second(supervisor, timeout_s=10)
         assert refused == [replica.pid]
         assert windows[-1] == 0, f"reads per second while idle: {windows}"
-    finally:
-        supervisor.stop()
-        process.kill()
-        process.wait()
 
 
 @pytest.mark.parametrize("pidfds", [True, False], ids=["pidfds", "without-pidfds"])
