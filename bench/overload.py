@@ -648,12 +648,13 @@ def run_study(
             "model_cpus": {MODEL: args.replica_cpus},
         }
         loadgen_cpus = common.parse_cpus(args.isolated_loadgen_cpus or args.frontend_cpus)
-    # Each replica of the CPU model appends its calibration here (steps per microsecond as measured
-    # where it runs, and batches of 1, 16 and 128 timed against their nominal cost).
-    calibration_path = os.path.join(
-        tempfile.mkdtemp(prefix="clipper-overload-calibration-"), "calibration.jsonl"
-    )
+    calibration_path = None
     if scenario == "cpu":
+        # Each replica appends its calibration here (ns per step as measured where it runs, and
+        # batches of 1, 16 and 128 timed against their nominal cost).
+        calibration_path = os.path.join(
+            tempfile.mkdtemp(prefix="clipper-overload-calibration-"), "calibration.jsonl"
+        )
         model: Any = models.CalibratedBurner(
             args.fixed_micros, args.per_input_micros, report_path=calibration_path
         )
@@ -707,8 +708,10 @@ def run_study(
             one_run(f"capacity {len(capacity_runs) + 1}", APP, args, loadgen, study, None)
         )
         rss_after = common.megabytes(common.rss_bytes(cluster.frontend_pid))
-    calibration = models.read_calibration_reports(calibration_path)
-    shutil.rmtree(os.path.dirname(calibration_path), ignore_errors=True)
+    calibration = []
+    if calibration_path:
+        calibration = models.read_calibration_reports(calibration_path)
+        shutil.rmtree(os.path.dirname(calibration_path), ignore_errors=True)
     measured = capacity_reference(capacity_runs)
     capacity = measured["run"]
     for run in runs:
